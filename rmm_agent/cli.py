@@ -1,0 +1,237 @@
+"""`rmm-agent`: enroll this host, run the agent, or collect once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import grpc
+
+from rmm_agent import __version__
+from rmm_agent.collectors import COLLECTORS, Collector
+from rmm_agent.config import AgentConfig, load_config
+from rmm_agent.report import ReportBuilder, report_to_dict
+from rmm_agent.runner import AgentRunner
+from rmm_agent.state import Identity, StateDir
+from rmm_agent.transport import describe_rpc_error, open_channel
+from rmm_common.errors import ConfigError, RmmError
+from rmm_common.logs import setup_logging
+from rmm_proto import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger("rmm_agent")
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+STATE_DIR_OPTION = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Where the agent keeps its identity and counters.",
+)
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> None:
+    """Print an error for a person and exit with `code`."""
+    click.echo(f"rmm-agent: {message}", err=True)
+    sys.exit(code)
+
+
+def make_collectors(disabled: list[str]) -> list[Collector]:
+    """Instantiate every registered collector not disabled; one that cannot start is skipped."""
+    collectors: list[Collector] = []
+    for cls in COLLECTORS:
+        if cls.name in disabled:
+            continue
+        try:
+            collectors.append(cls())
+        except Exception as exc:  # a collector that cannot start is logged, the rest run
+            log.warning("collector %s cannot start and is disabled: %s", cls.name, exc)
+    return collectors
+
+
+def read_config(path: Path | None) -> AgentConfig:
+    """Return the configuration from `path`, or the defaults."""
+    if path is None:
+        return AgentConfig()
+    return load_config(path, {cls.name for cls in COLLECTORS})
+
+
+@click.group()
+@click.version_option(__version__, package_name="rmm")
+def main() -> None:
+    """The RMM agent for this host."""
+
+
+@main.command()
+@click.option("--server", required=True, help="The server's gRPC address, HOST:PORT.")
+@click.option("--token", required=True, envvar="RMM_ENROLL_TOKEN", help="An enrollment token.")
+@STATE_DIR_OPTION
+@click.option("--tag", "tags", multiple=True, help="A tag for this host (repeatable).")
+@click.option("--insecure", is_flag=True, help="Talk plaintext gRPC (loopback and tests only).")
+@click.option(
+    "--ca-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PEM file of the CA that signed the server's certificate (default: system CAs).",
+)
+@click.option("--force", is_flag=True, help="Enroll again even if this state dir has an identity.")
+def enroll(
+    server: str,
+    token: str,
+    state_dir: Path,
+    tags: tuple[str, ...],
+    insecure: bool,
+    ca_cert: Path | None,
+    force: bool,
+) -> None:
+    """Enroll this host with a server, once."""
+    state = StateDir(state_dir)
+    if state.has_identity() and not force:
+        fail(
+            f"{state.identity_path} exists: this agent is enrolled already (--force to redo)",
+            EXIT_USAGE,
+        )
+    ca_pem = ""
+    if ca_cert is not None:
+        try:
+            ca_pem = ca_cert.read_text()
+        except OSError as exc:
+            fail(f"cannot read --ca-cert {ca_cert}: {exc.strerror}", EXIT_USAGE)
+    collectors = make_collectors([])
+    builder = ReportBuilder([c for c in collectors if c.name == "system"])
+    host = builder.build().host
+    builder.close()
+    channel = open_channel(server, insecure, ca_pem)
+    try:
+        response = agent_pb2_grpc.AgentServiceStub(channel).Enroll(
+            agent_pb2.EnrollRequest(
+                token=token, host=host, tags=list(tags), agent_version=__version__
+            ),
+            timeout=30,
+        )
+    except grpc.RpcError as error:
+        code = (
+            EXIT_USAGE
+            if error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT)
+            else EXIT_FAILURE
+        )
+        fail(f"enrollment failed: {describe_rpc_error(error, server)}", code)
+    finally:
+        channel.close()
+    try:
+        state.save_identity(
+            Identity(
+                agent_id=response.agent_id,
+                credential=response.credential,
+                server=server,
+                client=response.client,
+                site=response.site,
+                tags=sorted(set(tags)),
+                insecure=insecure,
+                ca_cert_pem=ca_pem,
+                enrolled_at=time.time(),
+            )
+        )
+    except ConfigError as exc:
+        fail(str(exc))
+    click.echo(
+        f"enrolled as agent {response.agent_id} for {response.client}/{response.site}; "
+        f"identity in {state.identity_path}"
+    )
+
+
+@main.command()
+@STATE_DIR_OPTION
+@click.option("--interval", type=float, help="Seconds between reports (default 30).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Agent configuration file (YAML).",
+)
+@click.option("--log-level", help="debug, info, warning or error (default: info).")
+@click.option("--log-format", type=click.Choice(["text", "json"]))
+def run(
+    state_dir: Path,
+    interval: float | None,
+    config_path: Path | None,
+    log_level: str | None,
+    log_format: str | None,
+) -> None:
+    """Report to the server every interval until SIGTERM."""
+    try:
+        config = read_config(config_path)
+        identity = StateDir(state_dir).load_identity()
+    except RmmError as exc:
+        fail(str(exc), EXIT_USAGE)
+    setup_logging(log_level or config.log_level, log_format or config.log_format)
+    if interval is not None:
+        if interval < 1:
+            fail("--interval must be at least 1 second", EXIT_USAGE)
+        config.interval_seconds = interval
+    builder = ReportBuilder(
+        make_collectors(config.disabled_collectors),
+        timeout_seconds=config.collector_timeout_seconds,
+        inventory_interval_seconds=config.inventory_interval_seconds,
+    )
+    channel = open_channel(identity.server, identity.insecure, identity.ca_cert_pem)
+    runner = AgentRunner(identity, StateDir(state_dir), builder, channel, config.interval_seconds)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "agent %s reporting to %s every %gs",
+        identity.agent_id,
+        identity.server,
+        config.interval_seconds,
+    )
+    code = runner.run()
+    channel.close()
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--once", is_flag=True, required=True, help="Collect one report and print it.")
+@click.option("--output", type=click.Choice(["json", "table"]), default="json", show_default=True)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Agent configuration file (YAML).",
+)
+def collect(once: bool, output: str, config_path: Path | None) -> None:
+    """Collect one full report without any server and print it."""
+    del once  # the only mode; the flag keeps the command explicit for scripts
+    try:
+        config = read_config(config_path)
+    except RmmError as exc:
+        fail(str(exc), EXIT_USAGE)
+    setup_logging("warning")
+    builder = ReportBuilder(
+        make_collectors(config.disabled_collectors),
+        timeout_seconds=config.collector_timeout_seconds,
+    )
+    report = builder.build()
+    builder.attach_inventory(report)
+    builder.close()
+    data = report_to_dict(report, builder.inventory_json)
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    for collector in data["collectors"]:
+        status = "ok" if collector["ok"] else f"FAILED: {collector['error']}"
+        click.echo(
+            f"{collector['name']:<12} {status} ({collector['duration_seconds'] * 1000:.1f} ms)"
+        )
+        for sample in collector["samples"]:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample["labels"].items()))
+            click.echo(f"    {sample['name']}{{{labels}}} {sample['value']:g}")

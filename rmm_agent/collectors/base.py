@@ -1,0 +1,95 @@
+"""The contract every collector fulfils: what it measures, and how it says so."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+METRIC_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+LABEL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# Labels the server adds to every series; a collector must not use them.
+RESERVED_LABELS = frozenset({"client", "site", "agent"})
+
+MetricKind = Literal["gauge", "counter"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """Describe one metric a collector reports (name without the `rmm_` prefix)."""
+
+    name: str
+    kind: MetricKind
+    help: str
+    labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not METRIC_NAME_RE.match(self.name):
+            raise ValueError(f"metric name {self.name!r} must match {METRIC_NAME_RE.pattern}")
+        if self.kind == "counter" and not self.name.endswith("_total"):
+            raise ValueError(f"counter {self.name!r} must end in _total")
+        for label in self.labels:
+            if not LABEL_NAME_RE.match(label) or label in RESERVED_LABELS:
+                raise ValueError(f"metric {self.name!r}: label {label!r} is invalid or reserved")
+
+
+@dataclass(slots=True)
+class Sample:
+    """One value of one metric, with its labels."""
+
+    name: str
+    value: float
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CollectorOutput:
+    """What one collection by one collector produced.
+
+    `samples` are numeric series (exported to Prometheus, used by policies);
+    `info` holds JSON-serialisable details that are not series (names, lists, versions).
+    """
+
+    samples: list[Sample] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Collector(Protocol):
+    """Anything with a registry name, its metric specs and a `collect()` method."""
+
+    name: ClassVar[str]
+    metrics: ClassVar[tuple[MetricSpec, ...]]
+    # Inventory collectors change rarely: their info is sent only when its hash changes.
+    inventory: ClassVar[bool]
+
+    def collect(self) -> CollectorOutput: ...
+
+
+# Runs an external command and returns its stdout; raises CommandError on failure.
+CommandRunner = Callable[[Sequence[str]], str]
+
+
+class CommandError(RuntimeError):
+    """An external command could not run or exited non-zero."""
+
+
+def run_command(argv: Sequence[str], timeout: float = 20.0) -> str:
+    """Run `argv` and return its stdout as text; raise CommandError naming the command."""
+    try:
+        completed = subprocess.run(
+            list(argv),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise CommandError(f"{argv[0]}: not found on this host") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandError(f"{' '.join(argv)}: timed out after {timeout:g}s") from exc
+    if completed.returncode != 0:
+        stderr = completed.stderr.decode("utf-8", "replace").strip()
+        raise CommandError(f"{' '.join(argv)}: exited {completed.returncode}: {stderr[:300]}")
+    return completed.stdout.decode("utf-8", "replace")

@@ -1,0 +1,234 @@
+"""Run the collectors and assemble one report; a collector that fails or hangs is named and
+the others go on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import platform
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+from rmm_agent import __version__
+from rmm_agent.collectors import Collector, CollectorOutput
+from rmm_proto import agent_pb2, common_pb2
+
+log = logging.getLogger(__name__)
+
+HOST_FIELDS = ("hostname", "os", "os_name", "os_version", "kernel", "arch")
+
+
+def canonical_json(value: Any) -> bytes:
+    """Serialise `value` the same way every time, so equal content hashes equal."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
+
+
+def fallback_host_facts() -> dict[str, str]:
+    """Return host facts from the standard library, for when the system collector fails."""
+    os_name = {"linux": "linux", "win32": "windows", "darwin": "macos"}.get(
+        sys.platform, sys.platform
+    )
+    return {
+        "hostname": socket.gethostname(),
+        "os": os_name,
+        "os_name": platform.system(),
+        "os_version": platform.version(),
+        "kernel": platform.release(),
+        "arch": platform.machine(),
+    }
+
+
+@dataclass(slots=True)
+class _Outcome:
+    name: str
+    ok: bool
+    error: str
+    duration: float
+    output: CollectorOutput | None
+
+
+class ReportBuilder:
+    """Collect with every enabled collector and build report messages."""
+
+    def __init__(
+        self,
+        collectors: Sequence[Collector],
+        timeout_seconds: float = 10.0,
+        inventory_interval_seconds: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.collectors = list(collectors)
+        self.timeout = timeout_seconds
+        self.inventory_interval = inventory_interval_seconds
+        self.clock = clock
+        self.monotonic = monotonic
+        # A hung collector keeps its worker; enough workers that the others still run.
+        self._pool = ThreadPoolExecutor(
+            max_workers=min(4, max(1, len(self.collectors))), thread_name_prefix="collector"
+        )
+        self._busy: dict[str, Future[_Outcome]] = {}
+        self._inventory_due = 0.0
+        self._inventory_results: dict[str, _Outcome] = {}
+        self.inventory_json = b""
+        self.inventory_hash = ""
+        self.host = fallback_host_facts()
+
+    def close(self) -> None:
+        """Stop the worker threads (a hung collector is abandoned)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def refresh_inventory_now(self) -> None:
+        """Make the next report re-read the inventory collectors."""
+        self._inventory_due = 0.0
+
+    def _run_one(self, collector: Collector) -> _Outcome:
+        started = time.perf_counter()
+        try:
+            output = collector.collect()
+        except Exception as exc:  # a collector's bug must not stop the report
+            log.warning(
+                "collector %s failed: %s", collector.name, exc, exc_info=log.isEnabledFor(10)
+            )
+            return _Outcome(
+                collector.name,
+                False,
+                f"{type(exc).__name__}: {exc}",
+                time.perf_counter() - started,
+                None,
+            )
+        return _Outcome(collector.name, True, "", time.perf_counter() - started, output)
+
+    def _run(self, collectors: Sequence[Collector]) -> list[_Outcome]:
+        futures: list[tuple[Collector, Future[_Outcome] | None]] = []
+        for collector in collectors:
+            if collector.name in self._busy and not self._busy[collector.name].done():
+                futures.append((collector, None))
+                continue
+            submitted = self._pool.submit(self._run_one, collector)
+            self._busy[collector.name] = submitted
+            futures.append((collector, submitted))
+        deadline = self.monotonic() + self.timeout
+        outcomes = []
+        for collector, future in futures:
+            if future is None:
+                outcomes.append(
+                    _Outcome(
+                        collector.name,
+                        False,
+                        "still running since an earlier report (hung?)",
+                        0.0,
+                        None,
+                    )
+                )
+                continue
+            try:
+                outcomes.append(future.result(timeout=max(0.0, deadline - self.monotonic())))
+            except FutureTimeout:
+                log.warning("collector %s timed out after %gs", collector.name, self.timeout)
+                outcomes.append(
+                    _Outcome(
+                        collector.name,
+                        False,
+                        f"timed out after {self.timeout:g}s",
+                        self.timeout,
+                        None,
+                    )
+                )
+        return outcomes
+
+    def build(self) -> agent_pb2.Report:
+        """Collect now and return a report without sequence (the sender numbers it)."""
+        regular = [c for c in self.collectors if not c.inventory]
+        inventory = [c for c in self.collectors if c.inventory]
+        outcomes = self._run(regular)
+        if inventory and self.monotonic() >= self._inventory_due:
+            for outcome in self._run(inventory):
+                self._inventory_results[outcome.name] = outcome
+            self._inventory_due = self.monotonic() + self.inventory_interval
+            self._update_inventory()
+        report = agent_pb2.Report(
+            collected_at=self.clock(),
+            agent_version=__version__,
+            inventory_hash=self.inventory_hash,
+        )
+        for outcome in outcomes:
+            report.collectors.append(_to_proto(outcome, with_info=True))
+            if outcome.name == "system" and outcome.output is not None:
+                self._update_host(outcome.output.info)
+        for outcome in self._inventory_results.values():
+            report.collectors.append(_to_proto(outcome, with_info=False))
+        for name in HOST_FIELDS:
+            setattr(report.host, name, self.host.get(name, ""))
+        return report
+
+    def _update_host(self, info: dict[str, Any]) -> None:
+        for name in HOST_FIELDS:
+            value = info.get(name)
+            if isinstance(value, str) and value:
+                self.host[name] = value
+
+    def _update_inventory(self) -> None:
+        content = {
+            name: outcome.output.info
+            for name, outcome in sorted(self._inventory_results.items())
+            if outcome.output is not None
+        }
+        if not content:
+            return
+        self.inventory_json = canonical_json(content)
+        self.inventory_hash = hashlib.sha256(self.inventory_json).hexdigest()
+
+    def attach_inventory(self, report: agent_pb2.Report) -> None:
+        """Put the current inventory into `report` (when the server lacks it)."""
+        if self.inventory_json:
+            report.inventory.hash = self.inventory_hash
+            report.inventory.json = self.inventory_json
+
+
+def _to_proto(outcome: _Outcome, with_info: bool) -> agent_pb2.CollectorResult:
+    result = agent_pb2.CollectorResult(
+        name=outcome.name, ok=outcome.ok, error=outcome.error, duration_seconds=outcome.duration
+    )
+    if outcome.output is not None:
+        for sample in outcome.output.samples:
+            if not math.isfinite(sample.value):
+                continue
+            result.samples.append(
+                common_pb2.Sample(name=sample.name, labels=sample.labels, value=sample.value)
+            )
+        if with_info and outcome.output.info:
+            result.info_json = canonical_json(outcome.output.info)
+    return result
+
+
+def report_to_dict(report: agent_pb2.Report, inventory_json: bytes = b"") -> dict[str, Any]:
+    """Return a report as plain JSON-ready data (the `collect --once --output json` format)."""
+    return {
+        "collected_at": report.collected_at,
+        "agent_version": report.agent_version,
+        "host": {name: getattr(report.host, name) for name in HOST_FIELDS},
+        "collectors": [
+            {
+                "name": c.name,
+                "ok": c.ok,
+                "error": c.error,
+                "duration_seconds": c.duration_seconds,
+                "samples": [
+                    {"name": s.name, "labels": dict(s.labels), "value": s.value} for s in c.samples
+                ],
+                "info": json.loads(c.info_json) if c.info_json else {},
+            }
+            for c in report.collectors
+        ],
+        "inventory_hash": report.inventory_hash,
+        "inventory": json.loads(inventory_json) if inventory_json else {},
+    }

@@ -1,0 +1,126 @@
+"""What the agent keeps on disk: its identity (credential) and its running counters."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rmm_common.errors import ConfigError
+
+IDENTITY_FILE = "identity.json"
+RUNTIME_FILE = "runtime.json"
+
+
+@dataclass(slots=True)
+class Identity:
+    """Who this agent is to its server, written once at enrollment."""
+
+    agent_id: str
+    credential: str
+    server: str
+    client: str
+    site: str
+    tags: list[str] = field(default_factory=list)
+    insecure: bool = False
+    ca_cert_pem: str = ""
+    enrolled_at: float = 0.0
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Counters that must survive restarts."""
+
+    sequence: int = 0
+    inventory_acked_hash: str = ""
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically, readable by the owner only (mode 0600)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class StateDir:
+    """The agent's state directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def ensure(self) -> None:
+        """Create the directory, private to the agent's user."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the state directory {self.path}: {exc}") from exc
+
+    @property
+    def identity_path(self) -> Path:
+        return self.path / IDENTITY_FILE
+
+    def has_identity(self) -> bool:
+        """Say whether this agent has enrolled already."""
+        return self.identity_path.exists()
+
+    def save_identity(self, identity: Identity) -> None:
+        """Store the identity (mode 0600)."""
+        self.ensure()
+        try:
+            write_private(self.identity_path, json.dumps(asdict(identity), indent=2).encode())
+        except OSError as exc:
+            raise ConfigError(f"cannot write {self.identity_path}: {exc}") from exc
+
+    def load_identity(self) -> Identity:
+        """Read the identity, or raise ConfigError saying how to get one."""
+        data = self._read_json(self.identity_path)
+        if data is None:
+            raise ConfigError(
+                f"{self.identity_path} does not exist: enroll first with "
+                f"`rmm-agent enroll --server HOST:PORT --token TOKEN --state-dir {self.path}`"
+            )
+        try:
+            return Identity(**data)
+        except TypeError as exc:
+            raise ConfigError(f"{self.identity_path} is not an agent identity: {exc}") from exc
+
+    def load_runtime(self) -> Runtime:
+        """Read the counters (zero on a new agent)."""
+        data = self._read_json(self.path / RUNTIME_FILE)
+        if data is None:
+            return Runtime()
+        try:
+            return Runtime(**data)
+        except TypeError as exc:
+            raise ConfigError(f"{self.path / RUNTIME_FILE} is damaged: {exc}") from exc
+
+    def save_runtime(self, runtime: Runtime) -> None:
+        """Store the counters durably (a sequence number is never reused)."""
+        write_private(self.path / RUNTIME_FILE, json.dumps(asdict(runtime)).encode())
+
+    @staticmethod
+    def _read_json(path: Path) -> Any:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{path} is not valid JSON ({exc}); restore it or re-enroll") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} does not hold a JSON object; restore it or re-enroll")
+        return data

@@ -1,0 +1,35 @@
+"""One error hierarchy for every package; the gRPC edge and the CLI map it to codes."""
+
+from __future__ import annotations
+
+
+class RmmError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigError(RmmError):
+    """A configuration file or option is wrong."""
+
+
+class InvalidArgument(RmmError):
+    """A request or message carries a value that is not acceptable."""
+
+
+class NotFound(RmmError):
+    """The named thing does not exist."""
+
+
+class AlreadyExists(RmmError):
+    """The thing to create exists already."""
+
+
+class Unauthenticated(RmmError):
+    """No credential, or one that is wrong, expired or revoked."""
+
+
+class PermissionDenied(RmmError):
+    """The caller is known but may not do this."""
+
+
+class StorageError(RmmError):
+    """The database failed or is unreachable."""

@@ -1,0 +1,1 @@
+"""Code generated from proto/ by scripts/gen_proto.sh: never edit by hand."""

@@ -1,0 +1,108 @@
+from rmm_proto import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class HostFacts(_message.Message):
+    __slots__ = ("hostname", "os", "os_name", "os_version", "kernel", "arch")
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    OS_FIELD_NUMBER: _ClassVar[int]
+    OS_NAME_FIELD_NUMBER: _ClassVar[int]
+    OS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    hostname: str
+    os: str
+    os_name: str
+    os_version: str
+    kernel: str
+    arch: str
+    def __init__(self, hostname: _Optional[str] = ..., os: _Optional[str] = ..., os_name: _Optional[str] = ..., os_version: _Optional[str] = ..., kernel: _Optional[str] = ..., arch: _Optional[str] = ...) -> None: ...
+
+class EnrollRequest(_message.Message):
+    __slots__ = ("token", "host", "tags", "agent_version")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    host: HostFacts
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    agent_version: str
+    def __init__(self, token: _Optional[str] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., agent_version: _Optional[str] = ...) -> None: ...
+
+class EnrollResponse(_message.Message):
+    __slots__ = ("agent_id", "credential", "client", "site", "report_interval_seconds")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    REPORT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    credential: str
+    client: str
+    site: str
+    report_interval_seconds: int
+    def __init__(self, agent_id: _Optional[str] = ..., credential: _Optional[str] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., report_interval_seconds: _Optional[int] = ...) -> None: ...
+
+class CollectorResult(_message.Message):
+    __slots__ = ("name", "ok", "error", "duration_seconds", "samples", "info_json")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    INFO_JSON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    ok: bool
+    error: str
+    duration_seconds: float
+    samples: _containers.RepeatedCompositeFieldContainer[_common_pb2.Sample]
+    info_json: bytes
+    def __init__(self, name: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., samples: _Optional[_Iterable[_Union[_common_pb2.Sample, _Mapping]]] = ..., info_json: _Optional[bytes] = ...) -> None: ...
+
+class Inventory(_message.Message):
+    __slots__ = ("hash", "json")
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    hash: str
+    json: bytes
+    def __init__(self, hash: _Optional[str] = ..., json: _Optional[bytes] = ...) -> None: ...
+
+class Report(_message.Message):
+    __slots__ = ("sequence", "collected_at", "interval_seconds", "agent_version", "host", "collectors", "inventory_hash", "inventory", "dropped_reports")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    COLLECTED_AT_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    COLLECTORS_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_HASH_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_REPORTS_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    collected_at: float
+    interval_seconds: int
+    agent_version: str
+    host: HostFacts
+    collectors: _containers.RepeatedCompositeFieldContainer[CollectorResult]
+    inventory_hash: str
+    inventory: Inventory
+    dropped_reports: int
+    def __init__(self, sequence: _Optional[int] = ..., collected_at: _Optional[float] = ..., interval_seconds: _Optional[int] = ..., agent_version: _Optional[str] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., collectors: _Optional[_Iterable[_Union[CollectorResult, _Mapping]]] = ..., inventory_hash: _Optional[str] = ..., inventory: _Optional[_Union[Inventory, _Mapping]] = ..., dropped_reports: _Optional[int] = ...) -> None: ...
+
+class ReportAck(_message.Message):
+    __slots__ = ("sequence", "need_inventory", "report_interval_seconds", "rejected")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    NEED_INVENTORY_FIELD_NUMBER: _ClassVar[int]
+    REPORT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    need_inventory: bool
+    report_interval_seconds: int
+    rejected: str
+    def __init__(self, sequence: _Optional[int] = ..., need_inventory: _Optional[bool] = ..., report_interval_seconds: _Optional[int] = ..., rejected: _Optional[str] = ...) -> None: ...

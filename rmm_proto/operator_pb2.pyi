@@ -1,0 +1,190 @@
+from rmm_proto import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EnrollmentToken(_message.Message):
+    __slots__ = ("id", "client", "site", "created_at", "expires_at", "max_uses", "uses", "revoked_at", "created_by", "state")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    MAX_USES_FIELD_NUMBER: _ClassVar[int]
+    USES_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    client: str
+    site: str
+    created_at: float
+    expires_at: float
+    max_uses: int
+    uses: int
+    revoked_at: float
+    created_by: str
+    state: str
+    def __init__(self, id: _Optional[str] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., max_uses: _Optional[int] = ..., uses: _Optional[int] = ..., revoked_at: _Optional[float] = ..., created_by: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class CreateEnrollmentTokenRequest(_message.Message):
+    __slots__ = ("client", "site", "expires_in_seconds", "max_uses")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_USES_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    site: str
+    expires_in_seconds: float
+    max_uses: int
+    def __init__(self, client: _Optional[str] = ..., site: _Optional[str] = ..., expires_in_seconds: _Optional[float] = ..., max_uses: _Optional[int] = ...) -> None: ...
+
+class CreateEnrollmentTokenResponse(_message.Message):
+    __slots__ = ("token", "secret")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    token: EnrollmentToken
+    secret: str
+    def __init__(self, token: _Optional[_Union[EnrollmentToken, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
+
+class ListEnrollmentTokensRequest(_message.Message):
+    __slots__ = ("include_inactive",)
+    INCLUDE_INACTIVE_FIELD_NUMBER: _ClassVar[int]
+    include_inactive: bool
+    def __init__(self, include_inactive: _Optional[bool] = ...) -> None: ...
+
+class ListEnrollmentTokensResponse(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[EnrollmentToken]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[EnrollmentToken, _Mapping]]] = ...) -> None: ...
+
+class RevokeEnrollmentTokenRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class AgentFilter(_message.Message):
+    __slots__ = ("client", "site", "tag", "status")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    site: str
+    tag: str
+    status: str
+    def __init__(self, client: _Optional[str] = ..., site: _Optional[str] = ..., tag: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+
+class ListAgentsRequest(_message.Message):
+    __slots__ = ("filter", "limit", "page_token")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    filter: AgentFilter
+    limit: int
+    page_token: str
+    def __init__(self, filter: _Optional[_Union[AgentFilter, _Mapping]] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class AgentSummary(_message.Message):
+    __slots__ = ("id", "hostname", "client", "site", "tags", "os", "os_name", "os_version", "enrolled_at", "last_seen", "online", "interval_seconds", "cpu_usage_ratio", "memory_used_ratio", "disk_used_ratio_max", "disk_used_ratio_max_mountpoint", "uptime_seconds", "collector_errors", "last_sequence", "agent_version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    OS_FIELD_NUMBER: _ClassVar[int]
+    OS_NAME_FIELD_NUMBER: _ClassVar[int]
+    OS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ENROLLED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CPU_USAGE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_RATIO_FIELD_NUMBER: _ClassVar[int]
+    DISK_USED_RATIO_MAX_FIELD_NUMBER: _ClassVar[int]
+    DISK_USED_RATIO_MAX_MOUNTPOINT_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTOR_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    hostname: str
+    client: str
+    site: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    os: str
+    os_name: str
+    os_version: str
+    enrolled_at: float
+    last_seen: float
+    online: bool
+    interval_seconds: int
+    cpu_usage_ratio: float
+    memory_used_ratio: float
+    disk_used_ratio_max: float
+    disk_used_ratio_max_mountpoint: str
+    uptime_seconds: float
+    collector_errors: int
+    last_sequence: int
+    agent_version: str
+    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., os: _Optional[str] = ..., os_name: _Optional[str] = ..., os_version: _Optional[str] = ..., enrolled_at: _Optional[float] = ..., last_seen: _Optional[float] = ..., online: _Optional[bool] = ..., interval_seconds: _Optional[int] = ..., cpu_usage_ratio: _Optional[float] = ..., memory_used_ratio: _Optional[float] = ..., disk_used_ratio_max: _Optional[float] = ..., disk_used_ratio_max_mountpoint: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., collector_errors: _Optional[int] = ..., last_sequence: _Optional[int] = ..., agent_version: _Optional[str] = ...) -> None: ...
+
+class ListAgentsResponse(_message.Message):
+    __slots__ = ("agents", "next_page_token", "total")
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    agents: _containers.RepeatedCompositeFieldContainer[AgentSummary]
+    next_page_token: str
+    total: int
+    def __init__(self, agents: _Optional[_Iterable[_Union[AgentSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ...) -> None: ...
+
+class GetAgentRequest(_message.Message):
+    __slots__ = ("agent",)
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    agent: str
+    def __init__(self, agent: _Optional[str] = ...) -> None: ...
+
+class CollectorStatus(_message.Message):
+    __slots__ = ("name", "ok", "error", "duration_seconds")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    ok: bool
+    error: str
+    duration_seconds: float
+    def __init__(self, name: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
+
+class AgentDetail(_message.Message):
+    __slots__ = ("summary", "kernel", "arch", "samples", "collectors", "info_json", "inventory_json", "inventory_hash", "inventory_updated_at", "first_sequence", "reports_stored")
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    COLLECTORS_FIELD_NUMBER: _ClassVar[int]
+    INFO_JSON_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_JSON_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_HASH_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_STORED_FIELD_NUMBER: _ClassVar[int]
+    summary: AgentSummary
+    kernel: str
+    arch: str
+    samples: _containers.RepeatedCompositeFieldContainer[_common_pb2.Sample]
+    collectors: _containers.RepeatedCompositeFieldContainer[CollectorStatus]
+    info_json: bytes
+    inventory_json: bytes
+    inventory_hash: str
+    inventory_updated_at: float
+    first_sequence: int
+    reports_stored: int
+    def __init__(self, summary: _Optional[_Union[AgentSummary, _Mapping]] = ..., kernel: _Optional[str] = ..., arch: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[_common_pb2.Sample, _Mapping]]] = ..., collectors: _Optional[_Iterable[_Union[CollectorStatus, _Mapping]]] = ..., info_json: _Optional[bytes] = ..., inventory_json: _Optional[bytes] = ..., inventory_hash: _Optional[str] = ..., inventory_updated_at: _Optional[float] = ..., first_sequence: _Optional[int] = ..., reports_stored: _Optional[int] = ...) -> None: ...

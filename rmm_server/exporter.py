@@ -1,0 +1,178 @@
+"""Prometheus exposition of the fleet, rendered from current state at scrape time.
+
+Each agent's series are turned into text once, when its report arrives (a dict of family name to
+lines); a scrape only groups those cached fragments by family and adds the series that depend on
+the clock (up, seconds since last report). A removed agent's fragments go with it, so its series
+disappear from the next scrape. Server internals come from a prometheus_client registry.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from rmm_proto import agent_pb2
+
+if TYPE_CHECKING:
+    from rmm_server.fleet import Fleet
+    from rmm_server.storage import AgentRecord
+
+PREFIX = "rmm_"
+AgentFragments = dict[str, str]  # family name -> exposition lines (each ending in "\n")
+
+# Series the server derives for every agent, beside what the agent reported.
+DERIVED_FAMILIES: dict[str, tuple[str, str]] = {
+    "rmm_agent_up": ("gauge", "1 when the agent reported within its last 3 intervals, else 0."),
+    "rmm_agent_last_report_timestamp_seconds": (
+        "gauge",
+        "Unix time the server received the agent's latest report.",
+    ),
+    "rmm_agent_info": (
+        "gauge",
+        "Always 1; labels carry the agent's hostname, OS and agent version.",
+    ),
+    "rmm_agent_collector_success": (
+        "gauge",
+        "1 when the collector succeeded in the agent's latest report, else 0.",
+    ),
+    "rmm_agent_collector_duration_seconds": (
+        "gauge",
+        "Time the collector took in the agent's latest report.",
+    ),
+    "rmm_agent_report_interval_seconds": ("gauge", "The agent's report interval."),
+    "rmm_agents": ("gauge", "Agents known to this server, by client, site and status."),
+}
+
+
+@lru_cache(maxsize=1)
+def _catalog() -> dict[str, tuple[str, str]]:
+    # The server imports the agent's catalog for help texts: the server extra includes the agent's
+    # dependencies, so this costs nothing extra on a server host.
+    from rmm_agent.collectors import catalog  # noqa: PLC0415
+
+    return {PREFIX + name: (spec.kind, spec.help) for name, spec in catalog().items()}
+
+
+def family_metadata(family: str) -> tuple[str, str]:
+    """Return (type, help) for an exported family name."""
+    known = DERIVED_FAMILIES.get(family) or _catalog().get(family)
+    if known:
+        return known
+    kind = "counter" if family.endswith("_total") else "gauge"
+    return kind, "Reported by the agent; not in this server's metric catalog."
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a label value for the text format."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def format_value(value: float) -> str:
+    """Format a sample value for the text format."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def agent_label_prefix(record: AgentRecord) -> str:
+    """Return the labels every series of this agent carries, without braces."""
+    return (
+        f'client="{escape_label_value(record.client)}",'
+        f'site="{escape_label_value(record.site)}",'
+        f'agent="{escape_label_value(record.id)}"'
+    )
+
+
+def _labels(prefix: str, labels: Iterable[tuple[str, str]]) -> str:
+    extra = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sorted(labels))
+    return "{" + prefix + ("," + extra if extra else "") + "}"
+
+
+def render_agent_fragments(record: AgentRecord, report: agent_pb2.Report) -> AgentFragments:
+    """Turn one agent's latest report into exposition lines grouped by family."""
+    prefix = agent_label_prefix(record)
+    lines: dict[str, list[str]] = defaultdict(list)
+    for collector in report.collectors:
+        collector_labels = _labels(prefix, [("collector", collector.name)])
+        lines["rmm_agent_collector_success"].append(
+            f"rmm_agent_collector_success{collector_labels} {1 if collector.ok else 0}\n"
+        )
+        lines["rmm_agent_collector_duration_seconds"].append(
+            f"rmm_agent_collector_duration_seconds{collector_labels} "
+            f"{format_value(collector.duration_seconds)}\n"
+        )
+        for sample in collector.samples:
+            family = PREFIX + sample.name
+            lines[family].append(
+                f"{family}{_labels(prefix, sample.labels.items())} {format_value(sample.value)}\n"
+            )
+    info = _labels(
+        prefix,
+        [
+            ("hostname", record.hostname),
+            ("os", record.os),
+            ("os_name", record.os_name),
+            ("os_version", record.os_version),
+            ("agent_version", record.agent_version),
+        ],
+    )
+    lines["rmm_agent_info"].append(f"rmm_agent_info{info} 1\n")
+    lines["rmm_agent_report_interval_seconds"].append(
+        f"rmm_agent_report_interval_seconds{{{prefix}}} {record.interval_seconds}\n"
+    )
+    return {family: "".join(family_lines) for family, family_lines in lines.items()}
+
+
+class MetricsRenderer:
+    """Render the whole /metrics page: the fleet's cached fragments plus server internals."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        registry: CollectorRegistry,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.fleet = fleet
+        self.registry = registry
+        self.clock = clock
+
+    def render(self) -> bytes:
+        """Return the exposition text of everything this server knows now."""
+        now = self.clock()
+        by_family: dict[str, list[str]] = defaultdict(list)
+        counts: dict[tuple[str, str, str], int] = defaultdict(int)
+        for state in self.fleet.snapshot():
+            record = state.record
+            online = record.online(now)
+            counts[(record.client, record.site, "online" if online else "offline")] += 1
+            prefix = agent_label_prefix(record)
+            by_family["rmm_agent_up"].append(f"rmm_agent_up{{{prefix}}} {int(online)}\n")
+            if record.last_seen is not None:
+                by_family["rmm_agent_last_report_timestamp_seconds"].append(
+                    f"rmm_agent_last_report_timestamp_seconds{{{prefix}}} "
+                    f"{format_value(record.last_seen)}\n"
+                )
+            for family, text in state.fragments.items():
+                by_family[family].append(text)
+        for (client, site, status), count in counts.items():
+            labels = (
+                f'client="{escape_label_value(client)}",site="{escape_label_value(site)}",'
+                f'status="{status}"'
+            )
+            by_family["rmm_agents"].append(f"rmm_agents{{{labels}}} {count}\n")
+        parts: list[str] = []
+        for family in sorted(by_family):
+            kind, help_text = family_metadata(family)
+            parts.append(f"# HELP {family} {help_text}\n# TYPE {family} {kind}\n")
+            parts.extend(by_family[family])
+        return "".join(parts).encode("utf-8") + generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""The gRPC edge: servicers convert between protobuf and domain objects and delegate."""

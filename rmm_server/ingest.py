@@ -1,0 +1,135 @@
+"""The ingest pipeline: check a report, store it in a batch, update the fleet, acknowledge.
+
+Reports from every stream meet in one queue; a single writer drains whatever is waiting into one
+transaction, so the batch grows by itself under load (SQLite takes one writer at a time anyway).
+A report is acknowledged only after its transaction committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from rmm_common.errors import InvalidArgument, StorageError
+from rmm_proto import agent_pb2
+from rmm_server.fleet import Fleet
+from rmm_server.reports import compress, host_facts, summarize, validate_report
+from rmm_server.server_metrics import ServerMetrics
+from rmm_server.storage import AgentRecord, Store, StoredReport
+
+log = logging.getLogger(__name__)
+
+_Pending = tuple[StoredReport, "asyncio.Future[None]"]
+
+
+class ReportIngestor:
+    """Accept reports from agent streams and make them durable in batches."""
+
+    def __init__(
+        self,
+        store: Store,
+        fleet: Fleet,
+        metrics: ServerMetrics,
+        clock: Callable[[], float] = time.time,
+        max_batch: int = 500,
+    ) -> None:
+        self.store = store
+        self.fleet = fleet
+        self.metrics = metrics
+        self.clock = clock
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the batch writer on the running event loop."""
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="ingest")
+
+    async def stop(self) -> None:
+        """Write what is queued, then stop the writer."""
+        if self._writer is None:
+            return
+        await self._queue.put(None)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+        self._writer = None
+
+    async def submit(self, agent: AgentRecord, report: agent_pb2.Report) -> agent_pb2.ReportAck:
+        """Store `report` from `agent` and return its acknowledgement once it is durable."""
+        started = time.perf_counter()
+        self.metrics.reports_received.inc()
+        try:
+            validate_report(report)
+        except InvalidArgument as error:
+            # Refused for good: the agent drops it instead of resending it forever.
+            self.metrics.reports_rejected.labels(reason="invalid").inc()
+            log.warning("agent %s sent an invalid report: %s", agent.id, error)
+            return agent_pb2.ReportAck(sequence=report.sequence, rejected=str(error))
+        if report.sequence <= agent.last_sequence:
+            # Redelivery after a lost acknowledgement: stored already, say so again.
+            self.metrics.reports_duplicate.inc()
+            return agent_pb2.ReportAck(sequence=report.sequence)
+        received_at = self.clock()
+        summary = summarize(report)
+        stored = StoredReport(
+            agent_id=agent.id,
+            sequence=report.sequence,
+            collected_at=report.collected_at,
+            received_at=received_at,
+            body=compress(report.SerializeToString()),
+            host=host_facts(report),
+            agent_version=report.agent_version,
+            interval_seconds=report.interval_seconds or agent.interval_seconds,
+            summary=summary,
+            inventory_hash=report.inventory.hash if report.HasField("inventory") else "",
+            inventory=compress(report.inventory.json) if report.HasField("inventory") else None,
+        )
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put((stored, done))
+        await done
+        self.fleet.apply_report(agent.id, report, received_at, summary)
+        current = self.fleet.get(agent.id)
+        need_inventory = bool(
+            report.inventory_hash
+            and current is not None
+            and current.inventory_hash != report.inventory_hash
+        )
+        self.metrics.report_processing.observe(time.perf_counter() - started)
+        return agent_pb2.ReportAck(sequence=report.sequence, need_inventory=need_inventory)
+
+    async def _write_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch: list[_Pending] = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            await self._write(batch)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(self.store.write_reports, [stored for stored, _ in batch])
+        except StorageError as exc:
+            self.metrics.storage_errors.inc()
+            log.error("storing %d reports failed: %s", len(batch), exc)
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        self.metrics.storage_batch.observe(time.perf_counter() - started)
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)

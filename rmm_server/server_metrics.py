@@ -1,0 +1,62 @@
+"""The server's own health, exported beside the fleet's series."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class ServerMetrics:
+    """Counters and histograms of one server process, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.reports_received = Counter(
+            "rmm_server_reports_received",
+            "Reports received from agents (duplicates included).",
+            registry=self.registry,
+        )
+        self.reports_duplicate = Counter(
+            "rmm_server_reports_duplicate",
+            "Reports received again after they were stored (acknowledged, not stored twice).",
+            registry=self.registry,
+        )
+        self.reports_rejected = Counter(
+            "rmm_server_reports_rejected",
+            "Reports refused as invalid, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.report_processing = Histogram(
+            "rmm_server_report_processing_seconds",
+            "Time from receiving a report to acknowledging it (validation, storage, export).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.storage_batch = Histogram(
+            "rmm_server_storage_batch_seconds",
+            "Time to write one batch of reports to the database.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.storage_errors = Counter(
+            "rmm_server_storage_errors",
+            "Batches of reports the database refused or could not take.",
+            registry=self.registry,
+        )
+        self.connected_agents = Gauge(
+            "rmm_server_connected_agents",
+            "Agents with an open report stream to this server process.",
+            registry=self.registry,
+        )
+        self.enrollments = Counter(
+            "rmm_server_enrollments",
+            "Enrollment attempts by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "rmm_server_auth_failures",
+            "Calls refused for a missing or wrong credential, by caller kind.",
+            ["caller"],
+            registry=self.registry,
+        )

@@ -1,0 +1,93 @@
+"""Tables. The server keeps each agent's latest state and raw reports as compressed blobs;
+long-term history is Prometheus' job."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+enrollment_tokens = Table(
+    "enrollment_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("client", String(200), nullable=False),
+    Column("site", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("expires_at", Float),
+    Column("max_uses", Integer),
+    Column("uses", Integer, nullable=False, default=0),
+    Column("revoked_at", Float),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("credential_hash", String(64), nullable=False),
+    Column("client", String(200), nullable=False),
+    Column("site", String(200), nullable=False),
+    Column("hostname", String(255), nullable=False, default=""),
+    Column("os", String(32), nullable=False, default=""),
+    Column("os_name", String(200), nullable=False, default=""),
+    Column("os_version", String(100), nullable=False, default=""),
+    Column("kernel", String(200), nullable=False, default=""),
+    Column("arch", String(32), nullable=False, default=""),
+    Column("agent_version", String(64), nullable=False, default=""),
+    Column("enrollment_token_id", String(32)),
+    Column("enrolled_at", Float, nullable=False),
+    Column("last_seen", Float),
+    Column("interval_seconds", Integer, nullable=False, default=30),
+    Column("first_sequence", BigInteger),
+    Column("last_sequence", BigInteger, nullable=False, default=0),
+    Column("summary", Text, nullable=False, default="{}"),  # JSON key metrics of latest report
+    Column("inventory_hash", String(64), nullable=False, default=""),
+    Column("inventory", LargeBinary),  # zlib-compressed JSON
+    Column("inventory_updated_at", Float),
+    Column("revoked_at", Float),
+)
+Index("ix_agents_client_site", agents.c.client, agents.c.site)
+
+agent_tags = Table(
+    "agent_tags",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("tag", String(200), primary_key=True),
+)
+Index("ix_agent_tags_tag", agent_tags.c.tag)
+Index("ix_agents_hostname", agents.c.hostname)
+
+reports = Table(
+    "reports",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("sequence", BigInteger, primary_key=True),
+    Column("collected_at", Float, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("body", LargeBinary, nullable=False),  # zlib-compressed rmm.v1.Report
+)
+Index("ix_reports_received_at", reports.c.received_at)
+
+operators = Table(
+    "operators",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("role", String(32), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)

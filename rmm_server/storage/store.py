@@ -1,0 +1,527 @@
+"""The one storage interface. Synchronous SQLAlchemy Core; the asyncio server calls it from a
+worker thread, and batches report writes so that one transaction carries many reports."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    case,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from rmm_common.errors import AlreadyExists, StorageError
+from rmm_server.storage import schema
+
+ONLINE_INTERVALS = 3  # an agent is offline once it missed this many report intervals
+
+
+@dataclass(slots=True)
+class EnrollmentTokenRecord:
+    id: str
+    secret_hash: str
+    client: str
+    site: str
+    created_at: float
+    created_by: str
+    expires_at: float | None = None
+    max_uses: int | None = None
+    uses: int = 0
+    revoked_at: float | None = None
+
+    def state(self, now: float) -> str:
+        """Return active, expired, used-up or revoked."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        if self.max_uses is not None and self.uses >= self.max_uses:
+            return "used-up"
+        return "active"
+
+
+@dataclass(slots=True)
+class AgentRecord:
+    id: str
+    credential_hash: str
+    client: str
+    site: str
+    enrolled_at: float
+    tags: list[str] = field(default_factory=list)
+    hostname: str = ""
+    os: str = ""
+    os_name: str = ""
+    os_version: str = ""
+    kernel: str = ""
+    arch: str = ""
+    agent_version: str = ""
+    enrollment_token_id: str | None = None
+    last_seen: float | None = None
+    interval_seconds: int = 30
+    first_sequence: int | None = None
+    last_sequence: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
+    inventory_hash: str = ""
+    inventory_updated_at: float | None = None
+    revoked_at: float | None = None
+
+    def online(self, now: float) -> bool:
+        """Say whether the agent reported within its last few intervals."""
+        if self.last_seen is None:
+            return False
+        return now - self.last_seen <= ONLINE_INTERVALS * max(self.interval_seconds, 1)
+
+
+@dataclass(slots=True)
+class OperatorRecord:
+    id: str
+    name: str
+    role: str
+    token_hash: str
+    created_at: float
+    revoked_at: float | None = None
+
+
+@dataclass(slots=True)
+class StoredReport:
+    """One report ready to be written, with what it changes on its agent's row."""
+
+    agent_id: str
+    sequence: int
+    collected_at: float
+    received_at: float
+    body: bytes  # compressed protobuf
+    host: dict[str, str]
+    agent_version: str
+    interval_seconds: int
+    summary: dict[str, Any]
+    inventory_hash: str = ""
+    inventory: bytes | None = None  # compressed JSON, only when the report carried it
+
+
+@dataclass(frozen=True, slots=True)
+class AgentQuery:
+    client: str = ""
+    site: str = ""
+    tag: str = ""
+    status: str = ""  # "", online, offline
+    limit: int = 500
+    offset: int = 0
+
+
+_AGENT_COLUMNS = [c for c in schema.agents.c if c.name != "inventory"]
+
+
+def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (operator queries, /metrics start-up) run beside the single writer;
+    # synchronous=NORMAL in WAL mode still never corrupts and loses at most the last commit on
+    # power loss, not on a process crash.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def open_store(url: str) -> Store:
+    """Open (and create the schema of) the database at `url` (sqlite:///path or postgresql://)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _enable_sqlite_pragmas)
+    else:
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        engine = create_engine(url, pool_pre_ping=True)
+    store = Store(engine)
+    store.create_schema()
+    return store
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """Return the URL of the embedded database inside `data_dir`."""
+    return f"sqlite:///{data_dir / 'rmm.sqlite3'}"
+
+
+class Store:
+    """Every read and write of the server's durable state."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @contextmanager
+    def _begin(self, what: str) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StorageError(f"database unavailable while trying to {what}: {exc.orig}") from exc
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database error while trying to {what}: {exc}") from exc
+
+    def create_schema(self) -> None:
+        """Create missing tables and indexes."""
+        with self._begin("create the schema") as conn:
+            schema.metadata.create_all(conn)
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    def _insert_ignore(self, table: Any) -> Any:
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        return dialect_insert(table).on_conflict_do_nothing()
+
+    # --- operators -------------------------------------------------------------------------
+
+    def count_operators(self) -> int:
+        """Return how many operators exist (revoked ones included)."""
+        with self._begin("count operators") as conn:
+            return int(
+                conn.execute(select(func.count()).select_from(schema.operators)).scalar_one()
+            )
+
+    def create_operator(self, record: OperatorRecord) -> None:
+        """Add an operator; raise AlreadyExists when the name is taken."""
+        with self._begin(f"create operator {record.name}") as conn:
+            taken = conn.execute(
+                select(schema.operators.c.id).where(schema.operators.c.name == record.name)
+            ).first()
+            if taken:
+                raise AlreadyExists(f"operator {record.name!r} exists already")
+            conn.execute(insert(schema.operators).values(**_asdict(record)))
+
+    def get_operator(self, operator_id: str) -> OperatorRecord | None:
+        """Return the operator with this id, or None."""
+        with self._begin("read an operator") as conn:
+            row = (
+                conn.execute(select(schema.operators).where(schema.operators.c.id == operator_id))
+                .mappings()
+                .first()
+            )
+        return OperatorRecord(**row) if row else None
+
+    # --- enrollment tokens -----------------------------------------------------------------
+
+    def create_token(self, record: EnrollmentTokenRecord) -> None:
+        """Store a new enrollment token (its secret's hash only)."""
+        with self._begin("create an enrollment token") as conn:
+            conn.execute(insert(schema.enrollment_tokens).values(**_asdict(record)))
+
+    def get_token(self, token_id: str) -> EnrollmentTokenRecord | None:
+        """Return the enrollment token with this id, or None."""
+        with self._begin("read an enrollment token") as conn:
+            row = (
+                conn.execute(
+                    select(schema.enrollment_tokens).where(
+                        schema.enrollment_tokens.c.id == token_id
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return EnrollmentTokenRecord(**row) if row else None
+
+    def list_tokens(self) -> list[EnrollmentTokenRecord]:
+        """Return every enrollment token, newest first."""
+        with self._begin("list enrollment tokens") as conn:
+            rows = conn.execute(
+                select(schema.enrollment_tokens).order_by(
+                    schema.enrollment_tokens.c.created_at.desc()
+                )
+            ).mappings()
+            return [EnrollmentTokenRecord(**row) for row in rows]
+
+    def revoke_token(self, token_id: str, now: float) -> EnrollmentTokenRecord | None:
+        """Mark a token revoked (idempotent); return it, or None when unknown."""
+        table = schema.enrollment_tokens
+        with self._begin(f"revoke enrollment token {token_id}") as conn:
+            conn.execute(
+                update(table)
+                .where(table.c.id == token_id, table.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        return self.get_token(token_id)
+
+    def enroll_agent(self, token_id: str, now: float, agent: AgentRecord) -> bool:
+        """Use one use of an active token and create `agent`, atomically.
+
+        Return False (and change nothing) when the token is not active any more; the caller
+        reads the token to say why.
+        """
+        table = schema.enrollment_tokens
+        with self._begin("enroll an agent") as conn:
+            used = conn.execute(
+                update(table)
+                .where(
+                    table.c.id == token_id,
+                    table.c.revoked_at.is_(None),
+                    or_(table.c.expires_at.is_(None), table.c.expires_at > now),
+                    or_(table.c.max_uses.is_(None), table.c.uses < table.c.max_uses),
+                )
+                .values(uses=table.c.uses + 1)
+            )
+            if used.rowcount != 1:
+                return False
+            values = _asdict(agent)
+            tags = values.pop("tags")
+            values["summary"] = json.dumps(values["summary"])
+            conn.execute(insert(schema.agents).values(**values))
+            if tags:
+                conn.execute(
+                    insert(schema.agent_tags),
+                    [{"agent_id": agent.id, "tag": tag} for tag in tags],
+                )
+        return True
+
+    # --- agents ----------------------------------------------------------------------------
+
+    def _agent_from_row(self, row: Any, tags: list[str]) -> AgentRecord:
+        values = dict(row)
+        values["summary"] = json.loads(values["summary"] or "{}")
+        return AgentRecord(tags=tags, **values)
+
+    def _tags_for(self, conn: Connection, agent_ids: Sequence[str]) -> dict[str, list[str]]:
+        tags: dict[str, list[str]] = {agent_id: [] for agent_id in agent_ids}
+        if not agent_ids:
+            return tags
+        rows = conn.execute(
+            select(schema.agent_tags.c.agent_id, schema.agent_tags.c.tag)
+            .where(schema.agent_tags.c.agent_id.in_(agent_ids))
+            .order_by(schema.agent_tags.c.tag)
+        )
+        for agent_id, tag in rows:
+            tags[agent_id].append(tag)
+        return tags
+
+    def get_agent(self, agent_id: str) -> AgentRecord | None:
+        """Return the agent with exactly this id, or None."""
+        with self._begin("read an agent") as conn:
+            row = (
+                conn.execute(select(*_AGENT_COLUMNS).where(schema.agents.c.id == agent_id))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return None
+            return self._agent_from_row(row, self._tags_for(conn, [agent_id])[agent_id])
+
+    def find_agents(self, ident: str, limit: int = 10) -> list[AgentRecord]:
+        """Return agents whose id starts with `ident` or whose hostname equals it."""
+        pattern = ident.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._begin("find agents") as conn:
+            rows = list(
+                conn.execute(
+                    select(*_AGENT_COLUMNS)
+                    .where(
+                        or_(
+                            schema.agents.c.id.like(pattern, escape="\\"),
+                            func.lower(schema.agents.c.hostname) == ident.lower(),
+                        )
+                    )
+                    .limit(limit)
+                ).mappings()
+            )
+            tags = self._tags_for(conn, [row["id"] for row in rows])
+            return [self._agent_from_row(row, tags[row["id"]]) for row in rows]
+
+    def list_agents(self, query: AgentQuery, now: float) -> tuple[list[AgentRecord], int]:
+        """Return one page of agents matching `query`, and how many match in all."""
+        agents = schema.agents
+        conditions: list[Any] = []
+        if query.client:
+            conditions.append(agents.c.client == query.client)
+        if query.site:
+            conditions.append(agents.c.site == query.site)
+        if query.tag:
+            conditions.append(
+                exists().where(
+                    schema.agent_tags.c.agent_id == agents.c.id,
+                    schema.agent_tags.c.tag == query.tag,
+                )
+            )
+        online = and_(
+            agents.c.last_seen.is_not(None),
+            agents.c.last_seen + ONLINE_INTERVALS * agents.c.interval_seconds >= now,
+        )
+        if query.status == "online":
+            conditions.append(online)
+        elif query.status == "offline":
+            conditions.append(~online)
+        where = and_(True, *conditions)
+        with self._begin("list agents") as conn:
+            total = int(
+                conn.execute(select(func.count()).select_from(agents).where(where)).scalar_one()
+            )
+            rows = list(
+                conn.execute(
+                    select(*_AGENT_COLUMNS)
+                    .where(where)
+                    .order_by(agents.c.client, agents.c.site, agents.c.hostname, agents.c.id)
+                    .limit(query.limit)
+                    .offset(query.offset)
+                ).mappings()
+            )
+            tags = self._tags_for(conn, [row["id"] for row in rows])
+        return [self._agent_from_row(row, tags[row["id"]]) for row in rows], total
+
+    def all_agents(self) -> list[AgentRecord]:
+        """Return every agent (for the server's start-up)."""
+        records, _total = self.list_agents(AgentQuery(limit=1_000_000_000), time.time())
+        return records
+
+    def get_inventory(self, agent_id: str) -> bytes | None:
+        """Return an agent's compressed inventory JSON, or None."""
+        with self._begin("read an inventory") as conn:
+            value = conn.execute(
+                select(schema.agents.c.inventory).where(schema.agents.c.id == agent_id)
+            ).scalar_one_or_none()
+        return bytes(value) if value is not None else None
+
+    # --- reports ---------------------------------------------------------------------------
+
+    def write_reports(self, batch: Sequence[StoredReport]) -> None:
+        """Store a batch of reports in one transaction; a report stored before is skipped."""
+        if not batch:
+            return
+        with self._begin(f"store {len(batch)} reports") as conn:
+            conn.execute(
+                self._insert_ignore(schema.reports),
+                [
+                    {
+                        "agent_id": r.agent_id,
+                        "sequence": r.sequence,
+                        "collected_at": r.collected_at,
+                        "received_at": r.received_at,
+                        "body": r.body,
+                    }
+                    for r in batch
+                ],
+            )
+            for report in _newest_per_agent(batch):
+                self._update_agent_from(conn, report, batch)
+
+    def _update_agent_from(
+        self, conn: Connection, report: StoredReport, batch: Sequence[StoredReport]
+    ) -> None:
+        agents = schema.agents
+        oldest_in_batch = min(r.sequence for r in batch if r.agent_id == report.agent_id)
+        values: dict[str, Any] = {
+            "first_sequence": case(
+                (agents.c.first_sequence.is_(None), oldest_in_batch),
+                (agents.c.first_sequence > oldest_in_batch, oldest_in_batch),
+                else_=agents.c.first_sequence,
+            ),
+        }
+        newer = agents.c.last_sequence < report.sequence
+        values["last_sequence"] = case((newer, report.sequence), else_=agents.c.last_sequence)
+        values["last_seen"] = case((newer, report.received_at), else_=agents.c.last_seen)
+        latest = {
+            "summary": json.dumps(report.summary),
+            "interval_seconds": report.interval_seconds,
+            "agent_version": report.agent_version,
+            **report.host,
+        }
+        for column, value in latest.items():
+            values[column] = case((newer, value), else_=agents.c[column])
+        conn.execute(update(agents).where(agents.c.id == report.agent_id).values(**values))
+        carried = [r for r in batch if r.agent_id == report.agent_id and r.inventory is not None]
+        if carried:
+            newest = max(carried, key=lambda r: r.sequence)
+            conn.execute(
+                update(agents)
+                .where(agents.c.id == report.agent_id)
+                .values(
+                    inventory=newest.inventory,
+                    inventory_hash=newest.inventory_hash,
+                    inventory_updated_at=newest.received_at,
+                )
+            )
+
+    def latest_report_bodies(self) -> Iterator[tuple[str, bytes]]:
+        """Yield (agent id, compressed body) of each agent's latest stored report."""
+        reports, agents = schema.reports, schema.agents
+        with self._begin("read the latest reports") as conn:
+            rows = conn.execute(
+                select(reports.c.agent_id, reports.c.body).join(
+                    agents,
+                    and_(
+                        agents.c.id == reports.c.agent_id,
+                        agents.c.last_sequence == reports.c.sequence,
+                    ),
+                )
+            )
+            for agent_id, body in rows:
+                yield agent_id, bytes(body)
+
+    def latest_report_body(self, agent_id: str) -> bytes | None:
+        """Return the compressed body of one agent's latest report, or None."""
+        reports, agents = schema.reports, schema.agents
+        with self._begin("read a report") as conn:
+            body = conn.execute(
+                select(reports.c.body)
+                .join(agents, agents.c.id == reports.c.agent_id)
+                .where(reports.c.agent_id == agent_id, reports.c.sequence == agents.c.last_sequence)
+            ).scalar_one_or_none()
+        return bytes(body) if body is not None else None
+
+    def report_stats(self, agent_id: str) -> tuple[int | None, int | None, int]:
+        """Return (first, last, count) of the sequences stored for an agent."""
+        reports = schema.reports
+        with self._begin("count reports") as conn:
+            first, last, count = conn.execute(
+                select(
+                    func.min(reports.c.sequence),
+                    func.max(reports.c.sequence),
+                    func.count(),
+                ).where(reports.c.agent_id == agent_id)
+            ).one()
+        return first, last, int(count)
+
+    def prune_reports(self, received_before: float) -> int:
+        """Delete raw reports received before a time, but never an agent's latest one."""
+        reports, agents = schema.reports, schema.agents
+        with self._begin("prune old reports") as conn:
+            result = conn.execute(
+                delete(reports).where(
+                    reports.c.received_at < received_before,
+                    ~exists().where(
+                        agents.c.id == reports.c.agent_id,
+                        agents.c.last_sequence == reports.c.sequence,
+                    ),
+                )
+            )
+            return int(result.rowcount or 0)
+
+
+def _newest_per_agent(batch: Sequence[StoredReport]) -> list[StoredReport]:
+    newest: dict[str, StoredReport] = {}
+    for report in batch:
+        current = newest.get(report.agent_id)
+        if current is None or report.sequence > current.sequence:
+            newest[report.agent_id] = report
+    return list(newest.values())
+
+
+def _asdict(record: Any) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in record.__slots__}
