@@ -94,11 +94,11 @@ def summarize(report: agent_pb2.Report) -> dict[str, Any]:
             name = sample.name
             if name == "cpu_usage_ratio" and not sample.labels:
                 summary["cpu_usage_ratio"] = sample.value
-            elif name == "memory_used_ratio":
+            elif name == "memory_usage_ratio":
                 summary["memory_used_ratio"] = sample.value
             elif name == "system_uptime_seconds":
                 summary["uptime_seconds"] = sample.value
-            elif name == "disk_used_ratio" and sample.value > disk_max:
+            elif name == "disk_usage_ratio" and sample.value > disk_max:
                 disk_max = sample.value
                 summary["disk_used_ratio_max"] = sample.value
                 summary["disk_used_ratio_max_mountpoint"] = sample.labels.get("mountpoint", "")

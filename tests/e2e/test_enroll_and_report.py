@@ -83,7 +83,7 @@ def test_promtool_accepts_the_real_metrics_output(server: ServerProcess, tmp_pat
     enroll_agent(server, state_dir)
     agent = start_agent(state_dir, tmp_path / "agent.log", interval=1)
     try:
-        wait_for(lambda: "rmm_memory_used_ratio{" in server.metrics(), 15, "agent series")
+        wait_for(lambda: "rmm_memory_usage_ratio{" in server.metrics(), 15, "agent series")
         body = server.metrics()
     finally:
         agent.terminate()
@@ -95,12 +95,13 @@ def test_promtool_accepts_the_real_metrics_output(server: ServerProcess, tmp_pat
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_removed_agent_state_survives_a_server_restart(server: ServerProcess, tmp_path: Path) -> None:
+def test_agent_state_survives_a_server_restart(server: ServerProcess, tmp_path: Path) -> None:
     state_dir = tmp_path / "agent"
     agent_id = enroll_agent(server, state_dir)
     agent = start_agent(state_dir, tmp_path / "agent.log", interval=1)
     try:
-        wait_for(lambda: f'agent="{agent_id}"' in server.metrics(), 15, "agent series")
+        series = f'rmm_memory_usage_ratio{{client="acme",site="hq",agent="{agent_id}"}}'
+        wait_for(lambda: series in server.metrics(), 15, "agent series")
     finally:
         agent.terminate()
         agent.wait(10)
@@ -111,7 +112,7 @@ def test_removed_agent_state_survives_a_server_restart(server: ServerProcess, tm
     assert after["last_sequence"] == before["last_sequence"]
     assert after["reports_stored"] == before["reports_stored"]
     # The exporter rebuilt the agent's series from the stored latest report.
-    assert f'rmm_memory_used_ratio{{client="acme",site="hq",agent="{agent_id}"}}' in server.metrics()
+    assert series in server.metrics()
 
 
 def test_collect_once_prints_a_full_report_without_a_server() -> None:

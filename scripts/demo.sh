@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Run the RMM on this machine with the embedded defaults: a server on SQLite, this host's agent
+# enrolled and reporting, /metrics served. Ctrl-C stops both. State lives in ./run (RMM_DEMO_DIR).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUN_DIR="${RMM_DEMO_DIR:-$PWD/run}"
+GRPC_PORT="${RMM_GRPC_PORT:-50051}"
+HTTP_PORT="${RMM_HTTP_PORT:-9464}"
+INTERVAL="${RMM_INTERVAL:-10}"
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x .venv/bin/rmm-server ]; then
+  echo "== installing into .venv (first run only)"
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all]' \
+    >"${TMPDIR:-/tmp}/rmm-pip.log" 2>&1 || { cat "${TMPDIR:-/tmp}/rmm-pip.log"; exit 1; }
+fi
+BIN="$PWD/.venv/bin"
+mkdir -p "$RUN_DIR"
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "stopped; state kept in $RUN_DIR"
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+echo "== starting the server (log: $RUN_DIR/server.log)"
+"$BIN/rmm-server" serve --data-dir "$RUN_DIR/server" --insecure \
+  --grpc-listen "127.0.0.1:$GRPC_PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
+  >>"$RUN_DIR/server.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  if "$BIN/python" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+      "http://127.0.0.1:$HTTP_PORT/healthz" 2>/dev/null; then break; fi
+  kill -0 "${pids[0]}" 2>/dev/null || { tail -20 "$RUN_DIR/server.log"; exit 1; }
+  sleep 0.1
+done
+
+export RMM_SERVER="127.0.0.1:$GRPC_PORT" RMM_INSECURE=1
+RMM_TOKEN="$(cat "$RUN_DIR/server/admin.token")"
+export RMM_TOKEN
+
+if [ ! -f "$RUN_DIR/agent/identity.json" ]; then
+  echo "== enrolling this host's agent (client demo, site local)"
+  token="$("$BIN/rmm" tokens create --client demo --site local --uses 1 --expires 10m --output json \
+    | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+  "$BIN/rmm-agent" enroll --server "$RMM_SERVER" --token "$token" --state-dir "$RUN_DIR/agent" \
+    --insecure --tag demo
+fi
+
+echo "== starting the agent, reporting every ${INTERVAL}s (log: $RUN_DIR/agent.log)"
+"$BIN/rmm-agent" run --state-dir "$RUN_DIR/agent" --interval "$INTERVAL" \
+  >>"$RUN_DIR/agent.log" 2>&1 &
+pids+=($!)
+
+sleep 3
+"$BIN/rmm" agents list
+cat <<EOT
+
+The RMM is running. In another terminal:
+  export RMM_SERVER=$RMM_SERVER RMM_INSECURE=1 RMM_TOKEN=\$(cat $RUN_DIR/server/admin.token)
+  $BIN/rmm agents list                 # every agent, online/offline, key metrics
+  $BIN/rmm agents show <id|hostname>   # one agent in full (add --output json)
+  curl -s http://127.0.0.1:$HTTP_PORT/metrics | grep '^rmm_'   # what Prometheus scrapes
+Press Ctrl-C to stop.
+EOT
+wait -n "${pids[@]}"  # until Ctrl-C, or until either process dies

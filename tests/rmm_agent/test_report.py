@@ -1,0 +1,100 @@
+"""A report is built from every collector; one that fails or hangs is named and the rest go on."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import ClassVar
+
+from rmm_agent.collectors import CollectorOutput, MetricSpec, Sample
+from rmm_agent.report import ReportBuilder, report_to_dict
+
+
+class Fine:
+    name: ClassVar[str] = "fine"
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (MetricSpec("fine_value", "gauge", "A value."),)
+    inventory: ClassVar[bool] = False
+
+    def collect(self) -> CollectorOutput:
+        return CollectorOutput([Sample("fine_value", 42.0)], {"note": "ok"})
+
+
+class Broken:
+    name: ClassVar[str] = "broken"
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    inventory: ClassVar[bool] = False
+
+    def collect(self) -> CollectorOutput:
+        raise OSError("sensor bus on fire")
+
+
+class Hanging:
+    name: ClassVar[str] = "hanging"
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    inventory: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def collect(self) -> CollectorOutput:
+        self.calls += 1
+        self.release.wait(10)
+        return CollectorOutput()
+
+
+class Packages:
+    name: ClassVar[str] = "software"
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    inventory: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        self.packages = ["bash"]
+        self.calls = 0
+
+    def collect(self) -> CollectorOutput:
+        self.calls += 1
+        return CollectorOutput([], {"packages": list(self.packages)})
+
+
+def test_failing_and_hanging_collectors_do_not_stop_the_report() -> None:
+    hanging = Hanging()
+    builder = ReportBuilder([Fine(), Broken(), hanging], timeout_seconds=0.3)
+    try:
+        report = builder.build()
+        by_name = {c.name: c for c in report.collectors}
+        assert by_name["fine"].ok and by_name["fine"].samples[0].value == 42.0
+        assert json.loads(by_name["fine"].info_json) == {"note": "ok"}
+        assert not by_name["broken"].ok
+        assert "sensor bus on fire" in by_name["broken"].error
+        assert not by_name["hanging"].ok and "timed out after 0.3s" in by_name["hanging"].error
+        # Still hung at the next report: not started a second time, named as still running.
+        again = {c.name: c for c in builder.build().collectors}
+        assert "still running" in again["hanging"].error and hanging.calls == 1
+        assert again["fine"].ok
+    finally:
+        hanging.release.set()
+        builder.close()
+
+
+def test_inventory_is_read_on_its_own_interval_and_hashed() -> None:
+    now = [0.0]
+    packages = Packages()
+    builder = ReportBuilder([Fine(), packages], inventory_interval_seconds=60,
+                            monotonic=lambda: now[0])
+    try:
+        first = builder.build()
+        first_hash = first.inventory_hash
+        assert len(first_hash) == 64 and packages.calls == 1
+        now[0] = 30
+        assert builder.build().inventory_hash == first_hash and packages.calls == 1
+        packages.packages.append("nginx")
+        now[0] = 61
+        changed = builder.build()
+        assert packages.calls == 2 and changed.inventory_hash != first_hash
+        builder.attach_inventory(changed)
+        assert json.loads(changed.inventory.json) == {"software": {"packages": ["bash", "nginx"]}}
+        data = report_to_dict(changed, builder.inventory_json)
+        assert data["inventory"]["software"]["packages"] == ["bash", "nginx"]
+    finally:
+        builder.close()

@@ -1,0 +1,60 @@
+"""The exposition is rendered from current state: series come and go with their agents."""
+
+from __future__ import annotations
+
+import time
+
+from rmm_proto import agent_pb2, common_pb2
+from rmm_server.exporter import MetricsRenderer, escape_label_value, format_value
+from rmm_server.fleet import Fleet
+from rmm_server.server_metrics import ServerMetrics
+from rmm_server.storage import AgentRecord
+
+
+def record(agent_id: str, site: str = "hq") -> AgentRecord:
+    return AgentRecord(id=agent_id, credential_hash="h", client='ac"me', site=site,
+                       enrolled_at=0, hostname=f"host-{agent_id}", interval_seconds=30)
+
+
+def report(sequence: int, used: float) -> agent_pb2.Report:
+    result = agent_pb2.CollectorResult(name="disks", ok=True, duration_seconds=0.002)
+    result.samples.append(common_pb2.Sample(name="disk_usage_ratio", value=used,
+                                            labels={"mountpoint": "/"}))
+    result.samples.append(common_pb2.Sample(name="disk_read_bytes_total", value=1e6,
+                                            labels={"device": "sda"}))
+    return agent_pb2.Report(sequence=sequence, collected_at=time.time(), interval_seconds=30,
+                            collectors=[result])
+
+
+def test_series_follow_the_fleet() -> None:
+    fleet = Fleet()
+    now = time.time()
+    renderer = MetricsRenderer(fleet, ServerMetrics().registry, clock=lambda: now)
+    fleet.add(record("a1"))
+    fleet.add(record("a2", site="branch"))
+    assert fleet.apply_report("a1", report(1, 0.5), now, {})
+    assert fleet.apply_report("a2", report(1, 0.25), now - 3600, {})
+    assert not fleet.apply_report("a2", report(1, 0.99), now, {}), "duplicates do not apply"
+
+    text = renderer.render().decode()
+    labels = 'client="ac\\"me",site="hq",agent="a1"'
+    assert f'rmm_disk_usage_ratio{{{labels},mountpoint="/"}} 0.5\n' in text
+    assert f"rmm_agent_up{{{labels}}} 1\n" in text
+    assert 'rmm_agent_up{client="ac\\"me",site="branch",agent="a2"} 0\n' in text
+    assert 'rmm_agents{client="ac\\"me",site="hq",status="online"} 1\n' in text
+    assert text.count("# TYPE rmm_disk_usage_ratio gauge\n") == 1, "one header per family"
+    assert "# TYPE rmm_disk_read_bytes_total counter\n" in text
+    assert 'rmm_agent_collector_success{' + labels + ',collector="disks"} 1' in text
+
+    fleet.remove("a1")
+    text = renderer.render().decode()
+    assert 'agent="a1"' not in text
+    assert 'agent="a2"' in text
+
+
+def test_text_format_details() -> None:
+    assert escape_label_value('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+    assert format_value(3.0) == "3"
+    assert format_value(0.25) == "0.25"
+    assert format_value(float("nan")) == "NaN"
+    assert format_value(float("-inf")) == "-Inf"
