@@ -38,7 +38,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: flo
             if value:
                 return value
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what} (last error: {last_error})"
+    )
 
 
 def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
@@ -57,6 +59,7 @@ class ServerProcess:
     http_port: int
     log_path: Path
     extra_args: list[str] = field(default_factory=list)
+    insecure: bool = True
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -75,11 +78,15 @@ class ServerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
-                str(BIN / "rmm-server"), "serve",
-                "--data-dir", str(self.data_dir),
-                "--grpc-listen", self.grpc_address,
-                "--http-listen", f"127.0.0.1:{self.http_port}",
-                "--insecure",
+                str(BIN / "rmm-server"),
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--grpc-listen",
+                self.grpc_address,
+                "--http-listen",
+                f"127.0.0.1:{self.http_port}",
+                *(["--insecure"] if self.insecure else []),
                 *self.extra_args,
             ],
             stdout=log,
@@ -115,7 +122,9 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"server did not stop within {timeout}s after signal {sig}")
+            raise AssertionError(
+                f"server did not stop within {timeout}s after signal {sig}"
+            ) from None
 
 
 def cli_env(server: ServerProcess, token: str | None = None) -> dict[str, str]:
@@ -124,16 +133,21 @@ def cli_env(server: ServerProcess, token: str | None = None) -> dict[str, str]:
     env.update(
         RMM_SERVER=server.grpc_address,
         RMM_TOKEN=server.admin_token if token is None else token,
-        RMM_INSECURE="1",
     )
+    if server.insecure:
+        env["RMM_INSECURE"] = "1"
     return env
 
 
-def rmm(server: ServerProcess, *args: str, token: str | None = None,
-        check: bool = True) -> subprocess.CompletedProcess[str]:
+def rmm(
+    server: ServerProcess, *args: str, token: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run the `rmm` command line against `server`."""
     result = subprocess.run(
-        [str(BIN / "rmm"), *args], env=cli_env(server, token), capture_output=True, text=True,
+        [str(BIN / "rmm"), *args],
+        env=cli_env(server, token),
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     if check and result.returncode != 0:
@@ -153,23 +167,41 @@ def agent_cmd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
     )
 
 
-def enroll_agent(server: ServerProcess, state_dir: Path, *tags: str,
-                 client: str = "acme", site: str = "hq") -> str:
+def enroll_agent(
+    server: ServerProcess, state_dir: Path, *tags: str, client: str = "acme", site: str = "hq"
+) -> str:
     """Create a token and enroll an agent with it; return the agent id."""
     token = rmm_json(server, "tokens", "create", "--client", client, "--site", site)["token"]
     tag_args = [arg for tag in tags for arg in ("--tag", tag)]
-    result = agent_cmd("enroll", "--server", server.grpc_address, "--token", token,
-                       "--state-dir", str(state_dir), "--insecure", *tag_args)
+    result = agent_cmd(
+        "enroll",
+        "--server",
+        server.grpc_address,
+        "--token",
+        token,
+        "--state-dir",
+        str(state_dir),
+        "--insecure",
+        *tag_args,
+    )
     assert result.returncode == 0, result.stderr
     return str(json.loads((state_dir / "identity.json").read_text())["agent_id"])
 
 
-def start_agent(state_dir: Path, log_path: Path, interval: float = 1.0,
-                *extra: str) -> subprocess.Popen[bytes]:
+def start_agent(
+    state_dir: Path, log_path: Path, interval: float = 1.0, *extra: str
+) -> subprocess.Popen[bytes]:
     """Start `rmm-agent run` in the background."""
     return subprocess.Popen(
-        [str(BIN / "rmm-agent"), "run", "--state-dir", str(state_dir),
-         "--interval", str(interval), *extra],
+        [
+            str(BIN / "rmm-agent"),
+            "run",
+            "--state-dir",
+            str(state_dir),
+            "--interval",
+            str(interval),
+            *extra,
+        ],
         stdout=log_path.open("ab"),
         stderr=subprocess.STDOUT,
     )

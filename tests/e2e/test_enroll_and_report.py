@@ -9,13 +9,17 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.helpers import (
     ServerProcess,
     agent_cmd,
     enroll_agent,
+    http_get,
     rmm,
     rmm_json,
     start_agent,
@@ -34,7 +38,8 @@ def test_agent_enrolls_reports_and_is_listed_and_exported(
 
     agent = start_agent(state_dir, tmp_path / "agent.log", interval=1)
     try:
-        def listed_with_metrics() -> dict[str, object] | None:
+
+        def listed_with_metrics() -> Any:
             rows = rmm_json(server, "agents", "list")
             row = next((r for r in rows if r["id"] == agent_id), None)
             if row and row["status"] == "online" and row["last_sequence"] >= 2:
@@ -67,7 +72,9 @@ def test_agent_enrolls_reports_and_is_listed_and_exported(
         assert shown["info"]["system"]["hostname"] == row["hostname"]
 
         metrics = server.metrics()
-        assert re.search(rf'rmm_cpu_usage_ratio\{{client="acme",site="hq",agent="{agent_id}"\}} ', metrics)
+        assert re.search(
+            rf'rmm_cpu_usage_ratio\{{client="acme",site="hq",agent="{agent_id}"\}} ', metrics
+        )
         assert f'rmm_agent_up{{client="acme",site="hq",agent="{agent_id}"}} 1' in metrics
         assert "rmm_server_reports_received_total" in metrics
         assert "rmm_server_report_processing_seconds_bucket" in metrics
@@ -120,8 +127,18 @@ def test_collect_once_prints_a_full_report_without_a_server() -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     by_name = {c["name"]: c for c in report["collectors"]}
-    expected = {"cpu", "memory", "disks", "network", "sensors", "system", "processes",
-                "services", "hardware", "software"}
+    expected = {
+        "cpu",
+        "memory",
+        "disks",
+        "network",
+        "sensors",
+        "system",
+        "processes",
+        "services",
+        "hardware",
+        "software",
+    }
     assert expected <= set(by_name)
     assert by_name["cpu"]["ok"], by_name["cpu"]["error"]
     assert report["host"]["hostname"]
@@ -129,8 +146,9 @@ def test_collect_once_prints_a_full_report_without_a_server() -> None:
     assert len(report["inventory_hash"]) == 64
 
 
-def test_agent_sigterm_stops_cleanly_while_server_is_down(tmp_path: Path,
-                                                          server: ServerProcess) -> None:
+def test_agent_sigterm_stops_cleanly_while_server_is_down(
+    tmp_path: Path, server: ServerProcess
+) -> None:
     state_dir = tmp_path / "agent"
     enroll_agent(server, state_dir)
     server.stop()
@@ -138,3 +156,17 @@ def test_agent_sigterm_stops_cleanly_while_server_is_down(tmp_path: Path,
     time.sleep(2)
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(10) == 0, (tmp_path / "agent.log").read_text()
+
+
+def test_grpc_health_service_and_healthz_answer(server: ServerProcess) -> None:
+    channel = grpc.insecure_channel(server.grpc_address)
+    try:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "rmm.v1.AgentService", "rmm.v1.OperatorService"):
+            response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert response.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        channel.close()
+    status, body = http_get(server.http_url + "/healthz")
+    assert status == 200 and body.startswith(b"ok")
+    assert http_get(server.http_url + "/nope")[0] == 404

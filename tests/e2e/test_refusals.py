@@ -15,8 +15,16 @@ from tests.helpers import ServerProcess, agent_cmd, enroll_agent, rmm, rmm_json,
 
 
 def enroll(server: ServerProcess, state_dir: Path, token: str) -> tuple[int, str]:
-    result = agent_cmd("enroll", "--server", server.grpc_address, "--token", token,
-                       "--state-dir", str(state_dir), "--insecure")
+    result = agent_cmd(
+        "enroll",
+        "--server",
+        server.grpc_address,
+        "--token",
+        token,
+        "--state-dir",
+        str(state_dir),
+        "--insecure",
+    )
     return result.returncode, result.stdout + result.stderr
 
 
@@ -31,16 +39,18 @@ def test_wrong_token_is_refused(server: ServerProcess, tmp_path: Path) -> None:
 
 
 def test_used_up_token_is_refused(server: ServerProcess, tmp_path: Path) -> None:
-    token = rmm_json(server, "tokens", "create", "--client", "acme", "--site", "hq",
-                     "--uses", "1")["token"]
+    token = rmm_json(server, "tokens", "create", "--client", "acme", "--site", "hq", "--uses", "1")[
+        "token"
+    ]
     assert enroll(server, tmp_path / "a", token)[0] == 0
     code, text = enroll(server, tmp_path / "b", token)
     assert code != 0 and "used up (1 of 1 uses)" in text
 
 
 def test_expired_token_is_refused(server: ServerProcess, tmp_path: Path) -> None:
-    token = rmm_json(server, "tokens", "create", "--client", "acme", "--site", "hq",
-                     "--expires", "1s")["token"]
+    token = rmm_json(
+        server, "tokens", "create", "--client", "acme", "--site", "hq", "--expires", "1s"
+    )["token"]
     time.sleep(1.5)
     code, text = enroll(server, tmp_path / "a", token)
     assert code != 0 and "has expired" in text
