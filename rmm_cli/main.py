@@ -374,3 +374,21 @@ def agents_show(conn: Connection, agent: str, output: str) -> None:
             f"{c.duration_seconds * 1000:.1f} ms",
         )
     print_table(collectors)
+    services = info.get("services", {})
+    if services.get("available") is False:
+        click.echo(f"services: not available ({services.get('reason', 'unknown reason')})")
+    elif services:
+        failed = services.get("failed") or []
+        click.echo(f"failed services: {', '.join(failed) if failed else 'none'}")
+    top = info.get("processes", {}).get("top_cpu") or []
+    if top:
+        processes = Table("PID", "PROCESS", "USER", "CPU", "RSS", title="top processes by CPU")
+        for process in top[:5]:
+            processes.add_row(
+                str(process.get("pid", "")),
+                str(process.get("name", "")),
+                str(process.get("user") or "-"),
+                f"{float(process.get('cpu_ratio') or 0) * 100:.1f}%",
+                f"{float(process.get('rss_bytes') or 0) / 2**20:.0f} MiB",
+            )
+        print_table(processes)
