@@ -19,21 +19,33 @@ def test_agent_runs_with_only_the_agent_extra(tmp_path: Path) -> None:
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         f"{ROOT}[agent]"],
-        capture_output=True, text=True, timeout=600,
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            f"{ROOT}[agent]",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert install.returncode == 0, install.stdout + install.stderr
     probe = (
         "import importlib.util, json, rmm_agent.cli, rmm_agent.runner, rmm_agent.collectors;"
-        f"print(json.dumps({{m: importlib.util.find_spec(m) is not None for m in {SERVER_ONLY!r}}}))"
+        "print(json.dumps({m: importlib.util.find_spec(m) is not None "
+        f"for m in {SERVER_ONLY!r}}}))"
     )
     found = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=60)
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout) == {name: False for name in SERVER_ONLY}
     collect = subprocess.run(
         [str(env_dir / "bin" / "rmm-agent"), "collect", "--once", "--output", "json"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert collect.returncode == 0, collect.stderr
     assert json.loads(collect.stdout)["host"]["hostname"]

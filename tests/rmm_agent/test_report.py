@@ -80,8 +80,9 @@ def test_failing_and_hanging_collectors_do_not_stop_the_report() -> None:
 def test_inventory_is_read_on_its_own_interval_and_hashed() -> None:
     now = [0.0]
     packages = Packages()
-    builder = ReportBuilder([Fine(), packages], inventory_interval_seconds=60,
-                            monotonic=lambda: now[0])
+    builder = ReportBuilder(
+        [Fine(), packages], inventory_interval_seconds=60, monotonic=lambda: now[0]
+    )
     try:
         first = builder.build()
         first_hash = first.inventory_hash

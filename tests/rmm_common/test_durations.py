@@ -8,8 +8,16 @@ from rmm_common.errors import InvalidArgument
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("15m", 900), ("1h30m", 5400), ("7d", 604800), ("2w", 1209600),
-     ("250ms", 0.25), ("45", 45), ("1.5h", 5400)],
+    [
+        ("30s", 30),
+        ("15m", 900),
+        ("1h30m", 5400),
+        ("7d", 604800),
+        ("2w", 1209600),
+        ("250ms", 0.25),
+        ("45", 45),
+        ("1.5h", 5400),
+    ],
 )
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds

@@ -12,18 +12,28 @@ from rmm_server.storage import AgentRecord
 
 
 def record(agent_id: str, site: str = "hq") -> AgentRecord:
-    return AgentRecord(id=agent_id, credential_hash="h", client='ac"me', site=site,
-                       enrolled_at=0, hostname=f"host-{agent_id}", interval_seconds=30)
+    return AgentRecord(
+        id=agent_id,
+        credential_hash="h",
+        client='ac"me',
+        site=site,
+        enrolled_at=0,
+        hostname=f"host-{agent_id}",
+        interval_seconds=30,
+    )
 
 
 def report(sequence: int, used: float) -> agent_pb2.Report:
     result = agent_pb2.CollectorResult(name="disks", ok=True, duration_seconds=0.002)
-    result.samples.append(common_pb2.Sample(name="disk_usage_ratio", value=used,
-                                            labels={"mountpoint": "/"}))
-    result.samples.append(common_pb2.Sample(name="disk_read_bytes_total", value=1e6,
-                                            labels={"device": "sda"}))
-    return agent_pb2.Report(sequence=sequence, collected_at=time.time(), interval_seconds=30,
-                            collectors=[result])
+    result.samples.append(
+        common_pb2.Sample(name="disk_usage_ratio", value=used, labels={"mountpoint": "/"})
+    )
+    result.samples.append(
+        common_pb2.Sample(name="disk_read_bytes_total", value=1e6, labels={"device": "sda"})
+    )
+    return agent_pb2.Report(
+        sequence=sequence, collected_at=time.time(), interval_seconds=30, collectors=[result]
+    )
 
 
 def test_series_follow_the_fleet() -> None:
@@ -44,7 +54,7 @@ def test_series_follow_the_fleet() -> None:
     assert 'rmm_agents{client="ac\\"me",site="hq",status="online"} 1\n' in text
     assert text.count("# TYPE rmm_disk_usage_ratio gauge\n") == 1, "one header per family"
     assert "# TYPE rmm_disk_read_bytes_total counter\n" in text
-    assert 'rmm_agent_collector_success{' + labels + ',collector="disks"} 1' in text
+    assert "rmm_agent_collector_success{" + labels + ',collector="disks"} 1' in text
 
     fleet.remove("a1")
     text = renderer.render().decode()

@@ -18,23 +18,44 @@ def store(tmp_path: Path) -> Store:
 
 
 def make_token(store: Store, max_uses: int | None = None, expires_at: float | None = None) -> str:
-    store.create_token(EnrollmentTokenRecord(
-        id="tok1", secret_hash=hash_secret("x"), client="acme", site="hq",
-        created_at=time.time(), created_by="admin", max_uses=max_uses, expires_at=expires_at,
-    ))
+    store.create_token(
+        EnrollmentTokenRecord(
+            id="tok1",
+            secret_hash=hash_secret("x"),
+            client="acme",
+            site="hq",
+            created_at=time.time(),
+            created_by="admin",
+            max_uses=max_uses,
+            expires_at=expires_at,
+        )
+    )
     return "tok1"
 
 
 def make_agent(agent_id: str, tags: list[str] | None = None, client: str = "acme") -> AgentRecord:
-    return AgentRecord(id=agent_id, credential_hash="h", client=client, site="hq",
-                       enrolled_at=time.time(), tags=tags or [], hostname=f"host-{agent_id}")
+    return AgentRecord(
+        id=agent_id,
+        credential_hash="h",
+        client=client,
+        site="hq",
+        enrolled_at=time.time(),
+        tags=tags or [],
+        hostname=f"host-{agent_id}",
+    )
 
 
 def report(agent_id: str, sequence: int, received_at: float, cpu: float = 0.5) -> StoredReport:
     return StoredReport(
-        agent_id=agent_id, sequence=sequence, collected_at=received_at, received_at=received_at,
-        body=b"body-%d" % sequence, host={"hostname": "h1", "os": "linux"}, agent_version="1",
-        interval_seconds=30, summary={"cpu_usage_ratio": cpu},
+        agent_id=agent_id,
+        sequence=sequence,
+        collected_at=received_at,
+        received_at=received_at,
+        body=b"body-%d" % sequence,
+        host={"hostname": "h1", "os": "linux"},
+        agent_version="1",
+        interval_seconds=30,
+        summary={"cpu_usage_ratio": cpu},
     )
 
 
@@ -51,8 +72,16 @@ def test_enrollment_uses_are_counted_atomically(store: Store) -> None:
 def test_expired_and_revoked_tokens_enroll_nobody(store: Store) -> None:
     token = make_token(store, expires_at=time.time() - 1)
     assert not store.enroll_agent(token, time.time(), make_agent("a1"))
-    store.create_token(EnrollmentTokenRecord(id="tok2", secret_hash="h", client="c", site="s",
-                                             created_at=time.time(), created_by="admin"))
+    store.create_token(
+        EnrollmentTokenRecord(
+            id="tok2",
+            secret_hash="h",
+            client="c",
+            site="s",
+            created_at=time.time(),
+            created_by="admin",
+        )
+    )
     store.revoke_token("tok2", time.time())
     assert not store.enroll_agent("tok2", time.time(), make_agent("a2"))
 

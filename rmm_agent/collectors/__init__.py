@@ -1,0 +1,62 @@
+"""The agent's collectors: one module per concern, registered in COLLECTORS."""
+
+from __future__ import annotations
+
+from rmm_agent.collectors.base import (
+    Collector,
+    CollectorOutput,
+    CommandError,
+    MetricSpec,
+    Sample,
+    run_command,
+)
+from rmm_agent.collectors.cpu import CpuCollector
+from rmm_agent.collectors.disks import DisksCollector
+from rmm_agent.collectors.hardware import HardwareCollector
+from rmm_agent.collectors.memory import MemoryCollector
+from rmm_agent.collectors.network import NetworkCollector
+from rmm_agent.collectors.processes import ProcessesCollector
+from rmm_agent.collectors.sensors import SensorsCollector
+from rmm_agent.collectors.services import ServicesCollector
+from rmm_agent.collectors.software import SoftwareCollector
+from rmm_agent.collectors.system import SystemCollector
+
+__all__ = [
+    "COLLECTORS",
+    "Collector",
+    "CollectorOutput",
+    "CommandError",
+    "MetricSpec",
+    "Sample",
+    "catalog",
+    "run_command",
+]
+
+COLLECTORS: tuple[type[Collector], ...] = (
+    CpuCollector,
+    MemoryCollector,
+    DisksCollector,
+    NetworkCollector,
+    SensorsCollector,
+    SystemCollector,
+    ProcessesCollector,
+    ServicesCollector,
+    HardwareCollector,
+    SoftwareCollector,
+)
+
+
+def catalog(collectors: tuple[type[Collector], ...] = COLLECTORS) -> dict[str, MetricSpec]:
+    """Return every metric of every collector by name; raise ValueError on a duplicate."""
+    specs: dict[str, MetricSpec] = {}
+    owners: dict[str, str] = {}
+    for collector in collectors:
+        for spec in collector.metrics:
+            if spec.name in specs:
+                raise ValueError(
+                    f"metric {spec.name!r} declared by both collector {owners[spec.name]!r} "
+                    f"and collector {collector.name!r}"
+                )
+            specs[spec.name] = spec
+            owners[spec.name] = collector.name
+    return specs
