@@ -7,7 +7,7 @@ import math
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from rmm_agent.collectors.base import CommandError, MetricSpec
 
@@ -24,6 +24,28 @@ Clock = Callable[[], float]
 # Runs a command and returns (exit status, stdout) for tools whose exit status is an answer
 # rather than a failure (`systemd-detect-virt` exits 1 for "none", `needs-restarting -r`
 # exits 1 when a reboot is needed); raises CommandError when the command cannot run at all.
+T = TypeVar("T")
+
+
+class Refresher(Generic[T]):
+    """Hold the last value read and read it again once `every` seconds have passed."""
+
+    def __init__(self, read: Callable[[], T], every: float, clock: Clock) -> None:
+        self._read = read
+        self._every = every
+        self._clock = clock
+        self._value: T | None = None
+        self._read_at = 0.0
+
+    def get(self) -> T:
+        """Return the value, read again when it is older than the interval."""
+        now = self._clock()
+        if self._value is None or now - self._read_at >= self._every:
+            self._value = self._read()
+            self._read_at = now
+        return self._value
+
+
 StatusRunner = Callable[[Sequence[str]], tuple[int, str]]
 
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import psutil
 
 from rmm_agent.collectors import hardware_linux, hardware_macos, hardware_windows
-from rmm_agent.collectors._common import Clock, PsutilModule, gauge
+from rmm_agent.collectors._common import Clock, PsutilModule, Refresher, gauge
 from rmm_agent.collectors._winreg import WinregModule, load_winreg
 from rmm_agent.collectors.base import (
     CollectorOutput,
@@ -56,18 +56,11 @@ class HardwareCollector:
         self._platform = platform
         self._runner = runner
         self._winreg = winreg_module
-        self._clock = clock
-        self._refresh_seconds = refresh_seconds
-        self._cached: CollectorOutput | None = None
-        self._cached_at = 0.0
+        self._latest = Refresher(self._read, refresh_seconds, clock)
 
     def collect(self) -> CollectorOutput:
         """Return the hardware inventory, read again once refresh_seconds have passed."""
-        now = self._clock()
-        if self._cached is None or now - self._cached_at >= self._refresh_seconds:
-            self._cached = self._read()
-            self._cached_at = now
-        return self._cached
+        return self._latest.get()
 
     def _read(self) -> CollectorOutput:
         """Read the inventory from psutil and the OS-specific sources."""

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import psutil
 
 from rmm_agent.collectors import services_linux, services_windows
-from rmm_agent.collectors._common import Clock, PsutilModule, gauge
+from rmm_agent.collectors._common import Clock, PsutilModule, Refresher, gauge
 from rmm_agent.collectors.base import (
     CollectorOutput,
     CommandRunner,
@@ -56,18 +56,11 @@ class ServicesCollector:
         self._psutil = psutil_module
         self._run_root = run_root
         self._platform = platform
-        self._clock = clock
-        self._refresh_seconds = refresh_seconds
-        self._cached: CollectorOutput | None = None
-        self._cached_at = 0.0
+        self._latest = Refresher(self._list, refresh_seconds, clock)
 
     def collect(self) -> CollectorOutput:
         """Return the service states, listing them again once refresh_seconds have passed."""
-        now = self._clock()
-        if self._cached is None or now - self._cached_at >= self._refresh_seconds:
-            self._cached = self._list()
-            self._cached_at = now
-        return self._cached
+        return self._latest.get()
 
     def _list(self) -> CollectorOutput:
         """List services on this OS and summarise them."""
