@@ -1,0 +1,1 @@
+"""Alerts: their lifecycle, persistence and what operators do with them."""
