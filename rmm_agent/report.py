@@ -150,9 +150,11 @@ class ReportBuilder:
         regular = [c for c in self.collectors if not c.inventory]
         inventory = [c for c in self.collectors if c.inventory]
         outcomes = self._run(regular)
+        refreshed: set[str] = set()
         if inventory and self.monotonic() >= self._inventory_due:
             for outcome in self._run(inventory):
                 self._inventory_results[outcome.name] = outcome
+                refreshed.add(outcome.name)
             self._inventory_due = self.monotonic() + self.inventory_interval
             self._update_inventory()
         report = agent_pb2.Report(
@@ -165,7 +167,11 @@ class ReportBuilder:
             if outcome.name == "system" and outcome.output is not None:
                 self._update_host(outcome.output.info)
         for outcome in self._inventory_results.values():
-            report.collectors.append(_to_proto(outcome, with_info=False))
+            result = _to_proto(outcome, with_info=False)
+            if outcome.name not in refreshed:
+                # Not run for this report: its samples are the last reading's, its time is 0.
+                result.duration_seconds = 0.0
+            report.collectors.append(result)
         for name in HOST_FIELDS:
             setattr(report.host, name, self.host.get(name, ""))
         return report

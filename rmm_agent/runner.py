@@ -157,7 +157,8 @@ class AgentRunner:
                     and generation == self._stream_generation
                     and not self.outbox.after(sent)
                 ):
-                    self.outbox.changed.wait(1.0)
+                    # Woken by a new report, stop() or a new stream; the timeout is a safety net.
+                    self.outbox.changed.wait(30.0)
                 if self.stop_event.is_set() or generation != self._stream_generation:
                     return
                 pending = self.outbox.after(sent)
@@ -170,7 +171,10 @@ class AgentRunner:
         metadata = bearer_metadata(self.identity.credential)
         backoff = Backoff()
         while not self.stop_event.is_set():
-            self._stream_generation += 1
+            with self.outbox.changed:
+                # Wake the previous stream's request generator so its thread ends.
+                self._stream_generation += 1
+                self.outbox.changed.notify_all()
             call = stub.StreamReports(self._requests(self._stream_generation), metadata=metadata)
             try:
                 for ack in call:

@@ -91,3 +91,34 @@ operators = Table(
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
 )
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("rule_key", String(400), nullable=False),
+    Column("rule_name", String(200), nullable=False),
+    Column("agent_id", String(64), nullable=False),
+    Column("client", String(200), nullable=False),
+    Column("site", String(200), nullable=False),
+    Column("hostname", String(255), nullable=False),
+    Column("series_labels", Text, nullable=False),  # JSON object
+    Column("state", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("tier", String(8), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("last_active_at", Float, nullable=False),
+    Column("fired_at", Float),
+    Column("resolved_at", Float),
+    Column("value", Float),
+    Column("annotations", Text, nullable=False),  # JSON object
+    Column("acknowledged_by", String(200)),
+    Column("acknowledged_at", Float),
+    Column("ack_comment", Text),
+    Column("history", Text, nullable=False),  # JSON list of {at, event, by, detail}
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_alerts_state", alerts.c.state)
+Index("ix_alerts_fingerprint", alerts.c.fingerprint)
+Index("ix_alerts_agent", alerts.c.agent_id)

@@ -170,7 +170,8 @@ class Store:
         self.dialect = engine.dialect.name
 
     @contextmanager
-    def _begin(self, what: str) -> Iterator[Connection]:
+    def transaction(self, what: str) -> Iterator[Connection]:
+        """Run a block in one transaction; a database failure becomes StorageError naming `what`."""
         try:
             with self.engine.begin() as conn:
                 yield conn
@@ -181,7 +182,7 @@ class Store:
 
     def create_schema(self) -> None:
         """Create missing tables and indexes."""
-        with self._begin("create the schema") as conn:
+        with self.transaction("create the schema") as conn:
             schema.metadata.create_all(conn)
 
     def close(self) -> None:
@@ -196,14 +197,14 @@ class Store:
 
     def count_operators(self) -> int:
         """Return how many operators exist (revoked ones included)."""
-        with self._begin("count operators") as conn:
+        with self.transaction("count operators") as conn:
             return int(
                 conn.execute(select(func.count()).select_from(schema.operators)).scalar_one()
             )
 
     def create_operator(self, record: OperatorRecord) -> None:
         """Add an operator; raise AlreadyExists when the name is taken."""
-        with self._begin(f"create operator {record.name}") as conn:
+        with self.transaction(f"create operator {record.name}") as conn:
             taken = conn.execute(
                 select(schema.operators.c.id).where(schema.operators.c.name == record.name)
             ).first()
@@ -213,7 +214,7 @@ class Store:
 
     def get_operator(self, operator_id: str) -> OperatorRecord | None:
         """Return the operator with this id, or None."""
-        with self._begin("read an operator") as conn:
+        with self.transaction("read an operator") as conn:
             row = (
                 conn.execute(select(schema.operators).where(schema.operators.c.id == operator_id))
                 .mappings()
@@ -225,12 +226,12 @@ class Store:
 
     def create_token(self, record: EnrollmentTokenRecord) -> None:
         """Store a new enrollment token (its secret's hash only)."""
-        with self._begin("create an enrollment token") as conn:
+        with self.transaction("create an enrollment token") as conn:
             conn.execute(insert(schema.enrollment_tokens).values(**_asdict(record)))
 
     def get_token(self, token_id: str) -> EnrollmentTokenRecord | None:
         """Return the enrollment token with this id, or None."""
-        with self._begin("read an enrollment token") as conn:
+        with self.transaction("read an enrollment token") as conn:
             row = (
                 conn.execute(
                     select(schema.enrollment_tokens).where(
@@ -244,7 +245,7 @@ class Store:
 
     def list_tokens(self) -> list[EnrollmentTokenRecord]:
         """Return every enrollment token, newest first."""
-        with self._begin("list enrollment tokens") as conn:
+        with self.transaction("list enrollment tokens") as conn:
             rows = conn.execute(
                 select(schema.enrollment_tokens).order_by(
                     schema.enrollment_tokens.c.created_at.desc()
@@ -255,7 +256,7 @@ class Store:
     def revoke_token(self, token_id: str, now: float) -> EnrollmentTokenRecord | None:
         """Mark a token revoked (idempotent); return it, or None when unknown."""
         table = schema.enrollment_tokens
-        with self._begin(f"revoke enrollment token {token_id}") as conn:
+        with self.transaction(f"revoke enrollment token {token_id}") as conn:
             conn.execute(
                 update(table)
                 .where(table.c.id == token_id, table.c.revoked_at.is_(None))
@@ -270,7 +271,7 @@ class Store:
         reads the token to say why.
         """
         table = schema.enrollment_tokens
-        with self._begin("enroll an agent") as conn:
+        with self.transaction("enroll an agent") as conn:
             used = conn.execute(
                 update(table)
                 .where(
@@ -316,7 +317,7 @@ class Store:
 
     def get_agent(self, agent_id: str) -> AgentRecord | None:
         """Return the agent with exactly this id, or None."""
-        with self._begin("read an agent") as conn:
+        with self.transaction("read an agent") as conn:
             row = (
                 conn.execute(select(*_AGENT_COLUMNS).where(schema.agents.c.id == agent_id))
                 .mappings()
@@ -329,7 +330,7 @@ class Store:
     def find_agents(self, ident: str, limit: int = 10) -> list[AgentRecord]:
         """Return agents whose id starts with `ident` or whose hostname equals it."""
         pattern = ident.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        with self._begin("find agents") as conn:
+        with self.transaction("find agents") as conn:
             rows = list(
                 conn.execute(
                     select(*_AGENT_COLUMNS)
@@ -369,7 +370,7 @@ class Store:
         elif query.status == "offline":
             conditions.append(~online)
         where = and_(True, *conditions)
-        with self._begin("list agents") as conn:
+        with self.transaction("list agents") as conn:
             total = int(
                 conn.execute(select(func.count()).select_from(agents).where(where)).scalar_one()
             )
@@ -392,7 +393,7 @@ class Store:
 
     def get_inventory(self, agent_id: str) -> bytes | None:
         """Return an agent's compressed inventory JSON, or None."""
-        with self._begin("read an inventory") as conn:
+        with self.transaction("read an inventory") as conn:
             value = conn.execute(
                 select(schema.agents.c.inventory).where(schema.agents.c.id == agent_id)
             ).scalar_one_or_none()
@@ -404,7 +405,7 @@ class Store:
         """Store a batch of reports in one transaction; a report stored before is skipped."""
         if not batch:
             return
-        with self._begin(f"store {len(batch)} reports") as conn:
+        with self.transaction(f"store {len(batch)} reports") as conn:
             conn.execute(
                 self._insert_ignore(schema.reports),
                 [
@@ -461,7 +462,7 @@ class Store:
     def latest_report_bodies(self) -> Iterator[tuple[str, bytes]]:
         """Yield (agent id, compressed body) of each agent's latest stored report."""
         reports, agents = schema.reports, schema.agents
-        with self._begin("read the latest reports") as conn:
+        with self.transaction("read the latest reports") as conn:
             rows = conn.execute(
                 select(reports.c.agent_id, reports.c.body).join(
                     agents,
@@ -477,7 +478,7 @@ class Store:
     def latest_report_body(self, agent_id: str) -> bytes | None:
         """Return the compressed body of one agent's latest report, or None."""
         reports, agents = schema.reports, schema.agents
-        with self._begin("read a report") as conn:
+        with self.transaction("read a report") as conn:
             body = conn.execute(
                 select(reports.c.body)
                 .join(agents, agents.c.id == reports.c.agent_id)
@@ -488,7 +489,7 @@ class Store:
     def report_stats(self, agent_id: str) -> tuple[int | None, int | None, int]:
         """Return (first, last, count) of the sequences stored for an agent."""
         reports = schema.reports
-        with self._begin("count reports") as conn:
+        with self.transaction("count reports") as conn:
             first, last, count = conn.execute(
                 select(
                     func.min(reports.c.sequence),
@@ -501,7 +502,7 @@ class Store:
     def prune_reports(self, received_before: float) -> int:
         """Delete raw reports received before a time, but never an agent's latest one."""
         reports, agents = schema.reports, schema.agents
-        with self._begin("prune old reports") as conn:
+        with self.transaction("prune old reports") as conn:
             result = conn.execute(
                 delete(reports).where(
                     reports.c.received_at < received_before,

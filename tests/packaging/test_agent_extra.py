@@ -49,3 +49,12 @@ def test_agent_runs_with_only_the_agent_extra(tmp_path: Path) -> None:
     )
     assert collect.returncode == 0, collect.stderr
     assert json.loads(collect.stdout)["host"]["hostname"]
+
+
+def test_agent_version_matches_the_project_version() -> None:
+    import tomllib  # noqa: PLC0415
+
+    import rmm_agent  # noqa: PLC0415
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert rmm_agent.__version__ == project["version"]

@@ -93,6 +93,11 @@ def test_inventory_is_read_on_its_own_interval_and_hashed() -> None:
         now[0] = 61
         changed = builder.build()
         assert packages.calls == 2 and changed.inventory_hash != first_hash
+        assert [c.duration_seconds > 0 for c in changed.collectors if c.name == "software"] == [
+            True
+        ]
+        cached = builder.build()
+        assert [c.duration_seconds for c in cached.collectors if c.name == "software"] == [0.0]
         builder.attach_inventory(changed)
         assert json.loads(changed.inventory.json) == {"software": {"packages": ["bash", "nginx"]}}
         data = report_to_dict(changed, builder.inventory_json)

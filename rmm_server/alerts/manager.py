@@ -1,0 +1,317 @@
+"""Turn policy verdicts into alerts: one per (rule, agent, series), kept in memory and in storage.
+
+Each report is evaluated against the rules in force for its agent; a timer evaluates the offline
+rule for agents that stopped reporting (after a grace period following a server start, so a
+restart or upgrade pages nobody). Every change is written through to storage, so a server restart
+neither loses a firing alert nor notifies it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from rmm_server.alerts.lifecycle import Alert, AlertState, Observation, advance, fingerprint
+from rmm_server.storage.alerts import AlertRecord, AlertStore
+
+log = logging.getLogger(__name__)
+
+
+class RuleLike(Protocol):
+    """The parts of a policy rule the alert manager reads."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def tier(self) -> str: ...
+    @property
+    def for_seconds(self) -> float: ...
+    @property
+    def keep_firing_for_seconds(self) -> float: ...
+    @property
+    def has_clear(self) -> bool: ...
+
+
+class ConditionLike(Protocol):
+    """One rule's verdict on one series of one agent (the policy engine's Condition)."""
+
+    @property
+    def rule(self) -> RuleLike: ...
+    @property
+    def series_labels(self) -> Any: ...
+    @property
+    def active(self) -> bool: ...
+    @property
+    def clear(self) -> bool | None: ...
+    @property
+    def value(self) -> float | None: ...
+    @property
+    def annotations(self) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AgentIdentity:
+    agent_id: str
+    hostname: str
+    client: str
+    site: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """An alert that changed state in a way people are told about."""
+
+    record: AlertRecord
+    event: str  # firing, resolved
+
+
+class AlertMetrics:
+    """Evaluation counters and the firing gauge, in the server's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.evaluations = Counter(
+            "rmm_policy_evaluations",
+            "Agent evaluations against the policy set (one per report, one per offline check).",
+            ["trigger"],
+            registry=registry,
+        )
+        self.evaluation_seconds = Histogram(
+            "rmm_policy_evaluation_seconds",
+            "Time to evaluate one agent against every rule in force for it.",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+            registry=registry,
+        )
+        self.transitions = Counter(
+            "rmm_alert_transitions",
+            "Alerts that started firing or resolved.",
+            ["event", "severity"],
+            registry=registry,
+        )
+        self.firing = Gauge(
+            "rmm_alerts_firing",
+            "Alerts firing now, by severity, client and rule.",
+            ["severity", "client", "rule"],
+            registry=registry,
+        )
+
+
+class AlertManager:
+    """Apply policy verdicts to the open alerts and persist every change."""
+
+    def __init__(
+        self,
+        alert_store: AlertStore,
+        registry: CollectorRegistry,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.alert_store = alert_store
+        self.clock = clock
+        self.metrics = AlertMetrics(registry)
+        self._open: dict[str, AlertRecord] = {}  # fingerprint -> pending or firing alert
+
+    def load(self) -> int:
+        """Load open alerts from storage (at start-up); return how many."""
+        self._open = {record.fingerprint: record for record in self.alert_store.open_alerts()}
+        self._refresh_firing_gauge()
+        return len(self._open)
+
+    def open_alerts(self) -> list[AlertRecord]:
+        """Return the pending and firing alerts."""
+        return list(self._open.values())
+
+    def apply(
+        self,
+        agent: AgentIdentity,
+        conditions: Sequence[ConditionLike],
+        trigger: str,
+        resolve_missing: bool = True,
+    ) -> tuple[list[AlertRecord], list[Transition]]:
+        """Advance the agent's alerts with `conditions`; return (changed records, transitions).
+
+        With `resolve_missing`, an open alert of this agent that no condition speaks of any
+        more (its series disappeared, its rule was removed or switched off) ends as well.
+        """
+        now = self.clock()
+        changed: list[AlertRecord] = []
+        transitions: list[Transition] = []
+        seen: set[str] = set()
+        for condition in conditions:
+            rule = condition.rule
+            labels = dict(condition.series_labels)
+            key = fingerprint(rule.key, agent.agent_id, labels)
+            seen.add(key)
+            previous = self._open.get(key)
+            before = _to_lifecycle(previous) if previous else None
+            after = advance(
+                before,
+                rule,
+                agent.agent_id,
+                labels,
+                Observation(condition.active, condition.clear, condition.value),
+                now,
+                dict(condition.annotations),
+            )
+            self._record(agent, rule, previous, after, now, changed, transitions)
+        if resolve_missing:
+            for key, record in list(self._open.items()):
+                if record.agent_id != agent.agent_id or key in seen:
+                    continue
+                gone = _GoneRule(record.rule_key)
+                after = advance(
+                    _to_lifecycle(record),
+                    gone,
+                    agent.agent_id,
+                    record.series_labels,
+                    Observation(False),
+                    now,
+                )
+                self._record_gone(record, after, now, changed, transitions)
+        self.metrics.evaluations.labels(trigger=trigger).inc()
+        if transitions:
+            self._refresh_firing_gauge()
+        return changed, transitions
+
+    def _record(
+        self,
+        agent: AgentIdentity,
+        rule: RuleLike,
+        previous: AlertRecord | None,
+        after: Alert | None,
+        now: float,
+        changed: list[AlertRecord],
+        transitions: list[Transition],
+    ) -> None:
+        if after is None:
+            if previous is not None:  # a pending alert whose condition went away: forget it
+                self._open.pop(previous.fingerprint, None)
+                previous.state = "dropped"
+                previous.updated_at = now
+                changed.append(previous)
+            return
+        if previous is not None and previous.id != after.id:
+            previous = None
+        if previous is None and after.state is AlertState.RESOLVED:
+            return  # an old incident that stays resolved
+        record = previous or AlertRecord(
+            id=after.id,
+            fingerprint=after.fingerprint,
+            rule_key=rule.key,
+            rule_name=rule.name,
+            agent_id=agent.agent_id,
+            client=agent.client,
+            site=agent.site,
+            hostname=agent.hostname,
+            series_labels=dict(after.series_labels),
+            state=after.state.value,
+            severity=rule.severity,
+            tier=rule.tier,
+            started_at=after.started_at,
+            last_active_at=after.last_active_at,
+            updated_at=now,
+            history=[{"at": now, "event": after.state.value}],
+        )
+        old_state = previous.state if previous else None
+        record.state = after.state.value
+        record.last_active_at = after.last_active_at
+        record.fired_at = after.fired_at
+        record.resolved_at = after.resolved_at
+        record.value = after.value
+        record.annotations = dict(after.annotations)
+        record.severity = rule.severity
+        if old_state != record.state or previous is None or previous.value != after.value:
+            record.updated_at = now
+            changed.append(record)
+        if old_state is not None and old_state != record.state:
+            record.history.append({"at": now, "event": record.state})
+        self._track(record, old_state, transitions)
+
+    def _record_gone(
+        self,
+        record: AlertRecord,
+        after: Alert | None,
+        now: float,
+        changed: list[AlertRecord],
+        transitions: list[Transition],
+    ) -> None:
+        old_state = record.state
+        if after is None:
+            record.state = "dropped"
+        else:
+            record.state = after.state.value
+            record.resolved_at = after.resolved_at
+        if record.state == old_state:
+            return
+        record.updated_at = now
+        record.history.append({"at": now, "event": record.state, "detail": "rule or series gone"})
+        changed.append(record)
+        if record.state == "dropped":
+            self._open.pop(record.fingerprint, None)
+            return
+        self._track(record, old_state, transitions)
+
+    def _track(
+        self, record: AlertRecord, old_state: str | None, transitions: list[Transition]
+    ) -> None:
+        if record.state in (AlertState.PENDING.value, AlertState.FIRING.value):
+            self._open[record.fingerprint] = record
+        else:
+            self._open.pop(record.fingerprint, None)
+        if record.state == AlertState.FIRING.value and old_state != AlertState.FIRING.value:
+            transitions.append(Transition(record, "firing"))
+            self.metrics.transitions.labels(event="firing", severity=record.severity).inc()
+        elif record.state == AlertState.RESOLVED.value and old_state == AlertState.FIRING.value:
+            transitions.append(Transition(record, "resolved"))
+            self.metrics.transitions.labels(event="resolved", severity=record.severity).inc()
+
+    def _refresh_firing_gauge(self) -> None:
+        counts: dict[tuple[str, str, str], int] = {}
+        for record in self._open.values():
+            if record.state == AlertState.FIRING.value:
+                key = (record.severity, record.client, record.rule_name)
+                counts[key] = counts.get(key, 0) + 1
+        self.metrics.firing.clear()
+        for (severity, client, rule), count in counts.items():
+            self.metrics.firing.labels(severity=severity, client=client, rule=rule).set(count)
+
+    def forget_agent(self, agent_id: str) -> Iterable[AlertRecord]:
+        """Drop the open alerts of a removed agent; return them for storage."""
+        gone = [r for r in self._open.values() if r.agent_id == agent_id]
+        for record in gone:
+            self._open.pop(record.fingerprint, None)
+        return gone
+
+
+@dataclass(frozen=True, slots=True)
+class _GoneRule:
+    """Timing for an alert whose rule no longer speaks of it: end it without hysteresis."""
+
+    key: str
+    for_seconds: float = 0.0
+    keep_firing_for_seconds: float = 0.0
+    has_clear: bool = False
+
+
+def _to_lifecycle(record: AlertRecord) -> Alert:
+    return Alert(
+        id=record.id,
+        fingerprint=record.fingerprint,
+        rule_key=record.rule_key,
+        agent_id=record.agent_id,
+        series_labels=record.series_labels,
+        state=AlertState(record.state),
+        started_at=record.started_at,
+        last_active_at=record.last_active_at,
+        value=record.value,
+        fired_at=record.fired_at,
+        resolved_at=record.resolved_at,
+        annotations=record.annotations,
+    )
