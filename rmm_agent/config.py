@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rmm_common.durations import parse_duration
 from rmm_common.errors import ConfigError, InvalidArgument
 
@@ -59,6 +57,9 @@ FIELDS: dict[str, tuple[str, Any]] = {
 
 def load_config(path: Path, known_collectors: set[str]) -> AgentConfig:
     """Read and check an agent configuration file; raise ConfigError listing every problem."""
+    # Imported here: most agents run without a config file, and PyYAML costs ~1.8 MB resident.
+    import yaml  # noqa: PLC0415
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -392,3 +392,104 @@ def agents_show(conn: Connection, agent: str, output: str) -> None:
                 f"{float(process.get('rss_bytes') or 0) / 2**20:.0f} MiB",
             )
         print_table(processes)
+
+
+# --- alerts --------------------------------------------------------------------------------
+
+
+@main.group()
+def alerts() -> None:
+    """Alerts raised by the policies."""
+
+
+def alert_row(alert: operator_pb2.AlertInfo) -> dict[str, Any]:
+    """Return an alert as JSON-ready data."""
+    return {
+        "id": alert.id,
+        "rule": alert.rule,
+        "rule_key": alert.rule_key,
+        "state": alert.state,
+        "severity": alert.severity,
+        "tier": alert.tier,
+        "agent_id": alert.agent_id,
+        "hostname": alert.hostname,
+        "client": alert.client,
+        "site": alert.site,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "value": finite_or_none(alert.value),
+        "started_at": alert.started_at,
+        "fired_at": alert.fired_at or None,
+        "resolved_at": alert.resolved_at or None,
+        "acknowledged_by": alert.acknowledged_by or None,
+        "acknowledged_at": alert.acknowledged_at or None,
+        "ack_comment": alert.ack_comment or None,
+    }
+
+
+@alerts.command("list")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(["pending", "firing", "resolved"]),
+    help="Only these states (repeatable; default: pending and firing).",
+)
+@click.option("--client", default="", help="Only this client.")
+@click.option("--severity", type=click.Choice(["info", "warning", "critical"]), default=None)
+@click.option("--agent", default="", help="Only this agent (id).")
+@click.option("--limit", type=click.IntRange(min=0), default=0, help="At most this many.")
+@OUTPUT_OPTION
+@click.pass_obj
+def alerts_list(
+    conn: Connection,
+    states: tuple[str, ...],
+    client: str,
+    severity: str | None,
+    agent: str,
+    limit: int,
+    output: str,
+) -> None:
+    """List alerts, most recently changed first."""
+    response = conn.call(
+        conn.stub().ListAlerts,
+        operator_pb2.ListAlertsRequest(
+            states=list(states), client=client, severity=severity or "", agent=agent, limit=limit
+        ),
+    )
+    if output == "json":
+        emit_json([alert_row(alert) for alert in response.alerts])
+        return
+    now = time.time()
+    table = Table(
+        "ID",
+        "STATE",
+        "SEVERITY",
+        "TIER",
+        "RULE",
+        "CLIENT/SITE",
+        "HOST",
+        "LABELS",
+        "VALUE",
+        "SINCE",
+        "SUMMARY",
+    )
+    colours = {"critical": "red", "warning": "yellow", "info": "blue"}
+    for alert in response.alerts:
+        colour = colours.get(alert.severity, "white")
+        table.add_row(
+            alert.id,
+            alert.state,
+            f"[{colour}]{alert.severity}[/]",
+            alert.tier,
+            alert.rule,
+            f"{alert.client}/{alert.site}",
+            alert.hostname,
+            ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items())),
+            "-" if math.isnan(alert.value) else f"{alert.value:g}",
+            when(alert.fired_at or alert.started_at, now),
+            alert.annotations.get("summary", ""),
+        )
+    print_table(table)
+    if not response.alerts:
+        click.echo("no alerts match", err=True)

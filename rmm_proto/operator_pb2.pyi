@@ -188,3 +188,79 @@ class AgentDetail(_message.Message):
     first_sequence: int
     reports_stored: int
     def __init__(self, summary: _Optional[_Union[AgentSummary, _Mapping]] = ..., kernel: _Optional[str] = ..., arch: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[_common_pb2.Sample, _Mapping]]] = ..., collectors: _Optional[_Iterable[_Union[CollectorStatus, _Mapping]]] = ..., info_json: _Optional[bytes] = ..., inventory_json: _Optional[bytes] = ..., inventory_hash: _Optional[str] = ..., inventory_updated_at: _Optional[float] = ..., first_sequence: _Optional[int] = ..., reports_stored: _Optional[int] = ...) -> None: ...
+
+class AlertInfo(_message.Message):
+    __slots__ = ("id", "rule", "rule_key", "agent_id", "hostname", "client", "site", "state", "severity", "tier", "labels", "annotations", "value", "started_at", "fired_at", "resolved_at", "acknowledged_by", "acknowledged_at", "ack_comment")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class AnnotationsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    RULE_KEY_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FIRED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _ClassVar[int]
+    ACK_COMMENT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    rule: str
+    rule_key: str
+    agent_id: str
+    hostname: str
+    client: str
+    site: str
+    state: str
+    severity: str
+    tier: str
+    labels: _containers.ScalarMap[str, str]
+    annotations: _containers.ScalarMap[str, str]
+    value: float
+    started_at: float
+    fired_at: float
+    resolved_at: float
+    acknowledged_by: str
+    acknowledged_at: float
+    ack_comment: str
+    def __init__(self, id: _Optional[str] = ..., rule: _Optional[str] = ..., rule_key: _Optional[str] = ..., agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., state: _Optional[str] = ..., severity: _Optional[str] = ..., tier: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., annotations: _Optional[_Mapping[str, str]] = ..., value: _Optional[float] = ..., started_at: _Optional[float] = ..., fired_at: _Optional[float] = ..., resolved_at: _Optional[float] = ..., acknowledged_by: _Optional[str] = ..., acknowledged_at: _Optional[float] = ..., ack_comment: _Optional[str] = ...) -> None: ...
+
+class ListAlertsRequest(_message.Message):
+    __slots__ = ("states", "client", "severity", "agent", "limit")
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedScalarFieldContainer[str]
+    client: str
+    severity: str
+    agent: str
+    limit: int
+    def __init__(self, states: _Optional[_Iterable[str]] = ..., client: _Optional[str] = ..., severity: _Optional[str] = ..., agent: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListAlertsResponse(_message.Message):
+    __slots__ = ("alerts",)
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[AlertInfo]
+    def __init__(self, alerts: _Optional[_Iterable[_Union[AlertInfo, _Mapping]]] = ...) -> None: ...

@@ -59,6 +59,11 @@ class OperatorServiceStub:
                 request_serializer=rmm__proto_dot_operator__pb2.GetAgentRequest.SerializeToString,
                 response_deserializer=rmm__proto_dot_operator__pb2.AgentDetail.FromString,
                 _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/rmm.v1.OperatorService/ListAlerts',
+                request_serializer=rmm__proto_dot_operator__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServiceServicer:
@@ -94,6 +99,12 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAlerts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +132,11 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.GetAgent,
                     request_deserializer=rmm__proto_dot_operator__pb2.GetAgentRequest.FromString,
                     response_serializer=rmm__proto_dot_operator__pb2.AgentDetail.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ListAlertsRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ListAlertsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +274,33 @@ class OperatorService:
             '/rmm.v1.OperatorService/GetAgent',
             rmm__proto_dot_operator__pb2.GetAgentRequest.SerializeToString,
             rmm__proto_dot_operator__pb2.AgentDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ListAlerts',
+            rmm__proto_dot_operator__pb2.ListAlertsRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ListAlertsResponse.FromString,
             options,
             channel_credentials,
             insecure,

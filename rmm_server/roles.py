@@ -30,6 +30,7 @@ class Role(IntEnum):
 REQUIRED_ROLE: dict[str, Role] = {
     "ListAgents": Role.VIEWER,
     "GetAgent": Role.VIEWER,
+    "ListAlerts": Role.VIEWER,
     "ListEnrollmentTokens": Role.TIER3,
     "CreateEnrollmentToken": Role.TIER3,
     "RevokeEnrollmentToken": Role.TIER3,

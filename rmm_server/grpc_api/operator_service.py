@@ -16,11 +16,15 @@ from rmm_server.enrollment import Enrollment
 from rmm_server.grpc_api.guard import current_operator
 from rmm_server.reports import collector_infos, decompress
 from rmm_server.storage import AgentRecord, EnrollmentTokenRecord, Store
+from rmm_server.storage.alerts import AlertQuery, AlertRecord, AlertStore
 from rmm_server.storage.store import AgentQuery
 
 DEFAULT_PAGE = 500
 MAX_PAGE = 5000
 STATUSES = ("", "online", "offline")
+ALERT_STATES = ("pending", "firing", "resolved")
+SEVERITIES = ("", "info", "warning", "critical")
+DEFAULT_ALERT_LIMIT = 1000
 
 
 def token_to_proto(token: EnrollmentTokenRecord, now: float) -> operator_pb2.EnrollmentToken:
@@ -71,6 +75,31 @@ def agent_to_summary(agent: AgentRecord, now: float) -> operator_pb2.AgentSummar
     )
 
 
+def alert_to_proto(alert: AlertRecord) -> operator_pb2.AlertInfo:
+    """Convert a stored alert to its message."""
+    return operator_pb2.AlertInfo(
+        id=alert.id,
+        rule=alert.rule_name,
+        rule_key=alert.rule_key,
+        agent_id=alert.agent_id,
+        hostname=alert.hostname,
+        client=alert.client,
+        site=alert.site,
+        state=alert.state,
+        severity=alert.severity,
+        tier=alert.tier,
+        labels=alert.series_labels,
+        annotations=alert.annotations,
+        value=math.nan if alert.value is None else alert.value,
+        started_at=alert.started_at,
+        fired_at=alert.fired_at or 0,
+        resolved_at=alert.resolved_at or 0,
+        acknowledged_by=alert.acknowledged_by or "",
+        acknowledged_at=alert.acknowledged_at or 0,
+        ack_comment=alert.ack_comment or "",
+    )
+
+
 class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     """Convert operator calls to domain calls; the guard has checked the caller's role."""
 
@@ -78,6 +107,7 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         self, store: Store, enrollment: Enrollment, clock: Callable[[], float] = time.time
     ) -> None:
         self.store = store
+        self.alert_store = AlertStore(store)
         self.enrollment = enrollment
         self.clock = clock
 
@@ -192,6 +222,27 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         detail.first_sequence = first or 0
         detail.reports_stored = count
         return detail
+
+    async def ListAlerts(
+        self, request: operator_pb2.ListAlertsRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ListAlertsResponse:
+        states = tuple(request.states) or ("pending", "firing")
+        unknown = [state for state in states if state not in ALERT_STATES]
+        if unknown:
+            raise InvalidArgument(
+                f"alert state {unknown[0]!r} is not one of {', '.join(ALERT_STATES)}"
+            )
+        if request.severity not in SEVERITIES:
+            raise InvalidArgument(f"severity {request.severity!r} is not info, warning or critical")
+        query = AlertQuery(
+            states=states,
+            client=request.client,
+            severity=request.severity,
+            agent_id=request.agent,
+            limit=min(request.limit or DEFAULT_ALERT_LIMIT, MAX_PAGE),
+        )
+        alerts = await asyncio.to_thread(self.alert_store.query, query)
+        return operator_pb2.ListAlertsResponse(alerts=[alert_to_proto(a) for a in alerts])
 
 
 def _parse_page_token(token: str) -> int:
