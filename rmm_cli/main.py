@@ -406,6 +406,8 @@ def alert_row(alert: operator_pb2.AlertInfo) -> dict[str, Any]:
     """Return an alert as JSON-ready data."""
     return {
         "id": alert.id,
+        "suppressed_by": alert.suppressed_by or None,
+        "history": json.loads(alert.history_json) if alert.history_json else [],
         "rule": alert.rule,
         "rule_key": alert.rule_key,
         "state": alert.state,
@@ -488,8 +490,523 @@ def alerts_list(
             ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items())),
             "-" if math.isnan(alert.value) else f"{alert.value:g}",
             when(alert.fired_at or alert.started_at, now),
+            alert.suppressed_by or "-",
+            alert.acknowledged_by or "-",
             alert.annotations.get("summary", ""),
         )
     print_table(table)
     if not response.alerts:
         click.echo("no alerts match", err=True)
+
+
+@alerts.command("ack")
+@click.argument("alert_id")
+@click.option("--comment", required=True, help="What you are doing about it.")
+@OUTPUT_OPTION
+@click.pass_obj
+def alerts_ack(conn: Connection, alert_id: str, comment: str, output: str) -> None:
+    """Acknowledge an alert: you own it, and it stops escalating."""
+    alert = conn.call(
+        conn.stub().AckAlert, operator_pb2.AckAlertRequest(id=alert_id, comment=comment)
+    )
+    if output == "json":
+        emit_json(alert_row(alert))
+    else:
+        click.echo(f"alert {alert.id} ({alert.rule} on {alert.hostname}) acknowledged")
+
+
+@alerts.command("silence")
+@click.option(
+    "--match",
+    "matchers",
+    required=True,
+    help="Matchers, e.g. 'rule=DiskLow,client=acme' (=, != and =~ regex).",
+)
+@click.option("--for", "duration", required=True, help="How long, e.g. 2h.")
+@click.option("--comment", required=True, help="Why.")
+@OUTPUT_OPTION
+@click.pass_obj
+def alerts_silence(
+    conn: Connection, matchers: str, duration: str, comment: str, output: str
+) -> None:
+    """Silence notifications of matching alerts for a while (they still show)."""
+    try:
+        seconds = parse_duration(duration)
+    except InvalidArgument as exc:
+        raise CliError(f"--for: {exc}", EXIT_USAGE) from None
+    silence = conn.call(
+        conn.stub().CreateSilence,
+        operator_pb2.CreateSilenceRequest(
+            matchers=matchers, duration_seconds=seconds, comment=comment
+        ),
+    )
+    if output == "json":
+        emit_json(silence_row(silence))
+    else:
+        click.echo(f"silence {silence.id} on {silence.matchers} until {when(silence.ends_at)}")
+
+
+@main.group()
+def silences() -> None:
+    """Silences: ad-hoc quiet for matching alerts."""
+
+
+def silence_row(silence: operator_pb2.SilenceInfo) -> dict[str, Any]:
+    """Return a silence as JSON-ready data."""
+    return {
+        "id": silence.id,
+        "matchers": silence.matchers,
+        "state": silence.state,
+        "starts_at": silence.starts_at,
+        "ends_at": silence.ends_at,
+        "created_by": silence.created_by,
+        "comment": silence.comment,
+    }
+
+
+@silences.command("list")
+@click.option("--all", "include_expired", is_flag=True, help="Include expired silences.")
+@OUTPUT_OPTION
+@click.pass_obj
+def silences_list(conn: Connection, include_expired: bool, output: str) -> None:
+    """List silences."""
+    response = conn.call(
+        conn.stub().ListSilences,
+        operator_pb2.ListSilencesRequest(include_expired=include_expired),
+    )
+    if output == "json":
+        emit_json([silence_row(s) for s in response.silences])
+        return
+    table = Table("ID", "STATE", "MATCHERS", "ENDS", "BY", "COMMENT")
+    for s in response.silences:
+        table.add_row(s.id, s.state, s.matchers, when(s.ends_at), s.created_by, s.comment)
+    print_table(table)
+
+
+@silences.command("expire")
+@click.argument("silence_id")
+@OUTPUT_OPTION
+@click.pass_obj
+def silences_expire(conn: Connection, silence_id: str, output: str) -> None:
+    """End a silence now."""
+    silence = conn.call(conn.stub().ExpireSilence, operator_pb2.ExpireSilenceRequest(id=silence_id))
+    if output == "json":
+        emit_json(silence_row(silence))
+    else:
+        click.echo(f"silence {silence.id} expired")
+
+
+# --- maintenance windows -------------------------------------------------------------------
+
+
+@main.group()
+def maintenance() -> None:
+    """Maintenance windows: scheduled quiet for a scope of agents."""
+
+
+def window_row(window: operator_pb2.MaintenanceInfo) -> dict[str, Any]:
+    """Return a maintenance window as JSON-ready data."""
+    return {
+        "id": window.id,
+        "name": window.name,
+        "schedule": window.schedule or None,
+        "start_at": window.start_at or None,
+        "duration_seconds": window.duration_seconds,
+        "timezone": window.timezone,
+        "clients": list(window.clients),
+        "sites": list(window.sites),
+        "agents": list(window.agents),
+        "tags": list(window.tags),
+        "active_now": window.active_now,
+        "current_end": window.current_end or None,
+        "next_start": window.next_start or None,
+        "ended_at": window.ended_at or None,
+        "created_by": window.created_by,
+        "comment": window.comment,
+    }
+
+
+@maintenance.command("add")
+@click.option("--name", required=True)
+@click.option("--schedule", default="", help="Cron in the time zone, e.g. '0 2 * * sun'.")
+@click.option("--start", "start", default="", help="One-off: 'now' or a unix time.")
+@click.option("--duration", required=True, help="e.g. 2h.")
+@click.option("--timezone", default="UTC", show_default=True, help="IANA zone of the site.")
+@click.option("--client", "clients", multiple=True)
+@click.option("--site", "sites", multiple=True)
+@click.option("--agent", "agents", multiple=True)
+@click.option("--tag", "tags", multiple=True)
+@click.option("--comment", default="")
+@OUTPUT_OPTION
+@click.pass_obj
+def maintenance_add(
+    conn: Connection,
+    name: str,
+    schedule: str,
+    start: str,
+    duration: str,
+    timezone: str,
+    clients: tuple[str, ...],
+    sites: tuple[str, ...],
+    agents: tuple[str, ...],
+    tags: tuple[str, ...],
+    comment: str,
+    output: str,
+) -> None:
+    """Add a recurring (--schedule) or one-off (--start) maintenance window."""
+    try:
+        seconds = parse_duration(duration)
+    except InvalidArgument as exc:
+        raise CliError(f"--duration: {exc}", EXIT_USAGE) from None
+    start_at = 0.0
+    if start:
+        try:
+            start_at = time.time() if start == "now" else float(start)
+        except ValueError:
+            raise CliError("--start takes 'now' or a unix time", EXIT_USAGE) from None
+    window = conn.call(
+        conn.stub().AddMaintenance,
+        operator_pb2.AddMaintenanceRequest(
+            name=name,
+            schedule=schedule,
+            start_at=start_at,
+            duration_seconds=seconds,
+            timezone=timezone,
+            clients=clients,
+            sites=sites,
+            agents=agents,
+            tags=tags,
+            comment=comment,
+        ),
+    )
+    if output == "json":
+        emit_json(window_row(window))
+    else:
+        state = "in force now" if window.active_now else f"next {when(window.next_start)}"
+        click.echo(f"maintenance window {window.id} ({window.name}) added, {state}")
+
+
+@maintenance.command("list")
+@click.option("--all", "include_ended", is_flag=True, help="Include ended windows.")
+@OUTPUT_OPTION
+@click.pass_obj
+def maintenance_list(conn: Connection, include_ended: bool, output: str) -> None:
+    """List maintenance windows and whether each is in force now."""
+    response = conn.call(
+        conn.stub().ListMaintenance,
+        operator_pb2.ListMaintenanceRequest(include_ended=include_ended),
+    )
+    if output == "json":
+        emit_json([window_row(w) for w in response.windows])
+        return
+    table = Table("ID", "NAME", "SCHEDULE", "DURATION", "TZ", "SCOPE", "NOW", "NEXT")
+    for w in response.windows:
+        scope = (
+            " ".join(
+                [f"client={c}" for c in w.clients]
+                + [f"site={s}" for s in w.sites]
+                + [f"agent={a}" for a in w.agents]
+                + [f"tag={t}" for t in w.tags]
+            )
+            or "everyone"
+        )
+        table.add_row(
+            w.id,
+            w.name,
+            w.schedule or "one-off",
+            format_duration(w.duration_seconds),
+            w.timezone,
+            scope,
+            f"until {when(w.current_end)}" if w.active_now else "-",
+            when(w.next_start) if w.next_start else "-",
+        )
+    print_table(table)
+
+
+@maintenance.command("end")
+@click.argument("window_id")
+@OUTPUT_OPTION
+@click.pass_obj
+def maintenance_end(conn: Connection, window_id: str, output: str) -> None:
+    """End a maintenance window for good."""
+    window = conn.call(conn.stub().EndMaintenance, operator_pb2.EndMaintenanceRequest(id=window_id))
+    if output == "json":
+        emit_json(window_row(window))
+    else:
+        click.echo(f"maintenance window {window.id} ({window.name}) ended")
+
+
+# --- notifications ---------------------------------------------------------------------------
+
+
+@main.group()
+def notifications() -> None:
+    """Notification delivery."""
+
+
+@notifications.command("failed")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@OUTPUT_OPTION
+@click.pass_obj
+def notifications_failed(conn: Connection, limit: int, output: str) -> None:
+    """List notifications that could not be delivered after their retries."""
+    response = conn.call(
+        conn.stub().ListFailedNotifications,
+        operator_pb2.ListFailedNotificationsRequest(limit=limit),
+    )
+    rows = [
+        {
+            "at": f.at,
+            "receiver": f.receiver,
+            "notifier": f.notifier,
+            "status": f.status,
+            "error": f.error,
+            "alert_ids": list(f.alert_ids),
+            "group_key": f.group_key,
+        }
+        for f in response.failures
+    ]
+    if output == "json":
+        emit_json(rows)
+        return
+    table = Table("WHEN", "RECEIVER", "NOTIFIER", "STATUS", "ALERTS", "ERROR")
+    for row in rows:
+        table.add_row(
+            when(row["at"]),
+            row["receiver"],
+            row["notifier"],
+            row["status"],
+            str(len(row["alert_ids"])),
+            row["error"],
+        )
+    print_table(table)
+
+
+# --- policies --------------------------------------------------------------------------------
+
+
+@main.group()
+def policy() -> None:
+    """Alert policies: validate, explain, reload, test."""
+
+
+def _policy_engine() -> Any:
+    try:
+        import rmm_server.policy as engine  # noqa: PLC0415
+    except ImportError as exc:
+        raise CliError(
+            f"this command evaluates policies locally and needs the server extra "
+            f"(pip install 'rmm[server]'): {exc}",
+            EXIT_USAGE,
+        ) from None
+    return engine
+
+
+@policy.command("validate")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text")
+def policy_validate(path: Path, output: str) -> None:
+    """Check a policy file or directory; exit non-zero on any error (no server needed)."""
+    errors = _policy_engine().validate_path(path)
+    if output == "json":
+        emit_json({"path": str(path), "ok": not errors, "errors": errors})
+    else:
+        for error in errors:
+            click.echo(error, err=True)
+        if not errors:
+            click.echo(f"{path}: ok")
+    if errors:
+        sys.exit(1)
+
+
+@policy.command("reload")
+@OUTPUT_OPTION
+@click.pass_obj
+def policy_reload(conn: Connection, output: str) -> None:
+    """Reload the server's policies; a broken set is refused and the old one stays."""
+    response = conn.call(conn.stub().ReloadPolicies, operator_pb2.ReloadPoliciesRequest())
+    if output == "json":
+        emit_json(
+            {
+                "ok": response.ok,
+                "errors": list(response.errors),
+                "policies": response.policies,
+                "rules": response.rules,
+            }
+        )
+    elif response.ok:
+        click.echo(f"reloaded: {response.policies} policies, {response.rules} rules")
+    else:
+        for error in response.errors:
+            click.echo(error, err=True)
+        click.echo("reload refused; the previous policies stay in force", err=True)
+    if not response.ok:
+        sys.exit(1)
+
+
+@policy.command("explain")
+@click.argument("agent")
+@OUTPUT_OPTION
+@click.pass_obj
+def policy_explain(conn: Connection, agent: str, output: str) -> None:
+    """Show every rule in force for an agent, its values and where each came from."""
+    response = conn.call(conn.stub().ExplainPolicy, operator_pb2.ExplainPolicyRequest(agent=agent))
+    rows = [
+        {
+            "key": r.key,
+            "name": r.name,
+            "policy": r.policy,
+            "layer": r.layer,
+            "source": r.source,
+            "severity": r.severity,
+            "tier": r.tier,
+            "for_seconds": r.for_seconds,
+            "keep_firing_for_seconds": r.keep_firing_for_seconds,
+            "expr": r.expr,
+            "clear": r.clear or None,
+            "set_by": dict(r.set_by),
+        }
+        for r in response.rules
+    ]
+    if output == "json":
+        emit_json({"agent_id": response.agent_id, "rules": rows})
+        return
+    table = Table("RULE", "POLICY", "LAYER", "SEVERITY", "TIER", "FOR", "EXPR", "SET BY")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["policy"],
+            row["layer"],
+            row["severity"],
+            row["tier"],
+            format_duration(row["for_seconds"]) if row["for_seconds"] else "-",
+            row["expr"],
+            "\n".join(f"{k}: {v}" for k, v in sorted(row["set_by"].items())) or row["source"],
+        )
+    print_table(table)
+
+
+def _report_from_agent(conn: Connection, agent: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fetch an agent's latest report from the server as report JSON and its placement."""
+    detail = conn.call(conn.stub().GetAgent, operator_pb2.GetAgentRequest(agent=agent))
+    info = json.loads(detail.info_json) if detail.info_json else {}
+    summary = detail.summary
+    collectors: list[dict[str, Any]] = [
+        {"name": name, "samples": [], "info": value} for name, value in info.items()
+    ]
+    collectors.append(
+        {
+            "name": "latest",
+            "samples": [
+                {"name": s.name, "labels": dict(s.labels), "value": s.value} for s in detail.samples
+            ],
+            "info": {},
+        }
+    )
+    report = {"host": {"hostname": summary.hostname, "os": summary.os}, "collectors": collectors}
+    placement = {
+        "agent_id": summary.id,
+        "client": summary.client,
+        "site": summary.site,
+        "tags": list(summary.tags),
+        "interval_seconds": float(summary.interval_seconds or 30),
+        "seconds_since_report": (time.time() - summary.last_seen) if summary.last_seen else None,
+    }
+    return report, placement
+
+
+@policy.command("test")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--agent", help="Evaluate against this agent's latest report (needs the server).")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A report from `rmm-agent collect --once --output json`.",
+)
+@click.option("--client", default="", help="With --report: the agent's client.")
+@click.option("--site", default="", help="With --report: the agent's site.")
+@click.option("--tag", "tags", multiple=True, help="With --report: the agent's tags.")
+@click.option("--unit", is_flag=True, help="PATH is a policy unit-test file: run it.")
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
+@click.pass_obj
+def policy_test(
+    conn: Connection,
+    path: Path,
+    agent: str | None,
+    report_path: Path | None,
+    client: str,
+    site: str,
+    tags: tuple[str, ...],
+    unit: bool,
+    output: str,
+) -> None:
+    """Show which rules of PATH would fire for an agent, and the values that decided it."""
+    engine = _policy_engine()
+    if unit:
+        from rmm_server.alerts.unittests import run_unit_test_file  # noqa: PLC0415
+
+        results = run_unit_test_file(path)
+        failed = [r for r in results if not r.passed]
+        if output == "json":
+            emit_json([r.as_dict() for r in results])
+        else:
+            for result in results:
+                click.echo(result.describe())
+            click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+        if failed:
+            sys.exit(1)
+        return
+    if (agent is None) == (report_path is None):
+        raise CliError("give exactly one of --agent AGENT or --report FILE", EXIT_USAGE)
+    try:
+        policies = engine.load_policy_dir(path)
+    except engine.PolicyError as exc:
+        raise CliError(f"the policies do not load:\n{exc}", EXIT_USAGE) from None
+    if report_path is not None:
+        try:
+            report = json.loads(report_path.read_text())
+        except ValueError as exc:
+            raise CliError(f"{report_path}: not JSON: {exc}", EXIT_USAGE) from None
+        placement: dict[str, Any] = {"client": client, "site": site, "tags": list(tags)}
+    else:
+        report, placement = _report_from_agent(conn, agent or "")
+    try:
+        context, samples = engine.report_json_to_context(report, **placement)
+    except InvalidArgument as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    conditions = policies.evaluate(context, samples)
+    rows = [
+        {
+            "rule": c.rule.name,
+            "policy": c.rule.policy,
+            "severity": c.rule.severity,
+            "labels": dict(c.series_labels),
+            "active": c.active,
+            "clear": c.clear,
+            "value": c.value,
+            "for_seconds": c.rule.for_seconds,
+            "expr": c.rule.expr,
+            "summary": c.annotations.get("summary", ""),
+        }
+        for c in conditions
+    ]
+    if output == "json":
+        emit_json(rows)
+        return
+    table = Table("RULE", "SEVERITY", "LABELS", "VERDICT", "VALUE", "EXPR")
+    for row in sorted(rows, key=lambda r: (not r["active"], r["rule"])):
+        verdict = "[red]would fire[/]" if row["active"] else "ok"
+        if row["active"] and row["for_seconds"]:
+            verdict += f" after {format_duration(row['for_seconds'])}"
+        table.add_row(
+            row["rule"],
+            row["severity"],
+            ",".join(f"{k}={v}" for k, v in sorted(row["labels"].items())),
+            verdict,
+            "-" if row["value"] is None else f"{row['value']:g}",
+            row["expr"],
+        )
+    print_table(table)
+    active = sum(1 for row in rows if row["active"])
+    click.echo(f"{len(rows)} checks, {active} would fire", err=True)

@@ -31,5 +31,13 @@ class PermissionDenied(RmmError):
     """The caller is known but may not do this."""
 
 
+class PolicyError(RmmError):
+    """A policy file is wrong; `errors` lists every problem found."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__(f"{len(errors)} policy error(s):\n" + "\n".join(errors))
+        self.errors = list(errors)
+
+
 class StorageError(RmmError):
     """The database failed or is unreachable."""

@@ -190,7 +190,7 @@ class AgentDetail(_message.Message):
     def __init__(self, summary: _Optional[_Union[AgentSummary, _Mapping]] = ..., kernel: _Optional[str] = ..., arch: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[_common_pb2.Sample, _Mapping]]] = ..., collectors: _Optional[_Iterable[_Union[CollectorStatus, _Mapping]]] = ..., info_json: _Optional[bytes] = ..., inventory_json: _Optional[bytes] = ..., inventory_hash: _Optional[str] = ..., inventory_updated_at: _Optional[float] = ..., first_sequence: _Optional[int] = ..., reports_stored: _Optional[int] = ...) -> None: ...
 
 class AlertInfo(_message.Message):
-    __slots__ = ("id", "rule", "rule_key", "agent_id", "hostname", "client", "site", "state", "severity", "tier", "labels", "annotations", "value", "started_at", "fired_at", "resolved_at", "acknowledged_by", "acknowledged_at", "ack_comment")
+    __slots__ = ("id", "rule", "rule_key", "agent_id", "hostname", "client", "site", "state", "severity", "tier", "labels", "annotations", "value", "started_at", "fired_at", "resolved_at", "acknowledged_by", "acknowledged_at", "ack_comment", "suppressed_by", "history_json")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -224,6 +224,8 @@ class AlertInfo(_message.Message):
     ACKNOWLEDGED_BY_FIELD_NUMBER: _ClassVar[int]
     ACKNOWLEDGED_AT_FIELD_NUMBER: _ClassVar[int]
     ACK_COMMENT_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_BY_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_JSON_FIELD_NUMBER: _ClassVar[int]
     id: str
     rule: str
     rule_key: str
@@ -243,7 +245,9 @@ class AlertInfo(_message.Message):
     acknowledged_by: str
     acknowledged_at: float
     ack_comment: str
-    def __init__(self, id: _Optional[str] = ..., rule: _Optional[str] = ..., rule_key: _Optional[str] = ..., agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., state: _Optional[str] = ..., severity: _Optional[str] = ..., tier: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., annotations: _Optional[_Mapping[str, str]] = ..., value: _Optional[float] = ..., started_at: _Optional[float] = ..., fired_at: _Optional[float] = ..., resolved_at: _Optional[float] = ..., acknowledged_by: _Optional[str] = ..., acknowledged_at: _Optional[float] = ..., ack_comment: _Optional[str] = ...) -> None: ...
+    suppressed_by: str
+    history_json: str
+    def __init__(self, id: _Optional[str] = ..., rule: _Optional[str] = ..., rule_key: _Optional[str] = ..., agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., state: _Optional[str] = ..., severity: _Optional[str] = ..., tier: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., annotations: _Optional[_Mapping[str, str]] = ..., value: _Optional[float] = ..., started_at: _Optional[float] = ..., fired_at: _Optional[float] = ..., resolved_at: _Optional[float] = ..., acknowledged_by: _Optional[str] = ..., acknowledged_at: _Optional[float] = ..., ack_comment: _Optional[str] = ..., suppressed_by: _Optional[str] = ..., history_json: _Optional[str] = ...) -> None: ...
 
 class ListAlertsRequest(_message.Message):
     __slots__ = ("states", "client", "severity", "agent", "limit")
@@ -264,3 +268,236 @@ class ListAlertsResponse(_message.Message):
     ALERTS_FIELD_NUMBER: _ClassVar[int]
     alerts: _containers.RepeatedCompositeFieldContainer[AlertInfo]
     def __init__(self, alerts: _Optional[_Iterable[_Union[AlertInfo, _Mapping]]] = ...) -> None: ...
+
+class AckAlertRequest(_message.Message):
+    __slots__ = ("id", "comment")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    comment: str
+    def __init__(self, id: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class SilenceInfo(_message.Message):
+    __slots__ = ("id", "matchers", "starts_at", "ends_at", "created_by", "comment", "created_at", "state")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MATCHERS_FIELD_NUMBER: _ClassVar[int]
+    STARTS_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDS_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    matchers: str
+    starts_at: float
+    ends_at: float
+    created_by: str
+    comment: str
+    created_at: float
+    state: str
+    def __init__(self, id: _Optional[str] = ..., matchers: _Optional[str] = ..., starts_at: _Optional[float] = ..., ends_at: _Optional[float] = ..., created_by: _Optional[str] = ..., comment: _Optional[str] = ..., created_at: _Optional[float] = ..., state: _Optional[str] = ...) -> None: ...
+
+class CreateSilenceRequest(_message.Message):
+    __slots__ = ("matchers", "duration_seconds", "comment", "starts_at")
+    MATCHERS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    STARTS_AT_FIELD_NUMBER: _ClassVar[int]
+    matchers: str
+    duration_seconds: float
+    comment: str
+    starts_at: float
+    def __init__(self, matchers: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., comment: _Optional[str] = ..., starts_at: _Optional[float] = ...) -> None: ...
+
+class ListSilencesRequest(_message.Message):
+    __slots__ = ("include_expired",)
+    INCLUDE_EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    include_expired: bool
+    def __init__(self, include_expired: _Optional[bool] = ...) -> None: ...
+
+class ListSilencesResponse(_message.Message):
+    __slots__ = ("silences",)
+    SILENCES_FIELD_NUMBER: _ClassVar[int]
+    silences: _containers.RepeatedCompositeFieldContainer[SilenceInfo]
+    def __init__(self, silences: _Optional[_Iterable[_Union[SilenceInfo, _Mapping]]] = ...) -> None: ...
+
+class ExpireSilenceRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class MaintenanceInfo(_message.Message):
+    __slots__ = ("id", "name", "schedule", "start_at", "duration_seconds", "timezone", "clients", "sites", "agents", "tags", "created_by", "comment", "created_at", "ended_at", "active_now", "current_end", "next_start")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    START_AT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    CLIENTS_FIELD_NUMBER: _ClassVar[int]
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_NOW_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_END_FIELD_NUMBER: _ClassVar[int]
+    NEXT_START_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    schedule: str
+    start_at: float
+    duration_seconds: float
+    timezone: str
+    clients: _containers.RepeatedScalarFieldContainer[str]
+    sites: _containers.RepeatedScalarFieldContainer[str]
+    agents: _containers.RepeatedScalarFieldContainer[str]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    created_by: str
+    comment: str
+    created_at: float
+    ended_at: float
+    active_now: bool
+    current_end: float
+    next_start: float
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., schedule: _Optional[str] = ..., start_at: _Optional[float] = ..., duration_seconds: _Optional[float] = ..., timezone: _Optional[str] = ..., clients: _Optional[_Iterable[str]] = ..., sites: _Optional[_Iterable[str]] = ..., agents: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., created_by: _Optional[str] = ..., comment: _Optional[str] = ..., created_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., active_now: _Optional[bool] = ..., current_end: _Optional[float] = ..., next_start: _Optional[float] = ...) -> None: ...
+
+class AddMaintenanceRequest(_message.Message):
+    __slots__ = ("name", "schedule", "start_at", "duration_seconds", "timezone", "clients", "sites", "agents", "tags", "comment")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    START_AT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    CLIENTS_FIELD_NUMBER: _ClassVar[int]
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    schedule: str
+    start_at: float
+    duration_seconds: float
+    timezone: str
+    clients: _containers.RepeatedScalarFieldContainer[str]
+    sites: _containers.RepeatedScalarFieldContainer[str]
+    agents: _containers.RepeatedScalarFieldContainer[str]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    comment: str
+    def __init__(self, name: _Optional[str] = ..., schedule: _Optional[str] = ..., start_at: _Optional[float] = ..., duration_seconds: _Optional[float] = ..., timezone: _Optional[str] = ..., clients: _Optional[_Iterable[str]] = ..., sites: _Optional[_Iterable[str]] = ..., agents: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class ListMaintenanceRequest(_message.Message):
+    __slots__ = ("include_ended",)
+    INCLUDE_ENDED_FIELD_NUMBER: _ClassVar[int]
+    include_ended: bool
+    def __init__(self, include_ended: _Optional[bool] = ...) -> None: ...
+
+class ListMaintenanceResponse(_message.Message):
+    __slots__ = ("windows",)
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    windows: _containers.RepeatedCompositeFieldContainer[MaintenanceInfo]
+    def __init__(self, windows: _Optional[_Iterable[_Union[MaintenanceInfo, _Mapping]]] = ...) -> None: ...
+
+class EndMaintenanceRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ReloadPoliciesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadPoliciesResponse(_message.Message):
+    __slots__ = ("ok", "errors", "policies", "rules")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    policies: int
+    rules: int
+    def __init__(self, ok: _Optional[bool] = ..., errors: _Optional[_Iterable[str]] = ..., policies: _Optional[int] = ..., rules: _Optional[int] = ...) -> None: ...
+
+class ExplainPolicyRequest(_message.Message):
+    __slots__ = ("agent",)
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    agent: str
+    def __init__(self, agent: _Optional[str] = ...) -> None: ...
+
+class ExplainedRule(_message.Message):
+    __slots__ = ("key", "name", "policy", "layer", "source", "severity", "tier", "for_seconds", "keep_firing_for_seconds", "expr", "clear", "set_by")
+    class SetByEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    FOR_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIRING_FOR_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EXPR_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_FIELD_NUMBER: _ClassVar[int]
+    SET_BY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    name: str
+    policy: str
+    layer: str
+    source: str
+    severity: str
+    tier: str
+    for_seconds: float
+    keep_firing_for_seconds: float
+    expr: str
+    clear: str
+    set_by: _containers.ScalarMap[str, str]
+    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., policy: _Optional[str] = ..., layer: _Optional[str] = ..., source: _Optional[str] = ..., severity: _Optional[str] = ..., tier: _Optional[str] = ..., for_seconds: _Optional[float] = ..., keep_firing_for_seconds: _Optional[float] = ..., expr: _Optional[str] = ..., clear: _Optional[str] = ..., set_by: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ExplainPolicyResponse(_message.Message):
+    __slots__ = ("agent_id", "rules")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    rules: _containers.RepeatedCompositeFieldContainer[ExplainedRule]
+    def __init__(self, agent_id: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[ExplainedRule, _Mapping]]] = ...) -> None: ...
+
+class ListFailedNotificationsRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class FailedNotification(_message.Message):
+    __slots__ = ("at", "receiver", "notifier", "error", "status", "alert_ids", "group_key")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    RECEIVER_FIELD_NUMBER: _ClassVar[int]
+    NOTIFIER_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ALERT_IDS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_KEY_FIELD_NUMBER: _ClassVar[int]
+    at: float
+    receiver: str
+    notifier: str
+    error: str
+    status: str
+    alert_ids: _containers.RepeatedScalarFieldContainer[str]
+    group_key: str
+    def __init__(self, at: _Optional[float] = ..., receiver: _Optional[str] = ..., notifier: _Optional[str] = ..., error: _Optional[str] = ..., status: _Optional[str] = ..., alert_ids: _Optional[_Iterable[str]] = ..., group_key: _Optional[str] = ...) -> None: ...
+
+class ListFailedNotificationsResponse(_message.Message):
+    __slots__ = ("failures",)
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    failures: _containers.RepeatedCompositeFieldContainer[FailedNotification]
+    def __init__(self, failures: _Optional[_Iterable[_Union[FailedNotification, _Mapping]]] = ...) -> None: ...

@@ -64,6 +64,56 @@ class OperatorServiceStub:
                 request_serializer=rmm__proto_dot_operator__pb2.ListAlertsRequest.SerializeToString,
                 response_deserializer=rmm__proto_dot_operator__pb2.ListAlertsResponse.FromString,
                 _registered_method=True)
+        self.AckAlert = channel.unary_unary(
+                '/rmm.v1.OperatorService/AckAlert',
+                request_serializer=rmm__proto_dot_operator__pb2.AckAlertRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.AlertInfo.FromString,
+                _registered_method=True)
+        self.CreateSilence = channel.unary_unary(
+                '/rmm.v1.OperatorService/CreateSilence',
+                request_serializer=rmm__proto_dot_operator__pb2.CreateSilenceRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.SilenceInfo.FromString,
+                _registered_method=True)
+        self.ListSilences = channel.unary_unary(
+                '/rmm.v1.OperatorService/ListSilences',
+                request_serializer=rmm__proto_dot_operator__pb2.ListSilencesRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ListSilencesResponse.FromString,
+                _registered_method=True)
+        self.ExpireSilence = channel.unary_unary(
+                '/rmm.v1.OperatorService/ExpireSilence',
+                request_serializer=rmm__proto_dot_operator__pb2.ExpireSilenceRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.SilenceInfo.FromString,
+                _registered_method=True)
+        self.AddMaintenance = channel.unary_unary(
+                '/rmm.v1.OperatorService/AddMaintenance',
+                request_serializer=rmm__proto_dot_operator__pb2.AddMaintenanceRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.MaintenanceInfo.FromString,
+                _registered_method=True)
+        self.ListMaintenance = channel.unary_unary(
+                '/rmm.v1.OperatorService/ListMaintenance',
+                request_serializer=rmm__proto_dot_operator__pb2.ListMaintenanceRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ListMaintenanceResponse.FromString,
+                _registered_method=True)
+        self.EndMaintenance = channel.unary_unary(
+                '/rmm.v1.OperatorService/EndMaintenance',
+                request_serializer=rmm__proto_dot_operator__pb2.EndMaintenanceRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.MaintenanceInfo.FromString,
+                _registered_method=True)
+        self.ReloadPolicies = channel.unary_unary(
+                '/rmm.v1.OperatorService/ReloadPolicies',
+                request_serializer=rmm__proto_dot_operator__pb2.ReloadPoliciesRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ReloadPoliciesResponse.FromString,
+                _registered_method=True)
+        self.ExplainPolicy = channel.unary_unary(
+                '/rmm.v1.OperatorService/ExplainPolicy',
+                request_serializer=rmm__proto_dot_operator__pb2.ExplainPolicyRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ExplainPolicyResponse.FromString,
+                _registered_method=True)
+        self.ListFailedNotifications = channel.unary_unary(
+                '/rmm.v1.OperatorService/ListFailedNotifications',
+                request_serializer=rmm__proto_dot_operator__pb2.ListFailedNotificationsRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ListFailedNotificationsResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServiceServicer:
@@ -105,6 +155,66 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AckAlert(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSilence(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSilences(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExpireSilence(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddMaintenance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMaintenance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndMaintenance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReloadPolicies(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFailedNotifications(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +247,56 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.ListAlerts,
                     request_deserializer=rmm__proto_dot_operator__pb2.ListAlertsRequest.FromString,
                     response_serializer=rmm__proto_dot_operator__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'AckAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.AckAlert,
+                    request_deserializer=rmm__proto_dot_operator__pb2.AckAlertRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.AlertInfo.SerializeToString,
+            ),
+            'CreateSilence': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSilence,
+                    request_deserializer=rmm__proto_dot_operator__pb2.CreateSilenceRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.SilenceInfo.SerializeToString,
+            ),
+            'ListSilences': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSilences,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ListSilencesRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ListSilencesResponse.SerializeToString,
+            ),
+            'ExpireSilence': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpireSilence,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ExpireSilenceRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.SilenceInfo.SerializeToString,
+            ),
+            'AddMaintenance': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddMaintenance,
+                    request_deserializer=rmm__proto_dot_operator__pb2.AddMaintenanceRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.MaintenanceInfo.SerializeToString,
+            ),
+            'ListMaintenance': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMaintenance,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ListMaintenanceRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ListMaintenanceResponse.SerializeToString,
+            ),
+            'EndMaintenance': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndMaintenance,
+                    request_deserializer=rmm__proto_dot_operator__pb2.EndMaintenanceRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.MaintenanceInfo.SerializeToString,
+            ),
+            'ReloadPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadPolicies,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ReloadPoliciesRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ReloadPoliciesResponse.SerializeToString,
+            ),
+            'ExplainPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainPolicy,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ExplainPolicyRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ExplainPolicyResponse.SerializeToString,
+            ),
+            'ListFailedNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFailedNotifications,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ListFailedNotificationsRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ListFailedNotificationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +461,276 @@ class OperatorService:
             '/rmm.v1.OperatorService/ListAlerts',
             rmm__proto_dot_operator__pb2.ListAlertsRequest.SerializeToString,
             rmm__proto_dot_operator__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/AckAlert',
+            rmm__proto_dot_operator__pb2.AckAlertRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.AlertInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSilence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/CreateSilence',
+            rmm__proto_dot_operator__pb2.CreateSilenceRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.SilenceInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSilences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ListSilences',
+            rmm__proto_dot_operator__pb2.ListSilencesRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ListSilencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExpireSilence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ExpireSilence',
+            rmm__proto_dot_operator__pb2.ExpireSilenceRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.SilenceInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddMaintenance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/AddMaintenance',
+            rmm__proto_dot_operator__pb2.AddMaintenanceRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.MaintenanceInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMaintenance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ListMaintenance',
+            rmm__proto_dot_operator__pb2.ListMaintenanceRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ListMaintenanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndMaintenance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/EndMaintenance',
+            rmm__proto_dot_operator__pb2.EndMaintenanceRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.MaintenanceInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ReloadPolicies',
+            rmm__proto_dot_operator__pb2.ReloadPoliciesRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ReloadPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ExplainPolicy',
+            rmm__proto_dot_operator__pb2.ExplainPolicyRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ExplainPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFailedNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ListFailedNotifications',
+            rmm__proto_dot_operator__pb2.ListFailedNotificationsRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ListFailedNotificationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from rmm_common.errors import ConfigError, StorageError
 from rmm_proto import agent_pb2, agent_pb2_grpc, operator_pb2_grpc
+from rmm_server.alerts.service import AlertService, EscalationPolicy
 from rmm_server.enrollment import Enrollment
 from rmm_server.exporter import MetricsRenderer
 from rmm_server.fleet import Fleet
@@ -23,14 +24,18 @@ from rmm_server.grpc_api.guard import ServiceGuard
 from rmm_server.grpc_api.operator_service import OperatorServicer
 from rmm_server.http_api import HttpApi
 from rmm_server.ingest import ReportIngestor
+from rmm_server.notify import Dispatcher, Notification, NotifyError, load_notify_config
 from rmm_server.operators import Operators
 from rmm_server.reports import decompress
 from rmm_server.server_metrics import ServerMetrics
 from rmm_server.storage import Store, open_store
 from rmm_server.storage.store import sqlite_url
+from rmm_server.storage.suppressions import NotificationFailure
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# The policies shipped beside the code (a source checkout or an editable install).
+SHIPPED_POLICIES = Path(__file__).resolve().parent.parent / "policies"
 
 
 @dataclass(slots=True)
@@ -44,6 +49,11 @@ class ServerConfig:
     db_url: str | None = None
     retention_seconds: float = 2 * 86400
     shutdown_grace_seconds: float = 5.0
+    policies_dir: Path | None = None
+    notify_config: Path | None = None
+    offline_grace_seconds: float = 120.0
+    offline_check_seconds: float = 15.0
+    escalation_check_seconds: float = 30.0
 
 
 def split_host_port(value: str, option: str) -> tuple[str, int]:
@@ -69,6 +79,8 @@ class RmmServer:
         self.grpc_port = 0
         self.http_port = 0
         self.admin_token_path: Path | None = None
+        self.alerts: AlertService | None = None
+        self.dispatcher: Dispatcher | None = None
 
     def _server_credentials(self) -> grpc.ServerCredentials | None:
         if self.config.insecure:
@@ -100,8 +112,27 @@ class RmmServer:
         operators = Operators(store)
         self.admin_token_path = await asyncio.to_thread(operators.bootstrap_admin, config.data_dir)
         await asyncio.to_thread(self._load_fleet, store)
+        self.alerts = alerts = AlertService(
+            store,
+            self.metrics.registry,
+            config.policies_dir,
+            offline_grace_seconds=config.offline_grace_seconds,
+        )
+        await asyncio.to_thread(alerts.load)
+        if config.notify_config is not None:
+            notify_config = load_notify_config(config.notify_config)
+            self.dispatcher = Dispatcher(
+                notify_config,
+                on_failure=self._notification_failed,
+                metrics_registry=self.metrics.registry,
+            )
+            await self.dispatcher.start()
+            alerts.submit = self.dispatcher.submit
+            alerts.escalation = EscalationPolicy(notify_config.ack_timeout, notify_config.next_tier)
 
-        self.ingestor = ReportIngestor(store, self.fleet, self.metrics)
+        self.ingestor = ReportIngestor(
+            store, self.fleet, self.metrics, after_store=alerts.on_report
+        )
         self.ingestor.start()
         enrollment = Enrollment(store, self.fleet)
         server = grpc.aio.server(
@@ -117,7 +148,7 @@ class RmmServer:
             AgentServicer(enrollment, self.ingestor, self.metrics), server
         )
         operator_pb2_grpc.add_OperatorServiceServicer_to_server(
-            OperatorServicer(store, enrollment), server
+            OperatorServicer(store, enrollment, alerts), server
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -146,6 +177,22 @@ class RmmServer:
         self.scheduler.add_job(
             self._prune_reports, "interval", minutes=15, id="prune-reports", coalesce=True
         )
+        self.scheduler.add_job(
+            self._check_offline,
+            "interval",
+            seconds=config.offline_check_seconds,
+            id="offline-check",
+            coalesce=True,
+            max_instances=1,
+        )
+        self.scheduler.add_job(
+            alerts.escalate_overdue,
+            "interval",
+            seconds=config.escalation_check_seconds,
+            id="escalation",
+            coalesce=True,
+            max_instances=1,
+        )
         self.scheduler.start()
         log.info(
             "serving gRPC on %s:%d (%s), HTTP /metrics on %s:%d, %d agents, data in %s",
@@ -164,6 +211,38 @@ class RmmServer:
             body = latest.get(record.id)
             report = agent_pb2.Report.FromString(decompress(body)) if body else None
             self.fleet.add(record, report)
+
+    async def _check_offline(self) -> None:
+        if self.alerts is not None:
+            await self.alerts.check_offline([state.record for state in self.fleet.snapshot()])
+
+    async def _notification_failed(
+        self, receiver: str, notification: Notification, error: NotifyError
+    ) -> None:
+        if self.alerts is None:
+            return
+        notifier = ""
+        if self.dispatcher is not None:
+            settings = self.dispatcher.config.receivers.get(receiver)
+            notifier = settings.notifier if settings is not None else ""
+        failure = NotificationFailure(
+            at=time.time(),
+            receiver=receiver,
+            notifier=notifier,
+            error=str(error),
+            status=notification.status,
+            group_key=notification.group_key,
+            alert_ids=tuple(alert.alert_id for alert in notification.alerts),
+        )
+        try:
+            await asyncio.to_thread(self.alerts.record_failure, failure)
+        except StorageError as exc:
+            log.error("cannot record a failed notification to %s: %s", receiver, exc)
+
+    async def reload_policies(self) -> None:
+        """Reload the policy directory (SIGHUP); a broken set is refused and logged."""
+        if self.alerts is not None:
+            await asyncio.to_thread(self.alerts.reload_policies)
 
     def _healthy(self) -> tuple[bool, str]:
         if self.grpc_server is None:
@@ -195,6 +274,8 @@ class RmmServer:
             await self.grpc_server.stop(self.config.shutdown_grace_seconds)
         if self.ingestor is not None:
             await self.ingestor.stop()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
         if self.http is not None:
             self.http.stop()
         if self.store is not None:

@@ -12,7 +12,11 @@ import click
 from rmm_common.durations import parse_duration
 from rmm_common.errors import RmmError
 from rmm_common.logs import setup_logging
-from rmm_server.app import RmmServer, ServerConfig
+from rmm_server.app import SHIPPED_POLICIES, RmmServer, ServerConfig
+
+
+def _shipped_policies() -> Path | None:
+    return SHIPPED_POLICIES if SHIPPED_POLICIES.is_dir() else None
 
 
 @click.group()
@@ -45,6 +49,26 @@ def main() -> None:
     show_default=True,
     help="How long raw reports are kept (each agent's latest is always kept).",
 )
+@click.option(
+    "--policies",
+    "policies_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Directory of alert policy YAML files [default: the shipped policies/].",
+)
+@click.option("--no-policies", is_flag=True, help="Run without alert policies.")
+@click.option(
+    "--notify-config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Notification receivers, routes and tiers (YAML); without it nobody is notified.",
+)
+@click.option(
+    "--offline-grace",
+    default="2m",
+    show_default=True,
+    help="After a start, wait this long before calling agents offline.",
+)
+@click.option("--offline-check-interval", default="15s", hidden=True)
+@click.option("--escalation-check-interval", default="30s", hidden=True)
 @click.option("--log-level", default="info", show_default=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text")
 def serve(
@@ -56,6 +80,12 @@ def serve(
     tls_key: Path | None,
     db_url: str | None,
     retention: str,
+    policies_dir: Path | None,
+    no_policies: bool,
+    notify_config: Path | None,
+    offline_grace: str,
+    offline_check_interval: str,
+    escalation_check_interval: str,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -71,6 +101,11 @@ def serve(
             tls_key=tls_key,
             db_url=db_url,
             retention_seconds=parse_duration(retention),
+            policies_dir=None if no_policies else (policies_dir or _shipped_policies()),
+            notify_config=notify_config,
+            offline_grace_seconds=parse_duration(offline_grace),
+            offline_check_seconds=parse_duration(offline_check_interval),
+            escalation_check_seconds=parse_duration(escalation_check_interval),
         )
         asyncio.run(_serve(config))
     except RmmError as error:
@@ -84,6 +119,9 @@ async def _serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: loop.create_task(server.reload_policies(), name="reload")
+    )
     try:
         await server.start()
         if server.admin_token_path is not None:

@@ -11,18 +11,29 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from rmm_common.errors import InvalidArgument, StorageError
 from rmm_proto import agent_pb2
 from rmm_server.fleet import Fleet
-from rmm_server.reports import compress, host_facts, summarize, validate_report
+from rmm_server.reports import (
+    compress,
+    decompress,
+    host_facts,
+    software_changes,
+    summarize,
+    validate_report,
+)
 from rmm_server.server_metrics import ServerMetrics
 from rmm_server.storage import AgentRecord, Store, StoredReport
 
 log = logging.getLogger(__name__)
 
 _Pending = tuple[StoredReport, "asyncio.Future[None]"]
+# Called once a report is stored: (agent, report, packages added, packages removed).
+AfterStore = Callable[
+    [AgentRecord, agent_pb2.Report, tuple[str, ...], tuple[str, ...]], Awaitable[None]
+]
 
 
 class ReportIngestor:
@@ -35,12 +46,14 @@ class ReportIngestor:
         metrics: ServerMetrics,
         clock: Callable[[], float] = time.time,
         max_batch: int = 500,
+        after_store: AfterStore | None = None,
     ) -> None:
         self.store = store
         self.fleet = fleet
         self.metrics = metrics
         self.clock = clock
         self.max_batch = max_batch
+        self.after_store = after_store
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
 
@@ -87,6 +100,13 @@ class ReportIngestor:
             inventory_hash=report.inventory.hash if report.HasField("inventory") else "",
             inventory=compress(report.inventory.json) if report.HasField("inventory") else None,
         )
+        added: tuple[str, ...] = ()
+        removed: tuple[str, ...] = ()
+        if report.HasField("inventory") and agent.inventory_hash not in ("", report.inventory.hash):
+            old = await asyncio.to_thread(self.store.get_inventory, agent.id)
+            added, removed = software_changes(
+                decompress(old) if old else None, report.inventory.json
+            )
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self._queue.put((stored, done))
         await done
@@ -97,6 +117,11 @@ class ReportIngestor:
             and current is not None
             and current.inventory_hash != report.inventory_hash
         )
+        if self.after_store is not None and current is not None:
+            try:
+                await self.after_store(current, report, added, removed)
+            except Exception:  # alerting trouble must never cost an agent its acknowledgement
+                log.exception("evaluating the report of agent %s failed", agent.id)
         self.metrics.report_processing.observe(time.perf_counter() - started)
         return agent_pb2.ReportAck(sequence=report.sequence, need_inventory=need_inventory)
 

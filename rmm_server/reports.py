@@ -126,3 +126,27 @@ def collector_infos(report: agent_pb2.Report) -> dict[str, Any]:
         except ValueError:
             infos[collector.name] = {"error": "info is not valid JSON"}
     return infos
+
+
+def software_changes(
+    old_json: bytes | None, new_json: bytes
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Return (added, removed) packages as "name version" between two inventories."""
+
+    def packages(raw: bytes | None) -> set[str]:
+        if not raw:
+            return set()
+        try:
+            software = json.loads(raw).get("software", {})
+        except (ValueError, AttributeError):
+            return set()
+        found = set()
+        for package in software.get("packages", []) if isinstance(software, dict) else []:
+            if isinstance(package, dict) and package.get("name"):
+                found.add(f"{package['name']} {package.get('version', '')}".strip())
+        return found
+
+    before, after = packages(old_json), packages(new_json)
+    if not before:  # the first inventory of an agent is not news
+        return (), ()
+    return tuple(sorted(after - before)), tuple(sorted(before - after))

@@ -27,7 +27,7 @@ ProcessReader = Callable[[], list[ProcStat]]
 # (name, user) of a pid, either may be None when the process is gone or hidden from us.
 ProcessDescriber = Callable[[int], tuple[str | None, str | None]]
 
-_PSUTIL_ATTRS = ["status", "cpu_times", "memory_info", "create_time", "num_threads"]
+_PSUTIL_ATTRS = ["name", "status", "cpu_times", "memory_info", "create_time", "num_threads"]
 
 
 def read_psutil_stats(psutil_module: PsutilModule = psutil) -> list[ProcStat]:
@@ -46,7 +46,7 @@ def read_psutil_stats(psutil_module: PsutilModule = psutil) -> list[ProcStat]:
                 cpu_seconds=float(times.user + times.system) if times is not None else 0.0,
                 rss_bytes=float(memory.rss) if memory is not None else 0.0,
                 threads=info.get("num_threads"),
-                name=None,
+                name=info.get("name") or None,
             )
         )
     return stats
@@ -68,7 +68,7 @@ def describe_with_psutil(psutil_module: PsutilModule, pid: int) -> tuple[str | N
 
 
 class ProcessesCollector:
-    """Report process counts and, in info, the top processes by CPU and by memory.
+    """Report process counts and, in info, the top processes and every process name.
 
     CPU use is measured between two collections, as psutil's cpu_percent(interval=None)
     does: the first collection (and a process's first appearance) reports a ratio of 0.
@@ -147,6 +147,9 @@ class ProcessesCollector:
         info: dict[str, Any] = {
             "top_cpu": [self._entry(st, ratios) for st in top_cpu],
             "top_memory": [self._entry(st, ratios) for st in top_memory],
+            # Every running process name once, so that a policy can say "nginx is not running"
+            # (on Linux the kernel's comm: at most 15 characters).
+            "names": sorted({st.name for st in stats if st.name}),
         }
         return CollectorOutput(samples=samples, info=info)
 

@@ -39,6 +39,8 @@ class RuleLike(Protocol):
     def keep_firing_for_seconds(self) -> float: ...
     @property
     def has_clear(self) -> bool: ...
+    @property
+    def labels(self) -> Any: ...
 
 
 class ConditionLike(Protocol):
@@ -226,6 +228,7 @@ class AlertManager:
         record.resolved_at = after.resolved_at
         record.value = after.value
         record.annotations = dict(after.annotations)
+        record.labels = dict(rule.labels)
         record.severity = rule.severity
         if old_state != record.state or previous is None or previous.value != after.value:
             record.updated_at = now

@@ -10,13 +10,16 @@ from collections.abc import Callable
 
 import grpc.aio
 
-from rmm_common.errors import InvalidArgument, NotFound
+from rmm_common.errors import ConfigError, InvalidArgument, NotFound
+from rmm_common.tokens import new_ident
 from rmm_proto import agent_pb2, common_pb2, operator_pb2, operator_pb2_grpc
+from rmm_server.alerts.service import AlertService
+from rmm_server.alerts.suppression import MaintenanceWindow, Silence, format_matchers
 from rmm_server.enrollment import Enrollment
 from rmm_server.grpc_api.guard import current_operator
 from rmm_server.reports import collector_infos, decompress
 from rmm_server.storage import AgentRecord, EnrollmentTokenRecord, Store
-from rmm_server.storage.alerts import AlertQuery, AlertRecord, AlertStore
+from rmm_server.storage.alerts import AlertQuery, AlertRecord
 from rmm_server.storage.store import AgentQuery
 
 DEFAULT_PAGE = 500
@@ -75,7 +78,7 @@ def agent_to_summary(agent: AgentRecord, now: float) -> operator_pb2.AgentSummar
     )
 
 
-def alert_to_proto(alert: AlertRecord) -> operator_pb2.AlertInfo:
+def alert_to_proto(alert: AlertRecord, suppressed_by: str = "") -> operator_pb2.AlertInfo:
     """Convert a stored alert to its message."""
     return operator_pb2.AlertInfo(
         id=alert.id,
@@ -97,6 +100,52 @@ def alert_to_proto(alert: AlertRecord) -> operator_pb2.AlertInfo:
         acknowledged_by=alert.acknowledged_by or "",
         acknowledged_at=alert.acknowledged_at or 0,
         ack_comment=alert.ack_comment or "",
+        suppressed_by=suppressed_by,
+        history_json=json.dumps(alert.history),
+    )
+
+
+def silence_to_proto(silence: Silence, now: float) -> operator_pb2.SilenceInfo:
+    """Convert a silence to its message."""
+    if silence.ends_at <= now:
+        state = "expired"
+    elif silence.starts_at > now:
+        state = "pending"
+    else:
+        state = "active"
+    return operator_pb2.SilenceInfo(
+        id=silence.id,
+        matchers=format_matchers(silence.matchers),
+        starts_at=silence.starts_at,
+        ends_at=silence.ends_at,
+        created_by=silence.created_by,
+        comment=silence.comment,
+        created_at=silence.created_at,
+        state=state,
+    )
+
+
+def window_to_proto(window: MaintenanceWindow, now: float) -> operator_pb2.MaintenanceInfo:
+    """Convert a maintenance window to its message, with whether it is in force now."""
+    current = window.current(now)
+    return operator_pb2.MaintenanceInfo(
+        id=window.id,
+        name=window.name,
+        schedule=window.schedule,
+        start_at=window.start_at or 0,
+        duration_seconds=window.duration_seconds,
+        timezone=window.timezone,
+        clients=window.clients,
+        sites=window.sites,
+        agents=window.agents,
+        tags=window.tags,
+        created_by=window.created_by,
+        comment=window.comment,
+        created_at=window.created_at,
+        ended_at=window.ended_at or 0,
+        active_now=current is not None,
+        current_end=current[1] if current else 0,
+        next_start=window.next_start(now) or 0,
     )
 
 
@@ -104,11 +153,15 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     """Convert operator calls to domain calls; the guard has checked the caller's role."""
 
     def __init__(
-        self, store: Store, enrollment: Enrollment, clock: Callable[[], float] = time.time
+        self,
+        store: Store,
+        enrollment: Enrollment,
+        alerts: AlertService,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.alert_store = AlertStore(store)
         self.enrollment = enrollment
+        self.alerts = alerts
         self.clock = clock
 
     async def CreateEnrollmentToken(
@@ -177,20 +230,24 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     ) -> operator_pb2.AgentDetail:
         return await asyncio.to_thread(self._agent_detail, request.agent.strip())
 
-    def _agent_detail(self, ident: str) -> operator_pb2.AgentDetail:
+    def _find_agent(self, ident: str) -> AgentRecord:
         if not ident:
             raise InvalidArgument("name an agent: its id, a unique start of its id, or hostname")
         agent = self.store.get_agent(ident)
-        if agent is None:
-            matches = self.store.find_agents(ident)
-            if not matches:
-                raise NotFound(f"no agent matches {ident!r}: see `rmm agents list`")
-            if len(matches) > 1:
-                names = ", ".join(f"{m.id[:12]} ({m.hostname})" for m in matches[:5])
-                raise InvalidArgument(
-                    f"{ident!r} matches {len(matches)} agents ({names}): give more of the id"
-                )
-            agent = matches[0]
+        if agent is not None:
+            return agent
+        matches = self.store.find_agents(ident)
+        if not matches:
+            raise NotFound(f"no agent matches {ident!r}: see `rmm agents list`")
+        if len(matches) > 1:
+            names = ", ".join(f"{m.id[:12]} ({m.hostname})" for m in matches[:5])
+            raise InvalidArgument(
+                f"{ident!r} matches {len(matches)} agents ({names}): give more of the id"
+            )
+        return matches[0]
+
+    def _agent_detail(self, ident: str) -> operator_pb2.AgentDetail:
+        agent = self._find_agent(ident)
         detail = operator_pb2.AgentDetail(
             summary=agent_to_summary(agent, self.clock()),
             kernel=agent.kernel,
@@ -241,8 +298,149 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
             agent_id=request.agent,
             limit=min(request.limit or DEFAULT_ALERT_LIMIT, MAX_PAGE),
         )
-        alerts = await asyncio.to_thread(self.alert_store.query, query)
-        return operator_pb2.ListAlertsResponse(alerts=[alert_to_proto(a) for a in alerts])
+        found = await asyncio.to_thread(self.alerts.query, query)
+        return operator_pb2.ListAlertsResponse(
+            alerts=[alert_to_proto(alert, reason) for alert, reason in found]
+        )
+
+    async def AckAlert(
+        self, request: operator_pb2.AckAlertRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.AlertInfo:
+        alert = await self.alerts.acknowledge(
+            request.id.strip(), current_operator.get().name, request.comment
+        )
+        return alert_to_proto(alert, self.alerts.suppressed_by(alert, self.clock()))
+
+    async def CreateSilence(
+        self, request: operator_pb2.CreateSilenceRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.SilenceInfo:
+        silence = await self.alerts.create_silence(
+            request.matchers,
+            request.duration_seconds,
+            request.comment,
+            current_operator.get().name,
+            request.starts_at,
+        )
+        return silence_to_proto(silence, self.clock())
+
+    async def ListSilences(
+        self, request: operator_pb2.ListSilencesRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ListSilencesResponse:
+        now = self.clock()
+        return operator_pb2.ListSilencesResponse(
+            silences=[
+                silence_to_proto(s, now)
+                for s in self.alerts.silences
+                if request.include_expired or s.ends_at > now
+            ]
+        )
+
+    async def ExpireSilence(
+        self, request: operator_pb2.ExpireSilenceRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.SilenceInfo:
+        silence = await self.alerts.expire_silence(request.id.strip())
+        return silence_to_proto(silence, self.clock())
+
+    async def AddMaintenance(
+        self, request: operator_pb2.AddMaintenanceRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.MaintenanceInfo:
+        if not request.name.strip():
+            raise InvalidArgument("a maintenance window needs a --name")
+        window = MaintenanceWindow.create(
+            id=new_ident(),
+            name=request.name.strip(),
+            schedule=request.schedule.strip(),
+            start_at=request.start_at or None,
+            duration_seconds=request.duration_seconds,
+            timezone=request.timezone or "UTC",
+            clients=tuple(request.clients),
+            sites=tuple(request.sites),
+            agents=tuple(request.agents),
+            tags=tuple(request.tags),
+            created_by=current_operator.get().name,
+            created_at=self.clock(),
+            comment=request.comment,
+        )
+        return window_to_proto(await self.alerts.add_window(window), self.clock())
+
+    async def ListMaintenance(
+        self, request: operator_pb2.ListMaintenanceRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ListMaintenanceResponse:
+        now = self.clock()
+        return operator_pb2.ListMaintenanceResponse(
+            windows=[
+                window_to_proto(w, now)
+                for w in self.alerts.windows
+                if request.include_ended or w.ended_at is None or w.ended_at > now
+            ]
+        )
+
+    async def EndMaintenance(
+        self, request: operator_pb2.EndMaintenanceRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.MaintenanceInfo:
+        window = await self.alerts.end_window(request.id.strip())
+        return window_to_proto(window, self.clock())
+
+    async def ReloadPolicies(
+        self, request: operator_pb2.ReloadPoliciesRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ReloadPoliciesResponse:
+        ok, errors = await asyncio.to_thread(self.alerts.reload_policies)
+        policies = self.alerts.policies
+        return operator_pb2.ReloadPoliciesResponse(
+            ok=ok,
+            errors=errors,
+            policies=len(policies.policies) if policies is not None else 0,
+            rules=len(policies) if policies is not None else 0,
+        )
+
+    async def ExplainPolicy(
+        self, request: operator_pb2.ExplainPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ExplainPolicyResponse:
+        agent = await asyncio.to_thread(self._find_agent, request.agent.strip())
+        if self.alerts.policies is None:
+            raise ConfigError("the server runs without --policies: no rules are in force")
+        response = operator_pb2.ExplainPolicyResponse(agent_id=agent.id)
+        for rule in self.alerts.explain(agent):
+            explained = operator_pb2.ExplainedRule(
+                key=rule.key,
+                name=rule.name,
+                policy=rule.policy,
+                layer=rule.layer,
+                source=rule.source,
+                severity=rule.severity,
+                tier=rule.tier,
+                for_seconds=rule.for_seconds,
+                keep_firing_for_seconds=rule.keep_firing_for_seconds,
+                expr=rule.expr,
+                clear=rule.clear or "",
+            )
+            for item in rule.provenance:
+                explained.set_by[item.field] = f"{item.source} ({item.layer}, {item.policy})"
+            response.rules.append(explained)
+        return response
+
+    async def ListFailedNotifications(
+        self,
+        request: operator_pb2.ListFailedNotificationsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> operator_pb2.ListFailedNotificationsResponse:
+        failures = await asyncio.to_thread(
+            self.alerts.suppressions.failures, min(request.limit or 100, MAX_PAGE)
+        )
+        return operator_pb2.ListFailedNotificationsResponse(
+            failures=[
+                operator_pb2.FailedNotification(
+                    at=f.at,
+                    receiver=f.receiver,
+                    notifier=f.notifier,
+                    error=f.error,
+                    status=f.status,
+                    alert_ids=f.alert_ids,
+                    group_key=f.group_key,
+                )
+                for f in failures
+            ]
+        )
 
 
 def _parse_page_token(token: str) -> int:

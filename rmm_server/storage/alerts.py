@@ -37,6 +37,7 @@ class AlertRecord:
     resolved_at: float | None = None
     value: float | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
     acknowledged_by: str | None = None
     acknowledged_at: float | None = None
     ack_comment: str | None = None
@@ -52,7 +53,7 @@ class AlertQuery:
     limit: int = 1000
 
 
-_JSON_COLUMNS = ("series_labels", "annotations", "history")
+_JSON_COLUMNS = ("series_labels", "labels", "annotations", "history")
 
 
 def _to_row(record: AlertRecord) -> dict[str, Any]:

@@ -104,6 +104,7 @@ alerts = Table(
     Column("site", String(200), nullable=False),
     Column("hostname", String(255), nullable=False),
     Column("series_labels", Text, nullable=False),  # JSON object
+    Column("labels", Text, nullable=False, default="{}"),  # JSON object: the rule's labels
     Column("state", String(16), nullable=False),
     Column("severity", String(16), nullable=False),
     Column("tier", String(8), nullable=False),
@@ -122,3 +123,46 @@ alerts = Table(
 Index("ix_alerts_state", alerts.c.state)
 Index("ix_alerts_fingerprint", alerts.c.fingerprint)
 Index("ix_alerts_agent", alerts.c.agent_id)
+
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("matchers", Text, nullable=False),
+    Column("starts_at", Float, nullable=False),
+    Column("ends_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_silences_ends_at", silences.c.ends_at)
+
+maintenance_windows = Table(
+    "maintenance_windows",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("schedule", String(200), nullable=False),
+    Column("start_at", Float),
+    Column("duration_seconds", Float, nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("scope", Text, nullable=False),  # JSON {clients, sites, agents, tags}
+    Column("created_by", String(200), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("ended_at", Float),
+)
+
+notification_failures = Table(
+    "notification_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("receiver", String(200), nullable=False),
+    Column("notifier", String(64), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("group_key", Text, nullable=False),
+    Column("alert_ids", Text, nullable=False),  # JSON list
+)
+Index("ix_notification_failures_at", notification_failures.c.at)

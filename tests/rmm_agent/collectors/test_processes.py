@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import namedtuple
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -110,6 +111,15 @@ def test_counts_by_status_always_include_the_usual_ones() -> None:
     check_output(ProcessesCollector, out)
 
 
+def test_info_lists_every_process_name_once_sorted() -> None:
+    rounds = [proc(1, 0, 1), proc(2, 0, 1), proc(3, 0, 1), proc(4, 0, 1)]
+    rounds[1] = ProcStat(2, 1.0, "sleeping", 0.0, 1.0, 1, "nginx")
+    rounds[2] = ProcStat(3, 1.0, "sleeping", 0.0, 1.0, 1, "nginx")
+    rounds[3] = ProcStat(4, 1.0, "sleeping", 0.0, 1.0, 1, None)
+    out = collector(Scenario(rounds), FakeClock()).collect()
+    assert out.info["names"] == ["comm1", "nginx"]
+
+
 def test_top_n_is_a_parameter() -> None:
     scenario = Scenario([proc(pid, 0, pid) for pid in range(1, 30)])
     out = collector(scenario, FakeClock(), top_n=5).collect()
@@ -133,6 +143,7 @@ def test_psutil_reader_maps_attributes_and_denied_ones() -> None:
         SimpleNamespace(
             pid=8,
             info={
+                "name": "sshd",
                 "status": "stopped",
                 "cpu_times": None,
                 "memory_info": None,
@@ -144,7 +155,7 @@ def test_psutil_reader_maps_attributes_and_denied_ones() -> None:
     fake = SimpleNamespace(process_iter=lambda attrs: iter(procs))
     stats = read_psutil_stats(fake)
     assert stats[0] == ProcStat(0, 0.0, "running", 3.0, 8.0, 4, None)
-    assert stats[1] == ProcStat(8, 0.0, "stopped", 0.0, 0.0, None, None)
+    assert stats[1] == ProcStat(8, 0.0, "stopped", 0.0, 0.0, None, "sshd")
 
 
 @pytest.mark.linux
@@ -154,6 +165,7 @@ def test_real_host_sees_this_test_process_busy() -> None:
     sum(i * i for i in range(2_000_000))  # burn some CPU between the two readings
     out = c.collect()
     me = next(p for p in out.info["top_cpu"] if p["pid"] == os.getpid())
+    assert Path("/proc/self/comm").read_text().strip() in out.info["names"]
     assert me["cpu_ratio"] > 0
     assert me["rss_bytes"] > 10_000_000
     check_output(ProcessesCollector, out)

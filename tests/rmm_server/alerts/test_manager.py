@@ -23,6 +23,7 @@ class Rule:
     for_seconds: float = 60.0
     keep_firing_for_seconds: float = 0.0
     has_clear: bool = False
+    labels: Mapping[str, str] = field(default_factory=lambda: {"team": "ops"})
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def test_alerts_fire_persist_and_resolve_across_a_restart(tmp_path: Path) -> Non
     assert stored is not None and stored.state == "resolved" and stored.resolved_at == 1120
     assert [h["event"] for h in stored.history] == ["pending", "firing", "resolved"]
     assert stored.annotations == {"summary": "/ at 50%"}
+    assert stored.labels == {"team": "ops"}
     assert restarted.open_alerts() == []
     assert alert_store.query(AlertQuery(states=("firing",))) == []
 

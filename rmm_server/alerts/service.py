@@ -1,0 +1,419 @@
+"""The alerting side of the server: policies in force, alerts, suppression, notification and
+escalation, behind the calls that ingest, the timers and the operator API make."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from rmm_common.errors import ConfigError, InvalidArgument, NotFound, PolicyError
+from rmm_common.tokens import new_ident
+from rmm_proto import agent_pb2
+from rmm_server.alerts.lifecycle import AlertState
+from rmm_server.alerts.manager import AgentIdentity, AlertManager, Transition
+from rmm_server.alerts.suppression import MaintenanceWindow, Silence, parse_matchers
+from rmm_server.notify.model import AlertNotice
+from rmm_server.policy import PolicySet, load_policy_dir
+from rmm_server.policy.model import AgentContext, Condition, EffectiveRule, Inhibit, SeriesSample
+from rmm_server.reports import collector_infos
+from rmm_server.storage import AgentRecord, Store
+from rmm_server.storage.alerts import AlertQuery, AlertRecord, AlertStore
+from rmm_server.storage.suppressions import NotificationFailure, SuppressionStore
+
+log = logging.getLogger(__name__)
+
+Submit = Callable[[AlertNotice], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationPolicy:
+    """When an unacknowledged alert moves to the next tier."""
+
+    ack_timeout: Callable[[str], float | None]
+    next_tier: Callable[[str], str | None]
+
+
+def agent_context(
+    record: AgentRecord,
+    report: agent_pb2.Report | None,
+    now: float,
+    inventory_added: tuple[str, ...] = (),
+    inventory_removed: tuple[str, ...] = (),
+) -> tuple[AgentContext, list[SeriesSample]]:
+    """Return what the policy engine needs of an agent and its latest report."""
+    samples: list[SeriesSample] = []
+    info: dict[str, Any] = {}
+    if report is not None:
+        info = collector_infos(report)
+        for collector in report.collectors:
+            samples.extend(SeriesSample(s.name, dict(s.labels), s.value) for s in collector.samples)
+    context = AgentContext(
+        agent_id=record.id,
+        hostname=record.hostname,
+        client=record.client,
+        site=record.site,
+        tags=frozenset(record.tags),
+        os=record.os,
+        interval_seconds=float(record.interval_seconds),
+        seconds_since_report=None if record.last_seen is None else max(0.0, now - record.last_seen),
+        info=info,
+        inventory_added=inventory_added,
+        inventory_removed=inventory_removed,
+    )
+    return context, samples
+
+
+def alert_fields(alert: AlertRecord) -> dict[str, str]:
+    """Return the fields silences and inhibitions match on: alert facts and all labels."""
+    return {
+        **alert.labels,
+        **alert.series_labels,
+        "rule": alert.rule_name,
+        "client": alert.client,
+        "site": alert.site,
+        "agent": alert.agent_id,
+        "hostname": alert.hostname,
+        "severity": alert.severity,
+        "tier": alert.tier,
+    }
+
+
+def to_notice(alert: AlertRecord, escalated_from: str | None = None) -> AlertNotice:
+    """Return what the notifiers are told about an alert."""
+    return AlertNotice(
+        alert_id=alert.id,
+        rule=alert.rule_name,
+        status="resolved" if alert.state == AlertState.RESOLVED.value else "firing",
+        severity=alert.severity,
+        tier=alert.tier,
+        client=alert.client,
+        site=alert.site,
+        agent_id=alert.agent_id,
+        hostname=alert.hostname,
+        labels={**alert.labels, **alert.series_labels},
+        annotations=dict(alert.annotations),
+        value=alert.value,
+        starts_at=alert.fired_at or alert.started_at,
+        ends_at=alert.resolved_at,
+        escalated_from=escalated_from,
+        acknowledged_by=alert.acknowledged_by,
+    )
+
+
+class AlertService:
+    """Evaluate agents against the policy set and act on what changes."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: CollectorRegistry,
+        policies_dir: Path | None,
+        offline_grace_seconds: float = 120.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.alert_store = AlertStore(store)
+        self.suppressions = SuppressionStore(store)
+        self.manager = AlertManager(self.alert_store, registry, clock)
+        self.policies_dir = policies_dir
+        self.policies: PolicySet | None = None
+        self.offline_grace_seconds = offline_grace_seconds
+        self.clock = clock
+        self.started_at = clock()
+        self.silences: list[Silence] = []
+        self.windows: list[MaintenanceWindow] = []
+        self.submit: Submit | None = None
+        self.escalation: EscalationPolicy | None = None
+        self._inhibitors: dict[str, tuple[Inhibit, ...]] = {}  # rule key -> its inhibitions
+        self._lock = asyncio.Lock()
+
+    # --- start-up and reload -----------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load policies, open alerts, silences and windows (in a worker thread at start-up)."""
+        if self.policies_dir is not None:
+            try:
+                self.policies = load_policy_dir(self.policies_dir)
+            except PolicyError as exc:
+                raise ConfigError(f"policies in {self.policies_dir} are invalid:\n{exc}") from exc
+        self.manager.load()
+        self.silences = self.suppressions.silences()
+        self.windows = self.suppressions.windows()
+
+    def reload_policies(self) -> tuple[bool, list[str]]:
+        """Load the policy directory again; on any error keep the set in force."""
+        if self.policies_dir is None:
+            return False, ["the server runs without --policies: there is nothing to reload"]
+        try:
+            policies = load_policy_dir(self.policies_dir)
+        except PolicyError as exc:
+            errors = list(getattr(exc, "errors", [])) or [str(exc)]
+            log.error("policy reload refused, the previous set stays in force:\n%s", exc)
+            return False, errors
+        self.policies = policies
+        log.info("policies reloaded from %s", self.policies_dir)
+        return True, []
+
+    # --- evaluation ----------------------------------------------------------------------------
+
+    async def on_report(
+        self,
+        record: AgentRecord,
+        report: agent_pb2.Report,
+        inventory_added: tuple[str, ...] = (),
+        inventory_removed: tuple[str, ...] = (),
+    ) -> None:
+        """Evaluate an agent's new report and act on what changed."""
+        if self.policies is None:
+            return
+        now = self.clock()
+        context, samples = agent_context(record, report, now, inventory_added, inventory_removed)
+        started = time.perf_counter()
+        conditions = self.policies.evaluate(context, samples)
+        self.manager.metrics.evaluation_seconds.observe(time.perf_counter() - started)
+        await self._apply(record, conditions, "report", resolve_missing=True)
+
+    async def check_offline(self, agents: Sequence[AgentRecord]) -> None:
+        """Evaluate the agents that stopped reporting (after the start-up grace period)."""
+        if self.policies is None:
+            return
+        now = self.clock()
+        if now - self.started_at < self.offline_grace_seconds:
+            return
+        for record in agents:
+            if record.last_seen is None or record.online(now) or record.revoked_at is not None:
+                continue
+            context, _ = agent_context(record, None, now)
+            # Without a report there are no samples: only agent-level rules (offline) speak, and
+            # alerts they do not mention are left as they are.
+            conditions = self.policies.evaluate(context, [])
+            await self._apply(record, conditions, "offline-check", resolve_missing=False)
+
+    async def _apply(
+        self,
+        record: AgentRecord,
+        conditions: Sequence[Condition],
+        trigger: str,
+        resolve_missing: bool,
+    ) -> None:
+        for condition in conditions:
+            if condition.rule.inhibits:
+                self._inhibitors[condition.rule.key] = condition.rule.inhibits
+        identity = AgentIdentity(record.id, record.hostname, record.client, record.site)
+        async with self._lock:
+            changed, transitions = self.manager.apply(
+                identity, conditions, trigger, resolve_missing=resolve_missing
+            )
+            notices = [self._decide(t, frozenset(record.tags)) for t in transitions]
+            if changed:
+                await asyncio.to_thread(self.alert_store.save, changed)
+        for notice in notices:
+            if notice is not None and self.submit is not None:
+                await self._submit(notice)
+
+    async def _submit(self, notice: AlertNotice) -> None:
+        assert self.submit is not None
+        try:
+            result = self.submit(notice)
+            if asyncio.iscoroutine(result):
+                await result
+        except Exception:  # a notifier problem must never stop evaluation
+            log.exception("handing alert %s to the notifiers failed", notice.alert_id)
+
+    def _decide(self, transition: Transition, tags: frozenset[str]) -> AlertNotice | None:
+        alert = transition.record
+        now = self.clock()
+        if transition.event == "resolved":
+            if not any(entry.get("event") == "notified" for entry in alert.history):
+                return None  # never announced, so nothing to take back
+            alert.history.append({"at": now, "event": "notified", "detail": "resolved"})
+            return to_notice(alert)
+        reason = self.suppressed_by(alert, now, tags)
+        if reason:
+            alert.history.append({"at": now, "event": "suppressed", "detail": reason})
+            return None
+        alert.history.append({"at": now, "event": "notified", "detail": f"tier {alert.tier}"})
+        return to_notice(alert)
+
+    def suppressed_by(
+        self, alert: AlertRecord, now: float, tags: frozenset[str] | None = None
+    ) -> str:
+        """Return why nobody is told about `alert` now, or "" when notifications go out."""
+        fields = alert_fields(alert)
+        for silence in self.silences:
+            if silence.silences(fields, now):
+                return f"silence:{silence.id}"
+        for window in self.windows:
+            covered = window.covers(alert.client, alert.site, alert.agent_id, tags or frozenset())
+            if covered and window.current(now) is not None:
+                return f"maintenance:{window.id}"
+        for other in self.manager.open_alerts():
+            if other.state != AlertState.FIRING.value or other.id == alert.id:
+                continue
+            for inhibit in self._inhibitors.get(other.rule_key, ()):
+                same = all(_same(other, alert, key) for key in inhibit.equal)
+                if same and inhibit.targets(alert.rule_name, fields, own_name=other.rule_name):
+                    return f"inhibited:{other.rule_name}"
+        return ""
+
+    # --- escalation --------------------------------------------------------------------------
+
+    async def escalate_overdue(self) -> None:
+        """Move firing, unacknowledged alerts past their tier's ack timeout to the next tier."""
+        if self.escalation is None:
+            return
+        now = self.clock()
+        notices: list[AlertNotice] = []
+        changed: list[AlertRecord] = []
+        async with self._lock:
+            for alert in self.manager.open_alerts():
+                if alert.state != AlertState.FIRING.value or alert.acknowledged_by:
+                    continue
+                timeout = self.escalation.ack_timeout(alert.tier)
+                following = self.escalation.next_tier(alert.tier)
+                if timeout is None or following is None:
+                    continue
+                since = max(
+                    [alert.fired_at or alert.started_at]
+                    + [e["at"] for e in alert.history if e.get("event") == "escalated"]
+                )
+                if now - since < timeout:
+                    continue
+                previous = alert.tier
+                alert.tier = following
+                alert.updated_at = now
+                alert.history.append(
+                    {"at": now, "event": "escalated", "detail": f"{previous} -> {following}"}
+                )
+                changed.append(alert)
+                if not self.suppressed_by(alert, now):
+                    alert.history.append(
+                        {"at": now, "event": "notified", "detail": f"tier {following}"}
+                    )
+                    notices.append(to_notice(alert, escalated_from=previous))
+            if changed:
+                await asyncio.to_thread(self.alert_store.save, changed)
+        for notice in notices:
+            if self.submit is not None:
+                await self._submit(notice)
+
+    # --- operator actions ----------------------------------------------------------------------
+
+    async def acknowledge(self, alert_id: str, operator: str, comment: str) -> AlertRecord:
+        """Record who took an alert on; it stops escalating."""
+        if not comment.strip():
+            raise InvalidArgument("--comment is required: say what you are doing about it")
+        async with self._lock:
+            alert = next((a for a in self.manager.open_alerts() if a.id == alert_id), None)
+            if alert is None:
+                stored = await asyncio.to_thread(self.alert_store.get, alert_id)
+                if stored is None:
+                    raise NotFound(f"alert {alert_id!r} does not exist: see `rmm alerts list`")
+                raise InvalidArgument(f"alert {alert_id} is {stored.state}; only open alerts")
+            now = self.clock()
+            alert.acknowledged_by = operator
+            alert.acknowledged_at = now
+            alert.ack_comment = comment
+            alert.updated_at = now
+            alert.history.append(
+                {"at": now, "event": "acknowledged", "by": operator, "detail": comment}
+            )
+            await asyncio.to_thread(self.alert_store.save, [alert])
+            return alert
+
+    async def create_silence(
+        self, matchers: str, duration: float, comment: str, operator: str, starts_at: float = 0
+    ) -> Silence:
+        """Silence alerts matching `matchers` for `duration` seconds."""
+        if duration <= 0:
+            raise InvalidArgument("--for must be a positive duration, e.g. 2h")
+        if not comment.strip():
+            raise InvalidArgument("--comment is required: say why these alerts are silenced")
+        now = self.clock()
+        begin = starts_at or now
+        silence = Silence(
+            id=new_ident(),
+            matchers=tuple(parse_matchers(matchers)),
+            starts_at=begin,
+            ends_at=begin + duration,
+            created_by=operator,
+            comment=comment,
+            created_at=now,
+        )
+        await asyncio.to_thread(self.suppressions.add_silence, silence)
+        self.silences.insert(0, silence)
+        return silence
+
+    async def expire_silence(self, silence_id: str) -> Silence:
+        """End a silence now."""
+        now = self.clock()
+        for index, silence in enumerate(self.silences):
+            if silence.id == silence_id:
+                await asyncio.to_thread(self.suppressions.expire_silence, silence_id, now)
+                if silence.ends_at > now:
+                    self.silences[index] = replace(silence, ends_at=now)
+                return self.silences[index]
+        raise NotFound(f"silence {silence_id!r} does not exist: see `rmm silences list`")
+
+    async def add_window(self, window: MaintenanceWindow) -> MaintenanceWindow:
+        """Store and apply a new maintenance window."""
+        await asyncio.to_thread(self.suppressions.add_window, window)
+        self.windows.insert(0, window)
+        return window
+
+    async def end_window(self, window_id: str) -> MaintenanceWindow:
+        """End a maintenance window for good."""
+        now = self.clock()
+        for index, window in enumerate(self.windows):
+            if window.id == window_id:
+                await asyncio.to_thread(self.suppressions.end_window, window_id, now)
+                if window.ended_at is None:
+                    self.windows[index] = replace(window, ended_at=now)
+                return self.windows[index]
+        raise NotFound(
+            f"maintenance window {window_id!r} does not exist: see `rmm maintenance list`"
+        )
+
+    def query(self, query: AlertQuery) -> list[tuple[AlertRecord, str]]:
+        """Return alerts with the reason each is suppressed now ("" when it is not)."""
+        now = self.clock()
+        alerts = self.alert_store.query(query)
+        return [
+            (alert, self.suppressed_by(alert, now) if alert.state != "resolved" else "")
+            for alert in alerts
+        ]
+
+    def explain(self, record: AgentRecord) -> list[EffectiveRule]:
+        """Return every rule in force for an agent, with where each value came from."""
+        if self.policies is None:
+            return []
+        context, _ = agent_context(record, None, self.clock())
+        return self.policies.explain(context)
+
+    def record_failure(self, failure: NotificationFailure) -> None:
+        """Persist a notification that failed for good (called from the dispatcher)."""
+        self.suppressions.record_failure(failure)
+
+
+def _same(one: AlertRecord, other: AlertRecord, key: str) -> bool:
+    # Site names repeat across clients ("hq"), so a site is the same only within one client.
+    if key == "agent":
+        return one.agent_id == other.agent_id
+    if key == "site":
+        return (one.client, one.site) == (other.client, other.site)
+    if key == "client":
+        return one.client == other.client
+    return alert_fields(one).get(key) == alert_fields(other).get(key)
+
+
+def finite(value: float | None) -> float:
+    """Return NaN for a missing value (protobuf has no null double)."""
+    return math.nan if value is None else value

@@ -1,0 +1,790 @@
+"""Load AlertPolicy documents strictly: every problem is collected with file:line:col."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rmm_agent.collectors import catalog as agent_catalog
+from rmm_agent.collectors.base import MetricSpec
+from rmm_common.durations import parse_duration
+from rmm_common.errors import InvalidArgument, PolicyError
+from rmm_server.policy import expressions
+from rmm_server.policy.model import (
+    INHIBIT_EQUAL,
+    LAYERS,
+    SEVERITIES,
+    TIERS,
+    AgentContext,
+    Inhibit,
+    Matcher,
+    Remediate,
+)
+from rmm_server.policy.templates import Template, parse_template
+from rmm_server.policy.yamlnodes import (
+    Where,
+    compose_documents,
+    line_of,
+    mapping,
+    scalar,
+    string,
+    string_list,
+    string_map,
+)
+
+API_VERSION = "rmm/v1"
+KIND = "AlertPolicy"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_RULE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+_TOP_KEYS = ("apiVersion", "kind", "metadata", "layer", "scope", "rules")
+_SCOPE_KEYS = ("all", "clients", "sites", "tags", "os", "agents", "exclude")
+_SCOPE_LISTS = ("clients", "sites", "tags", "os", "agents")
+_RULE_KEYS = (
+    "name",
+    "expr",
+    "clear",
+    "value",
+    "for",
+    "keep_firing_for",
+    "severity",
+    "tier",
+    "labels",
+    "annotations",
+    "match",
+    "inhibits",
+    "remediate",
+    "enabled",
+    "params",
+)
+# Names every template may use besides the series labels and params.<name>.
+TEMPLATE_NAMES = (
+    "agent",
+    "hostname",
+    "client",
+    "site",
+    "os",
+    "rule",
+    "severity",
+    "value",
+    "inventory_added",
+    "inventory_removed",
+)
+# Labels the server puts on every alert; a rule must not set them itself.
+RESERVED_LABELS = frozenset({"agent", "client", "site", "rule", "severity", "tier"})
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which agents a document applies to; include lists are ANDed, exclude lists ORed."""
+
+    all: bool = False
+    clients: frozenset[str] = frozenset()
+    sites: frozenset[str] = frozenset()  # "client/site"
+    tags: frozenset[str] = frozenset()  # the agent must carry every one
+    os: frozenset[str] = frozenset()
+    agents: frozenset[str] = frozenset()  # agent ids or hostnames
+    exclude_clients: frozenset[str] = frozenset()
+    exclude_sites: frozenset[str] = frozenset()
+    exclude_tags: frozenset[str] = frozenset()  # any one excludes
+    exclude_os: frozenset[str] = frozenset()
+    exclude_agents: frozenset[str] = frozenset()
+
+    def matches(self, agent: AgentContext) -> bool:
+        """Return whether `agent` is inside this scope."""
+        site = f"{agent.client}/{agent.site}"
+        if (
+            agent.client in self.exclude_clients
+            or site in self.exclude_sites
+            or agent.os in self.exclude_os
+            or agent.agent_id in self.exclude_agents
+            or agent.hostname in self.exclude_agents
+            or not self.exclude_tags.isdisjoint(agent.tags)
+        ):
+            return False
+        return (
+            (not self.clients or agent.client in self.clients)
+            and (not self.sites or site in self.sites)
+            and self.tags <= agent.tags
+            and (not self.os or agent.os in self.os)
+            and (not self.agents or agent.agent_id in self.agents or agent.hostname in self.agents)
+        )
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """A rule's complete settings (a definition, or a definition with overrides applied)."""
+
+    name: str
+    expr: str = ""
+    clear: str | None = None
+    value: str | None = None
+    for_seconds: float = 0.0
+    keep_firing_for_seconds: float = 0.0
+    severity: str = "warning"
+    tier: str = "L1"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, Template] = field(default_factory=dict)
+    match: tuple[Matcher, ...] = ()
+    inhibits: tuple[Inhibit, ...] = ()
+    remediate: Remediate | None = None
+    enabled: bool = True
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+# Fields merged key by key; every other field given by an override replaces the old value.
+MERGED_FIELDS = ("labels", "annotations", "params")
+_SPEC_FIELD = {"for": "for_seconds", "keep_firing_for": "keep_firing_for_seconds"}
+
+
+@dataclass(frozen=True)
+class RuleEntry:
+    """One entry of a document's `rules:` list, with the fields it gives."""
+
+    ordinal: int  # unique in the set: fixes application order and cache keys
+    index: int  # 1-based position in its document
+    name: str
+    values: Mapping[str, Any]  # spec field name -> value, only the fields given
+    nodes: Mapping[str, yaml.Node]  # spec field name -> node, for errors
+    node: yaml.Node
+    override: bool = False
+
+    def apply(self, spec: RuleSpec) -> RuleSpec:
+        """Return `spec` with this entry's fields laid over it."""
+        changes: dict[str, Any] = {}
+        for name, value in self.values.items():
+            if name in MERGED_FIELDS:
+                changes[name] = {**getattr(spec, name), **value}
+            else:
+                changes[name] = value
+        return replace(spec, **changes)
+
+
+@dataclass(frozen=True)
+class PolicyDoc:
+    """One AlertPolicy document."""
+
+    name: str
+    description: str
+    layer: str
+    scope: Scope
+    rules: tuple[RuleEntry, ...]
+    path: str
+    line: int
+    order: int
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        """Return the order documents apply in: by layer, then by file and position."""
+        return LAYERS.index(self.layer), self.order
+
+
+def _context(doc_name: str, index: int | None = None, rule: str | None = None) -> str:
+    text = f'policy "{doc_name}"'
+    if index is not None:
+        text += f", rule {index}" + (f' "{rule}"' if rule else "")
+    return text
+
+
+def parse_matchers(node: yaml.Node, where: Where, context: str) -> tuple[Matcher, ...] | None:
+    """Parse `{label: "value" | "!=value" | "=~regex" | "!~regex"}` into matchers."""
+    raw = string_map(node, where, context, "match")
+    if raw is None:
+        return None
+    out: list[Matcher] = []
+    for label, text in raw.items():
+        for op in ("=~", "!~", "!=", "="):
+            if text.startswith(op):
+                value = text[len(op) :]
+                break
+        else:
+            op, value = "=", text
+        pattern = None
+        if op in ("=~", "!~"):
+            try:
+                pattern = re.compile(value)
+            except re.error as exc:
+                where.at(node, context, f"match.{label}: bad regular expression: {exc}")
+                return None
+        out.append(Matcher(label, op, value, pattern))
+    return tuple(out)
+
+
+def _duration(node: yaml.Node, where: Where, context: str, what: str) -> float | None:
+    value = scalar(node) if isinstance(node, yaml.ScalarNode) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except InvalidArgument as exc:
+            where.at(node, context, f"{what}: {exc}")
+            return None
+    where.at(node, context, f"{what} must be a duration", "e.g. 30s, 10m, 2h, 7d")
+    return None
+
+
+def _parse_inhibits(node: yaml.Node, where: Where, context: str) -> tuple[Inhibit, ...] | None:
+    if not isinstance(node, yaml.SequenceNode):
+        where.at(node, context, "inhibits must be a list of {rules, equal, match}")
+        return None
+    out: list[Inhibit] = []
+    for item in node.value:
+        items = mapping(item, where, context, ("rules", "equal", "match"), ("rules",))
+        if items is None or "rules" not in items:
+            return None
+        rules = string_list(items["rules"][1], where, context, "inhibits.rules")
+        equal: list[str] | None = ["agent"]
+        if "equal" in items:
+            equal = string_list(items["equal"][1], where, context, "inhibits.equal")
+            for key in equal or []:
+                if key not in INHIBIT_EQUAL and not _IDENT.match(key):
+                    where.at(
+                        items["equal"][1],
+                        context,
+                        f"inhibits.equal: {key!r} is not a label name",
+                        f"use {', '.join(INHIBIT_EQUAL)} or a series label such as mountpoint",
+                    )
+                    equal = None
+                    break
+        matchers: tuple[Matcher, ...] | None = ()
+        if "match" in items:
+            matchers = parse_matchers(items["match"][1], where, context)
+        if rules is None or equal is None or matchers is None:
+            return None
+        out.append(Inhibit(tuple(rules), tuple(equal), matchers))
+    return tuple(out)
+
+
+def _parse_rule(
+    node: yaml.Node, index: int, doc_name: str, where: Where, ordinal: int
+) -> RuleEntry | None:
+    context = _context(doc_name, index)
+    items = mapping(node, where, context, _RULE_KEYS, ("name",))
+    if items is None or "name" not in items:
+        return None
+    name = string(items["name"][1], where, context, "name")
+    if name is None:
+        return None
+    context = _context(doc_name, index, name)
+    if not _RULE_NAME.match(name):
+        where.at(items["name"][1], context, "rule names are letters, digits and _", "DiskLow")
+    values: dict[str, Any] = {}
+    nodes: dict[str, yaml.Node] = {}
+    errors_before = len(where.errors)
+    for key, (_, value_node) in items.items():
+        if key == "name":
+            continue
+        target = _SPEC_FIELD.get(key, key)
+        nodes[target] = value_node
+        value: Any = None
+        if key in ("expr", "clear", "value"):
+            value = string(value_node, where, context, key)
+        elif key in ("for", "keep_firing_for"):
+            value = _duration(value_node, where, context, key)
+        elif key in {"severity", "tier"}:
+            value = string(value_node, where, context, key)
+            allowed = SEVERITIES if key == "severity" else TIERS
+            if value is not None and value not in allowed:
+                where.at(
+                    value_node, context, f"{key} {value!r} is unknown", f"use {'|'.join(allowed)}"
+                )
+                value = None
+        elif key == "labels":
+            value = string_map(value_node, where, context, "labels")
+            for label in value or {}:
+                if not _IDENT.match(label) or label in RESERVED_LABELS:
+                    where.at(
+                        value_node,
+                        context,
+                        f"label {label!r} is invalid or reserved",
+                        f"use [a-z_][a-z0-9_]*, not {', '.join(sorted(RESERVED_LABELS))}",
+                    )
+        elif key == "annotations":
+            raw = string_map(value_node, where, context, "annotations")
+            if raw is not None:
+                value = {}
+                for annotation, text in raw.items():
+                    template, problems = parse_template(text)
+                    for problem in problems:
+                        where.at(value_node, context, f"annotations.{annotation}: {problem}")
+                    value[annotation] = template
+        elif key == "match":
+            value = parse_matchers(value_node, where, context)
+        elif key == "inhibits":
+            value = _parse_inhibits(value_node, where, context)
+        elif key == "remediate":
+            remediate = mapping(value_node, where, context, ("script", "args"), ("script",))
+            if remediate is not None and "script" in remediate:
+                script = string(remediate["script"][1], where, context, "remediate.script")
+                args: list[str] | None = []
+                if "args" in remediate:
+                    args = string_list(remediate["args"][1], where, context, "remediate.args")
+                if script is not None and args is not None:
+                    value = Remediate(script, tuple(args))
+        elif key == "enabled":
+            value = scalar(value_node) if isinstance(value_node, yaml.ScalarNode) else None
+            if not isinstance(value, bool):
+                where.at(value_node, context, "enabled must be true or false")
+                value = None
+        elif key == "params":
+            value = _parse_params(value_node, where, context)
+        if value is not None:
+            values[target] = value
+    if len(where.errors) != errors_before:
+        return None
+    return RuleEntry(ordinal, index, name, values, nodes, node)
+
+
+def _parse_params(node: yaml.Node, where: Where, context: str) -> dict[str, Any] | None:
+    if not isinstance(node, yaml.MappingNode):
+        where.at(node, context, "params must be a mapping of name: value")
+        return None
+    raw = scalar(node)
+    out: dict[str, Any] = {}
+    for (key_node, value_node), (key, value) in zip(node.value, raw.items(), strict=False):
+        if not isinstance(key, str) or not _IDENT.match(key):
+            where.at(key_node, context, f"param name {key!r} must match [a-z_][a-z0-9_]*")
+            continue
+        problem = expressions.param_problem(value)
+        if problem is not None:
+            where.at(value_node, context, f"params.{key} {problem}")
+            continue
+        # CEL never mixes int and double: every number becomes a double.
+        out[key] = [_as_double(v) for v in value] if isinstance(value, list) else _as_double(value)
+    return out
+
+
+def _as_double(value: Any) -> Any:
+    """Return ints as floats, anything else unchanged."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _parse_scope(node: yaml.Node, where: Where, context: str) -> Scope | None:
+    items = mapping(node, where, context, _SCOPE_KEYS)
+    if items is None:
+        return None
+    if not items:
+        where.at(
+            node, context, "an empty scope is refused", "write `scope: {all: true}` for every agent"
+        )
+        return None
+    lists: dict[str, frozenset[str]] = {}
+    every = False
+    for key, (_, value_node) in items.items():
+        if key == "all":
+            every = scalar(value_node) is True
+            if not every:
+                where.at(value_node, context, "scope.all can only be true", "remove it")
+        elif key == "exclude":
+            excluded = mapping(value_node, where, context + ", scope.exclude", _SCOPE_LISTS)
+            for name, (_, list_node) in (excluded or {}).items():
+                values = string_list(list_node, where, context, f"scope.exclude.{name}")
+                lists["exclude_" + name] = frozenset(values or ())
+        else:
+            values = string_list(value_node, where, context, f"scope.{key}")
+            lists[key] = frozenset(values or ())
+            if key == "sites":
+                for site in values or []:
+                    if site.count("/") != 1:
+                        where.at(
+                            value_node,
+                            context,
+                            f"site {site!r} must name its client",
+                            "write client/site, e.g. acme/hq",
+                        )
+    for site in lists.get("exclude_sites", frozenset()):
+        if site.count("/") != 1:
+            where.at(node, context, f"excluded site {site!r} must name its client", "client/site")
+    has_include = any(lists.get(k) for k in _SCOPE_LISTS)
+    if every and has_include:
+        where.at(node, context, "scope.all with include lists is contradictory", "drop one")
+    if not every and not has_include:
+        where.at(node, context, "scope includes nothing", "add `all: true` or include lists")
+    return Scope(all=every, **lists)
+
+
+def _peek_name(node: yaml.Node) -> str | None:
+    """Return a rule node's name even when the rest of it is wrong (for duplicate checks)."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if getattr(key_node, "value", None) == "name" and isinstance(
+                value_node, yaml.ScalarNode
+            ):
+                return str(value_node.value)
+    return None
+
+
+_LAYER_NEEDS = {"client": "clients", "site": "sites", "agent": "agents"}
+
+
+def parse_document(
+    node: yaml.Node, path: str, where: Where, order: int, ordinal_start: int
+) -> PolicyDoc | None:
+    """Parse one document node; record errors and return None when it is wrong."""
+    items = mapping(
+        node, where, "", _TOP_KEYS, ("apiVersion", "kind", "metadata", "scope", "rules")
+    )
+    if items is None:
+        return None
+    doc_name = "?"
+    if "metadata" in items:
+        meta = mapping(items["metadata"][1], where, "metadata", ("name", "description"), ("name",))
+        if meta and "name" in meta:
+            doc_name = string(meta["name"][1], where, "metadata", "metadata.name") or "?"
+            if doc_name != "?" and not _NAME.match(doc_name):
+                where.at(
+                    meta["name"][1],
+                    "metadata",
+                    f"policy name {doc_name!r} is invalid",
+                    "use letters, digits, - _ .",
+                )
+        description = ""
+        if meta and "description" in meta:
+            description = string(meta["description"][1], where, "metadata", "description") or ""
+    else:
+        description = ""
+    context = _context(doc_name)
+    if "apiVersion" in items and scalar(items["apiVersion"][1]) != API_VERSION:
+        where.at(items["apiVersion"][1], context, "unsupported apiVersion", f"use {API_VERSION}")
+    if "kind" in items and scalar(items["kind"][1]) != KIND:
+        where.at(
+            items["kind"][1],
+            context,
+            f"unsupported kind {scalar(items['kind'][1])!r}",
+            f"use {KIND}",
+        )
+    layer = "global"
+    if "layer" in items:
+        layer = str(scalar(items["layer"][1]))
+        if layer not in LAYERS:
+            where.at(
+                items["layer"][1], context, f"unknown layer {layer!r}", f"use {'|'.join(LAYERS)}"
+            )
+            layer = "global"
+    scope = _parse_scope(items["scope"][1], where, context) if "scope" in items else None
+    needed = _LAYER_NEEDS.get(layer)
+    if scope is not None and needed and not getattr(scope, needed):
+        where.at(
+            items["scope"][1],
+            context,
+            f"a {layer}-layer policy must list scope.{needed}",
+            f"name the {needed} it belongs to, or use layer: global",
+        )
+    rules: list[RuleEntry] = []
+    if "rules" in items:
+        rules_node = items["rules"][1]
+        if not isinstance(rules_node, yaml.SequenceNode) or not rules_node.value:
+            where.at(rules_node, context, "rules must be a non-empty list")
+        else:
+            seen: dict[str, int] = {}
+            for index, rule_node in enumerate(rules_node.value, start=1):
+                name = _peek_name(rule_node)
+                if name is not None and name in seen:
+                    where.at(
+                        rule_node,
+                        _context(doc_name, index, name),
+                        f"duplicate rule name (rule {seen[name]} has it)",
+                        "rename one",
+                    )
+                    continue
+                if name is not None:
+                    seen[name] = index
+                entry = _parse_rule(rule_node, index, doc_name, where, ordinal_start + index)
+                if entry is not None:
+                    rules.append(entry)
+    if scope is None or doc_name == "?":
+        return None
+    return PolicyDoc(
+        doc_name, description, layer, scope, tuple(rules), path, node.start_mark.line + 1, order
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A compiled rule: CEL programs and what its context needs."""
+
+    program: Any
+    clear_program: Any | None
+    value_program: Any | None
+    driver: str | None  # the labelled metric the rule runs once per series of
+    joined: tuple[str, ...]  # other labelled metrics, joined on identical labels
+    scalars: tuple[str, ...]  # unlabelled metrics (all must be present)
+    series_labels: tuple[str, ...]
+    uses_labels: bool
+    agent_fields: frozenset[str]
+    uses_inventory: bool
+    templates: Mapping[str, Template]
+
+
+def check_spec(
+    spec: RuleSpec,
+    catalog: Mapping[str, MetricSpec],
+    report: Any,
+) -> Plan | None:
+    """Check a complete rule and compile it; `report(field, reason, fix)` records problems."""
+    if not spec.expr:
+        report("expr", "the rule has no expr", "add expr: a CEL condition")
+        return None
+    sources = {"expr": spec.expr, "clear": spec.clear, "value": spec.value}
+    refs: dict[str, expressions.References] = {}
+    failed = False
+    for name, source in sources.items():
+        if source is None:
+            continue
+        found, problems = expressions.analyse(source, catalog)
+        for problem in problems:
+            report(name, problem, "")
+        failed = failed or bool(problems)
+        refs[name] = found
+        for param in sorted(found.params - set(spec.params)):
+            report(
+                name,
+                f"params.{param} is not declared",
+                f"add it under params: (declared: {', '.join(spec.params) or 'none'})",
+            )
+            failed = True
+    if failed:
+        return None
+    metrics: list[str] = []
+    for found in refs.values():
+        metrics += [m for m in found.metrics if m not in metrics]
+    labelled = [m for m in metrics if catalog[m].labels]
+    scalars = tuple(m for m in metrics if not catalog[m].labels)
+    series_labels: tuple[str, ...] = ()
+    if labelled:
+        series_labels = catalog[labelled[0]].labels
+        for other in labelled[1:]:
+            if set(catalog[other].labels) != set(series_labels):
+                report(
+                    "expr",
+                    f"{labelled[0]}{{{','.join(series_labels)}}} and "
+                    f"{other}{{{','.join(catalog[other].labels)}}} have different labels: "
+                    "per-series metrics join only on identical labels",
+                    "split into two rules",
+                )
+                return None
+    uses_labels = any("labels" in f.builtins for f in refs.values())
+    for found in refs.values():
+        for label in sorted(found.labels - set(series_labels)):
+            report(
+                "expr",
+                f"labels.{label}: the series has no such label",
+                f"labels here: {', '.join(series_labels) or 'none (agent-level rule)'}",
+            )
+            failed = True
+    for matcher in spec.match:
+        if matcher.label not in series_labels:
+            report(
+                "match",
+                f"match on {matcher.label!r}: the series has no such label",
+                f"labels here: {', '.join(series_labels) or 'none (agent-level rule)'}",
+            )
+            failed = True
+    allowed = set(TEMPLATE_NAMES) | set(series_labels) | {f"params.{p}" for p in spec.params}
+    for annotation, template in spec.annotations.items():
+        for name in sorted(template.names() - allowed):
+            report(
+                "annotations",
+                f"annotations.{annotation}: unknown template name {{{{ {name} }}}}",
+                f"known: {', '.join(sorted(allowed))}",
+            )
+            failed = True
+    if failed:
+        return None
+    programs: dict[str, Any] = {}
+    for name, source in sources.items():
+        if source is None:
+            continue
+        bound = (
+            expressions.bind_params_value(source, spec.params)
+            if name == "value"
+            else expressions.bind_params(source, spec.params)
+        )
+        program = expressions.compile_program(bound)
+        issue = expressions.dry_run(
+            program,
+            tuple(metrics),
+            series_labels,
+            (lambda r: isinstance(r, int | float) and not isinstance(r, bool))
+            if name == "value"
+            else (lambda r: isinstance(r, bool)),
+            "a number" if name == "value" else "true or false",
+        )
+        if issue is not None:
+            report(name, f"{name} {issue}", "")
+            return None
+        programs[name] = program
+    agent_fields = frozenset(f for found in refs.values() for f in found.agent_fields)
+    return Plan(
+        program=programs["expr"],
+        clear_program=programs.get("clear"),
+        value_program=programs.get("value"),
+        driver=labelled[0] if labelled else None,
+        joined=tuple(labelled[1:]),
+        scalars=scalars,
+        series_labels=series_labels,
+        uses_labels=uses_labels,
+        agent_fields=agent_fields,
+        uses_inventory=any("inventory" in f.builtins for f in refs.values()),
+        templates=spec.annotations,
+    )
+
+
+def load_documents(paths: list[Path], where_errors: list[str]) -> list[PolicyDoc]:
+    """Parse every document of every file in `paths` (sorted order fixes precedence)."""
+    docs: list[PolicyDoc] = []
+    ordinal = 0
+    for path in paths:
+        where = Where(str(path), where_errors)
+        for node in compose_documents(path, where):
+            doc = parse_document(node, str(path), where, len(docs), ordinal)
+            ordinal += 1000
+            if doc is not None:
+                docs.append(doc)
+    return docs
+
+
+def cross_check(
+    docs: list[PolicyDoc], catalog: Mapping[str, MetricSpec], errors: list[str]
+) -> tuple[list[PolicyDoc], dict[int, Plan]]:
+    """Check what spans documents; mark overrides; compile definitions and merged overrides."""
+    plans: dict[int, Plan] = {}
+    names_seen: dict[str, PolicyDoc] = {}
+    for doc in docs:
+        where = Where(doc.path, errors)
+        if doc.name in names_seen:
+            first = names_seen[doc.name]
+            where.at(
+                None,
+                _context(doc.name),
+                f"line {doc.line}: duplicate policy name (also {first.path}:{first.line})",
+                "rename one",
+            )
+        names_seen[doc.name] = doc
+    definitions: dict[str, list[tuple[PolicyDoc, RuleEntry]]] = {}
+    out: list[PolicyDoc] = []
+    for doc in sorted(docs, key=lambda d: d.rank):
+        where = Where(doc.path, errors)
+        entries: list[RuleEntry] = []
+        for entry in doc.rules:
+            context = _context(doc.name, entry.index, entry.name)
+            higher = [
+                (d, e)
+                for d, e in definitions.get(entry.name, [])
+                if LAYERS.index(d.layer) < LAYERS.index(doc.layer)
+            ]
+            if higher:
+                entry = replace(entry, override=True)  # noqa: PLW2901 - kept, marked
+                for base_doc, base in higher:
+                    merged = entry.apply(base.apply(RuleSpec(name=entry.name)))
+                    for key in sorted(
+                        set(entry.values.get("params", {})) - set(base.values.get("params", {}))
+                    ):
+                        where.at(
+                            entry.nodes["params"],
+                            context,
+                            f"params.{key} is not declared by the rule it overrides "
+                            f"({line_of(base_doc.path, base.node)})",
+                            f"declared: {', '.join(base.values.get('params', {})) or 'none'}",
+                        )
+                    _check(merged, entry, doc, where, catalog)
+            else:
+                same = [
+                    (d, e)
+                    for d, e in definitions.get(entry.name, [])
+                    if d.layer == doc.layer and d.scope == doc.scope
+                ]
+                if same:
+                    other_doc, other = same[0]
+                    where.at(
+                        entry.node,
+                        context,
+                        f"rule {entry.name!r} is defined twice for the same layer and scope "
+                        f"(also {line_of(other_doc.path, other.node)})",
+                        "rename one or narrow a scope",
+                    )
+                    continue
+                if "expr" not in entry.values and doc.layer != "global":
+                    where.at(
+                        entry.node,
+                        context,
+                        f"no expr, and no higher layer defines a rule {entry.name!r} to override",
+                        "add expr, or correct the name",
+                    )
+                    continue
+                plan = _check(entry.apply(RuleSpec(name=entry.name)), entry, doc, where, catalog)
+                if plan is not None:
+                    plans[entry.ordinal] = plan
+                definitions.setdefault(entry.name, []).append((doc, entry))
+            entries.append(entry)
+        out.append(replace(doc, rules=tuple(entries)))
+    all_names = set(definitions)
+    for doc in out:
+        where = Where(doc.path, errors)
+        for entry in doc.rules:
+            for inhibit in entry.values.get("inhibits", ()):
+                for target in inhibit.rules:
+                    if target != "*" and target not in all_names:
+                        where.at(
+                            entry.nodes["inhibits"],
+                            _context(doc.name, entry.index, entry.name),
+                            f"inhibits unknown rule {target!r}",
+                            f"known: {', '.join(sorted(all_names))}",
+                        )
+    return out, plans
+
+
+def _check(
+    spec: RuleSpec,
+    entry: RuleEntry,
+    doc: PolicyDoc,
+    where: Where,
+    catalog: Mapping[str, MetricSpec],
+) -> Plan | None:
+    context = _context(doc.name, entry.index, entry.name)
+
+    def report(field_name: str, reason: str, fix: str) -> None:
+        where.at(entry.nodes.get(field_name, entry.node), context, reason, fix)
+
+    return check_spec(spec, catalog, report)
+
+
+def policy_files(path: Path) -> list[Path]:
+    """Return the policy files under `path` (a file, or *.yaml / *.yml of a directory tree).
+
+    A `tests/` folder holds unit tests, not policies, and is skipped.
+    """
+    if path.is_file():
+        return [path]
+    found = [
+        p
+        for p in path.rglob("*")
+        if p.suffix in (".yaml", ".yml")
+        and p.is_file()
+        and "tests" not in p.relative_to(path).parts
+    ]
+    return sorted(found)
+
+
+def load(
+    path: Path, catalog: Mapping[str, MetricSpec] | None = None
+) -> tuple[list[PolicyDoc], dict[int, Plan], Mapping[str, MetricSpec]]:
+    """Load and check every policy under `path`; raise PolicyError listing every problem."""
+    specs = agent_catalog() if catalog is None else catalog
+    errors: list[str] = []
+    if not path.exists():
+        raise PolicyError([f"{path}: no such file or directory"])
+    files = policy_files(path)
+    if not files:
+        raise PolicyError([f"{path}: no *.yaml policy file found"])
+    docs = load_documents(files, errors)
+    docs, plans = cross_check(docs, specs, errors)
+    if errors:
+        raise PolicyError(errors)
+    return docs, plans, specs

@@ -1,0 +1,357 @@
+"""An immutable, loaded set of policies: which rules apply to an agent, and their outcome."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import cel
+
+from rmm_agent.collectors.base import MetricSpec
+from rmm_common.errors import PolicyError
+from rmm_server.policy import expressions
+from rmm_server.policy.loader import Plan, PolicyDoc, RuleEntry, RuleSpec, check_spec, load
+from rmm_server.policy.model import AgentContext, Condition, EffectiveRule, Provenance, SeriesSample
+
+log = logging.getLogger(__name__)
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+# Overrides of these fields change what is compiled; others only change EffectiveRule fields.
+_PLAN_FIELDS = frozenset({"expr", "clear", "value", "params", "annotations"})
+# Bound the per-agent cache: one entry per distinct (agent, client, site, tags, os).
+_CACHE_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    rule: EffectiveRule
+    plan: Plan
+
+
+def _format_value(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.6g}"
+
+
+@dataclass(frozen=True)
+class _Bundle:
+    rules: tuple[_Resolved, ...]
+    metrics: frozenset[str]  # every metric name the rules read
+    scalars: tuple[str, ...]
+    agent_fields: frozenset[str]
+    inventory: bool
+
+
+class PolicySet:
+    """A validated set of AlertPolicy documents; build one with `load_policy_dir`."""
+
+    def __init__(
+        self,
+        docs: Sequence[PolicyDoc],
+        plans: Mapping[int, Plan],
+        catalog: Mapping[str, MetricSpec],
+        source: str = "",
+    ) -> None:
+        self._docs = tuple(sorted(docs, key=lambda d: d.rank))
+        self._plans = dict(plans)  # definition ordinal -> plan; merged plans are added lazily
+        self._catalog = catalog
+        self.source = source
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[Any, ...], tuple[_Resolved, ...]] = {}
+        self._merged: dict[tuple[int, ...], Plan | None] = {}
+        self._bundles: dict[tuple[Any, ...], _Bundle] = {}
+
+    @property
+    def policies(self) -> tuple[str, ...]:
+        """Return the policy names, in the order they apply."""
+        return tuple(d.name for d in self._docs)
+
+    def __len__(self) -> int:
+        return sum(len(d.rules) for d in self._docs)
+
+    def _resolve(self, agent: AgentContext) -> tuple[_Resolved, ...]:
+        """Return every rule of the agent, disabled ones included, with its plan."""
+        key = (agent.agent_id, agent.hostname, agent.client, agent.site, agent.tags, agent.os)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        specs: dict[str, RuleSpec] = {}
+        applied: dict[str, list[RuleEntry]] = {}
+        origin: dict[str, tuple[PolicyDoc, RuleEntry]] = {}
+        provenance: dict[str, list[Provenance]] = {}
+        by_name: dict[str, list[str]] = {}
+        for doc in self._docs:
+            if not doc.scope.matches(agent):
+                continue
+            for entry in doc.rules:
+                where = f"{doc.path}:{entry.node.start_mark.line + 1}"
+                fields = [
+                    Provenance(field=name, source=where, layer=doc.layer, policy=doc.name)
+                    for name in entry.values
+                ]
+                if entry.override:
+                    for rule_key in by_name.get(entry.name, []):
+                        specs[rule_key] = entry.apply(specs[rule_key])
+                        applied[rule_key].append(entry)
+                        provenance[rule_key] += fields
+                    continue
+                rule_key = f"{doc.name}/{entry.name}"
+                specs[rule_key] = entry.apply(RuleSpec(name=entry.name))
+                applied[rule_key] = [entry]
+                origin[rule_key] = (doc, entry)
+                provenance[rule_key] = fields
+                by_name.setdefault(entry.name, []).append(rule_key)
+        resolved = []
+        for rule_key, spec in specs.items():
+            plan = self._plan(spec, applied[rule_key])
+            if plan is None:
+                continue
+            doc, entry = origin[rule_key]
+            rule = EffectiveRule(
+                key=rule_key,
+                name=spec.name,
+                policy=doc.name,
+                source=f"{doc.path}:{entry.node.start_mark.line + 1}",
+                layer=doc.layer,
+                severity=spec.severity,
+                tier=spec.tier,
+                for_seconds=spec.for_seconds,
+                keep_firing_for_seconds=spec.keep_firing_for_seconds,
+                has_clear=spec.clear is not None,
+                labels=MappingProxyType(dict(spec.labels)),
+                annotations=MappingProxyType({k: t.source for k, t in spec.annotations.items()}),
+                inhibits=spec.inhibits,
+                remediate=spec.remediate,
+                provenance=tuple(provenance[rule_key]),
+                expr=spec.expr,
+                clear=spec.clear,
+                value=spec.value,
+                match=spec.match,
+                params=MappingProxyType(dict(spec.params)),
+                enabled=spec.enabled,
+                series_labels=plan.series_labels,
+            )
+            resolved.append(_Resolved(rule, plan))
+        result = tuple(resolved)
+        with self._lock:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = result
+        return result
+
+    def _plan(self, spec: RuleSpec, entries: list[RuleEntry]) -> Plan | None:
+        """Return the compiled plan of a definition with its overrides (compiled once)."""
+        if len(entries) == 1:
+            return self._plans.get(entries[0].ordinal)
+        cache_key = tuple(e.ordinal for e in entries)
+        with self._lock:
+            if cache_key in self._merged:
+                return self._merged[cache_key]
+        if not any(name in _PLAN_FIELDS for e in entries[1:] for name in e.values):
+            plan = self._plans.get(entries[0].ordinal)
+        else:
+            problems: list[str] = []
+            plan = check_spec(spec, self._catalog, lambda f, r, x: problems.append(f"{f}: {r}"))
+            if plan is None:
+                # Each override was checked against its base at load; a combination of
+                # several that still fails is logged and the rule left out, never half-run.
+                log.error("policy rule %s: overrides do not combine: %s", spec.name, problems)
+                return None
+        with self._lock:
+            self._merged[cache_key] = plan
+        return plan
+
+    def _bundle(self, agent: AgentContext) -> _Bundle:
+        """Return the enabled rules of `agent` and the union of what they read (cached)."""
+        key = (agent.agent_id, agent.hostname, agent.client, agent.site, agent.tags, agent.os)
+        bundle = self._bundles.get(key)
+        if bundle is None:
+            rules = tuple(r for r in self._resolve(agent) if r.rule.enabled)
+            plans = [r.plan for r in rules]
+            scalars = tuple(dict.fromkeys(m for p in plans for m in p.scalars))
+            labelled = {m for p in plans if p.driver for m in (p.driver, *p.joined)}
+            bundle = _Bundle(
+                rules=rules,
+                metrics=frozenset(scalars) | labelled,
+                scalars=scalars,
+                agent_fields=frozenset().union(*(p.agent_fields for p in plans)),
+                inventory=any(p.uses_inventory for p in plans),
+            )
+            with self._lock:
+                if len(self._bundles) >= _CACHE_LIMIT:
+                    self._bundles.clear()
+                self._bundles[key] = bundle
+        return bundle
+
+    def rules_for(self, agent: AgentContext) -> list[EffectiveRule]:
+        """Return the enabled rules in force for `agent`, after scope and layering."""
+        return [r.rule for r in self._resolve(agent) if r.rule.enabled]
+
+    def explain(self, agent: AgentContext) -> list[EffectiveRule]:
+        """Return every rule whose scope includes `agent`, disabled ones too, with provenance."""
+        return [r.rule for r in self._resolve(agent)]
+
+    def evaluate(self, agent: AgentContext, samples: Sequence[SeriesSample]) -> list[Condition]:
+        """Evaluate the agent's rules on its latest samples; one Condition per rule and series."""
+        bundle = self._bundle(agent)
+        if not bundle.rules:
+            return []
+        needed = bundle.metrics
+        scalars: dict[str, float] = {}
+        series: dict[str, list[SeriesSample]] = {}
+        for sample in samples:
+            if sample.name not in needed:
+                continue
+            if sample.labels:
+                series.setdefault(sample.name, []).append(sample)
+            else:
+                scalars[sample.name] = sample.value
+        context = cel.Context()
+        for name in bundle.scalars:
+            if name in scalars:
+                context.add_variable(name, scalars[name])
+        if bundle.agent_fields:
+            context.add_variable("agent", _agent_map(agent, bundle.agent_fields))
+        if bundle.inventory:
+            context.add_variable(
+                "inventory",
+                {"added": list(agent.inventory_added), "removed": list(agent.inventory_removed)},
+            )
+        expressions.add_functions(context, agent.info)
+        base_values = {
+            "agent": agent.agent_id,
+            "hostname": agent.hostname,
+            "client": agent.client,
+            "site": agent.site,
+            "os": agent.os,
+            "inventory_added": ", ".join(agent.inventory_added),
+            "inventory_removed": ", ".join(agent.inventory_removed),
+        }
+        conditions: list[Condition] = []
+        for item in bundle.rules:
+            plan = item.plan
+            if any(name not in scalars for name in plan.scalars):
+                continue  # the agent does not report this metric: nothing to judge
+            if plan.driver is None:
+                first = scalars[plan.scalars[0]] if plan.scalars else None
+                condition = self._run(item, context, first, _EMPTY, base_values)
+                if condition is not None:
+                    conditions.append(condition)
+                continue
+            joined_index = {
+                name: {frozenset(s.labels.items()): s.value for s in series.get(name, ())}
+                for name in plan.joined
+            }
+            for sample in series.get(plan.driver, ()):
+                labels = sample.labels
+                if plan.series_labels != tuple(labels) and set(labels) != set(plan.series_labels):
+                    continue
+                if not all(m.matches(labels) for m in item.rule.match):
+                    continue
+                skip = False
+                if joined_index:
+                    key = frozenset(labels.items())
+                    for name, index in joined_index.items():
+                        if key not in index:
+                            skip = True
+                            break
+                        context.add_variable(name, index[key])
+                if skip:
+                    continue
+                context.add_variable(plan.driver, sample.value)
+                if plan.uses_labels:
+                    context.add_variable("labels", dict(labels))
+                condition = self._run(item, context, sample.value, labels, base_values)
+                if condition is not None:
+                    conditions.append(condition)
+        return conditions
+
+    def _run(
+        self,
+        item: _Resolved,
+        context: cel.Context,
+        series_value: float | None,
+        labels: Mapping[str, str],
+        base_values: Mapping[str, str],
+    ) -> Condition | None:
+        """Execute one rule on the prepared context; None when it cannot be evaluated."""
+        plan, rule = item.plan, item.rule
+        try:
+            active = plan.program.execute(context) is True
+            clear = (
+                None if plan.clear_program is None else plan.clear_program.execute(context) is True
+            )
+            value = series_value
+            if plan.value_program is not None:
+                value = float(plan.value_program.execute(context)[0])
+        except (RuntimeError, TypeError, ValueError, KeyError, IndexError) as exc:
+            # A map key absent from this agent's data, say: this rule says nothing this time.
+            log.debug("rule %s on %s: %s", rule.key, base_values["agent"], exc)
+            return None
+        annotations: Mapping[str, str] = _EMPTY
+        # Rendering costs more than evaluating: skip it when the alert cannot be firing
+        # (expr false and, for a rule with clear, clear true).
+        if plan.templates and (active or clear is False):
+            values = dict(base_values)
+            values.update(labels)
+            values["rule"] = rule.name
+            values["severity"] = rule.severity
+            values["value"] = _format_value(value)
+            for name, param in rule.params.items():
+                values[f"params.{name}"] = _format_param(param)
+            annotations = {name: t.render(values) for name, t in plan.templates.items()}
+        return Condition(
+            rule=rule,
+            series_labels=labels if labels is _EMPTY else dict(labels),
+            active=active,
+            clear=clear,
+            value=value,
+            annotations=annotations,
+        )
+
+
+def _format_param(value: Any) -> str:
+    """Render a param for a template: numbers short, lists comma-separated."""
+    if isinstance(value, float):
+        return _format_value(value)
+    if isinstance(value, list):
+        return ", ".join(_format_param(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _agent_map(agent: AgentContext, fields: frozenset[str]) -> dict[str, Any]:
+    """Return the `agent` variable with only the fields the rules read."""
+    full: dict[str, Any] = {
+        "agent_id": agent.agent_id,
+        "hostname": agent.hostname,
+        "client": agent.client,
+        "site": agent.site,
+        "os": agent.os,
+        "interval_seconds": float(agent.interval_seconds),
+        "seconds_since_report": float(agent.seconds_since_report or 0.0),
+    }
+    out = {name: full[name] for name in fields if name in full}
+    if "tags" in fields:
+        out["tags"] = sorted(agent.tags)
+    return out
+
+
+def load_policy_dir(path: str | Path, catalog: Mapping[str, MetricSpec] | None = None) -> PolicySet:
+    """Load and validate every policy under `path`; raise PolicyError with every problem."""
+    docs, plans, specs = load(Path(path), catalog)
+    return PolicySet(docs, plans, specs, source=str(path))
+
+
+def validate_path(path: str | Path, catalog: Mapping[str, MetricSpec] | None = None) -> list[str]:
+    """Return every problem of the policies under `path` (empty when they are valid)."""
+    try:
+        load(Path(path), catalog)
+    except PolicyError as exc:
+        return list(exc.errors)
+    return []
