@@ -240,3 +240,117 @@ def test_policy_validate_reports_file_and_line(tmp_path: Path) -> None:
         timeout=60,
     )
     assert good.returncode == 0, good.stderr
+
+
+def test_failed_notifications_maintenance_silences_and_sighup(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "e2e.yaml").write_text(POLICY)
+    notify = tmp_path / "notify.yaml"
+    dead_port = free_port()  # nothing listens there
+    notify.write_text(
+        "delivery: {attempts: 2, initial_backoff: 100ms, max_backoff: 200ms, jitter: 0s}\n"
+        f"receivers:\n  - {{name: dead, webhook: {{url: 'http://127.0.0.1:{dead_port}/x'}}}}\n"
+        "route: {receiver: dead, group_wait: 0s, group_interval: 1s, repeat_interval: 1h}\n"
+    )
+    server = ServerProcess(
+        data_dir=tmp_path / "server",
+        grpc_port=free_port(),
+        http_port=free_port(),
+        log_path=tmp_path / "server.log",
+        extra_args=["--policies", str(policies), "--notify-config", str(notify)],
+    ).start()
+    state_dir = tmp_path / "agent"
+    agent_id = enroll_agent(server, state_dir)
+    agent = start_agent(state_dir, tmp_path / "agent.log", interval=1)
+    try:
+        failures = wait_for(
+            lambda: rmm_json(server, "notifications", "failed"), 20, "a failed notification"
+        )
+        assert failures[0]["receiver"] == "dead" and failures[0]["notifier"] == "webhook"
+        assert "127.0.0.1" in failures[0]["error"]
+        assert "rmm_notifications_failed_total" in server.metrics()
+
+        window = rmm_json(
+            server,
+            "maintenance",
+            "add",
+            "--name",
+            "patch night",
+            "--schedule",
+            "0 2 * * *",
+            "--duration",
+            "2h",
+            "--timezone",
+            "Europe/Berlin",
+            "--client",
+            "acme",
+        )
+        assert window["next_start"] and not window["active_now"]
+        one_off = rmm_json(
+            server,
+            "maintenance",
+            "add",
+            "--name",
+            "disk swap",
+            "--start",
+            "now",
+            "--duration",
+            "1h",
+            "--agent",
+            agent_id,
+        )
+        assert one_off["active_now"]
+        quiet = wait_for(
+            lambda: [
+                a
+                for a in rmm_json(server, "alerts", "list", "--state", "firing")
+                if a["suppressed_by"] == f"maintenance:{one_off['id']}"
+            ],
+            10,
+            "alerts marked as in maintenance",
+        )
+        assert quiet
+        assert {w["id"] for w in rmm_json(server, "maintenance", "list")} == {
+            window["id"],
+            one_off["id"],
+        }
+        assert rmm_json(server, "maintenance", "end", one_off["id"])["ended_at"]
+        assert [w["id"] for w in rmm_json(server, "maintenance", "list")] == [window["id"]]
+
+        silence = rmm_json(
+            server,
+            "alerts",
+            "silence",
+            "--match",
+            "client=acme",
+            "--for",
+            "1h",
+            "--comment",
+            "testing",
+        )
+        assert [s["id"] for s in rmm_json(server, "silences", "list")] == [silence["id"]]
+        assert rmm_json(server, "silences", "expire", silence["id"])["state"] == "expired"
+        assert rmm_json(server, "silences", "list") == []
+
+        # SIGHUP reloads the policy directory.
+        (policies / "more.yaml").write_text(
+            POLICY.replace("name: e2e", "name: more")
+            .replace("name: MemoryInUse", "name: MemoryAgain")
+            .replace("name: CpuCounted", "name: CpuAgain")
+            .replace("name: NeverFires", "name: NeverAgain")
+        )
+        assert server.process is not None
+        server.process.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: (
+                "MemoryAgain"
+                in {r["name"] for r in rmm_json(server, "policy", "explain", agent_id)["rules"]}
+            ),
+            10,
+            "the SIGHUP reload",
+        )
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(10)
+        server.stop()
