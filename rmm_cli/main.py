@@ -474,6 +474,8 @@ def alerts_list(
         "LABELS",
         "VALUE",
         "SINCE",
+        "QUIET",
+        "ACK",
         "SUMMARY",
     )
     colours = {"critical": "red", "warning": "yellow", "info": "blue"}
