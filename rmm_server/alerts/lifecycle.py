@@ -44,6 +44,16 @@ class RuleTiming(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class EndNow:
+    """Timing for an alert whose rule no longer speaks of it: it ends without hysteresis."""
+
+    key: str
+    for_seconds: float = 0.0
+    keep_firing_for_seconds: float = 0.0
+    has_clear: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """One rule's verdict on one series of one agent at one time."""
 

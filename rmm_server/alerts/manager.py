@@ -16,29 +16,29 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from rmm_server.alerts.lifecycle import Alert, AlertState, Observation, advance, fingerprint
+from rmm_server.alerts.lifecycle import (
+    Alert,
+    AlertState,
+    EndNow,
+    Observation,
+    RuleTiming,
+    advance,
+    fingerprint,
+)
 from rmm_server.storage.alerts import AlertRecord, AlertStore
 
 log = logging.getLogger(__name__)
 
 
-class RuleLike(Protocol):
+class RuleLike(RuleTiming, Protocol):
     """The parts of a policy rule the alert manager reads."""
 
-    @property
-    def key(self) -> str: ...
     @property
     def name(self) -> str: ...
     @property
     def severity(self) -> str: ...
     @property
     def tier(self) -> str: ...
-    @property
-    def for_seconds(self) -> float: ...
-    @property
-    def keep_firing_for_seconds(self) -> float: ...
-    @property
-    def has_clear(self) -> bool: ...
     @property
     def labels(self) -> Any: ...
 
@@ -167,7 +167,7 @@ class AlertManager:
             for key, record in list(self._open.items()):
                 if record.agent_id != agent.agent_id or key in seen:
                     continue
-                gone = _GoneRule(record.rule_key)
+                gone = EndNow(record.rule_key)
                 after = advance(
                     _to_lifecycle(record),
                     gone,
@@ -291,16 +291,6 @@ class AlertManager:
         for record in gone:
             self._open.pop(record.fingerprint, None)
         return gone
-
-
-@dataclass(frozen=True, slots=True)
-class _GoneRule:
-    """Timing for an alert whose rule no longer speaks of it: end it without hysteresis."""
-
-    key: str
-    for_seconds: float = 0.0
-    keep_firing_for_seconds: float = 0.0
-    has_clear: bool = False
 
 
 def _to_lifecycle(record: AlertRecord) -> Alert:

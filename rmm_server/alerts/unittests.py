@@ -37,7 +37,14 @@ import yaml
 
 from rmm_common.durations import parse_duration
 from rmm_common.errors import InvalidArgument, PolicyError
-from rmm_server.alerts.lifecycle import Alert, AlertState, Observation, advance, fingerprint
+from rmm_server.alerts.lifecycle import (
+    Alert,
+    AlertState,
+    EndNow,
+    Observation,
+    advance,
+    fingerprint,
+)
 from rmm_server.policy import AgentContext, PolicySet, SeriesSample, load_policy_dir
 
 SERIES_KEY_RE = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(?:\{(.*)\})?\s*$")
@@ -243,7 +250,7 @@ def run_unit_test(
             if key not in seen:
                 gone = advance(
                     alert,
-                    _Immediate(alert.rule_key),
+                    EndNow(alert.rule_key),
                     alert.agent_id,
                     alert.series_labels,
                     Observation(False),
@@ -254,14 +261,6 @@ def run_unit_test(
         if expected_now is not None:
             _compare(result, expected_now, alerts.values())
     return result
-
-
-@dataclass(frozen=True, slots=True)
-class _Immediate:
-    key: str
-    for_seconds: float = 0.0
-    keep_firing_for_seconds: float = 0.0
-    has_clear: bool = False
 
 
 def _keep(
