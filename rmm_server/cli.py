@@ -107,6 +107,12 @@ def serve(
             offline_check_seconds=parse_duration(offline_check_interval),
             escalation_check_seconds=parse_duration(escalation_check_interval),
         )
+        if config.policies_dir is None and not no_policies:
+            click.echo(
+                "rmm-server: no policies/ beside this installation: running without alert "
+                "policies (pass --policies DIR)",
+                err=True,
+            )
         asyncio.run(_serve(config))
     except RmmError as error:
         click.echo(f"rmm-server: {error}", err=True)
