@@ -15,6 +15,7 @@ from rmm_agent.collectors.disks import DisksCollector
 from rmm_agent.collectors.hardware import HardwareCollector
 from rmm_agent.collectors.memory import MemoryCollector
 from rmm_agent.collectors.network import NetworkCollector
+from rmm_agent.collectors.patches import PatchesCollector
 from rmm_agent.collectors.processes import ProcessesCollector
 from rmm_agent.collectors.sensors import SensorsCollector
 from rmm_agent.collectors.services import ServicesCollector
@@ -43,6 +44,7 @@ COLLECTORS: tuple[type[Collector], ...] = (
     ServicesCollector,
     HardwareCollector,
     SoftwareCollector,
+    PatchesCollector,
 )
 
 

@@ -19,7 +19,7 @@ UNIT_WORDS = ("bytes", "seconds", "ratio", "celsius", "hertz")
 FOREIGN_UNITS = re.compile(r"_(percent|pct|kb|mb|gb|kib|mib|ms|milliseconds|mhz|fahrenheit)(_|$)")
 
 
-def test_registry_lists_the_ten_collectors_in_order() -> None:
+def test_registry_lists_the_eleven_collectors_in_order() -> None:
     names = [c.name for c in COLLECTORS]
     assert names == [
         "cpu",
@@ -32,6 +32,7 @@ def test_registry_lists_the_ten_collectors_in_order() -> None:
         "services",
         "hardware",
         "software",
+        "patches",
     ]
 
 
