@@ -65,8 +65,11 @@ class ReportBuilder:
         inventory_interval_seconds: float = 3600.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        wait_for_slow: bool = False,
     ) -> None:
         self.collectors = list(collectors)
+        self.wait_for_slow = wait_for_slow
+        self._latest_slow: dict[str, _Outcome] = {}
         self.timeout = timeout_seconds
         self.inventory_interval = inventory_interval_seconds
         self.clock = clock
@@ -145,11 +148,30 @@ class ReportBuilder:
                 )
         return outcomes
 
+    def _run_in_background(self, collector: Collector) -> _Outcome | None:
+        """Start the collector if it is idle; return its latest finished reading, if any."""
+        running = self._busy.get(collector.name)
+        if running is not None and running.done():
+            self._latest_slow[collector.name] = running.result()
+            running = None
+        if running is None:
+            self._busy[collector.name] = self._pool.submit(self._run_one, collector)
+        return self._latest_slow.get(collector.name)
+
     def build(self) -> agent_pb2.Report:
         """Collect now and return a report without sequence (the sender numbers it)."""
-        regular = [c for c in self.collectors if not c.inventory]
+        slow = (
+            []
+            if self.wait_for_slow
+            else [c for c in self.collectors if getattr(c, "slow", False) and not c.inventory]
+        )
+        regular = [c for c in self.collectors if not c.inventory and c not in slow]
         inventory = [c for c in self.collectors if c.inventory]
         outcomes = self._run(regular)
+        for collector in slow:
+            latest = self._run_in_background(collector)
+            if latest is not None:
+                outcomes.append(latest)
         refreshed: set[str] = set()
         if inventory and self.monotonic() >= self._inventory_due:
             for outcome in self._run(inventory):

@@ -64,6 +64,8 @@ class Collector(Protocol):
     metrics: ClassVar[tuple[MetricSpec, ...]]
     # Inventory collectors change rarely: their info is sent only when its hash changes.
     inventory: ClassVar[bool]
+    # A collector may also say `slow: ClassVar[bool] = True`: it then runs in the background
+    # and each report carries its latest finished reading instead of waiting for it.
 
     def collect(self) -> CollectorOutput: ...
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import ClassVar
 
 from rmm_agent.collectors import CollectorOutput, MetricSpec, Sample
@@ -104,3 +105,44 @@ def test_inventory_is_read_on_its_own_interval_and_hashed() -> None:
         assert data["inventory"]["software"]["packages"] == ["bash", "nginx"]
     finally:
         builder.close()
+
+
+class Slow:
+    name: ClassVar[str] = "slow"
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (MetricSpec("slow_value", "gauge", "A value."),)
+    inventory: ClassVar[bool] = False
+    slow: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def collect(self) -> CollectorOutput:
+        self.calls += 1
+        self.release.wait(10)
+        return CollectorOutput([Sample("slow_value", float(self.calls))])
+
+
+def test_a_slow_collector_never_holds_a_report() -> None:
+    slow = Slow()
+    builder = ReportBuilder([Fine(), slow], timeout_seconds=5)
+    try:
+        first = builder.build()
+        assert [c.name for c in first.collectors] == ["fine"], "no finished reading yet"
+        slow.release.set()
+        deadline = time.monotonic() + 5
+        while True:
+            names = {c.name: c for c in builder.build().collectors}
+            if "slow" in names or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert names["slow"].ok and names["slow"].samples[0].value >= 1
+    finally:
+        slow.release.set()
+        builder.close()
+    waiting = ReportBuilder([Fine(), Slow()], timeout_seconds=5, wait_for_slow=True)
+    try:
+        waiting.collectors[1].release.set()  # type: ignore[attr-defined]
+        assert {c.name for c in waiting.build().collectors} == {"fine", "slow"}
+    finally:
+        waiting.close()
