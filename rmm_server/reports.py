@@ -10,6 +10,7 @@ import json
 import math
 import re
 import zlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from rmm_common.errors import InvalidArgument
@@ -126,6 +127,29 @@ def collector_infos(report: agent_pb2.Report) -> dict[str, Any]:
         except ValueError:
             infos[collector.name] = {"error": "info is not valid JSON"}
     return infos
+
+
+class LazyInfo(Mapping[str, Any]):
+    """Collector info of a report, decoded on first access (most evaluations never read it)."""
+
+    def __init__(self, report: agent_pb2.Report) -> None:
+        self._raw = {c.name: c.info_json for c in report.collectors if c.info_json}
+        self._decoded: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._decoded:
+            raw = self._raw[name]
+            try:
+                self._decoded[name] = json.loads(raw)
+            except ValueError:
+                self._decoded[name] = {"error": "info is not valid JSON"}
+        return self._decoded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
 
 
 def software_changes(

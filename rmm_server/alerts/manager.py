@@ -119,10 +119,13 @@ class AlertManager:
         self.clock = clock
         self.metrics = AlertMetrics(registry)
         self._open: dict[str, AlertRecord] = {}  # fingerprint -> pending or firing alert
+        self._by_agent: dict[str, set[str]] = {}  # agent id -> fingerprints of its open alerts
 
     def load(self) -> int:
         """Load open alerts from storage (at start-up); return how many."""
-        self._open = {record.fingerprint: record for record in self.alert_store.open_alerts()}
+        self._open, self._by_agent = {}, {}
+        for record in self.alert_store.open_alerts():
+            self._keep_open(record)
         self._refresh_firing_gauge()
         return len(self._open)
 
@@ -164,8 +167,9 @@ class AlertManager:
             )
             self._record(agent, rule, previous, after, now, changed, transitions)
         if resolve_missing:
-            for key, record in list(self._open.items()):
-                if record.agent_id != agent.agent_id or key in seen:
+            for key in list(self._by_agent.get(agent.agent_id, ())):
+                record = self._open[key]
+                if key in seen:
                     continue
                 gone = EndNow(record.rule_key)
                 after = advance(
@@ -194,7 +198,7 @@ class AlertManager:
     ) -> None:
         if after is None:
             if previous is not None:  # a pending alert whose condition went away: forget it
-                self._open.pop(previous.fingerprint, None)
+                self._forget(previous)
                 previous.state = "dropped"
                 previous.updated_at = now
                 changed.append(previous)
@@ -230,7 +234,8 @@ class AlertManager:
         record.annotations = dict(after.annotations)
         record.labels = dict(rule.labels)
         record.severity = rule.severity
-        if old_state != record.state or previous is None or previous.value != after.value:
+        # A moving value alone is not written: it would cost a transaction per report.
+        if old_state != record.state or previous is None:
             record.updated_at = now
             changed.append(record)
         if old_state is not None and old_state != record.state:
@@ -257,7 +262,7 @@ class AlertManager:
         record.history.append({"at": now, "event": record.state, "detail": "rule or series gone"})
         changed.append(record)
         if record.state == "dropped":
-            self._open.pop(record.fingerprint, None)
+            self._forget(record)
             return
         self._track(record, old_state, transitions)
 
@@ -265,9 +270,9 @@ class AlertManager:
         self, record: AlertRecord, old_state: str | None, transitions: list[Transition]
     ) -> None:
         if record.state in (AlertState.PENDING.value, AlertState.FIRING.value):
-            self._open[record.fingerprint] = record
+            self._keep_open(record)
         else:
-            self._open.pop(record.fingerprint, None)
+            self._forget(record)
         if record.state == AlertState.FIRING.value and old_state != AlertState.FIRING.value:
             transitions.append(Transition(record, "firing"))
             self.metrics.transitions.labels(event="firing", severity=record.severity).inc()
@@ -287,10 +292,22 @@ class AlertManager:
 
     def forget_agent(self, agent_id: str) -> Iterable[AlertRecord]:
         """Drop the open alerts of a removed agent; return them for storage."""
-        gone = [r for r in self._open.values() if r.agent_id == agent_id]
+        gone = [self._open[key] for key in self._by_agent.get(agent_id, ())]
         for record in gone:
-            self._open.pop(record.fingerprint, None)
+            self._forget(record)
         return gone
+
+    def _keep_open(self, record: AlertRecord) -> None:
+        self._open[record.fingerprint] = record
+        self._by_agent.setdefault(record.agent_id, set()).add(record.fingerprint)
+
+    def _forget(self, record: AlertRecord) -> None:
+        self._open.pop(record.fingerprint, None)
+        keys = self._by_agent.get(record.agent_id)
+        if keys is not None:
+            keys.discard(record.fingerprint)
+            if not keys:
+                del self._by_agent[record.agent_id]
 
 
 def _to_lifecycle(record: AlertRecord) -> Alert:

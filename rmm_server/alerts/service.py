@@ -7,7 +7,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from rmm_server.alerts.suppression import MaintenanceWindow, Silence, parse_matc
 from rmm_server.notify.model import AlertNotice
 from rmm_server.policy import PolicySet, load_policy_dir
 from rmm_server.policy.model import AgentContext, Condition, EffectiveRule, Inhibit, SeriesSample
-from rmm_server.reports import collector_infos
+from rmm_server.reports import LazyInfo
 from rmm_server.storage import AgentRecord, Store
 from rmm_server.storage.alerts import AlertQuery, AlertRecord, AlertStore
 from rmm_server.storage.suppressions import NotificationFailure, SuppressionStore
@@ -50,9 +50,9 @@ def agent_context(
 ) -> tuple[AgentContext, list[SeriesSample]]:
     """Return what the policy engine needs of an agent and its latest report."""
     samples: list[SeriesSample] = []
-    info: dict[str, Any] = {}
+    info: Mapping[str, Any] = {}
     if report is not None:
-        info = collector_infos(report)
+        info = LazyInfo(report)
         for collector in report.collectors:
             samples.extend(SeriesSample(s.name, dict(s.labels), s.value) for s in collector.samples)
     context = AgentContext(
@@ -133,7 +133,9 @@ class AlertService:
         self.submit: Submit | None = None
         self.escalation: EscalationPolicy | None = None
         self._inhibitors: dict[str, tuple[Inhibit, ...]] = {}  # rule key -> its inhibitions
-        self._lock = asyncio.Lock()
+        # Saves are serialised so an older state of an alert never overwrites a newer one;
+        # evaluation itself needs no lock (it never awaits).
+        self._save_lock = asyncio.Lock()
 
     # --- start-up and reload -----------------------------------------------------------------
 
@@ -175,8 +177,8 @@ class AlertService:
         if self.policies is None:
             return
         now = self.clock()
-        context, samples = agent_context(record, report, now, inventory_added, inventory_removed)
         started = time.perf_counter()
+        context, samples = agent_context(record, report, now, inventory_added, inventory_removed)
         conditions = self.policies.evaluate(context, samples)
         self.manager.metrics.evaluation_seconds.observe(time.perf_counter() - started)
         await self._apply(record, conditions, "report", resolve_missing=True)
@@ -208,16 +210,19 @@ class AlertService:
             if condition.rule.inhibits:
                 self._inhibitors[condition.rule.key] = condition.rule.inhibits
         identity = AgentIdentity(record.id, record.hostname, record.client, record.site)
-        async with self._lock:
-            changed, transitions = self.manager.apply(
-                identity, conditions, trigger, resolve_missing=resolve_missing
-            )
-            notices = [self._decide(t, frozenset(record.tags)) for t in transitions]
-            if changed:
-                await asyncio.to_thread(self.alert_store.save, changed)
+        changed, transitions = self.manager.apply(
+            identity, conditions, trigger, resolve_missing=resolve_missing
+        )
+        notices = [self._decide(t, frozenset(record.tags)) for t in transitions]
+        await self._persist(changed)
         for notice in notices:
             if notice is not None and self.submit is not None:
                 await self._submit(notice)
+
+    async def _persist(self, records: Sequence[AlertRecord]) -> None:
+        if records:
+            async with self._save_lock:
+                await asyncio.to_thread(self.alert_store.save, records)
 
     async def _submit(self, notice: AlertNotice) -> None:
         assert self.submit is not None
@@ -273,34 +278,32 @@ class AlertService:
         now = self.clock()
         notices: list[AlertNotice] = []
         changed: list[AlertRecord] = []
-        async with self._lock:
-            for alert in self.manager.open_alerts():
-                if alert.state != AlertState.FIRING.value or alert.acknowledged_by:
-                    continue
-                timeout = self.escalation.ack_timeout(alert.tier)
-                following = self.escalation.next_tier(alert.tier)
-                if timeout is None or following is None:
-                    continue
-                since = max(
-                    [alert.fired_at or alert.started_at]
-                    + [e["at"] for e in alert.history if e.get("event") == "escalated"]
-                )
-                if now - since < timeout:
-                    continue
-                previous = alert.tier
-                alert.tier = following
-                alert.updated_at = now
+        for alert in self.manager.open_alerts():
+            if alert.state != AlertState.FIRING.value or alert.acknowledged_by:
+                continue
+            timeout = self.escalation.ack_timeout(alert.tier)
+            following = self.escalation.next_tier(alert.tier)
+            if timeout is None or following is None:
+                continue
+            since = max(
+                [alert.fired_at or alert.started_at]
+                + [e["at"] for e in alert.history if e.get("event") == "escalated"]
+            )
+            if now - since < timeout:
+                continue
+            previous = alert.tier
+            alert.tier = following
+            alert.updated_at = now
+            alert.history.append(
+                {"at": now, "event": "escalated", "detail": f"{previous} -> {following}"}
+            )
+            changed.append(alert)
+            if not self.suppressed_by(alert, now):
                 alert.history.append(
-                    {"at": now, "event": "escalated", "detail": f"{previous} -> {following}"}
+                    {"at": now, "event": "notified", "detail": f"tier {following}"}
                 )
-                changed.append(alert)
-                if not self.suppressed_by(alert, now):
-                    alert.history.append(
-                        {"at": now, "event": "notified", "detail": f"tier {following}"}
-                    )
-                    notices.append(to_notice(alert, escalated_from=previous))
-            if changed:
-                await asyncio.to_thread(self.alert_store.save, changed)
+                notices.append(to_notice(alert, escalated_from=previous))
+        await self._persist(changed)
         for notice in notices:
             if self.submit is not None:
                 await self._submit(notice)
@@ -311,23 +314,22 @@ class AlertService:
         """Record who took an alert on; it stops escalating."""
         if not comment.strip():
             raise InvalidArgument("--comment is required: say what you are doing about it")
-        async with self._lock:
-            alert = next((a for a in self.manager.open_alerts() if a.id == alert_id), None)
-            if alert is None:
-                stored = await asyncio.to_thread(self.alert_store.get, alert_id)
-                if stored is None:
-                    raise NotFound(f"alert {alert_id!r} does not exist: see `rmm alerts list`")
-                raise InvalidArgument(f"alert {alert_id} is {stored.state}; only open alerts")
-            now = self.clock()
-            alert.acknowledged_by = operator
-            alert.acknowledged_at = now
-            alert.ack_comment = comment
-            alert.updated_at = now
-            alert.history.append(
-                {"at": now, "event": "acknowledged", "by": operator, "detail": comment}
-            )
-            await asyncio.to_thread(self.alert_store.save, [alert])
-            return alert
+        alert = next((a for a in self.manager.open_alerts() if a.id == alert_id), None)
+        if alert is None:
+            stored = await asyncio.to_thread(self.alert_store.get, alert_id)
+            if stored is None:
+                raise NotFound(f"alert {alert_id!r} does not exist: see `rmm alerts list`")
+            raise InvalidArgument(f"alert {alert_id} is {stored.state}; only open alerts")
+        now = self.clock()
+        alert.acknowledged_by = operator
+        alert.acknowledged_at = now
+        alert.ack_comment = comment
+        alert.updated_at = now
+        alert.history.append(
+            {"at": now, "event": "acknowledged", "by": operator, "detail": comment}
+        )
+        await self._persist([alert])
+        return alert
 
     async def create_silence(
         self, matchers: str, duration: float, comment: str, operator: str, starts_at: float = 0
@@ -385,7 +387,10 @@ class AlertService:
     def query(self, query: AlertQuery) -> list[tuple[AlertRecord, str]]:
         """Return alerts with the reason each is suppressed now ("" when it is not)."""
         now = self.clock()
-        alerts = self.alert_store.query(query)
+        # Open alerts' values move with every report but are written only on state changes:
+        # show the live record for those.
+        live = {alert.id: alert for alert in self.manager.open_alerts()}
+        alerts = [live.get(alert.id, alert) for alert in self.alert_store.query(query)]
         return [
             (alert, self.suppressed_by(alert, now) if alert.state != "resolved" else "")
             for alert in alerts
