@@ -18,8 +18,10 @@ from rmm_agent.collectors import COLLECTORS, Collector
 from rmm_agent.config import AgentConfig, load_config
 from rmm_agent.report import ReportBuilder, report_to_dict
 from rmm_agent.runner import AgentRunner
+from rmm_agent.service.install import install_service, uninstall_service
 from rmm_agent.state import Identity, StateDir
 from rmm_agent.transport import describe_rpc_error, open_channel
+from rmm_agent.update.command import attach_updater, launch
 from rmm_common.errors import ConfigError, RmmError
 from rmm_common.logs import setup_logging
 from rmm_proto import agent_pb2, agent_pb2_grpc
@@ -181,6 +183,7 @@ def run(
     )
     channel = open_channel(identity.server, identity.insecure, identity.ca_cert_pem)
     runner = AgentRunner(identity, StateDir(state_dir), builder, channel, config.interval_seconds)
+    attach_updater(runner)
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
@@ -219,6 +222,7 @@ def collect(once: bool, output: str, config_path: Path | None) -> None:
     builder = ReportBuilder(
         make_collectors(config.disabled_collectors),
         timeout_seconds=config.collector_timeout_seconds,
+        wait_for_slow=True,
     )
     report = builder.build()
     builder.attach_inventory(report)
@@ -235,3 +239,8 @@ def collect(once: bool, output: str, config_path: Path | None) -> None:
         for sample in collector["samples"]:
             labels = ",".join(f"{k}={v}" for k, v in sorted(sample["labels"].items()))
             click.echo(f"    {sample['name']}{{{labels}}} {sample['value']:g}")
+
+
+main.add_command(install_service)
+main.add_command(uninstall_service)
+main.add_command(launch)

@@ -12,13 +12,15 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from rmm_agent import __version__
 from rmm_agent.collectors import Collector, CollectorOutput
+from rmm_agent.workers import DaemonPool
 from rmm_proto import agent_pb2, common_pb2
 
 log = logging.getLogger(__name__)
@@ -75,9 +77,7 @@ class ReportBuilder:
         self.clock = clock
         self.monotonic = monotonic
         # A hung collector keeps its worker; enough workers that the others still run.
-        self._pool = ThreadPoolExecutor(
-            max_workers=min(4, max(1, len(self.collectors))), thread_name_prefix="collector"
-        )
+        self._pool = DaemonPool(min(4, max(1, len(self.collectors))), "collector")
         self._busy: dict[str, Future[_Outcome]] = {}
         self._inventory_due = 0.0
         self._inventory_results: dict[str, _Outcome] = {}
@@ -87,7 +87,7 @@ class ReportBuilder:
 
     def close(self) -> None:
         """Stop the worker threads (a hung collector is abandoned)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
 
     def refresh_inventory_now(self) -> None:
         """Make the next report re-read the inventory collectors."""
@@ -116,7 +116,7 @@ class ReportBuilder:
             if collector.name in self._busy and not self._busy[collector.name].done():
                 futures.append((collector, None))
                 continue
-            submitted = self._pool.submit(self._run_one, collector)
+            submitted = self._pool.submit(partial(self._run_one, collector))
             self._busy[collector.name] = submitted
             futures.append((collector, submitted))
         deadline = self.monotonic() + self.timeout
@@ -155,7 +155,7 @@ class ReportBuilder:
             self._latest_slow[collector.name] = running.result()
             running = None
         if running is None:
-            self._busy[collector.name] = self._pool.submit(self._run_one, collector)
+            self._busy[collector.name] = self._pool.submit(partial(self._run_one, collector))
         return self._latest_slow.get(collector.name)
 
     def build(self) -> agent_pb2.Report:

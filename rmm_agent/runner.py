@@ -17,8 +17,10 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from rmm_agent.report import ReportBuilder
+from rmm_agent.service.sdnotify import ServiceNotifier
 from rmm_agent.state import Identity, Runtime, StateDir
 from rmm_agent.transport import describe_rpc_error
+from rmm_agent.update.updater import Updater
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import agent_pb2, agent_pb2_grpc
 
@@ -92,6 +94,7 @@ class AgentRunner:
         channel: grpc.Channel,
         interval_seconds: float,
         monotonic: Callable[[], float] = time.monotonic,
+        notifier: ServiceNotifier | None = None,
     ) -> None:
         self.identity = identity
         self.state = state
@@ -99,6 +102,8 @@ class AgentRunner:
         self.channel = channel
         self.interval = interval_seconds
         self.monotonic = monotonic
+        # systemd's READY/WATCHDOG/STOPPING; a no-op unless $NOTIFY_SOCKET is set.
+        self.notifier = notifier or ServiceNotifier.from_env()
         self.runtime: Runtime = state.load_runtime()
         self.outbox = Outbox()
         self.stop_event = threading.Event()
@@ -107,10 +112,13 @@ class AgentRunner:
         self._send_inventory = self.runtime.inventory_acked_hash == ""
         self._connected = False
         self._inventory_carried: dict[int, str] = {}
+        # Set when the agent runs under the self-update launcher (rmm_agent.update).
+        self.updater: Updater | None = None
 
     def stop(self) -> None:
         """Ask the loops to finish (safe from a signal handler)."""
         self.stop_event.set()
+        self.notifier.stopping()
         with self.outbox.changed:
             self.outbox.changed.notify_all()
 
@@ -121,6 +129,7 @@ class AgentRunner:
         next_due = self.monotonic()
         while not self.stop_event.is_set():
             self._collect_once()
+            self.notifier.cycle(self.interval)
             next_due += self.interval
             now = self.monotonic()
             if next_due < now:  # we fell behind (suspend, slow collector): skip, don't burst
@@ -140,6 +149,8 @@ class AgentRunner:
             self.builder.attach_inventory(report)
             if report.HasField("inventory"):
                 self._inventory_carried[report.sequence] = report.inventory.hash
+        if self.updater is not None:
+            self.updater.decorate(report)
         try:
             self.state.save_runtime(self.runtime)
         except OSError as exc:
@@ -225,3 +236,5 @@ class AgentRunner:
             self._send_inventory = False
         if ack.report_interval_seconds:
             self.interval = float(ack.report_interval_seconds)
+        if self.updater is not None:
+            self.updater.on_ack(ack)

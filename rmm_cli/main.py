@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -14,6 +15,13 @@ from google.protobuf.json_format import MessageToDict
 from rich.console import Console
 from rich.table import Table
 
+from rmm_agent.service.oneliner import (
+    DEFAULT_PACKAGE,
+    INSTALLER_PLATFORMS,
+    Enrollment,
+    ca_fingerprint,
+    installer_command,
+)
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
 from rmm_common.durations import format_duration, parse_duration
 from rmm_common.errors import InvalidArgument
@@ -113,26 +121,68 @@ def token_row(token: operator_pb2.EnrollmentToken) -> dict[str, Any]:
 @click.option("--site", required=True, help="The client's site new agents belong to.")
 @click.option("--expires", help="Lifetime, e.g. 7d or 12h (default: never).")
 @click.option("--uses", type=click.IntRange(min=1), help="How many agents may enroll with it.")
+@click.option(
+    "--installer",
+    type=click.Choice(INSTALLER_PLATFORMS),
+    help="Also print a one-line command that installs, enrolls and starts an agent there.",
+)
+@click.option(
+    "--package-url",
+    default=DEFAULT_PACKAGE,
+    show_default=True,
+    help="What the installer gives pip: a requirement, a wheel URL or an index's package.",
+)
 @OUTPUT_OPTION
 @click.pass_obj
 def tokens_create(
-    conn: Connection, client: str, site: str, expires: str | None, uses: int | None, output: str
+    conn: Connection,
+    client: str,
+    site: str,
+    expires: str | None,
+    uses: int | None,
+    installer: str | None,
+    package_url: str,
+    output: str,
 ) -> None:
     """Create an enrollment token; its secret is shown once."""
     try:
         expires_in = parse_duration(expires) if expires else 0.0
     except InvalidArgument as exc:
         raise CliError(f"--expires: {exc}", EXIT_USAGE) from None
+    try:  # check what the installer needs before a token is spent on it
+        enrollment = Enrollment(
+            server=conn.server,
+            token="unset",
+            package=package_url,
+            ca_pem=conn.ca_cert.read_text() if conn.ca_cert and installer else "",
+            insecure=conn.insecure,
+        )
+        if installer is not None:
+            enrollment.check()
+    except (InvalidArgument, OSError) as exc:
+        raise CliError(f"--installer: {exc}", EXIT_USAGE) from None
     response = conn.call(
         conn.stub().CreateEnrollmentToken,
         operator_pb2.CreateEnrollmentTokenRequest(
             client=client, site=site, expires_in_seconds=expires_in, max_uses=uses or 0
         ),
     )
+    command = None
+    if installer is not None:
+        enrollment = dataclasses.replace(enrollment, token=response.secret)
+        command = installer_command(enrollment, installer)
     if output == "json":
-        emit_json({**token_row(response.token), "token": response.secret})
+        extra = {"installer": command} if command is not None else {}
+        emit_json({**token_row(response.token), "token": response.secret, **extra})
         return
     click.echo(response.secret)
+    if command is not None:
+        where = "PowerShell as Administrator" if installer == "windows" else "a root shell"
+        click.echo(f"# run this in {where} on the new {installer} host:", err=True)
+        click.echo(command)
+        if enrollment.ca_pem:
+            fingerprint = ca_fingerprint(enrollment.ca_pem)
+            click.echo(f"# it pins the server's CA, SHA-256 {fingerprint}", err=True)
     detail = [f"token {response.token.id} for {client}/{site}"]
     if response.token.expires_at:
         detail.append(f"expires {when(response.token.expires_at)}")

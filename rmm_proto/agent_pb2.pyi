@@ -74,7 +74,7 @@ class Inventory(_message.Message):
     def __init__(self, hash: _Optional[str] = ..., json: _Optional[bytes] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("sequence", "collected_at", "interval_seconds", "agent_version", "host", "collectors", "inventory_hash", "inventory", "dropped_reports")
+    __slots__ = ("sequence", "collected_at", "interval_seconds", "agent_version", "host", "collectors", "inventory_hash", "inventory", "dropped_reports", "self_updatable")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     COLLECTED_AT_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class Report(_message.Message):
     INVENTORY_HASH_FIELD_NUMBER: _ClassVar[int]
     INVENTORY_FIELD_NUMBER: _ClassVar[int]
     DROPPED_REPORTS_FIELD_NUMBER: _ClassVar[int]
+    SELF_UPDATABLE_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     collected_at: float
     interval_seconds: int
@@ -93,16 +94,41 @@ class Report(_message.Message):
     inventory_hash: str
     inventory: Inventory
     dropped_reports: int
-    def __init__(self, sequence: _Optional[int] = ..., collected_at: _Optional[float] = ..., interval_seconds: _Optional[int] = ..., agent_version: _Optional[str] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., collectors: _Optional[_Iterable[_Union[CollectorResult, _Mapping]]] = ..., inventory_hash: _Optional[str] = ..., inventory: _Optional[_Union[Inventory, _Mapping]] = ..., dropped_reports: _Optional[int] = ...) -> None: ...
+    self_updatable: bool
+    def __init__(self, sequence: _Optional[int] = ..., collected_at: _Optional[float] = ..., interval_seconds: _Optional[int] = ..., agent_version: _Optional[str] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., collectors: _Optional[_Iterable[_Union[CollectorResult, _Mapping]]] = ..., inventory_hash: _Optional[str] = ..., inventory: _Optional[_Union[Inventory, _Mapping]] = ..., dropped_reports: _Optional[int] = ..., self_updatable: _Optional[bool] = ...) -> None: ...
 
 class ReportAck(_message.Message):
-    __slots__ = ("sequence", "need_inventory", "report_interval_seconds", "rejected")
+    __slots__ = ("sequence", "need_inventory", "report_interval_seconds", "rejected", "update")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     NEED_INVENTORY_FIELD_NUMBER: _ClassVar[int]
     REPORT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     need_inventory: bool
     report_interval_seconds: int
     rejected: str
-    def __init__(self, sequence: _Optional[int] = ..., need_inventory: _Optional[bool] = ..., report_interval_seconds: _Optional[int] = ..., rejected: _Optional[str] = ...) -> None: ...
+    update: UpdateOffer
+    def __init__(self, sequence: _Optional[int] = ..., need_inventory: _Optional[bool] = ..., report_interval_seconds: _Optional[int] = ..., rejected: _Optional[str] = ..., update: _Optional[_Union[UpdateOffer, _Mapping]] = ...) -> None: ...
+
+class UpdateOffer(_message.Message):
+    __slots__ = ("version", "sha256", "size")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    sha256: str
+    size: int
+    def __init__(self, version: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class DownloadUpdateRequest(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    def __init__(self, version: _Optional[str] = ...) -> None: ...
+
+class UpdateChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...

@@ -44,6 +44,11 @@ class AgentServiceStub:
                 request_serializer=rmm__proto_dot_agent__pb2.Report.SerializeToString,
                 response_deserializer=rmm__proto_dot_agent__pb2.ReportAck.FromString,
                 _registered_method=True)
+        self.DownloadUpdate = channel.unary_stream(
+                '/rmm.v1.AgentService/DownloadUpdate',
+                request_serializer=rmm__proto_dot_agent__pb2.DownloadUpdateRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_agent__pb2.UpdateChunk.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -65,6 +70,13 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadUpdate(self, request, context):
+        """Stream an agent archive the server offered in a ReportAck (see docs/self-update.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +89,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.StreamReports,
                     request_deserializer=rmm__proto_dot_agent__pb2.Report.FromString,
                     response_serializer=rmm__proto_dot_agent__pb2.ReportAck.SerializeToString,
+            ),
+            'DownloadUpdate': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadUpdate,
+                    request_deserializer=rmm__proto_dot_agent__pb2.DownloadUpdateRequest.FromString,
+                    response_serializer=rmm__proto_dot_agent__pb2.UpdateChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +150,33 @@ class AgentService:
             '/rmm.v1.AgentService/StreamReports',
             rmm__proto_dot_agent__pb2.Report.SerializeToString,
             rmm__proto_dot_agent__pb2.ReportAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadUpdate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/rmm.v1.AgentService/DownloadUpdate',
+            rmm__proto_dot_agent__pb2.DownloadUpdateRequest.SerializeToString,
+            rmm__proto_dot_agent__pb2.UpdateChunk.FromString,
             options,
             channel_credentials,
             insecure,

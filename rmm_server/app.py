@@ -31,6 +31,7 @@ from rmm_server.server_metrics import ServerMetrics
 from rmm_server.storage import Store, open_store
 from rmm_server.storage.store import sqlite_url
 from rmm_server.storage.suppressions import NotificationFailure
+from rmm_server.updates import UpdateIndex
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -54,6 +55,7 @@ class ServerConfig:
     offline_grace_seconds: float = 120.0
     offline_check_seconds: float = 15.0
     escalation_check_seconds: float = 30.0
+    agent_updates_dir: Path | None = None
 
 
 def split_host_port(value: str, option: str) -> tuple[str, int]:
@@ -81,6 +83,7 @@ class RmmServer:
         self.admin_token_path: Path | None = None
         self.alerts: AlertService | None = None
         self.dispatcher: Dispatcher | None = None
+        self.updates: UpdateIndex | None = None
 
     def _server_credentials(self) -> grpc.ServerCredentials | None:
         if self.config.insecure:
@@ -130,8 +133,15 @@ class RmmServer:
             alerts.submit = self.dispatcher.submit
             alerts.escalation = EscalationPolicy(notify_config.ack_timeout, notify_config.next_tier)
 
+        if config.agent_updates_dir is not None:
+            self.updates = UpdateIndex(config.agent_updates_dir)
+            await asyncio.to_thread(self.updates.scan)
         self.ingestor = ReportIngestor(
-            store, self.fleet, self.metrics, after_store=alerts.on_report
+            store,
+            self.fleet,
+            self.metrics,
+            after_store=alerts.on_report,
+            offer_update=self.updates.offer_for if self.updates is not None else None,
         )
         self.ingestor.start()
         enrollment = Enrollment(store, self.fleet)
@@ -145,7 +155,7 @@ class RmmServer:
             ],
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(enrollment, self.ingestor, self.metrics), server
+            AgentServicer(enrollment, self.ingestor, self.metrics, self.updates), server
         )
         operator_pb2_grpc.add_OperatorServiceServicer_to_server(
             OperatorServicer(store, enrollment, alerts), server
@@ -240,9 +250,17 @@ class RmmServer:
             log.error("cannot record a failed notification to %s: %s", receiver, exc)
 
     async def reload_policies(self) -> None:
-        """Reload the policy directory (SIGHUP); a broken set is refused and logged."""
+        """Reload the policy directory and re-index agent archives (SIGHUP).
+
+        A broken policy set or archive directory is refused and logged; the old one stays.
+        """
         if self.alerts is not None:
             await asyncio.to_thread(self.alerts.reload_policies)
+        if self.updates is not None:
+            try:
+                await asyncio.to_thread(self.updates.scan)
+            except ConfigError as exc:
+                log.error("%s; the previous agent archives stay offered", exc)
 
     def _healthy(self) -> tuple[bool, str]:
         if self.grpc_server is None:
@@ -274,6 +292,8 @@ class RmmServer:
             await self.grpc_server.stop(self.config.shutdown_grace_seconds)
         if self.ingestor is not None:
             await self.ingestor.stop()
+        if self.alerts is not None:
+            await self.alerts.flush()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         if self.http is not None:

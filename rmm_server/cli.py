@@ -67,6 +67,12 @@ def main() -> None:
     show_default=True,
     help="After a start, wait this long before calling agents offline.",
 )
+@click.option(
+    "--agent-updates",
+    "agent_updates_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Directory of rmm-agent-<version>.pyz archives offered to older self-updating agents.",
+)
 @click.option("--offline-check-interval", default="15s", hidden=True)
 @click.option("--escalation-check-interval", default="30s", hidden=True)
 @click.option("--log-level", default="info", show_default=True)
@@ -84,6 +90,7 @@ def serve(
     no_policies: bool,
     notify_config: Path | None,
     offline_grace: str,
+    agent_updates_dir: Path | None,
     offline_check_interval: str,
     escalation_check_interval: str,
     log_level: str,
@@ -106,6 +113,7 @@ def serve(
             offline_grace_seconds=parse_duration(offline_grace),
             offline_check_seconds=parse_duration(offline_check_interval),
             escalation_check_seconds=parse_duration(escalation_check_interval),
+            agent_updates_dir=agent_updates_dir,
         )
         if config.policies_dir is None and not no_policies:
             click.echo(

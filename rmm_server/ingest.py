@@ -34,6 +34,8 @@ _Pending = tuple[StoredReport, "asyncio.Future[None]"]
 AfterStore = Callable[
     [AgentRecord, agent_pb2.Report, tuple[str, ...], tuple[str, ...]], Awaitable[None]
 ]
+# Returns the agent update to offer in the acknowledgement of a report, if any.
+OfferUpdate = Callable[[agent_pb2.Report], agent_pb2.UpdateOffer | None]
 
 
 class ReportIngestor:
@@ -47,6 +49,7 @@ class ReportIngestor:
         clock: Callable[[], float] = time.time,
         max_batch: int = 500,
         after_store: AfterStore | None = None,
+        offer_update: OfferUpdate | None = None,
     ) -> None:
         self.store = store
         self.fleet = fleet
@@ -54,6 +57,7 @@ class ReportIngestor:
         self.clock = clock
         self.max_batch = max_batch
         self.after_store = after_store
+        self.offer_update = offer_update
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
 
@@ -123,7 +127,11 @@ class ReportIngestor:
             except Exception:  # alerting trouble must never cost an agent its acknowledgement
                 log.exception("evaluating the report of agent %s failed", agent.id)
         self.metrics.report_processing.observe(time.perf_counter() - started)
-        return agent_pb2.ReportAck(sequence=report.sequence, need_inventory=need_inventory)
+        ack = agent_pb2.ReportAck(sequence=report.sequence, need_inventory=need_inventory)
+        offer = self.offer_update(report) if self.offer_update is not None else None
+        if offer is not None:
+            ack.update.CopyFrom(offer)
+        return ack
 
     async def _write_loop(self) -> None:
         stopping = False

@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from rmm_common.errors import ConfigError, InvalidArgument, NotFound, PolicyError
+from rmm_common.errors import ConfigError, InvalidArgument, NotFound, PolicyError, StorageError
 from rmm_common.tokens import new_ident
 from rmm_proto import agent_pb2
 from rmm_server.alerts.lifecycle import AlertState
@@ -133,9 +133,11 @@ class AlertService:
         self.submit: Submit | None = None
         self.escalation: EscalationPolicy | None = None
         self._inhibitors: dict[str, tuple[Inhibit, ...]] = {}  # rule key -> its inhibitions
-        # Saves are serialised so an older state of an alert never overwrites a newer one;
-        # evaluation itself needs no lock (it never awaits).
-        self._save_lock = asyncio.Lock()
+        # Changed alerts wait here and one writer saves them in batches: a report's
+        # acknowledgement never waits for alert bookkeeping, and the latest state of an alert
+        # is the one written.
+        self._dirty: dict[str, AlertRecord] = {}
+        self._writer: asyncio.Task[None] | None = None
 
     # --- start-up and reload -----------------------------------------------------------------
 
@@ -220,9 +222,31 @@ class AlertService:
                 await self._submit(notice)
 
     async def _persist(self, records: Sequence[AlertRecord]) -> None:
-        if records:
-            async with self._save_lock:
-                await asyncio.to_thread(self.alert_store.save, records)
+        for record in records:
+            self._dirty[record.id] = record
+        if self._dirty and (self._writer is None or self._writer.done()):
+            self._writer = asyncio.get_running_loop().create_task(self._write_dirty())
+
+    async def _write_dirty(self) -> None:
+        while self._dirty:
+            batch = list(self._dirty.values())
+            self._dirty.clear()
+            try:
+                await asyncio.to_thread(self.alert_store.save, batch)
+            except StorageError as exc:
+                log.error("saving %d alerts failed, will retry: %s", len(batch), exc)
+                for record in batch:
+                    self._dirty.setdefault(record.id, record)
+                await asyncio.sleep(1.0)
+
+    async def flush(self) -> None:
+        """Wait until every changed alert is written."""
+        while self._writer is not None and not self._writer.done():
+            await self._writer
+        if self._dirty:
+            await self._persist([])
+            if self._writer is not None:
+                await self._writer
 
     async def _submit(self, notice: AlertNotice) -> None:
         assert self.submit is not None

@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 
 import grpc.aio
 
-from rmm_common.errors import RmmError
+from rmm_common.errors import NotFound, RmmError
 from rmm_proto import agent_pb2, agent_pb2_grpc
 from rmm_server.enrollment import Enrollment
 from rmm_server.grpc_api.guard import current_agent
 from rmm_server.ingest import ReportIngestor
 from rmm_server.server_metrics import ServerMetrics
+from rmm_server.updates import UpdateIndex
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT_PER_STREAM = 64
@@ -23,11 +24,16 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     """Convert agent calls to domain calls; the guard has authenticated the agent already."""
 
     def __init__(
-        self, enrollment: Enrollment, ingestor: ReportIngestor, metrics: ServerMetrics
+        self,
+        enrollment: Enrollment,
+        ingestor: ReportIngestor,
+        metrics: ServerMetrics,
+        updates: UpdateIndex | None = None,
     ) -> None:
         self.enrollment = enrollment
         self.ingestor = ingestor
         self.metrics = metrics
+        self.updates = updates
 
     async def Enroll(
         self, request: agent_pb2.EnrollRequest, context: grpc.aio.ServicerContext
@@ -94,3 +100,20 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             reader.cancel()
             self.metrics.connected_agents.dec()
             log.debug("agent %s closed its report stream", agent.id)
+
+    async def DownloadUpdate(
+        self, request: agent_pb2.DownloadUpdateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.UpdateChunk]:
+        agent = current_agent.get()
+        if self.updates is None:
+            raise NotFound(
+                "this server offers no agent updates (start it with --agent-updates DIR)"
+            )
+        archive = self.updates.get(request.version)
+        log.info("agent %s (%s) downloads agent %s", agent.id, agent.hostname, archive.version)
+        chunks = self.updates.chunks(archive)
+        try:
+            while (block := await asyncio.to_thread(next, chunks, None)) is not None:
+                yield agent_pb2.UpdateChunk(data=block)
+        finally:
+            chunks.close()  # the agent may hang up mid-way: close the file now

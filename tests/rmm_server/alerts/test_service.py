@@ -74,6 +74,7 @@ class Harness:
         result = agent_pb2.CollectorResult(name="memory", ok=True)
         result.samples.append(common_pb2.Sample(name="memory_usage_ratio", value=memory))
         await self.service.on_report(self.agent, agent_pb2.Report(sequence=1, collectors=[result]))
+        await self.service.flush()
 
     def told_about(self) -> list[tuple[str, str]]:
         return [(n.rule, n.status) for n in self.told]

@@ -1,0 +1,142 @@
+"""`rmm-agent install-service` and `uninstall-service`: pick the backend for this OS and run it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Protocol
+
+import click
+
+from rmm_agent.service.base import (
+    CommandRunner,
+    ServiceError,
+    ServiceSpec,
+    agent_command,
+    run_command,
+)
+
+PLATFORMS = ("linux", "windows", "macos")
+
+
+class Backend(Protocol):
+    def install(self, spec: ServiceSpec, start: bool = True) -> list[str]: ...
+
+    def uninstall(self) -> list[str]: ...
+
+
+def current_platform(sys_platform: str | None = None) -> str:
+    """Return linux, windows or macos for `sys.platform`; raise for any other OS."""
+    value = sys.platform if sys_platform is None else sys_platform
+    if value.startswith("linux"):
+        return "linux"
+    if value in ("win32", "cygwin"):
+        return "windows"
+    if value == "darwin":
+        return "macos"
+    raise ServiceError(f"no service backend for {value!r}: run `rmm-agent run` under your own")
+
+
+def make_backend(
+    platform: str,
+    runner: CommandRunner,
+    unit_dir: Path | None = None,
+    systemd_version: int | None = None,
+) -> Backend:
+    """Return the backend for `platform`, writing its files into `unit_dir` if given."""
+    if platform == "linux":
+        from rmm_agent.service.systemd_linux import (  # noqa: PLC0415
+            DEFAULT_UNIT_DIR,
+            SystemdBackend,
+        )
+
+        return SystemdBackend(runner, unit_dir or DEFAULT_UNIT_DIR, systemd_version)
+    if platform == "macos":
+        from rmm_agent.service.launchd_macos import (  # noqa: PLC0415
+            DEFAULT_DAEMON_DIR,
+            LaunchdBackend,
+        )
+
+        return LaunchdBackend(runner, unit_dir or DEFAULT_DAEMON_DIR)
+    if platform == "windows":
+        from rmm_agent.service.windows_service import WindowsBackend  # noqa: PLC0415
+
+        return WindowsBackend(runner)
+    raise ServiceError(f"unknown platform {platform!r}: choose one of {', '.join(PLATFORMS)}")
+
+
+def _backend(platform: str | None, unit_dir: Path | None) -> Backend:
+    chosen = platform or current_platform()
+    version = None
+    if chosen == "linux":
+        from rmm_agent.service.systemd_linux import read_systemd_version  # noqa: PLC0415
+
+        version = read_systemd_version()
+    return make_backend(chosen, run_command, unit_dir, version)
+
+
+def _fail(exc: ServiceError) -> None:
+    click.echo(f"rmm-agent: {exc}", err=True)
+    sys.exit(1)
+
+
+PLATFORM_OPTION = click.option(
+    "--platform",
+    type=click.Choice(PLATFORMS),
+    help="Service manager to use (default: this host's).",
+)
+UNIT_DIR_OPTION = click.option(
+    "--unit-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the unit or plist goes (default /etc/systemd/system, /Library/LaunchDaemons).",
+)
+
+
+@click.command("install-service")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The enrolled agent's state directory.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Agent configuration file (YAML) the service passes to `run`.",
+)
+@UNIT_DIR_OPTION
+@PLATFORM_OPTION
+@click.option("--no-start", is_flag=True, help="Install and enable, but do not start now.")
+def install_service(
+    state_dir: Path,
+    config_path: Path | None,
+    unit_dir: Path | None,
+    platform: str | None,
+    no_start: bool,
+) -> None:
+    """Install this agent as a system service that starts at boot (run as root)."""
+    spec = ServiceSpec(
+        agent_command=agent_command(),
+        state_dir=state_dir.absolute(),
+        config=None if config_path is None else config_path.absolute(),
+    )
+    try:
+        done = _backend(platform, unit_dir).install(spec, start=not no_start)
+    except ServiceError as exc:
+        _fail(exc)
+    for line in done:
+        click.echo(line)
+
+
+@click.command("uninstall-service")
+@UNIT_DIR_OPTION
+@PLATFORM_OPTION
+def uninstall_service(unit_dir: Path | None, platform: str | None) -> None:
+    """Stop and remove the agent's system service (its state directory stays)."""
+    try:
+        done = _backend(platform, unit_dir).uninstall()
+    except ServiceError as exc:
+        _fail(exc)
+    for line in done:
+        click.echo(line)

@@ -1,0 +1,83 @@
+"""The command-line side of self-update: `rmm-agent launch`, and the hook for `run`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import click
+
+from rmm_agent import __version__
+from rmm_agent.runner import AgentRunner
+from rmm_agent.update.install import exec_launcher, install, running_archive
+from rmm_agent.update.launcher import DEFAULT_CONFIRM_TIMEOUT, EXIT_UPDATE_READY, Layout
+from rmm_agent.update.updater import grpc_fetch, updater_from_env
+from rmm_common.errors import RmmError
+
+
+def attach_updater(runner: AgentRunner, environ: Mapping[str, str] = os.environ) -> None:
+    """Let `runner` take update offers when it runs under the launcher."""
+
+    def restart_into_update() -> None:
+        runner.exit_code = EXIT_UPDATE_READY
+        runner.stop()
+
+    identity = runner.identity
+    runner.updater = updater_from_env(
+        runner.state.path,
+        __version__,
+        grpc_fetch(runner.channel, identity.credential, identity.server),
+        restart_into_update,
+        environ,
+    )
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The enrolled agent's state directory; the launcher keeps archives in DIR/agent/.",
+)
+@click.option(
+    "--archive",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The agent archive to install when DIR/agent/current.pyz is missing "
+    "(default: the archive this command runs from).",
+)
+@click.option(
+    "--update-confirm-timeout",
+    type=click.FloatRange(min=1),
+    default=DEFAULT_CONFIRM_TIMEOUT,
+    show_default=True,
+    help="Seconds an updated agent has to report before the previous one comes back.",
+)
+@click.argument("run_args", nargs=-1, type=click.UNPROCESSED)
+def launch(
+    state_dir: Path, archive: Path | None, update_confirm_timeout: float, run_args: tuple[str, ...]
+) -> None:
+    """Run the agent under the launcher, which applies server-offered updates.
+
+    Extra arguments go to `rmm-agent run` (e.g. -- --config FILE).
+    """
+    layout = Layout.of(state_dir)
+    try:
+        if archive is None:
+            archive = layout.current if layout.current.exists() else running_archive()
+        launcher = install(layout, archive)
+    except RmmError as exc:
+        click.echo(f"rmm-agent: {exc}", err=True)
+        sys.exit(2)
+    argv = [
+        sys.executable,
+        str(launcher),
+        "--state-dir",
+        str(state_dir),
+        "--confirm-timeout",
+        str(update_confirm_timeout),
+        "--",
+        *run_args,
+    ]
+    sys.exit(exec_launcher(argv))

@@ -1,0 +1,49 @@
+"""`rmm-agent install-service` / `uninstall-service` as a person runs them."""
+
+from __future__ import annotations
+
+import plistlib
+from pathlib import Path
+
+import pytest
+
+from rmm_agent.service.base import ServiceError
+from rmm_agent.service.install import current_platform, make_backend
+from tests.helpers import agent_cmd
+
+
+def test_install_and_uninstall_through_the_cli(tmp_path: Path) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text("interval: 30s\n")
+    result = agent_cmd(
+        "install-service", "--state-dir", str(tmp_path / "state"), "--config", str(config),
+        "--platform", "macos", "--unit-dir", str(tmp_path / "daemons"), "--no-start",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    plist_path = tmp_path / "daemons" / "com.rmm.agent.plist"
+    arguments = plistlib.loads(plist_path.read_bytes())["ProgramArguments"]
+    # The service starts this very agent, by absolute path, with the given state and config.
+    assert Path(arguments[0]).name == "rmm-agent" and Path(arguments[0]).is_absolute()
+    assert arguments[1:] == ["run", "--state-dir", str(tmp_path / "state"), "--config", str(config)]
+    result = agent_cmd("uninstall-service", "--platform", "macos", "--unit-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "nothing to remove" in result.stdout
+
+
+def test_a_missing_service_manager_is_named(tmp_path: Path) -> None:
+    result = agent_cmd(
+        "install-service", "--state-dir", str(tmp_path / "s"), "--platform", "windows",
+    )  # fmt: skip
+    # No pywin32 host here: the first command (python -m ...windows_service install) fails.
+    assert result.returncode == 1
+    assert "rmm-agent: " in result.stderr and "windows_service" in result.stderr
+
+
+def test_platforms() -> None:
+    assert current_platform("linux") == "linux"
+    assert current_platform("win32") == "windows"
+    assert current_platform("darwin") == "macos"
+    with pytest.raises(ServiceError, match="no service backend for 'aix'"):
+        current_platform("aix")
+    with pytest.raises(ServiceError, match="choose one of linux, windows, macos"):
+        make_backend("beos", lambda argv: None)
