@@ -46,10 +46,29 @@ class ServiceSpec:
     state_dir: Path
     config: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Start through the self-update launcher (`rmm-agent launch`), which needs the archive.
+    self_update: bool = False
 
     def run_argv(self) -> list[str]:
-        """Return the full `rmm-agent run ...` command line the service starts."""
-        argv = [*self.agent_command, "run", "--state-dir", str(self.state_dir)]
+        """Return the full command line the service starts (`run`, or `launch` to self-update)."""
+        if not self.self_update:
+            argv = [*self.agent_command, "run", "--state-dir", str(self.state_dir)]
+        else:
+            archive = next((part for part in self.agent_command if part.endswith(".pyz")), None)
+            if archive is None:
+                raise ServiceError(
+                    "--self-update needs the agent started from its single-file archive: run "
+                    "`python3 rmm-agent.pyz install-service --self-update ...` "
+                    "(see docs/self-update.md)"
+                )
+            argv = [
+                *self.agent_command,
+                "launch",
+                "--state-dir",
+                str(self.state_dir),
+                "--archive",
+                archive,
+            ]
         if self.config is not None:
             argv += ["--config", str(self.config)]
         return argv

@@ -108,20 +108,28 @@ UNIT_DIR_OPTION = click.option(
 @UNIT_DIR_OPTION
 @PLATFORM_OPTION
 @click.option("--no-start", is_flag=True, help="Install and enable, but do not start now.")
+@click.option(
+    "--self-update",
+    is_flag=True,
+    help="Run under the launcher so the agent takes updates the server offers (archive only).",
+)
 def install_service(
     state_dir: Path,
     config_path: Path | None,
     unit_dir: Path | None,
     platform: str | None,
     no_start: bool,
+    self_update: bool,
 ) -> None:
     """Install this agent as a system service that starts at boot (run as root)."""
     spec = ServiceSpec(
         agent_command=agent_command(),
         state_dir=state_dir.absolute(),
         config=None if config_path is None else config_path.absolute(),
+        self_update=self_update,
     )
     try:
+        spec.run_argv()  # refuses --self-update without an archive before anything is written
         done = _backend(platform, unit_dir).install(spec, start=not no_start)
     except ServiceError as exc:
         _fail(exc)

@@ -126,9 +126,7 @@ def windows_command(enrollment: Enrollment) -> str:
     if enrollment.ca_pem:
         encoded = base64.b64encode(enrollment.ca_pem.encode()).decode()
         steps.append("$ca = Join-Path $state 'ca.pem'")
-        steps.append(
-            f"[IO.File]::WriteAllBytes($ca, [Convert]::FromBase64String({_ps(encoded)}))"
-        )
+        steps.append(f"[IO.File]::WriteAllBytes($ca, [Convert]::FromBase64String({_ps(encoded)}))")
         enroll_args += ["--ca-cert", "$ca"]
     if enrollment.insecure:
         enroll_args.append("--insecure")

@@ -47,3 +47,31 @@ def test_platforms() -> None:
         current_platform("aix")
     with pytest.raises(ServiceError, match="choose one of linux, windows, macos"):
         make_backend("beos", lambda argv: None)
+
+
+def test_self_update_runs_the_archive_under_the_launcher(tmp_path: Path) -> None:
+    from rmm_agent.service.base import ServiceSpec  # noqa: PLC0415
+
+    archive = str(tmp_path / "rmm-agent.pyz")
+    spec = ServiceSpec(
+        agent_command=("/usr/bin/python3", archive),
+        state_dir=tmp_path / "s",
+        config=tmp_path / "agent.yaml",
+        self_update=True,
+    )
+    assert spec.run_argv() == [
+        "/usr/bin/python3",
+        archive,
+        "launch",
+        "--state-dir",
+        str(tmp_path / "s"),
+        "--archive",
+        archive,
+        "--config",
+        str(tmp_path / "agent.yaml"),
+    ]
+    wheel = ServiceSpec(
+        agent_command=("/usr/local/bin/rmm-agent",), state_dir=tmp_path, self_update=True
+    )
+    with pytest.raises(ServiceError, match="single-file archive"):
+        wheel.run_argv()
