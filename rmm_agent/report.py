@@ -20,6 +20,7 @@ from typing import Any
 
 from rmm_agent import __version__
 from rmm_agent.collectors import Collector, CollectorOutput
+from rmm_agent.collectors.base import terminate_commands
 from rmm_agent.workers import DaemonPool
 from rmm_proto import agent_pb2, common_pb2
 
@@ -86,8 +87,9 @@ class ReportBuilder:
         self.host = fallback_host_facts()
 
     def close(self) -> None:
-        """Stop the worker threads (a hung collector is abandoned)."""
+        """Stop the worker threads and the commands collectors wait for."""
         self._pool.shutdown()
+        terminate_commands()
 
     def refresh_inventory_now(self) -> None:
         """Make the next report re-read the inventory collectors."""

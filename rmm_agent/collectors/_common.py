@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
-import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from rmm_agent.collectors.base import CommandError, MetricSpec
+from rmm_agent.collectors.base import MetricSpec, run_tracked
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +50,8 @@ StatusRunner = Callable[[Sequence[str]], tuple[int, str]]
 
 def run_status(argv: Sequence[str], timeout: float = 20.0) -> tuple[int, str]:
     """Run `argv` and return its exit status and stdout; raise CommandError if it cannot run."""
-    try:
-        completed = subprocess.run(list(argv), capture_output=True, timeout=timeout, check=False)
-    except FileNotFoundError as exc:
-        raise CommandError(f"{argv[0]}: not found on this host") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise CommandError(f"{' '.join(argv)}: timed out after {timeout:g}s") from exc
-    return completed.returncode, completed.stdout.decode("utf-8", "replace")
+    returncode, stdout, _stderr = run_tracked(argv, timeout)
+    return returncode, stdout.decode("utf-8", "replace")
 
 
 def read_text(path: Path) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
@@ -78,20 +79,54 @@ class CommandError(RuntimeError):
     """An external command could not run or exited non-zero."""
 
 
-def run_command(argv: Sequence[str], timeout: float = 20.0) -> str:
-    """Run `argv` and return its stdout as text; raise CommandError naming the command."""
+_running: set[subprocess.Popen[bytes]] = set()
+_running_lock = threading.Lock()
+
+
+def run_tracked(argv: Sequence[str], timeout: float = 20.0) -> tuple[int, bytes, bytes]:
+    """Run `argv` to completion and return (exit status, stdout, stderr).
+
+    The child is remembered while it runs, so that an agent told to stop can end the commands
+    its collectors started (an `apt-get -s` takes seconds) instead of leaving them behind.
+    """
     try:
-        completed = subprocess.run(
-            list(argv),
-            capture_output=True,
-            timeout=timeout,
-            check=False,
+        child = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
     except FileNotFoundError as exc:
         raise CommandError(f"{argv[0]}: not found on this host") from exc
+    with _running_lock:
+        _running.add(child)
+    try:
+        stdout, stderr = child.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
+        child.kill()
+        child.communicate()
         raise CommandError(f"{' '.join(argv)}: timed out after {timeout:g}s") from exc
-    if completed.returncode != 0:
-        stderr = completed.stderr.decode("utf-8", "replace").strip()
-        raise CommandError(f"{' '.join(argv)}: exited {completed.returncode}: {stderr[:300]}")
-    return completed.stdout.decode("utf-8", "replace")
+    finally:
+        with _running_lock:
+            _running.discard(child)
+    return child.returncode, stdout, stderr
+
+
+def terminate_commands(grace: float = 2.0) -> None:
+    """End every command a collector is still waiting for (the agent is stopping)."""
+    with _running_lock:
+        children = list(_running)
+    for child in children:
+        child.terminate()
+    for child in children:
+        try:
+            child.wait(grace)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def run_command(argv: Sequence[str], timeout: float = 20.0) -> str:
+    """Run `argv` and return its stdout as text; raise CommandError naming the command."""
+    returncode, stdout, stderr = run_tracked(argv, timeout)
+    if returncode != 0:
+        message = stderr.decode("utf-8", "replace").strip()
+        raise CommandError(f"{' '.join(argv)}: exited {returncode}: {message[:300]}")
+    return stdout.decode("utf-8", "replace")
