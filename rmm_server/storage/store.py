@@ -15,7 +15,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
-    case,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -419,45 +419,25 @@ class Store:
                     for r in batch
                 ],
             )
-            for report in _newest_per_agent(batch):
-                self._update_agent_from(conn, report, batch)
-
-    def _update_agent_from(
-        self, conn: Connection, report: StoredReport, batch: Sequence[StoredReport]
-    ) -> None:
-        agents = schema.agents
-        oldest_in_batch = min(r.sequence for r in batch if r.agent_id == report.agent_id)
-        values: dict[str, Any] = {
-            "first_sequence": case(
-                (agents.c.first_sequence.is_(None), oldest_in_batch),
-                (agents.c.first_sequence > oldest_in_batch, oldest_in_batch),
-                else_=agents.c.first_sequence,
-            ),
-        }
-        newer = agents.c.last_sequence < report.sequence
-        values["last_sequence"] = case((newer, report.sequence), else_=agents.c.last_sequence)
-        values["last_seen"] = case((newer, report.received_at), else_=agents.c.last_seen)
-        latest = {
-            "summary": json.dumps(report.summary),
-            "interval_seconds": report.interval_seconds,
-            "agent_version": report.agent_version,
-            **report.host,
-        }
-        for column, value in latest.items():
-            values[column] = case((newer, value), else_=agents.c[column])
-        conn.execute(update(agents).where(agents.c.id == report.agent_id).values(**values))
-        carried = [r for r in batch if r.agent_id == report.agent_id and r.inventory is not None]
-        if carried:
-            newest = max(carried, key=lambda r: r.sequence)
+            newest, oldest, inventory = _per_agent(batch)
+            conn.execute(_LATEST_UPDATE, [_latest_params(report) for report in newest.values()])
             conn.execute(
-                update(agents)
-                .where(agents.c.id == report.agent_id)
-                .values(
-                    inventory=newest.inventory,
-                    inventory_hash=newest.inventory_hash,
-                    inventory_updated_at=newest.received_at,
-                )
+                _FIRST_SEQUENCE_UPDATE,
+                [{"b_id": agent, "b_first": first} for agent, first in oldest.items()],
             )
+            if inventory:
+                conn.execute(
+                    _INVENTORY_UPDATE,
+                    [
+                        {
+                            "b_id": r.agent_id,
+                            "b_inventory": r.inventory,
+                            "b_hash": r.inventory_hash,
+                            "b_at": r.received_at,
+                        }
+                        for r in inventory.values()
+                    ],
+                )
 
     def latest_report_bodies(self) -> Iterator[tuple[str, bytes]]:
         """Yield (agent id, compressed body) of each agent's latest stored report."""
@@ -515,13 +495,79 @@ class Store:
             return int(result.rowcount or 0)
 
 
-def _newest_per_agent(batch: Sequence[StoredReport]) -> list[StoredReport]:
+# One compiled statement each, run with executemany over the batch: per-agent statements built
+# in Python were the writer's main cost.
+_HOST_COLUMNS = ("hostname", "os", "os_name", "os_version", "kernel", "arch")
+_agents = schema.agents
+_LATEST_UPDATE = (
+    update(_agents)
+    # A redelivered older report never overwrites a newer state.
+    .where(_agents.c.id == bindparam("b_id"), _agents.c.last_sequence < bindparam("b_seq"))
+    .values(
+        last_sequence=bindparam("b_seq"),
+        last_seen=bindparam("b_seen"),
+        summary=bindparam("b_summary"),
+        interval_seconds=bindparam("b_interval"),
+        agent_version=bindparam("b_version"),
+        # An empty host field (a collector that failed) keeps what the agent said before.
+        **{
+            column: func.coalesce(func.nullif(bindparam(f"b_{column}"), ""), _agents.c[column])
+            for column in _HOST_COLUMNS
+        },
+    )
+)
+_FIRST_SEQUENCE_UPDATE = (
+    update(_agents)
+    .where(
+        _agents.c.id == bindparam("b_id"),
+        or_(_agents.c.first_sequence.is_(None), _agents.c.first_sequence > bindparam("b_first")),
+    )
+    .values(first_sequence=bindparam("b_first"))
+)
+_INVENTORY_UPDATE = (
+    update(_agents)
+    .where(_agents.c.id == bindparam("b_id"))
+    .values(
+        inventory=bindparam("b_inventory"),
+        inventory_hash=bindparam("b_hash"),
+        inventory_updated_at=bindparam("b_at"),
+    )
+)
+
+
+def _latest_params(report: StoredReport) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "b_id": report.agent_id,
+        "b_seq": report.sequence,
+        "b_seen": report.received_at,
+        "b_summary": json.dumps(report.summary),
+        "b_interval": report.interval_seconds,
+        "b_version": report.agent_version,
+    }
+    for column in _HOST_COLUMNS:
+        params[f"b_{column}"] = report.host.get(column, "")
+    return params
+
+
+def _per_agent(
+    batch: Sequence[StoredReport],
+) -> tuple[dict[str, StoredReport], dict[str, int], dict[str, StoredReport]]:
+    """Return, per agent in one pass: its newest report, its oldest sequence, and its newest
+    report that carried an inventory."""
     newest: dict[str, StoredReport] = {}
+    oldest: dict[str, int] = {}
+    inventory: dict[str, StoredReport] = {}
     for report in batch:
-        current = newest.get(report.agent_id)
-        if current is None or report.sequence > current.sequence:
-            newest[report.agent_id] = report
-    return list(newest.values())
+        agent = report.agent_id
+        if agent not in newest or report.sequence > newest[agent].sequence:
+            newest[agent] = report
+        if agent not in oldest or report.sequence < oldest[agent]:
+            oldest[agent] = report.sequence
+        if report.inventory is not None and (
+            agent not in inventory or report.sequence > inventory[agent].sequence
+        ):
+            inventory[agent] = report
+    return newest, oldest, inventory
 
 
 def _asdict(record: Any) -> dict[str, Any]:
