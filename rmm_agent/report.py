@@ -26,7 +26,8 @@ from rmm_proto import agent_pb2, common_pb2
 
 log = logging.getLogger(__name__)
 
-HOST_FIELDS = ("hostname", "os", "os_name", "os_version", "kernel", "arch")
+# The contract names them: every field of rmm.v1.HostFacts.
+HOST_FIELDS = tuple(field.name for field in agent_pb2.HostFacts.DESCRIPTOR.fields)
 
 
 def canonical_json(value: Any) -> bytes:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from rmm_proto import agent_pb2
 from rmm_server.exporter import AgentFragments, render_agent_fragments
+from rmm_server.reports import host_facts
 from rmm_server.storage import AgentRecord
 
 
@@ -65,8 +66,7 @@ class Fleet:
         record.interval_seconds = report.interval_seconds or record.interval_seconds
         record.agent_version = report.agent_version
         record.summary = dict(summary)
-        for name in ("hostname", "os", "os_name", "os_version", "kernel", "arch"):
-            value = getattr(report.host, name)
+        for name, value in host_facts(report.host).items():
             if value:
                 setattr(record, name, value)
         if report.HasField("inventory"):

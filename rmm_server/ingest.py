@@ -97,7 +97,7 @@ class ReportIngestor:
             collected_at=report.collected_at,
             received_at=received_at,
             body=compress(report.SerializeToString()),
-            host=host_facts(report),
+            host=host_facts(report.host),
             agent_version=report.agent_version,
             interval_seconds=report.interval_seconds or agent.interval_seconds,
             summary=summary,

@@ -24,7 +24,8 @@ MAX_SAMPLES_PER_REPORT = 20_000
 MAX_LABELS_PER_SAMPLE = 8
 MAX_LABEL_VALUE_CHARS = 256
 MAX_INFO_BYTES = 4 * 1024 * 1024
-HOST_FIELDS = ("hostname", "os", "os_name", "os_version", "kernel", "arch")
+# The contract names them: every field of rmm.v1.HostFacts.
+HOST_FIELDS = tuple(field.name for field in agent_pb2.HostFacts.DESCRIPTOR.fields)
 HOST_FIELD_MAX_CHARS = 200
 
 
@@ -79,9 +80,9 @@ def inventory_hash(canonical_json: bytes) -> str:
     return hashlib.sha256(canonical_json).hexdigest()
 
 
-def host_facts(report: agent_pb2.Report) -> dict[str, str]:
-    """Return the host fields the report carries, for the agent's record."""
-    return {name: getattr(report.host, name) for name in HOST_FIELDS}
+def host_facts(host: agent_pb2.HostFacts) -> dict[str, str]:
+    """Return the host fields a report or an enrollment carries, for the agent's record."""
+    return {name: getattr(host, name) for name in HOST_FIELDS}
 
 
 def summarize(report: agent_pb2.Report) -> dict[str, Any]:
@@ -114,19 +115,6 @@ def compress(data: bytes) -> bytes:
 def decompress(data: bytes) -> bytes:
     """Unpack a blob stored with compress()."""
     return zlib.decompress(data)
-
-
-def collector_infos(report: agent_pb2.Report) -> dict[str, Any]:
-    """Return {collector name: info} from a report, skipping info that is not a JSON object."""
-    infos: dict[str, Any] = {}
-    for collector in report.collectors:
-        if not collector.info_json:
-            continue
-        try:
-            infos[collector.name] = json.loads(collector.info_json)
-        except ValueError:
-            infos[collector.name] = {"error": "info is not valid JSON"}
-    return infos
 
 
 class LazyInfo(Mapping[str, Any]):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -441,8 +440,3 @@ def _same(one: AlertRecord, other: AlertRecord, key: str) -> bool:
     if key == "client":
         return one.client == other.client
     return alert_fields(one).get(key) == alert_fields(other).get(key)
-
-
-def finite(value: float | None) -> float:
-    """Return NaN for a missing value (protobuf has no null double)."""
-    return math.nan if value is None else value

@@ -13,6 +13,7 @@ from rmm_proto import agent_pb2, agent_pb2_grpc
 from rmm_server.enrollment import Enrollment
 from rmm_server.grpc_api.guard import current_agent
 from rmm_server.ingest import ReportIngestor
+from rmm_server.reports import host_facts
 from rmm_server.server_metrics import ServerMetrics
 from rmm_server.updates import UpdateIndex
 
@@ -38,10 +39,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def Enroll(
         self, request: agent_pb2.EnrollRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.EnrollResponse:
-        host = {
-            name: getattr(request.host, name)
-            for name in ("hostname", "os", "os_name", "os_version", "kernel", "arch")
-        }
+        host = host_facts(request.host)
         try:
             enrolled = await asyncio.to_thread(
                 self.enrollment.enroll,

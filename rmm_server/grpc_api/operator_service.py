@@ -17,7 +17,7 @@ from rmm_server.alerts.service import AlertService
 from rmm_server.alerts.suppression import MaintenanceWindow, Silence, format_matchers
 from rmm_server.enrollment import Enrollment
 from rmm_server.grpc_api.guard import current_operator
-from rmm_server.reports import collector_infos, decompress
+from rmm_server.reports import LazyInfo, decompress
 from rmm_server.storage import AgentRecord, EnrollmentTokenRecord, Store
 from rmm_server.storage.alerts import AlertQuery, AlertRecord
 from rmm_server.storage.store import AgentQuery
@@ -271,7 +271,7 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
                     common_pb2.Sample(name=s.name, labels=s.labels, value=s.value)
                     for s in collector.samples
                 )
-            detail.info_json = json.dumps(collector_infos(report)).encode()
+            detail.info_json = json.dumps(dict(LazyInfo(report))).encode()
         inventory = self.store.get_inventory(agent.id)
         if inventory is not None:
             detail.inventory_json = decompress(inventory)
