@@ -167,13 +167,11 @@ def agent_cmd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
     )
 
 
-def enroll_agent(
-    server: ServerProcess, state_dir: Path, *tags: str, client: str = "acme", site: str = "hq"
-) -> str:
-    """Create a token and enroll an agent with it; return the agent id."""
-    token = rmm_json(server, "tokens", "create", "--client", client, "--site", site)["token"]
-    tag_args = [arg for tag in tags for arg in ("--tag", tag)]
-    result = agent_cmd(
+def enroll_with_token(
+    server: ServerProcess, state_dir: Path, token: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `rmm-agent enroll` against `server` with `token` (add --insecure or --ca-cert)."""
+    return agent_cmd(
         "enroll",
         "--server",
         server.grpc_address,
@@ -181,9 +179,17 @@ def enroll_agent(
         token,
         "--state-dir",
         str(state_dir),
-        "--insecure",
-        *tag_args,
+        *extra,
     )
+
+
+def enroll_agent(
+    server: ServerProcess, state_dir: Path, *tags: str, client: str = "acme", site: str = "hq"
+) -> str:
+    """Create a token and enroll an agent with it; return the agent id."""
+    token = rmm_json(server, "tokens", "create", "--client", client, "--site", site)["token"]
+    tag_args = [arg for tag in tags for arg in ("--tag", tag)]
+    result = enroll_with_token(server, state_dir, token, "--insecure", *tag_args)
     assert result.returncode == 0, result.stderr
     return str(json.loads((state_dir / "identity.json").read_text())["agent_id"])
 

@@ -11,20 +11,19 @@ import pytest
 
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import agent_pb2, agent_pb2_grpc, operator_pb2, operator_pb2_grpc
-from tests.helpers import ServerProcess, agent_cmd, enroll_agent, rmm, rmm_json, start_agent
+from tests.helpers import (
+    ServerProcess,
+    agent_cmd,
+    enroll_agent,
+    enroll_with_token,
+    rmm,
+    rmm_json,
+    start_agent,
+)
 
 
 def enroll(server: ServerProcess, state_dir: Path, token: str) -> tuple[int, str]:
-    result = agent_cmd(
-        "enroll",
-        "--server",
-        server.grpc_address,
-        "--token",
-        token,
-        "--state-dir",
-        str(state_dir),
-        "--insecure",
-    )
+    result = enroll_with_token(server, state_dir, token, "--insecure")
     return result.returncode, result.stdout + result.stderr
 
 

@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import (
     BIN,
     ServerProcess,
-    agent_cmd,
+    enroll_with_token,
     free_port,
     rmm_json,
     start_agent,
@@ -106,30 +106,11 @@ def test_agent_enrolls_and_reports_over_tls(
     token = rmm_json(server, "tokens", "create", "--client", "acme", "--site", "hq")["token"]
     other_ca, _, _ = make_ca_and_server_cert(tmp_path, "other")
     for args in ([], ["--ca-cert", str(other_ca)], ["--insecure"]):
-        refused = agent_cmd(
-            "enroll",
-            "--server",
-            server.grpc_address,
-            "--token",
-            token,
-            "--state-dir",
-            str(tmp_path / "refused"),
-            *args,
-        )
+        refused = enroll_with_token(server, tmp_path / "refused", token, *args)
         assert refused.returncode != 0, args
         assert "enrollment failed" in refused.stderr
     state_dir = tmp_path / "agent"
-    enrolled = agent_cmd(
-        "enroll",
-        "--server",
-        server.grpc_address,
-        "--token",
-        token,
-        "--state-dir",
-        str(state_dir),
-        "--ca-cert",
-        str(ca),
-    )
+    enrolled = enroll_with_token(server, state_dir, token, "--ca-cert", str(ca))
     assert enrolled.returncode == 0, enrolled.stderr
     agent = start_agent(state_dir, tmp_path / "agent.log", interval=1)
     try:
