@@ -65,12 +65,17 @@ class BenchError(RuntimeError):
 # Small helpers: /proc, statistics, processes
 
 
-def cpu_ticks(pid: int) -> int:
-    """Return utime+stime of `pid` in clock ticks, from /proc/<pid>/stat."""
-    data = Path(f"/proc/{pid}/stat").read_bytes()
+def cpu_ticks_of(stat_path: Path) -> int:
+    """Return utime+stime in clock ticks from a proc stat file (a process's or a thread's)."""
+    data = stat_path.read_bytes()
     # The command name is in parentheses and may hold spaces: split after the last ")".
     fields = data[data.rindex(b")") + 2 :].split()
     return int(fields[11]) + int(fields[12])  # fields 14 utime and 15 stime of proc_pid_stat(5)
+
+
+def cpu_ticks(pid: int) -> int:
+    """Return utime+stime of `pid` in clock ticks, from /proc/<pid>/stat."""
+    return cpu_ticks_of(Path(f"/proc/{pid}/stat"))
 
 
 def rss_kb(pid: int) -> int:
@@ -718,14 +723,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+def exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
     # SystemExit unwinds through the finally blocks, which stop what was started.
     raise SystemExit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     if not sys.platform.startswith("linux"):
         print("agent_footprint needs Linux (/proc)", file=sys.stderr)
         return 2

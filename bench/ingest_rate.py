@@ -56,7 +56,9 @@ from bench.agent_footprint import (
     CLK_TCK,
     BenchError,
     cpu_ticks,
+    cpu_ticks_of,
     ensure_alive,
+    exit_on_sigterm,
     fmt,
     free_port,
     http_get,
@@ -359,13 +361,6 @@ def thread_ticks(pid: int) -> dict[str, int]:
             group = re.sub(r"[_-]?\d+$", "", name) or name
         groups[group] = groups.get(group, 0) + ticks
     return groups
-
-
-def cpu_ticks_of(stat_path: Path) -> int:
-    """Return utime+stime from a proc stat file (a process's or a thread's)."""
-    data = stat_path.read_bytes()
-    fields = data[data.rindex(b")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -1048,14 +1043,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _exit_on_sigterm(signum: int, _frame: Any) -> None:
-    # SystemExit unwinds through the finally blocks, which stop what was started.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     if not sys.platform.startswith("linux"):
         print("ingest_rate needs Linux (/proc)", file=sys.stderr)
         return 2
