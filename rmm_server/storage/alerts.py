@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from rmm_server.storage import schema
-from rmm_server.storage.store import Store
+from rmm_server.storage.store import Store, record_values
 
 
 @dataclass(slots=True)
@@ -57,7 +57,7 @@ _JSON_COLUMNS = ("series_labels", "labels", "annotations", "history")
 
 
 def _to_row(record: AlertRecord) -> dict[str, Any]:
-    row = {name: getattr(record, name) for name in record.__slots__}
+    row = record_values(record)
     for name in _JSON_COLUMNS:
         row[name] = json.dumps(row[name], sort_keys=True)
     return row

@@ -210,7 +210,7 @@ class Store:
             ).first()
             if taken:
                 raise AlreadyExists(f"operator {record.name!r} exists already")
-            conn.execute(insert(schema.operators).values(**_asdict(record)))
+            conn.execute(insert(schema.operators).values(**record_values(record)))
 
     def get_operator(self, operator_id: str) -> OperatorRecord | None:
         """Return the operator with this id, or None."""
@@ -227,7 +227,7 @@ class Store:
     def create_token(self, record: EnrollmentTokenRecord) -> None:
         """Store a new enrollment token (its secret's hash only)."""
         with self.transaction("create an enrollment token") as conn:
-            conn.execute(insert(schema.enrollment_tokens).values(**_asdict(record)))
+            conn.execute(insert(schema.enrollment_tokens).values(**record_values(record)))
 
     def get_token(self, token_id: str) -> EnrollmentTokenRecord | None:
         """Return the enrollment token with this id, or None."""
@@ -284,7 +284,7 @@ class Store:
             )
             if used.rowcount != 1:
                 return False
-            values = _asdict(agent)
+            values = record_values(agent)
             tags = values.pop("tags")
             values["summary"] = json.dumps(values["summary"])
             conn.execute(insert(schema.agents).values(**values))
@@ -570,5 +570,6 @@ def _per_agent(
     return newest, oldest, inventory
 
 
-def _asdict(record: Any) -> dict[str, Any]:
+def record_values(record: Any) -> dict[str, Any]:
+    """Return a slotted record's fields as a column -> value mapping."""
     return {name: getattr(record, name) for name in record.__slots__}
