@@ -42,6 +42,14 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, allow_nan=False, default=str))
 
 
+def emit(output: str, data: Any, line: str) -> None:
+    """Print `data` as JSON for scripts, or one line for people."""
+    if output == "json":
+        emit_json(data)
+    else:
+        click.echo(line)
+
+
 def print_table(table: Table) -> None:
     """Print a rich table, at full width when stdout is not a terminal."""
     console = Console(width=None if sys.stdout.isatty() else 200)
@@ -229,10 +237,7 @@ def tokens_revoke(conn: Connection, token_id: str, output: str) -> None:
         conn.stub().RevokeEnrollmentToken,
         operator_pb2.RevokeEnrollmentTokenRequest(id=token_id),
     )
-    if output == "json":
-        emit_json(token_row(token))
-    else:
-        click.echo(f"token {token.id} ({token.client}/{token.site}) revoked")
+    emit(output, token_row(token), f"token {token.id} ({token.client}/{token.site}) revoked")
 
 
 # --- agents --------------------------------------------------------------------------------
@@ -561,10 +566,11 @@ def alerts_ack(conn: Connection, alert_id: str, comment: str, output: str) -> No
     alert = conn.call(
         conn.stub().AckAlert, operator_pb2.AckAlertRequest(id=alert_id, comment=comment)
     )
-    if output == "json":
-        emit_json(alert_row(alert))
-    else:
-        click.echo(f"alert {alert.id} ({alert.rule} on {alert.hostname}) acknowledged")
+    emit(
+        output,
+        alert_row(alert),
+        f"alert {alert.id} ({alert.rule} on {alert.hostname}) acknowledged",
+    )
 
 
 @alerts.command("silence")
@@ -592,10 +598,11 @@ def alerts_silence(
             matchers=matchers, duration_seconds=seconds, comment=comment
         ),
     )
-    if output == "json":
-        emit_json(silence_row(silence))
-    else:
-        click.echo(f"silence {silence.id} on {silence.matchers} until {when(silence.ends_at)}")
+    emit(
+        output,
+        silence_row(silence),
+        f"silence {silence.id} on {silence.matchers} until {when(silence.ends_at)}",
+    )
 
 
 @main.group()
@@ -642,10 +649,7 @@ def silences_list(conn: Connection, include_expired: bool, output: str) -> None:
 def silences_expire(conn: Connection, silence_id: str, output: str) -> None:
     """End a silence now."""
     silence = conn.call(conn.stub().ExpireSilence, operator_pb2.ExpireSilenceRequest(id=silence_id))
-    if output == "json":
-        emit_json(silence_row(silence))
-    else:
-        click.echo(f"silence {silence.id} expired")
+    emit(output, silence_row(silence), f"silence {silence.id} expired")
 
 
 # --- maintenance windows -------------------------------------------------------------------
@@ -731,11 +735,10 @@ def maintenance_add(
             comment=comment,
         ),
     )
-    if output == "json":
-        emit_json(window_row(window))
-    else:
-        state = "in force now" if window.active_now else f"next {when(window.next_start)}"
-        click.echo(f"maintenance window {window.id} ({window.name}) added, {state}")
+    state = "in force now" if window.active_now else f"next {when(window.next_start)}"
+    emit(
+        output, window_row(window), f"maintenance window {window.id} ({window.name}) added, {state}"
+    )
 
 
 @maintenance.command("list")
@@ -782,10 +785,7 @@ def maintenance_list(conn: Connection, include_ended: bool, output: str) -> None
 def maintenance_end(conn: Connection, window_id: str, output: str) -> None:
     """End a maintenance window for good."""
     window = conn.call(conn.stub().EndMaintenance, operator_pb2.EndMaintenanceRequest(id=window_id))
-    if output == "json":
-        emit_json(window_row(window))
-    else:
-        click.echo(f"maintenance window {window.id} ({window.name}) ended")
+    emit(output, window_row(window), f"maintenance window {window.id} ({window.name}) ended")
 
 
 # --- notifications ---------------------------------------------------------------------------
