@@ -1,7 +1,9 @@
 """Sustained ingest rate of one rmm-server, with the shipped alert policies on and off.
 
-One real `rmm-server serve --insecure` (SQLite in a temporary data directory) per measurement,
-fed by simulated agents that run in separate client processes, as real agents do:
+One real `rmm-server serve --insecure` (SQLite in a temporary data directory, or with `--db` a
+fresh database on that PostgreSQL server) per measurement, with its enrollment, report and
+operator rate limits off (`--enroll-rate off` ...: they guard a real fleet, not this load), fed by
+simulated agents that run in separate client processes, as real agents do:
 
 1. one real report is built once in this process (`ReportBuilder` over every collector) and
    used as the template of every simulated agent's reports;
@@ -21,6 +23,7 @@ a, b, a, b... for `--runs` runs; the table shows medians and the ratio (b)/(a) w
 Run from the repository root:
 
     .venv/bin/python -m bench.ingest_rate --runs 2 --json /tmp/ingest.json
+    .venv/bin/python -m bench.ingest_rate --db postgresql://postgres@127.0.0.1:5432/test
 """
 
 from __future__ import annotations
@@ -36,13 +39,15 @@ import os
 import queue
 import random
 import re
+import secrets
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +55,8 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.pool import NullPool
 
 from bench.agent_footprint import (
     BIN,
@@ -77,6 +84,7 @@ from rmm_agent.report import ReportBuilder
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import agent_pb2, agent_pb2_grpc, common_pb2
 from rmm_server.policy import AgentContext, load_policy_dir
+from rmm_server.storage.migrate import engine_url, mask_url
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
@@ -95,6 +103,9 @@ HOT_EVERY = 4  # one agent in four runs hot
 TARGET_FLEET_RATE = 10_000 / 30.0
 TARGET_AIM_RATE = 5 * TARGET_FLEET_RATE
 VERIFY_SHOW = 4  # agents checked one by one with `rmm agents show`
+# The server's rate limits guard a real fleet (a flood of enrollments or reports from one
+# address or agent); this load is one address and agents reporting as fast as acknowledged.
+RATE_LIMITS_OFF = ("--enroll-rate", "off", "--report-rate", "off", "--operator-rate", "off")
 
 
 # --------------------------------------------------------------------------------------------
@@ -529,6 +540,35 @@ def enroll_agents(
     return agents
 
 
+@contextmanager
+def fresh_database(url: str | None) -> Iterator[str | None]:
+    """Create an empty database on the PostgreSQL server of `url`, yield its URL, drop it
+    afterwards; yield None (SQLite) when `url` is None."""
+    if url is None:
+        yield None
+        return
+    name = f"rmm_bench_{secrets.token_hex(5)}"
+    engine = create_engine(engine_url(url), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(f"CREATE DATABASE {name}"))
+        except Exception as exc:
+            raise BenchError(
+                f"cannot create a database on {mask_url(url)}: {exc}; is "
+                "PostgreSQL running there (scripts/test.sh starts one)?"
+            ) from exc
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        engine.dispose()
+
+
+def database_label(url: str | None) -> str:
+    return f"PostgreSQL {mask_url(url)}" if url else "SQLite"
+
+
 def stop_clients(processes: Sequence[multiprocessing.process.BaseProcess]) -> None:
     """Terminate client processes still running (SIGTERM, then SIGKILL)."""
     for proc in processes:
@@ -698,16 +738,33 @@ def measure(
 ) -> dict[str, Any]:
     """Measure one configuration once, in a temporary directory removed afterwards."""
     started = datetime.now(UTC).isoformat()
-    with tempfile.TemporaryDirectory(prefix="rmm-bench-ingest-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="rmm-bench-ingest-") as tmp,
+        fresh_database(args.db) as db_url,
+    ):
         workdir = Path(tmp)
         data_dir, server_log = workdir / "server", workdir / "server.log"
         grpc_address = f"127.0.0.1:{free_port()}"
         http_url = f"http://127.0.0.1:{free_port()}"
         policy_args = ["--policies", str(POLICIES)] if config == "policies" else ["--no-policies"]
+        db_args = ["--db", db_url] if db_url else []
         proc = spawn(
-            [BIN / "rmm-server", "serve", "--data-dir", data_dir, "--grpc-listen", grpc_address,
-             "--http-listen", http_url.removeprefix("http://"), "--insecure",
-             "--log-format", "json", *policy_args],
+            [
+                BIN / "rmm-server",
+                "serve",
+                "--data-dir",
+                data_dir,
+                "--grpc-listen",
+                grpc_address,
+                "--http-listen",
+                http_url.removeprefix("http://"),
+                "--insecure",
+                "--log-format",
+                "json",
+                *policy_args,
+                *RATE_LIMITS_OFF,
+                *db_args,
+            ],
             server_log,
         )
         server = Server(proc, http_url, grpc_address, server_log)
@@ -724,11 +781,26 @@ def measure(
                 RMM_TOKEN=(data_dir / "admin.token").read_text().strip(),
                 RMM_INSECURE="1",
             )
-            created = json.loads(run_command(
-                [BIN / "rmm", "tokens", "create", "--client", CLIENT, "--site", SITE,
-                 "--uses", str(args.agents), "--expires", "1h", "--output", "json"],
-                env,
-            ))
+            created = json.loads(
+                run_command(
+                    [
+                        BIN / "rmm",
+                        "tokens",
+                        "create",
+                        "--client",
+                        CLIENT,
+                        "--site",
+                        SITE,
+                        "--uses",
+                        str(args.agents),
+                        "--expires",
+                        "1h",
+                        "--output",
+                        "json",
+                    ],
+                    env,
+                )
+            )
             enroll_started = time.monotonic()
             agents = enroll_agents(grpc_address, created["token"], args.agents, template.host)
             enroll_seconds = time.monotonic() - enroll_started
@@ -745,11 +817,17 @@ def measure(
                 )
                 for worker in range(args.clients)
             ]
-            print(f"run {run} ({config_label(config)}): {args.agents} agents enrolled in "
-                  f"{enroll_seconds:.1f} s; {args.warmup:g} s warm-up, {args.duration:g} s "
-                  "measured...", flush=True)
+            print(
+                f"run {run} ({config_label(config)}): {args.agents} agents enrolled in "
+                f"{enroll_seconds:.1f} s; {args.warmup:g} s warm-up, {args.duration:g} s "
+                "measured...",
+                flush=True,
+            )
             results, before, after, client_pids, m_before, m_after, sockets = run_clients(
-                jobs, server, args.warmup, args.duration,
+                jobs,
+                server,
+                args.warmup,
+                args.duration,
                 DRAIN_BASE_SECONDS + args.agents * args.in_flight / DRAIN_REPORTS_PER_SECOND,
             )
             ensure_alive(proc, "rmm-server", server_log)
@@ -762,12 +840,12 @@ def measure(
     window = after.at - before.at
     acks = sum(r.acks_in_window for r in results)
     latencies = sorted(v for r in results for v in r.latencies_ms)
-    by_second = [sum(seconds) for seconds in zip(*(r.acks_by_second for r in results),
-                                                 strict=True)]
+    by_second = [sum(seconds) for seconds in zip(*(r.acks_by_second for r in results), strict=True)]
     half = len(by_second) // 2
     server_cpu = (after.server_ticks - before.server_ticks) / CLK_TCK
-    client_cpu = [(a - b) / CLK_TCK for a, b in zip(after.client_ticks, before.client_ticks,
-                                                   strict=True)]
+    client_cpu = [
+        (a - b) / CLK_TCK for a, b in zip(after.client_ticks, before.client_ticks, strict=True)
+    ]
     threads = {
         name: (after.server_threads[name] - before.server_threads.get(name, 0)) / CLK_TCK
         for name in after.server_threads
@@ -787,8 +865,10 @@ def measure(
         "server_cpu_cores": server_cpu / window,
         "client_cpu_cores": sum(client_cpu) / window,
         "client_cpu_cores_max_process": max(client_cpu) / window,
-        "machine_busy_ratio": ratio(float(after.machine_busy - before.machine_busy),
-                                    float(after.machine_total - before.machine_total)),
+        "machine_busy_ratio": ratio(
+            float(after.machine_busy - before.machine_busy),
+            float(after.machine_total - before.machine_total),
+        ),
         "policy_eval_us_per_report": (
             ratio(eval_sum * 1e6, eval_count) if eval_sum is not None and eval_count else None
         ),
@@ -809,8 +889,8 @@ def measure(
         "sent_in_window": sum(r.sent_in_window for r in results),
         "acks_by_second": by_second,
         "acks_by_second_warmup": [
-            sum(seconds) for seconds in zip(*(r.acks_by_second_warmup for r in results),
-                                            strict=True)
+            sum(seconds)
+            for seconds in zip(*(r.acks_by_second_warmup for r in results), strict=True)
         ],
         "reports_acked_total": sum(o.acked for o in outcomes),
         "need_inventory_acks": sum(o.need_inventory for o in outcomes),
@@ -917,75 +997,96 @@ def print_report(
     fa, fb = summary["figures"]["policies"], summary["figures"]["no-policies"]
     runs = len(summary["pairs"])
     print()
-    print(f"ingest rate of one rmm-server (SQLite): {args.agents} agents x {args.in_flight} in "
-          f"flight, {args.clients} client process{'es' if args.clients > 1 else ''}, "
-          f"{args.duration:g} s windows; medians over {runs} run{'s' if runs > 1 else ''}")
+    print(
+        f"ingest rate of one rmm-server ({database_label(args.db)}): {args.agents} agents x "
+        f"{args.in_flight} in flight, {args.clients} client "
+        f"process{'es' if args.clients > 1 else ''}, "
+        f"{args.duration:g} s windows; medians over {runs} run{'s' if runs > 1 else ''}"
+    )
     print(f"  {'':<38} {'(a) policies':>13} {'(b) none':>11} {'b/a':>7}")
     for label, key, spec, with_ratio in ROWS:
         rat = fmt(ratio(fb[key], fa[key]), ".2f", "x") if with_ratio else ""
         print(f"  {label:<38} {fmt(fa[key], spec):>13} {fmt(fb[key], spec):>11} {rat:>7}")
-    print(f"  rate (b)/(a), median of within-run ratios: "
-          f"{fmt(summary['rate_b_over_a'], '.2f', 'x')}; server CPU per report (a)/(b): "
-          f"{fmt(summary['cpu_per_report_a_over_b'], '.2f', 'x')} "
-          f"(+{fmt(summary['cpu_ms_per_report_a_minus_b'], '.3f')} ms per report with policies)")
+    print(
+        f"  rate (b)/(a), median of within-run ratios: "
+        f"{fmt(summary['rate_b_over_a'], '.2f', 'x')}; server CPU per report (a)/(b): "
+        f"{fmt(summary['cpu_per_report_a_over_b'], '.2f', 'x')} "
+        f"(+{fmt(summary['cpu_ms_per_report_a_minus_b'], '.3f')} ms per report with policies)"
+    )
     eval_us = fa["policy_eval_us_per_report"]
     mean_rules = (rules["server"] + rules["workstation"]) / 2.0
-    print(f"  shipped rules in force: {rules['server']} per server, {rules['workstation']} per "
-          f"workstation; evaluation {fmt(ratio(eval_us, mean_rules), '.1f')} us per rule "
-          "(server's histogram mean)")
+    print(
+        f"  shipped rules in force: {rules['server']} per server, {rules['workstation']} per "
+        f"workstation; evaluation {fmt(ratio(eval_us, mean_rules), '.1f')} us per rule "
+        "(server's histogram mean)"
+    )
     if runs > 1:
         print()
         print("each run (a | b | b/a)")
         for pair in summary["pairs"]:
-            a = next(m for m in measurements
-                     if m["run"] == pair["run"] and m["config"] == "policies")["figures"]
-            b = next(m for m in measurements
-                     if m["run"] == pair["run"] and m["config"] == "no-policies")["figures"]
-            print(f"  run {pair['run']}: {fmt(a['rate_per_second'], '.0f')} | "
-                  f"{fmt(b['rate_per_second'], '.0f')} reports/s (halves "
-                  f"{fmt(a['rate_first_half'], '.0f')}/{fmt(a['rate_second_half'], '.0f')} | "
-                  f"{fmt(b['rate_first_half'], '.0f')}/{fmt(b['rate_second_half'], '.0f')}) | "
-                  f"{fmt(pair['rate_b_over_a'], '.2f', 'x')};  CPU ms/report "
-                  f"{fmt(a['server_cpu_ms_per_report'], '.3f')} | "
-                  f"{fmt(b['server_cpu_ms_per_report'], '.3f')};  p99 ms "
-                  f"{fmt(a['latency_ms_p99'], '.0f')} | {fmt(b['latency_ms_p99'], '.0f')}")
+            a = next(
+                m for m in measurements if m["run"] == pair["run"] and m["config"] == "policies"
+            )["figures"]
+            b = next(
+                m for m in measurements if m["run"] == pair["run"] and m["config"] == "no-policies"
+            )["figures"]
+            print(
+                f"  run {pair['run']}: {fmt(a['rate_per_second'], '.0f')} | "
+                f"{fmt(b['rate_per_second'], '.0f')} reports/s (halves "
+                f"{fmt(a['rate_first_half'], '.0f')}/{fmt(a['rate_second_half'], '.0f')} | "
+                f"{fmt(b['rate_first_half'], '.0f')}/{fmt(b['rate_second_half'], '.0f')}) | "
+                f"{fmt(pair['rate_b_over_a'], '.2f', 'x')};  CPU ms/report "
+                f"{fmt(a['server_cpu_ms_per_report'], '.3f')} | "
+                f"{fmt(b['server_cpu_ms_per_report'], '.3f')};  p99 ms "
+                f"{fmt(a['latency_ms_p99'], '.0f')} | {fmt(b['latency_ms_p99'], '.0f')}"
+            )
     print()
     print("acks per second during the warm-up (last run of each)")
     for config in CONFIGS:
         last = [m for m in measurements if m["config"] == config][-1]
-        print(f"  ({config_label(config)[0]}) "
-              f"{' '.join(str(n) for n in last['acks_by_second_warmup'])}")
+        print(
+            f"  ({config_label(config)[0]}) "
+            f"{' '.join(str(n) for n in last['acks_by_second_warmup'])}"
+        )
     print("server CPU by thread over the window, share of one core (last run of each)")
     for config in CONFIGS:
         last = [m for m in measurements if m["config"] == config][-1]
         window = last["window_seconds"]
-        parts = [f"{name} {seconds / window:.0%}"
-                 for name, seconds in list(last["server_cpu_seconds_by_thread"].items())[:5]
-                 if seconds > 0]
+        parts = [
+            f"{name} {seconds / window:.0%}"
+            for name, seconds in list(last["server_cpu_seconds_by_thread"].items())[:5]
+            if seconds > 0
+        ]
         print(f"  ({config_label(config)[0]}) {', '.join(parts)}")
-    client_max = max(
-        (m["figures"]["client_cpu_cores_max_process"] or 0.0) for m in measurements
-    )
+    client_max = max((m["figures"]["client_cpu_cores_max_process"] or 0.0) for m in measurements)
     if client_max > 0.85:
-        print(f"  note: a client process used {client_max:.0%} of a core: the clients may limit "
-              "the rate; try --clients 2")
+        print(
+            f"  note: a client process used {client_max:.0%} of a core: the clients may limit "
+            "the rate; try --clients 2"
+        )
     print()
-    print(f"targets (issue): 10,000 agents every 30 s = {TARGET_FLEET_RATE:.0f}/s; "
-          f"aim 5x = {TARGET_AIM_RATE:,.0f}/s")
+    print(
+        f"targets (issue): 10,000 agents every 30 s = {TARGET_FLEET_RATE:.0f}/s; "
+        f"aim 5x = {TARGET_AIM_RATE:,.0f}/s"
+    )
     for config in CONFIGS:
         j = judged[config]
-        print(f"  ({config_label(config)}) {fmt(j['rate_per_second'], '.0f')}/s = "
-              f"{fmt(j['times_333'], '.2f', 'x')} of 333/s "
-              f"{'PASS' if j['pass_333'] else 'FAIL'}, "
-              f"{fmt(j['times_1667'], '.2f', 'x')} of 1,667/s "
-              f"{'PASS' if j['pass_1667'] else 'FAIL'}  "
-              f"(~{fmt(j['agents_at_30s'], ',.0f')} agents at 30 s)")
+        print(
+            f"  ({config_label(config)}) {fmt(j['rate_per_second'], '.0f')}/s = "
+            f"{fmt(j['times_333'], '.2f', 'x')} of 333/s "
+            f"{'PASS' if j['pass_333'] else 'FAIL'}, "
+            f"{fmt(j['times_1667'], '.2f', 'x')} of 1,667/s "
+            f"{'PASS' if j['pass_1667'] else 'FAIL'}  "
+            f"(~{fmt(j['agents_at_30s'], ',.0f')} agents at 30 s)"
+        )
     print()
     bad = [m for m in measurements if not m["verification"]["ok"]]
     checked = sum(m["verification"]["agents_checked_last_sequence"] for m in measurements)
-    print(f"verification: {'OK' if not bad else 'FAILED'}: stored last_sequence = last "
-          f"acknowledged for {checked} agent streams, reports_stored = acknowledged for "
-          f"{sum(len(m['verification']['shown']) for m in measurements)} shown, no rejections")
+    print(
+        f"verification: {'OK' if not bad else 'FAILED'}: stored last_sequence = last "
+        f"acknowledged for {checked} agent streams, reports_stored = acknowledged for "
+        f"{sum(len(m['verification']['shown']) for m in measurements)} shown, no rejections"
+    )
     for m in bad:
         for problem in m["verification"]["problems"][:5]:
             print(f"  run {m['run']} ({m['config']}): {problem}")
@@ -996,12 +1097,17 @@ def print_report(
     alerts = ", ".join(f"{k} {v}" for k, v in last_a["open_alerts"].items()) or "none"
     print(f"  open alerts at the end of the last (a) run: {alerts}")
     # One line that is not JSON is expected: "admin operator token written to ...".
-    logs = [m for m in measurements
-            if any(m["server_log"]["counts"][k] for k in ("warning", "error", "critical"))
-            or m["server_log"]["counts"]["not_json"] > 1]
+    logs = [
+        m
+        for m in measurements
+        if any(m["server_log"]["counts"][k] for k in ("warning", "error", "critical"))
+        or m["server_log"]["counts"]["not_json"] > 1
+    ]
     for m in logs:
-        print(f"  server log of run {m['run']} ({m['config']}): {m['server_log']['counts']}; "
-              f"first: {m['server_log']['first'][:2]}")
+        print(
+            f"  server log of run {m['run']} ({m['config']}): {m['server_log']['counts']}; "
+            f"first: {m['server_log']['first'][:2]}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1012,22 +1118,44 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m bench.ingest_rate",
         description="Measure one server's ingest rate with the shipped policies and without.",
     )
-    parser.add_argument("--agents", type=int, default=200,
-                        help="simulated agents, each with its own stream (default 200)")
-    parser.add_argument("--duration", type=float, default=20.0,
-                        help="seconds measured, after the warm-up (default 20)")
+    parser.add_argument(
+        "--agents",
+        type=int,
+        default=200,
+        help="simulated agents, each with its own stream (default 200)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=20.0,
+        help="seconds measured, after the warm-up (default 20)",
+    )
     # 10 s, not less: with policies on, the first evaluations of every agent create their
     # alerts, and the server acknowledges almost nothing for the first ~4 s.
-    parser.add_argument("--warmup", type=float, default=10.0,
-                        help="seconds of load before measuring (default 10)")
-    parser.add_argument("--runs", type=int, default=2,
-                        help="runs; each measures (a) then (b) (default 2)")
-    parser.add_argument("--in-flight", type=int, default=4,
-                        help="unacknowledged reports per stream (default 4)")
-    parser.add_argument("--clients", type=int, default=1,
-                        help="client processes the agents are spread over (default 1)")
+    parser.add_argument(
+        "--warmup", type=float, default=10.0, help="seconds of load before measuring (default 10)"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=2, help="runs; each measures (a) then (b) (default 2)"
+    )
+    parser.add_argument(
+        "--in-flight", type=int, default=4, help="unacknowledged reports per stream (default 4)"
+    )
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=1,
+        help="client processes the agents are spread over (default 1)",
+    )
+    parser.add_argument(
+        "--db",
+        help="postgresql://USER@HOST:PORT/DB: each measurement gets a "
+        "fresh database on that server (dropped afterwards) instead of SQLite",
+    )
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     args = parser.parse_args(argv)
+    if args.db and not args.db.startswith("postgresql"):
+        parser.error("--db takes a postgresql:// URL (SQLite is the default)")
     if not 1 <= args.agents <= 5000:
         parser.error("--agents must be between 1 and 5000")
     if not 2 <= args.duration <= 600:
@@ -1066,6 +1194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "in_flight": args.in_flight,
             "clients": args.clients,
             "policies": str(POLICIES),
+            "database": "postgresql" if args.db else "sqlite",
+            "server_flags": list(RATE_LIMITS_OFF),
             "hot_agents": sum(is_hot(i) for i in range(args.agents)),
         },
         "template": {
@@ -1076,25 +1206,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "rules_in_force": rules,
     }
-    print(f"report: {template.ByteSize()} bytes, "
-          f"{result['template']['samples']} samples; inventory {len(inventory_json)} bytes "
-          "(sent with each agent's first report)", flush=True)
+    print(
+        f"report: {template.ByteSize()} bytes, "
+        f"{result['template']['samples']} samples; inventory {len(inventory_json)} bytes "
+        "(sent with each agent's first report)",
+        flush=True,
+    )
     measurements: list[dict[str, Any]] = []
     try:
         for run in range(1, args.runs + 1):
             for config in CONFIGS:
                 measurements.append(measure(config, run, args, template, inventory_json))
                 f = measurements[-1]["figures"]
-                print(f"  {fmt(f['rate_per_second'], '.0f')} reports/s, p99 "
-                      f"{fmt(f['latency_ms_p99'], '.0f')} ms, server "
-                      f"{fmt(f['server_cpu_ms_per_report'], '.3f')} ms CPU/report", flush=True)
+                print(
+                    f"  {fmt(f['rate_per_second'], '.0f')} reports/s, p99 "
+                    f"{fmt(f['latency_ms_p99'], '.0f')} ms, server "
+                    f"{fmt(f['server_cpu_ms_per_report'], '.3f')} ms CPU/report",
+                    flush=True,
+                )
     except BenchError as exc:
         print(f"ingest_rate: {exc}", file=sys.stderr)
         return 1
     summary = summarise_runs(measurements)
     judged = targets(summary)
-    result.update(finished_at=datetime.now(UTC).isoformat(), measurements=measurements,
-                  summary=summary, targets=judged)
+    result.update(
+        finished_at=datetime.now(UTC).isoformat(),
+        measurements=measurements,
+        summary=summary,
+        targets=judged,
+    )
     print_report(summary, judged, measurements, args, rules)
     print(f"\nnproc {result['machine']['nproc']}, load {os.getloadavg()[0]:.2f}")
     if args.json is not None:

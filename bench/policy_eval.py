@@ -67,12 +67,8 @@ def measure(
     }
 
 
-def main() -> None:
-    """Collect one real report, evaluate it many times, print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=2000)
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args()
+def collect_context() -> tuple[AgentContext, list[SeriesSample]]:
+    """Collect one real report from this host with rmm-agent and return it as policy input."""
     agent_bin = Path(sys.executable).with_name("rmm-agent")
     raw = subprocess.run(
         [str(agent_bin), "collect", "--once", "--output", "json"],
@@ -80,9 +76,18 @@ def main() -> None:
         check=True,
         text=True,
     ).stdout
-    agent, samples = report_json_to_context(
+    return report_json_to_context(
         json.loads(raw), client="bench", site="hq", tags={"server"}, interval_seconds=60.0
     )
+
+
+def main() -> None:
+    """Collect one real report, evaluate it many times, print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    agent, samples = collect_context()
     results: dict[str, Any] = {"samples_in_report": len(samples)}
     results["shipped"] = measure(load_policy_dir(ROOT / "policies"), agent, samples, args.runs)
     with tempfile.TemporaryDirectory() as tmp:

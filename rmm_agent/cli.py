@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -15,12 +16,21 @@ import grpc
 
 from rmm_agent import __version__
 from rmm_agent.collectors import COLLECTORS, Collector
+from rmm_agent.commands.channel import CommandChannel
+from rmm_agent.commands.history import HISTORY_FILE, CommandHistory
 from rmm_agent.config import AgentConfig, load_config
 from rmm_agent.report import ReportBuilder, report_to_dict
 from rmm_agent.runner import AgentRunner
 from rmm_agent.service.install import install_service, uninstall_service
 from rmm_agent.state import Identity, StateDir
-from rmm_agent.transport import describe_rpc_error, open_channel
+from rmm_agent.transport import (
+    agent_channel,
+    describe_rpc_error,
+    fetch_pinned_ca,
+    make_client_key,
+    normalize_fingerprint,
+    open_channel,
+)
 from rmm_agent.update.command import attach_updater, launch
 from rmm_common.errors import ConfigError, RmmError
 from rmm_common.logs import setup_logging
@@ -81,6 +91,10 @@ def main() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="PEM file of the CA that signed the server's certificate (default: system CAs).",
 )
+@click.option(
+    "--ca-fingerprint",
+    help="sha256:<hex> of the server's CA (rmm tokens create prints it): trust that CA only.",
+)
 @click.option("--force", is_flag=True, help="Enroll again even if this state dir has an identity.")
 def enroll(
     server: str,
@@ -89,6 +103,7 @@ def enroll(
     tags: tuple[str, ...],
     insecure: bool,
     ca_cert: Path | None,
+    ca_fingerprint: str | None,
     force: bool,
 ) -> None:
     """Enroll this host with a server, once."""
@@ -98,12 +113,26 @@ def enroll(
             f"{state.identity_path} exists: this agent is enrolled already (--force to redo)",
             EXIT_USAGE,
         )
+    if sum(bool(x) for x in (insecure, ca_cert, ca_fingerprint)) > 1:
+        fail("--insecure, --ca-cert and --ca-fingerprint exclude each other: pick one", EXIT_USAGE)
     ca_pem = ""
     if ca_cert is not None:
         try:
             ca_pem = ca_cert.read_text()
         except OSError as exc:
             fail(f"cannot read --ca-cert {ca_cert}: {exc.strerror}", EXIT_USAGE)
+    if ca_fingerprint:
+        try:
+            normalize_fingerprint(ca_fingerprint)
+        except ConfigError as exc:
+            fail(str(exc), EXIT_USAGE)
+        try:
+            ca_pem = fetch_pinned_ca(server, ca_fingerprint)
+        except ConfigError as exc:
+            fail(f"enrollment refused: {exc}")
+    # Over TLS the agent asks for a client certificate for a key that never leaves this host;
+    # a server that does not require them ignores the request.
+    client_key, csr = (b"", "") if insecure else make_client_key()
     collectors = make_collectors([])
     builder = ReportBuilder([c for c in collectors if c.name == "system"])
     host = builder.build().host
@@ -112,7 +141,7 @@ def enroll(
     try:
         response = agent_pb2_grpc.AgentServiceStub(channel).Enroll(
             agent_pb2.EnrollRequest(
-                token=token, host=host, tags=list(tags), agent_version=__version__
+                token=token, host=host, tags=list(tags), agent_version=__version__, csr_pem=csr
             ),
             timeout=30,
         )
@@ -126,6 +155,8 @@ def enroll(
     finally:
         channel.close()
     try:
+        if response.client_certificate_pem:
+            state.save_client_key(client_key)
         state.save_identity(
             Identity(
                 agent_id=response.agent_id,
@@ -137,6 +168,9 @@ def enroll(
                 insecure=insecure,
                 ca_cert_pem=ca_pem,
                 enrolled_at=time.time(),
+                command_public_key=response.command_public_key.hex(),
+                client_cert_pem=response.client_certificate_pem,
+                mtls_port=response.mtls_port,
             )
         )
     except ConfigError as exc:
@@ -181,9 +215,18 @@ def run(
         timeout_seconds=config.collector_timeout_seconds,
         inventory_interval_seconds=config.inventory_interval_seconds,
     )
-    channel = open_channel(identity.server, identity.insecure, identity.ca_cert_pem)
-    runner = AgentRunner(identity, StateDir(state_dir), builder, channel, config.interval_seconds)
+    channel = agent_channel(identity, state_dir)
+    runner = AgentRunner(
+        identity,
+        StateDir(state_dir),
+        builder,
+        channel,
+        config.interval_seconds,
+        spool_max_reports=config.spool_max_reports,
+        spool_max_bytes=config.spool_max_bytes,
+    )
     attach_updater(runner)
+    commands = start_commands(identity, state_dir, channel, config, runner)
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
@@ -198,8 +241,66 @@ def run(
         config.interval_seconds,
     )
     code = runner.run()
+    if commands is not None:
+        commands.stop()
     channel.close()
     sys.exit(code)
+
+
+def start_commands(
+    identity: Identity,
+    state_dir: Path,
+    channel: grpc.Channel,
+    config: AgentConfig,
+    runner: AgentRunner,
+) -> CommandChannel | None:
+    """Open the command stream, unless this agent never pinned a server key."""
+    if not identity.command_public_key:
+        log.warning(
+            "this agent enrolled without the server's command key, so it accepts no remote "
+            "actions; enroll it again (rmm-agent enroll --force) to receive them"
+        )
+        return None
+    try:
+        commands = CommandChannel(
+            identity, state_dir, channel, config, runner.collect_now, runner.stop_event
+        )
+    except (OSError, ValueError, sqlite3.Error) as exc:
+        log.error(
+            "remote actions are off: cannot open the command history in %s: %s", state_dir, exc
+        )
+        return None
+    commands.start()
+    return commands
+
+
+@main.command()
+@STATE_DIR_OPTION
+@click.option("--limit", type=click.IntRange(min=1), default=50, help="How many, newest last.")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table")
+def history(state_dir: Path, limit: int, output: str) -> None:
+    """Show the remote commands this agent was sent: who, what, when and the outcome."""
+    path = state_dir / HISTORY_FILE
+    if not path.exists():
+        fail(f"{path} does not exist: this agent has received no commands yet", EXIT_FAILURE)
+    try:
+        store = CommandHistory(path)
+        entries = store.entries(limit)
+        store.close()
+    except (OSError, sqlite3.Error) as exc:
+        fail(f"cannot read the command history {path}: {exc}")
+    if output == "json":
+        click.echo(json.dumps([entry.as_dict() for entry in entries], indent=2))
+        return
+    for entry in entries:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.at))
+        outcome = entry.status
+        if entry.exit_code is not None:
+            outcome += f" (exit {entry.exit_code})"
+        if entry.error:
+            outcome += f": {entry.error}"
+        what = entry.summary or entry.command_id
+        click.echo(f"{stamp}  {entry.operator or '?':<20} {what}  -> {outcome}")
 
 
 @main.command()

@@ -1,34 +1,41 @@
 """The agent's run loop: collect every interval, deliver over one long-lived stream.
 
 Collection and delivery are apart: the main thread collects on time whether or not the server
-answers, numbering each report; a sender thread keeps a stream open and sends what is not yet
-acknowledged, resending it after a reconnect. The server stores each (agent, sequence) once.
+answers, numbering each report and putting it in the on-disk spool (rmm_agent/spool.py); a sender
+thread keeps a stream open and sends what is not yet acknowledged, in order, resending it after a
+reconnect or a restart. The server stores each (agent, sequence) once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 import grpc
 
+from rmm_agent.config import DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_REPORTS
 from rmm_agent.report import ReportBuilder
 from rmm_agent.service.sdnotify import ServiceNotifier
+from rmm_agent.spool import Spool
 from rmm_agent.state import Identity, Runtime, StateDir
-from rmm_agent.transport import describe_rpc_error
+from rmm_agent.transport import describe_rpc_error, is_tls_refusal
 from rmm_agent.update.updater import Updater
+from rmm_common.errors import ConfigError
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-MAX_UNACKED_REPORTS = 2000
+# Reports read from the spool at a time: a week's backlog is streamed, never held in memory.
+SEND_BATCH = 64
 EXIT_OK = 0
 EXIT_REFUSED = 3
+# After a failed credential rotation, wait this long before the next acknowledgement may retry.
+ROTATE_RETRY_SECONDS = 60.0
 
 
 class Backoff:
@@ -51,40 +58,11 @@ class Backoff:
         self.attempt = 0
 
 
-class Outbox:
-    """Reports not yet acknowledged, oldest first, bounded (the oldest go first when full)."""
-
-    def __init__(self, limit: int = MAX_UNACKED_REPORTS) -> None:
-        self.limit = limit
-        self.dropped = 0
-        self._reports: OrderedDict[int, agent_pb2.Report] = OrderedDict()
-        self.changed = threading.Condition()
-
-    def add(self, report: agent_pb2.Report) -> None:
-        """Queue a report for delivery."""
-        with self.changed:
-            while len(self._reports) >= self.limit:
-                self._reports.popitem(last=False)
-                self.dropped += 1
-            self._reports[report.sequence] = report
-            self.changed.notify_all()
-
-    def ack(self, sequence: int) -> None:
-        """Forget every report up to and including `sequence`."""
-        with self.changed:
-            while self._reports and next(iter(self._reports)) <= sequence:
-                self._reports.popitem(last=False)
-
-    def after(self, sequence: int) -> list[agent_pb2.Report]:
-        """Return queued reports newer than `sequence` (call with `changed` held)."""
-        return [report for seq, report in self._reports.items() if seq > sequence]
-
-    def __len__(self) -> int:
-        return len(self._reports)
-
-
 class AgentRunner:
     """Collect and deliver until told to stop."""
+
+    # When a credential rotation may next be tried (monotonic seconds).
+    _rotate_not_before = 0.0
 
     def __init__(
         self,
@@ -95,6 +73,8 @@ class AgentRunner:
         interval_seconds: float,
         monotonic: Callable[[], float] = time.monotonic,
         notifier: ServiceNotifier | None = None,
+        spool_max_reports: int = DEFAULT_SPOOL_MAX_REPORTS,
+        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
     ) -> None:
         self.identity = identity
         self.state = state
@@ -105,13 +85,22 @@ class AgentRunner:
         # systemd's READY/WATCHDOG/STOPPING; a no-op unless $NOTIFY_SOCKET is set.
         self.notifier = notifier or ServiceNotifier.from_env()
         self.runtime: Runtime = state.load_runtime()
-        self.outbox = Outbox()
+        self.spool = Spool.in_state_dir(state.path, spool_max_reports, spool_max_bytes)
+        # A counter that fell behind the spool (runtime.json lost or restored) would reuse numbers
+        # the server already holds, and it would take new reports for duplicates.
+        self.runtime.sequence = max(self.runtime.sequence, self.spool.last_sequence)
         self.stop_event = threading.Event()
+        # Ends the sender's back-off early: on stop, and when the channel has the server back.
+        self._reconnect = threading.Event()
+        # Set once the main loop made its last report: the stream may end when all is sent.
+        self._made_last = threading.Event()
         self.exit_code = EXIT_OK
         self._stream_generation = 0
         self._send_inventory = self.runtime.inventory_acked_hash == ""
         self._connected = False
         self._inventory_carried: dict[int, str] = {}
+        # Reports are built by the main loop and, on a command, by collect_now().
+        self._collect_lock = threading.Lock()
         # Set when the agent runs under the self-update launcher (rmm_agent.update).
         self.updater: Updater | None = None
 
@@ -119,8 +108,8 @@ class AgentRunner:
         """Ask the loops to finish (safe from a signal handler)."""
         self.stop_event.set()
         self.notifier.stopping()
-        with self.outbox.changed:
-            self.outbox.changed.notify_all()
+        self._reconnect.set()
+        self.spool.wake()
 
     def run(self) -> int:
         """Run until stop() or until the server refuses this agent; return an exit code."""
@@ -135,16 +124,27 @@ class AgentRunner:
             if next_due < now:  # we fell behind (suspend, slow collector): skip, don't burst
                 next_due = now + self.interval
             self.stop_event.wait(max(0.0, next_due - now))
+        self._made_last.set()
+        self.spool.wake()
         sender.join(timeout=5)
+        self.spool.close()
         self.builder.close()
         return self.exit_code
 
-    def _collect_once(self) -> None:
+    def collect_now(self) -> int:
+        """Build and queue a report at once (a remote command asked); return its sequence."""
+        return self._collect_once()
+
+    def _collect_once(self) -> int:
+        with self._collect_lock:
+            return self._collect_locked()
+
+    def _collect_locked(self) -> int:
         report = self.builder.build()
         self.runtime.sequence += 1
         report.sequence = self.runtime.sequence
         report.interval_seconds = max(1, round(self.interval))
-        report.dropped_reports = self.outbox.dropped
+        report.dropped_reports = self.spool.dropped
         if self._send_inventory or self.builder.inventory_hash != self.runtime.inventory_acked_hash:
             self.builder.attach_inventory(report)
             if report.HasField("inventory"):
@@ -157,40 +157,61 @@ class AgentRunner:
             # The number is in memory; a restart before the next successful save could reuse it,
             # and the server would take the new report for a duplicate. Say so loudly.
             log.error("cannot save the report sequence in %s: %s", self.state.path, exc)
-        self.outbox.add(report)
+        self.spool.add(report)
+        return report.sequence
 
     def _requests(self, generation: int) -> Iterator[agent_pb2.Report]:
         sent = 0
         while True:
-            with self.outbox.changed:
-                while (
-                    not self.stop_event.is_set()
-                    and generation == self._stream_generation
-                    and not self.outbox.after(sent)
-                ):
+            with self.spool.changed:
+                while True:
+                    if generation != self._stream_generation:
+                        return
+                    pending = self.spool.pending(sent, SEND_BATCH)
+                    if pending or self._made_last.is_set():
+                        break
                     # Woken by a new report, stop() or a new stream; the timeout is a safety net.
-                    self.outbox.changed.wait(30.0)
-                if self.stop_event.is_set() or generation != self._stream_generation:
-                    return
-                pending = self.outbox.after(sent)
+                    self.spool.changed.wait(30.0)
+            if not pending:
+                return  # stopping, and everything was sent: the server acknowledges, then ends
+            # On stop what is waiting, the last report included, still goes out (run() bounds how
+            # long that may take), so a stopped agent leaves nothing the server could have had.
             for report in pending:
                 sent = report.sequence
                 yield report
 
     def _send_loop(self) -> None:
+        # The command stream shares the channel and retries every few seconds: once it has the
+        # server back, the report stream follows at once, not at the end of its own back-off
+        # (up to a minute), so a spooled backlog arrives seconds after a server restart.
+        self.channel.subscribe(self._on_channel_state)
+        try:
+            self._stream_reports()
+        finally:
+            self.channel.unsubscribe(self._on_channel_state)
+
+    def _on_channel_state(self, state: grpc.ChannelConnectivity) -> None:
+        if state is grpc.ChannelConnectivity.READY and not self._connected:
+            self._reconnect.set()
+
+    def _stream_reports(self) -> None:
         stub = agent_pb2_grpc.AgentServiceStub(self.channel)
-        metadata = bearer_metadata(self.identity.credential)
         backoff = Backoff()
         while not self.stop_event.is_set():
-            with self.outbox.changed:
+            self._reconnect.clear()
+            # Read for each stream: a credential rotation replaces it between streams.
+            metadata = bearer_metadata(self.identity.credential)
+            with self.spool.changed:
                 # Wake the previous stream's request generator so its thread ends.
                 self._stream_generation += 1
-                self.outbox.changed.notify_all()
+                self.spool.changed.notify_all()
             call = stub.StreamReports(self._requests(self._stream_generation), metadata=metadata)
             try:
                 for ack in call:
                     self._on_ack(ack)
                     backoff.reset()
+                    if ack.rotate_credential and self._rotate_credential(stub):
+                        break  # reconnect with the new credential: the server then drops the old
             except grpc.RpcError as error:
                 if self.stop_event.is_set():
                     return
@@ -205,7 +226,9 @@ class AgentRunner:
                     self.exit_code = EXIT_REFUSED
                     self.stop()
                     return
-                if self._connected:
+                if is_tls_refusal(error):  # a server we do not trust: loud, every retry
+                    log.error("%s", describe_rpc_error(error, self.identity.server))
+                elif self._connected:
                     log.warning(
                         "lost the server: %s", describe_rpc_error(error, self.identity.server)
                     )
@@ -214,17 +237,56 @@ class AgentRunner:
                         "still no server: %s", describe_rpc_error(error, self.identity.server)
                     )
                 self._connected = False
-                self.stop_event.wait(backoff.next())
+                delay = backoff.next()
+                if self._reconnect.wait(delay):  # the channel is back: a moment, not the rest
+                    self.stop_event.wait(min(delay, 0.5))
             finally:
                 call.cancel()
+
+    def _rotate_credential(self, stub: agent_pb2_grpc.AgentServiceStub) -> bool:
+        """Get a new credential from the server and save it; True once it is in use.
+
+        The server accepts the old credential until the new one is first used, so a failure
+        anywhere here (or a crash before the save) leaves this agent with a working credential,
+        and a later acknowledgement asks again.
+        """
+        if self.monotonic() < self._rotate_not_before:
+            return False
+        self._rotate_not_before = self.monotonic() + ROTATE_RETRY_SECONDS
+        try:
+            response = stub.RotateCredential(
+                agent_pb2.RotateCredentialRequest(),
+                metadata=bearer_metadata(self.identity.credential),
+                timeout=30,
+            )
+        except grpc.RpcError as error:
+            log.warning(
+                "cannot replace this agent's credential now (the old one keeps working): %s",
+                describe_rpc_error(error, self.identity.server),
+            )
+            return False
+        try:
+            self.state.save_identity(
+                dataclasses.replace(self.identity, credential=response.credential)
+            )
+        except ConfigError as exc:
+            log.error("%s; keeping the old credential, which the server still accepts", exc)
+            return False
+        # The command stream reads the same Identity when it reconnects.
+        self.identity.credential = response.credential
+        log.info(
+            "credential replaced as the server asked and saved in %s; reconnecting with it",
+            self.state.identity_path,
+        )
+        return True
 
     def _on_ack(self, ack: agent_pb2.ReportAck) -> None:
         if not self._connected:
             self._connected = True
-            log.info("connected to %s; %d reports waiting", self.identity.server, len(self.outbox))
+            log.info("connected to %s; %d reports waiting", self.identity.server, len(self.spool))
         if ack.rejected:
             log.error("the server refused report %d for good: %s", ack.sequence, ack.rejected)
-        self.outbox.ack(ack.sequence)
+        self.spool.ack(ack.sequence)
         carried = self._inventory_carried.pop(ack.sequence, None)
         for older in [seq for seq in self._inventory_carried if seq < ack.sequence]:
             del self._inventory_carried[older]

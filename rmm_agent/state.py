@@ -11,6 +11,7 @@ from typing import Any
 from rmm_common.errors import ConfigError
 
 IDENTITY_FILE = "identity.json"
+CLIENT_KEY_FILE = "client.key"
 RUNTIME_FILE = "runtime.json"
 
 
@@ -27,6 +28,12 @@ class Identity:
     insecure: bool = False
     ca_cert_pem: str = ""
     enrolled_at: float = 0.0
+    # The server's Ed25519 command key (hex), pinned at enrollment: only commands it signed run.
+    command_public_key: str = ""
+    # Mutual TLS: the certificate the server issued for this agent's key (client.key beside this
+    # file) and the port on the same host where the agent calls with it; empty and 0 without.
+    client_cert_pem: str = ""
+    mtls_port: int = 0
 
 
 @dataclass(slots=True)
@@ -75,10 +82,17 @@ class StateDir:
         return self.identity_path.exists()
 
     def save_identity(self, identity: Identity) -> None:
-        """Store the identity (mode 0600)."""
+        """Store the identity (mode 0600) atomically and durably: after a credential rotation
+        the server soon refuses the old one, so a power cut must not bring it back."""
         self.ensure()
         try:
             write_private(self.identity_path, json.dumps(asdict(identity), indent=2).encode())
+            if os.name != "nt":  # the rename itself is durable once the directory is synced
+                fd = os.open(self.path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
         except OSError as exc:
             raise ConfigError(f"cannot write {self.identity_path}: {exc}") from exc
 
@@ -94,6 +108,26 @@ class StateDir:
             return Identity(**data)
         except TypeError as exc:
             raise ConfigError(f"{self.identity_path} is not an agent identity: {exc}") from exc
+
+    def save_client_key(self, key_pem: bytes) -> None:
+        """Store the agent's TLS client key (mode 0600); it never leaves the host."""
+        self.ensure()
+        path = self.path / CLIENT_KEY_FILE
+        try:
+            write_private(path, key_pem)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {path}: {exc}") from exc
+
+    def load_client_key(self) -> bytes:
+        """Read the agent's TLS client key, or raise ConfigError saying how to get one."""
+        path = self.path / CLIENT_KEY_FILE
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the TLS client key {path} ({exc.strerror}): restore it or enroll "
+                f"again with `rmm-agent enroll --force --state-dir {self.path} ...`"
+            ) from exc
 
     def load_runtime(self) -> Runtime:
         """Read the counters (zero on a new agent)."""

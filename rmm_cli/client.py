@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 import click
 import grpc
 
+from rmm_agent.transport import fetch_pinned_ca
+from rmm_common.errors import ConfigError
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import operator_pb2_grpc
 
@@ -45,6 +47,7 @@ class Connection:
     token: str
     insecure: bool
     ca_cert: Path | None
+    ca_fingerprint: str = ""  # "sha256:<hex>": trust only the CA in the server's chain with it
     timeout: float = 30.0
     _channel: grpc.Channel | None = None
 
@@ -63,6 +66,11 @@ class Connection:
                 self._channel = grpc.insecure_channel(self.server)
             else:
                 root = self.ca_cert.read_bytes() if self.ca_cert else None
+                if self.ca_fingerprint:
+                    try:
+                        root = fetch_pinned_ca(self.server, self.ca_fingerprint).encode()
+                    except ConfigError as exc:
+                        raise CliError(str(exc)) from None
                 self._channel = grpc.secure_channel(
                     self.server, grpc.ssl_channel_credentials(root_certificates=root)
                 )
@@ -74,6 +82,24 @@ class Connection:
             return method(request, metadata=bearer_metadata(self.token), timeout=self.timeout)
         except grpc.RpcError as error:
             raise rpc_error_to_cli(error, self.server) from None
+
+    def stream(
+        self, method: Callable[..., Iterator[T]], request: Any, timeout: float | None = None
+    ) -> Iterator[T]:
+        """Make one server-streaming call and yield its messages; failures become CliError.
+
+        No deadline unless `timeout` is given: a run lasts as long as its slowest agent, and
+        the server ends the stream itself when it gives up waiting. Closing the iterator (or
+        Ctrl-C) cancels the call.
+        """
+        # A grpc call object: an iterator that can also be cancelled.
+        call: Any = method(request, metadata=bearer_metadata(self.token), timeout=timeout)
+        try:
+            yield from call
+        except grpc.RpcError as error:
+            raise rpc_error_to_cli(error, self.server) from None
+        finally:
+            call.cancel()
 
     def close(self) -> None:
         """Close the channel if one was opened."""
@@ -92,4 +118,8 @@ def rpc_error_to_cli(error: grpc.RpcError, server: str) -> CliError:
         )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return CliError(f"the server at {server} did not answer in time")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        # The server's details say which limit and when to retry; say it is not a failure of
+        # the call itself.
+        return CliError(f"rate limited by the server at {server}: {details}")
     return CliError(details, _EXIT_FOR_CODE.get(code, EXIT_FAILED))

@@ -1,3 +1,4 @@
+from rmm_proto import commands_pb2 as _commands_pb2
 from rmm_proto import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -6,6 +7,16 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class RotateCredentialRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RotateCredentialResponse(_message.Message):
+    __slots__ = ("credential",)
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    credential: str
+    def __init__(self, credential: _Optional[str] = ...) -> None: ...
 
 class HostFacts(_message.Message):
     __slots__ = ("hostname", "os", "os_name", "os_version", "kernel", "arch")
@@ -24,30 +35,38 @@ class HostFacts(_message.Message):
     def __init__(self, hostname: _Optional[str] = ..., os: _Optional[str] = ..., os_name: _Optional[str] = ..., os_version: _Optional[str] = ..., kernel: _Optional[str] = ..., arch: _Optional[str] = ...) -> None: ...
 
 class EnrollRequest(_message.Message):
-    __slots__ = ("token", "host", "tags", "agent_version")
+    __slots__ = ("token", "host", "tags", "agent_version", "csr_pem")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
     token: str
     host: HostFacts
     tags: _containers.RepeatedScalarFieldContainer[str]
     agent_version: str
-    def __init__(self, token: _Optional[str] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., agent_version: _Optional[str] = ...) -> None: ...
+    csr_pem: str
+    def __init__(self, token: _Optional[str] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., agent_version: _Optional[str] = ..., csr_pem: _Optional[str] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
-    __slots__ = ("agent_id", "credential", "client", "site", "report_interval_seconds")
+    __slots__ = ("agent_id", "credential", "client", "site", "report_interval_seconds", "command_public_key", "client_certificate_pem", "mtls_port")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
     REPORT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    MTLS_PORT_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     credential: str
     client: str
     site: str
     report_interval_seconds: int
-    def __init__(self, agent_id: _Optional[str] = ..., credential: _Optional[str] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., report_interval_seconds: _Optional[int] = ...) -> None: ...
+    command_public_key: bytes
+    client_certificate_pem: str
+    mtls_port: int
+    def __init__(self, agent_id: _Optional[str] = ..., credential: _Optional[str] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., report_interval_seconds: _Optional[int] = ..., command_public_key: _Optional[bytes] = ..., client_certificate_pem: _Optional[str] = ..., mtls_port: _Optional[int] = ...) -> None: ...
 
 class CollectorResult(_message.Message):
     __slots__ = ("name", "ok", "error", "duration_seconds", "samples", "info_json")
@@ -98,18 +117,20 @@ class Report(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., collected_at: _Optional[float] = ..., interval_seconds: _Optional[int] = ..., agent_version: _Optional[str] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., collectors: _Optional[_Iterable[_Union[CollectorResult, _Mapping]]] = ..., inventory_hash: _Optional[str] = ..., inventory: _Optional[_Union[Inventory, _Mapping]] = ..., dropped_reports: _Optional[int] = ..., self_updatable: _Optional[bool] = ...) -> None: ...
 
 class ReportAck(_message.Message):
-    __slots__ = ("sequence", "need_inventory", "report_interval_seconds", "rejected", "update")
+    __slots__ = ("sequence", "need_inventory", "report_interval_seconds", "rejected", "update", "rotate_credential")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     NEED_INVENTORY_FIELD_NUMBER: _ClassVar[int]
     REPORT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     UPDATE_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     need_inventory: bool
     report_interval_seconds: int
     rejected: str
     update: UpdateOffer
-    def __init__(self, sequence: _Optional[int] = ..., need_inventory: _Optional[bool] = ..., report_interval_seconds: _Optional[int] = ..., rejected: _Optional[str] = ..., update: _Optional[_Union[UpdateOffer, _Mapping]] = ...) -> None: ...
+    rotate_credential: bool
+    def __init__(self, sequence: _Optional[int] = ..., need_inventory: _Optional[bool] = ..., report_interval_seconds: _Optional[int] = ..., rejected: _Optional[str] = ..., update: _Optional[_Union[UpdateOffer, _Mapping]] = ..., rotate_credential: _Optional[bool] = ...) -> None: ...
 
 class UpdateOffer(_message.Message):
     __slots__ = ("version", "sha256", "size")

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from rmm_proto import agent_pb2 as rmm__proto_dot_agent__pb2
+from rmm_proto import commands_pb2 as rmm__proto_dot_commands__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -49,6 +50,16 @@ class AgentServiceStub:
                 request_serializer=rmm__proto_dot_agent__pb2.DownloadUpdateRequest.SerializeToString,
                 response_deserializer=rmm__proto_dot_agent__pb2.UpdateChunk.FromString,
                 _registered_method=True)
+        self.Commands = channel.stream_stream(
+                '/rmm.v1.AgentService/Commands',
+                request_serializer=rmm__proto_dot_commands__pb2.AgentCommandMessage.SerializeToString,
+                response_deserializer=rmm__proto_dot_commands__pb2.ServerCommandMessage.FromString,
+                _registered_method=True)
+        self.RotateCredential = channel.unary_unary(
+                '/rmm.v1.AgentService/RotateCredential',
+                request_serializer=rmm__proto_dot_agent__pb2.RotateCredentialRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_agent__pb2.RotateCredentialResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -77,6 +88,23 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Commands(self, request_iterator, context):
+        """A long-lived stream: the agent says hello, then the server sends signed commands as soon as
+        they are issued (queued ones first) and the agent sends each command's result back; the
+        server acknowledges each stored result so the agent can stop resending it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateCredential(self, request, context):
+        """Replace this agent's credential; the one the call carries stops working once the response
+        is sent (the agent stores the new one before it uses it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +122,16 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.DownloadUpdate,
                     request_deserializer=rmm__proto_dot_agent__pb2.DownloadUpdateRequest.FromString,
                     response_serializer=rmm__proto_dot_agent__pb2.UpdateChunk.SerializeToString,
+            ),
+            'Commands': grpc.stream_stream_rpc_method_handler(
+                    servicer.Commands,
+                    request_deserializer=rmm__proto_dot_commands__pb2.AgentCommandMessage.FromString,
+                    response_serializer=rmm__proto_dot_commands__pb2.ServerCommandMessage.SerializeToString,
+            ),
+            'RotateCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateCredential,
+                    request_deserializer=rmm__proto_dot_agent__pb2.RotateCredentialRequest.FromString,
+                    response_serializer=rmm__proto_dot_agent__pb2.RotateCredentialResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,6 +215,60 @@ class AgentService:
             '/rmm.v1.AgentService/DownloadUpdate',
             rmm__proto_dot_agent__pb2.DownloadUpdateRequest.SerializeToString,
             rmm__proto_dot_agent__pb2.UpdateChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Commands(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/rmm.v1.AgentService/Commands',
+            rmm__proto_dot_commands__pb2.AgentCommandMessage.SerializeToString,
+            rmm__proto_dot_commands__pb2.ServerCommandMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.AgentService/RotateCredential',
+            rmm__proto_dot_agent__pb2.RotateCredentialRequest.SerializeToString,
+            rmm__proto_dot_agent__pb2.RotateCredentialResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,3 +1,4 @@
+from rmm_proto import commands_pb2 as _commands_pb2
 from rmm_proto import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -44,12 +45,14 @@ class CreateEnrollmentTokenRequest(_message.Message):
     def __init__(self, client: _Optional[str] = ..., site: _Optional[str] = ..., expires_in_seconds: _Optional[float] = ..., max_uses: _Optional[int] = ...) -> None: ...
 
 class CreateEnrollmentTokenResponse(_message.Message):
-    __slots__ = ("token", "secret")
+    __slots__ = ("token", "secret", "ca_fingerprint")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     SECRET_FIELD_NUMBER: _ClassVar[int]
+    CA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     token: EnrollmentToken
     secret: str
-    def __init__(self, token: _Optional[_Union[EnrollmentToken, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
+    ca_fingerprint: str
+    def __init__(self, token: _Optional[_Union[EnrollmentToken, _Mapping]] = ..., secret: _Optional[str] = ..., ca_fingerprint: _Optional[str] = ...) -> None: ...
 
 class ListEnrollmentTokensRequest(_message.Message):
     __slots__ = ("include_inactive",)
@@ -92,7 +95,7 @@ class ListAgentsRequest(_message.Message):
     def __init__(self, filter: _Optional[_Union[AgentFilter, _Mapping]] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class AgentSummary(_message.Message):
-    __slots__ = ("id", "hostname", "client", "site", "tags", "os", "os_name", "os_version", "enrolled_at", "last_seen", "online", "interval_seconds", "cpu_usage_ratio", "memory_used_ratio", "disk_used_ratio_max", "disk_used_ratio_max_mountpoint", "uptime_seconds", "collector_errors", "last_sequence", "agent_version")
+    __slots__ = ("id", "hostname", "client", "site", "tags", "os", "os_name", "os_version", "enrolled_at", "last_seen", "online", "interval_seconds", "cpu_usage_ratio", "memory_used_ratio", "disk_used_ratio_max", "disk_used_ratio_max_mountpoint", "uptime_seconds", "collector_errors", "last_sequence", "agent_version", "revoked_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +116,7 @@ class AgentSummary(_message.Message):
     COLLECTOR_ERRORS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     hostname: str
     client: str
@@ -133,7 +137,8 @@ class AgentSummary(_message.Message):
     collector_errors: int
     last_sequence: int
     agent_version: str
-    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., os: _Optional[str] = ..., os_name: _Optional[str] = ..., os_version: _Optional[str] = ..., enrolled_at: _Optional[float] = ..., last_seen: _Optional[float] = ..., online: _Optional[bool] = ..., interval_seconds: _Optional[int] = ..., cpu_usage_ratio: _Optional[float] = ..., memory_used_ratio: _Optional[float] = ..., disk_used_ratio_max: _Optional[float] = ..., disk_used_ratio_max_mountpoint: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., collector_errors: _Optional[int] = ..., last_sequence: _Optional[int] = ..., agent_version: _Optional[str] = ...) -> None: ...
+    revoked_at: float
+    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., os: _Optional[str] = ..., os_name: _Optional[str] = ..., os_version: _Optional[str] = ..., enrolled_at: _Optional[float] = ..., last_seen: _Optional[float] = ..., online: _Optional[bool] = ..., interval_seconds: _Optional[int] = ..., cpu_usage_ratio: _Optional[float] = ..., memory_used_ratio: _Optional[float] = ..., disk_used_ratio_max: _Optional[float] = ..., disk_used_ratio_max_mountpoint: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., collector_errors: _Optional[int] = ..., last_sequence: _Optional[int] = ..., agent_version: _Optional[str] = ..., revoked_at: _Optional[float] = ...) -> None: ...
 
 class ListAgentsResponse(_message.Message):
     __slots__ = ("agents", "next_page_token", "total")
@@ -144,6 +149,18 @@ class ListAgentsResponse(_message.Message):
     next_page_token: str
     total: int
     def __init__(self, agents: _Optional[_Iterable[_Union[AgentSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ...) -> None: ...
+
+class RevokeAgentRequest(_message.Message):
+    __slots__ = ("agent",)
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    agent: str
+    def __init__(self, agent: _Optional[str] = ...) -> None: ...
+
+class RotateAgentCredentialRequest(_message.Message):
+    __slots__ = ("agent",)
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    agent: str
+    def __init__(self, agent: _Optional[str] = ...) -> None: ...
 
 class GetAgentRequest(_message.Message):
     __slots__ = ("agent",)
@@ -164,7 +181,7 @@ class CollectorStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
 
 class AgentDetail(_message.Message):
-    __slots__ = ("summary", "kernel", "arch", "samples", "collectors", "info_json", "inventory_json", "inventory_hash", "inventory_updated_at", "first_sequence", "reports_stored")
+    __slots__ = ("summary", "kernel", "arch", "samples", "collectors", "info_json", "inventory_json", "inventory_hash", "inventory_updated_at", "first_sequence", "reports_stored", "dropped_reports")
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     KERNEL_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +193,7 @@ class AgentDetail(_message.Message):
     INVENTORY_UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     FIRST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     REPORTS_STORED_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_REPORTS_FIELD_NUMBER: _ClassVar[int]
     summary: AgentSummary
     kernel: str
     arch: str
@@ -187,7 +205,8 @@ class AgentDetail(_message.Message):
     inventory_updated_at: float
     first_sequence: int
     reports_stored: int
-    def __init__(self, summary: _Optional[_Union[AgentSummary, _Mapping]] = ..., kernel: _Optional[str] = ..., arch: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[_common_pb2.Sample, _Mapping]]] = ..., collectors: _Optional[_Iterable[_Union[CollectorStatus, _Mapping]]] = ..., info_json: _Optional[bytes] = ..., inventory_json: _Optional[bytes] = ..., inventory_hash: _Optional[str] = ..., inventory_updated_at: _Optional[float] = ..., first_sequence: _Optional[int] = ..., reports_stored: _Optional[int] = ...) -> None: ...
+    dropped_reports: int
+    def __init__(self, summary: _Optional[_Union[AgentSummary, _Mapping]] = ..., kernel: _Optional[str] = ..., arch: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[_common_pb2.Sample, _Mapping]]] = ..., collectors: _Optional[_Iterable[_Union[CollectorStatus, _Mapping]]] = ..., info_json: _Optional[bytes] = ..., inventory_json: _Optional[bytes] = ..., inventory_hash: _Optional[str] = ..., inventory_updated_at: _Optional[float] = ..., first_sequence: _Optional[int] = ..., reports_stored: _Optional[int] = ..., dropped_reports: _Optional[int] = ...) -> None: ...
 
 class AlertInfo(_message.Message):
     __slots__ = ("id", "rule", "rule_key", "agent_id", "hostname", "client", "site", "state", "severity", "tier", "labels", "annotations", "value", "started_at", "fired_at", "resolved_at", "acknowledged_by", "acknowledged_at", "ack_comment", "suppressed_by", "history_json")
@@ -501,3 +520,309 @@ class ListFailedNotificationsResponse(_message.Message):
     FAILURES_FIELD_NUMBER: _ClassVar[int]
     failures: _containers.RepeatedCompositeFieldContainer[FailedNotification]
     def __init__(self, failures: _Optional[_Iterable[_Union[FailedNotification, _Mapping]]] = ...) -> None: ...
+
+class TargetSelector(_message.Message):
+    __slots__ = ("agents", "client", "site", "tag", "os", "status", "all")
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    OS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    agents: _containers.RepeatedScalarFieldContainer[str]
+    client: str
+    site: str
+    tag: str
+    os: str
+    status: str
+    all: bool
+    def __init__(self, agents: _Optional[_Iterable[str]] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., tag: _Optional[str] = ..., os: _Optional[str] = ..., status: _Optional[str] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class RunCommandRequest(_message.Message):
+    __slots__ = ("target", "timeout_seconds", "queue_offline", "expires_in_seconds", "parallel", "detach", "consent", "run_script", "list_processes", "kill_process", "list_services", "service_control", "reboot", "push_file", "pull_file", "collect_now")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_OFFLINE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PARALLEL_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_FIELD_NUMBER: _ClassVar[int]
+    RUN_SCRIPT_FIELD_NUMBER: _ClassVar[int]
+    LIST_PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    KILL_PROCESS_FIELD_NUMBER: _ClassVar[int]
+    LIST_SERVICES_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_CONTROL_FIELD_NUMBER: _ClassVar[int]
+    REBOOT_FIELD_NUMBER: _ClassVar[int]
+    PUSH_FILE_FIELD_NUMBER: _ClassVar[int]
+    PULL_FILE_FIELD_NUMBER: _ClassVar[int]
+    COLLECT_NOW_FIELD_NUMBER: _ClassVar[int]
+    target: TargetSelector
+    timeout_seconds: float
+    queue_offline: bool
+    expires_in_seconds: float
+    parallel: int
+    detach: bool
+    consent: _commands_pb2.ConsentMode
+    run_script: _commands_pb2.RunScript
+    list_processes: _commands_pb2.ListProcesses
+    kill_process: _commands_pb2.KillProcess
+    list_services: _commands_pb2.ListServices
+    service_control: _commands_pb2.ServiceControl
+    reboot: _commands_pb2.Reboot
+    push_file: _commands_pb2.PushFile
+    pull_file: _commands_pb2.PullFile
+    collect_now: _commands_pb2.CollectNow
+    def __init__(self, target: _Optional[_Union[TargetSelector, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., queue_offline: _Optional[bool] = ..., expires_in_seconds: _Optional[float] = ..., parallel: _Optional[int] = ..., detach: _Optional[bool] = ..., consent: _Optional[_Union[_commands_pb2.ConsentMode, str]] = ..., run_script: _Optional[_Union[_commands_pb2.RunScript, _Mapping]] = ..., list_processes: _Optional[_Union[_commands_pb2.ListProcesses, _Mapping]] = ..., kill_process: _Optional[_Union[_commands_pb2.KillProcess, _Mapping]] = ..., list_services: _Optional[_Union[_commands_pb2.ListServices, _Mapping]] = ..., service_control: _Optional[_Union[_commands_pb2.ServiceControl, _Mapping]] = ..., reboot: _Optional[_Union[_commands_pb2.Reboot, _Mapping]] = ..., push_file: _Optional[_Union[_commands_pb2.PushFile, _Mapping]] = ..., pull_file: _Optional[_Union[_commands_pb2.PullFile, _Mapping]] = ..., collect_now: _Optional[_Union[_commands_pb2.CollectNow, _Mapping]] = ...) -> None: ...
+
+class CommandInfo(_message.Message):
+    __slots__ = ("id", "run_id", "agent_id", "hostname", "operator", "action", "summary", "status", "issued_at", "expires_at", "sent_at", "finished_at", "result", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    run_id: str
+    agent_id: str
+    hostname: str
+    operator: str
+    action: str
+    summary: str
+    status: _commands_pb2.CommandStatus
+    issued_at: float
+    expires_at: float
+    sent_at: float
+    finished_at: float
+    result: _commands_pb2.CommandResult
+    error: str
+    def __init__(self, id: _Optional[str] = ..., run_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., operator: _Optional[str] = ..., action: _Optional[str] = ..., summary: _Optional[str] = ..., status: _Optional[_Union[_commands_pb2.CommandStatus, str]] = ..., issued_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., sent_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., result: _Optional[_Union[_commands_pb2.CommandResult, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class RunTarget(_message.Message):
+    __slots__ = ("agent_id", "hostname", "command_id", "online")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    hostname: str
+    command_id: str
+    online: bool
+    def __init__(self, agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., command_id: _Optional[str] = ..., online: _Optional[bool] = ...) -> None: ...
+
+class RunStarted(_message.Message):
+    __slots__ = ("run_id", "targets")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    targets: _containers.RepeatedCompositeFieldContainer[RunTarget]
+    def __init__(self, run_id: _Optional[str] = ..., targets: _Optional[_Iterable[_Union[RunTarget, _Mapping]]] = ...) -> None: ...
+
+class RunEvent(_message.Message):
+    __slots__ = ("started", "outcome")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    started: RunStarted
+    outcome: CommandInfo
+    def __init__(self, started: _Optional[_Union[RunStarted, _Mapping]] = ..., outcome: _Optional[_Union[CommandInfo, _Mapping]] = ...) -> None: ...
+
+class GetCommandRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListCommandsRequest(_message.Message):
+    __slots__ = ("agent", "run_id", "statuses", "limit")
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    agent: str
+    run_id: str
+    statuses: _containers.RepeatedScalarFieldContainer[_commands_pb2.CommandStatus]
+    limit: int
+    def __init__(self, agent: _Optional[str] = ..., run_id: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[_commands_pb2.CommandStatus, str]]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListCommandsResponse(_message.Message):
+    __slots__ = ("commands",)
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    commands: _containers.RepeatedCompositeFieldContainer[CommandInfo]
+    def __init__(self, commands: _Optional[_Iterable[_Union[CommandInfo, _Mapping]]] = ...) -> None: ...
+
+class ScriptInfo(_message.Message):
+    __slots__ = ("name", "description", "shells", "default_timeout_seconds", "min_role", "body", "path")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SHELLS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MIN_ROLE_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    shells: _containers.RepeatedScalarFieldContainer[str]
+    default_timeout_seconds: float
+    min_role: str
+    body: str
+    path: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., shells: _Optional[_Iterable[str]] = ..., default_timeout_seconds: _Optional[float] = ..., min_role: _Optional[str] = ..., body: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class ListScriptsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListScriptsResponse(_message.Message):
+    __slots__ = ("scripts",)
+    SCRIPTS_FIELD_NUMBER: _ClassVar[int]
+    scripts: _containers.RepeatedCompositeFieldContainer[ScriptInfo]
+    def __init__(self, scripts: _Optional[_Iterable[_Union[ScriptInfo, _Mapping]]] = ...) -> None: ...
+
+class GetScriptRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class OperatorInfo(_message.Message):
+    __slots__ = ("id", "name", "role", "created_at", "revoked_at", "created_by")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    role: str
+    created_at: float
+    revoked_at: float
+    created_by: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., created_at: _Optional[float] = ..., revoked_at: _Optional[float] = ..., created_by: _Optional[str] = ...) -> None: ...
+
+class AddOperatorRequest(_message.Message):
+    __slots__ = ("name", "role")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    role: str
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+
+class AddOperatorResponse(_message.Message):
+    __slots__ = ("operator", "token")
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    operator: OperatorInfo
+    token: str
+    def __init__(self, operator: _Optional[_Union[OperatorInfo, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+
+class ListOperatorsRequest(_message.Message):
+    __slots__ = ("include_revoked",)
+    INCLUDE_REVOKED_FIELD_NUMBER: _ClassVar[int]
+    include_revoked: bool
+    def __init__(self, include_revoked: _Optional[bool] = ...) -> None: ...
+
+class ListOperatorsResponse(_message.Message):
+    __slots__ = ("operators",)
+    OPERATORS_FIELD_NUMBER: _ClassVar[int]
+    operators: _containers.RepeatedCompositeFieldContainer[OperatorInfo]
+    def __init__(self, operators: _Optional[_Iterable[_Union[OperatorInfo, _Mapping]]] = ...) -> None: ...
+
+class RevokeOperatorRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class AuditEntry(_message.Message):
+    __slots__ = ("seq", "at", "operator", "action", "target", "details_json", "outcome", "prev_hash", "hash")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    PREV_HASH_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    at: float
+    operator: str
+    action: str
+    target: str
+    details_json: str
+    outcome: str
+    prev_hash: str
+    hash: str
+    def __init__(self, seq: _Optional[int] = ..., at: _Optional[float] = ..., operator: _Optional[str] = ..., action: _Optional[str] = ..., target: _Optional[str] = ..., details_json: _Optional[str] = ..., outcome: _Optional[str] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
+
+class ListAuditRequest(_message.Message):
+    __slots__ = ("since", "operator", "agent", "limit")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    since: float
+    operator: str
+    agent: str
+    limit: int
+    def __init__(self, since: _Optional[float] = ..., operator: _Optional[str] = ..., agent: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListAuditResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
+
+class VerifyAuditRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class VerifyAuditResponse(_message.Message):
+    __slots__ = ("ok", "entries", "first_seq", "last_seq", "problem", "archived_through")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVED_THROUGH_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    entries: int
+    first_seq: int
+    last_seq: int
+    problem: str
+    archived_through: int
+    def __init__(self, ok: _Optional[bool] = ..., entries: _Optional[int] = ..., first_seq: _Optional[int] = ..., last_seq: _Optional[int] = ..., problem: _Optional[str] = ..., archived_through: _Optional[int] = ...) -> None: ...
+
+class ExportAuditRequest(_message.Message):
+    __slots__ = ("before",)
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    before: float
+    def __init__(self, before: _Optional[float] = ...) -> None: ...
+
+class ArchiveAuditRequest(_message.Message):
+    __slots__ = ("through_seq", "through_hash")
+    THROUGH_SEQ_FIELD_NUMBER: _ClassVar[int]
+    THROUGH_HASH_FIELD_NUMBER: _ClassVar[int]
+    through_seq: int
+    through_hash: str
+    def __init__(self, through_seq: _Optional[int] = ..., through_hash: _Optional[str] = ...) -> None: ...
+
+class ArchiveAuditResponse(_message.Message):
+    __slots__ = ("removed", "archived_through", "anchor_hash")
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVED_THROUGH_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_HASH_FIELD_NUMBER: _ClassVar[int]
+    removed: int
+    archived_through: int
+    anchor_hash: str
+    def __init__(self, removed: _Optional[int] = ..., archived_through: _Optional[int] = ..., anchor_hash: _Optional[str] = ...) -> None: ...

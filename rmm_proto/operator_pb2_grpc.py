@@ -59,6 +59,16 @@ class OperatorServiceStub:
                 request_serializer=rmm__proto_dot_operator__pb2.GetAgentRequest.SerializeToString,
                 response_deserializer=rmm__proto_dot_operator__pb2.AgentDetail.FromString,
                 _registered_method=True)
+        self.RevokeAgent = channel.unary_unary(
+                '/rmm.v1.OperatorService/RevokeAgent',
+                request_serializer=rmm__proto_dot_operator__pb2.RevokeAgentRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.AgentSummary.FromString,
+                _registered_method=True)
+        self.RotateAgentCredential = channel.unary_unary(
+                '/rmm.v1.OperatorService/RotateAgentCredential',
+                request_serializer=rmm__proto_dot_operator__pb2.RotateAgentCredentialRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.AgentSummary.FromString,
+                _registered_method=True)
         self.ListAlerts = channel.unary_unary(
                 '/rmm.v1.OperatorService/ListAlerts',
                 request_serializer=rmm__proto_dot_operator__pb2.ListAlertsRequest.SerializeToString,
@@ -114,6 +124,66 @@ class OperatorServiceStub:
                 request_serializer=rmm__proto_dot_operator__pb2.ListFailedNotificationsRequest.SerializeToString,
                 response_deserializer=rmm__proto_dot_operator__pb2.ListFailedNotificationsResponse.FromString,
                 _registered_method=True)
+        self.RunCommand = channel.unary_stream(
+                '/rmm.v1.OperatorService/RunCommand',
+                request_serializer=rmm__proto_dot_operator__pb2.RunCommandRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.RunEvent.FromString,
+                _registered_method=True)
+        self.GetCommand = channel.unary_unary(
+                '/rmm.v1.OperatorService/GetCommand',
+                request_serializer=rmm__proto_dot_operator__pb2.GetCommandRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.CommandInfo.FromString,
+                _registered_method=True)
+        self.ListCommands = channel.unary_unary(
+                '/rmm.v1.OperatorService/ListCommands',
+                request_serializer=rmm__proto_dot_operator__pb2.ListCommandsRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ListCommandsResponse.FromString,
+                _registered_method=True)
+        self.ListScripts = channel.unary_unary(
+                '/rmm.v1.OperatorService/ListScripts',
+                request_serializer=rmm__proto_dot_operator__pb2.ListScriptsRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ListScriptsResponse.FromString,
+                _registered_method=True)
+        self.GetScript = channel.unary_unary(
+                '/rmm.v1.OperatorService/GetScript',
+                request_serializer=rmm__proto_dot_operator__pb2.GetScriptRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ScriptInfo.FromString,
+                _registered_method=True)
+        self.AddOperator = channel.unary_unary(
+                '/rmm.v1.OperatorService/AddOperator',
+                request_serializer=rmm__proto_dot_operator__pb2.AddOperatorRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.AddOperatorResponse.FromString,
+                _registered_method=True)
+        self.ListOperators = channel.unary_unary(
+                '/rmm.v1.OperatorService/ListOperators',
+                request_serializer=rmm__proto_dot_operator__pb2.ListOperatorsRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ListOperatorsResponse.FromString,
+                _registered_method=True)
+        self.RevokeOperator = channel.unary_unary(
+                '/rmm.v1.OperatorService/RevokeOperator',
+                request_serializer=rmm__proto_dot_operator__pb2.RevokeOperatorRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.OperatorInfo.FromString,
+                _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/rmm.v1.OperatorService/ListAudit',
+                request_serializer=rmm__proto_dot_operator__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
+        self.VerifyAudit = channel.unary_unary(
+                '/rmm.v1.OperatorService/VerifyAudit',
+                request_serializer=rmm__proto_dot_operator__pb2.VerifyAuditRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.VerifyAuditResponse.FromString,
+                _registered_method=True)
+        self.ExportAudit = channel.unary_stream(
+                '/rmm.v1.OperatorService/ExportAudit',
+                request_serializer=rmm__proto_dot_operator__pb2.ExportAuditRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.AuditEntry.FromString,
+                _registered_method=True)
+        self.ArchiveAudit = channel.unary_unary(
+                '/rmm.v1.OperatorService/ArchiveAudit',
+                request_serializer=rmm__proto_dot_operator__pb2.ArchiveAuditRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ArchiveAuditResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServiceServicer:
@@ -145,6 +215,20 @@ class OperatorServiceServicer:
 
     def GetAgent(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeAgent(self, request, context):
+        """Revoke an agent: its credential stops working and its open streams are cut at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateAgentCredential(self, request, context):
+        """Ask an agent to replace its credential at its next report.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -215,6 +299,82 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunCommand(self, request, context):
+        """Remote actions. RunCommand sends one action to every agent the target selects and streams
+        each agent's outcome as it arrives; what role it needs depends on the action.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCommand(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCommands(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListScripts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetScript(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddOperator(self, request, context):
+        """Operators and their roles.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOperators(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeOperator(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAudit(self, request, context):
+        """The hash-chained audit log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -242,6 +402,16 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.GetAgent,
                     request_deserializer=rmm__proto_dot_operator__pb2.GetAgentRequest.FromString,
                     response_serializer=rmm__proto_dot_operator__pb2.AgentDetail.SerializeToString,
+            ),
+            'RevokeAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeAgent,
+                    request_deserializer=rmm__proto_dot_operator__pb2.RevokeAgentRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.AgentSummary.SerializeToString,
+            ),
+            'RotateAgentCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateAgentCredential,
+                    request_deserializer=rmm__proto_dot_operator__pb2.RotateAgentCredentialRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.AgentSummary.SerializeToString,
             ),
             'ListAlerts': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAlerts,
@@ -297,6 +467,66 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.ListFailedNotifications,
                     request_deserializer=rmm__proto_dot_operator__pb2.ListFailedNotificationsRequest.FromString,
                     response_serializer=rmm__proto_dot_operator__pb2.ListFailedNotificationsResponse.SerializeToString,
+            ),
+            'RunCommand': grpc.unary_stream_rpc_method_handler(
+                    servicer.RunCommand,
+                    request_deserializer=rmm__proto_dot_operator__pb2.RunCommandRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.RunEvent.SerializeToString,
+            ),
+            'GetCommand': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCommand,
+                    request_deserializer=rmm__proto_dot_operator__pb2.GetCommandRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.CommandInfo.SerializeToString,
+            ),
+            'ListCommands': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCommands,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ListCommandsRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ListCommandsResponse.SerializeToString,
+            ),
+            'ListScripts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListScripts,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ListScriptsRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ListScriptsResponse.SerializeToString,
+            ),
+            'GetScript': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetScript,
+                    request_deserializer=rmm__proto_dot_operator__pb2.GetScriptRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ScriptInfo.SerializeToString,
+            ),
+            'AddOperator': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddOperator,
+                    request_deserializer=rmm__proto_dot_operator__pb2.AddOperatorRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.AddOperatorResponse.SerializeToString,
+            ),
+            'ListOperators': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOperators,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ListOperatorsRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ListOperatorsResponse.SerializeToString,
+            ),
+            'RevokeOperator': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeOperator,
+                    request_deserializer=rmm__proto_dot_operator__pb2.RevokeOperatorRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.OperatorInfo.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ListAuditRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'VerifyAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAudit,
+                    request_deserializer=rmm__proto_dot_operator__pb2.VerifyAuditRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.VerifyAuditResponse.SerializeToString,
+            ),
+            'ExportAudit': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportAudit,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ExportAuditRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.AuditEntry.SerializeToString,
+            ),
+            'ArchiveAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveAudit,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ArchiveAuditRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ArchiveAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -434,6 +664,60 @@ class OperatorService:
             '/rmm.v1.OperatorService/GetAgent',
             rmm__proto_dot_operator__pb2.GetAgentRequest.SerializeToString,
             rmm__proto_dot_operator__pb2.AgentDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/RevokeAgent',
+            rmm__proto_dot_operator__pb2.RevokeAgentRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.AgentSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateAgentCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/RotateAgentCredential',
+            rmm__proto_dot_operator__pb2.RotateAgentCredentialRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.AgentSummary.FromString,
             options,
             channel_credentials,
             insecure,
@@ -731,6 +1015,330 @@ class OperatorService:
             '/rmm.v1.OperatorService/ListFailedNotifications',
             rmm__proto_dot_operator__pb2.ListFailedNotificationsRequest.SerializeToString,
             rmm__proto_dot_operator__pb2.ListFailedNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunCommand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/rmm.v1.OperatorService/RunCommand',
+            rmm__proto_dot_operator__pb2.RunCommandRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.RunEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCommand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/GetCommand',
+            rmm__proto_dot_operator__pb2.GetCommandRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.CommandInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCommands(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ListCommands',
+            rmm__proto_dot_operator__pb2.ListCommandsRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ListCommandsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListScripts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ListScripts',
+            rmm__proto_dot_operator__pb2.ListScriptsRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ListScriptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetScript(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/GetScript',
+            rmm__proto_dot_operator__pb2.GetScriptRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ScriptInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddOperator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/AddOperator',
+            rmm__proto_dot_operator__pb2.AddOperatorRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.AddOperatorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOperators(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ListOperators',
+            rmm__proto_dot_operator__pb2.ListOperatorsRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ListOperatorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeOperator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/RevokeOperator',
+            rmm__proto_dot_operator__pb2.RevokeOperatorRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.OperatorInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ListAudit',
+            rmm__proto_dot_operator__pb2.ListAuditRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/VerifyAudit',
+            rmm__proto_dot_operator__pb2.VerifyAuditRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.VerifyAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ExportAudit',
+            rmm__proto_dot_operator__pb2.ExportAuditRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.AuditEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ArchiveAudit',
+            rmm__proto_dot_operator__pb2.ArchiveAuditRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ArchiveAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -15,7 +18,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from rmm_common.errors import ConfigError, StorageError
 from rmm_proto import agent_pb2, agent_pb2_grpc, operator_pb2_grpc
+from rmm_server import tls
+from rmm_server.agent_credentials import AgentCredentials
 from rmm_server.alerts.service import AlertService, EscalationPolicy
+from rmm_server.audit import AuditLog
+from rmm_server.cluster import Cluster, PgCluster, default_replica_id
+from rmm_server.commands import CommandService
 from rmm_server.enrollment import Enrollment
 from rmm_server.exporter import MetricsRenderer
 from rmm_server.fleet import Fleet
@@ -26,17 +34,22 @@ from rmm_server.http_api import HttpApi
 from rmm_server.ingest import ReportIngestor
 from rmm_server.notify import Dispatcher, Notification, NotifyError, load_notify_config
 from rmm_server.operators import Operators
+from rmm_server.ratelimit import ENROLL_RATE, OPERATOR_RATE, REPORT_RATE, Rate, RateLimits
+from rmm_server.remediation import Remediator
 from rmm_server.reports import decompress
+from rmm_server.scripts import ScriptLibrary
 from rmm_server.server_metrics import ServerMetrics
+from rmm_server.signing import CommandSigner
 from rmm_server.storage import Store, open_store
+from rmm_server.storage.audit import AuditStore
+from rmm_server.storage.replicas import agents_seen_since
 from rmm_server.storage.store import sqlite_url
 from rmm_server.storage.suppressions import NotificationFailure
+from rmm_server.tls import ServerTls
 from rmm_server.updates import UpdateIndex
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-# The policies shipped beside the code (a source checkout or an editable install).
-SHIPPED_POLICIES = Path(__file__).resolve().parent.parent / "policies"
 
 
 @dataclass(slots=True)
@@ -47,6 +60,10 @@ class ServerConfig:
     insecure: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_ca: Path | None = None
+    tls_sans: tuple[str, ...] = ()
+    require_client_certs: bool = False
+    mtls_listen: str | None = None  # default: the gRPC host, its port + 1
     db_url: str | None = None
     retention_seconds: float = 2 * 86400
     shutdown_grace_seconds: float = 5.0
@@ -56,6 +73,14 @@ class ServerConfig:
     offline_check_seconds: float = 15.0
     escalation_check_seconds: float = 30.0
     agent_updates_dir: Path | None = None
+    script_library_dir: Path | None = None
+    # Token buckets (None: no limit): enrollments per source address and per token, operator
+    # calls per operator, reports per agent (slowed down, never refused).
+    enroll_rate: Rate | None = ENROLL_RATE
+    operator_rate: Rate | None = OPERATOR_RATE
+    report_rate: Rate | None = REPORT_RATE
+    # This process among replicas sharing one PostgreSQL (default hostname:gRPC port).
+    replica_id: str | None = None
 
 
 def split_host_port(value: str, option: str) -> tuple[str, int]:
@@ -84,35 +109,70 @@ class RmmServer:
         self.alerts: AlertService | None = None
         self.dispatcher: Dispatcher | None = None
         self.updates: UpdateIndex | None = None
+        # One object for the server's lifetime: reloads swap its contents, so the servicer's
+        # reference stays current.
+        self.scripts = ScriptLibrary()
+        self.commands: CommandService | None = None
+        self.audit: AuditLog | None = None
+        self.tls: ServerTls | None = None
+        self.credentials: AgentCredentials | None = None
+        self.cluster: Cluster = Cluster("local")
+        self._synced_until = 0.0
+        self._background: set[asyncio.Task[None]] = set()
 
-    def _server_credentials(self) -> grpc.ServerCredentials | None:
-        if self.config.insecure:
+    def _tls(self) -> ServerTls | None:
+        """Return what the gRPC port serves: none (plaintext), the operator's or our own TLS."""
+        config = self.config
+        if config.insecure:
+            if config.tls_cert or config.tls_key or config.tls_ca or config.require_client_certs:
+                raise ConfigError(
+                    "--insecure serves plaintext: drop it, or drop --tls-cert, --tls-key, "
+                    "--tls-ca and --require-client-certs"
+                )
             return None
-        if not (self.config.tls_cert and self.config.tls_key):
-            raise ConfigError(
-                "TLS is the default and no certificate was given: pass --tls-cert FILE and "
-                "--tls-key FILE, or --insecure to serve plaintext (loopback and tests only)"
+        if bool(config.tls_cert) != bool(config.tls_key):
+            raise ConfigError("--tls-cert and --tls-key go together: pass both, or neither")
+        if config.tls_cert and config.tls_key:
+            return tls.from_files(
+                config.tls_cert,
+                config.tls_key,
+                config.tls_ca,
+                config.data_dir,
+                mutual=config.require_client_certs,
             )
-        try:
-            cert = self.config.tls_cert.read_bytes()
-            key = self.config.tls_key.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the TLS certificate or key: {exc}") from exc
-        return grpc.ssl_server_credentials([(key, cert)])
+        if config.tls_ca:
+            raise ConfigError("--tls-ca goes with --tls-cert and --tls-key (the operator's own)")
+        return tls.load_or_create(config.data_dir, config.tls_sans)
 
     async def start(self) -> None:
         """Open storage, load the fleet and start listening."""
         config = self.config
         grpc_host, grpc_port = split_host_port(config.grpc_listen, "--grpc-listen")
         http_host, http_port = split_host_port(config.http_listen, "--http-listen")
-        credentials = self._server_credentials()
+        if config.script_library_dir is not None:
+            self.scripts = await asyncio.to_thread(ScriptLibrary.load, config.script_library_dir)
         try:
             config.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot create the data directory {config.data_dir}: {exc}") from exc
+        self.tls = server_tls = await asyncio.to_thread(self._tls)
+        client_certs = None
+        if server_tls is not None and config.require_client_certs:
+            client_certs = server_tls.client_certs
         url = config.db_url or sqlite_url(config.data_dir)
         self.store = store = await asyncio.to_thread(open_store, url)
+        replica_id = config.replica_id or default_replica_id(config.grpc_listen)
+        if store.dialect == "postgresql":
+            self.cluster = PgCluster(
+                url, replica_id, self.metrics.registry, on_reconnect=self._reread_agents
+            )
+            self.fleet.loader = store.get_agent
+        else:
+            self.cluster = Cluster(replica_id, self.metrics.registry)
+        cluster = self.cluster
         operators = Operators(store)
+        self.audit = audit = AuditLog(AuditStore(store))
+        await asyncio.to_thread(audit.prepare)
         self.admin_token_path = await asyncio.to_thread(operators.bootstrap_admin, config.data_dir)
         await asyncio.to_thread(self._load_fleet, store)
         self.alerts = alerts = AlertService(
@@ -121,6 +181,7 @@ class RmmServer:
             config.policies_dir,
             offline_grace_seconds=config.offline_grace_seconds,
         )
+        alerts.unknown_scripts = self.scripts.unknown_scripts
         await asyncio.to_thread(alerts.load)
         if config.notify_config is not None:
             notify_config = load_notify_config(config.notify_config)
@@ -144,9 +205,57 @@ class RmmServer:
             offer_update=self.updates.offer_for if self.updates is not None else None,
         )
         self.ingestor.start()
-        enrollment = Enrollment(store, self.fleet)
+        enrollment = Enrollment(
+            store,
+            self.fleet,
+            ca_fingerprint=server_tls.ca_fingerprint if server_tls else "",
+            client_certs=client_certs,
+        )
+        signer = await asyncio.to_thread(CommandSigner.load_or_create, config.data_dir)
+        if isinstance(self.cluster, PgCluster):
+            self.cluster.keys = [
+                "signing:" + hashlib.sha256(signer.public_key).hexdigest()[:16],
+                "ca:" + (server_tls.ca_fingerprint[:16] if server_tls is not None else "none"),
+            ]
+        self.commands = commands = CommandService(
+            store, signer, audit=audit.append_many, metrics=self.metrics
+        )
+        commands.cluster = cluster
+        commands.start()
+        alerts.remediate = Remediator(commands, lambda: self.scripts, alerts).on_firing
+        self.credentials = credentials = AgentCredentials(store, self.fleet)
+        credentials.cluster = cluster
+        cluster.on("cmd", commands.deliver_forwarded)
+        cluster.on("res", commands.settled_elsewhere)
+        cluster.on("rev", credentials.revoked_elsewhere)
+        cluster.on("agent", self._agents_changed)
+        if cluster.replicated:
+            alerts.saved = lambda ids: cluster.publish("alert", "c", ids)
+            alerts.manager.shows_firing = lambda: cluster.is_leader
+            cluster.leadership_callbacks.append(
+                lambda _leading: alerts.manager.refresh_firing_gauge()
+            )
+            alerts.manager.refresh_firing_gauge()
+            cluster.on("alert", self._alerts_changed)
+        await cluster.start()
+        limits = RateLimits(
+            enroll=config.enroll_rate,
+            operator=config.operator_rate,
+            reports=config.report_rate,
+            registry=self.metrics.registry,
+        )
         server = grpc.aio.server(
-            interceptors=[ServiceGuard(self.fleet, operators, self.metrics)],
+            interceptors=[
+                ServiceGuard(
+                    self.fleet,
+                    operators,
+                    self.metrics,
+                    audit,
+                    client_certs=client_certs,
+                    credentials=credentials,
+                    limits=limits,
+                )
+            ],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -155,27 +264,69 @@ class RmmServer:
             ],
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(enrollment, self.ingestor, self.metrics, self.updates), server
+            AgentServicer(
+                enrollment,
+                self.ingestor,
+                self.metrics,
+                self.updates,
+                commands,
+                credentials=credentials,
+                limits=limits,
+                cluster=cluster,
+            ),
+            server,
         )
         operator_pb2_grpc.add_OperatorServiceServicer_to_server(
-            OperatorServicer(store, enrollment, alerts), server
+            OperatorServicer(
+                store,
+                enrollment,
+                alerts,
+                commands=commands,
+                consent_for=alerts.consent_for,
+                scripts=self.scripts,
+                audit=audit,
+                operators=operators,
+                credentials=credentials,
+            ),
+            server,
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         address = f"[{grpc_host}]:{grpc_port}" if ":" in grpc_host else f"{grpc_host}:{grpc_port}"
         try:
-            if credentials is None:
+            if server_tls is None:
                 self.grpc_port = server.add_insecure_port(address)
             else:
-                self.grpc_port = server.add_secure_port(address, credentials)
+                self.grpc_port = server.add_secure_port(address, server_tls.credentials())
         except RuntimeError as exc:
             raise ConfigError(f"cannot listen on {config.grpc_listen} for gRPC: {exc}") from exc
+        if server_tls is not None and client_certs is not None:
+            mtls_host, mtls_port = split_host_port(
+                config.mtls_listen or f"{grpc_host}:{self.grpc_port + 1 if grpc_port else 0}",
+                "--mtls-listen",
+            )
+            mtls_address = (
+                f"[{mtls_host}]:{mtls_port}" if ":" in mtls_host else f"{mtls_host}:{mtls_port}"
+            )
+            try:
+                client_certs.port = server.add_secure_port(
+                    mtls_address, server_tls.mutual_credentials()
+                )
+            except RuntimeError as exc:
+                raise ConfigError(
+                    f"cannot listen on {mtls_address} for mutual TLS: {exc} (choose another "
+                    "with --mtls-listen HOST:PORT)"
+                ) from exc
         await server.start()
         self.grpc_server = server
         for service in ("rmm.v1.AgentService", "rmm.v1.OperatorService", ""):
             await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
 
-        renderer = MetricsRenderer(self.fleet, self.metrics.registry)
+        renderer = MetricsRenderer(
+            self.fleet,
+            self.metrics.registry,
+            export_of=cluster.export_of if cluster.replicated else None,
+        )
         try:
             self.http = HttpApi(http_host, http_port, renderer.render, self._healthy)
         except OSError as exc:
@@ -183,12 +334,28 @@ class RmmServer:
         self.http.start()
         self.http_port = self.http.port
 
+        # Jobs that write fleet-wide run on the leader only (with SQLite: this process): two
+        # replicas pruning, expiring or escalating would race each other and notify twice.
         self.scheduler = AsyncIOScheduler()
         self.scheduler.add_job(
-            self._prune_reports, "interval", minutes=15, id="prune-reports", coalesce=True
+            self._leading(self._prune_reports),
+            "interval",
+            minutes=15,
+            id="prune-reports",
+            coalesce=True,
         )
+        if cluster.replicated:
+            # Every replica: online/offline of agents reporting elsewhere reads the same here.
+            self.scheduler.add_job(
+                self._sync_liveness,
+                "interval",
+                seconds=config.offline_check_seconds,
+                id="liveness-sync",
+                coalesce=True,
+                max_instances=1,
+            )
         self.scheduler.add_job(
-            self._check_offline,
+            self._leading(self._check_offline),
             "interval",
             seconds=config.offline_check_seconds,
             id="offline-check",
@@ -196,19 +363,41 @@ class RmmServer:
             max_instances=1,
         )
         self.scheduler.add_job(
-            alerts.escalate_overdue,
+            self._leading(alerts.escalate_overdue),
             "interval",
             seconds=config.escalation_check_seconds,
             id="escalation",
             coalesce=True,
             max_instances=1,
         )
+        self.scheduler.add_job(
+            self._leading(commands.expire_overdue),
+            "interval",
+            seconds=30,
+            id="command-expiry",
+            coalesce=True,
+            max_instances=1,
+        )
         self.scheduler.start()
+        if server_tls is not None and server_tls.ca_fingerprint:
+            log.info(
+                "TLS CA fingerprint %s (agents: rmm-agent enroll --ca-fingerprint %s)",
+                server_tls.ca_fingerprint,
+                server_tls.ca_fingerprint,
+            )
+        if client_certs is not None:
+            log.info("mutual TLS: agents make every call but Enroll on port %d", client_certs.port)
+        if cluster.replicated:
+            log.info(
+                "replica %s: shares PostgreSQL with any other replicas; the leader runs offline "
+                "detection, command expiry, escalation and pruning",
+                cluster.replica_id,
+            )
         log.info(
             "serving gRPC on %s:%d (%s), HTTP /metrics on %s:%d, %d agents, data in %s",
             grpc_host,
             self.grpc_port,
-            "plaintext" if credentials is None else "TLS",
+            "plaintext" if server_tls is None else "TLS",
             http_host,
             self.http_port,
             len(self.fleet),
@@ -222,7 +411,100 @@ class RmmServer:
             report = agent_pb2.Report.FromString(decompress(body)) if body else None
             self.fleet.add(record, report)
 
+    def _leading(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """Return `job` run only while this replica leads."""
+
+        async def run() -> None:
+            if self.cluster.is_leader:
+                await job()
+
+        return run
+
+    async def _sync_liveness(self) -> None:
+        if self.store is None:
+            return
+        now = time.time()
+        # A margin for clocks that differ between replicas (each stamps its own reports).
+        since = self._synced_until - 60.0
+        try:
+            rows = await asyncio.to_thread(agents_seen_since, self.store, since)
+        except StorageError as exc:
+            log.error("cannot read when agents last reported, will retry: %s", exc)
+            return
+        self.fleet.refresh_liveness(rows, self.cluster.is_local)
+        self._synced_until = now
+        alerts = self.alerts
+        if alerts is not None:
+            # Silences and maintenance windows made through another replica apply here within
+            # this interval.
+            try:
+                alerts.silences, alerts.windows = await asyncio.to_thread(
+                    lambda: (alerts.suppressions.silences(), alerts.suppressions.windows())
+                )
+            except StorageError as exc:
+                log.error("cannot read silences and maintenance windows, will retry: %s", exc)
+
+    def _agents_changed(self, message: dict[str, Any]) -> None:
+        ids = [str(agent_id) for agent_id in message.get("a", ())]
+        store = self.store
+        if not ids or store is None:
+            return
+
+        async def reread() -> None:
+            try:
+                records = await asyncio.to_thread(lambda: [store.get_agent(i) for i in ids])
+            except StorageError as exc:
+                log.error("cannot read %d agents another replica changed: %s", len(ids), exc)
+                return
+            self.fleet.refresh(record for record in records if record is not None)
+
+        task = asyncio.get_running_loop().create_task(reread())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _alerts_changed(self, message: dict[str, Any]) -> None:
+        ids = [str(alert_id) for alert_id in message.get("c", ())]
+        alerts = self.alerts
+        if not ids or alerts is None:
+            return
+
+        async def reread() -> None:
+            try:
+                records = await asyncio.to_thread(
+                    lambda: [alerts.alert_store.get(alert_id) for alert_id in ids]
+                )
+            except StorageError as exc:
+                log.error("cannot read %d alerts another replica changed: %s", len(ids), exc)
+                return
+            alerts.manager.adopt(record for record in records if record is not None)
+
+        task = asyncio.get_running_loop().create_task(reread())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reread_agents(self) -> None:
+        """Read every agent again after the listener was away: what it missed is in there."""
+        if self.store is None or self.credentials is None:
+            return
+        try:
+            records = await asyncio.to_thread(self.store.all_agents)
+        except StorageError as exc:
+            log.error("cannot read the agents again after reconnecting: %s", exc)
+            return
+        newly_revoked = [
+            [record.id, record.revoked_at, "an operator"]
+            for record in records
+            if record.revoked_at is not None
+            and (known := self.fleet.get(record.id)) is not None
+            and known.revoked_at is None
+        ]
+        self.fleet.refresh(records)
+        if newly_revoked:
+            self.credentials.revoked_elsewhere({"v": newly_revoked})
+
     async def _check_offline(self) -> None:
+        if self.cluster.replicated:
+            await self._sync_liveness()  # the newest last_seen of agents on other replicas
         if self.alerts is not None:
             await self.alerts.check_offline([state.record for state in self.fleet.snapshot()])
 
@@ -250,10 +532,13 @@ class RmmServer:
             log.error("cannot record a failed notification to %s: %s", receiver, exc)
 
     async def reload_policies(self) -> None:
-        """Reload the policy directory and re-index agent archives (SIGHUP).
+        """Reload the policy directory and script library, re-index agent archives (SIGHUP).
 
-        A broken policy set or archive directory is refused and logged; the old one stays.
+        A broken policy set, script library or archive directory is refused and logged; the old
+        one stays.
         """
+        # The library first: policies' `remediate` may name a script added with them.
+        await asyncio.to_thread(self.scripts.reload)  # logs why a broken library is refused
         if self.alerts is not None:
             await asyncio.to_thread(self.alerts.reload_policies)
         if self.updates is not None:
@@ -292,6 +577,11 @@ class RmmServer:
             await self.grpc_server.stop(self.config.shutdown_grace_seconds)
         if self.ingestor is not None:
             await self.ingestor.stop()
+        if self.commands is not None:
+            await self.commands.stop()
+        await self.cluster.stop()
+        if self.credentials is not None:
+            await self.credentials.flush()
         if self.alerts is not None:
             await self.alerts.flush()
         if self.dispatcher is not None:

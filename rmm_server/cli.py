@@ -6,17 +6,35 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from rmm_common.durations import parse_duration
-from rmm_common.errors import RmmError
+from rmm_common.errors import ConfigError, RmmError
 from rmm_common.logs import setup_logging
-from rmm_server.app import SHIPPED_POLICIES, RmmServer, ServerConfig
+from rmm_server.ratelimit import (
+    DEFAULT_ENROLL_RATE,
+    DEFAULT_OPERATOR_RATE,
+    DEFAULT_REPORT_RATE,
+    Rate,
+)
+from rmm_server.shipped import SHIPPED_POLICIES, SHIPPED_SCRIPT_LIBRARY
+from rmm_server.tls import show_ca
+
+if TYPE_CHECKING:
+    from rmm_server.app import ServerConfig
+
+# The server and the database layer are imported by the commands that use them: importing the
+# server takes about 2 s of CPU, which `ca show` and `--help` should not pay.
 
 
 def _shipped_policies() -> Path | None:
     return SHIPPED_POLICIES if SHIPPED_POLICIES.is_dir() else None
+
+
+def _shipped_script_library() -> Path | None:
+    return SHIPPED_SCRIPT_LIBRARY if SHIPPED_SCRIPT_LIBRARY.is_dir() else None
 
 
 @click.group()
@@ -35,13 +53,46 @@ def main() -> None:
 @click.option("--grpc-listen", default="0.0.0.0:50051", show_default=True, help="HOST:PORT.")
 @click.option("--http-listen", default="0.0.0.0:9464", show_default=True, help="HOST:PORT.")
 @click.option("--insecure", is_flag=True, help="Serve gRPC in plaintext (loopback and tests).")
-@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Your server certificate (PEM, may hold the chain) [default: our own, in DATA_DIR/tls].",
+)
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="Its key (PEM).")
+@click.option(
+    "--tls-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The CA that signed --tls-cert: its fingerprint is what agents pin.",
+)
+@click.option(
+    "--tls-san",
+    "tls_sans",
+    multiple=True,
+    help="Another name or IP address for our own certificate (repeatable); localhost, "
+    "127.0.0.1, ::1 and this host's name are always in it.",
+)
+@click.option(
+    "--require-client-certs",
+    is_flag=True,
+    help="Mutual TLS: agents get a client certificate at enrollment and must show it.",
+)
+@click.option(
+    "--mtls-listen",
+    help="HOST:PORT where agents with client certificates call [default: gRPC port + 1].",
+)
 @click.option(
     "--db",
     "db_url",
     envvar="RMM_DB",
-    help="Database URL; default: SQLite inside --data-dir.",
+    help="Database URL: postgresql://USER[:PASSWORD]@HOST[:PORT]/NAME; default: SQLite inside "
+    "--data-dir.",
+)
+@click.option(
+    "--db-wait",
+    default="2m",
+    show_default=True,
+    envvar="RMM_DB_WAIT",
+    help="How long to keep retrying a PostgreSQL database that is down at start.",
 )
 @click.option(
     "--retention",
@@ -56,6 +107,12 @@ def main() -> None:
     help="Directory of alert policy YAML files [default: the shipped policies/].",
 )
 @click.option("--no-policies", is_flag=True, help="Run without alert policies.")
+@click.option(
+    "--script-library",
+    "script_library_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Directory of scripts operators run by name [default: the shipped script-library/].",
+)
 @click.option(
     "--notify-config",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -73,6 +130,30 @@ def main() -> None:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Directory of rmm-agent-<version>.pyz archives offered to older self-updating agents.",
 )
+@click.option(
+    "--enroll-rate",
+    default=DEFAULT_ENROLL_RATE,
+    show_default=True,
+    help="Enrollments allowed per source address and per token: COUNT/UNIT[:BURST] "
+    "(UNIT s, min or h), or off.",
+)
+@click.option(
+    "--operator-rate",
+    default=DEFAULT_OPERATOR_RATE,
+    show_default=True,
+    help="Calls allowed per operator: COUNT/UNIT[:BURST], or off.",
+)
+@click.option(
+    "--report-rate",
+    default=DEFAULT_REPORT_RATE,
+    show_default=True,
+    help="Reports read per agent before its stream is slowed (never refused), or off.",
+)
+@click.option(
+    "--replica-id",
+    default=None,
+    help="This replica's name among those sharing one PostgreSQL [default: hostname:gRPC port].",
+)
 @click.option("--offline-check-interval", default="15s", hidden=True)
 @click.option("--escalation-check-interval", default="30s", hidden=True)
 @click.option("--log-level", default="info", show_default=True)
@@ -84,19 +165,32 @@ def serve(
     insecure: bool,
     tls_cert: Path | None,
     tls_key: Path | None,
+    tls_ca: Path | None,
+    tls_sans: tuple[str, ...],
+    require_client_certs: bool,
+    mtls_listen: str | None,
     db_url: str | None,
+    db_wait: str,
     retention: str,
     policies_dir: Path | None,
     no_policies: bool,
+    script_library_dir: Path | None,
     notify_config: Path | None,
     offline_grace: str,
     agent_updates_dir: Path | None,
+    enroll_rate: str,
+    operator_rate: str,
+    report_rate: str,
+    replica_id: str | None,
     offline_check_interval: str,
     escalation_check_interval: str,
     log_level: str,
     log_format: str,
 ) -> None:
     """Serve agents (gRPC), operators (gRPC) and Prometheus (HTTP) until SIGTERM."""
+    from rmm_server.app import ServerConfig  # noqa: PLC0415
+    from rmm_server.storage.migrate import wait_until_reachable  # noqa: PLC0415
+
     setup_logging(log_level, log_format)
     try:
         config = ServerConfig(
@@ -106,6 +200,10 @@ def serve(
             insecure=insecure,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            tls_ca=tls_ca,
+            tls_sans=tls_sans,
+            require_client_certs=require_client_certs,
+            mtls_listen=mtls_listen,
             db_url=db_url,
             retention_seconds=parse_duration(retention),
             policies_dir=None if no_policies else (policies_dir or _shipped_policies()),
@@ -114,6 +212,11 @@ def serve(
             offline_check_seconds=parse_duration(offline_check_interval),
             escalation_check_seconds=parse_duration(escalation_check_interval),
             agent_updates_dir=agent_updates_dir,
+            enroll_rate=Rate.parse(enroll_rate, "--enroll-rate"),
+            operator_rate=Rate.parse(operator_rate, "--operator-rate"),
+            report_rate=Rate.parse(report_rate, "--report-rate"),
+            script_library_dir=script_library_dir or _shipped_script_library(),
+            replica_id=replica_id,
         )
         if config.policies_dir is None and not no_policies:
             click.echo(
@@ -121,13 +224,118 @@ def serve(
                 "policies (pass --policies DIR)",
                 err=True,
             )
+        if config.script_library_dir is None:
+            click.echo(
+                "rmm-server: no script-library/ beside this installation: the script library is "
+                "empty (pass --script-library DIR)",
+                err=True,
+            )
+        if db_url and not db_url.startswith("sqlite"):
+            wait_until_reachable(db_url, parse_duration(db_wait))
         asyncio.run(_serve(config))
     except RmmError as error:
         click.echo(f"rmm-server: {error}", err=True)
         sys.exit(2)
 
 
+@main.group()
+def ca() -> None:
+    """The server's own CA: what agents and operators pin."""
+
+
+@ca.command("show")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The server's data directory.",
+)
+def ca_show(data_dir: Path) -> None:
+    """Print the CA certificate (PEM, on stdout) and its fingerprint (on stderr)."""
+    try:
+        pem, fingerprint = show_ca(data_dir)
+    except RmmError as error:
+        click.echo(f"rmm-server: {error}", err=True)
+        sys.exit(2)
+    click.echo(pem, nl=False)
+    click.echo(f"fingerprint {fingerprint}", err=True)
+
+
+@main.command()
+@click.option(
+    "--db",
+    "db_url",
+    envvar="RMM_DB",
+    help="Database URL (postgresql://...); or give --data-dir for the embedded SQLite database.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The server's data directory, whose embedded SQLite database is migrated.",
+)
+@click.option("--to", "target", default="head", show_default=True, help="Revision to upgrade to.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Change nothing; exit 1 unless the schema is at this release's revision.",
+)
+@click.option(
+    "--db-wait",
+    default="0s",
+    show_default=True,
+    help="How long to keep retrying a database that is down.",
+)
+def migrate(
+    db_url: str | None, data_dir: Path | None, target: str, check: bool, db_wait: str
+) -> None:
+    """Upgrade the database schema to this release's (back the database up first)."""
+    from rmm_server.storage.migrate import (  # noqa: PLC0415
+        current_state,
+        mask_url,
+        upgrade,
+        wait_until_reachable,
+    )
+    from rmm_server.storage.store import create_store_engine, sqlite_url  # noqa: PLC0415
+
+    setup_logging("info")
+    try:
+        if db_url:
+            url = db_url
+        elif data_dir is not None:
+            if not (data_dir / "rmm.sqlite3").is_file():
+                raise ConfigError(
+                    f"no database at {data_dir / 'rmm.sqlite3'}: is --data-dir the server's? "
+                    "(`rmm-server serve` creates it)"
+                )
+            url = sqlite_url(data_dir)
+        else:
+            raise ConfigError("say which database: --db URL (or RMM_DB), or --data-dir DIR")
+        if not url.startswith("sqlite"):
+            wait_until_reachable(url, parse_duration(db_wait))
+        engine = create_store_engine(url)
+        try:
+            if check:
+                state = current_state(engine)
+                click.echo(
+                    f"{mask_url(url)}: schema at {state.label}, this release needs {state.head}"
+                    + ("" if state.at_head else ": run `rmm-server migrate` on it")
+                )
+                sys.exit(0 if state.at_head else 1)
+            before, after = upgrade(engine, target)
+        finally:
+            engine.dispose()
+    except RmmError as error:
+        click.echo(f"rmm-server: {error}", err=True)
+        sys.exit(2)
+    if before.current == after.current:
+        click.echo(f"{mask_url(url)}: schema at {after.label} already")
+    else:
+        click.echo(f"{mask_url(url)}: schema migrated from {before.label} to {after.label}")
+
+
 async def _serve(config: ServerConfig) -> None:
+    from rmm_server.app import RmmServer  # noqa: PLC0415
+
     server = RmmServer(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

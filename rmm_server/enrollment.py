@@ -19,10 +19,13 @@ from rmm_common.tokens import (
 )
 from rmm_server.fleet import Fleet
 from rmm_server.storage import AgentRecord, EnrollmentTokenRecord, Store
+from rmm_server.tls import ClientCerts, parse_csr
 
 NAME_RE = re.compile(r"^[\w][\w .,&()'/+-]{0,199}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:=-]{0,63}$")
 MAX_TAGS = 32
+# C0 and C1 control characters, as the report check refuses them in host facts.
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 DEFAULT_INTERVAL_SECONDS = 30
 
 
@@ -30,6 +33,7 @@ DEFAULT_INTERVAL_SECONDS = 30
 class EnrolledAgent:
     record: AgentRecord
     credential: str
+    client_certificate_pem: str = ""  # with mutual TLS: the agent's certificate, CN = its id
 
 
 def check_name(kind: str, value: str) -> str:
@@ -52,13 +56,36 @@ def check_tags(tags: Sequence[str]) -> list[str]:
     return sorted(set(tags))
 
 
+def check_host_text(host: dict[str, str], agent_version: str) -> None:
+    """Raise InvalidArgument naming a host fact or the agent version that holds control
+    characters (PostgreSQL refuses NUL in text: the enrollment would fail as a storage error)."""
+    for name, value in [*sorted(host.items()), ("agent_version", agent_version)]:
+        if CONTROL_RE.search(value):
+            where = name if name == "agent_version" else f"host.{name}"
+            raise InvalidArgument(
+                f"enrollment: {where} {value[:80]!r} holds control characters; send the "
+                "value without them"
+            )
+
+
 class Enrollment:
     """Create, list and revoke enrollment tokens; enroll agents with them."""
 
-    def __init__(self, store: Store, fleet: Fleet, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        fleet: Fleet,
+        clock: Callable[[], float] = time.time,
+        ca_fingerprint: str = "",
+        client_certs: ClientCerts | None = None,
+    ) -> None:
         self.store = store
         self.fleet = fleet
         self.clock = clock
+        # "sha256:<hex>" of the CA new agents pin; empty when plaintext or a public CA.
+        self.ca_fingerprint = ca_fingerprint
+        # Set when the server requires client certificates: each agent gets one at enrollment.
+        self.client_certs = client_certs
 
     def create_token(
         self,
@@ -110,8 +137,17 @@ class Enrollment:
         host: dict[str, str],
         tags: Sequence[str],
         agent_version: str,
+        csr_pem: str = "",
     ) -> EnrolledAgent:
-        """Use a token to create an agent with its own credential."""
+        """Use a token to create an agent with its own credential (and client certificate)."""
+        if self.client_certs is not None:
+            if not csr_pem:
+                raise InvalidArgument(
+                    "this server requires client certificates and the agent sent no certificate "
+                    "request: upgrade the agent, and enroll it over TLS (not --insecure)"
+                )
+            parse_csr(csr_pem)  # refused before the token is spent
+        check_host_text(host, agent_version)
         parsed = parse_secret(token_secret, SecretKind.ENROLLMENT)
         token = self.store.get_token(parsed.ident)
         if token is None or not secret_matches(parsed.secret, token.secret_hash):
@@ -142,7 +178,8 @@ class Enrollment:
         if not self.store.enroll_agent(token.id, now, record):
             raise Unauthenticated(_why_inactive(self.store.get_token(token.id) or token, now))
         self.fleet.add(record)
-        return EnrolledAgent(record, credential)
+        certificate = self.client_certs.issue(csr_pem, agent_id) if self.client_certs else ""
+        return EnrolledAgent(record, credential, certificate)
 
 
 def _why_inactive(token: EnrollmentTokenRecord, now: float) -> str:

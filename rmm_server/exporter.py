@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, generate_latest
 
 from rmm_proto import agent_pb2
+from rmm_server.reports import ReportSeries, report_series
 
 if TYPE_CHECKING:
+    from rmm_server.cluster import Export
     from rmm_server.fleet import Fleet
     from rmm_server.storage import AgentRecord
 
@@ -46,6 +48,10 @@ DERIVED_FAMILIES: dict[str, tuple[str, str]] = {
         "Time the collector took in the agent's latest report.",
     ),
     "rmm_agent_report_interval_seconds": ("gauge", "The agent's report interval."),
+    "rmm_agent_reports_dropped_total": (
+        "counter",
+        "Reports the agent dropped undelivered because its spool was full, since it enrolled.",
+    ),
     "rmm_agents": ("gauge", "Agents known to this server, by client, site and status."),
 }
 
@@ -98,11 +104,33 @@ def _labels(prefix: str, labels: Iterable[tuple[str, str]]) -> str:
     return "{" + prefix + ("," + extra if extra else "") + "}"
 
 
-def render_agent_fragments(record: AgentRecord, report: agent_pb2.Report) -> AgentFragments:
-    """Turn one agent's latest report into exposition lines grouped by family."""
+# Label sets seen in reports, rendered: agents send the same label sets report after report.
+# Bounded (cleared when full) so that label values that change every report cannot grow it.
+MAX_CACHED_LABEL_SETS = 50_000
+_label_suffixes: dict[tuple[tuple[str, str], ...], str] = {}
+
+
+def _label_suffix(items: tuple[tuple[str, str], ...]) -> str:
+    """Return ',name="value"...' for labels sorted by name (empty for none)."""
+    suffix = _label_suffixes.get(items)
+    if suffix is None:
+        suffix = "".join(f',{k}="{escape_label_value(v)}"' for k, v in items)
+        if len(_label_suffixes) >= MAX_CACHED_LABEL_SETS:
+            _label_suffixes.clear()
+        _label_suffixes[items] = suffix
+    return suffix
+
+
+def render_agent_fragments(
+    record: AgentRecord, report: agent_pb2.Report, series: ReportSeries | None = None
+) -> AgentFragments:
+    """Turn one agent's latest report into exposition lines grouped by family; `series` is
+    the report's samples as validate_report() returned them, read here when not given."""
     prefix = agent_label_prefix(record)
     lines: dict[str, list[str]] = defaultdict(list)
-    for collector in report.collectors:
+    if series is None:
+        series = report_series(report)
+    for collector, samples in zip(report.collectors, series, strict=True):
         collector_labels = _labels(prefix, [("collector", collector.name)])
         lines["rmm_agent_collector_success"].append(
             f"rmm_agent_collector_success{collector_labels} {1 if collector.ok else 0}\n"
@@ -111,10 +139,10 @@ def render_agent_fragments(record: AgentRecord, report: agent_pb2.Report) -> Age
             f"rmm_agent_collector_duration_seconds{collector_labels} "
             f"{format_value(collector.duration_seconds)}\n"
         )
-        for sample in collector.samples:
-            family = PREFIX + sample.name
+        for name, labels, value in samples:
+            family = PREFIX + name
             lines[family].append(
-                f"{family}{_labels(prefix, sample.labels.items())} {format_value(sample.value)}\n"
+                f"{family}{{{prefix}{_label_suffix(labels)}}} {format_value(value)}\n"
             )
     info = _labels(
         prefix,
@@ -130,6 +158,9 @@ def render_agent_fragments(record: AgentRecord, report: agent_pb2.Report) -> Age
     lines["rmm_agent_report_interval_seconds"].append(
         f"rmm_agent_report_interval_seconds{{{prefix}}} {record.interval_seconds}\n"
     )
+    lines["rmm_agent_reports_dropped_total"].append(
+        f"rmm_agent_reports_dropped_total{{{prefix}}} {report.dropped_reports}\n"
+    )
     return {family: "".join(family_lines) for family, family_lines in lines.items()}
 
 
@@ -141,10 +172,14 @@ class MetricsRenderer:
         fleet: Fleet,
         registry: CollectorRegistry,
         clock: Callable[[], float] = time.time,
+        export_of: Callable[[str], Export] | None = None,
     ) -> None:
         self.fleet = fleet
         self.registry = registry
         self.clock = clock
+        # With replicas, each agent is shown by one of them only (cluster.Export): Prometheus
+        # scrapes them all and counts each agent once.
+        self.export_of = export_of
 
     def render(self) -> bytes:
         """Return the exposition text of everything this server knows now."""
@@ -153,6 +188,9 @@ class MetricsRenderer:
         counts: dict[tuple[str, str, str], int] = defaultdict(int)
         for state in self.fleet.snapshot():
             record = state.record
+            scope = 2 if self.export_of is None else int(self.export_of(record.id))
+            if not scope:
+                continue
             online = record.online(now)
             counts[(record.client, record.site, "online" if online else "offline")] += 1
             prefix = agent_label_prefix(record)
@@ -162,6 +200,8 @@ class MetricsRenderer:
                     f"rmm_agent_last_report_timestamp_seconds{{{prefix}}} "
                     f"{format_value(record.last_seen)}\n"
                 )
+            if scope < 2:  # another replica had its reports: samples here would be stale
+                continue
             for family, text in state.fragments.items():
                 by_family[family].append(text)
         for (client, site, status), count in counts.items():

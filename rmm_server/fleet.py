@@ -7,11 +7,12 @@ questions (is this credential valid, what goes into /metrics) without touching t
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from rmm_proto import agent_pb2
 from rmm_server.exporter import AgentFragments, render_agent_fragments
-from rmm_server.reports import host_facts
+from rmm_server.reports import ReportSeries, host_facts
 from rmm_server.storage import AgentRecord
 
 
@@ -27,13 +28,23 @@ class Fleet:
     def __init__(self) -> None:
         self._agents: dict[str, AgentState] = {}
         self._lock = threading.Lock()
+        # With replicas: reads an agent this replica has not heard of yet (enrolled through
+        # another one a moment ago) from the database.
+        self.loader: Callable[[str], AgentRecord | None] | None = None
+        # Ids the database did not know: agent ids are random and never reused, so a caller
+        # trying made-up ids costs one query per id, not one per call (bounded, oldest first).
+        self._unknown: dict[str, None] = {}
 
     def __len__(self) -> int:
         return len(self._agents)
 
     def add(self, record: AgentRecord, latest: agent_pb2.Report | None = None) -> None:
         """Add or replace an agent, with its latest report when one is known."""
-        fragments = render_agent_fragments(record, latest) if latest is not None else {}
+        fragments = (
+            render_agent_fragments(record, latest)
+            if latest is not None and record.revoked_at is None
+            else {}
+        )
         with self._lock:
             self._agents[record.id] = AgentState(record, fragments)
 
@@ -41,6 +52,61 @@ class Fleet:
         """Return the agent's record, or None."""
         state = self._agents.get(agent_id)
         return state.record if state else None
+
+    def get_or_load(self, agent_id: str) -> AgentRecord | None:
+        """Return the agent's record, read from the database when it is not known here."""
+        record = self.get(agent_id)
+        if record is None and self.loader is not None and agent_id not in self._unknown:
+            record = self.loader(agent_id)
+            if record is not None:
+                self.refresh([record])
+                record = self.get(agent_id)
+            else:
+                self._unknown[agent_id] = None
+                if len(self._unknown) > MAX_UNKNOWN_IDS:
+                    del self._unknown[next(iter(self._unknown))]
+        return record
+
+    def refresh(self, records: Iterable[AgentRecord]) -> None:
+        """Take what another replica changed in agents' records (read back from the database):
+        credentials, revocation, identity. Unknown agents are added; reported state stays."""
+        for fresh in records:
+            with self._lock:
+                state = self._agents.get(fresh.id)
+                if state is None:
+                    self._agents[fresh.id] = AgentState(fresh)
+                    continue
+                record = state.record
+                for name in _SHARED_FIELDS:
+                    setattr(record, name, getattr(fresh, name))
+                if record.revoked_at is not None:
+                    state.fragments = {}
+
+    def refresh_liveness(
+        self, rows: Iterable[tuple[str, float, int, int]], skip: Callable[[str], bool]
+    ) -> None:
+        """Take (id, last_seen, last_sequence, interval) of agents reporting to other replicas,
+        so that online/offline reads the same on every replica; `skip` says which are ours."""
+        for agent_id, last_seen, last_sequence, interval in rows:
+            state = self._agents.get(agent_id)
+            if state is None or skip(agent_id):
+                continue
+            record = state.record
+            if record.last_seen is None or last_seen > record.last_seen:
+                record.last_seen = last_seen
+                record.interval_seconds = interval
+            record.last_sequence = max(record.last_sequence, last_sequence)
+
+    def revoke(self, agent_id: str, revoked_at: float) -> AgentRecord | None:
+        """Mark an agent revoked: its series leave /metrics at once, its record stays so that
+        its calls are refused as revoked. Return the record, or None when unknown."""
+        with self._lock:
+            state = self._agents.get(agent_id)
+            if state is None:
+                return None
+            state.record.revoked_at = revoked_at
+            state.fragments = {}
+            return state.record
 
     def remove(self, agent_id: str) -> None:
         """Forget an agent, so it disappears from /metrics at once."""
@@ -53,10 +119,16 @@ class Fleet:
         report: agent_pb2.Report,
         received_at: float,
         summary: dict[str, object],
+        series: ReportSeries | None = None,
     ) -> bool:
-        """Make `report` the agent's latest if it is newer; return whether it was."""
+        """Make `report` the agent's latest if it is newer; return whether it was. `series`:
+        its samples as validate_report() returned them."""
         state = self._agents.get(agent_id)
-        if state is None or report.sequence <= state.record.last_sequence:
+        if (
+            state is None
+            or report.sequence <= state.record.last_sequence
+            or state.record.revoked_at is not None
+        ):
             return False
         record = state.record
         record.last_sequence = report.sequence
@@ -72,12 +144,28 @@ class Fleet:
         if report.HasField("inventory"):
             record.inventory_hash = report.inventory.hash
             record.inventory_updated_at = received_at
-        fragments = render_agent_fragments(record, report)
+        fragments = render_agent_fragments(record, report, series)
         with self._lock:
             state.fragments = fragments
         return True
 
     def snapshot(self) -> list[AgentState]:
-        """Return the current agents; each state's fragments are replaced, never mutated."""
+        """Return the current agents, revoked ones left out; each state's fragments are
+        replaced, never mutated."""
         with self._lock:
-            return list(self._agents.values())
+            return [state for state in self._agents.values() if state.record.revoked_at is None]
+
+
+MAX_UNKNOWN_IDS = 10_000
+
+# What an operator or the agent's credential calls change (on any replica), as opposed to what
+# the agent's own reports change (on the replica holding it).
+_SHARED_FIELDS = (
+    "credential_hash",
+    "pending_credential_hash",
+    "rotate_requested_at",
+    "revoked_at",
+    "client",
+    "site",
+    "tags",
+)

@@ -17,6 +17,7 @@ from rmm_common.errors import InvalidArgument, StorageError
 from rmm_proto import agent_pb2
 from rmm_server.fleet import Fleet
 from rmm_server.reports import (
+    ReportSeries,
     compress,
     decompress,
     host_facts,
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 _Pending = tuple[StoredReport, "asyncio.Future[None]"]
 # Called once a report is stored: (agent, report, packages added, packages removed).
 AfterStore = Callable[
-    [AgentRecord, agent_pb2.Report, tuple[str, ...], tuple[str, ...]], Awaitable[None]
+    [AgentRecord, agent_pb2.Report, tuple[str, ...], tuple[str, ...], ReportSeries],
+    Awaitable[None],
 ]
 # Returns the agent update to offer in the acknowledgement of a report, if any.
 OfferUpdate = Callable[[agent_pb2.Report], agent_pb2.UpdateOffer | None]
@@ -59,6 +61,9 @@ class ReportIngestor:
         self.after_store = after_store
         self.offer_update = offer_update
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        # The highest dropped_reports announced per agent: a backlog of reports carrying the
+        # same count is announced once.
+        self._dropped_told: dict[str, int] = {}
         self._writer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -79,7 +84,7 @@ class ReportIngestor:
         started = time.perf_counter()
         self.metrics.reports_received.inc()
         try:
-            validate_report(report)
+            series = validate_report(report)
         except InvalidArgument as error:
             # Refused for good: the agent drops it instead of resending it forever.
             self.metrics.reports_rejected.labels(reason="invalid").inc()
@@ -114,7 +119,8 @@ class ReportIngestor:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self._queue.put((stored, done))
         await done
-        self.fleet.apply_report(agent.id, report, received_at, summary)
+        self._tell_dropped(agent, report)
+        self.fleet.apply_report(agent.id, report, received_at, summary, series)
         current = self.fleet.get(agent.id)
         need_inventory = bool(
             report.inventory_hash
@@ -123,7 +129,7 @@ class ReportIngestor:
         )
         if self.after_store is not None and current is not None:
             try:
-                await self.after_store(current, report, added, removed)
+                await self.after_store(current, report, added, removed, series)
             except Exception:  # alerting trouble must never cost an agent its acknowledgement
                 log.exception("evaluating the report of agent %s failed", agent.id)
         self.metrics.report_processing.observe(time.perf_counter() - started)
@@ -132,6 +138,21 @@ class ReportIngestor:
         if offer is not None:
             ack.update.CopyFrom(offer)
         return ack
+
+    def _tell_dropped(self, agent: AgentRecord, report: agent_pb2.Report) -> None:
+        told = self._dropped_told.get(agent.id, int(agent.summary.get("dropped_reports", 0)))
+        if report.dropped_reports > told:
+            self._dropped_told[agent.id] = report.dropped_reports
+            log.warning(
+                "agent %s (%s) dropped %d reports it could not deliver, %d in all: its spool "
+                "reached its bound while the server was out of reach (the gap in its sequence "
+                "numbers is lost data; raise spool_max_reports/spool_max_bytes on the agent "
+                "if outages this long are expected)",
+                agent.id,
+                agent.hostname,
+                report.dropped_reports - told,
+                report.dropped_reports,
+            )
 
     async def _write_loop(self) -> None:
         stopping = False

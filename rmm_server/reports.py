@@ -15,64 +15,261 @@ from typing import Any
 
 from rmm_common.errors import InvalidArgument
 from rmm_proto import agent_pb2
+from rmm_server.storage import schema
 
+# Stricter than Prometheus' [a-zA-Z_:][a-zA-Z0-9_:]*: the exporter adds the rmm_ prefix.
 METRIC_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
-LABEL_NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]{0,63}$")
-# The server sets these on every exported series; an agent may not.
-RESERVED_LABELS = frozenset({"client", "site", "agent", "job", "instance"})
+# Stricter than Prometheus' [a-zA-Z_][a-zA-Z0-9_]*: snake case as promtool wants it, and no
+# leading underscore, so never "__".
+LABEL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# What `promtool check metrics` (client_golang's promlint) refuses in a gauge's or counter's name,
+# word by word: the exporter's output must pass it whatever the agents send.
+_UNIT_PREFIXES = (
+    "pico|nano|micro|milli|centi|deci|deca|hecto|kilo|kibi|mega|mibi|giga|gibi|tera|tebi|peta|pebi"
+)
+_UNITS = "amperes|bits|bytes|celsius|days|grams|hours|joules|kelvins?|meters|metres|minutes|"
+_UNITS += "seconds|volts|weeks"
+_NOT_BASE_UNIT_RE = re.compile(
+    rf"^(?:(?:{_UNIT_PREFIXES})(?:{_UNITS})|minutes|hours|days|weeks|bits|kelvins)$"
+)
+_UNIT_ABBREVIATIONS = frozenset(
+    {"s", "ms", "us", "ns", "sec", "b", "kb", "mb", "gb", "tb", "pb", "m", "h", "d"}
+)
+_TYPE_WORDS = frozenset({"gauge", "counter", "histogram", "summary"})
+# Suffixes of histogram and summary series, which the exporter never renders.
+_RESERVED_SUFFIXES = ("_count", "_sum", "_bucket")
+# Families the server exports itself (exporter.DERIVED_FAMILIES, rmm_server_*, the alerting and
+# notification internals): an agent's series named so would clash with them on /metrics.
+RESERVED_METRIC_PREFIXES = ("agent_", "agents", "server_", "policy_", "alert", "notification")
+# The server sets client, site and agent on every exported series, Prometheus job and instance;
+# alerts and silences match on rule, severity, tier, hostname and alertname: an agent may not.
+RESERVED_LABELS = frozenset(
+    {
+        "client",
+        "site",
+        "agent",
+        "job",
+        "instance",
+        "rule",
+        "severity",
+        "tier",
+        "hostname",
+        "alertname",
+        # Histogram buckets and summary quantiles: the exporter renders gauges and counters.
+        "le",
+        "quantile",
+    }
+)
+COLLECTOR_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_COLLECTORS = 256
+MAX_COLLECTOR_ERROR_CHARS = 4096
 MAX_SAMPLES_PER_REPORT = 20_000
 MAX_LABELS_PER_SAMPLE = 8
 MAX_LABEL_VALUE_CHARS = 256
 MAX_INFO_BYTES = 4 * 1024 * 1024
+# Sequences are stored as signed 64-bit integers.
+MAX_SEQUENCE = 2**63 - 1
+MAX_INTERVAL_SECONDS = 86_400
+MAX_AGENT_VERSION_CHARS = 64
+MAX_HASH_CHARS = 64
 # The contract names them: every field of rmm.v1.HostFacts.
 HOST_FIELDS = tuple(field.name for field in agent_pb2.HostFacts.DESCRIPTOR.fields)
-HOST_FIELD_MAX_CHARS = 200
+# Each host fact is bounded by its column: PostgreSQL refuses a longer value, and one refused row
+# would fail the whole batch of reports it is written with.
+HOST_FIELD_MAX_CHARS: dict[str, int] = {
+    name: int(getattr(schema.agents.c[name].type, "length", 0) or 200) for name in HOST_FIELDS
+}
+# C0 and C1 control characters: no host name or OS name has them, a terminal obeys them.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Metric and label names already found good: whether a name is good depends on the name alone,
+# and the same few hundred come in every report. Bounded, so that made-up names cannot grow it.
+MAX_KNOWN_NAMES = 10_000
+_good_metric_names: set[str] = set()
+_good_label_names: set[str] = set()
+
+# One sample as the server uses it: metric name, labels sorted by name, value. Protobuf maps are
+# slow to read from Python: the report is read once, by validate_report(), and the exporter and
+# the policy input take its samples from there.
+Series = tuple[str, tuple[tuple[str, str], ...], float]
+ReportSeries = list[list[Series]]  # one list per collector, in the report's order
 
 
-def validate_report(report: agent_pb2.Report) -> None:
-    """Raise InvalidArgument naming the first thing in `report` the server cannot accept."""
+def report_series(report: agent_pb2.Report) -> ReportSeries:
+    """Return `report`'s samples as Series, without checking them (a stored report)."""
+    return [
+        [(s.name, _sorted_labels(s.labels), s.value) for s in collector.samples]
+        for collector in report.collectors
+    ]
+
+
+def _sorted_labels(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    # Not labels.items(): on a protobuf map that is the Python ItemsView, twice as slow, and
+    # a quarter of the samples have no labels at all.
+    return tuple(sorted([(name, labels[name]) for name in labels])) if labels else ()
+
+
+def validate_report(report: agent_pb2.Report) -> ReportSeries:
+    """Raise InvalidArgument naming the first field of `report` the server cannot accept;
+    return its samples as Series (see report_series) when it is good.
+
+    Who sent it is not in the report: the agent is the one whose credential the call carries,
+    and its client and site come from its enrollment; nothing here can change either. Values may
+    be NaN or infinite (the exposition format has NaN, +Inf and -Inf); names, label sets, sizes
+    and counts are checked so that no report can break /metrics for the others.
+    """
     where = f"report {report.sequence}"
     if report.sequence == 0:
         raise InvalidArgument("report sequence 0 is invalid: sequences start at 1")
+    if report.sequence > MAX_SEQUENCE:
+        raise InvalidArgument(f"{where}: sequence is over {MAX_SEQUENCE} (2^63 - 1)")
     if not math.isfinite(report.collected_at) or report.collected_at <= 0:
         raise InvalidArgument(f"{where}: collected_at {report.collected_at!r} is not a time")
-    for name in HOST_FIELDS:
-        if len(getattr(report.host, name)) > HOST_FIELD_MAX_CHARS:
-            raise InvalidArgument(f"{where}: host.{name} is longer than {HOST_FIELD_MAX_CHARS}")
+    if report.interval_seconds > MAX_INTERVAL_SECONDS:
+        raise InvalidArgument(
+            f"{where}: interval_seconds {report.interval_seconds} is over {MAX_INTERVAL_SECONDS}"
+        )
+    _check_length(f"{where}: agent_version", report.agent_version, MAX_AGENT_VERSION_CHARS)
+    if _CONTROL_RE.search(report.agent_version):
+        # PostgreSQL refuses NUL in text, and one refused row fails its whole batch.
+        raise InvalidArgument(
+            f"{where}: agent_version {report.agent_version!r} holds control characters"
+        )
+    _check_length(f"{where}: inventory_hash", report.inventory_hash, MAX_HASH_CHARS)
+    for name, limit in HOST_FIELD_MAX_CHARS.items():
+        value = getattr(report.host, name)
+        _check_length(f"{where}: host.{name}", value, limit)
+        if _CONTROL_RE.search(value):
+            raise InvalidArgument(f"{where}: host.{name} {value!r} holds control characters")
+    if len(report.collectors) > MAX_COLLECTORS:
+        raise InvalidArgument(
+            f"{where}: {len(report.collectors)} collectors; at most {MAX_COLLECTORS} are allowed"
+        )
+    collectors: set[str] = set()
+    series: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    parsed: ReportSeries = []
     total = 0
-    for collector in report.collectors:
+    for index, collector in enumerate(report.collectors):
+        name = collector.name
+        if not COLLECTOR_NAME_RE.match(name):
+            raise InvalidArgument(
+                f"{where}: collectors[{index}].name {name[:80]!r} must match "
+                f"{COLLECTOR_NAME_RE.pattern}"
+            )
+        if name in collectors:
+            raise InvalidArgument(f"{where}: collector {name!r} appears twice")
+        collectors.add(name)
+        cwhere = f"{where}, collector {name!r}"
+        _check_length(f"{cwhere}: error", collector.error, MAX_COLLECTOR_ERROR_CHARS)
+        if not math.isfinite(collector.duration_seconds) or collector.duration_seconds < 0:
+            raise InvalidArgument(
+                f"{cwhere}: duration_seconds {collector.duration_seconds!r} is not a duration"
+            )
         total += len(collector.samples)
         if total > MAX_SAMPLES_PER_REPORT:
             raise InvalidArgument(f"{where}: more than {MAX_SAMPLES_PER_REPORT} samples")
         if len(collector.info_json) > MAX_INFO_BYTES:
-            raise InvalidArgument(f"{where}: collector {collector.name!r} info is over 4 MiB")
-        for sample in collector.samples:
-            _validate_sample(sample, f"{where}, collector {collector.name!r}")
+            raise InvalidArgument(f"{cwhere}: info_json is over 4 MiB")
+        parsed.append(
+            [
+                _validate_sample(sample, cwhere, sample_index, series)
+                for sample_index, sample in enumerate(collector.samples)
+            ]
+        )
     if report.HasField("inventory"):
         expected = inventory_hash(report.inventory.json)
         if report.inventory.hash != expected:
-            raise InvalidArgument(f"{where}: inventory hash does not match its content")
+            raise InvalidArgument(f"{where}: inventory.hash does not match its content")
+    return parsed
 
 
-def _validate_sample(sample: Any, where: str) -> None:
-    if not METRIC_NAME_RE.match(sample.name):
-        raise InvalidArgument(
-            f"{where}: metric name {sample.name!r} must match {METRIC_NAME_RE.pattern}"
-        )
-    if len(sample.labels) > MAX_LABELS_PER_SAMPLE:
-        raise InvalidArgument(
-            f"{where}: metric {sample.name} has over {MAX_LABELS_PER_SAMPLE} labels"
-        )
-    for label, value in sample.labels.items():
-        if not LABEL_NAME_RE.match(label) or label in RESERVED_LABELS:
+def _naming_problem(name: str) -> str:
+    """Return what Prometheus' naming rules (as promtool lints them) say against `name`."""
+    if name.endswith(_RESERVED_SUFFIXES):
+        return "_count, _sum and _bucket end histogram and summary series only"
+    for word in name.split("_"):
+        if _NOT_BASE_UNIT_RE.match(word):
+            return f"{word!r} is not a base unit (use seconds, bytes, meters, grams...)"
+        if word in _UNIT_ABBREVIATIONS:
+            return f"{word!r} is an abbreviated unit (spell out the base unit, e.g. seconds)"
+        if word in _TYPE_WORDS:
+            return f"{word!r} is a metric type, not part of a name"
+    return ""
+
+
+def _check_length(what: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise InvalidArgument(f"{what} is {len(value)} characters long; at most {limit}")
+
+
+class _SampleWhere:
+    __slots__ = ("cwhere", "index")
+
+    def __init__(self, cwhere: str, index: int) -> None:
+        self.cwhere = cwhere
+        self.index = index
+
+    def __format__(self, spec: str) -> str:
+        return f"{self.cwhere}, samples[{self.index}]"
+
+
+def _validate_sample(
+    sample: Any,
+    cwhere: str,
+    index: int,
+    series: set[tuple[str, tuple[tuple[str, str], ...]]],
+) -> Series:
+    # Messages are built only on failure: this runs for every sample of every report.
+    where = _SampleWhere(cwhere, index)
+    name = sample.name
+    if name not in _good_metric_names:
+        if not METRIC_NAME_RE.match(name):
             raise InvalidArgument(
-                f"{where}: metric {sample.name} label {label!r} is invalid or reserved"
+                f"{where}: metric name {name[:140]!r} must match {METRIC_NAME_RE.pattern}"
             )
+        if name.startswith(RESERVED_METRIC_PREFIXES):
+            raise InvalidArgument(
+                f"{where}: metric name {name!r} is reserved: the server exports rmm_{name} "
+                "series itself"
+            )
+        problem = _naming_problem(name)
+        if problem:
+            raise InvalidArgument(f"{where}: metric name {name!r}: {problem}")
+        _remember(_good_metric_names, name)
+    labels = sample.labels
+    if len(labels) > MAX_LABELS_PER_SAMPLE:
+        raise InvalidArgument(f"{where}: metric {name} has over {MAX_LABELS_PER_SAMPLE} labels")
+    items = _sorted_labels(labels)
+    for label, value in items:
+        if label not in _good_label_names:
+            if not LABEL_NAME_RE.match(label):
+                raise InvalidArgument(
+                    f"{where}: metric {name} label name {label[:80]!r} must match "
+                    f"{LABEL_NAME_RE.pattern}"
+                )
+            if label in RESERVED_LABELS:
+                raise InvalidArgument(
+                    f"{where}: metric {name} label {label!r} is reserved: the server sets it"
+                )
+            _remember(_good_label_names, label)
         if len(value) > MAX_LABEL_VALUE_CHARS:
             raise InvalidArgument(
-                f"{where}: metric {sample.name} label {label} value is over "
+                f"{where}: metric {name} label {label} value is over "
                 f"{MAX_LABEL_VALUE_CHARS} characters"
             )
+    key = (name, items)
+    if key in series:
+        raise InvalidArgument(
+            f"{where}: series {name} with labels {dict(items)} appears twice (a series has "
+            "one value in a report)"
+        )
+    series.add(key)
+    return (name, items, sample.value)
+
+
+def _remember(known: set[str], name: str) -> None:
+    if len(known) >= MAX_KNOWN_NAMES:
+        known.clear()
+    known.add(name)
 
 
 def inventory_hash(canonical_json: bytes) -> str:
@@ -88,6 +285,8 @@ def host_facts(host: agent_pb2.HostFacts) -> dict[str, str]:
 def summarize(report: agent_pb2.Report) -> dict[str, Any]:
     """Return the key metrics an operator sees in `rmm agents list`."""
     summary: dict[str, Any] = {"collector_errors": 0}
+    if report.dropped_reports:  # kept, so a server restart does not announce old losses again
+        summary["dropped_reports"] = report.dropped_reports
     disk_max = -1.0
     for collector in report.collectors:
         if not collector.ok:

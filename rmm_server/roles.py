@@ -44,7 +44,54 @@ REQUIRED_ROLE: dict[str, Role] = {
     "ListEnrollmentTokens": Role.TIER3,
     "CreateEnrollmentToken": Role.TIER3,
     "RevokeEnrollmentToken": Role.TIER3,
+    "RevokeAgent": Role.TIER3,
+    "RotateAgentCredential": Role.TIER3,
+    "GetCommand": Role.VIEWER,
+    "ListCommands": Role.VIEWER,
+    "ListScripts": Role.VIEWER,
+    "GetScript": Role.VIEWER,
+    # The least role for any action; ACTION_ROLE below says what each action needs.
+    "RunCommand": Role.TIER1,
+    "ListAudit": Role.TIER3,
+    "VerifyAudit": Role.TIER3,
+    "ListOperators": Role.ADMIN,
+    "AddOperator": Role.ADMIN,
+    "RevokeOperator": Role.ADMIN,
+    "ExportAudit": Role.ADMIN,
+    "ArchiveAudit": Role.ADMIN,
 }
+
+# The least role each remote action needs (the `action` field of a RunCommandRequest). A library
+# script needs tier1 or the script's own `min_role`, whichever is higher; an ad-hoc one tier2.
+LIBRARY_SCRIPT = "library_script"
+ACTION_ROLE: dict[str, Role] = {
+    LIBRARY_SCRIPT: Role.TIER1,
+    "collect_now": Role.TIER1,
+    "list_processes": Role.TIER1,
+    "list_services": Role.TIER1,
+    "run_script": Role.TIER2,
+    "kill_process": Role.TIER2,
+    "service_control": Role.TIER2,
+    "reboot": Role.TIER2,
+    "push_file": Role.TIER2,
+    "pull_file": Role.TIER2,
+}
+
+
+def check_action_allowed(action: str, role: Role, operator: str, floor: Role = Role.VIEWER) -> None:
+    """Raise PermissionDenied unless `role` may send the remote action `action`.
+
+    `floor` raises the need further, e.g. a library script's own minimum role.
+    """
+    needed = ACTION_ROLE.get(action)
+    if needed is None:
+        raise PermissionDenied(f"remote action {action!r} is not open to operators")
+    needed = max(needed, floor)
+    if role < needed:
+        raise PermissionDenied(
+            f"operator {operator!r} has role {role.name.lower()}; the {action} action needs "
+            f"{needed.name.lower()} or higher"
+        )
 
 
 def check_allowed(method: str, role: Role, operator: str) -> None:

@@ -48,6 +48,17 @@ class ServerMetrics:
             "Agents with an open report stream to this server process.",
             registry=self.registry,
         )
+        self.command_streams = Gauge(
+            "rmm_server_command_streams",
+            "Agents with an open command stream to this server process.",
+            registry=self.registry,
+        )
+        self.commands_issued = Counter(
+            "rmm_server_commands_issued",
+            "Remote commands signed and queued, by action.",
+            ["action"],
+            registry=self.registry,
+        )
         self.enrollments = Counter(
             "rmm_server_enrollments",
             "Enrollment attempts by outcome.",

@@ -29,7 +29,8 @@ trap cleanup EXIT
 trap 'exit 0' INT TERM
 
 echo "== starting the server (log: $RUN_DIR/server.log)"
-"$BIN/rmm-server" serve --data-dir "$RUN_DIR/server" --insecure \
+# TLS by default: the first start makes the server's own CA in $RUN_DIR/server/tls.
+"$BIN/rmm-server" serve --data-dir "$RUN_DIR/server" \
   --grpc-listen "127.0.0.1:$GRPC_PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
   >>"$RUN_DIR/server.log" 2>&1 &
 pids+=($!)
@@ -40,16 +41,20 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-export RMM_SERVER="127.0.0.1:$GRPC_PORT" RMM_INSECURE=1
+# The CLI and the agent pin the server's CA by its fingerprint.
+RMM_CA_FINGERPRINT="$("$BIN/rmm-server" ca show --data-dir "$RUN_DIR/server" 2>&1 >/dev/null \
+  | sed -n 's/^fingerprint //p')"
 RMM_TOKEN="$(cat "$RUN_DIR/server/admin.token")"
-export RMM_TOKEN
+export RMM_SERVER="127.0.0.1:$GRPC_PORT" RMM_TOKEN RMM_CA_FINGERPRINT
 
-if [ ! -f "$RUN_DIR/agent/identity.json" ]; then
+identity="$RUN_DIR/agent/identity.json"
+# An agent a plaintext demo enrolled (before TLS was the default) enrolls again.
+if [ ! -f "$identity" ] || grep -q '"insecure": true' "$identity"; then
   echo "== enrolling this host's agent (client demo, site local)"
   token="$("$BIN/rmm" tokens create --client demo --site local --uses 1 --expires 10m --output json \
     | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
   "$BIN/rmm-agent" enroll --server "$RMM_SERVER" --token "$token" --state-dir "$RUN_DIR/agent" \
-    --insecure --tag demo
+    --ca-fingerprint "$RMM_CA_FINGERPRINT" --tag demo --force
 fi
 
 echo "== starting the agent, reporting every ${INTERVAL}s (log: $RUN_DIR/agent.log)"
@@ -62,7 +67,8 @@ sleep 3
 cat <<EOT
 
 The RMM is running. In another terminal:
-  export RMM_SERVER=$RMM_SERVER RMM_INSECURE=1 RMM_TOKEN=\$(cat $RUN_DIR/server/admin.token)
+  export RMM_SERVER=$RMM_SERVER RMM_CA_FINGERPRINT=$RMM_CA_FINGERPRINT
+  export RMM_TOKEN=\$(cat $RUN_DIR/server/admin.token)
   $BIN/rmm agents list                 # every agent, online/offline, key metrics
   $BIN/rmm agents show <id|hostname>   # one agent in full (add --output json)
   curl -s http://127.0.0.1:$HTTP_PORT/metrics | grep '^rmm_'   # what Prometheus scrapes

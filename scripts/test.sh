@@ -16,6 +16,44 @@ if [ "${#missing[@]}" -gt 0 ]; then
     "${missing[@]}" >/dev/null
 fi
 
+# PostgreSQL: the storage, migration and e2e tests run on it as well as on SQLite, as user
+# postgres with trust auth on 127.0.0.1:5432 (tests/databases.py; RMM_TEST_PG points elsewhere).
+pg_answers() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+pg_psql() { psql -w -q -h 127.0.0.1 -U postgres -d postgres -Atc "$1" 2>/dev/null; }
+if [ -z "${RMM_TEST_PG:-}" ]; then
+  pg_packages=()
+  if ! command -v pg_ctlcluster >/dev/null 2>&1 && ! pg_answers; then
+    pg_packages+=(postgresql)
+  elif ! command -v psql >/dev/null 2>&1; then
+    pg_packages+=(postgresql-client)
+  fi
+  if [ "${#pg_packages[@]}" -gt 0 ]; then
+    echo "== installing Debian packages: ${pg_packages[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+      "${pg_packages[@]}" >/dev/null
+  fi
+  if ! pg_answers || ! pg_psql "SELECT 1" >/dev/null; then
+    echo "== starting PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth on loopback)"
+    pg_version="$(ls /usr/lib/postgresql | sort -V | tail -n 1)"
+    [ -d "/etc/postgresql/$pg_version/main" ] || as_root pg_createcluster "$pg_version" main >/dev/null
+    hba="/etc/postgresql/$pg_version/main/pg_hba.conf"
+    if ! as_root grep -qE '^host\s+all\s+all\s+127\.0\.0\.1/32\s+trust' "$hba"; then
+      # First match wins: trust on loopback goes before the packaged password rules.
+      as_root sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    fi
+    if pg_answers; then
+      as_root pg_ctlcluster --skip-systemctl-redirect "$pg_version" main reload
+    else
+      as_root pg_ctlcluster --skip-systemctl-redirect "$pg_version" main start
+    fi
+    for _ in $(seq 60); do pg_psql "SELECT 1" >/dev/null && break; sleep 0.5; done
+    pg_psql "SELECT 1" >/dev/null || { echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1; }
+  fi
+  [ "$(pg_psql "SELECT 1 FROM pg_database WHERE datname = 'test'")" = 1 ] \
+    || pg_psql "CREATE DATABASE test" >/dev/null
+fi
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv"
@@ -34,4 +72,6 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"
-exec .venv/bin/pytest "$@"
+# Two workers, a test file each at a time: the end-to-end tests mostly wait on real processes,
+# so two overlap well on two cores. PYTEST_WORKERS=0 runs everything in this process.
+exec .venv/bin/pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"

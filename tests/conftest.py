@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from rmm_server.storage.store import open_store, sqlite_url
+from tests import databases
 from tests.helpers import ServerProcess, free_port
 
 
@@ -21,3 +23,33 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     ).start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A PostgreSQL database migrated to head once per run, copied for each test module."""
+    name = databases.create_database()
+    try:
+        open_store(databases.database_url(name)).close()
+        yield name
+    finally:
+        databases.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def pg_module_database(pg_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database (at head) for one test module, dropped afterwards."""
+    name = databases.create_database(template=pg_template)
+    yield name
+    databases.drop_database(name)
+
+
+@pytest.fixture(params=databases.DIALECTS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database at head: a SQLite file, then PostgreSQL (a database of the
+    module's own, emptied before each test). Storage tests take it to run on both."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path)
+    name: str = request.getfixturevalue("pg_module_database")
+    databases.reset_database(name)
+    return databases.database_url(name)

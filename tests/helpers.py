@@ -74,7 +74,9 @@ class ServerProcess:
     def admin_token(self) -> str:
         return (self.data_dir / "admin.token").read_text().strip()
 
-    def start(self, timeout: float = 20.0) -> ServerProcess:
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        # Generous: importing the server takes ~2 s of CPU, which becomes 20 s and more while
+        # the other test worker saturates both cores; a server that is up answers at once anyway.
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [

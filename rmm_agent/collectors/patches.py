@@ -7,6 +7,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, ClassVar
 
 from rmm_agent.collectors._common import Clock, StatusRunner, gauge, run_status
@@ -60,6 +61,11 @@ def summarise(
     return samples, info
 
 
+# Package managers' update queries are slow (apt's simulation takes 5-20 s of CPU on a busy
+# host); the collector runs in the background at most hourly, so it can afford to wait.
+PATCH_QUERY_TIMEOUT_SECONDS = 180.0
+PATCH_QUERY_RUNNER: CommandRunner = partial(run_command, timeout=PATCH_QUERY_TIMEOUT_SECONDS)
+
 class PatchesCollector:
     """Report pending updates, read from what the host knows without downloading anything.
 
@@ -90,7 +96,7 @@ class PatchesCollector:
         *,
         backends: Sequence[PatchBackend] | None = None,
         platform: str = sys.platform,
-        runner: CommandRunner = run_command,
+        runner: CommandRunner = PATCH_QUERY_RUNNER,
         status_runner: StatusRunner = run_status,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,

@@ -107,7 +107,7 @@ def build_agent(state_dir: Path, config_path: Path | None) -> tuple[Any, Callabl
     from rmm_agent.report import ReportBuilder  # noqa: PLC0415
     from rmm_agent.runner import AgentRunner  # noqa: PLC0415
     from rmm_agent.state import StateDir  # noqa: PLC0415
-    from rmm_agent.transport import open_channel  # noqa: PLC0415
+    from rmm_agent.transport import agent_channel  # noqa: PLC0415
     from rmm_common.logs import setup_logging  # noqa: PLC0415
 
     config = read_config(config_path)
@@ -118,8 +118,16 @@ def build_agent(state_dir: Path, config_path: Path | None) -> tuple[Any, Callabl
         timeout_seconds=config.collector_timeout_seconds,
         inventory_interval_seconds=config.inventory_interval_seconds,
     )
-    channel = open_channel(identity.server, identity.insecure, identity.ca_cert_pem)
-    runner = AgentRunner(identity, StateDir(state_dir), builder, channel, config.interval_seconds)
+    channel = agent_channel(identity, state_dir)
+    runner = AgentRunner(
+        identity,
+        StateDir(state_dir),
+        builder,
+        channel,
+        config.interval_seconds,
+        spool_max_reports=config.spool_max_reports,
+        spool_max_bytes=config.spool_max_bytes,
+    )
     return runner, channel.close
 
 

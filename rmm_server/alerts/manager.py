@@ -120,6 +120,9 @@ class AlertManager:
         self.metrics = AlertMetrics(registry)
         self._open: dict[str, AlertRecord] = {}  # fingerprint -> pending or firing alert
         self._by_agent: dict[str, set[str]] = {}  # agent id -> fingerprints of its open alerts
+        # With replicas every one holds every open alert: only the leader shows the fleet-wide
+        # firing gauge, so summing it over replicas counts each alert once.
+        self.shows_firing: Callable[[], bool] = lambda: True
 
     def load(self) -> int:
         """Load open alerts from storage (at start-up); return how many."""
@@ -132,6 +135,10 @@ class AlertManager:
     def open_alerts(self) -> list[AlertRecord]:
         """Return the pending and firing alerts."""
         return list(self._open.values())
+
+    def open_alerts_of(self, agent_id: str) -> list[AlertRecord]:
+        """Return one agent's pending and firing alerts."""
+        return [self._open[key] for key in self._by_agent.get(agent_id, ())]
 
     def apply(
         self,
@@ -280,7 +287,14 @@ class AlertManager:
             transitions.append(Transition(record, "resolved"))
             self.metrics.transitions.labels(event="resolved", severity=record.severity).inc()
 
+    def refresh_firing_gauge(self) -> None:
+        """Set the firing gauge from the open alerts (or empty it where another replica leads)."""
+        self._refresh_firing_gauge()
+
     def _refresh_firing_gauge(self) -> None:
+        if not self.shows_firing():
+            self.metrics.firing.clear()
+            return
         counts: dict[tuple[str, str, str], int] = {}
         for record in self._open.values():
             if record.state == AlertState.FIRING.value:
@@ -296,6 +310,18 @@ class AlertManager:
         for record in gone:
             self._forget(record)
         return gone
+
+    def adopt(self, records: Iterable[AlertRecord]) -> None:
+        """Take alerts another replica changed (read back from the database) as they stand."""
+        for record in records:
+            previous = self._open.get(record.fingerprint)
+            if previous is not None and previous.id != record.id:
+                continue  # a newer alert of the same fingerprint is open here already
+            if record.state in (AlertState.PENDING.value, AlertState.FIRING.value):
+                self._keep_open(record)
+            else:
+                self._forget(record)
+        self._refresh_firing_gauge()
 
     def _keep_open(self, record: AlertRecord) -> None:
         self._open[record.fingerprint] = record

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -15,21 +15,31 @@ from prometheus_client import CollectorRegistry
 
 from rmm_common.errors import ConfigError, InvalidArgument, NotFound, PolicyError, StorageError
 from rmm_common.tokens import new_ident
-from rmm_proto import agent_pb2
+from rmm_proto import agent_pb2, commands_pb2
 from rmm_server.alerts.lifecycle import AlertState
 from rmm_server.alerts.manager import AgentIdentity, AlertManager, Transition
 from rmm_server.alerts.suppression import MaintenanceWindow, Silence, parse_matchers
 from rmm_server.notify.model import AlertNotice
 from rmm_server.policy import PolicySet, load_policy_dir
-from rmm_server.policy.model import AgentContext, Condition, EffectiveRule, Inhibit, SeriesSample
-from rmm_server.reports import LazyInfo
+from rmm_server.policy.model import (
+    AgentContext,
+    Condition,
+    EffectiveRule,
+    Inhibit,
+    Remediate,
+    SeriesSample,
+)
+from rmm_server.reports import LazyInfo, ReportSeries, report_series
 from rmm_server.storage import AgentRecord, Store
 from rmm_server.storage.alerts import AlertQuery, AlertRecord, AlertStore
 from rmm_server.storage.suppressions import NotificationFailure, SuppressionStore
 
 log = logging.getLogger(__name__)
+# Agents evaluated by one offline check between two yields to the event loop.
+OFFLINE_CHECK_SLICE = 100
 
 Submit = Callable[[AlertNotice], Any]
+RemediateHook = Callable[[AlertRecord, Remediate, AgentRecord], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +56,21 @@ def agent_context(
     now: float,
     inventory_added: tuple[str, ...] = (),
     inventory_removed: tuple[str, ...] = (),
+    series: ReportSeries | None = None,
 ) -> tuple[AgentContext, list[SeriesSample]]:
-    """Return what the policy engine needs of an agent and its latest report."""
+    """Return what the policy engine needs of an agent and its latest report (`series`: its
+    samples as validate_report() returned them, read from the report when not given)."""
     samples: list[SeriesSample] = []
     info: Mapping[str, Any] = {}
     if report is not None:
         info = LazyInfo(report)
-        for collector in report.collectors:
-            samples.extend(SeriesSample(s.name, dict(s.labels), s.value) for s in collector.samples)
+        if series is None:
+            series = report_series(report)
+        samples = [
+            SeriesSample(name, dict(labels), value)
+            for collector in series
+            for name, labels, value in collector
+        ]
     context = AgentContext(
         agent_id=record.id,
         hostname=record.hostname,
@@ -131,12 +148,19 @@ class AlertService:
         self.windows: list[MaintenanceWindow] = []
         self.submit: Submit | None = None
         self.escalation: EscalationPolicy | None = None
+        # Runs a firing rule's `remediate` script (set when the server sends commands).
+        self.remediate: RemediateHook | None = None
+        # Which of some script names the script library lacks: a rule whose `remediate` names
+        # no script is refused when the policies load, not found out when the alert fires.
+        self.unknown_scripts: Callable[[Iterable[str]], list[str]] | None = None
         self._inhibitors: dict[str, tuple[Inhibit, ...]] = {}  # rule key -> its inhibitions
         # Changed alerts wait here and one writer saves them in batches: a report's
         # acknowledgement never waits for alert bookkeeping, and the latest state of an alert
         # is the one written.
         self._dirty: dict[str, AlertRecord] = {}
         self._writer: asyncio.Task[None] | None = None
+        # Told the ids of alerts just written (replicas: the others read them back).
+        self.saved: Callable[[list[str]], None] | None = None
 
     # --- start-up and reload -----------------------------------------------------------------
 
@@ -144,7 +168,7 @@ class AlertService:
         """Load policies, open alerts, silences and windows (in a worker thread at start-up)."""
         if self.policies_dir is not None:
             try:
-                self.policies = load_policy_dir(self.policies_dir)
+                self.policies = self._load_policies(self.policies_dir)
             except PolicyError as exc:
                 raise ConfigError(f"policies in {self.policies_dir} are invalid:\n{exc}") from exc
         self.manager.load()
@@ -156,7 +180,7 @@ class AlertService:
         if self.policies_dir is None:
             return False, ["the server runs without --policies: there is nothing to reload"]
         try:
-            policies = load_policy_dir(self.policies_dir)
+            policies = self._load_policies(self.policies_dir)
         except PolicyError as exc:
             errors = list(getattr(exc, "errors", [])) or [str(exc)]
             log.error("policy reload refused, the previous set stays in force:\n%s", exc)
@@ -164,6 +188,21 @@ class AlertService:
         self.policies = policies
         log.info("policies reloaded from %s", self.policies_dir)
         return True, []
+
+    def _load_policies(self, directory: Path) -> PolicySet:
+        policies = load_policy_dir(directory)
+        if self.unknown_scripts is not None:
+            references = policies.remediation_scripts()
+            unknown = set(self.unknown_scripts(name for _, name in references))
+            errors = [
+                f"{where}: remediate.script {name!r} names no script in the server's script "
+                "library (`rmm scripts list` shows them; add the script there or fix the name)"
+                for where, name in references
+                if name in unknown
+            ]
+            if errors:
+                raise PolicyError(errors)
+        return policies
 
     # --- evaluation ----------------------------------------------------------------------------
 
@@ -173,13 +212,16 @@ class AlertService:
         report: agent_pb2.Report,
         inventory_added: tuple[str, ...] = (),
         inventory_removed: tuple[str, ...] = (),
+        series: ReportSeries | None = None,
     ) -> None:
         """Evaluate an agent's new report and act on what changed."""
         if self.policies is None:
             return
         now = self.clock()
         started = time.perf_counter()
-        context, samples = agent_context(record, report, now, inventory_added, inventory_removed)
+        context, samples = agent_context(
+            record, report, now, inventory_added, inventory_removed, series
+        )
         conditions = self.policies.evaluate(context, samples)
         self.manager.metrics.evaluation_seconds.observe(time.perf_counter() - started)
         await self._apply(record, conditions, "report", resolve_missing=True)
@@ -191,7 +233,11 @@ class AlertService:
         now = self.clock()
         if now - self.started_at < self.offline_grace_seconds:
             return
-        for record in agents:
+        for index, record in enumerate(agents):
+            if index % OFFLINE_CHECK_SLICE == OFFLINE_CHECK_SLICE - 1:
+                # Thousands of agents offline at once (a site's network is down) must not hold
+                # the event loop: reports and operator calls go on between slices.
+                await asyncio.sleep(0)
             if record.last_seen is None or record.online(now) or record.revoked_at is not None:
                 continue
             context, _ = agent_context(record, None, now)
@@ -219,6 +265,30 @@ class AlertService:
         for notice in notices:
             if notice is not None and self.submit is not None:
                 await self._submit(notice)
+        if self.remediate is not None:
+            remedies = {c.rule.key: c.rule.remediate for c in conditions if c.rule.remediate}
+            for transition in transitions:
+                remedy = remedies.get(transition.record.rule_key)
+                if transition.event == "firing" and remedy is not None:
+                    try:
+                        await self.remediate(transition.record, remedy, record)
+                    except Exception:  # a failed remediation must never stop evaluation
+                        log.exception("remediation for alert %s failed", transition.record.id)
+
+    async def note(self, alert_id: str, event: str, detail: str, by: str = "") -> None:
+        """Add an entry to an alert's history (e.g. a remediation's outcome) and save it."""
+        alert = next((a for a in self.manager.open_alerts() if a.id == alert_id), None)
+        if alert is None:
+            alert = await asyncio.to_thread(self.alert_store.get, alert_id)
+        if alert is None:
+            return
+        now = self.clock()
+        entry: dict[str, Any] = {"at": now, "event": event, "detail": detail}
+        if by:
+            entry["by"] = by
+        alert.history.append(entry)
+        alert.updated_at = now
+        await self._persist([alert])
 
     async def _persist(self, records: Sequence[AlertRecord]) -> None:
         for record in records:
@@ -237,6 +307,9 @@ class AlertService:
                 for record in batch:
                     self._dirty.setdefault(record.id, record)
                 await asyncio.sleep(1.0)
+            else:
+                if self.saved is not None:
+                    self.saved([record.id for record in batch])
 
     async def flush(self) -> None:
         """Wait until every changed alert is written."""
@@ -283,10 +356,27 @@ class AlertService:
             covered = window.covers(alert.client, alert.site, alert.agent_id, tags or frozenset())
             if covered and window.current(now) is not None:
                 return f"maintenance:{window.id}"
-        for other in self.manager.open_alerts():
-            if other.state != AlertState.FIRING.value or other.id == alert.id:
+        if not self._inhibitors:
+            return ""
+        # Every shipped inhibition is per agent (`equal: [agent]`): then only the alert's own
+        # agent's alerts can inhibit it, and this stays cheap with thousands of open alerts
+        # (scanning them all made `rmm alerts list` and a fleet going offline quadratic).
+        per_agent = all(
+            "agent" in inhibit.equal
+            for inhibits in self._inhibitors.values()
+            for inhibit in inhibits
+        )
+        candidates = (
+            self.manager.open_alerts_of(alert.agent_id) if per_agent else self.manager.open_alerts()
+        )
+        firing = AlertState.FIRING.value
+        for other in candidates:
+            # Most rules inhibit nothing: one dict lookup skips their alerts. Checked first, so
+            # a report that fires thousands of alerts is not quadratic in Enum lookups.
+            inhibits = self._inhibitors.get(other.rule_key)
+            if not inhibits or other.state != firing or other.id == alert.id:
                 continue
-            for inhibit in self._inhibitors.get(other.rule_key, ()):
+            for inhibit in inhibits:
                 same = all(_same(other, alert, key) for key in inhibit.equal)
                 if same and inhibit.targets(alert.rule_name, fields, own_name=other.rule_name):
                     return f"inhibited:{other.rule_name}"
@@ -418,6 +508,13 @@ class AlertService:
             (alert, self.suppressed_by(alert, now) if alert.state != "resolved" else "")
             for alert in alerts
         ]
+
+    def consent_for(self, record: AgentRecord) -> int:
+        """Return the consent mode (rmm.v1.ConsentMode) the policies set for an agent."""
+        if self.policies is None:
+            return commands_pb2.CONSENT_NOTIFY
+        context, _ = agent_context(record, None, self.clock())
+        return self.policies.consent_for(context).number
 
     def explain(self, record: AgentRecord) -> list[EffectiveRule]:
         """Return every rule in force for an agent, with where each value came from."""

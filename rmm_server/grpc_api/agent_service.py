@@ -1,4 +1,4 @@
-"""AgentService: enrollment and the report stream."""
+"""AgentService: enrollment, the report stream and the command stream."""
 
 from __future__ import annotations
 
@@ -7,18 +7,25 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc.aio
+from google.protobuf.message import DecodeError
 
-from rmm_common.errors import NotFound, RmmError
-from rmm_proto import agent_pb2, agent_pb2_grpc
+from rmm_common.errors import InvalidArgument, NotFound, RmmError
+from rmm_common.tokens import SecretKind
+from rmm_proto import agent_pb2, agent_pb2_grpc, commands_pb2
+from rmm_server.agent_credentials import AgentCredentials
+from rmm_server.cluster import Cluster
+from rmm_server.commands import CommandService
 from rmm_server.enrollment import Enrollment
 from rmm_server.grpc_api.guard import current_agent
 from rmm_server.ingest import ReportIngestor
+from rmm_server.ratelimit import RateLimited, RateLimits, peer_address
 from rmm_server.reports import host_facts
 from rmm_server.server_metrics import ServerMetrics
 from rmm_server.updates import UpdateIndex
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT_PER_STREAM = 64
+HELLO_TIMEOUT_SECONDS = 30.0
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
@@ -30,15 +37,31 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         ingestor: ReportIngestor,
         metrics: ServerMetrics,
         updates: UpdateIndex | None = None,
+        commands: CommandService | None = None,
+        credentials: AgentCredentials | None = None,
+        limits: RateLimits | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.enrollment = enrollment
         self.ingestor = ingestor
         self.metrics = metrics
         self.updates = updates
+        self.commands = commands
+        self.credentials = credentials
+        self.limits = limits
+        self.cluster = cluster if cluster is not None else Cluster("local")
 
     async def Enroll(
         self, request: agent_pb2.EnrollRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.EnrollResponse:
+        if self.limits is not None:
+            address = peer_address(context.peer())
+            try:
+                self.limits.check_enrollment(address, _token_id(request.token))
+            except RateLimited as error:
+                self.metrics.enrollments.labels(outcome="RateLimited").inc()
+                log.warning("enrollment refused for %s: %s", address, error)
+                raise
         host = host_facts(request.host)
         try:
             enrolled = await asyncio.to_thread(
@@ -47,6 +70,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 host,
                 list(request.tags),
                 request.agent_version,
+                request.csr_pem,
             )
         except RmmError as error:
             self.metrics.enrollments.labels(outcome=type(error).__name__).inc()
@@ -54,6 +78,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise
         self.metrics.enrollments.labels(outcome="enrolled").inc()
         record = enrolled.record
+        self.cluster.agent_changed([record.id])
         log.info(
             "enrolled agent %s (%s) for %s/%s",
             record.id,
@@ -66,6 +91,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             credential=enrolled.credential,
             client=record.client,
             site=record.site,
+            command_public_key=self.commands.signer.public_key if self.commands else b"",
+            client_certificate_pem=enrolled.client_certificate_pem,
+            mtls_port=self.enrollment.client_certs.port if self.enrollment.client_certs else 0,
         )
 
     async def StreamReports(
@@ -82,22 +110,45 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         async def read() -> None:
             try:
                 async for report in request_iterator:
+                    if self.limits is not None:
+                        await self.limits.pace_report(agent.id)
                     task = asyncio.ensure_future(self.ingestor.submit(agent, report))
                     await in_flight.put(task)
+            except DecodeError as error:
+                # Bytes no agent of ours can send (protobuf refuses to encode them): refuse the
+                # stream by name, without a traceback in the log.
+                log.warning("agent %s sent a report that cannot be decoded: %s", agent.id, error)
+                raise InvalidArgument(
+                    f"a message on the report stream is not an rmm.v1.Report ({error})"
+                ) from None
             finally:
                 await in_flight.put(None)
 
         self.metrics.connected_agents.inc()
+        self.cluster.attach(agent.id)
         reader = asyncio.ensure_future(read())
         log.debug("agent %s (%s) opened its report stream", agent.id, agent.hostname)
         try:
             while (task := await in_flight.get()) is not None:
-                yield await task
+                ack = await task
+                if self.credentials is not None and self.credentials.rotation_requested(agent.id):
+                    ack.rotate_credential = True
+                yield ack
             await reader
         finally:
             reader.cancel()
+            self.cluster.detach(agent.id)
             self.metrics.connected_agents.dec()
             log.debug("agent %s closed its report stream", agent.id)
+
+    async def RotateCredential(
+        self, request: agent_pb2.RotateCredentialRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.RotateCredentialResponse:
+        agent = current_agent.get()
+        if self.credentials is None:
+            raise NotFound("this server does not rotate agent credentials")
+        credential = await self.credentials.issue(agent)
+        return agent_pb2.RotateCredentialResponse(credential=credential)
 
     async def DownloadUpdate(
         self, request: agent_pb2.DownloadUpdateRequest, context: grpc.aio.ServicerContext
@@ -115,3 +166,50 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 yield agent_pb2.UpdateChunk(data=block)
         finally:
             chunks.close()  # the agent may hang up mid-way: close the file now
+
+    async def Commands(
+        self,
+        request_iterator: AsyncIterator[commands_pb2.AgentCommandMessage],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[commands_pb2.ServerCommandMessage]:
+        agent = current_agent.get()
+        if self.commands is None:
+            raise NotFound("this server does not send commands")
+        commands = self.commands
+        incoming = request_iterator.__aiter__()
+        try:
+            first = await asyncio.wait_for(incoming.__anext__(), HELLO_TIMEOUT_SECONDS)
+        except (StopAsyncIteration, TimeoutError):
+            return
+        if not first.HasField("hello"):
+            raise InvalidArgument("the command stream must start with a hello message")
+        link = await commands.connect(agent, first.hello)
+        # Headers now tell the agent its stream is up even when no command is waiting.
+        await context.send_initial_metadata(())
+
+        async def read() -> None:
+            try:
+                async for message in incoming:
+                    if message.HasField("result"):
+                        commands.submit_result(agent.id, message.result, link)
+            finally:
+                link.close()
+
+        self.metrics.command_streams.inc()
+        reader = asyncio.ensure_future(read())
+        try:
+            while (message := await link.outbox.get()) is not None:
+                yield message
+        finally:
+            reader.cancel()
+            commands.disconnect(link)
+            self.metrics.command_streams.dec()
+            log.debug("agent %s closed its command stream", agent.id)
+
+
+def _token_id(token: str) -> str:
+    """Return the id part of an enrollment secret (rmme_<id>_<secret>), bounded, or ""."""
+    kind, _, rest = token.strip().partition("_")
+    if kind != SecretKind.ENROLLMENT.value:
+        return ""
+    return rest.partition("_")[0][:64]

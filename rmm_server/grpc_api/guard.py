@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
@@ -9,6 +10,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from google.protobuf.message import DecodeError
 
 from rmm_common.errors import (
     AlreadyExists,
@@ -20,13 +22,29 @@ from rmm_common.errors import (
     StorageError,
     Unauthenticated,
 )
-from rmm_common.tokens import AUTH_METADATA_KEY, BEARER_PREFIX, SecretKind, parse_secret
+from rmm_common.tokens import (
+    AUTH_METADATA_KEY,
+    BEARER_PREFIX,
+    SecretKind,
+    hash_secret,
+    parse_secret,
+)
 from rmm_common.tokens import secret_matches as _matches
+from rmm_server.agent_credentials import AgentCredentials, LiveCall, utc_text
+from rmm_server.audit import AuditLog
 from rmm_server.fleet import Fleet
+from rmm_server.grpc_api.audit_calls import (
+    SELF_AUDITED,
+    CallAuditor,
+    error_outcome,
+    is_audited,
+)
 from rmm_server.operators import Operators
+from rmm_server.ratelimit import RateLimited, RateLimits
 from rmm_server.roles import Role, check_allowed
 from rmm_server.server_metrics import ServerMetrics
 from rmm_server.storage import AgentRecord, OperatorRecord
+from rmm_server.tls import ClientCerts
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +54,8 @@ UNAUTHENTICATED_METHODS = frozenset({AGENT_SERVICE + "Enroll"})
 
 current_agent: ContextVar[AgentRecord] = ContextVar("current_agent")
 current_operator: ContextVar[OperatorRecord] = ContextVar("current_operator")
+# The hash of the credential the current agent call authenticated with.
+current_credential_hash: ContextVar[str] = ContextVar("current_credential_hash")
 
 STATUS_OF: tuple[tuple[type[RmmError], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -45,6 +65,7 @@ STATUS_OF: tuple[tuple[type[RmmError], grpc.StatusCode], ...] = (
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (StorageError, grpc.StatusCode.UNAVAILABLE),
     (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
+    (RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 
 
@@ -67,37 +88,86 @@ def bearer_from(metadata: Any) -> str:
 
 
 class ServiceGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Authenticate each call, check the operator's role, and map errors to status codes."""
+    """Authenticate each call, check the operator's role, audit what changes anything, and map
+    errors to status codes."""
 
-    def __init__(self, fleet: Fleet, operators: Operators, metrics: ServerMetrics) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        operators: Operators,
+        metrics: ServerMetrics,
+        audit: AuditLog,
+        client_certs: ClientCerts | None = None,
+        credentials: AgentCredentials | None = None,
+        limits: RateLimits | None = None,
+    ) -> None:
         self.fleet = fleet
         self.operators = operators
         self.metrics = metrics
+        self.auditor = CallAuditor(audit)
+        # Set when the server requires client certificates: agent calls must show their own.
+        self.client_certs = client_certs
+        # Live agent calls (so a revocation cuts them) and credential rotation.
+        self.credentials = credentials
+        self.limits = limits
 
     def authenticate_agent(self, metadata: Any) -> AgentRecord:
         """Return the agent whose credential the call carries."""
         parsed = parse_secret(bearer_from(metadata), SecretKind.AGENT)
-        record = self.fleet.get(parsed.ident)
-        if record is None or not _matches(parsed.secret, record.credential_hash):
+        record = self.fleet.get_or_load(parsed.ident)
+        # While a rotation is unfinished both the current and the new credential are valid.
+        if record is None or not (
+            _matches(parsed.secret, record.credential_hash)
+            or (
+                record.pending_credential_hash is not None
+                and _matches(parsed.secret, record.pending_credential_hash)
+            )
+        ):
             raise Unauthenticated(
                 "agent credential not recognised: the agent must enroll again with a new token"
             )
         if record.revoked_at is not None:
-            raise Unauthenticated(f"agent {record.id} has been revoked")
+            raise Unauthenticated(
+                f"agent {record.id} was revoked at {utc_text(record.revoked_at)}: enroll it "
+                "again with a new token"
+            )
+        current_credential_hash.set(hash_secret(parsed.secret))
         return record
 
-    def _admit(self, method: str, metadata: Any) -> None:
+    def _live_call(self, method: str) -> LiveCall | None:
+        """Register an admitted agent call so a revocation can cut it; settle a rotation when
+        the call is the first made with the agent's new credential."""
+        if self.credentials is None or not method.startswith(AGENT_SERVICE):
+            return None
+        agent = current_agent.get(None)
+        if agent is None:
+            return None
+        used = current_credential_hash.get("")
+        if used and used == agent.pending_credential_hash:
+            self.credentials.promote(agent)
+        return self.credentials.calls.open(agent.id, used, method)
+
+    def _admit(
+        self, method: str, metadata: Any, context: grpc.aio.ServicerContext | None = None
+    ) -> None:
         if method in UNAUTHENTICATED_METHODS:
             return
         try:
             if method.startswith(AGENT_SERVICE):
-                current_agent.set(self.authenticate_agent(metadata))
+                agent = self.authenticate_agent(metadata)
+                if self.client_certs is not None:
+                    peer = context.auth_context() if context is not None else {}
+                    self.client_certs.check_peer(peer, agent.id)
+                current_agent.set(agent)
             elif method.startswith(OPERATOR_SERVICE):
                 operator = self.operators.authenticate(bearer_from(metadata))
+                # Set before the role check: a denied call is audited under its operator.
+                current_operator.set(operator)
+                if self.limits is not None:
+                    self.limits.check_operator(operator.name)
                 check_allowed(
                     method.removeprefix(OPERATOR_SERVICE), Role.parse(operator.role), operator.name
                 )
-                current_operator.set(operator)
         except Unauthenticated:
             caller = "agent" if method.startswith(AGENT_SERVICE) else "operator"
             self.metrics.auth_failures.labels(caller=caller).inc()
@@ -114,10 +184,44 @@ class ServiceGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = details.method
         metadata = details.invocation_metadata
         guard = self
+        call = method.removeprefix(OPERATOR_SERVICE)
+        audited = method.startswith(OPERATOR_SERVICE) and is_audited(call)
+        # A call that audits itself never sees the role check refuse it: the guard records that.
+        audits_refusal = method.startswith(OPERATOR_SERVICE) and call in SELF_AUDITED
+
+        async def audit(
+            request: Any,
+            context: grpc.aio.ServicerContext,
+            error: BaseException | None = None,
+            response: Any = None,
+        ) -> None:
+            operator = current_operator.get(None)
+            if operator is None:  # not authenticated: nobody to attribute it to
+                return
+            if error is None:
+                outcome = "ok"
+            elif isinstance(error, RmmError):
+                outcome = error_outcome(error, status_for(error))
+            elif isinstance(error, grpc.aio.AbortError):
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                outcome = f"error: {code.name}: {context.details() or ''}"
+            elif isinstance(error, asyncio.CancelledError):
+                guard.auditor.record_detached(
+                    operator, call, request, "error: CANCELLED: the caller went away"
+                )
+                return
+            else:
+                outcome = f"error: INTERNAL: {type(error).__name__}: {error}"
+            await guard.auditor.record(operator, call, request, outcome, response)
 
         async def abort(context: grpc.aio.ServicerContext, error: Exception) -> None:
             if isinstance(error, RmmError):
                 await context.abort(status_for(error), str(error))
+            if isinstance(error, DecodeError):  # a streamed request message that is not one
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"a message sent to {method} cannot be decoded ({error})",
+                )
             log.exception("unexpected error in %s", method, exc_info=error)
             await context.abort(
                 grpc.StatusCode.INTERNAL, "internal server error; see the server log"
@@ -127,13 +231,32 @@ class ServiceGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             inner = handler.unary_unary or handler.stream_unary
 
             async def single(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                admitted = False
                 try:
-                    guard._admit(method, metadata)
-                    return await inner(request, context)
-                except grpc.aio.AbortError:
+                    guard._admit(method, metadata, context)
+                    admitted = True
+                    if isinstance(request, Undecodable):
+                        raise request.refusal(method)
+                    live = guard._live_call(method)
+                    if live is None:
+                        response = await inner(request, context)
+                    else:
+                        response = await live.unary(inner(request, context), context)
+                except (grpc.aio.AbortError, asyncio.CancelledError) as error:
+                    if audited:
+                        await audit(request, context, error)
                     raise
                 except Exception as error:
+                    # A flood refused by a rate limit would flood the audit log: counted only.
+                    if (audited or (audits_refusal and not admitted)) and not isinstance(
+                        error, RateLimited
+                    ):
+                        await audit(request, context, error)
                     await abort(context, error)
+                else:
+                    if audited:
+                        await audit(request, context, response=response)
+                    return response
 
             make = (
                 grpc.unary_unary_rpc_method_handler
@@ -144,22 +267,71 @@ class ServiceGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             inner = handler.unary_stream or handler.stream_stream
 
             async def single(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:  # type: ignore[misc]
+                admitted = False
                 try:
-                    guard._admit(method, metadata)
-                    async for response in inner(request, context):
+                    guard._admit(method, metadata, context)
+                    admitted = True
+                    if isinstance(request, Undecodable):
+                        raise request.refusal(method)
+                    live = guard._live_call(method)
+                    responses = inner(request, context)
+                    if live is not None:
+                        responses = live.stream(responses, context)
+                    async for response in responses:
                         yield response
-                except grpc.aio.AbortError:
+                except (grpc.aio.AbortError, asyncio.CancelledError) as error:
+                    if audited:
+                        await audit(request, context, error)
                     raise
                 except Exception as error:
+                    # A flood refused by a rate limit would flood the audit log: counted only.
+                    if (audited or (audits_refusal and not admitted)) and not isinstance(
+                        error, RateLimited
+                    ):
+                        await audit(request, context, error)
                     await abort(context, error)
+                else:
+                    if audited:
+                        await audit(request, context)
 
             make = (
                 grpc.unary_stream_rpc_method_handler
                 if handler.unary_stream
                 else grpc.stream_stream_rpc_method_handler
             )
+        deserializer = handler.request_deserializer
+        if handler.unary_unary or handler.unary_stream:
+            # grpc decodes a unary request before any handler runs and answers a failure with
+            # UNKNOWN: the handler gets the failure instead, to refuse it by name.
+            deserializer = _tolerant(deserializer)
         return make(
             single,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+class Undecodable:
+    """A request whose bytes are not the message the method takes."""
+
+    def __init__(self, error: DecodeError) -> None:
+        self.error = error
+
+    def refusal(self, method: str) -> InvalidArgument:
+        """Return the error that refuses the call."""
+        return InvalidArgument(f"the request to {method} cannot be decoded ({self.error})")
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """Wrap `deserializer` to return Undecodable instead of raising DecodeError."""
+    if deserializer is None:
+        return None
+    decode = deserializer
+
+    def tolerant(data: bytes) -> Any:
+        try:
+            return decode(data)
+        except DecodeError as error:
+            return Undecodable(error)
+
+    return tolerant

@@ -12,14 +12,24 @@ import grpc.aio
 
 from rmm_common.errors import ConfigError, InvalidArgument, NotFound
 from rmm_common.tokens import new_ident
-from rmm_proto import agent_pb2, common_pb2, operator_pb2, operator_pb2_grpc
+from rmm_proto import agent_pb2, commands_pb2, common_pb2, operator_pb2, operator_pb2_grpc
+from rmm_server.agent_credentials import AgentCredentials
 from rmm_server.alerts.service import AlertService
 from rmm_server.alerts.suppression import MaintenanceWindow, Silence, format_matchers
+from rmm_server.audit import AuditLog
+from rmm_server.commands import CommandService
 from rmm_server.enrollment import Enrollment
+from rmm_server.fleet import Fleet
+from rmm_server.grpc_api.admin_api import AdminApi
+from rmm_server.grpc_api.command_api import CommandApi
 from rmm_server.grpc_api.guard import current_operator
+from rmm_server.grpc_api.script_api import ScriptApi
+from rmm_server.operators import Operators
 from rmm_server.reports import LazyInfo, decompress
+from rmm_server.scripts import ScriptLibrary
 from rmm_server.storage import AgentRecord, EnrollmentTokenRecord, Store
 from rmm_server.storage.alerts import AlertQuery, AlertRecord
+from rmm_server.storage.audit import AuditStore
 from rmm_server.storage.store import AgentQuery
 
 DEFAULT_PAGE = 500
@@ -75,6 +85,7 @@ def agent_to_summary(agent: AgentRecord, now: float) -> operator_pb2.AgentSummar
         collector_errors=int(summary.get("collector_errors", 0)),
         last_sequence=agent.last_sequence,
         agent_version=agent.agent_version,
+        revoked_at=agent.revoked_at or 0,
     )
 
 
@@ -149,7 +160,7 @@ def window_to_proto(window: MaintenanceWindow, now: float) -> operator_pb2.Maint
     )
 
 
-class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
+class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.OperatorServiceServicer):
     """Convert operator calls to domain calls; the guard has checked the caller's role."""
 
     def __init__(
@@ -158,11 +169,29 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         enrollment: Enrollment,
         alerts: AlertService,
         clock: Callable[[], float] = time.time,
+        fleet: Fleet | None = None,
+        commands: CommandService | None = None,
+        consent_for: Callable[[AgentRecord], int] | None = None,
+        scripts: ScriptLibrary | None = None,
+        audit: AuditLog | None = None,
+        operators: Operators | None = None,
+        credentials: AgentCredentials | None = None,
     ) -> None:
         self.store = store
         self.enrollment = enrollment
         self.alerts = alerts
         self.clock = clock
+        self.fleet = fleet or enrollment.fleet
+        self.commands = commands
+        self.consent_for = consent_for or (lambda _agent: commands_pb2.CONSENT_NOTIFY)
+        self.scripts = scripts if scripts is not None else ScriptLibrary()
+        # The server passes the guard's own: a revoke must drop the token from its cache.
+        self.audit = audit if audit is not None else AuditLog(AuditStore(store))
+        self.operators = operators if operators is not None else Operators(store)
+        # The server passes the guard's own: a revocation cuts the calls the guard registered.
+        self.credentials = (
+            credentials if credentials is not None else AgentCredentials(store, self.fleet)
+        )
 
     async def CreateEnrollmentToken(
         self,
@@ -178,7 +207,9 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
             request.max_uses or None,
         )
         return operator_pb2.CreateEnrollmentTokenResponse(
-            token=token_to_proto(record, self.clock()), secret=secret
+            token=token_to_proto(record, self.clock()),
+            secret=secret,
+            ca_fingerprint=self.enrollment.ca_fingerprint,
         )
 
     async def ListEnrollmentTokens(
@@ -230,6 +261,22 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     ) -> operator_pb2.AgentDetail:
         return await asyncio.to_thread(self._agent_detail, request.agent.strip())
 
+    async def RevokeAgent(
+        self, request: operator_pb2.RevokeAgentRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.AgentSummary:
+        agent = await asyncio.to_thread(self._find_agent, request.agent.strip())
+        record = await self.credentials.revoke(agent, current_operator.get().name)
+        return agent_to_summary(record, self.clock())
+
+    async def RotateAgentCredential(
+        self,
+        request: operator_pb2.RotateAgentCredentialRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> operator_pb2.AgentSummary:
+        agent = await asyncio.to_thread(self._find_agent, request.agent.strip())
+        record = await self.credentials.request_rotation(agent)
+        return agent_to_summary(record, self.clock())
+
     def _find_agent(self, ident: str) -> AgentRecord:
         if not ident:
             raise InvalidArgument("name an agent: its id, a unique start of its id, or hostname")
@@ -258,6 +305,7 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         body = self.store.latest_report_body(agent.id)
         if body is not None:
             report = agent_pb2.Report.FromString(decompress(body))
+            detail.dropped_reports = report.dropped_reports
             for collector in report.collectors:
                 detail.collectors.append(
                     operator_pb2.CollectorStatus(
@@ -384,11 +432,14 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     async def ReloadPolicies(
         self, request: operator_pb2.ReloadPoliciesRequest, context: grpc.aio.ServicerContext
     ) -> operator_pb2.ReloadPoliciesResponse:
+        # The library reloads with the policies, first: a rule's `remediate` may name a script
+        # added with it.
+        script_errors = await self.reload_scripts()
         ok, errors = await asyncio.to_thread(self.alerts.reload_policies)
         policies = self.alerts.policies
         return operator_pb2.ReloadPoliciesResponse(
-            ok=ok,
-            errors=errors,
+            ok=ok and not script_errors,
+            errors=[*errors, *script_errors],
             policies=len(policies.policies) if policies is not None else 0,
             rules=len(policies) if policies is not None else 0,
         )

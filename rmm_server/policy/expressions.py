@@ -55,6 +55,9 @@ def fields_of(source: str, variable: str) -> set[str]:
     return set(_FIELD[variable].findall(source))
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def cel_literal(value: Any) -> str:
     """Render a param value as a CEL literal (numbers are doubles)."""
     if isinstance(value, bool):
@@ -62,8 +65,9 @@ def cel_literal(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(float(value))
     if isinstance(value, str):
-        # JSON string escapes are valid CEL string escapes.
-        return json.dumps(value)
+        # JSON string escapes are valid CEL string escapes, but for its \uD83D\uDE00 pairs
+        # past the BMP: other characters stay as they are (CEL source is UTF-8).
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(cel_literal(v) for v in value) + "]"
     raise TypeError(f"param value {value!r} is not a number, string, bool or list of them")
@@ -71,10 +75,18 @@ def cel_literal(value: Any) -> str:
 
 def param_problem(value: Any) -> str | None:
     """Return why `value` cannot be a param, or None when it can."""
-    if isinstance(value, bool | str):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            return "holds a lone UTF-16 surrogate (an escape such as \\ud800): not text"
         return None
     if isinstance(value, int | float):
-        return None if math.isfinite(value) else "must be a finite number"
+        try:
+            finite = math.isfinite(float(value))
+        except OverflowError:  # an integer of hundreds of digits
+            finite = False
+        return None if finite else "must be a finite number"
     if isinstance(value, list):
         for item in value:
             if isinstance(item, list) or param_problem(item) is not None:

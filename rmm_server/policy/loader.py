@@ -16,6 +16,7 @@ from rmm_common.durations import parse_duration
 from rmm_common.errors import InvalidArgument, PolicyError
 from rmm_server.policy import expressions
 from rmm_server.policy.model import (
+    CONSENT_MODES,
     INHIBIT_EQUAL,
     LAYERS,
     SEVERITIES,
@@ -27,6 +28,7 @@ from rmm_server.policy.model import (
 )
 from rmm_server.policy.templates import Template, parse_template
 from rmm_server.policy.yamlnodes import (
+    Unreadable,
     Where,
     compose_documents,
     line_of,
@@ -42,7 +44,7 @@ KIND = "AlertPolicy"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _RULE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
-_TOP_KEYS = ("apiVersion", "kind", "metadata", "layer", "scope", "rules")
+_TOP_KEYS = ("apiVersion", "kind", "metadata", "layer", "scope", "consent", "rules")
 _SCOPE_KEYS = ("all", "clients", "sites", "tags", "os", "agents", "exclude")
 _SCOPE_LISTS = ("clients", "sites", "tags", "os", "agents")
 _RULE_KEYS = (
@@ -177,6 +179,8 @@ class PolicyDoc:
     path: str
     line: int
     order: int
+    consent: str | None = None  # one of CONSENT_MODES when the document sets it
+    consent_line: int = 0  # line of the `consent:` key, for explain
 
     @property
     def rank(self) -> tuple[int, int]:
@@ -319,14 +323,21 @@ def _parse_rule(
         elif key == "inhibits":
             value = _parse_inhibits(value_node, where, context)
         elif key == "remediate":
-            remediate = mapping(value_node, where, context, ("script", "args"), ("script",))
+            remediate = mapping(
+                value_node, where, context, ("script", "args", "interval"), ("script",)
+            )
             if remediate is not None and "script" in remediate:
                 script = string(remediate["script"][1], where, context, "remediate.script")
                 args: list[str] | None = []
                 if "args" in remediate:
                     args = string_list(remediate["args"][1], where, context, "remediate.args")
-                if script is not None and args is not None:
-                    value = Remediate(script, tuple(args))
+                interval: float | None = 3600.0
+                if "interval" in remediate:
+                    interval = _duration(
+                        remediate["interval"][1], where, context, "remediate.interval"
+                    )
+                if script is not None and args is not None and interval is not None:
+                    value = Remediate(script, tuple(args), interval)
         elif key == "enabled":
             value = scalar(value_node) if isinstance(value_node, yaml.ScalarNode) else None
             if not isinstance(value, bool):
@@ -427,11 +438,12 @@ def parse_document(
     node: yaml.Node, path: str, where: Where, order: int, ordinal_start: int
 ) -> PolicyDoc | None:
     """Parse one document node; record errors and return None when it is wrong."""
-    items = mapping(
-        node, where, "", _TOP_KEYS, ("apiVersion", "kind", "metadata", "scope", "rules")
-    )
+    items = mapping(node, where, "", _TOP_KEYS, ("apiVersion", "kind", "metadata", "scope"))
     if items is None:
         return None
+    if "rules" not in items and "consent" not in items:
+        # A document may set only the consent mode of its scope; otherwise it needs rules.
+        where.at(node, "", "missing required key 'rules'", "or set consent: only")
     doc_name = "?"
     if "metadata" in items:
         meta = mapping(items["metadata"][1], where, "metadata", ("name", "description"), ("name",))
@@ -498,10 +510,33 @@ def parse_document(
                 entry = _parse_rule(rule_node, index, doc_name, where, ordinal_start + index)
                 if entry is not None:
                     rules.append(entry)
+    consent: str | None = None
+    if "consent" in items:
+        consent_node = items["consent"][1]
+        value = scalar(consent_node) if isinstance(consent_node, yaml.ScalarNode) else None
+        if isinstance(value, str) and value in CONSENT_MODES:
+            consent = value
+        else:
+            shown = repr(value) if isinstance(consent_node, yaml.ScalarNode) else "a collection"
+            where.at(
+                consent_node,
+                context,
+                f"consent must be one of {'|'.join(CONSENT_MODES)}, got {shown}",
+                "unattended for servers, notify or ask for workstations; see docs/consent.md",
+            )
     if scope is None or doc_name == "?":
         return None
     return PolicyDoc(
-        doc_name, description, layer, scope, tuple(rules), path, node.start_mark.line + 1, order
+        doc_name,
+        description,
+        layer,
+        scope,
+        tuple(rules),
+        path,
+        node.start_mark.line + 1,
+        order,
+        consent,
+        items["consent"][0].start_mark.line + 1 if consent else 0,
     )
 
 
@@ -643,7 +678,16 @@ def load_documents(paths: list[Path], where_errors: list[str]) -> list[PolicyDoc
     for path in paths:
         where = Where(str(path), where_errors)
         for node in compose_documents(path, where):
-            doc = parse_document(node, str(path), where, len(docs), ordinal)
+            try:
+                doc = parse_document(node, str(path), where, len(docs), ordinal)
+            except Unreadable as exc:
+                where.at(
+                    exc.node,
+                    "",
+                    f"YAML cannot read this value: {exc.reason}",
+                    "write plain scalars, lists and mappings with string keys, without tags",
+                )
+                doc = None
             ordinal += 1000
             if doc is not None:
                 docs.append(doc)

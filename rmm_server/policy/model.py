@@ -13,6 +13,11 @@ TIERS = ("L1", "L2", "L3")
 LAYERS = ("global", "client", "site", "agent")
 # What an inhibition may require the inhibiting and the inhibited alert to share.
 INHIBIT_EQUAL = ("agent", "site", "client")  # or any series label name
+# What a host's logged-in users see of a remote action (docs/consent.md). The position of a
+# mode is its rmm_proto commands_pb2.ConsentMode number.
+CONSENT_MODES = ("unattended", "notify", "ask")
+# Visible unless a policy says otherwise: a hidden remote session is what scams rely on.
+DEFAULT_CONSENT = "notify"
 
 
 @dataclass(frozen=True)
@@ -88,10 +93,12 @@ class Inhibit:
 
 @dataclass(frozen=True)
 class Remediate:
-    """The script to run when a rule fires (reserved: validated, not run yet)."""
+    """The library script the server runs on the agent when the rule's alert fires."""
 
     script: str
     args: tuple[str, ...] = ()
+    # At most one run per agent and rule within this many seconds.
+    interval_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -151,3 +158,18 @@ class Condition:
     clear: bool | None
     value: float | None
     annotations: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ConsentSetting:
+    """The consent mode in force for one agent, and which policy document chose it."""
+
+    mode: str  # one of CONSENT_MODES
+    policy: str = ""  # "" when no document in scope sets it (the default applies)
+    source: str = ""  # file:line of the `consent:` key
+    layer: str = ""
+
+    @property
+    def number(self) -> int:
+        """Return the mode as its rmm_proto commands_pb2.ConsentMode value."""
+        return CONSENT_MODES.index(self.mode)

@@ -16,7 +16,15 @@ from rmm_agent.collectors.base import MetricSpec
 from rmm_common.errors import PolicyError
 from rmm_server.policy import expressions
 from rmm_server.policy.loader import Plan, PolicyDoc, RuleEntry, RuleSpec, check_spec, load
-from rmm_server.policy.model import AgentContext, Condition, EffectiveRule, Provenance, SeriesSample
+from rmm_server.policy.model import (
+    DEFAULT_CONSENT,
+    AgentContext,
+    Condition,
+    ConsentSetting,
+    EffectiveRule,
+    Provenance,
+    SeriesSample,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,7 @@ class PolicySet:
         self._cache: dict[tuple[Any, ...], tuple[_Resolved, ...]] = {}
         self._merged: dict[tuple[int, ...], Plan | None] = {}
         self._bundles: dict[tuple[Any, ...], _Bundle] = {}
+        self._consents: dict[tuple[Any, ...], ConsentSetting] = {}
 
     @property
     def policies(self) -> tuple[str, ...]:
@@ -74,6 +83,17 @@ class PolicySet:
 
     def __len__(self) -> int:
         return sum(len(d.rules) for d in self._docs)
+
+    def remediation_scripts(self) -> list[tuple[str, str]]:
+        """Return (file:line, script name) of every rule's `remediate.script`, in file order."""
+        found: list[tuple[str, str]] = []
+        for doc in self._docs:
+            for entry in doc.rules:
+                remedy = entry.values.get("remediate")
+                if remedy is not None:
+                    node = entry.nodes.get("remediate", entry.node)
+                    found.append((f"{doc.path}:{node.start_mark.line + 1}", remedy.script))
+        return found
 
     def _resolve(self, agent: AgentContext) -> tuple[_Resolved, ...]:
         """Return every rule of the agent, disabled ones included, with its plan."""
@@ -192,6 +212,26 @@ class PolicySet:
     def rules_for(self, agent: AgentContext) -> list[EffectiveRule]:
         """Return the enabled rules in force for `agent`, after scope and layering."""
         return [r.rule for r in self._resolve(agent) if r.rule.enabled]
+
+    def consent_for(self, agent: AgentContext) -> ConsentSetting:
+        """Return the consent mode for `agent` and the document that set it.
+
+        The last in-scope document that sets `consent:` wins, in the order documents apply
+        (global → client → site → agent, then file and position); none: notify.
+        """
+        key = (agent.agent_id, agent.hostname, agent.client, agent.site, agent.tags, agent.os)
+        setting = self._consents.get(key)
+        if setting is None:
+            setting = ConsentSetting(DEFAULT_CONSENT)
+            for doc in self._docs:
+                if doc.consent is not None and doc.scope.matches(agent):
+                    source = f"{doc.path}:{doc.consent_line}"
+                    setting = ConsentSetting(doc.consent, doc.name, source, doc.layer)
+            with self._lock:
+                if len(self._consents) >= _CACHE_LIMIT:
+                    self._consents.clear()
+                self._consents[key] = setting
+        return setting
 
     def explain(self, agent: AgentContext) -> list[EffectiveRule]:
         """Return every rule whose scope includes `agent`, disabled ones too, with provenance."""

@@ -32,6 +32,11 @@ def line_of(path: str, node: yaml.Node) -> str:
     return f"{path}:{node.start_mark.line + 1}"
 
 
+# libyaml composes about 7 times faster than PyYAML's pure-Python parser (bench/policy_large.py),
+# with the same nodes and marks; PyYAML built without it falls back to the Python one.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def compose_documents(path: Path, where: Where) -> list[yaml.Node]:
     """Return the documents of a YAML file as nodes; record a syntax error and return []."""
     try:
@@ -40,7 +45,7 @@ def compose_documents(path: Path, where: Where) -> list[yaml.Node]:
         where.at(None, "", f"cannot read the file: {exc}")
         return []
     try:
-        return [doc for doc in yaml.compose_all(text, Loader=yaml.SafeLoader) if doc is not None]
+        return [doc for doc in yaml.compose_all(text, Loader=_LOADER) if doc is not None]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         position = f"{where.path}:{mark.line + 1}:{mark.column + 1}" if mark else where.path
@@ -51,11 +56,28 @@ def compose_documents(path: Path, where: Where) -> list[yaml.Node]:
         return []
 
 
+class Unreadable(Exception):
+    """A node YAML cannot turn into a value (a bad explicit tag, an unhashable or recursive key)."""
+
+    def __init__(self, node: yaml.Node, reason: str) -> None:
+        super().__init__(reason)
+        self.node = node
+        self.reason = reason
+
+
 def scalar(node: yaml.Node) -> Any:
-    """Return the Python value of a scalar or a plain sequence/mapping node."""
+    """Return the Python value of a scalar or a plain sequence/mapping node.
+
+    Raise Unreadable when YAML cannot construct it: `!!int abc`, `!custom x`, `{[1]: 2}`, an
+    alias that contains itself.
+    """
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_object(node, deep=True)
+    except yaml.MarkedYAMLError as exc:
+        raise Unreadable(node, str(exc.problem or exc)) from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        raise Unreadable(node, f"{type(exc).__name__}: {exc}") from None
     finally:
         loader.dispose()
 

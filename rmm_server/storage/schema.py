@@ -1,5 +1,9 @@
 """Tables. The server keeps each agent's latest state and raw reports as compressed blobs;
-long-term history is Prometheus' job."""
+long-term history is Prometheus' job.
+
+A change here needs a migration revision (rmm_server/storage/migrations/versions/): write it with
+`.venv/bin/python -m rmm_server.storage.migrations revision "what changed"`; tests/rmm_server/
+test_migrations.py fails, naming the column or table, while schema.py and the revisions differ."""
 
 from __future__ import annotations
 
@@ -58,6 +62,10 @@ agents = Table(
     Column("inventory", LargeBinary),  # zlib-compressed JSON
     Column("inventory_updated_at", Float),
     Column("revoked_at", Float),
+    # Credential rotation: an operator's request (cleared once the agent uses its new
+    # credential), and the new credential's hash, valid beside the old one until first used.
+    Column("rotate_requested_at", Float),
+    Column("pending_credential_hash", String(64)),
 )
 Index("ix_agents_client_site", agents.c.client, agents.c.site)
 
@@ -90,6 +98,8 @@ operators = Table(
     Column("token_hash", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
+    # Added after the first release (revision 0002).
+    Column("created_by", String(200), nullable=False, server_default=""),
 )
 
 alerts = Table(
@@ -166,3 +176,64 @@ notification_failures = Table(
     Column("alert_ids", Text, nullable=False),  # JSON list
 )
 Index("ix_notification_failures_at", notification_failures.c.at)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("run_id", String(32), nullable=False, default=""),
+    Column("agent_id", String(64), nullable=False),
+    Column("hostname", String(255), nullable=False, default=""),
+    Column("operator", String(200), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("status", Integer, nullable=False),  # rmm.v1.CommandStatus
+    Column("issued_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("sent_at", Float),
+    Column("finished_at", Float),
+    Column("signed", LargeBinary, nullable=False),  # rmm.v1.SignedCommand
+    Column("result", LargeBinary),  # rmm.v1.CommandResult
+    Column("error", Text, nullable=False, default=""),
+)
+Index("ix_commands_agent_status", commands.c.agent_id, commands.c.status)
+Index("ix_commands_run", commands.c.run_id)
+Index("ix_commands_issued_at", commands.c.issued_at)
+
+# The audit log (rmm_server/audit.py, docs/audit.md). seq is assigned by the writer, never by the
+# database, so that it runs 1, 2, 3... with no gaps; INTEGER on SQLite makes it the rowid.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column(
+        "seq",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("at", Float, nullable=False),
+    Column("operator", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("target", String(400), nullable=False),
+    Column("details_json", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+Index("ix_audit_log_at", audit_log.c.at)
+Index("ix_audit_log_operator", audit_log.c.operator)
+Index("ix_audit_log_target", audit_log.c.target)
+
+# One row (id 1): where the kept chain starts (the last archived entry's seq and hash) and where
+# it ends (the head). Appends lock it, which serializes them across server replicas.
+audit_anchor = Table(
+    "audit_anchor",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("archived_through", BigInteger, nullable=False),
+    Column("anchor_hash", String(64), nullable=False),
+    Column("archived_at", Float),
+    Column("head_seq", BigInteger, nullable=False),
+    Column("head_hash", String(64), nullable=False),
+)
+

@@ -27,10 +27,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from rmm_common.errors import AlreadyExists, StorageError
-from rmm_server.storage import schema
+from rmm_server.storage import migrate, schema
 
 ONLINE_INTERVALS = 3  # an agent is offline once it missed this many report intervals
 
@@ -83,10 +83,12 @@ class AgentRecord:
     inventory_hash: str = ""
     inventory_updated_at: float | None = None
     revoked_at: float | None = None
+    rotate_requested_at: float | None = None
+    pending_credential_hash: str | None = None
 
     def online(self, now: float) -> bool:
-        """Say whether the agent reported within its last few intervals."""
-        if self.last_seen is None:
+        """Say whether the agent reported within its last few intervals (never once revoked)."""
+        if self.last_seen is None or self.revoked_at is not None:
             return False
         return now - self.last_seen <= ONLINE_INTERVALS * max(self.interval_seconds, 1)
 
@@ -99,6 +101,7 @@ class OperatorRecord:
     token_hash: str
     created_at: float
     revoked_at: float | None = None
+    created_by: str = ""
 
 
 @dataclass(slots=True)
@@ -143,18 +146,25 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def open_store(url: str) -> Store:
-    """Open (and create the schema of) the database at `url` (sqlite:///path or postgresql://)."""
+def create_store_engine(url: str) -> Engine:
+    """Return the engine for `url` (sqlite:///path or postgresql://), without touching it."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _enable_sqlite_pragmas)
-    else:
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-        engine = create_engine(url, pool_pre_ping=True)
-    store = Store(engine)
-    store.create_schema()
-    return store
+        return engine
+    return create_engine(migrate.engine_url(url), pool_pre_ping=True)
+
+
+def open_store(url: str) -> Store:
+    """Open the database at `url` (sqlite:///path or postgresql://), its schema migrated where
+    that is safe unasked (migrate.prepare_schema), or raise ConfigError saying what to run."""
+    engine = create_store_engine(url)
+    try:
+        migrate.prepare_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(engine)
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -180,14 +190,15 @@ class Store:
         except SQLAlchemyError as exc:
             raise StorageError(f"database error while trying to {what}: {exc}") from exc
 
-    def create_schema(self) -> None:
-        """Create missing tables and indexes."""
-        with self.transaction("create the schema") as conn:
-            schema.metadata.create_all(conn)
-
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
+
+    def text_order(self, column: Any) -> Any:
+        """Return `column` to sort by its characters' code points, as SQLite does, whatever
+        collation a PostgreSQL database was created with (en_US would put "alpha" before
+        "Beta"), so that lists and their pages come in one order on both."""
+        return column.collate("C") if self.dialect == "postgresql" else column
 
     def _insert_ignore(self, table: Any) -> Any:
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
@@ -210,7 +221,12 @@ class Store:
             ).first()
             if taken:
                 raise AlreadyExists(f"operator {record.name!r} exists already")
-            conn.execute(insert(schema.operators).values(**record_values(record)))
+            try:
+                conn.execute(insert(schema.operators).values(**record_values(record)))
+            except IntegrityError as exc:
+                # Another transaction took the name between the check and the insert (the
+                # check sees only committed rows on PostgreSQL).
+                raise AlreadyExists(f"operator {record.name!r} exists already") from exc
 
     def get_operator(self, operator_id: str) -> OperatorRecord | None:
         """Return the operator with this id, or None."""
@@ -309,7 +325,7 @@ class Store:
         rows = conn.execute(
             select(schema.agent_tags.c.agent_id, schema.agent_tags.c.tag)
             .where(schema.agent_tags.c.agent_id.in_(agent_ids))
-            .order_by(schema.agent_tags.c.tag)
+            .order_by(self.text_order(schema.agent_tags.c.tag))
         )
         for agent_id, tag in rows:
             tags[agent_id].append(tag)
@@ -329,17 +345,21 @@ class Store:
 
     def find_agents(self, ident: str, limit: int = 10) -> list[AgentRecord]:
         """Return agents whose id starts with `ident` or whose hostname equals it."""
-        pattern = ident.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        # A prefix compared, not LIKEd: LIKE ignores case on SQLite and not on PostgreSQL, and
+        # this needs no escaping of % and _.
+        prefix = ident.lower()
+        agents = schema.agents
         with self.transaction("find agents") as conn:
             rows = list(
                 conn.execute(
                     select(*_AGENT_COLUMNS)
                     .where(
                         or_(
-                            schema.agents.c.id.like(pattern, escape="\\"),
-                            func.lower(schema.agents.c.hostname) == ident.lower(),
+                            func.lower(func.substr(agents.c.id, 1, len(prefix))) == prefix,
+                            func.lower(agents.c.hostname) == ident.lower(),
                         )
                     )
+                    .order_by(agents.c.id)
                     .limit(limit)
                 ).mappings()
             )
@@ -364,6 +384,7 @@ class Store:
         online = and_(
             agents.c.last_seen.is_not(None),
             agents.c.last_seen + ONLINE_INTERVALS * agents.c.interval_seconds >= now,
+            agents.c.revoked_at.is_(None),
         )
         if query.status == "online":
             conditions.append(online)
@@ -378,13 +399,75 @@ class Store:
                 conn.execute(
                     select(*_AGENT_COLUMNS)
                     .where(where)
-                    .order_by(agents.c.client, agents.c.site, agents.c.hostname, agents.c.id)
+                    .order_by(
+                        *(
+                            self.text_order(column)
+                            for column in (agents.c.client, agents.c.site, agents.c.hostname)
+                        ),
+                        agents.c.id,
+                    )
                     .limit(query.limit)
                     .offset(query.offset)
                 ).mappings()
             )
             tags = self._tags_for(conn, [row["id"] for row in rows])
         return [self._agent_from_row(row, tags[row["id"]]) for row in rows], total
+
+    def revoke_agent(self, agent_id: str, now: float) -> float | None:
+        """Mark an agent revoked (idempotent); return when it was revoked, None when unknown."""
+        table = schema.agents
+        with self.transaction("revoke an agent") as conn:
+            conn.execute(
+                update(table)
+                .where(table.c.id == agent_id, table.c.revoked_at.is_(None))
+                .values(revoked_at=now, pending_credential_hash=None, rotate_requested_at=None)
+            )
+            value = conn.execute(
+                select(table.c.revoked_at).where(table.c.id == agent_id)
+            ).scalar_one_or_none()
+        return float(value) if value is not None else None
+
+    def request_rotation(self, agent_id: str, now: float) -> bool:
+        """Ask a (not revoked) agent to replace its credential; False when there is none."""
+        table = schema.agents
+        with self.transaction("request a credential rotation") as conn:
+            result = conn.execute(
+                update(table)
+                .where(table.c.id == agent_id, table.c.revoked_at.is_(None))
+                .values(rotate_requested_at=now)
+            )
+            return result.rowcount == 1
+
+    def set_pending_credential(self, agent_id: str, credential_hash: str) -> bool:
+        """Store a new credential's hash beside the current one; False when revoked or unknown."""
+        table = schema.agents
+        with self.transaction("store a new agent credential") as conn:
+            result = conn.execute(
+                update(table)
+                .where(table.c.id == agent_id, table.c.revoked_at.is_(None))
+                .values(pending_credential_hash=credential_hash)
+            )
+            return result.rowcount == 1
+
+    def promote_credential(self, agent_id: str, credential_hash: str) -> bool:
+        """Make the pending credential the only one (the old stops working); False if it is not
+        pending any more."""
+        table = schema.agents
+        with self.transaction("replace an agent credential") as conn:
+            result = conn.execute(
+                update(table)
+                .where(
+                    table.c.id == agent_id,
+                    table.c.pending_credential_hash == credential_hash,
+                    table.c.revoked_at.is_(None),
+                )
+                .values(
+                    credential_hash=credential_hash,
+                    pending_credential_hash=None,
+                    rotate_requested_at=None,
+                )
+            )
+            return result.rowcount == 1
 
     def all_agents(self) -> list[AgentRecord]:
         """Return every agent (for the server's start-up)."""

@@ -5,8 +5,14 @@ from __future__ import annotations
 import time
 
 from rmm_proto import agent_pb2, common_pb2
-from rmm_server.exporter import MetricsRenderer, escape_label_value, format_value
+from rmm_server.exporter import (
+    MetricsRenderer,
+    escape_label_value,
+    format_value,
+    render_agent_fragments,
+)
 from rmm_server.fleet import Fleet
+from rmm_server.reports import validate_report
 from rmm_server.server_metrics import ServerMetrics
 from rmm_server.storage import AgentRecord
 
@@ -68,3 +74,32 @@ def test_text_format_details() -> None:
     assert format_value(0.25) == "0.25"
     assert format_value(float("nan")) == "NaN"
     assert format_value(float("-inf")) == "-Inf"
+
+
+def test_validated_samples_render_as_the_report_reads() -> None:
+    """Ingest hands the exporter validate_report()'s samples; a stored report is read afresh:
+    both give the same lines, labels sorted by name and escaped, a label set seen before too."""
+    result = agent_pb2.CollectorResult(name="net", ok=True, duration_seconds=0.001)
+    result.samples.append(
+        common_pb2.Sample(
+            name="network_receive_bytes_total",
+            value=12.5,
+            labels={"zone": 'a"b', "interface": "eth\\0\n"},
+        )
+    )
+    result.samples.append(common_pb2.Sample(name="system_uptime_seconds", value=3.0))
+    sent = agent_pb2.Report(
+        sequence=1, collected_at=time.time(), interval_seconds=30, collectors=[result]
+    )
+    agent = record("a1")
+    for _ in range(2):  # the second time from the cache of label sets
+        fragments = render_agent_fragments(agent, sent, validate_report(sent))
+        assert fragments == render_agent_fragments(agent, sent)
+        labels = 'client="ac\\"me",site="hq",agent="a1"'
+        assert fragments["rmm_network_receive_bytes_total"] == (
+            f'rmm_network_receive_bytes_total{{{labels},interface="eth\\\\0\\n",zone="a\\"b"}}'
+            " 12.5\n"
+        )
+        assert fragments["rmm_system_uptime_seconds"] == (
+            f"rmm_system_uptime_seconds{{{labels}}} 3\n"
+        )

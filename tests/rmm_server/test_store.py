@@ -1,20 +1,22 @@
-"""Storage behaviour on the embedded SQLite database."""
+"""Storage behaviour, the same on the embedded SQLite database and on PostgreSQL."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
 from rmm_common.tokens import hash_secret
 from rmm_server.storage import AgentRecord, EnrollmentTokenRecord, Store, StoredReport, open_store
-from rmm_server.storage.store import AgentQuery, sqlite_url
+from rmm_server.storage.store import AgentQuery
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return open_store(sqlite_url(tmp_path))
+def store(db_url: str) -> Iterator[Store]:
+    store = open_store(db_url)
+    yield store
+    store.close()
 
 
 def make_token(store: Store, max_uses: int | None = None, expires_at: float | None = None) -> str:

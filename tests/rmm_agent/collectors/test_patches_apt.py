@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rmm_agent.collectors._patches import PendingUpdate
+from rmm_agent.collectors.patches import PATCH_QUERY_RUNNER
 from rmm_agent.collectors.patches_apt import (
     APT_SIMULATE,
     AptBackend,
@@ -97,7 +98,7 @@ def test_read_runs_the_simulation_only() -> None:
 @pytest.mark.linux
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="not an apt-based host")
 def test_real_apt_simulation_on_this_host() -> None:
-    backend = AptBackend()
+    backend = AptBackend(runner=PATCH_QUERY_RUNNER)
     assert backend.available()
     updates = backend.read_updates()
     for update in updates:

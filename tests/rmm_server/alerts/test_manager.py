@@ -1,17 +1,16 @@
-"""Alerts persist through storage: a restarted manager neither loses nor re-announces them."""
+"""Alerts persist through storage (SQLite and PostgreSQL): a restarted manager neither loses nor
+re-announces them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from rmm_server.alerts.manager import AgentIdentity, AlertManager
 from rmm_server.storage import open_store
 from rmm_server.storage.alerts import AlertQuery, AlertStore
-from rmm_server.storage.store import sqlite_url
 
 
 @dataclass(frozen=True)
@@ -50,16 +49,16 @@ def disk(mountpoint: str, used: float) -> Condition:
     )
 
 
-def manager_at(tmp_path: Path, now: list[float]) -> tuple[AlertManager, AlertStore]:
-    alert_store = AlertStore(open_store(sqlite_url(tmp_path)))
+def manager_at(db_url: str, now: list[float]) -> tuple[AlertManager, AlertStore]:
+    alert_store = AlertStore(open_store(db_url))
     manager = AlertManager(alert_store, CollectorRegistry(), clock=lambda: now[0])
     manager.load()
     return manager, alert_store
 
 
-def test_alerts_fire_persist_and_resolve_across_a_restart(tmp_path: Path) -> None:
+def test_alerts_fire_persist_and_resolve_across_a_restart(db_url: str) -> None:
     now = [1000.0]
-    manager, alert_store = manager_at(tmp_path, now)
+    manager, alert_store = manager_at(db_url, now)
     changed, transitions = manager.apply(AGENT, [disk("/", 0.95), disk("/boot", 0.2)], "report")
     alert_store.save(changed)
     assert [r.state for r in changed] == ["pending"] and transitions == []
@@ -72,7 +71,7 @@ def test_alerts_fire_persist_and_resolve_across_a_restart(tmp_path: Path) -> Non
     firing_id = transitions[0].record.id
 
     # A new manager on the same database: the alert is still firing and is not announced again.
-    restarted, alert_store = manager_at(tmp_path, now)
+    restarted, alert_store = manager_at(db_url, now)
     assert [(r.id, r.state) for r in restarted.open_alerts()] == [(firing_id, "firing")]
     now[0] = 1090
     changed, transitions = restarted.apply(AGENT, [disk("/", 0.97)], "report")
@@ -90,9 +89,9 @@ def test_alerts_fire_persist_and_resolve_across_a_restart(tmp_path: Path) -> Non
     assert alert_store.query(AlertQuery(states=("firing",))) == []
 
 
-def test_an_alert_whose_series_disappears_resolves(tmp_path: Path) -> None:
+def test_an_alert_whose_series_disappears_resolves(db_url: str) -> None:
     now = [0.0]
-    manager, _ = manager_at(tmp_path, now)
+    manager, _ = manager_at(db_url, now)
     fast = Condition(Rule(for_seconds=0), {"mountpoint": "/mnt/usb"}, True, value=0.99)
     _, transitions = manager.apply(AGENT, [fast], "report")
     assert [t.event for t in transitions] == ["firing"]

@@ -14,7 +14,6 @@ from rmm_server.alerts.suppression import MaintenanceWindow
 from rmm_server.notify.model import AlertNotice
 from rmm_server.storage import AgentRecord, open_store
 from rmm_server.storage.alerts import AlertQuery
-from rmm_server.storage.store import sqlite_url
 
 POLICY = """\
 apiVersion: rmm/v1
@@ -40,13 +39,13 @@ rules:
 
 
 class Harness:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, db_url: str) -> None:
         (tmp_path / "policies").mkdir()
         (tmp_path / "policies" / "t.yaml").write_text(POLICY)
         self.now = 1_000_000.0
         self.told: list[AlertNotice] = []
         self.service = AlertService(
-            open_store(sqlite_url(tmp_path)),
+            open_store(db_url),
             CollectorRegistry(),
             tmp_path / "policies",
             offline_grace_seconds=120,
@@ -81,8 +80,8 @@ class Harness:
 
 
 @pytest.fixture
-def harness(tmp_path: Path) -> Harness:
-    return Harness(tmp_path)
+def harness(tmp_path: Path, db_url: str) -> Harness:
+    return Harness(tmp_path, db_url)
 
 
 def test_inhibition_and_resolution_notices(harness: Harness) -> None:
@@ -115,6 +114,55 @@ async def _test_an_inhibited_alert_is_listed_but_never_announced(harness: Harnes
     harness.now += 30
     await harness.report(0.1)
     assert harness.told_about() == [("MemoryFull", "firing"), ("MemoryFull", "resolved")]
+
+
+def test_an_inhibition_reaches_other_agents_only_when_it_says_so(
+    harness: Harness, tmp_path: Path
+) -> None:
+    asyncio.run(_test_an_inhibition_reaches_other_agents_only_when_it_says_so(harness, tmp_path))
+
+
+async def _test_an_inhibition_reaches_other_agents_only_when_it_says_so(
+    harness: Harness, tmp_path: Path
+) -> None:
+    other = AgentRecord(
+        id="a2",
+        credential_hash="h",
+        client="acme",
+        site="hq",
+        enrolled_at=0,
+        hostname="web02",
+        interval_seconds=30,
+        last_seen=harness.now,
+    )
+
+    async def report_other(memory: float) -> None:
+        result = agent_pb2.CollectorResult(name="memory", ok=True)
+        result.samples.append(common_pb2.Sample(name="memory_usage_ratio", value=memory))
+        await harness.service.on_report(other, agent_pb2.Report(sequence=1, collectors=[result]))
+        await harness.service.flush()
+
+    def reasons() -> dict[tuple[str, str], str]:
+        return {
+            (a.agent_id, a.rule_name): reason for a, reason in harness.service.query(AlertQuery())
+        }
+
+    await harness.report(0.95)  # MemoryFull on a1 inhibits MemoryBusy on a1 only
+    await report_other(0.6)
+    assert ("MemoryBusy", "firing") in harness.told_about()
+    assert reasons()[("a1", "MemoryBusy")] == "inhibited:MemoryFull"
+    assert reasons()[("a2", "MemoryBusy")] == ""
+    # The same rule inhibiting across its site reaches the other agent's alert.
+    policy = tmp_path / "policies" / "t.yaml"
+    policy.write_text(
+        POLICY.replace(
+            "[{rules: [MemoryBusy], equal: [agent]}]", "[{rules: [MemoryBusy], equal: [site]}]"
+        )
+    )
+    assert harness.service.reload_policies() == (True, [])
+    harness.now += 30
+    await harness.report(0.95)
+    assert reasons()[("a2", "MemoryBusy")] == "inhibited:MemoryFull"
 
 
 def test_offline_waits_for_the_grace_period_after_a_start(harness: Harness) -> None:

@@ -1,0 +1,132 @@
+"""CPU the server spends on one report in its event loop, stage by stage, on a real report.
+
+The ingest benchmark (bench.ingest_rate) measures the whole server and is noisy; this one times
+the pure stages of the report path in-process: checking the report, rendering its /metrics
+fragments, building the policy input, evaluating the shipped policies, compressing the body.
+`--save-report FILE` keeps the report it built and `--report FILE` reuses one, so that two
+checkouts can be compared on the same report (run each with PYTHONPATH=<checkout>, alternating).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rmm_agent.cli import make_collectors
+from rmm_agent.report import ReportBuilder
+from rmm_proto import agent_pb2
+from rmm_server.alerts.service import agent_context
+from rmm_server.exporter import render_agent_fragments
+from rmm_server.policy import load_policy_dir
+from rmm_server.reports import compress, validate_report
+from rmm_server.storage import AgentRecord
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_report() -> agent_pb2.Report:
+    """Build one real report of this host, after a priming one (CPU counters, inventory)."""
+    builder = ReportBuilder(make_collectors([]))
+    try:
+        builder.build()
+        time.sleep(0.5)
+        report = builder.build()
+    finally:
+        builder.close()
+    report.sequence = 2
+    report.interval_seconds = 30
+    report.ClearField("inventory")  # travels with first reports only
+    return report
+
+
+def stages(report: agent_pb2.Report) -> dict[str, Callable[[], object]]:
+    """Return each stage as a call, fed as ingest feeds it (the validated samples)."""
+    record = AgentRecord(
+        id="bench-agent",
+        credential_hash="h",
+        client="acme",
+        site="hq",
+        enrolled_at=0,
+        hostname="bench-host",
+        interval_seconds=30,
+        tags=["server"],
+    )
+    policies = load_policy_dir(ROOT / "policies")
+    series = validate_report(report)
+    context, samples = agent_context(record, report, time.time(), series=series)
+    return {
+        "validate_report": lambda: validate_report(report),
+        "render_fragments": lambda: render_agent_fragments(record, report, series),
+        "policy_input": lambda: agent_context(record, report, time.time(), series=series),
+        "policy_evaluate": lambda: policies.evaluate(context, samples),
+        "compress_body": lambda: compress(report.SerializeToString()),
+    }
+
+
+def measure(call: Callable[[], object], repeat: int) -> float:
+    """Return CPU microseconds per call over `repeat` calls, after a warm-up."""
+    for _ in range(max(repeat // 10, 20)):
+        call()
+    started = time.process_time()
+    for _ in range(repeat):
+        call()
+    return (time.process_time() - started) / repeat * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs; medians are shown")
+    parser.add_argument("--repeat", type=int, default=1000, help="calls per stage per run")
+    parser.add_argument("--report", type=Path, help="a saved report (Report protobuf) to use")
+    parser.add_argument("--save-report", type=Path, help="save the report built here")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+
+    if args.report:
+        report = agent_pb2.Report.FromString(args.report.read_bytes())
+        report.sequence, report.collected_at = max(report.sequence, 1), time.time()
+    else:
+        report = build_report()
+    if args.save_report:
+        args.save_report.write_bytes(report.SerializeToString())
+    calls = stages(report)
+    per_run: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(args.runs):
+        for name, call in calls.items():
+            per_run[name].append(measure(call, args.repeat))
+    medians = {name: statistics.median(values) for name, values in per_run.items()}
+    samples = sum(len(c.samples) for c in report.collectors)
+    print(f"one report: {report.ByteSize()} bytes, {samples} samples; medians of {args.runs} runs")
+    print(f"{'stage':<20}{'CPU µs/report':>15}")
+    for name, value in medians.items():
+        print(f"{name:<20}{value:>15.0f}")
+    print(f"{'total':<20}{sum(medians.values()):>15.0f}")
+    if args.json:
+        figures: dict[str, Any] = {
+            "benchmark": "report_path",
+            "machine": {
+                "nproc": os.cpu_count(),
+                "python": platform.python_version(),
+                "load_average": os.getloadavg(),
+            },
+            "report_bytes": report.ByteSize(),
+            "samples": samples,
+            "runs": per_run,
+            "median_us": medians,
+            "total_median_us": sum(medians.values()),
+            "at": time.time(),
+        }
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"figures written to {args.json}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

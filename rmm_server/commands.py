@@ -1,0 +1,448 @@
+"""Remote commands: issue signed commands, deliver them over agents' streams, collect results.
+
+A command is stored before it is sent, so one for an agent that is offline (or whose stream
+breaks) waits in the database and goes out when the agent connects, until it expires. Results
+are written in batches by one task and acknowledged to the agent only after they are stored; the
+agent keeps resending a result until then, and the server keeps the first final result of each
+command, so neither a lost result nor a resent one changes the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rmm_common.tokens import new_ident
+from rmm_proto import commands_pb2
+from rmm_server.cluster import Cluster
+from rmm_server.server_metrics import ServerMetrics
+from rmm_server.signing import CommandSigner
+from rmm_server.storage import AgentRecord, Store
+from rmm_server.storage.commands import FINAL_STATUSES, CommandRecord, CommandStore
+
+log = logging.getLogger(__name__)
+Status = commands_pb2.CommandStatus
+
+# A result batch waits at most this long for company before it is written.
+RESULT_BATCH_SECONDS = 0.01
+MAX_RESULT_BATCH = 1000
+LINK_QUEUE_SIZE = 10_000
+
+AuditEntry = tuple[str, str, str, dict[str, Any], str]  # operator, action, target, details, outcome
+AuditFn = Callable[[Sequence[AuditEntry]], object]
+WatchFn = Callable[[CommandRecord], None]
+
+
+def action_name(command: commands_pb2.Command) -> str:
+    """Return the command's action field name (run_script, reboot...)."""
+    return command.WhichOneof("action") or ""
+
+
+def status_name(status: int) -> str:
+    """Return a status as a short lower-case word: succeeded, timed_out..."""
+    return Status.Name(status).removeprefix("COMMAND_").lower()
+
+
+@dataclass(slots=True)
+class AgentLink:
+    """One agent's live command stream on this server."""
+
+    agent_id: str
+    hostname: str
+    connected_at: float
+    outbox: asyncio.Queue[commands_pb2.ServerCommandMessage | None] = field(
+        default_factory=lambda: asyncio.Queue(LINK_QUEUE_SIZE)
+    )
+
+    def send(self, message: commands_pb2.ServerCommandMessage) -> bool:
+        """Queue a message for the agent; False when the agent is not draining its stream."""
+        try:
+            self.outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def close(self) -> None:
+        """End the stream (a newer one from the same agent replaces it)."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self.outbox.put_nowait(None)
+
+
+@dataclass(slots=True)
+class PendingResult:
+    agent_id: str
+    result: commands_pb2.CommandResult
+    link: AgentLink | None
+
+
+class CommandService:
+    """Issue, deliver and settle remote commands for the agents connected to this server."""
+
+    def __init__(
+        self,
+        store: Store,
+        signer: CommandSigner,
+        audit: AuditFn | None = None,
+        metrics: ServerMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.commands = CommandStore(store)
+        self.signer = signer
+        self.audit = audit
+        self.metrics = metrics
+        self.clock = clock
+        self.links: dict[str, AgentLink] = {}
+        self._watchers: dict[str, WatchFn] = {}
+        self._results: asyncio.Queue[PendingResult] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        # The other replicas: who holds which agent, and where to say what changed.
+        self.cluster: Cluster = Cluster("local")
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the result writer (call from the event loop)."""
+        self._results = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write_results(), name="command-results")
+
+    async def stop(self) -> None:
+        """Store the results already received, then end every stream."""
+        if self._results is not None and self._writer is not None:
+            await self._results.join()
+            self._writer.cancel()
+        for link in list(self.links.values()):
+            link.close()
+
+    # --- agents' streams ------------------------------------------------------------------
+
+    def is_connected(self, agent_id: str) -> bool:
+        """Say whether the agent has a command stream open on this server or another replica."""
+        return agent_id in self.links or self.cluster.held_elsewhere(agent_id)
+
+    async def connect(
+        self, agent: AgentRecord, hello: commands_pb2.CommandHello
+    ) -> AgentLink:
+        """Register an agent's new stream and queue what waits for it."""
+        now = self.clock()
+        link = AgentLink(agent.id, agent.hostname, now)
+        previous = self.links.get(agent.id)
+        if previous is not None:
+            previous.close()
+        self.links[agent.id] = link
+        self.cluster.attach(agent.id)
+        if hello.disconnected_at:
+            log.info(
+                "agent %s (%s) is back after %.0f s without its command stream (%s)",
+                agent.id,
+                agent.hostname,
+                max(0.0, now - hello.disconnected_at),
+                hello.disconnect_reason or "reason unknown",
+            )
+        else:
+            log.info(
+                "agent %s (%s) opened its command stream; agent started %.0f s ago, host up %.0f s",
+                agent.id,
+                agent.hostname,
+                max(0.0, now - hello.agent_started_at) if hello.agent_started_at else 0.0,
+                max(0.0, now - hello.boot_time) if hello.boot_time else 0.0,
+            )
+        waiting = await asyncio.to_thread(self.commands.undelivered, agent.id, now)
+        for record in waiting:
+            message = commands_pb2.ServerCommandMessage()
+            message.command.ParseFromString(record.signed)
+            link.send(message)
+        if waiting:
+            log.info("delivering %d queued commands to agent %s", len(waiting), agent.id)
+            await asyncio.to_thread(self.commands.mark_sent, [r.id for r in waiting], now)
+        return link
+
+    def disconnect(self, link: AgentLink) -> None:
+        """Forget a stream that ended (unless a newer one replaced it already)."""
+        self.cluster.detach(link.agent_id)
+        if self.links.get(link.agent_id) is link:
+            del self.links[link.agent_id]
+
+    def submit_result(
+        self, agent_id: str, result: commands_pb2.CommandResult, link: AgentLink | None
+    ) -> None:
+        """Take a result from an agent's stream; it is stored, then acknowledged."""
+        if self._results is None:
+            raise RuntimeError("CommandService.start() was not called")
+        self._results.put_nowait(PendingResult(agent_id, result, link))
+
+    # --- issuing --------------------------------------------------------------------------
+
+    async def issue(
+        self,
+        operator: str,
+        targets: Sequence[AgentRecord],
+        action: str,
+        request: Any,
+        timeout_seconds: float,
+        expires_in_seconds: float,
+        consent: Callable[[AgentRecord], int],
+        summary: Callable[[commands_pb2.Command], str],
+        run_id: str = "",
+        shape: Callable[[AgentRecord, commands_pb2.Command], None] | None = None,
+        watch: WatchFn | None = None,
+    ) -> list[CommandRecord]:
+        """Sign, store and send one command per target; return the stored records.
+
+        `request` is the action's message; `shape` may adjust each agent's copy (e.g. the
+        shell for its OS). `watch` is called with each command's final record.
+        """
+        now = self.clock()
+        records: list[CommandRecord] = []
+        messages: list[commands_pb2.SignedCommand] = []
+        for agent in targets:
+            command = commands_pb2.Command(
+                id=new_ident(),
+                agent_id=agent.id,
+                issued_at=now,
+                expires_at=now + expires_in_seconds,
+                timeout_seconds=timeout_seconds,
+                operator=operator,
+                consent=consent(agent),  # type: ignore[arg-type]
+                run_id=run_id,
+            )
+            getattr(command, action).CopyFrom(request)
+            if shape is not None:
+                shape(agent, command)
+            signed = self.signer.sign(command)
+            messages.append(signed)
+            records.append(
+                CommandRecord(
+                    id=command.id,
+                    run_id=run_id,
+                    agent_id=agent.id,
+                    hostname=agent.hostname,
+                    operator=operator,
+                    action=action,
+                    summary=summary(command),
+                    status=Status.COMMAND_QUEUED,
+                    issued_at=now,
+                    expires_at=command.expires_at,
+                    signed=signed.SerializeToString(),
+                )
+            )
+        if watch is not None:
+            for record in records:
+                self._watchers[record.id] = watch
+        await asyncio.to_thread(self._store_new, records)
+        if self.metrics is not None:
+            self.metrics.commands_issued.labels(action=action).inc(len(records))
+        sent: list[str] = []
+        for record, signed in zip(records, messages, strict=True):
+            link = self.links.get(record.agent_id)
+            if link is not None and link.send(commands_pb2.ServerCommandMessage(command=signed)):
+                sent.append(record.id)
+                record.status = Status.COMMAND_SENT
+                record.sent_at = now
+        if sent:
+            await asyncio.to_thread(self.commands.mark_sent, sent, now)
+        elsewhere = [
+            [record.agent_id, record.id]
+            for record in records
+            if record.status == Status.COMMAND_QUEUED
+            and self.cluster.held_elsewhere(record.agent_id)
+        ]
+        if elsewhere:
+            self.cluster.publish("cmd", "m", elsewhere)
+        return records
+
+    # --- other replicas -------------------------------------------------------------------
+
+    def _spawn(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def deliver_forwarded(self, message: dict[str, Any]) -> None:
+        """Send commands another replica stored for agents whose streams are here."""
+        wanted: dict[str, list[str]] = {}
+        for agent_id, command_id in message.get("m", ()):
+            if agent_id in self.links:
+                wanted.setdefault(str(agent_id), []).append(str(command_id))
+        if wanted:
+            self._spawn(self._deliver_forwarded(wanted))
+
+    async def _deliver_forwarded(self, wanted: dict[str, list[str]]) -> None:
+        ids = [command_id for ids in wanted.values() for command_id in ids]
+        try:
+            known = await asyncio.to_thread(self._load, ids)
+        except Exception:  # a database outage: the agent gets them when it reconnects
+            log.exception("could not read %d commands another replica issued", len(ids))
+            return
+        now = self.clock()
+        sent: list[str] = []
+        for command_id in ids:
+            record = known.get(command_id)
+            link = self.links.get(record.agent_id) if record is not None else None
+            if record is None or link is None or record.status != Status.COMMAND_QUEUED:
+                continue
+            message = commands_pb2.ServerCommandMessage()
+            message.command.ParseFromString(record.signed)
+            if link.send(message):
+                sent.append(command_id)
+        if sent:
+            await asyncio.to_thread(self.commands.mark_sent, sent, now)
+
+    def settled_elsewhere(self, message: dict[str, Any]) -> None:
+        """Finish the watched commands another replica stored a final result for."""
+        watched = [str(c) for c in message.get("c", ()) if c in self._watchers]
+        if watched:
+            self._spawn(self._settled_elsewhere(watched))
+
+    async def _settled_elsewhere(self, ids: list[str]) -> None:
+        try:
+            known = await asyncio.to_thread(self._load, ids)
+        except Exception:  # the operator's wait ends with the stored state at its deadline
+            log.exception("could not read %d results another replica stored", len(ids))
+            return
+        for record in known.values():
+            if record.final:
+                self._finish(record)
+
+    def _store_new(self, records: Sequence[CommandRecord]) -> None:
+        # The audit entry is written before the command can reach the agent: nothing runs
+        # unrecorded, even if the server dies right after sending.
+        if self.audit is not None:
+            self.audit(
+                [
+                    (
+                        record.operator,
+                        "command.sent",
+                        record.agent_id,
+                        {
+                            "command_id": record.id,
+                            "run_id": record.run_id,
+                            "hostname": record.hostname,
+                            "action": record.action,
+                            "summary": record.summary,
+                        },
+                        "queued",
+                    )
+                    for record in records
+                ]
+            )
+        self.commands.insert(records)
+
+    def unwatch(self, command_ids: Iterable[str]) -> None:
+        """Stop calling a watcher for these commands (its caller went away)."""
+        for command_id in command_ids:
+            self._watchers.pop(command_id, None)
+
+    # --- results --------------------------------------------------------------------------
+
+    async def _write_results(self) -> None:
+        assert self._results is not None
+        queue = self._results
+        while True:
+            batch = [await queue.get()]
+            await asyncio.sleep(RESULT_BATCH_SECONDS)
+            while not queue.empty() and len(batch) < MAX_RESULT_BATCH:
+                batch.append(queue.get_nowait())
+            try:
+                await self._settle(batch)
+            except Exception:  # a database outage must not end the writer: the agents resend
+                log.exception("could not store %d command results; agents will resend", len(batch))
+            finally:
+                for _ in batch:
+                    queue.task_done()
+
+    async def _settle(self, batch: list[PendingResult]) -> None:
+        ids = list({pending.result.command_id for pending in batch})
+        known = await asyncio.to_thread(self._load, ids)
+        now = self.clock()
+        updates: list[tuple[str, int, bytes, str, float | None]] = []
+        settled: list[CommandRecord] = []
+        acks: list[tuple[AgentLink | None, str]] = []
+        for pending in batch:
+            result = pending.result
+            record = known.get(result.command_id)
+            if record is None or record.agent_id != pending.agent_id:
+                log.warning(
+                    "agent %s sent a result for command %r that is not its own; ignored",
+                    pending.agent_id,
+                    result.command_id,
+                )
+                acks.append((pending.link, result.command_id))
+                continue
+            if record.final:
+                acks.append((pending.link, result.command_id))  # a resend: stored already
+                continue
+            final = result.status in FINAL_STATUSES
+            record.status = result.status
+            record.result = result.SerializeToString()
+            record.error = result.error
+            record.finished_at = now if final else None
+            updates.append(
+                (record.id, record.status, record.result, record.error, record.finished_at)
+            )
+            if final:
+                settled.append(record)
+                acks.append((pending.link, result.command_id))
+        await asyncio.to_thread(self.commands.record_results, updates)
+        for link, command_id in acks:
+            if link is not None:
+                link.send(commands_pb2.ServerCommandMessage(result_stored=command_id))
+        for record in settled:
+            self._finish(record)
+        if settled:
+            self.cluster.publish("res", "c", [record.id for record in settled])
+        if settled and self.audit is not None:
+            await asyncio.to_thread(self._audit_results, settled)
+
+    def _load(self, ids: Sequence[str]) -> dict[str, CommandRecord]:
+        return self.commands.get_many(ids)
+
+    def _finish(self, record: CommandRecord) -> None:
+        watcher = self._watchers.pop(record.id, None)
+        if watcher is not None:
+            watcher(record)
+
+    def _audit_results(self, records: Iterable[CommandRecord]) -> None:
+        assert self.audit is not None
+        entries: list[AuditEntry] = []
+        for record in records:
+            result = decode_result(record)
+            details: dict[str, Any] = {
+                "command_id": record.id,
+                "run_id": record.run_id,
+                "hostname": record.hostname,
+                "action": record.action,
+            }
+            if result is not None and result.HasField("script"):
+                details["exit_code"] = result.script.exit_code
+            outcome = status_name(record.status)
+            if record.error:
+                outcome = f"{outcome}: {record.error}"
+            entries.append((record.operator, "command.result", record.agent_id, details, outcome))
+        self.audit(entries)
+
+    async def expire_overdue(self) -> None:
+        """Settle commands that waited past their expiry (scheduler job)."""
+        expired = await asyncio.to_thread(self.commands.expire, self.clock())
+        for record in expired:
+            log.info("command %s for agent %s expired undelivered", record.id, record.agent_id)
+            self._finish(record)
+        if expired:
+            self.cluster.publish("res", "c", [record.id for record in expired])
+        if expired and self.audit is not None:
+            await asyncio.to_thread(self._audit_results, expired)
+
+
+def decode_result(record: CommandRecord) -> commands_pb2.CommandResult | None:
+    """Return the stored result message, or None."""
+    if not record.result:
+        return None
+    result = commands_pb2.CommandResult()
+    result.ParseFromString(record.result)
+    return result
+

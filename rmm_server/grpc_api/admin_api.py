@@ -1,0 +1,120 @@
+"""Operators and the audit log over OperatorService: add, list and revoke operators; list,
+verify, export and archive audit entries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc.aio
+
+from rmm_proto import operator_pb2
+from rmm_server.audit import AuditLog, AuditRecord
+from rmm_server.grpc_api.guard import current_operator
+from rmm_server.operators import Operators
+from rmm_server.storage import OperatorRecord
+
+DEFAULT_AUDIT_LIMIT = 100
+MAX_AUDIT_LIMIT = 5000
+EXPORT_PAGE = 1000
+
+
+def operator_to_proto(record: OperatorRecord) -> operator_pb2.OperatorInfo:
+    """Convert an operator (never its token's hash) to its message."""
+    return operator_pb2.OperatorInfo(
+        id=record.id,
+        name=record.name,
+        role=record.role,
+        created_at=record.created_at,
+        revoked_at=record.revoked_at or 0,
+        created_by=record.created_by,
+    )
+
+
+def entry_to_proto(entry: AuditRecord) -> operator_pb2.AuditEntry:
+    """Convert an audit entry to its message."""
+    return operator_pb2.AuditEntry(**entry.to_json())
+
+
+class AdminApi:
+    """OperatorService mixin; the servicer sets `audit` and `operators` (the guard's own, so a
+    revoke drops the token from the cache the guard checks)."""
+
+    audit: AuditLog
+    operators: Operators
+
+    async def AddOperator(
+        self, request: operator_pb2.AddOperatorRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.AddOperatorResponse:
+        record, token = await asyncio.to_thread(
+            self.operators.add, request.name, request.role, current_operator.get().name
+        )
+        return operator_pb2.AddOperatorResponse(operator=operator_to_proto(record), token=token)
+
+    async def ListOperators(
+        self, request: operator_pb2.ListOperatorsRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ListOperatorsResponse:
+        records = await asyncio.to_thread(self.operators.list, request.include_revoked)
+        return operator_pb2.ListOperatorsResponse(
+            operators=[operator_to_proto(record) for record in records]
+        )
+
+    async def RevokeOperator(
+        self, request: operator_pb2.RevokeOperatorRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.OperatorInfo:
+        record = await asyncio.to_thread(
+            self.operators.revoke, request.name, current_operator.get()
+        )
+        return operator_to_proto(record)
+
+    async def ListAudit(
+        self, request: operator_pb2.ListAuditRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ListAuditResponse:
+        entries = await asyncio.to_thread(
+            self.audit.list,
+            request.since,
+            request.operator.strip(),
+            request.agent.strip(),
+            min(request.limit or DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT),
+        )
+        return operator_pb2.ListAuditResponse(entries=[entry_to_proto(e) for e in entries])
+
+    async def VerifyAudit(
+        self, request: operator_pb2.VerifyAuditRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.VerifyAuditResponse:
+        result = await asyncio.to_thread(self.audit.verify)
+        return operator_pb2.VerifyAuditResponse(
+            ok=result.ok,
+            entries=result.entries,
+            first_seq=result.first_seq,
+            last_seq=result.last_seq,
+            problem=result.problem_text,
+            archived_through=result.archived_through,
+        )
+
+    async def ExportAudit(
+        self, request: operator_pb2.ExportAuditRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[operator_pb2.AuditEntry]:
+        # Page by page in a worker thread: a large log never sits in memory or on the loop.
+        after = 0
+        while True:
+            entries = await asyncio.to_thread(self.audit.page, after, EXPORT_PAGE)
+            for entry in entries:
+                if request.before and entry.at >= request.before:
+                    return
+                yield entry_to_proto(entry)
+            if len(entries) < EXPORT_PAGE:
+                return
+            after = entries[-1].seq
+
+    async def ArchiveAudit(
+        self, request: operator_pb2.ArchiveAuditRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ArchiveAuditResponse:
+        removed, anchor = await asyncio.to_thread(
+            self.audit.archive, request.through_seq, request.through_hash.strip().lower()
+        )
+        return operator_pb2.ArchiveAuditResponse(
+            removed=removed,
+            archived_through=anchor.archived_through,
+            anchor_hash=anchor.anchor_hash,
+        )

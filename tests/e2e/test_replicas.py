@@ -1,0 +1,270 @@
+"""Two `rmm-server serve` replicas on one PostgreSQL: an agent connected to replica B runs a
+command issued through replica A, a revocation made on A cuts the agent on B, /metrics of both
+count each agent once, and when the scheduler's leader is SIGKILLed the other takes over."""
+
+from __future__ import annotations
+
+import re
+import signal
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from rmm_common.tokens import bearer_metadata
+from rmm_proto import commands_pb2, operator_pb2, operator_pb2_grpc
+from tests import databases
+from tests.helpers import (
+    ServerProcess,
+    enroll_agent,
+    free_port,
+    rmm,
+    rmm_json,
+    start_agent,
+    wait_for,
+)
+
+Status = commands_pb2.CommandStatus
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database of this test's own."""
+    name = databases.create_database()
+    try:
+        yield databases.database_url(name)
+    finally:
+        databases.drop_database(name)
+
+
+def replica(url: str, data_dir: Path, log_path: Path, replica_id: str) -> ServerProcess:
+    # One data directory for both (a shared volume): the same command-signing key, admin token
+    # and TLS CA, which every replica must have.
+    return ServerProcess(
+        data_dir=data_dir,
+        grpc_port=free_port(),
+        http_port=free_port(),
+        log_path=log_path,
+        extra_args=[
+            "--db",
+            url,
+            "--replica-id",
+            replica_id,
+            "--offline-check-interval",
+            "1s",
+            "--no-policies",
+        ],
+    )
+
+
+def sample(metrics: str, name: str, **labels: str) -> float | None:
+    """Return the value of the series `name` whose labels include `labels`, or None."""
+    for line in metrics.splitlines():
+        match = re.match(rf"^{name}\{{(.*)\}} (\S+)$", line)
+        if match and all(f'{k}="{v}"' in match.group(1) for k, v in labels.items()):
+            return float(match.group(2))
+    return None
+
+
+def leader_of(*servers: ServerProcess) -> list[ServerProcess]:
+    return [s for s in servers if sample(s.metrics(), "rmm_server_leader") == 1.0]
+
+
+def run_echo(server: ServerProcess, agent_id: str) -> tuple[float, operator_pb2.CommandInfo]:
+    """RunCommand `echo` through `server`; return seconds until the outcome came, and it."""
+    channel = grpc.insecure_channel(server.grpc_address)
+    try:
+        stub = operator_pb2_grpc.OperatorServiceStub(channel)
+        request = operator_pb2.RunCommandRequest(
+            target=operator_pb2.TargetSelector(agents=[agent_id]),
+            run_script=commands_pb2.RunScript(body="echo replicated", shell="sh"),
+            timeout_seconds=20,
+        )
+        started = time.perf_counter()
+        for event in stub.RunCommand(
+            request, metadata=bearer_metadata(server.admin_token), timeout=60
+        ):
+            if event.HasField("outcome"):
+                return time.perf_counter() - started, event.outcome
+    finally:
+        channel.close()
+    raise AssertionError("RunCommand ended without an outcome")
+
+
+def test_two_replicas_share_agents_commands_revocation_and_leadership(
+    pg_url: str, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "server"
+    a = replica(pg_url, data_dir, tmp_path / "a.log", "replica-a").start(timeout=60)
+    b = replica(pg_url, data_dir, tmp_path / "b.log", "replica-b").start(timeout=60)
+    agent: subprocess.Popen[bytes] | None = None
+    try:
+        state_dir = tmp_path / "agent"
+        agent_id = enroll_agent(b, state_dir)  # through B, so the agent talks to B only
+        agent = start_agent(state_dir, tmp_path / "agent.log", 1.0)
+
+        def online_on_a() -> bool:
+            listed = {row["id"]: row for row in rmm_json(a, "agents", "list")}
+            return agent_id in listed and listed[agent_id]["status"] == "online"
+
+        wait_for(online_on_a, 60, "the agent connected to B listed online on A")
+        wait_for(
+            lambda: sample(b.metrics(), "rmm_agent_up", agent=agent_id) == 1.0,
+            30,
+            "the agent's series on B's /metrics",
+        )
+
+        # A command issued through A reaches the agent on B; its result comes back to A.
+        through_a: list[float] = []
+        through_b: list[float] = []
+        for _ in range(5):
+            seconds, outcome = run_echo(a, agent_id)
+            assert outcome.status == Status.COMMAND_SUCCEEDED, outcome
+            assert outcome.result.script.stdout.strip() == "replicated"
+            through_a.append(seconds)
+            seconds, outcome = run_echo(b, agent_id)
+            assert outcome.status == Status.COMMAND_SUCCEEDED, outcome
+            through_b.append(seconds)
+        print(
+            f"\nRunCommand echo, issue to outcome, median of 5: through A (agent on B) "
+            f"{statistics.median(through_a) * 1000:.0f} ms, through B (agent's own replica) "
+            f"{statistics.median(through_b) * 1000:.0f} ms"
+        )
+        assert statistics.median(through_a) < 5.0
+        script = tmp_path / "via-cli.sh"
+        script.write_text("echo via-cli\n")
+        shown = rmm(a, "run", "--target", agent_id, "--script", str(script))
+        assert "succeeded" in shown.stdout and "via-cli" in shown.stdout
+
+        # Each agent is exported once across the replicas; each says who leads.
+        scrapes = [a.metrics(), b.metrics()]
+        assert [sample(m, "rmm_agent_up", agent=agent_id) for m in scrapes] == [None, 1.0]
+        counted = sum(sample(m, "rmm_agents", status="online") or 0.0 for m in scrapes)
+        assert counted == 1.0
+        [leader] = leader_of(a, b)
+        assert sample(a.metrics(), "rmm_server_leader", replica="replica-a") is not None
+        assert sample(b.metrics(), "rmm_server_leader", replica="replica-b") is not None
+
+        # Revoked through A: cut on B, where its streams are.
+        revoked = rmm(a, "agents", "revoke", agent_id, "--yes")
+        assert revoked.returncode == 0, revoked.stderr
+        assert agent.wait(15) == 3, (tmp_path / "agent.log").read_text()
+        wait_for(
+            lambda: f"agent {agent_id} revoked by admin on another replica" in b.log(),
+            10,
+            "B to log the cut",
+        )
+        assert sample(b.metrics(), "rmm_agent_up", agent=agent_id) is None
+
+        # SIGKILL the leader: its session ends, the lock with it, the other takes over.
+        follower = b if leader is a else a
+        killed = time.monotonic()
+        leader.stop(signal.SIGKILL)
+        wait_for(
+            lambda: sample(follower.metrics(), "rmm_server_leader") == 1.0,
+            30,
+            "the surviving replica to lead within 30 s",
+        )
+        took = time.monotonic() - killed
+        print(f"leader SIGKILLed; the other replica led {took:.1f} s later")
+        assert "now leads the scheduler" in follower.log()
+    finally:
+        if agent is not None and agent.poll() is None:
+            agent.terminate()
+            agent.wait(15)
+        for server in (a, b):
+            if server.process is not None and server.process.poll() is None:
+                server.stop()
+
+
+OFFLINE_POLICY = """\
+apiVersion: rmm/v1
+kind: AlertPolicy
+metadata: {name: offline}
+scope: {all: true}
+rules:
+  - name: AgentOffline
+    expr: agent.seconds_since_report > 3.0 * agent.interval_seconds
+    value: agent.seconds_since_report
+    severity: critical
+    tier: L1
+"""
+
+
+def test_an_offline_alert_fired_by_the_leader_resolves_on_the_agents_replica(
+    pg_url: str, tmp_path: Path
+) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "offline.yaml").write_text(OFFLINE_POLICY)
+    data_dir = tmp_path / "server"
+    servers: list[ServerProcess] = []
+    agent: subprocess.Popen[bytes] | None = None
+    try:
+        for name in ("a", "b"):
+            server = replica(pg_url, data_dir, tmp_path / f"{name}.log", f"replica-{name}")
+            server.extra_args = [arg for arg in server.extra_args if arg != "--no-policies"] + [
+                "--policies",
+                str(policies),
+                "--offline-grace",
+                "0s",
+            ]
+            servers.append(server.start(timeout=60))
+        leader = wait_for(lambda: leader_of(*servers), 15, "one replica to lead")
+        assert len(leader) == 1
+        # The agent lives on the replica that does not lead: the leader sees it only through
+        # the database.
+        [holder] = [s for s in servers if s is not leader[0]]
+        state_dir = tmp_path / "agent"
+        agent_id = enroll_agent(holder, state_dir)
+        agent = start_agent(state_dir, tmp_path / "agent.log", 1.0)
+        wait_for(
+            lambda: sample(holder.metrics(), "rmm_agent_up", agent=agent_id) == 1.0,
+            30,
+            "the agent reporting to its replica",
+        )
+
+        def alerts(server: ServerProcess, state: str) -> list[dict[str, object]]:
+            listed = rmm_json(server, "alerts", "list", "--state", state)
+            return [a for a in listed if a["rule"] == "AgentOffline"]
+
+        agent.send_signal(signal.SIGSTOP)  # silent, its streams still open on `holder`
+        try:
+            wait_for(lambda: alerts(leader[0], "firing"), 30, "the leader to fire AgentOffline")
+            # Every replica holds the alert; only the leader shows it on /metrics, so the sum
+            # over replicas counts it once.
+            wait_for(
+                lambda: (
+                    [
+                        sample(s.metrics(), "rmm_alerts_firing", rule="AgentOffline")
+                        for s in (leader[0], holder)
+                    ]
+                    == [1.0, None]
+                ),
+                10,
+                "rmm_alerts_firing on the leader only",
+            )
+        finally:
+            agent.send_signal(signal.SIGCONT)
+        # Back: its own replica evaluates its reports and resolves the leader's alert.
+        wait_for(
+            lambda: not alerts(holder, "firing") and alerts(holder, "resolved"),
+            30,
+            "the agent's replica to resolve AgentOffline",
+        )
+        wait_for(
+            lambda: not alerts(leader[0], "firing"),
+            10,
+            "the leader to read back the resolved alert",
+        )
+    finally:
+        if agent is not None and agent.poll() is None:
+            agent.terminate()
+            agent.wait(15)
+        for server in servers:
+            if server.process is not None and server.process.poll() is None:
+                server.stop()

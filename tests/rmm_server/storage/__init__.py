@@ -1,0 +1,1 @@
+"""Storage tests that hold the two databases to the same behaviour."""
