@@ -41,3 +41,7 @@ class PolicyError(RmmError):
 
 class StorageError(RmmError):
     """The database failed or is unreachable."""
+
+
+class Unavailable(RmmError):
+    """The server cannot serve this now (it is stopping); the caller retries, here or elsewhere."""

@@ -100,6 +100,7 @@ class RmmServer:
         self.fleet = Fleet()
         self.store: Store | None = None
         self.grpc_server: grpc.aio.Server | None = None
+        self.agent_servicer: AgentServicer | None = None
         self.http: HttpApi | None = None
         self.ingestor: ReportIngestor | None = None
         self.scheduler: AsyncIOScheduler | None = None
@@ -263,19 +264,17 @@ class RmmServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
             ],
         )
-        agent_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(
-                enrollment,
-                self.ingestor,
-                self.metrics,
-                self.updates,
-                commands,
-                credentials=credentials,
-                limits=limits,
-                cluster=cluster,
-            ),
-            server,
+        self.agent_servicer = AgentServicer(
+            enrollment,
+            self.ingestor,
+            self.metrics,
+            self.updates,
+            commands,
+            credentials=credentials,
+            limits=limits,
+            cluster=cluster,
         )
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(self.agent_servicer, server)
         operator_pb2_grpc.add_OperatorServiceServicer_to_server(
             OperatorServicer(
                 store,
@@ -574,7 +573,13 @@ class RmmServer:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         if self.grpc_server is not None:
-            await self.grpc_server.stop(self.config.shutdown_grace_seconds)
+            stopping = asyncio.ensure_future(
+                self.grpc_server.stop(self.config.shutdown_grace_seconds)
+            )
+            await asyncio.sleep(0)  # refuse new calls first, so no agent reconnects to this server
+            if self.agent_servicer is not None:
+                self.agent_servicer.close_streams()
+            await stopping
         if self.ingestor is not None:
             await self.ingestor.stop()
         if self.commands is not None:

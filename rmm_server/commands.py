@@ -116,6 +116,10 @@ class CommandService:
         if self._results is not None and self._writer is not None:
             await self._results.join()
             self._writer.cancel()
+        self.close_links()
+
+    def close_links(self) -> None:
+        """End every agent's command stream on this server (it is stopping)."""
         for link in list(self.links.values()):
             link.close()
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import grpc.aio
 from google.protobuf.message import DecodeError
 
-from rmm_common.errors import InvalidArgument, NotFound, RmmError
+from rmm_common.errors import InvalidArgument, NotFound, RmmError, Unavailable
 from rmm_common.tokens import SecretKind
 from rmm_proto import agent_pb2, agent_pb2_grpc, commands_pb2
 from rmm_server.agent_credentials import AgentCredentials
@@ -50,6 +50,20 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self.credentials = credentials
         self.limits = limits
         self.cluster = cluster if cluster is not None else Cluster("local")
+        # Long-lived streams never end by themselves: a stopping server ends them at once instead
+        # of holding its shutdown for the whole grace period.
+        self._report_readers: set[asyncio.Task[None]] = set()
+
+    def close_streams(self) -> None:
+        """End every agent's report and command stream: the server is stopping.
+
+        A report already read is stored and acknowledged first; one read but not yet acknowledged
+        is sent again by its agent, and the sequence check keeps it from being stored twice.
+        """
+        for reader in self._report_readers:
+            reader.cancel()
+        if self.commands is not None:
+            self.commands.close_links()
 
     async def Enroll(
         self, request: agent_pb2.EnrollRequest, context: grpc.aio.ServicerContext
@@ -127,6 +141,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self.metrics.connected_agents.inc()
         self.cluster.attach(agent.id)
         reader = asyncio.ensure_future(read())
+        self._report_readers.add(reader)
         log.debug("agent %s (%s) opened its report stream", agent.id, agent.hostname)
         try:
             while (task := await in_flight.get()) is not None:
@@ -134,8 +149,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 if self.credentials is not None and self.credentials.rotation_requested(agent.id):
                     ack.rotate_credential = True
                 yield ack
-            await reader
+            await asyncio.wait([reader])
+            if reader.cancelled():  # only close_streams() cancels a reader that is still reading
+                raise Unavailable("the server is stopping; reconnect to it or another replica")
+            reader.result()
         finally:
+            self._report_readers.discard(reader)
             reader.cancel()
             self.cluster.detach(agent.id)
             self.metrics.connected_agents.dec()

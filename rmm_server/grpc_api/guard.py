@@ -21,6 +21,7 @@ from rmm_common.errors import (
     RmmError,
     StorageError,
     Unauthenticated,
+    Unavailable,
 )
 from rmm_common.tokens import (
     AUTH_METADATA_KEY,
@@ -64,6 +65,7 @@ STATUS_OF: tuple[tuple[type[RmmError], grpc.StatusCode], ...] = (
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (StorageError, grpc.StatusCode.UNAVAILABLE),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
     (RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
