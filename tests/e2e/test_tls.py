@@ -63,7 +63,7 @@ def ca_show(data_dir: Path) -> tuple[str, str]:
         [str(BIN / "rmm-server"), "ca", "show", "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=60,  # a start-up under a loaded CI machine, not the command, is slow
     )
     assert result.returncode == 0, result.stderr
     return result.stdout, result.stderr.strip().removeprefix("fingerprint ")
