@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,6 +232,8 @@ class RmmServer:
         cluster.on("agent", self._agents_changed)
         if cluster.replicated:
             alerts.saved = lambda ids: cluster.publish("alert", "c", ids)
+            alerts.suppressions_changed = lambda: cluster.publish("quiet")
+            cluster.on("quiet", lambda _message: self._spawn(alerts.reload_suppressions()))
             alerts.manager.shows_firing = lambda: cluster.is_leader
             cluster.leadership_callbacks.append(
                 lambda _leading: alerts.manager.refresh_firing_gauge()
@@ -434,14 +436,9 @@ class RmmServer:
         self._synced_until = now
         alerts = self.alerts
         if alerts is not None:
-            # Silences and maintenance windows made through another replica apply here within
-            # this interval.
-            try:
-                alerts.silences, alerts.windows = await asyncio.to_thread(
-                    lambda: (alerts.suppressions.silences(), alerts.suppressions.windows())
-                )
-            except StorageError as exc:
-                log.error("cannot read silences and maintenance windows, will retry: %s", exc)
+            # Silences and maintenance windows are announced when made ("quiet"); reading them
+            # here too catches what a listener that was away missed.
+            await alerts.reload_suppressions()
 
     def _agents_changed(self, message: dict[str, Any]) -> None:
         ids = [str(agent_id) for agent_id in message.get("a", ())]
@@ -457,7 +454,10 @@ class RmmServer:
                 return
             self.fleet.refresh(record for record in records if record is not None)
 
-        task = asyncio.get_running_loop().create_task(reread())
+        self._spawn(reread())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -477,9 +477,7 @@ class RmmServer:
                 return
             alerts.manager.adopt(record for record in records if record is not None)
 
-        task = asyncio.get_running_loop().create_task(reread())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._spawn(reread())
 
     async def _reread_agents(self) -> None:
         """Read every agent again after the listener was away: what it missed is in there."""

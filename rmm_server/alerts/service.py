@@ -161,6 +161,9 @@ class AlertService:
         self._writer: asyncio.Task[None] | None = None
         # Told the ids of alerts just written (replicas: the others read them back).
         self.saved: Callable[[list[str]], None] | None = None
+        # Told that a silence or maintenance window was added or ended (replicas: the others
+        # read them again at once).
+        self.suppressions_changed: Callable[[], None] | None = None
 
     # --- start-up and reload -----------------------------------------------------------------
 
@@ -465,6 +468,7 @@ class AlertService:
         )
         await asyncio.to_thread(self.suppressions.add_silence, silence)
         self.silences.insert(0, silence)
+        self._announce_suppressions()
         return silence
 
     async def expire_silence(self, silence_id: str) -> Silence:
@@ -475,6 +479,7 @@ class AlertService:
                 await asyncio.to_thread(self.suppressions.expire_silence, silence_id, now)
                 if silence.ends_at > now:
                     self.silences[index] = replace(silence, ends_at=now)
+                self._announce_suppressions()
                 return self.silences[index]
         raise NotFound(f"silence {silence_id!r} does not exist: see `rmm silences list`")
 
@@ -482,6 +487,7 @@ class AlertService:
         """Store and apply a new maintenance window."""
         await asyncio.to_thread(self.suppressions.add_window, window)
         self.windows.insert(0, window)
+        self._announce_suppressions()
         return window
 
     async def end_window(self, window_id: str) -> MaintenanceWindow:
@@ -492,10 +498,24 @@ class AlertService:
                 await asyncio.to_thread(self.suppressions.end_window, window_id, now)
                 if window.ended_at is None:
                     self.windows[index] = replace(window, ended_at=now)
+                self._announce_suppressions()
                 return self.windows[index]
         raise NotFound(
             f"maintenance window {window_id!r} does not exist: see `rmm maintenance list`"
         )
+
+    def _announce_suppressions(self) -> None:
+        if self.suppressions_changed is not None:
+            self.suppressions_changed()
+
+    async def reload_suppressions(self) -> None:
+        """Read silences and maintenance windows again (another replica changed them)."""
+        try:
+            self.silences, self.windows = await asyncio.to_thread(
+                lambda: (self.suppressions.silences(), self.suppressions.windows())
+            )
+        except StorageError as exc:
+            log.error("cannot read silences and maintenance windows, will retry: %s", exc)
 
     def query(self, query: AlertQuery) -> list[tuple[AlertRecord, str]]:
         """Return alerts with the reason each is suppressed now ("" when it is not)."""

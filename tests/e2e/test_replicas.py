@@ -268,3 +268,43 @@ def test_an_offline_alert_fired_by_the_leader_resolves_on_the_agents_replica(
         for server in servers:
             if server.process is not None and server.process.poll() is None:
                 server.stop()
+
+
+def test_silences_and_maintenance_made_on_one_replica_apply_on_the_other_at_once(
+    pg_url: str, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "server"
+    servers: list[ServerProcess] = []
+    try:
+        for name in ("a", "b"):
+            server = replica(pg_url, data_dir, tmp_path / f"{name}.log", f"replica-{name}")
+            # The periodic re-read comes only every 10 minutes: what b sees it heard.
+            server.extra_args = [*server.extra_args, "--offline-check-interval", "10m"]
+            servers.append(server.start(timeout=60))
+        a, b = servers
+
+        def silences_on_b() -> list[str]:
+            return [str(s["id"]) for s in rmm_json(b, "silences", "list")]
+
+        silence = rmm_json(
+            a, "alerts", "silence", "--match", "rule=DiskLow", "--for", "2h", "--comment", "swap"
+        )
+        wait_for(lambda: silences_on_b() == [silence["id"]], 10, "b to know a's silence")
+        rmm(a, "silences", "expire", str(silence["id"]))
+        wait_for(lambda: silences_on_b() == [], 10, "b to know the silence ended")
+
+        def windows_in_force_on_b() -> list[str]:
+            listed = rmm_json(b, "maintenance", "list")
+            return [str(w["id"]) for w in listed if w["active_now"]]
+
+        window = rmm_json(
+            a, "maintenance", "add", "--name", "patch night", "--start", "now",
+            "--duration", "1h", "--client", "acme",
+        )  # fmt: skip
+        wait_for(lambda: windows_in_force_on_b() == [window["id"]], 10, "b to know the window")
+        rmm(a, "maintenance", "end", str(window["id"]))
+        wait_for(lambda: windows_in_force_on_b() == [], 10, "b to know the window ended")
+    finally:
+        for server in servers:
+            if server.process is not None and server.process.poll() is None:
+                server.stop()
