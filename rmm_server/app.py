@@ -230,6 +230,8 @@ class RmmServer:
         cluster.on("res", commands.settled_elsewhere)
         cluster.on("rev", credentials.revoked_elsewhere)
         cluster.on("agent", self._agents_changed)
+        operators.revoked = lambda operator_id: cluster.publish("opr", "o", [operator_id])
+        cluster.on("opr", lambda message: operators.forget(str(i) for i in message.get("o", ())))
         if cluster.replicated:
             alerts.saved = lambda ids: cluster.publish("alert", "c", ids)
             alerts.suppressions_changed = lambda: cluster.publish("quiet")

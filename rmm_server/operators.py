@@ -9,7 +9,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from rmm_common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
@@ -22,7 +22,8 @@ from rmm_server.storage.operators import OperatorStore
 log = logging.getLogger(__name__)
 ADMIN_TOKEN_FILE = "admin.token"
 # How long a looked-up operator is trusted without reading it again: a revoke through this
-# server drops it at once; one made elsewhere (another replica, the database) within this time.
+# server or another replica (announced) drops it at once; one made in the database by hand
+# within this time.
 CACHE_SECONDS = 5.0
 # Names appear in the audit log beside "server" and "policy:<rule>", so they cannot look like it.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
@@ -39,6 +40,8 @@ class Operators:
         self._cache: dict[str, tuple[OperatorRecord, float]] = {}
         self._lock = threading.Lock()  # one add or revoke at a time: name checks stay true
         self._revokes = 0  # bumped by each revoke: a lookup that raced one is not cached
+        # Told the id of each operator revoked here (replicas: the others forget it at once).
+        self.revoked: Callable[[str], None] | None = None
 
     def bootstrap_admin(self, data_dir: Path) -> Path | None:
         """On a server without operators, create `admin` and write its token (mode 0600)."""
@@ -132,6 +135,14 @@ class Operators:
         log.info("operator %s (%s) created by %s", name, record.role, created_by)
         return record, secret
 
+    def forget(self, operator_ids: Iterable[str]) -> None:
+        """Drop operators revoked elsewhere from the cache: their next call reads them again."""
+        # Not under self._lock, which an add or revoke holds across database writes: this runs
+        # on the event loop. The count moves first, so a lookup racing this is not cached.
+        self._revokes += 1
+        for operator_id in operator_ids:
+            self._cache.pop(operator_id, None)
+
     def list(self, include_revoked: bool = False) -> builtins.list[OperatorRecord]:
         """Return operators by name."""
         return self.table.list(include_revoked)
@@ -166,5 +177,7 @@ class Operators:
             self._cache.pop(record.id, None)
             revoked = self.store.get_operator(record.id)
         assert revoked is not None  # it was just updated, and operators are never deleted
+        if self.revoked is not None:
+            self.revoked(revoked.id)
         log.info("operator %s revoked by %s", revoked.name, by.name)
         return revoked

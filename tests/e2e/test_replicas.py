@@ -270,7 +270,7 @@ def test_an_offline_alert_fired_by_the_leader_resolves_on_the_agents_replica(
                 server.stop()
 
 
-def test_silences_and_maintenance_made_on_one_replica_apply_on_the_other_at_once(
+def test_silences_maintenance_and_operator_revocations_made_on_one_replica_apply_on_the_other(
     pg_url: str, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "server"
@@ -304,6 +304,17 @@ def test_silences_and_maintenance_made_on_one_replica_apply_on_the_other_at_once
         wait_for(lambda: windows_in_force_on_b() == [window["id"]], 10, "b to know the window")
         rmm(a, "maintenance", "end", str(window["id"]))
         wait_for(lambda: windows_in_force_on_b() == [], 10, "b to know the window ended")
+
+        # b trusts an operator it looked up for 5 s without reading it again; a revocation on
+        # a drops that trust at once.
+        token = str(rmm_json(a, "operators", "add", "temp", "--role", "viewer")["token"])
+        rmm(b, "agents", "list", token=token)
+        rmm(a, "operators", "revoke", "temp")
+        wait_for(
+            lambda: rmm(b, "agents", "list", token=token, check=False).returncode != 0,
+            3,
+            "b to refuse the operator revoked on a",
+        )
     finally:
         for server in servers:
             if server.process is not None and server.process.poll() is None:
