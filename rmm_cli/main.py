@@ -1077,6 +1077,7 @@ def policy_reload(conn: Connection, output: str) -> None:
                 "errors": list(response.errors),
                 "policies": response.policies,
                 "rules": response.rules,
+                "other_replicas": response.other_replicas,
             }
         )
     elif response.ok:
@@ -1085,6 +1086,12 @@ def policy_reload(conn: Connection, output: str) -> None:
         for error in response.errors:
             click.echo(error, err=True)
         click.echo("reload refused; the previous policies stay in force", err=True)
+    if response.other_replicas and output != "json":
+        click.echo(
+            f"{response.other_replicas} other replicas reload from their own disks too; "
+            "each logs its result",
+            err=not response.ok,
+        )
     if not response.ok:
         sys.exit(1)
 

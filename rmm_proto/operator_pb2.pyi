@@ -431,16 +431,18 @@ class ReloadPoliciesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ReloadPoliciesResponse(_message.Message):
-    __slots__ = ("ok", "errors", "policies", "rules")
+    __slots__ = ("ok", "errors", "policies", "rules", "other_replicas")
     OK_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
+    OTHER_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     errors: _containers.RepeatedScalarFieldContainer[str]
     policies: int
     rules: int
-    def __init__(self, ok: _Optional[bool] = ..., errors: _Optional[_Iterable[str]] = ..., policies: _Optional[int] = ..., rules: _Optional[int] = ...) -> None: ...
+    other_replicas: int
+    def __init__(self, ok: _Optional[bool] = ..., errors: _Optional[_Iterable[str]] = ..., policies: _Optional[int] = ..., rules: _Optional[int] = ..., other_replicas: _Optional[int] = ...) -> None: ...
 
 class ExplainPolicyRequest(_message.Message):
     __slots__ = ("agent",)

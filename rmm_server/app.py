@@ -230,6 +230,7 @@ class RmmServer:
         cluster.on("res", commands.settled_elsewhere)
         cluster.on("rev", credentials.revoked_elsewhere)
         cluster.on("agent", self._agents_changed)
+        cluster.on("reload", self._reload_asked)
         operators.revoked = lambda operator_id: cluster.publish("opr", "o", [operator_id])
         cluster.on("opr", lambda message: operators.forget(str(i) for i in message.get("o", ())))
         if cluster.replicated:
@@ -290,6 +291,7 @@ class RmmServer:
                 audit=audit,
                 operators=operators,
                 credentials=credentials,
+                cluster=cluster,
             ),
             server,
         )
@@ -529,6 +531,10 @@ class RmmServer:
             await asyncio.to_thread(self.alerts.record_failure, failure)
         except StorageError as exc:
             log.error("cannot record a failed notification to %s: %s", receiver, exc)
+
+    def _reload_asked(self, message: dict[str, Any]) -> None:
+        log.info("reloading policies and scripts: an operator asked replica %s", message["r"])
+        self._spawn(self.reload_policies())
 
     async def reload_policies(self) -> None:
         """Reload the policy directory and script library, re-index agent archives (SIGHUP).

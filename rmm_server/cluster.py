@@ -125,6 +125,10 @@ class Cluster:
     async def stop(self) -> None:
         """Stop talking to the other replicas and give up leadership."""
 
+    def live_replicas(self) -> list[str]:
+        """Return the replicas heard from lately, this one included."""
+        return [self.replica_id]
+
     def on(self, kind: str, handler: Handler) -> None:
         """Call `handler` with each message of `kind` another replica sends."""
         self.handlers[kind] = handler

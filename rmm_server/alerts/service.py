@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from rmm_common.errors import ConfigError, InvalidArgument, NotFound, PolicyError, StorageError
 from rmm_common.tokens import new_ident
@@ -141,6 +141,26 @@ class AlertService:
         self.manager = AlertManager(self.alert_store, registry, clock)
         self.policies_dir = policies_dir
         self.policies: PolicySet | None = None
+        # As Prometheus reports its own configuration reloads: a refused reload leaves the old
+        # rules in force, silently for whoever did not run `rmm policy reload` themselves.
+        self._rules_gauge = Gauge(
+            "rmm_policy_rules", "Alert rules in force on this server.", registry=registry
+        )
+        self._rules_gauge.set_function(
+            lambda: len(self.policies) if self.policies is not None else 0
+        )
+        self._reload_ok = Gauge(
+            "rmm_policy_last_reload_successful",
+            "1 when the last policy load or reload succeeded, 0 when it was refused and the "
+            "previous rules stay in force.",
+            registry=registry,
+        )
+        self._reload_ok.set(1)  # nothing refused yet (a start with broken policies fails)
+        self._reload_time = Gauge(
+            "rmm_policy_last_reload_success_timestamp_seconds",
+            "When this server last loaded its policies successfully (unix time).",
+            registry=registry,
+        )
         self.offline_grace_seconds = offline_grace_seconds
         self.clock = clock
         self.started_at = clock()
@@ -174,6 +194,7 @@ class AlertService:
                 self.policies = self._load_policies(self.policies_dir)
             except PolicyError as exc:
                 raise ConfigError(f"policies in {self.policies_dir} are invalid:\n{exc}") from exc
+            self._loaded(True)
         self.manager.load()
         self.silences = self.suppressions.silences()
         self.windows = self.suppressions.windows()
@@ -187,10 +208,17 @@ class AlertService:
         except PolicyError as exc:
             errors = list(getattr(exc, "errors", [])) or [str(exc)]
             log.error("policy reload refused, the previous set stays in force:\n%s", exc)
+            self._loaded(False)
             return False, errors
         self.policies = policies
-        log.info("policies reloaded from %s", self.policies_dir)
+        self._loaded(True)
+        log.info("policies reloaded from %s: %d rules", self.policies_dir, len(policies))
         return True, []
+
+    def _loaded(self, ok: bool) -> None:
+        self._reload_ok.set(1 if ok else 0)
+        if ok:
+            self._reload_time.set(self.clock())
 
     def _load_policies(self, directory: Path) -> PolicySet:
         policies = load_policy_dir(directory)

@@ -17,6 +17,7 @@ from rmm_server.agent_credentials import AgentCredentials
 from rmm_server.alerts.service import AlertService
 from rmm_server.alerts.suppression import MaintenanceWindow, Silence, format_matchers
 from rmm_server.audit import AuditLog
+from rmm_server.cluster import Cluster
 from rmm_server.commands import CommandService
 from rmm_server.enrollment import Enrollment
 from rmm_server.fleet import Fleet
@@ -176,6 +177,7 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         audit: AuditLog | None = None,
         operators: Operators | None = None,
         credentials: AgentCredentials | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.store = store
         self.enrollment = enrollment
@@ -192,6 +194,7 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         self.credentials = (
             credentials if credentials is not None else AgentCredentials(store, self.fleet)
         )
+        self.cluster = cluster if cluster is not None else Cluster("local")
 
     async def CreateEnrollmentToken(
         self,
@@ -437,11 +440,17 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         script_errors = await self.reload_scripts()
         ok, errors = await asyncio.to_thread(self.alerts.reload_policies)
         policies = self.alerts.policies
+        # An operator behind a load balancer reaches one replica: the others reload too, each
+        # from its own disk (a broken set is refused there as here, and logged).
+        others = [r for r in self.cluster.live_replicas() if r != self.cluster.replica_id]
+        if others:
+            self.cluster.publish("reload")
         return operator_pb2.ReloadPoliciesResponse(
             ok=ok and not script_errors,
             errors=[*errors, *script_errors],
             policies=len(policies.policies) if policies is not None else 0,
             rules=len(policies) if policies is not None else 0,
+            other_replicas=len(others),
         )
 
     async def ExplainPolicy(

@@ -64,8 +64,8 @@ def replica(url: str, data_dir: Path, log_path: Path, replica_id: str) -> Server
 def sample(metrics: str, name: str, **labels: str) -> float | None:
     """Return the value of the series `name` whose labels include `labels`, or None."""
     for line in metrics.splitlines():
-        match = re.match(rf"^{name}\{{(.*)\}} (\S+)$", line)
-        if match and all(f'{k}="{v}"' in match.group(1) for k, v in labels.items()):
+        match = re.match(rf"^{name}(?:\{{(.*)\}})? (\S+)$", line)
+        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
             return float(match.group(2))
     return None
 
@@ -195,6 +195,14 @@ rules:
 """
 
 
+SECOND_RULE = """\
+  - name: AgentLate
+    expr: agent.seconds_since_report > 2.0 * agent.interval_seconds
+    severity: warning
+    tier: L1
+"""
+
+
 def test_an_offline_alert_fired_by_the_leader_resolves_on_the_agents_replica(
     pg_url: str, tmp_path: Path
 ) -> None:
@@ -270,16 +278,23 @@ def test_an_offline_alert_fired_by_the_leader_resolves_on_the_agents_replica(
                 server.stop()
 
 
-def test_silences_maintenance_and_operator_revocations_made_on_one_replica_apply_on_the_other(
+def test_what_an_operator_changes_on_one_replica_applies_on_the_other_at_once(
     pg_url: str, tmp_path: Path
 ) -> None:
+    """Silences, maintenance windows, operator revocations and policy reloads."""
+    policies = tmp_path / "policies"  # one directory: a volume both replicas mount
+    policies.mkdir()
+    (policies / "offline.yaml").write_text(OFFLINE_POLICY)
     data_dir = tmp_path / "server"
     servers: list[ServerProcess] = []
     try:
         for name in ("a", "b"):
             server = replica(pg_url, data_dir, tmp_path / f"{name}.log", f"replica-{name}")
             # The periodic re-read comes only every 10 minutes: what b sees it heard.
-            server.extra_args = [*server.extra_args, "--offline-check-interval", "10m"]
+            server.extra_args = [
+                *(arg for arg in server.extra_args if arg != "--no-policies"),
+                *("--offline-check-interval", "10m", "--policies", str(policies)),
+            ]
             servers.append(server.start(timeout=60))
         a, b = servers
 
@@ -315,6 +330,28 @@ def test_silences_maintenance_and_operator_revocations_made_on_one_replica_apply
             3,
             "b to refuse the operator revoked on a",
         )
+
+        # `rmm policy reload` through one replica reloads the others from their own disks.
+        wait_for(lambda: sample(a.metrics(), "rmm_server_replicas") == 2.0, 30, "a to hear b")
+        assert sample(b.metrics(), "rmm_policy_rules") == 1.0
+        (policies / "offline.yaml").write_text(OFFLINE_POLICY + SECOND_RULE)
+        reloaded = rmm(a, "policy", "reload")
+        assert "reloaded: 1 policies, 2 rules" in reloaded.stdout
+        assert "1 other replicas reload" in reloaded.stderr + reloaded.stdout
+        wait_for(
+            lambda: sample(b.metrics(), "rmm_policy_rules") == 2.0, 10, "b to reload its policies"
+        )
+        assert sample(b.metrics(), "rmm_policy_last_reload_successful") == 1.0
+        # A broken set is refused on every replica, each saying so on /metrics.
+        (policies / "offline.yaml").write_text(OFFLINE_POLICY + "  - name: [broken\n")
+        refused = rmm(a, "policy", "reload", check=False)
+        assert refused.returncode == 1, refused.stdout
+        wait_for(
+            lambda: sample(b.metrics(), "rmm_policy_last_reload_successful") == 0.0,
+            10,
+            "b to refuse the broken policies",
+        )
+        assert sample(b.metrics(), "rmm_policy_rules") == 2.0  # the previous set stays
     finally:
         for server in servers:
             if server.process is not None and server.process.poll() is None:
