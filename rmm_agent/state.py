@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rmm_common.errors import ConfigError
+from rmm_common.files import write_private
 
 IDENTITY_FILE = "identity.json"
 CLIENT_KEY_FILE = "client.key"
@@ -42,22 +43,6 @@ class Runtime:
 
     sequence: int = 0
     inventory_acked_hash: str = ""
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically, readable by the owner only (mode 0600)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class StateDir:

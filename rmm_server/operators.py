@@ -5,7 +5,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import logging
-import os
 import re
 import threading
 import time
@@ -13,6 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from rmm_common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
+from rmm_common.files import write_private
 from rmm_common.tokens import SecretKind, hash_secret, make_secret, new_ident, parse_secret
 from rmm_common.tokens import secret_matches as _matches
 from rmm_server.roles import Role
@@ -52,14 +52,7 @@ class Operators:
         path = data_dir / ADMIN_TOKEN_FILE
         # Written before the operator exists: a crash in between leaves a useless file that the
         # next start overwrites, never an admin nobody can log in as.
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secret + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        write_private(path, (secret + "\n").encode())
         try:
             self.store.create_operator(
                 OperatorRecord(

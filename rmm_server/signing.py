@@ -8,13 +8,13 @@ make an agent run anything the server did not issue.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rmm_common.errors import ConfigError
+from rmm_common.files import write_private
 from rmm_proto import commands_pb2
 
 log = logging.getLogger(__name__)
@@ -43,13 +43,7 @@ class CommandSigner:
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
-            tmp = path.with_name(path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(pem)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
+            write_private(path, pem)
             log.info("created the command signing key %s", path)
             return cls(key)
         except OSError as exc:

@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 
 from rmm_agent.actions.base import ActionContext, ActionFailed, action
-from rmm_agent.state import write_private
+from rmm_common.files import write_private
 from rmm_proto import commands_pb2
 
 log = logging.getLogger(__name__)
