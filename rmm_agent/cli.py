@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,43 @@ def run(
         if interval < 1:
             fail("--interval must be at least 1 second", EXIT_USAGE)
         config.interval_seconds = interval
+    agent = assemble_agent(identity, state_dir, config)
+    runner = agent.runner
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "agent %s reporting to %s every %gs",
+        identity.agent_id,
+        identity.server,
+        config.interval_seconds,
+    )
+    code = runner.run()
+    agent.close()
+    sys.exit(code)
+
+
+@dataclass
+class AssembledAgent:
+    """An agent's parts, as `rmm-agent run` and the Windows service run them."""
+
+    runner: AgentRunner
+    channel: grpc.Channel
+    commands: CommandChannel | None
+
+    def close(self) -> None:
+        """Stop the command stream and close the connection (after runner.run() returned)."""
+        if self.commands is not None:
+            self.commands.stop()
+        self.channel.close()
+
+
+def assemble_agent(identity: Identity, state_dir: Path, config: AgentConfig) -> AssembledAgent:
+    """Build the report loop, the updater and the command stream of an enrolled agent."""
     builder = ReportBuilder(
         make_collectors(config.disabled_collectors),
         timeout_seconds=config.collector_timeout_seconds,
@@ -227,24 +265,7 @@ def run(
     )
     attach_updater(runner)
     commands = start_commands(identity, state_dir, channel, config, runner)
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        runner.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    log.info(
-        "agent %s reporting to %s every %gs",
-        identity.agent_id,
-        identity.server,
-        config.interval_seconds,
-    )
-    code = runner.run()
-    if commands is not None:
-        commands.stop()
-    channel.close()
-    sys.exit(code)
+    return AssembledAgent(runner, channel, commands)
 
 
 def start_commands(

@@ -101,34 +101,20 @@ class WindowsBackend:
 
 
 def build_agent(state_dir: Path, config_path: Path | None) -> tuple[Any, Callable[[], None]]:
-    """Return an AgentRunner for `state_dir` and a function that releases what it opened."""
+    """Return an AgentRunner for `state_dir` and a function that releases what it opened.
+
+    The same parts as `rmm-agent run`: reports, updates and the command stream.
+    """
     # Imported here: the service module is imported by install-service on every OS.
-    from rmm_agent.cli import make_collectors, read_config  # noqa: PLC0415
-    from rmm_agent.report import ReportBuilder  # noqa: PLC0415
-    from rmm_agent.runner import AgentRunner  # noqa: PLC0415
+    from rmm_agent.cli import assemble_agent, read_config  # noqa: PLC0415
     from rmm_agent.state import StateDir  # noqa: PLC0415
-    from rmm_agent.transport import agent_channel  # noqa: PLC0415
     from rmm_common.logs import setup_logging  # noqa: PLC0415
 
     config = read_config(config_path)
     identity = StateDir(state_dir).load_identity()
     setup_logging(config.log_level, config.log_format)
-    builder = ReportBuilder(
-        make_collectors(config.disabled_collectors),
-        timeout_seconds=config.collector_timeout_seconds,
-        inventory_interval_seconds=config.inventory_interval_seconds,
-    )
-    channel = agent_channel(identity, state_dir)
-    runner = AgentRunner(
-        identity,
-        StateDir(state_dir),
-        builder,
-        channel,
-        config.interval_seconds,
-        spool_max_reports=config.spool_max_reports,
-        spool_max_bytes=config.spool_max_bytes,
-    )
-    return runner, channel.close
+    agent = assemble_agent(identity, state_dir, config)
+    return agent.runner, agent.close
 
 
 def make_service_class(

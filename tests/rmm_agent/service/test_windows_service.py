@@ -15,7 +15,7 @@ import pytest
 
 from rmm_agent.service import windows_service as ws
 from rmm_agent.service.base import DESCRIPTION, ServiceError, ServiceSpec
-from tests.helpers import ServerProcess, enroll_agent, wait_for
+from tests.helpers import ServerProcess, enroll_agent, rmm, wait_for
 from tests.rmm_agent.service.test_systemd_linux import FakeRunner
 
 
@@ -83,7 +83,9 @@ def fake_pywin32(options: dict[str, str]) -> tuple[Any, Any, Any]:
 
 
 @pytest.mark.linux
-def test_service_runs_the_agent_and_stops_on_svcstop(server: ServerProcess, tmp_path: Path) -> None:
+def test_service_runs_the_agent_takes_commands_and_stops_on_svcstop(
+    server: ServerProcess, tmp_path: Path
+) -> None:
     state = tmp_path / "agent"
     agent_id = enroll_agent(server, state)
     (tmp_path / "agent.yaml").write_text("interval: 1s\ndisabled_collectors: [software]\n")
@@ -106,6 +108,14 @@ def test_service_runs_the_agent_and_stops_on_svcstop(server: ServerProcess, tmp_
     wait_for(
         lambda: f'agent="{agent_id}"' in server.metrics(), 60, "the service's agent to report"
     )
+    # The service runs what `rmm-agent run` runs, the command stream included.
+    wait_for(
+        lambda: "rmm_server_command_streams 1.0" in server.metrics(),
+        30,
+        "the service's agent to open its command stream",
+    )
+    ran = rmm(server, "run", "--target", agent_id, "--command", "echo from-the-service")
+    assert "succeeded" in ran.stdout and "from-the-service" in ran.stdout
     service.SvcStop()
     thread.join(20)
     assert not thread.is_alive(), "SvcDoRun did not return after SvcStop"
