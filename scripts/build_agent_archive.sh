@@ -8,7 +8,6 @@
 # version and platform of $PYTHON: build one per target (cp311 x86_64, cp312 aarch64...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
 
 PYTHON="${PYTHON:-.venv/bin/python}"
 SHIV="${SHIV:-.venv/bin/shiv}"
@@ -24,9 +23,16 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 site="$work/site-packages"
 
+# pip builds a source tree in place (build/, rmm.egg-info/): two builds of one checkout at once
+# would trip over each other, so build from a copy of just what the wheel is made of.
+src="$work/src"
+mkdir -p "$src"
+cp -R pyproject.toml README.md rmm_agent rmm_server rmm_cli rmm_common rmm_proto "$src"/
+find "$src" -name __pycache__ -type d -prune -exec rm -rf {} +
+
 echo "== installing rmm[agent] $version for $("$PYTHON" -c 'import sys; print(sys.implementation.cache_tag)') into a staging dir"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-compile \
-  --target "$site" "$ROOT[agent]"
+  --target "$site" "$src[agent]"
 # The wheel carries every package of the project; the agent needs none of these.
 rm -rf "$site"/rmm_server "$site"/rmm_cli "$site"/bin
 
