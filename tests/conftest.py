@@ -44,6 +44,16 @@ def pg_module_database(pg_template: str) -> Iterator[str]:
     databases.drop_database(name)
 
 
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database of this test's own."""
+    name = databases.create_database()
+    try:
+        yield databases.database_url(name)
+    finally:
+        databases.drop_database(name)
+
+
 @pytest.fixture(params=databases.DIALECTS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of an empty database at head: a SQLite file, then PostgreSQL (a database of the

@@ -9,17 +9,14 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from rmm_proto import commands_pb2
 from rmm_server.storage.migrate import engine_url, head_revision, upgrade
 from rmm_server.storage.store import create_store_engine
-from tests import databases
 from tests.helpers import (
     BIN,
     ServerProcess,
@@ -30,16 +27,6 @@ from tests.helpers import (
     start_agent,
     wait_for,
 )
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A new, empty PostgreSQL database of this test's own."""
-    name = databases.create_database()
-    try:
-        yield databases.database_url(name)
-    finally:
-        databases.drop_database(name)
 
 
 def server_on(url: str, base: Path, *extra: str) -> ServerProcess:

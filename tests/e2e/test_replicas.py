@@ -9,15 +9,12 @@ import signal
 import statistics
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import pytest
 
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import commands_pb2, operator_pb2, operator_pb2_grpc
-from tests import databases
 from tests.helpers import (
     ServerProcess,
     enroll_agent,
@@ -29,16 +26,6 @@ from tests.helpers import (
 )
 
 Status = commands_pb2.CommandStatus
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A new, empty PostgreSQL database of this test's own."""
-    name = databases.create_database()
-    try:
-        yield databases.database_url(name)
-    finally:
-        databases.drop_database(name)
 
 
 def replica(url: str, data_dir: Path, log_path: Path, replica_id: str) -> ServerProcess:

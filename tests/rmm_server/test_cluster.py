@@ -8,7 +8,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +26,8 @@ from rmm_server.cluster import (
 )
 from rmm_server.operators import ADMIN_TOKEN_FILE, Operators
 from rmm_server.storage import open_store
-from tests import databases
 
 RETRY = 0.2
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A new, empty PostgreSQL database of this test's own."""
-    name = databases.create_database()
-    try:
-        yield databases.database_url(name)
-    finally:
-        databases.drop_database(name)
 
 
 async def until(predicate: Callable[[], bool], timeout: float, what: str) -> float:

@@ -42,7 +42,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'rmm.sqlite3'}"
     else:
-        yield request.getfixturevalue("pg_empty_url")
+        yield request.getfixturevalue("pg_url")
 
 
 @pytest.fixture
@@ -260,19 +260,10 @@ def test_servers_starting_together_on_an_empty_database_migrate_once(empty_url: 
         engine.dispose()
 
 
-@pytest.fixture
-def pg_empty_url() -> Iterator[str]:
-    name = databases.create_database()
-    try:
-        yield databases.database_url(name)
-    finally:
-        databases.drop_database(name)
-
-
-def test_a_postgresql_database_behind_is_refused_until_migrated(pg_empty_url: str) -> None:
+def test_a_postgresql_database_behind_is_refused_until_migrated(pg_url: str) -> None:
     """SQLite is migrated at start (test_the_first_releases_database_... shows it); a shared
     PostgreSQL database waits for `rmm-server migrate`."""
-    empty_url = pg_empty_url
+    empty_url = pg_url
     engine = create_store_engine(empty_url)
     try:
         upgrade(engine, "0002")
