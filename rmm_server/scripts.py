@@ -19,7 +19,7 @@ import yaml
 
 from rmm_common.durations import parse_duration
 from rmm_common.errors import ConfigError, InvalidArgument, NotFound
-from rmm_server.policy.yamlnodes import scalar
+from rmm_server.policy.yamlnodes import Unreadable, scalar
 from rmm_server.roles import Role
 
 log = logging.getLogger(__name__)
@@ -336,8 +336,8 @@ def _header_fields(
             continue
         try:
             fields[key] = (line, scalar(value_node))
-        except yaml.YAMLError as exc:
-            errors.append(f"{path}:{line}: {key}: {exc}; write a plain value")
+        except Unreadable as exc:
+            errors.append(f"{path}:{line}: {key}: {exc.reason}; write a plain value")
     return fields
 
 

@@ -500,3 +500,12 @@ def test_clear_package_cache_refuses_without_a_package_manager(tmp_path: Path) -
         assert "no apt-get, dnf or yum on this host" in result.stderr
     else:
         assert result.returncode == 3 and "must run as root" in result.stderr
+
+
+def test_a_header_value_yaml_cannot_construct_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    lines = ("name: bad", "description: x", "shells: [sh]", "timeout: !!int z")
+    write(tmp_path, "bad.sh", header(*lines))
+    assert problems(tmp_path) == [
+        f"{tmp_path / 'bad.sh'}:6: timeout: ValueError: invalid literal for int() with base "
+        "10: 'z'; write a plain value"
+    ]
