@@ -201,17 +201,6 @@ def _check_length(what: str, value: str, limit: int) -> None:
         raise InvalidArgument(f"{what} is {len(value)} characters long; at most {limit}")
 
 
-class _SampleWhere:
-    __slots__ = ("cwhere", "index")
-
-    def __init__(self, cwhere: str, index: int) -> None:
-        self.cwhere = cwhere
-        self.index = index
-
-    def __format__(self, spec: str) -> str:
-        return f"{self.cwhere}, samples[{self.index}]"
-
-
 def _validate_sample(
     sample: Any,
     cwhere: str,
@@ -219,48 +208,51 @@ def _validate_sample(
     series: set[tuple[str, tuple[tuple[str, str], ...]]],
 ) -> Series:
     # Messages are built only on failure: this runs for every sample of every report.
-    where = _SampleWhere(cwhere, index)
     name = sample.name
     if name not in _good_metric_names:
         if not METRIC_NAME_RE.match(name):
             raise InvalidArgument(
-                f"{where}: metric name {name[:140]!r} must match {METRIC_NAME_RE.pattern}"
+                f"{cwhere}, samples[{index}]: metric name {name[:140]!r} must match "
+                f"{METRIC_NAME_RE.pattern}"
             )
         if name.startswith(RESERVED_METRIC_PREFIXES):
             raise InvalidArgument(
-                f"{where}: metric name {name!r} is reserved: the server exports rmm_{name} "
-                "series itself"
+                f"{cwhere}, samples[{index}]: metric name {name!r} is reserved: the server "
+                f"exports rmm_{name} series itself"
             )
         problem = _naming_problem(name)
         if problem:
-            raise InvalidArgument(f"{where}: metric name {name!r}: {problem}")
+            raise InvalidArgument(f"{cwhere}, samples[{index}]: metric name {name!r}: {problem}")
         _remember(_good_metric_names, name)
     labels = sample.labels
     if len(labels) > MAX_LABELS_PER_SAMPLE:
-        raise InvalidArgument(f"{where}: metric {name} has over {MAX_LABELS_PER_SAMPLE} labels")
+        raise InvalidArgument(
+            f"{cwhere}, samples[{index}]: metric {name} has over {MAX_LABELS_PER_SAMPLE} labels"
+        )
     items = _sorted_labels(labels)
     for label, value in items:
         if label not in _good_label_names:
             if not LABEL_NAME_RE.match(label):
                 raise InvalidArgument(
-                    f"{where}: metric {name} label name {label[:80]!r} must match "
-                    f"{LABEL_NAME_RE.pattern}"
+                    f"{cwhere}, samples[{index}]: metric {name} label name {label[:80]!r} must "
+                    f"match {LABEL_NAME_RE.pattern}"
                 )
             if label in RESERVED_LABELS:
                 raise InvalidArgument(
-                    f"{where}: metric {name} label {label!r} is reserved: the server sets it"
+                    f"{cwhere}, samples[{index}]: metric {name} label {label!r} is reserved: the "
+                    "server sets it"
                 )
             _remember(_good_label_names, label)
         if len(value) > MAX_LABEL_VALUE_CHARS:
             raise InvalidArgument(
-                f"{where}: metric {name} label {label} value is over "
+                f"{cwhere}, samples[{index}]: metric {name} label {label} value is over "
                 f"{MAX_LABEL_VALUE_CHARS} characters"
             )
     key = (name, items)
     if key in series:
         raise InvalidArgument(
-            f"{where}: series {name} with labels {dict(items)} appears twice (a series has "
-            "one value in a report)"
+            f"{cwhere}, samples[{index}]: series {name} with labels {dict(items)} appears twice "
+            "(a series has one value in a report)"
         )
     series.add(key)
     return (name, items, sample.value)
