@@ -18,14 +18,13 @@ from rmm_common.tokens import (
     secret_matches,
 )
 from rmm_server.fleet import Fleet
+from rmm_server.reports import CONTROL_RE
 from rmm_server.storage import AgentRecord, EnrollmentTokenRecord, Store
 from rmm_server.tls import ClientCerts, parse_csr
 
 NAME_RE = re.compile(r"^[\w][\w .,&()'/+-]{0,199}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:=-]{0,63}$")
 MAX_TAGS = 32
-# C0 and C1 control characters, as the report check refuses them in host facts.
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 DEFAULT_INTERVAL_SECONDS = 30
 
 

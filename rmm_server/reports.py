@@ -80,7 +80,7 @@ HOST_FIELD_MAX_CHARS: dict[str, int] = {
     name: int(getattr(schema.agents.c[name].type, "length", 0) or 200) for name in HOST_FIELDS
 }
 # C0 and C1 control characters: no host name or OS name has them, a terminal obeys them.
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Metric and label names already found good: whether a name is good depends on the name alone,
 # and the same few hundred come in every report. Bounded, so that made-up names cannot grow it.
 MAX_KNOWN_NAMES = 10_000
@@ -129,7 +129,7 @@ def validate_report(report: agent_pb2.Report) -> ReportSeries:
             f"{where}: interval_seconds {report.interval_seconds} is over {MAX_INTERVAL_SECONDS}"
         )
     _check_length(f"{where}: agent_version", report.agent_version, MAX_AGENT_VERSION_CHARS)
-    if _CONTROL_RE.search(report.agent_version):
+    if CONTROL_RE.search(report.agent_version):
         # PostgreSQL refuses NUL in text, and one refused row fails its whole batch.
         raise InvalidArgument(
             f"{where}: agent_version {report.agent_version!r} holds control characters"
@@ -138,7 +138,7 @@ def validate_report(report: agent_pb2.Report) -> ReportSeries:
     for name, limit in HOST_FIELD_MAX_CHARS.items():
         value = getattr(report.host, name)
         _check_length(f"{where}: host.{name}", value, limit)
-        if _CONTROL_RE.search(value):
+        if CONTROL_RE.search(value):
             raise InvalidArgument(f"{where}: host.{name} {value!r} holds control characters")
     if len(report.collectors) > MAX_COLLECTORS:
         raise InvalidArgument(
