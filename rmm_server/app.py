@@ -349,18 +349,9 @@ class RmmServer:
             id="prune-reports",
             coalesce=True,
         )
-        if cluster.replicated:
-            # Every replica: online/offline of agents reporting elsewhere reads the same here.
-            self.scheduler.add_job(
-                self._sync_liveness,
-                "interval",
-                seconds=config.offline_check_seconds,
-                id="liveness-sync",
-                coalesce=True,
-                max_instances=1,
-            )
+        # On every replica (it syncs liveness first); only the leader raises offline alerts.
         self.scheduler.add_job(
-            self._leading(self._check_offline),
+            self._check_offline,
             "interval",
             seconds=config.offline_check_seconds,
             id="offline-check",
@@ -505,8 +496,10 @@ class RmmServer:
 
     async def _check_offline(self) -> None:
         if self.cluster.replicated:
-            await self._sync_liveness()  # the newest last_seen of agents on other replicas
-        if self.alerts is not None:
+            # Every replica: online/offline of agents reporting elsewhere reads the same here,
+            # and the leader decides on the newest last_seen of every agent.
+            await self._sync_liveness()
+        if self.cluster.is_leader and self.alerts is not None:
             await self.alerts.check_offline([state.record for state in self.fleet.snapshot()])
 
     async def _notification_failed(
