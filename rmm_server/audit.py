@@ -362,21 +362,7 @@ class AuditLog:
         outcome: str,
     ) -> AuditRecord:
         """Write one entry and return it. Thread-safe; blocks for one small transaction."""
-        details_json = _valid_text(details_to_json(details))
-        operator, action = _fit(operator, OPERATOR_CHARS), _fit(action, ACTION_CHARS)
-        target, outcome = _fit(target, TARGET_CHARS), _valid_text(outcome)
-        with self._append_lock:
-            at = round(self.clock(), 6)
-
-            def make(seq: int, prev_hash: str) -> AuditRecord:
-                digest = entry_hash(
-                    seq, at, operator, action, target, details_json, outcome, prev_hash
-                )
-                return AuditRecord(
-                    seq, at, operator, action, target, details_json, outcome, prev_hash, digest
-                )
-
-            return self.store.append(make)
+        return self.append_many([(operator, action, target, details, outcome)])[0]
 
     def append_many(
         self, entries: Sequence[tuple[str, str, str, Mapping[str, Any], str]]

@@ -67,15 +67,11 @@ class AuditStore:
             conn.execute(self.store._insert_ignore(_anchor).values(**_genesis_values()))
             return True
 
-    def append(self, make: Callable[[int, str], AuditRecord]) -> AuditRecord:
-        """In one transaction: lock the head, build the next entry with `make(seq, prev_hash)`,
-        insert it and move the head to it."""
-        return self.append_many([make])[0]
-
     def append_many(
         self, makes: Sequence[Callable[[int, str], AuditRecord]]
     ) -> list[AuditRecord]:
-        """`append` for several entries in one transaction, each linked to the one before."""
+        """In one transaction: lock the head, build each next entry with `make(seq, prev_hash)`,
+        each linked to the one before, insert them and move the head to the last."""
         with self.store.transaction(f"write {len(makes)} audit entries") as conn:
             head = self._locked_head(conn)
             if head is None:
