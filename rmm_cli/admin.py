@@ -12,14 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-import grpc
 from rich.table import Table
 
-from rmm_cli.client import EXIT_FAILED, EXIT_USAGE, CliError, Connection, rpc_error_to_cli
+from rmm_cli.client import EXIT_FAILED, EXIT_USAGE, CliError, Connection
 from rmm_cli.main import OUTPUT_OPTION, emit, emit_json, main, print_table, when
 from rmm_common.durations import parse_duration
 from rmm_common.errors import InvalidArgument
-from rmm_common.tokens import bearer_metadata
 from rmm_proto import operator_pb2
 from rmm_server.audit import GENESIS_HASH, AuditRecord, ChainChecker
 
@@ -231,15 +229,7 @@ def audit_list(
 
 def stream_export(conn: Connection, before: float) -> Iterator[operator_pb2.AuditEntry]:
     """Yield the entries ExportAudit streams, oldest first; failures become CliError."""
-    call: Any = conn.stub().ExportAudit(
-        operator_pb2.ExportAuditRequest(before=before), metadata=bearer_metadata(conn.token)
-    )
-    try:
-        yield from call
-    except grpc.RpcError as error:
-        raise rpc_error_to_cli(error, conn.server) from None
-    finally:
-        call.cancel()
+    yield from conn.stream(conn.stub().ExportAudit, operator_pb2.ExportAuditRequest(before=before))
 
 
 def write_entries(path: Path, entries: Iterator[operator_pb2.AuditEntry]) -> list[AuditRecord]:
