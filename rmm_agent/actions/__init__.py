@@ -26,6 +26,7 @@ from rmm_agent.actions import (
 )
 from rmm_agent.actions.base import ActionContext, ActionFailed, printable
 from rmm_agent.actions.reboot import clear_pending_reboot, pending_reboot
+from rmm_agent.actions.services_common import VERBS
 from rmm_agent.config import AgentConfig
 from rmm_proto import commands_pb2
 
@@ -179,11 +180,7 @@ def _list_services(request: commands_pb2.ListServices) -> str:
 
 
 def _service_control(request: commands_pb2.ServiceControl) -> str:
-    operation = {
-        commands_pb2.SERVICE_START: "start",
-        commands_pb2.SERVICE_STOP: "stop",
-        commands_pb2.SERVICE_RESTART: "restart",
-    }.get(request.operation, f"operation {request.operation} on")
+    operation = VERBS.get(request.operation, f"operation {request.operation} on")
     return f"{operation} service {printable(request.name)}"
 
 

@@ -23,7 +23,7 @@ import grpc
 from rmm_agent import __version__
 from rmm_agent.actions import INTERACTIVE, clear_pending_reboot, describe, execute, pending_reboot
 from rmm_agent.actions.base import ActionContext
-from rmm_agent.commands.history import CommandHistory
+from rmm_agent.commands.history import CommandHistory, status_word
 from rmm_agent.commands.verify import CommandRefused, CommandVerifier
 from rmm_agent.config import AgentConfig
 from rmm_agent.consent import Consent, ConsentSettings
@@ -269,7 +269,7 @@ class CommandChannel:
         log.info(
             "command %s %s%s",
             command.id,
-            Status.Name(result.status).removeprefix("COMMAND_").lower(),
+            status_word(result.status),
             f": {result.error}" if result.error else "",
         )
         self._deliver(result)
@@ -301,9 +301,7 @@ class CommandChannel:
         action = command.WhichOneof("action") or ""
         if command.consent != commands_pb2.CONSENT_ASK or action not in INTERACTIVE:
             return None
-        answer = self.consent.ask(
-            command.operator, summary, self.consent.settings.timeout_seconds
-        )
+        answer = self.consent.ask(command.operator, summary)
         if answer.approved:
             log.info("command %s: %s", command.id, answer.reason)
             return None
