@@ -7,6 +7,7 @@ replayed command run at most once, and the durable outbox for results: a final r
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 import time
@@ -70,17 +71,7 @@ class HistoryEntry:
     exit_code: int | None
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "at": self.at,
-            "command_id": self.command_id,
-            "operator": self.operator,
-            "action": self.action,
-            "summary": self.summary,
-            "status": self.status,
-            "error": self.error,
-            "finished_at": self.finished_at,
-            "exit_code": self.exit_code,
-        }
+        return dataclasses.asdict(self)
 
 
 def status_word(status: int) -> str:
