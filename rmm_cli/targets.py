@@ -582,6 +582,7 @@ def follow(
     progress: Progress | None = None
     task = None
     seen: set[str] = set()  # agent ids: an agent the server did not reach has no command id
+    failed = 0
     try:
         for event in events:
             kind = event.WhichOneof("event")
@@ -598,8 +599,8 @@ def follow(
                     continue  # one outcome per agent; a repeat would count it twice
                 seen.add(outcome.info.agent_id)
                 run.outcomes.append(outcome)
+                failed += not outcome.ok
                 if progress is not None and task is not None:
-                    failed = sum(1 for o in run.outcomes if not o.ok)
                     progress.update(task, advance=1, failed=failed)
     except KeyboardInterrupt:
         if not run.run_id:
