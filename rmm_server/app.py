@@ -6,10 +6,10 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -49,6 +49,7 @@ from rmm_server.tls import ServerTls
 from rmm_server.updates import UpdateIndex
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
@@ -436,18 +437,33 @@ class RmmServer:
             await alerts.reload_suppressions()
 
     def _agents_changed(self, message: dict[str, Any]) -> None:
-        ids = [str(agent_id) for agent_id in message.get("a", ())]
-        store = self.store
-        if not ids or store is None:
+        if self.store is not None:
+            self._reread(message.get("a", ()), self.store.get_agent, self.fleet.refresh, "agents")
+
+    def _alerts_changed(self, message: dict[str, Any]) -> None:
+        if (alerts := self.alerts) is not None:
+            store, manager = alerts.alert_store, alerts.manager
+            self._reread(message.get("c", ()), store.get, manager.adopt, "alerts")
+
+    def _reread(
+        self,
+        ids: Iterable[Any],
+        get: Callable[[str], T | None],
+        apply: Callable[[Iterable[T]], None],
+        what: str,
+    ) -> None:
+        """Read the records another replica changed, in a worker thread, and apply those found."""
+        wanted = [str(ident) for ident in ids]
+        if not wanted:
             return
 
         async def reread() -> None:
             try:
-                records = await asyncio.to_thread(lambda: [store.get_agent(i) for i in ids])
+                records = await asyncio.to_thread(lambda: [get(ident) for ident in wanted])
             except StorageError as exc:
-                log.error("cannot read %d agents another replica changed: %s", len(ids), exc)
+                log.error("cannot read %d %s another replica changed: %s", len(wanted), what, exc)
                 return
-            self.fleet.refresh(record for record in records if record is not None)
+            apply(record for record in records if record is not None)
 
         self._spawn(reread())
 
@@ -455,24 +471,6 @@ class RmmServer:
         task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    def _alerts_changed(self, message: dict[str, Any]) -> None:
-        ids = [str(alert_id) for alert_id in message.get("c", ())]
-        alerts = self.alerts
-        if not ids or alerts is None:
-            return
-
-        async def reread() -> None:
-            try:
-                records = await asyncio.to_thread(
-                    lambda: [alerts.alert_store.get(alert_id) for alert_id in ids]
-                )
-            except StorageError as exc:
-                log.error("cannot read %d alerts another replica changed: %s", len(ids), exc)
-                return
-            alerts.manager.adopt(record for record in records if record is not None)
-
-        self._spawn(reread())
 
     async def _reread_agents(self) -> None:
         """Read every agent again after the listener was away: what it missed is in there."""
