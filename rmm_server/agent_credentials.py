@@ -28,6 +28,7 @@ import grpc.aio
 
 from rmm_common.errors import InvalidArgument, NotFound, StorageError, Unauthenticated
 from rmm_common.tokens import SecretKind, hash_secret, make_secret
+from rmm_server.background import BackgroundTasks
 from rmm_server.cluster import Cluster
 from rmm_server.fleet import Fleet
 from rmm_server.storage import AgentRecord, Store
@@ -157,7 +158,7 @@ class AgentCredentials:
         self.fleet = fleet
         self.calls = calls if calls is not None else LiveCalls()
         self.clock = clock
-        self._writes: set[asyncio.Task[None]] = set()
+        self._writes = BackgroundTasks()
         # The other replicas, told of revocations and credential changes.
         self.cluster: Cluster = Cluster("local")
 
@@ -261,9 +262,7 @@ class AgentCredentials:
             record.hostname,
             cut,
         )
-        task = asyncio.get_running_loop().create_task(self._store_promotion(record.id, new))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+        self._writes.spawn(self._store_promotion(record.id, new))
 
     async def _store_promotion(self, agent_id: str, credential_hash: str) -> None:
         try:
@@ -276,5 +275,4 @@ class AgentCredentials:
 
     async def flush(self) -> None:
         """Wait for the promotions being written (server shutdown)."""
-        if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
+        await self._writes.wait()

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +22,7 @@ from rmm_server import tls
 from rmm_server.agent_credentials import AgentCredentials
 from rmm_server.alerts.service import AlertService, EscalationPolicy
 from rmm_server.audit import AuditLog
+from rmm_server.background import BackgroundTasks
 from rmm_server.cluster import Cluster, PgCluster, default_replica_id
 from rmm_server.commands import CommandService
 from rmm_server.enrollment import Enrollment
@@ -120,7 +121,7 @@ class RmmServer:
         self.credentials: AgentCredentials | None = None
         self.cluster: Cluster = Cluster("local")
         self._synced_until = 0.0
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks()
 
     def _tls(self) -> ServerTls | None:
         """Return what the gRPC port serves: none (plaintext), the operator's or our own TLS."""
@@ -237,7 +238,9 @@ class RmmServer:
         if cluster.replicated:
             alerts.saved = lambda ids: cluster.publish("alert", "c", ids)
             alerts.suppressions_changed = lambda: cluster.publish("quiet")
-            cluster.on("quiet", lambda _message: self._spawn(alerts.reload_suppressions()))
+            cluster.on(
+                "quiet", lambda _message: self._background.spawn(alerts.reload_suppressions())
+            )
             alerts.manager.shows_firing = lambda: cluster.is_leader
             cluster.leadership_callbacks.append(
                 lambda _leading: alerts.manager.refresh_firing_gauge()
@@ -465,12 +468,7 @@ class RmmServer:
                 return
             apply(record for record in records if record is not None)
 
-        self._spawn(reread())
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.spawn(reread())
 
     async def _reread_agents(self) -> None:
         """Read every agent again after the listener was away: what it missed is in there."""
@@ -525,7 +523,7 @@ class RmmServer:
 
     def _reload_asked(self, message: dict[str, Any]) -> None:
         log.info("reloading policies and scripts: an operator asked replica %s", message["r"])
-        self._spawn(self.reload_policies())
+        self._background.spawn(self.reload_policies())
 
     async def reload_policies(self) -> None:
         """Reload the policy directory and script library, re-index agent archives (SIGHUP).

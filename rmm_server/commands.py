@@ -19,6 +19,7 @@ from typing import Any
 
 from rmm_common.tokens import new_ident
 from rmm_proto import commands_pb2
+from rmm_server.background import BackgroundTasks
 from rmm_server.cluster import Cluster
 from rmm_server.server_metrics import ServerMetrics
 from rmm_server.signing import CommandSigner
@@ -102,7 +103,7 @@ class CommandService:
         self._writer: asyncio.Task[None] | None = None
         # The other replicas: who holds which agent, and where to say what changed.
         self.cluster: Cluster = Cluster("local")
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -262,11 +263,6 @@ class CommandService:
 
     # --- other replicas -------------------------------------------------------------------
 
-    def _spawn(self, work: Any) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     def deliver_forwarded(self, message: dict[str, Any]) -> None:
         """Send commands another replica stored for agents whose streams are here."""
         wanted: dict[str, list[str]] = {}
@@ -274,7 +270,7 @@ class CommandService:
             if agent_id in self.links:
                 wanted.setdefault(str(agent_id), []).append(str(command_id))
         if wanted:
-            self._spawn(self._deliver_forwarded(wanted))
+            self._background.spawn(self._deliver_forwarded(wanted))
 
     async def _deliver_forwarded(self, wanted: dict[str, list[str]]) -> None:
         ids = [command_id for ids in wanted.values() for command_id in ids]
@@ -301,7 +297,7 @@ class CommandService:
         """Finish the watched commands another replica stored a final result for."""
         watched = [str(c) for c in message.get("c", ()) if c in self._watchers]
         if watched:
-            self._spawn(self._settled_elsewhere(watched))
+            self._background.spawn(self._settled_elsewhere(watched))
 
     async def _settled_elsewhere(self, ids: list[str]) -> None:
         try:

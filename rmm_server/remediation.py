@@ -8,15 +8,14 @@ report so that a fix that worked resolves the alert at once instead of one inter
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 from rmm_common.errors import NotFound
 from rmm_proto import commands_pb2
 from rmm_server.alerts.service import AlertService
+from rmm_server.background import BackgroundTasks
 from rmm_server.commands import CommandService, decode_result, status_name
 from rmm_server.grpc_api.command_api import summarize
 from rmm_server.policy.model import Remediate
@@ -59,7 +58,7 @@ class Remediator:
         self.alerts = alerts
         self.clock = clock
         self._last_run: dict[tuple[str, str], float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
 
     async def on_firing(self, alert: AlertRecord, remedy: Remediate, agent: AgentRecord) -> None:
         """Send the rule's script to the agent unless it ran there within the interval."""
@@ -104,7 +103,7 @@ class Remediator:
             script.timeout_seconds + 60.0,
             self.alerts.consent_for,
             summarize,
-            watch=lambda done: self._spawn(self._settled(alert.id, done, agent)),
+            watch=lambda done: self._tasks.spawn(self._settled(alert.id, done, agent)),
         )
         log.info(
             "alert %s fired: remediation %s sent as command %s", alert.id, script.name, record.id
@@ -115,11 +114,6 @@ class Remediator:
             f"ran library script {script.name} as command {record.id}",
             by="policy",
         )
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _settled(self, alert_id: str, record: CommandRecord, agent: AgentRecord) -> None:
         await self.alerts.note(alert_id, "remediation result", outcome_line(record), by="policy")
