@@ -392,12 +392,7 @@ class CommandService:
         for link, command_id in acks:
             if link is not None:
                 link.send(commands_pb2.ServerCommandMessage(result_stored=command_id))
-        for record in settled:
-            self._finish(record)
-        if settled:
-            self.cluster.publish("res", "c", [record.id for record in settled])
-        if settled and self.audit is not None:
-            await asyncio.to_thread(self._audit_results, settled)
+        await self._settled(settled)
 
     def _load(self, ids: Sequence[str]) -> dict[str, CommandRecord]:
         return self.commands.get_many(ids)
@@ -431,11 +426,17 @@ class CommandService:
         expired = await asyncio.to_thread(self.commands.expire, self.clock())
         for record in expired:
             log.info("command %s for agent %s expired undelivered", record.id, record.agent_id)
+        await self._settled(expired)
+
+    async def _settled(self, records: list[CommandRecord]) -> None:
+        """Tell the waiting operators here and on other replicas, then audit the outcomes."""
+        if not records:
+            return
+        for record in records:
             self._finish(record)
-        if expired:
-            self.cluster.publish("res", "c", [record.id for record in expired])
-        if expired and self.audit is not None:
-            await asyncio.to_thread(self._audit_results, expired)
+        self.cluster.publish("res", "c", [record.id for record in records])
+        if self.audit is not None:
+            await asyncio.to_thread(self._audit_results, records)
 
 
 def decode_result(record: CommandRecord) -> commands_pb2.CommandResult | None:
