@@ -15,7 +15,6 @@ Stdlib and grpc only: the `rmm` CLI imports this without the agent's other depen
 
 from __future__ import annotations
 
-import hashlib
 import re
 import socket
 import ssl
@@ -25,6 +24,7 @@ import grpc
 
 from rmm_agent.state import Identity, StateDir
 from rmm_common.errors import ConfigError
+from rmm_common.net import fingerprint_der, split_host_port
 
 CHANNEL_OPTIONS = (
     # Keepalive pings find a dead connection behind a NAT or a cut cable within about a minute.
@@ -57,11 +57,8 @@ def normalize_fingerprint(value: str) -> str:
 
 
 def split_server(server: str) -> tuple[str, int]:
-    """Split HOST:PORT (or [v6]:PORT), or raise ConfigError."""
-    host, sep, port = server.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ConfigError(f"server {server!r} is not HOST:PORT (e.g. rmm.example.net:50051)")
-    return host.strip("[]"), int(port)
+    """Split the server's HOST:PORT (or [v6]:PORT), or raise ConfigError."""
+    return split_host_port(server, "server", "rmm.example.net:50051")
 
 
 def _peer_chain(sock: ssl.SSLSocket) -> list[bytes]:
@@ -100,7 +97,7 @@ def fetch_pinned_ca(server: str, fingerprint: str, timeout: float = 15.0) -> str
         ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot reach the server at {server}: {exc}") from exc
-    shown = {"sha256:" + hashlib.sha256(der).hexdigest(): der for der in chain}
+    shown = {fingerprint_der(der): der for der in chain}
     if expected not in shown:
         raise ConfigError(
             f"the server at {server} is not the one you expect: its certificate chain has "

@@ -17,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from rmm_common.errors import ConfigError, StorageError
+from rmm_common.net import split_host_port
 from rmm_proto import agent_pb2, agent_pb2_grpc, operator_pb2_grpc
 from rmm_server import tls
 from rmm_server.agent_credentials import AgentCredentials
@@ -83,14 +84,6 @@ class ServerConfig:
     report_rate: Rate | None = REPORT_RATE
     # This process among replicas sharing one PostgreSQL (default hostname:gRPC port).
     replica_id: str | None = None
-
-
-def split_host_port(value: str, option: str) -> tuple[str, int]:
-    """Split HOST:PORT, or raise ConfigError naming the option."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ConfigError(f"{option} {value!r} is not HOST:PORT (e.g. 127.0.0.1:50051)")
-    return host.strip("[]"), int(port)
 
 
 class RmmServer:

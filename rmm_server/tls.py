@@ -13,7 +13,6 @@ alone. The same CA signs agents' client certificates for mutual TLS (`--require-
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ipaddress
 import logging
 import socket
@@ -30,6 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from rmm_common.errors import ConfigError, InvalidArgument, Unauthenticated
 from rmm_common.files import write_private
+from rmm_common.net import fingerprint_der
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,6 @@ RENEW_BEFORE = dt.timedelta(days=30)
 # Certificates are valid from a little before they are made: clocks differ between hosts.
 BACKDATE = dt.timedelta(minutes=5)
 MAX_CSR_BYTES = 16 * 1024
-
-
-def fingerprint_der(der: bytes) -> str:
-    """Return the pinning fingerprint of a DER certificate: "sha256:<hex>"."""
-    return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
 def fingerprint(cert: x509.Certificate) -> str:
