@@ -200,14 +200,15 @@ def add_displays(sessions: list[Session], displays: dict[int, str]) -> None:
 # ---- what they are told ----
 
 
-def clean(text: str, limit: int = _LIMIT) -> str:
-    """Return `text` on one line without control characters, at most `limit` characters.
+def clean(text: str, limit: int | None = _LIMIT) -> str:
+    """Return `text` on one line without control characters, at most `limit` characters
+    (None: any length).
 
     Operator names and action descriptions come from the network: a newline or an escape
     sequence must not forge a line on someone's terminal or dialog.
     """
     shown = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    if len(shown) > limit:
+    if limit is not None and len(shown) > limit:
         shown = shown[: limit - 1] + "…"
     return shown
 

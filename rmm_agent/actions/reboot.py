@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 
 from rmm_agent.actions.base import ActionContext, ActionFailed, action
+from rmm_agent.consent import clean
 from rmm_common.files import write_private
 from rmm_proto import commands_pb2
 
@@ -40,11 +41,6 @@ RESTART_DEADLINE_SECONDS = 600.0
 MAX_WINDOWS_COMMENT = 512
 
 
-def _one_line(reason: str) -> str:
-    """Return the reason on one line: it goes to every terminal (wall) or a dialog."""
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in reason).split())
-
-
 def default_command(platform: str, delay_seconds: float, reason: str) -> tuple[list[str], bool]:
     """Return the OS's reboot command line, and whether that command itself waits the delay.
 
@@ -52,7 +48,7 @@ def default_command(platform: str, delay_seconds: float, reason: str) -> tuple[l
     survives the agent stopping meanwhile; `shutdown` counts in whole minutes on Linux and
     macOS, so a delay is rounded up to the next minute there.
     """
-    reason = _one_line(reason)
+    reason = clean(reason, None)  # it goes to every terminal (wall) or a dialog
     if platform.startswith("win"):
         argv = ["shutdown", "/r", "/t", str(math.ceil(max(delay_seconds, 0.0)))]
         if reason:
