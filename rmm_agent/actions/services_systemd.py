@@ -8,10 +8,9 @@ from pathlib import Path
 from rmm_agent.actions.base import ActionFailed, Which
 from rmm_agent.actions.services_common import Runner, check_service_name, matches, state_of, verb
 from rmm_agent.collectors.services_linux import (
-    _MARKERS,  # the same state markers the collector skips
     LIST_UNITS,
     ServiceState,
-    parse_list_units,
+    list_units_fields,
     systemd_running,
 )
 from rmm_proto import commands_pb2
@@ -62,13 +61,12 @@ def parse_units(text: str) -> list[tuple[ServiceState, str]]:
     """Parse `systemctl list-units --plain --no-legend` into (state, description) pairs."""
     units = []
     for line in text.splitlines():
-        parsed = parse_list_units(line)
-        if not parsed:
+        fields = list_units_fields(line)
+        if len(fields) < 4:
             continue
-        words = line.split(None, 1)
-        rest = words[1] if words[0] in _MARKERS else line
-        fields = rest.split(None, 4)
-        units.append((parsed[0], fields[4].strip() if len(fields) == 5 else ""))
+        unit, load, active, sub = fields[:4]
+        description = fields[4].strip() if len(fields) == 5 else ""
+        units.append((ServiceState(unit, load, active, sub), description))
     return units
 
 

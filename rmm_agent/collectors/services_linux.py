@@ -25,13 +25,20 @@ class ServiceState:
     sub: str
 
 
+def list_units_fields(line: str) -> list[str]:
+    """Split one `systemctl list-units --plain` line into UNIT LOAD ACTIVE SUB [DESCRIPTION],
+    without the state marker some systemd versions print first."""
+    parts = line.split(None, 4)
+    if parts and parts[0] in _MARKERS:
+        parts = line.split(None, 5)[1:]
+    return parts
+
+
 def parse_list_units(text: str) -> list[ServiceState]:
     """Parse `systemctl list-units --no-legend --plain`: UNIT LOAD ACTIVE SUB DESCRIPTION."""
     services = []
     for line in text.splitlines():
-        parts = line.split(None, 4)
-        if parts and parts[0] in _MARKERS:
-            parts = line.split(None, 5)[1:]
+        parts = list_units_fields(line)
         if len(parts) < 4:
             continue
         unit, load, active, sub = parts[:4]
