@@ -296,7 +296,7 @@ class AlertService:
         for notice in notices:
             if notice is not None and self.submit is not None:
                 await self._submit(notice)
-        if self.remediate is not None:
+        if self.remediate is not None and any(t.event == "firing" for t in transitions):
             remedies = {c.rule.key: c.rule.remediate for c in conditions if c.rule.remediate}
             for transition in transitions:
                 remedy = remedies.get(transition.record.rule_key)
