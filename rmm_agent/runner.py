@@ -117,7 +117,7 @@ class AgentRunner:
         sender.start()
         next_due = self.monotonic()
         while not self.stop_event.is_set():
-            self._collect_once()
+            self.collect_now()
             self.notifier.cycle(self.interval)
             next_due += self.interval
             now = self.monotonic()
@@ -132,10 +132,8 @@ class AgentRunner:
         return self.exit_code
 
     def collect_now(self) -> int:
-        """Build and queue a report at once (a remote command asked); return its sequence."""
-        return self._collect_once()
-
-    def _collect_once(self) -> int:
+        """Build and queue a report now (each interval, or a remote command asked); return its
+        sequence."""
         with self._collect_lock:
             return self._collect_locked()
 
