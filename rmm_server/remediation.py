@@ -121,7 +121,7 @@ class Remediator:
             return
         # A fresh report now lets a fix that worked resolve the alert without waiting.
         await self.commands.issue(
-            f"policy:{record.operator.removeprefix('policy:')}",
+            record.operator,  # policy:<rule>, as the remediation was issued
             [agent],
             "collect_now",
             commands_pb2.CollectNow(),
