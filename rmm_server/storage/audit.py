@@ -151,9 +151,11 @@ class AuditStore:
         if operator:
             query = query.where(_log.c.operator == operator)
         if agent:
-            # Commands name the agent by id; an operator may give the start of one.
-            pattern = agent.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            query = query.where(or_(_log.c.target == agent, _log.c.target.like(pattern, "\\")))
+            # Commands name the agent by id; an operator may give the start of one, in any case
+            # (ids are lowercase hex). Compared, not LIKEd, as Store.find_agents does: LIKE
+            # ignores case on SQLite only.
+            prefix = func.lower(func.substr(_log.c.target, 1, len(agent))) == agent.lower()
+            query = query.where(or_(_log.c.target == agent, prefix))
         query = query.order_by(_log.c.seq.desc()).limit(max(1, min(limit, MAX_LIST)))
         with self.store.transaction("list audit entries") as conn:
             rows = [_record(row) for row in conn.execute(query)]

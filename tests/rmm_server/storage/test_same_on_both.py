@@ -136,6 +136,19 @@ def test_two_operators_created_with_one_name_at_once_leave_one(store: Store) -> 
     assert sorted(outcomes) == ["created", "exists", "exists", "exists"]
 
 
+def test_audit_lists_by_an_agent_id_prefix_in_any_case_and_wildcards_literally(
+    store: Store,
+) -> None:
+    log = AuditLog(AuditStore(store))
+    for target in ("ab12" + "0" * 28, "ab_x" + "0" * 28, "cd%y" + "0" * 28):
+        log.append("admin", "Test", target, {}, "ok")
+    assert [e.target[:4] for e in log.list(agent="ab12")] == ["ab12"]
+    assert [e.target[:4] for e in log.list(agent="AB12")] == ["ab12"]  # ids are lowercase hex
+    assert [e.target[:4] for e in log.list(agent="ab_")] == ["ab_x"]  # _ is no wildcard
+    assert [e.target[:4] for e in log.list(agent="cd%")] == ["cd%y"]  # nor is %
+    assert log.list(agent="a%") == []
+
+
 def test_audit_entries_with_long_fields_are_written_and_verify(store: Store) -> None:
     log = AuditLog(AuditStore(store))
     entry = log.append("o" * 300, "Call" * 40, "t" * 1000, {"x": "y" * 5000}, "e" * 5000)
