@@ -675,8 +675,7 @@ def _start(argv: list[str], what: str) -> subprocess.Popen[bytes] | None:
         log.warning("consent: cannot run %s (%s): %s", what, argv[0], exc.strerror or exc)
         return None
     # Tracked with the collectors' commands: a stopping agent ends an open dialog too.
-    with collectors_base._running_lock:
-        collectors_base._running.add(child)
+    collectors_base.track(child)
     return child
 
 
@@ -695,8 +694,7 @@ def _end(child: subprocess.Popen[bytes]) -> None:
         for stream in (child.stdout, child.stderr):
             if stream is not None:
                 stream.close()
-        with collectors_base._running_lock:
-            collectors_base._running.discard(child)
+        collectors_base.untrack(child)
 
 
 def _signal(child: subprocess.Popen[bytes], kill: bool) -> None:

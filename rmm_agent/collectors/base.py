@@ -95,8 +95,7 @@ def run_tracked(argv: Sequence[str], timeout: float = 20.0) -> tuple[int, bytes,
         )
     except FileNotFoundError as exc:
         raise CommandError(f"{argv[0]}: not found on this host") from exc
-    with _running_lock:
-        _running.add(child)
+    track(child)
     try:
         stdout, stderr = child.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -104,9 +103,20 @@ def run_tracked(argv: Sequence[str], timeout: float = 20.0) -> tuple[int, bytes,
         child.communicate()
         raise CommandError(f"{' '.join(argv)}: timed out after {timeout:g}s") from exc
     finally:
-        with _running_lock:
-            _running.discard(child)
+        untrack(child)
     return child.returncode, stdout, stderr
+
+
+def track(child: subprocess.Popen[bytes]) -> None:
+    """Remember a running child so that terminate_commands() ends it too."""
+    with _running_lock:
+        _running.add(child)
+
+
+def untrack(child: subprocess.Popen[bytes]) -> None:
+    """Forget a child that ended."""
+    with _running_lock:
+        _running.discard(child)
 
 
 def terminate_commands(grace: float = 2.0) -> None:
