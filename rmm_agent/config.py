@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,16 +78,18 @@ def _action_names(value: Any) -> list[str]:
     return names
 
 
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InvalidArgument(f"must be a whole number of bytes above 0, not {value!r}")
-    return value
+def _positive(unit: str) -> Callable[[Any], int]:
+    """Return a check for a whole number above 0 of `unit` ("" for a plain count)."""
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise InvalidArgument(f"must be a whole number{unit} above 0, not {value!r}")
+        return value
+
+    return check
 
 
-def _positive_count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InvalidArgument(f"must be a whole number above 0, not {value!r}")
-    return value
+_positive_bytes, _positive_count = _positive(" of bytes"), _positive("")
 
 
 def _argv(value: Any) -> list[str] | None:
@@ -146,15 +149,15 @@ FIELDS: dict[str, tuple[str, Any]] = {
     "log_format": ("log_format", _choice("text", "json")),
     "forbid_actions": ("forbid_actions", _action_names),
     "scripts": ("scripts", _choice("any", "library", "none")),
-    "max_file_bytes": ("max_file_bytes", _positive_int),
-    "script_output_limit": ("script_output_limit", _positive_int),
+    "max_file_bytes": ("max_file_bytes", _positive_bytes),
+    "script_output_limit": ("script_output_limit", _positive_bytes),
     "reboot_command": ("reboot_command", _argv),
     "consent_timeout": ("consent_timeout_seconds", _consent_timeout),
     "consent_contact": ("consent_contact", _text),
     "consent_ask_command": ("consent_ask_command", _consent_argv),
     "consent_notify_command": ("consent_notify_command", _consent_argv),
     "spool_max_reports": ("spool_max_reports", _positive_count),
-    "spool_max_bytes": ("spool_max_bytes", _positive_int),
+    "spool_max_bytes": ("spool_max_bytes", _positive_bytes),
 }
 
 
