@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -19,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
-from rmm_cli.main import OUTPUT_OPTION, emit_json, main, print_table, when
+from rmm_cli.main import OUTPUT_OPTION, confirm_unless_yes, emit_json, main, print_table, when
 from rmm_cli.targets import (
     OK,
     Outcome,
@@ -206,14 +205,12 @@ def reboot(
 ) -> None:
     """Reboot the agents TARGET selects; the result names who was logged in."""
     delay_seconds = option_duration("--delay", delay)
-    if not yes:
-        if not sys.stdin.isatty():
-            raise CliError(
-                "rmm reboot asks before rebooting and there is no terminal to ask on: pass --yes",
-                EXIT_USAGE,
-            )
-        when_text = f"in {format_duration(delay_seconds)}" if delay_seconds else "now"
-        click.confirm(f"Reboot every agent {target.text!r} selects, {when_text}?", abort=True)
+    when_text = f"in {format_duration(delay_seconds)}" if delay_seconds else "now"
+    confirm_unless_yes(
+        yes,
+        "rmm reboot asks before rebooting",
+        f"Reboot every agent {target.text!r} selects, {when_text}?",
+    )
     message = commands_pb2.Reboot(delay_seconds=delay_seconds, reason=reason)
     act(conn, target, "reboot", message, options, output)
 

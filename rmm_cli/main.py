@@ -44,6 +44,20 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, allow_nan=False, default=str))
 
 
+def confirm_unless_yes(yes: bool, asks_before: str, question: str) -> None:
+    """Ask `question` on the terminal unless --yes; without a terminal, --yes is required.
+
+    `asks_before` completes "rmm ... asks before ...", e.g. "rmm reboot asks before rebooting".
+    """
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise CliError(
+            f"{asks_before} and there is no terminal to ask on: pass --yes", EXIT_USAGE
+        )
+    click.confirm(question, abort=True)
+
+
 def emit(output: str, data: Any, line: str) -> None:
     """Print `data` as JSON for scripts, or one line for people."""
     if output == "json":
@@ -581,17 +595,11 @@ def agents_revoke(conn: Connection, agent: str, yes: bool, output: str) -> None:
     AGENT is an id, a unique start of one, or a hostname. The agent stops; to bring the host
     back, enroll it again with a new token.
     """
-    if not yes:
-        if not sys.stdin.isatty():
-            raise CliError(
-                "rmm agents revoke asks before revoking and there is no terminal to ask on: "
-                "pass --yes",
-                EXIT_USAGE,
-            )
-        click.confirm(
-            f"Revoke agent {agent!r}? It stops at once and must enroll again to come back",
-            abort=True,
-        )
+    confirm_unless_yes(
+        yes,
+        "rmm agents revoke asks before revoking",
+        f"Revoke agent {agent!r}? It stops at once and must enroll again to come back",
+    )
     summary = conn.call(conn.stub().RevokeAgent, operator_pb2.RevokeAgentRequest(agent=agent))
     emit(
         output,
