@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from rmm_agent import __version__  # one version constant, no metadata read at start-up
 from rmm_agent.service.oneliner import (
     DEFAULT_PACKAGE,
     INSTALLER_PLATFORMS,
@@ -130,7 +131,7 @@ def sample_value(value: float) -> float | str:
     default="",
     help="sha256:<hex> of the server's CA, to trust it without a file [RMM_CA_FINGERPRINT].",
 )
-@click.version_option(package_name="rmm")
+@click.version_option(__version__, package_name="msp-rmm")
 @click.pass_context
 def main(
     ctx: click.Context,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from rmm_agent import __version__  # one version constant, no metadata read at start-up
 from rmm_common.durations import parse_duration
 from rmm_common.errors import ConfigError, RmmError
 from rmm_common.logs import setup_logging
@@ -38,7 +39,7 @@ def _shipped_script_library() -> Path | None:
 
 
 @click.group()
-@click.version_option(package_name="rmm")
+@click.version_option(__version__, package_name="msp-rmm")
 def main() -> None:
     """Run the RMM server."""
 
