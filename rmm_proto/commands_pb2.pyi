@@ -99,8 +99,15 @@ class SignedCommand(_message.Message):
     def __init__(self, command: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class RunScript(_message.Message):
-    __slots__ = ("shell", "body", "args", "env", "working_directory", "library_name", "output_limit_bytes")
+    __slots__ = ("shell", "body", "args", "env", "working_directory", "library_name", "output_limit_bytes", "params")
     class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +121,7 @@ class RunScript(_message.Message):
     WORKING_DIRECTORY_FIELD_NUMBER: _ClassVar[int]
     LIBRARY_NAME_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
     shell: str
     body: str
     args: _containers.RepeatedScalarFieldContainer[str]
@@ -121,7 +129,8 @@ class RunScript(_message.Message):
     working_directory: str
     library_name: str
     output_limit_bytes: int
-    def __init__(self, shell: _Optional[str] = ..., body: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., working_directory: _Optional[str] = ..., library_name: _Optional[str] = ..., output_limit_bytes: _Optional[int] = ...) -> None: ...
+    params: _containers.ScalarMap[str, str]
+    def __init__(self, shell: _Optional[str] = ..., body: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., working_directory: _Optional[str] = ..., library_name: _Optional[str] = ..., output_limit_bytes: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ScriptResult(_message.Message):
     __slots__ = ("exit_code", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "timed_out")

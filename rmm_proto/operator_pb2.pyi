@@ -578,7 +578,7 @@ class RunCommandRequest(_message.Message):
     def __init__(self, target: _Optional[_Union[TargetSelector, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., queue_offline: _Optional[bool] = ..., expires_in_seconds: _Optional[float] = ..., parallel: _Optional[int] = ..., detach: _Optional[bool] = ..., consent: _Optional[_Union[_commands_pb2.ConsentMode, str]] = ..., run_script: _Optional[_Union[_commands_pb2.RunScript, _Mapping]] = ..., list_processes: _Optional[_Union[_commands_pb2.ListProcesses, _Mapping]] = ..., kill_process: _Optional[_Union[_commands_pb2.KillProcess, _Mapping]] = ..., list_services: _Optional[_Union[_commands_pb2.ListServices, _Mapping]] = ..., service_control: _Optional[_Union[_commands_pb2.ServiceControl, _Mapping]] = ..., reboot: _Optional[_Union[_commands_pb2.Reboot, _Mapping]] = ..., push_file: _Optional[_Union[_commands_pb2.PushFile, _Mapping]] = ..., pull_file: _Optional[_Union[_commands_pb2.PullFile, _Mapping]] = ..., collect_now: _Optional[_Union[_commands_pb2.CollectNow, _Mapping]] = ...) -> None: ...
 
 class CommandInfo(_message.Message):
-    __slots__ = ("id", "run_id", "agent_id", "hostname", "operator", "action", "summary", "status", "issued_at", "expires_at", "sent_at", "finished_at", "result", "error")
+    __slots__ = ("id", "run_id", "agent_id", "hostname", "operator", "action", "summary", "status", "issued_at", "expires_at", "sent_at", "finished_at", "result", "error", "fields_json")
     ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -593,6 +593,7 @@ class CommandInfo(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_JSON_FIELD_NUMBER: _ClassVar[int]
     id: str
     run_id: str
     agent_id: str
@@ -607,7 +608,8 @@ class CommandInfo(_message.Message):
     finished_at: float
     result: _commands_pb2.CommandResult
     error: str
-    def __init__(self, id: _Optional[str] = ..., run_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., operator: _Optional[str] = ..., action: _Optional[str] = ..., summary: _Optional[str] = ..., status: _Optional[_Union[_commands_pb2.CommandStatus, str]] = ..., issued_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., sent_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., result: _Optional[_Union[_commands_pb2.CommandResult, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+    fields_json: str
+    def __init__(self, id: _Optional[str] = ..., run_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., operator: _Optional[str] = ..., action: _Optional[str] = ..., summary: _Optional[str] = ..., status: _Optional[_Union[_commands_pb2.CommandStatus, str]] = ..., issued_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., sent_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., result: _Optional[_Union[_commands_pb2.CommandResult, _Mapping]] = ..., error: _Optional[str] = ..., fields_json: _Optional[str] = ...) -> None: ...
 
 class RunTarget(_message.Message):
     __slots__ = ("agent_id", "hostname", "command_id", "online")
@@ -662,7 +664,7 @@ class ListCommandsResponse(_message.Message):
     def __init__(self, commands: _Optional[_Iterable[_Union[CommandInfo, _Mapping]]] = ...) -> None: ...
 
 class ScriptInfo(_message.Message):
-    __slots__ = ("name", "description", "shells", "default_timeout_seconds", "min_role", "body", "path")
+    __slots__ = ("name", "description", "shells", "default_timeout_seconds", "min_role", "body", "path", "params")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     SHELLS_FIELD_NUMBER: _ClassVar[int]
@@ -670,6 +672,7 @@ class ScriptInfo(_message.Message):
     MIN_ROLE_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     shells: _containers.RepeatedScalarFieldContainer[str]
@@ -677,7 +680,32 @@ class ScriptInfo(_message.Message):
     min_role: str
     body: str
     path: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., shells: _Optional[_Iterable[str]] = ..., default_timeout_seconds: _Optional[float] = ..., min_role: _Optional[str] = ..., body: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+    params: _containers.RepeatedCompositeFieldContainer[ScriptParam]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., shells: _Optional[_Iterable[str]] = ..., default_timeout_seconds: _Optional[float] = ..., min_role: _Optional[str] = ..., body: _Optional[str] = ..., path: _Optional[str] = ..., params: _Optional[_Iterable[_Union[ScriptParam, _Mapping]]] = ...) -> None: ...
+
+class ScriptParam(_message.Message):
+    __slots__ = ("name", "type", "description", "required", "default", "has_default", "choices", "pattern", "minimum", "maximum")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    HAS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    MINIMUM_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    description: str
+    required: bool
+    default: str
+    has_default: bool
+    choices: _containers.RepeatedScalarFieldContainer[str]
+    pattern: str
+    minimum: str
+    maximum: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., required: _Optional[bool] = ..., default: _Optional[str] = ..., has_default: _Optional[bool] = ..., choices: _Optional[_Iterable[str]] = ..., pattern: _Optional[str] = ..., minimum: _Optional[str] = ..., maximum: _Optional[str] = ...) -> None: ...
 
 class ListScriptsRequest(_message.Message):
     __slots__ = ()
