@@ -1050,7 +1050,7 @@ def _policy_engine() -> Any:
     except ImportError as exc:
         raise CliError(
             f"this command evaluates policies locally and needs the server extra "
-            f"(pip install 'rmm[server]'): {exc}",
+            f"(pip install 'msp-rmm[server]'): {exc}",
             EXIT_USAGE,
         ) from None
     return engine

@@ -23,14 +23,14 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 site="$work/site-packages"
 
-# pip builds a source tree in place (build/, rmm.egg-info/): two builds of one checkout at once
+# pip builds a source tree in place (build/, msp_rmm.egg-info/): two builds of one checkout at once
 # would trip over each other, so build from a copy of just what the wheel is made of.
 src="$work/src"
 mkdir -p "$src"
 cp -R pyproject.toml README.md rmm_agent rmm_server rmm_cli rmm_common rmm_proto "$src"/
 find "$src" -name __pycache__ -type d -prune -exec rm -rf {} +
 
-echo "== installing rmm[agent] $version for $("$PYTHON" -c 'import sys; print(sys.implementation.cache_tag)') into a staging dir"
+echo "== installing msp-rmm[agent] $version for $("$PYTHON" -c 'import sys; print(sys.implementation.cache_tag)') into a staging dir"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-compile \
   --target "$site" "$src[agent]"
 # The wheel carries every package of the project; the agent needs none of these.

@@ -11,9 +11,15 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from rmm_agent import __version__
 from rmm_common.errors import InvalidArgument
 
-DEFAULT_PACKAGE = "rmm[agent]"
+# The project's name on the package index: "rmm" there is an unrelated project (a placeholder
+# that does not install), so the distribution is msp-rmm while the import packages stay rmm_*.
+DISTRIBUTION = "msp-rmm"
+# The agent of the same release as this CLI, not whatever is newest on the index: the
+# installer's command is made for the server this CLI was released with.
+DEFAULT_PACKAGE = f"{DISTRIBUTION}[agent]=={__version__}"
 INSTALLER_PLATFORMS = ("linux", "windows", "macos")
 # Where each platform's installer puts the agent's virtual environment and its state.
 UNIX_LAYOUT = {

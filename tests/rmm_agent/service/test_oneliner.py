@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from rmm_agent.service.oneliner import Enrollment, ca_fingerprint, installer_command
+from rmm_agent.service.oneliner import (
+    DEFAULT_PACKAGE,
+    Enrollment,
+    ca_fingerprint,
+    installer_command,
+)
 from rmm_common.errors import InvalidArgument
 from tests.e2e.test_tls import make_ca_and_server_cert
 from tests.helpers import ServerProcess, rmm, rmm_json
@@ -31,7 +36,7 @@ def test_unix_command_is_one_valid_shell_line(platform: str) -> None:
     assert result.returncode == 0, result.stderr
     words = shlex.split(command)
     assert TOKEN in words and "rmm.example.net:50051" in words
-    assert "rmm[agent]" in words
+    assert DEFAULT_PACKAGE in words and DEFAULT_PACKAGE.startswith("msp-rmm[agent]==")
     assert "install-service" in words and "--insecure" not in words
     assert words[words.index("--token") + 1] == TOKEN
     assert words[words.index("--server") - 1] == "enroll"
@@ -56,14 +61,14 @@ def test_linux_command_with_ca_pins_it(tmp_path: Path) -> None:
 
 def test_windows_command_is_powershell_with_every_piece() -> None:
     command = installer_command(
-        Enrollment("rmm.example.net:50051", TOKEN, package="rmm[agent]==0.1.0", insecure=True),
+        Enrollment("rmm.example.net:50051", TOKEN, package="msp-rmm[agent]==0.1.0", insecure=True),
         "windows",
     )
     assert "\n" not in command
     assert command.startswith("$ErrorActionPreference = 'Stop'; ")
     assert "'rmme_abc''def'" in command  # PowerShell doubles a quote inside '...'
     assert "'rmm.example.net:50051'" in command
-    assert "'rmm[agent]==0.1.0'" in command and "pywin32" in command
+    assert "'msp-rmm[agent]==0.1.0'" in command and "pywin32" in command
     assert "& $agent 'enroll'" in command and "'--insecure'" in command
     assert "& $agent install-service --state-dir $state" in command
     assert command.count("if ($LASTEXITCODE)") == 5
@@ -85,7 +90,7 @@ def test_missing_pieces_are_named() -> None:
 def test_rmm_tokens_create_prints_the_installer(server: ServerProcess) -> None:
     result = rmm(
         server, "tokens", "create", "--client", "acme", "--site", "hq", "--installer", "linux",
-        "--package-url", "https://pkgs.example.net/rmm-0.1.0-py3-none-any.whl",
+        "--package-url", "https://pkgs.example.net/msp_rmm-0.1.0-py3-none-any.whl",
     )  # fmt: skip
     token, command = result.stdout.strip().split("\n")
     assert token.startswith("rmme_")
@@ -93,7 +98,7 @@ def test_rmm_tokens_create_prints_the_installer(server: ServerProcess) -> None:
     words = shlex.split(command)
     assert token in words and server.grpc_address in words
     assert "--insecure" in words  # the CLI talks plaintext, so will the agent
-    assert "https://pkgs.example.net/rmm-0.1.0-py3-none-any.whl" in words
+    assert "https://pkgs.example.net/msp_rmm-0.1.0-py3-none-any.whl" in words
     assert "root shell" in result.stderr
     data = rmm_json(server, "tokens", "create", "--client", "a", "--site", "s", "--installer",
                     "windows")  # fmt: skip
