@@ -93,7 +93,7 @@ class Inventory(_message.Message):
     def __init__(self, hash: _Optional[str] = ..., json: _Optional[bytes] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("sequence", "collected_at", "interval_seconds", "agent_version", "host", "collectors", "inventory_hash", "inventory", "dropped_reports", "self_updatable")
+    __slots__ = ("sequence", "collected_at", "interval_seconds", "agent_version", "host", "collectors", "inventory_hash", "inventory", "dropped_reports", "self_updatable", "skipped_sequences")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     COLLECTED_AT_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +104,7 @@ class Report(_message.Message):
     INVENTORY_FIELD_NUMBER: _ClassVar[int]
     DROPPED_REPORTS_FIELD_NUMBER: _ClassVar[int]
     SELF_UPDATABLE_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     collected_at: float
     interval_seconds: int
@@ -114,7 +115,8 @@ class Report(_message.Message):
     inventory: Inventory
     dropped_reports: int
     self_updatable: bool
-    def __init__(self, sequence: _Optional[int] = ..., collected_at: _Optional[float] = ..., interval_seconds: _Optional[int] = ..., agent_version: _Optional[str] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., collectors: _Optional[_Iterable[_Union[CollectorResult, _Mapping]]] = ..., inventory_hash: _Optional[str] = ..., inventory: _Optional[_Union[Inventory, _Mapping]] = ..., dropped_reports: _Optional[int] = ..., self_updatable: _Optional[bool] = ...) -> None: ...
+    skipped_sequences: int
+    def __init__(self, sequence: _Optional[int] = ..., collected_at: _Optional[float] = ..., interval_seconds: _Optional[int] = ..., agent_version: _Optional[str] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., collectors: _Optional[_Iterable[_Union[CollectorResult, _Mapping]]] = ..., inventory_hash: _Optional[str] = ..., inventory: _Optional[_Union[Inventory, _Mapping]] = ..., dropped_reports: _Optional[int] = ..., self_updatable: _Optional[bool] = ..., skipped_sequences: _Optional[int] = ...) -> None: ...
 
 class ReportAck(_message.Message):
     __slots__ = ("sequence", "need_inventory", "report_interval_seconds", "rejected", "update", "rotate_credential")

@@ -181,7 +181,7 @@ class CollectorStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
 
 class AgentDetail(_message.Message):
-    __slots__ = ("summary", "kernel", "arch", "samples", "collectors", "info_json", "inventory_json", "inventory_hash", "inventory_updated_at", "first_sequence", "reports_stored", "dropped_reports")
+    __slots__ = ("summary", "kernel", "arch", "samples", "collectors", "info_json", "inventory_json", "inventory_hash", "inventory_updated_at", "first_sequence", "reports_stored", "dropped_reports", "conflicting_reports", "skipped_sequences")
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     KERNEL_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +194,8 @@ class AgentDetail(_message.Message):
     FIRST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     REPORTS_STORED_FIELD_NUMBER: _ClassVar[int]
     DROPPED_REPORTS_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTING_REPORTS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     summary: AgentSummary
     kernel: str
     arch: str
@@ -206,7 +208,9 @@ class AgentDetail(_message.Message):
     first_sequence: int
     reports_stored: int
     dropped_reports: int
-    def __init__(self, summary: _Optional[_Union[AgentSummary, _Mapping]] = ..., kernel: _Optional[str] = ..., arch: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[_common_pb2.Sample, _Mapping]]] = ..., collectors: _Optional[_Iterable[_Union[CollectorStatus, _Mapping]]] = ..., info_json: _Optional[bytes] = ..., inventory_json: _Optional[bytes] = ..., inventory_hash: _Optional[str] = ..., inventory_updated_at: _Optional[float] = ..., first_sequence: _Optional[int] = ..., reports_stored: _Optional[int] = ..., dropped_reports: _Optional[int] = ...) -> None: ...
+    conflicting_reports: int
+    skipped_sequences: int
+    def __init__(self, summary: _Optional[_Union[AgentSummary, _Mapping]] = ..., kernel: _Optional[str] = ..., arch: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[_common_pb2.Sample, _Mapping]]] = ..., collectors: _Optional[_Iterable[_Union[CollectorStatus, _Mapping]]] = ..., info_json: _Optional[bytes] = ..., inventory_json: _Optional[bytes] = ..., inventory_hash: _Optional[str] = ..., inventory_updated_at: _Optional[float] = ..., first_sequence: _Optional[int] = ..., reports_stored: _Optional[int] = ..., dropped_reports: _Optional[int] = ..., conflicting_reports: _Optional[int] = ..., skipped_sequences: _Optional[int] = ...) -> None: ...
 
 class AlertInfo(_message.Message):
     __slots__ = ("id", "rule", "rule_key", "agent_id", "hostname", "client", "site", "state", "severity", "tier", "labels", "annotations", "value", "started_at", "fired_at", "resolved_at", "acknowledged_by", "acknowledged_at", "ack_comment", "suppressed_by", "history_json")
