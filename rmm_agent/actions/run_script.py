@@ -19,6 +19,7 @@ from typing import IO, Any
 import psutil
 
 from rmm_agent.actions.base import ActionContext, ActionFailed, Which, action, printable
+from rmm_common.script_env import env_problem, scrubbed
 from rmm_proto import commands_pb2
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ def shell_command(
                 "shell python: this agent cannot tell which Python runs it (sys.executable is "
                 "empty); use another shell"
             )
-        return [python, str(script)]
+        # -E: no PYTHON* variable counts, -s: no user site directory (whose .pth files run
+        # code, found through HOME); rmm_common.script_env scrubs the environment too.
+        return [python, "-E", "-s", str(script)]
     if shell in ("bash", "sh"):
         if windows:
             raise ActionFailed(f"shell {shell} does not run on Windows; use powershell or python")
@@ -107,14 +110,24 @@ def popen_options(platform: str = sys.platform) -> dict[str, Any]:
 
 
 def script_environment(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
-    """Return the agent's environment with the request's variables added."""
-    for key, value in extra.items():
-        if not key or "=" in key or "\0" in key or "\0" in value:
-            raise ActionFailed(
-                f"environment variable {printable(key)}: a name must be non-empty without '=' "
-                "or NUL, and a value without NUL"
-            )
-    return {**base, **extra}
+    """Return the agent's environment with the request's variables added, scrubbed.
+
+    A request that sets an interpreter-startup or loader variable (rmm_common.script_env) is
+    refused whole; the same variables in the agent's own environment are dropped, so a script
+    never inherits them however the agent was started.
+    """
+    problems = [
+        problem for key, value in extra.items() if (problem := env_problem(key, value)) is not None
+    ]
+    if problems:
+        raise ActionFailed("; ".join(problems), commands_pb2.COMMAND_REFUSED)
+    merged = {**base, **extra}
+    clean = scrubbed(merged)
+    if len(clean) != len(merged):
+        # Names only: values may be secrets, and the names say what to remove from the unit.
+        dropped = sorted(set(merged) - set(clean))
+        log.debug("run_script: dropped from the script's environment: %s", ", ".join(dropped))
+    return clean
 
 
 def exit_code(returncode: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 from rmm_agent.actions import execute, run_script
 from rmm_agent.actions.base import ActionFailed
 from rmm_agent.config import AgentConfig
+from rmm_common.script_env import denied
 from rmm_proto import commands_pb2
 
 from .helpers import Agent, gone, wait_until
@@ -165,8 +167,8 @@ def test_unknown_and_missing_shells_fail_naming_them(tmp_path: Path) -> None:
 
 def test_bad_environment_and_working_directory_are_refused(tmp_path: Path) -> None:
     result = script("bash", "true", tmp_path, env={"A=B": "x"})
-    assert result.status == commands_pb2.COMMAND_FAILED
-    assert result.error.startswith("environment variable A=B: a name must be non-empty")
+    assert result.status == commands_pb2.COMMAND_REFUSED
+    assert result.error.startswith("environment variable 'A=B': a name is letters, digits and _")
     missing = tmp_path / "nowhere"
     result = script("bash", "true", tmp_path, working_directory=str(missing))
     assert result.error == f"working directory {missing} does not exist or is not a directory"
@@ -186,6 +188,8 @@ def test_command_lines_per_shell_and_os() -> None:
     ]
     assert run_script.shell_command("python", path, python="/opt/rmm/bin/python3") == [
         "/opt/rmm/bin/python3",
+        "-E",
+        "-s",
         str(path),
     ]
     assert run_script.shell_command("powershell", path, platform="linux", which=which) == [
@@ -240,3 +244,89 @@ def test_a_request_cannot_raise_the_output_limit_past_the_cap(tmp_path: Path) ->
     result = script("python", body, tmp_path, output_limit_bytes=2**32 - 1)
     assert len(result.script.stdout) == run_script.MAX_OUTPUT_LIMIT
     assert result.script.stdout_truncated
+
+
+# Each runs code that leaves `marker` behind if the interpreter or the loader obeys it; `{dir}`
+# is a folder holding evil.sh, sitecustomize.py and usercustomize.py, which do the same.
+ATTACKS: list[tuple[str, str, dict[str, str]]] = [
+    ("bash", "echo ran", {"BASH_ENV": "$(touch {marker})"}),
+    ("bash", "echo ran", {"BASH_ENV": "{dir}/evil.sh"}),
+    ("bash", "echo ran", {"SHELLOPTS": "xtrace", "PS4": "$(touch {marker})"}),
+    (
+        "bash",
+        "echo ran",
+        {"BASHOPTS": "xpg_echo", "SHELLOPTS": "xtrace:posix", "ENV": "{dir}/evil.sh"},
+    ),
+    ("bash", "echo ran", {"BASH_FUNC_echo%%": "() {{ touch {marker}; }}"}),
+    ("sh", "set -x; echo ran", {"PS4": "$(touch {marker})"}),
+    ("sh", "echo ran", {"ENV": "{dir}/evil.sh"}),
+    ("python", "print('ran')", {"PYTHONPATH": "{dir}"}),
+    ("python", "print('ran')", {"PYTHONSTARTUP": "{dir}/sitecustomize.py", "PYTHONINSPECT": "1"}),
+    ("python", "print('ran')", {"PYTHONHOME": "{dir}"}),
+    ("python", "print('ran')", {"PYTHONWARNINGS": "error::sitecustomize.Evil"}),
+    ("python", "print('ran')", {"PYTHONUSERBASE": "{dir}"}),
+    ("bash", "echo ran", {"LD_PRELOAD": "{dir}/evil.so"}),
+    ("bash", "echo ran", {"LD_LIBRARY_PATH": "{dir}", "LD_AUDIT": "{dir}/evil.so"}),
+    ("bash", "echo ran", {"IFS": "e"}),
+    ("bash", "echo ran", {"ld_preload": "{dir}/evil.so"}),
+]
+
+
+def _evil_dir(tmp_path: Path) -> tuple[Path, Path]:
+    """Return (folder of start-up files that touch the marker, the marker's path)."""
+    evil = tmp_path / "evil"
+    evil.mkdir(exist_ok=True)
+    marker = tmp_path / "pwned"
+    (evil / "evil.sh").write_text(f"touch {marker}\n")
+    for module in ("sitecustomize.py", "usercustomize.py"):
+        (evil / module).write_text(
+            f"open({str(marker)!r}, 'w').close()\nclass Evil(Warning): pass\n"
+        )
+    return evil, marker
+
+
+def _filled(env: dict[str, str], evil: Path, marker: Path) -> dict[str, str]:
+    return {k: v.format(dir=evil, marker=marker) for k, v in env.items()}
+
+
+@pytest.mark.parametrize(("shell", "body", "env"), ATTACKS)
+def test_a_command_setting_a_startup_variable_is_refused_and_runs_nothing(
+    tmp_path: Path, shell: str, body: str, env: dict[str, str]
+) -> None:
+    evil, marker = _evil_dir(tmp_path)
+    result = script(shell, f"{body}\n", tmp_path, env={"RMM_OK": "1", **_filled(env, evil, marker)})
+    assert result.status == commands_pb2.COMMAND_REFUSED, result
+    assert not result.HasField("script")  # refused before anything started
+    name = next(iter(env))
+    assert f"environment variable {name!r}" in result.error
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(("shell", "body", "env"), ATTACKS)
+def test_startup_variables_in_the_agents_own_environment_never_reach_a_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shell: str, body: str, env: dict[str, str]
+) -> None:
+    evil, marker = _evil_dir(tmp_path)
+    filled = _filled(env, evil, marker)
+    for name, value in filled.items():
+        monkeypatch.setenv(name, value)  # as if the agent's unit or shell had set them
+    result = script(shell, f"{body}\n", tmp_path, env={"RMM_OK": "1"})
+    assert result.status == commands_pb2.COMMAND_SUCCEEDED, result
+    assert result.script.stdout == "ran\n"
+    # The loader's complaint about a preload it could not find would be here; `set -x` traces.
+    assert result.script.stderr in ("", "+ echo ran\n"), result.script.stderr
+    assert not marker.exists()
+
+
+def test_a_scripts_environment_lacks_every_denied_name_and_keeps_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("BASH_ENV", "PYTHONPATH", "LD_PRELOAD", "PSModulePath", "DOTNET_STARTUP_HOOKS"):
+        monkeypatch.setenv(name, "/nowhere")
+    monkeypatch.setenv("RMM_KEEP", "kept")
+    body = "import os, json\nprint(json.dumps(sorted(os.environ)))\n"
+    result = script("python", body, tmp_path, env={"RMM_ALSO": "1"})
+    assert result.status == commands_pb2.COMMAND_SUCCEEDED, result.error
+    names = set(json.loads(result.script.stdout))
+    assert {"RMM_KEEP", "RMM_ALSO", "PATH"} <= names
+    assert not {n for n in names if denied(n)}, names
