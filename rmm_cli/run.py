@@ -59,6 +59,23 @@ def parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
     return env
 
 
+def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
+    """Return the --param NAME=VALUE pairs as a mapping; the server checks them by type."""
+    params: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise CliError(
+                f"--param {pair!r}: write NAME=VALUE (e.g. --param path=/var/log); "
+                "`rmm scripts show NAME` lists a script's parameters",
+                EXIT_USAGE,
+            )
+        if name in params:
+            raise CliError(f"--param {name} is given twice; give it once", EXIT_USAGE)
+        params[name] = value
+    return params
+
+
 def read_script(path: Path) -> str:
     """Return a script file's text; it must be UTF-8 since it travels as a string."""
     try:
@@ -79,6 +96,7 @@ def build_script(
     args: list[str],
     env: dict[str, str],
     cwd: str,
+    params: dict[str, str] | None = None,
 ) -> commands_pb2.RunScript:
     """Return the RunScript for exactly one of --script, --library and --command."""
     given = [
@@ -92,7 +110,13 @@ def build_script(
             f"give exactly one of --script FILE, --library NAME or --command TEXT (got {what})",
             EXIT_USAGE,
         )
-    message = commands_pb2.RunScript(args=args, env=env, working_directory=cwd)
+    if params and library is None:
+        raise CliError(
+            "--param is for library scripts (their header declares them); an ad-hoc script "
+            "takes arguments after -- or --env",
+            EXIT_USAGE,
+        )
+    message = commands_pb2.RunScript(args=args, env=env, working_directory=cwd, params=params or {})
     if script is not None:
         message.body = read_script(script)
         message.shell = shell or infer_shell(script, message.body)
@@ -123,7 +147,21 @@ def build_script(
     metavar="ARG",
     help="One argument for the script (repeatable); or put the arguments after --.",
 )
-@click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE", help="Repeatable.")
+@click.option(
+    "--param",
+    "param_pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A library script's parameter, as its header declares (repeatable); see "
+    "`rmm scripts show NAME`.",
+)
+@click.option(
+    "--env",
+    "env_pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Repeatable. On a library script only for the role that may run any script.",
+)
 @click.option(
     "--cwd",
     default="",
@@ -142,6 +180,7 @@ def run_command(
     command_text: str | None,
     shell: str | None,
     arg_options: tuple[str, ...],
+    param_pairs: tuple[str, ...],
     env_pairs: tuple[str, ...],
     cwd: str,
     options: RunOptions,
@@ -155,6 +194,7 @@ def run_command(
       rmm run -t client=acme,os=linux --command 'df -h /'
       rmm run -t tag=web --script restart-app.sh -- --graceful
       rmm run -t web-01 --library clear-temp --timeout 5m
+      rmm run -t web-01 --library restart-service --param name=nginx
 
     Exits 0 when every agent succeeded, 1 when any failed (they are named on stderr).
     """
@@ -166,5 +206,6 @@ def run_command(
         [*arg_options, *trailing_args],
         parse_env(env_pairs),
         cwd,
+        parse_params(param_pairs),
     )
     act(conn, target, "run_script", message, options, output)

@@ -19,6 +19,44 @@ def scripts() -> None:
     """The server's script library: what `rmm run --library NAME` can run."""
 
 
+def param_row(param: operator_pb2.ScriptParam) -> dict[str, Any]:
+    """Return one declared parameter as JSON-ready data (only the keys it has)."""
+    row: dict[str, Any] = {
+        "name": param.name,
+        "type": param.type,
+        "required": param.required,
+        "env": f"RMM_PARAM_{param.name.upper()}",
+    }
+    if param.description:
+        row["description"] = param.description
+    if param.has_default:
+        row["default"] = param.default
+    if param.choices:
+        row["choices"] = list(param.choices)
+    for key in ("pattern", "minimum", "maximum"):
+        if getattr(param, key):
+            row[key] = getattr(param, key)
+    return row
+
+
+def param_usage(param: dict[str, Any]) -> str:
+    """One line saying what a parameter takes, e.g. `int 1..100, default 10`."""
+    what = param["type"]
+    if "choices" in param:
+        what += " (" + "|".join(param["choices"]) + ")"
+    if "minimum" in param or "maximum" in param:
+        what += f" {param.get('minimum', '')}..{param.get('maximum', '')}"
+    if "pattern" in param:
+        what += f" matching {param['pattern']!r}"
+    if param["required"]:
+        what += ", required"
+    elif "default" in param:
+        what += f", default {param['default']!r}"
+    if "description" in param:
+        what += f": {param['description']}"
+    return what
+
+
 def script_row(script: operator_pb2.ScriptInfo) -> dict[str, Any]:
     """Return a library script's header (and body, if the server sent one) as JSON-ready data."""
     row: dict[str, Any] = {
@@ -29,6 +67,7 @@ def script_row(script: operator_pb2.ScriptInfo) -> dict[str, Any]:
         "timeout_seconds": script.default_timeout_seconds,
         "min_role": script.min_role,
         "path": script.path,
+        "params": [param_row(param) for param in script.params],
     }
     if script.body:
         row["body"] = script.body
@@ -81,6 +120,7 @@ def scripts_show(conn: Connection, name: str, output: str) -> None:
         ("timeout", format_duration(row["timeout_seconds"])),
         ("min role", row["min_role"]),
         ("path", row["path"]),
+        *((f"--param {p['name']}", param_usage(p)) for p in row["params"]),
     ):
         facts.add_row(key, Text(value))
     print_table(facts)

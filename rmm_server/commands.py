@@ -21,6 +21,7 @@ from rmm_common.tokens import new_ident
 from rmm_proto import commands_pb2
 from rmm_server.background import BackgroundTasks
 from rmm_server.cluster import Cluster
+from rmm_server.command_fields import signed_command_fields
 from rmm_server.server_metrics import ServerMetrics
 from rmm_server.signing import CommandSigner
 from rmm_server.storage import AgentRecord, Store
@@ -325,6 +326,8 @@ class CommandService:
                             "hostname": record.hostname,
                             "action": record.action,
                             "summary": record.summary,
+                            # What can change what runs: args, env, params, cwd, timeout...
+                            **signed_command_fields(record.signed),
                         },
                         "queued",
                     )

@@ -21,6 +21,7 @@ from rmm_common.durations import parse_duration
 from rmm_common.errors import ConfigError, InvalidArgument, NotFound
 from rmm_server.policy.yamlnodes import Unreadable, scalar
 from rmm_server.roles import Role
+from rmm_server.script_params import Param, parse_params
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ EXTENSION_SHELLS: dict[str, tuple[str, ...]] = {
     ".ps1": ("powershell",),
 }
 SHELL_EXTENSION = {"bash": ".sh", "sh": ".sh", "python": ".py", "powershell": ".ps1"}
-KEYS = ("name", "description", "shells", "timeout", "min_role", "args")
+KEYS = ("name", "description", "shells", "timeout", "min_role", "args", "params")
 DEFAULT_TIMEOUT_SECONDS = 60.0
 MAX_TIMEOUT = "24h"
 MAX_TIMEOUT_SECONDS = parse_duration(MAX_TIMEOUT)
@@ -59,6 +60,7 @@ class Script:
     path: Path
     line: int  # where the header starts
     body: str
+    params: tuple[Param, ...] = ()
 
     @property
     def shell(self) -> str:
@@ -283,9 +285,13 @@ def _header_lines(path: Path, lines: list[str], start: int, errors: list[str]) -
     return None
 
 
+# Each header key's (file line, value, value's node); the node keeps positions for `params`.
+Fields = dict[str, tuple[int, Any, yaml.Node]]
+
+
 def _header_fields(
     path: Path, header: list[str], first_line: int, errors: list[str]
-) -> dict[str, tuple[int, Any]] | None:
+) -> Fields | None:
     """Return each known header key's (file line, value), recording unknown and repeated keys.
 
     None (with the problem recorded) when the header is not YAML key: value lines at all.
@@ -318,7 +324,7 @@ def _header_fields(
             "at least `# description: ...` and `# shells: [...]`"
         )
         return None
-    fields: dict[str, tuple[int, Any]] = {}
+    fields: Fields = {}
     for key_node, value_node in root.value:
         key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
         line = line_of(key_node)
@@ -335,14 +341,14 @@ def _header_fields(
             )
             continue
         try:
-            fields[key] = (line, scalar(value_node))
+            fields[key] = (line, scalar(value_node), value_node)
         except Unreadable as exc:
             errors.append(f"{path}:{line}: {key}: {exc.reason}; write a plain value")
     return fields
 
 
 def _build(
-    path: Path, fields: dict[str, tuple[int, Any]], header_line: int, body: str, errors: list[str]
+    path: Path, fields: Fields, header_line: int, body: str, errors: list[str]
 ) -> Script | None:
     """Check the header's values and return the script, or record every problem and None."""
     problems = len(errors)
@@ -395,6 +401,16 @@ def _build(
     if not isinstance(args, str):
         problem("args", 'args is a usage hint and must be text; write e.g. `args: "[PATH]"`')
 
+    params = ()
+    if "params" in fields:
+        # The header's YAML starts on the line after the opening fence.
+        params = parse_params(
+            fields["params"][2],
+            lambda node: header_line + 1 + node.start_mark.line,
+            str(path),
+            errors,
+        )
+
     if len(errors) != problems:
         return None
     assert isinstance(name, str) and isinstance(description, str) and isinstance(args, str)
@@ -408,15 +424,14 @@ def _build(
         path=path,
         line=header_line,
         body=body,
+        params=params,
     )
 
 
 Problem = Callable[[str, str], None]  # records "file:line: text" at a header key's line
 
 
-def _check_shells(
-    path: Path, fields: dict[str, tuple[int, Any]], problem: Problem
-) -> tuple[str, ...]:
+def _check_shells(path: Path, fields: Fields, problem: Problem) -> tuple[str, ...]:
     guess = EXTENSION_SHELLS.get(path.suffix, ("bash",))[-1]
     if "shells" not in fields:
         problem("shells", f"the header has no shells; add e.g. `shells: [{guess}]`")
@@ -455,7 +470,7 @@ def _check_shells(
     return tuple(shells)
 
 
-def _check_timeout(fields: dict[str, tuple[int, Any]], problem: Problem) -> float:
+def _check_timeout(fields: Fields, problem: Problem) -> float:
     if "timeout" not in fields:
         return DEFAULT_TIMEOUT_SECONDS
     value = fields["timeout"][1]

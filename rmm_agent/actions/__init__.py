@@ -144,16 +144,35 @@ def _args(args: Any) -> str:
     return f" with args {shown if len(shown) <= 200 else shown[:198] + '…]'}"
 
 
+def _inputs(request: commands_pb2.RunScript) -> str:
+    """Say what the run sets besides the script: args, params, env, working directory."""
+    text = _args(request.args)
+    if request.params:
+        text += f" with params {_mapping(request.params)}"
+    # The parameters' own RMM_PARAM_* variables are said once, as params, above.
+    env = {k: v for k, v in request.env.items() if not k.startswith("RMM_PARAM_")}
+    if env:
+        text += f" with env {_mapping(env)}"
+    if request.working_directory:
+        text += f" in {_quoted(request.working_directory)}"
+    return text
+
+
+def _mapping(values: Any) -> str:
+    shown = " ".join(f"{k}={v}" for k, v in sorted(values.items()))
+    return _quoted(shown)
+
+
 def _run_script(request: commands_pb2.RunScript) -> str:
     shell = printable(request.shell, 20)
     if request.library_name:
-        return f"run script {_quoted(request.library_name)} ({shell}){_args(request.args)}"
+        return f"run script {_quoted(request.library_name)} ({shell}){_inputs(request)}"
     lines = request.body.strip().splitlines()
     first = lines[0].strip() if lines else ""
     preview = first[:BODY_PREVIEW_CHARS]
     if len(lines) > 1 or len(first) > BODY_PREVIEW_CHARS:
         preview += "…"
-    return f"run ad-hoc {shell} script {_quoted(preview)}{_args(request.args)}"
+    return f"run ad-hoc {shell} script {_quoted(preview)}{_inputs(request)}"
 
 
 def _list_processes(request: commands_pb2.ListProcesses) -> str:

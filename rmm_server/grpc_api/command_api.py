@@ -11,13 +11,16 @@ from typing import Any
 import grpc.aio
 
 from rmm_common.errors import InvalidArgument, NotFound, PermissionDenied
+from rmm_common.script_env import PARAM_PREFIX, env_problem
 from rmm_common.tokens import new_ident
 from rmm_proto import commands_pb2, operator_pb2
+from rmm_server.command_fields import fields_json, message_fields, signed_command_fields
 from rmm_server.commands import CommandService, decode_result, status_name
 from rmm_server.fleet import Fleet
 from rmm_server.grpc_api.guard import current_operator
-from rmm_server.roles import LIBRARY_SCRIPT, Role, check_action_allowed
-from rmm_server.scripts import ScriptLibrary
+from rmm_server.roles import ACTION_ROLE, LIBRARY_SCRIPT, Role, check_action_allowed
+from rmm_server.script_params import check_params
+from rmm_server.scripts import Script, ScriptLibrary
 from rmm_server.selection import describe_selector, select_agents
 from rmm_server.storage import AgentRecord
 from rmm_server.storage.commands import CommandQuery, CommandRecord
@@ -57,6 +60,7 @@ def command_info(record: CommandRecord) -> operator_pb2.CommandInfo:
         sent_at=record.sent_at or 0.0,
         finished_at=record.finished_at or 0.0,
         error=record.error,
+        fields_json=fields_json(signed_command_fields(record.signed)),
     )
     result = decode_result(record)
     if result is not None:
@@ -75,11 +79,57 @@ def not_sent(agent: AgentRecord, status: int, error: str, run_id: str) -> operat
     )
 
 
+def script_request_problems(script: commands_pb2.RunScript) -> list[str]:
+    """Return why a run_script request's environment may not be sent, whoever sends it."""
+    problems: list[str] = []
+    for name, value in script.env.items():
+        problem = env_problem(name, value)
+        if problem is None and name.upper().startswith(PARAM_PREFIX):
+            problem = (
+                f"environment variable {name!r}: {PARAM_PREFIX}* names carry a library script's "
+                "declared parameters; give it as --param NAME=VALUE"
+            )
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
+def undeclared_inputs(script: commands_pb2.RunScript) -> list[str]:
+    """Return what a library script run sets beyond its header's parameters, as CLI options."""
+    extras = [f"--env {name}" for name in sorted(script.env)]
+    if script.args:
+        extras.append(f"--args ({len(script.args)})")
+    if script.working_directory:
+        extras.append("--cwd")
+    return extras
+
+
 def summarize(command: commands_pb2.Command) -> str:
     """One line saying what a command does (the agent's own wording)."""
     from rmm_agent.actions import describe  # noqa: PLC0415  (agent code; the server ships it)
 
     return describe(command)
+
+
+def check_library_inputs(entry: Script | None, script: Any, role: Role, operator: str) -> None:
+    """Raise PermissionDenied when a role below ad-hoc scripts sets what a header does not declare.
+
+    A library script's header says what may be set on it: its parameters. Environment,
+    arguments and a working directory change what the script does (BASH_ENV, PATH, a relative
+    path), so only a role that may run any script body at all may add them.
+    """
+    if entry is None:
+        return
+    extras = undeclared_inputs(script)
+    needed = max(ACTION_ROLE["run_script"], entry.min_role)
+    if extras and role < needed:
+        declared = ", ".join(param.name for param in entry.params) or "none"
+        raise PermissionDenied(
+            f"operator {operator!r} has role {role.name.lower()}: library script "
+            f"{entry.name!r} takes only the parameters its header declares ({declared}; "
+            f"--param NAME=VALUE); {', '.join(extras)} may be set only by "
+            f"{needed.name.lower()} or higher, who may run any script; drop them"
+        )
 
 
 class CommandApi:
@@ -97,16 +147,23 @@ class CommandApi:
 
     def _resolve_action(
         self, request: operator_pb2.RunCommandRequest
-    ) -> tuple[str, Any, str, Role, float]:
-        """Return (action, payload, role action, role floor, default timeout)."""
+    ) -> tuple[str, Any, str, Role, float, Script | None]:
+        """Return (action, payload, role action, role floor, default timeout, library script).
+
+        A library script run that sets more than its header's parameters (env, args, working
+        directory) needs the role that may run any script: the role action is then run_script.
+        """
         action = request.WhichOneof("action")
         if action is None:
             raise InvalidArgument("RunCommand needs an action (run_script, reboot, ...)")
         payload = getattr(request, action)
         if action != "run_script":
-            return action, payload, action, Role.VIEWER, DEFAULT_TIMEOUT_SECONDS
+            return action, payload, action, Role.VIEWER, DEFAULT_TIMEOUT_SECONDS, None
         script = commands_pb2.RunScript()
         script.CopyFrom(payload)
+        problems = script_request_problems(script)
+        if problems:
+            raise InvalidArgument("; ".join(problems))
         if script.library_name and not script.body:
             entry = self.scripts.get(script.library_name)
             script.body = entry.body
@@ -117,19 +174,25 @@ class CommandApi:
                     f"library script {script.library_name!r} runs under {', '.join(entry.shells)}, "
                     f"not {script.shell}"
                 )
-            return action, script, LIBRARY_SCRIPT, entry.min_role, entry.timeout_seconds
+            role_action = "run_script" if undeclared_inputs(script) else LIBRARY_SCRIPT
+            return action, script, role_action, entry.min_role, entry.timeout_seconds, entry
         if not script.body:
             raise InvalidArgument("run_script needs a script body or a library script name")
+        if script.params:
+            raise InvalidArgument(
+                "--param is for library scripts (their header declares them); an ad-hoc script "
+                "takes --args or --env"
+            )
         # An ad-hoc script that borrows a library name must not pass for the library's script.
         script.library_name = ""
-        return action, script, action, Role.VIEWER, DEFAULT_TIMEOUT_SECONDS
+        return action, script, action, Role.VIEWER, DEFAULT_TIMEOUT_SECONDS, None
 
     async def RunCommand(
         self, request: operator_pb2.RunCommandRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[operator_pb2.RunEvent]:
         service = self._command_service()
         operator = current_operator.get()
-        action, payload, role_action, floor, default_timeout = self._resolve_action(request)
+        action, payload, role_action, floor, default_timeout, entry = self._resolve_action(request)
         size = payload.ByteSize()
         if size > MAX_ACTION_BYTES:
             raise InvalidArgument(
@@ -138,18 +201,28 @@ class CommandApi:
                 "the signature): have the hosts download bigger files, e.g. with rmm run"
             )
         try:
+            check_library_inputs(entry, payload, Role.parse(operator.role), operator.name)
             check_action_allowed(role_action, Role.parse(operator.role), operator.name, floor)
         except PermissionDenied as error:
             if service.audit is not None:
-                entry = (
+                # What was asked, in full: a refused attempt is worth as much as a sent one.
+                details = {
+                    "action": action,
+                    "timeout_seconds": request.timeout_seconds,
+                    **message_fields(payload),
+                }
+                denial = (
                     operator.name,
                     "RunCommand",
                     describe_selector(request.target),
-                    {"action": action},
+                    details,
                     f"denied: {error}",
                 )
-                await asyncio.to_thread(service.audit, [entry])
+                await asyncio.to_thread(service.audit, [denial])
             raise
+        if entry is not None:
+            # The header's parameters, checked by type, reach the script as RMM_PARAM_<NAME>.
+            payload.env.update(check_params(entry.name, entry.params, payload.params))
         timeout = request.timeout_seconds or default_timeout
         if not 0 < timeout <= MAX_TIMEOUT_SECONDS:
             raise InvalidArgument(f"timeout {timeout:g}s is outside 1s..24h")
@@ -294,4 +367,3 @@ class CommandApi:
         )
         records = await asyncio.to_thread(service.commands.query, query)
         return operator_pb2.ListCommandsResponse(commands=[command_info(r) for r in records])
-

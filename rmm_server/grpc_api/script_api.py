@@ -21,6 +21,21 @@ def script_to_proto(script: Script, with_body: bool = False) -> operator_pb2.Scr
         min_role=script.min_role.name.lower(),
         body=script.body if with_body else "",
         path=str(script.path),
+        params=[
+            operator_pb2.ScriptParam(
+                name=param.name,
+                type=param.type,
+                description=param.description,
+                required=param.required,
+                default=param.default or "",
+                has_default=param.default is not None,
+                choices=param.choices,
+                pattern=param.pattern,
+                minimum="" if param.minimum is None else str(param.minimum),
+                maximum="" if param.maximum is None else str(param.maximum),
+            )
+            for param in script.params
+        ],
     )
 
 
