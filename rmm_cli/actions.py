@@ -7,11 +7,13 @@ exit status as `rmm run`.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tempfile
 import time
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -445,7 +447,7 @@ def commands_list(
     )
     outcomes = [Outcome(info) for info in response.commands]
     if output == "json":
-        emit_json([o.to_json() for o in outcomes])
+        emit_json([{**o.to_json(), "fields": command_fields(o.info)} for o in outcomes])
         return
     now = time.time()
     table = Table("ID", "ISSUED", "HOST", "ACTION", "SUMMARY", "STATUS", "BY", "RESULT")
@@ -466,6 +468,15 @@ def commands_list(
         click.echo("no commands match", err=True)
 
 
+def command_fields(info: operator_pb2.CommandInfo) -> dict[str, Any]:
+    """Return the command's fields that can change what runs ({} from an older server)."""
+    try:
+        fields = json.loads(info.fields_json) if info.fields_json else {}
+    except ValueError:
+        return {}
+    return fields if isinstance(fields, dict) else {}
+
+
 def _show_text(title: str, text: str, truncated: bool) -> None:
     click.echo(f"--- {title}{' (truncated by the agent)' if truncated else ''} ---")
     click.echo(printable(text).rstrip("\n"))
@@ -480,7 +491,7 @@ def commands_show(conn: Connection, command_id: str, output: str) -> None:
     info = conn.call(conn.stub().GetCommand, operator_pb2.GetCommandRequest(id=command_id))
     outcome = Outcome(info)
     if output == "json":
-        emit_json(outcome.to_json())
+        emit_json({**outcome.to_json(), "fields": command_fields(info)})
         return
     now = time.time()
     result = info.result
@@ -501,6 +512,11 @@ def commands_show(conn: Connection, command_id: str, output: str) -> None:
         ("expires", when(info.expires_at, now)),
         ("took", format_duration(duration) if duration is not None else "-"),
     ]
+    # Everything that could change what ran: args, env, params, working directory, timeout...
+    for key, value in sorted(command_fields(info).items()):
+        if key != "action":
+            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            rows.append((f"  {key}", printable(shown)))
     if outcome.exit_code is not None:
         rows.append(("exit code", str(outcome.exit_code)))
     if outcome.error:
