@@ -28,9 +28,11 @@ from rmm_cli.targets import (
     RunOptions,
     Target,
     act,
+    agent_label,
     human_bytes,
     option_duration,
     printable,
+    printable_name,
     result_summary,
     run_options,
     status_cell,
@@ -334,11 +336,11 @@ def save_pulled(run: Run, remote_path: str, out: Path) -> None:
     """Write each pulled file after checking its sha256; mark an outcome failed if not written.
 
     One agent: `out` is the file (or an existing directory to put it in). Several: `out` is a
-    directory and each file goes to out/<hostname>/<basename>.
+    directory and each file goes to out/<id>-<hostname>/<basename>: the start of the agent's id
+    comes first, since the hostname is only what the agent says (two agents may say the same).
     """
     basename = remote_basename(remote_path)
     single = len(run.targets) == 1 and len(run.outcomes) == 1
-    used: set[str] = set()
     for outcome in sorted(run.outcomes, key=lambda o: (o.info.hostname, o.info.agent_id)):
         if outcome.info.status != OK:
             continue
@@ -348,11 +350,9 @@ def save_pulled(run: Run, remote_path: str, out: Path) -> None:
             if out.exists() and not out.is_dir():
                 outcome.local_error = f"--out {out} is a file; for several agents give a directory"
                 continue
-            host = safe_name(outcome.info.hostname, outcome.info.agent_id[:12])
-            if host in used:  # two agents with one hostname: keep both files
-                host = f"{host}-{outcome.info.agent_id[:12]}"
-            used.add(host)
-            dest = out / host / basename
+            short = safe_name(outcome.info.agent_id[:12], "agent")
+            host = safe_name(outcome.info.hostname, "")
+            dest = out / (f"{short}-{host}" if host else short) / basename
         pulled = outcome.info.result.file
         digest = hashlib.sha256(pulled.data).hexdigest()
         if not pulled.sha256 or digest != pulled.sha256.lower():
@@ -376,7 +376,8 @@ def save_pulled(run: Run, remote_path: str, out: Path) -> None:
     "--out",
     required=True,
     type=click.Path(path_type=Path),
-    help="One agent: the local file. Several: a directory; files go to OUT/<hostname>/<name>.",
+    help="One agent: the local file. Several: a directory; files go to "
+    "OUT/<id>-<hostname>/<name> (the id's first 12 digits).",
 )
 @run_options(detach=False)
 @OUTPUT_OPTION
@@ -415,7 +416,9 @@ def commands() -> None:
 
 
 @commands.command("list")
-@click.option("--agent", default="", help="Only this agent (id, id prefix or hostname).")
+@click.option(
+    "--agent", default="", help="Only this agent (id, id prefix, or host=NAME for a hostname)."
+)
 @click.option("--run", "run_id", default="", help="Only this run (the id rmm run shows).")
 @click.option(
     "--status",
@@ -450,13 +453,13 @@ def commands_list(
         emit_json([{**o.to_json(), "fields": command_fields(o.info)} for o in outcomes])
         return
     now = time.time()
-    table = Table("ID", "ISSUED", "HOST", "ACTION", "SUMMARY", "STATUS", "BY", "RESULT")
+    table = Table("ID", "ISSUED", "AGENT", "ACTION", "SUMMARY", "STATUS", "BY", "RESULT")
     for outcome in outcomes:
         info = outcome.info
         table.add_row(
             info.id,
             when(info.issued_at, now),
-            escape(printable(info.hostname)) or info.agent_id[:12],
+            escape(agent_label(info.hostname, info.agent_id)),
             info.action,
             escape(_cut(info.summary, 50)),
             status_cell(outcome),
@@ -502,7 +505,7 @@ def commands_show(conn: Connection, command_id: str, output: str) -> None:
     rows: list[tuple[str, str]] = [
         ("id", info.id),
         ("run", info.run_id or "-"),
-        ("agent", f"{printable(info.hostname)} ({info.agent_id})"),
+        ("agent", f"{info.agent_id} (agent-reported hostname {printable_name(info.hostname)})"),
         ("action", f"{info.action}: {printable(info.summary)}"),
         ("operator", info.operator or "-"),
         ("status", status_cell(outcome)),

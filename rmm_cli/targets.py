@@ -13,7 +13,6 @@ import re
 import sys
 import time
 import unicodedata
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,19 +25,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rmm_cli.client import EXIT_FAILED, EXIT_USAGE, CliError, Connection
+from rmm_common.agent_words import parse_agent_word
 from rmm_common.durations import format_duration, parse_duration
 from rmm_common.errors import InvalidArgument
 from rmm_proto import commands_pb2, operator_pb2
 
 # ---- selectors --------------------------------------------------------------------------------
 
-SELECTOR_KEYS = ("all", "agent", "client", "site", "tag", "os", "status")
+SELECTOR_KEYS = ("all", "agent", "host", "client", "site", "tag", "os", "status")
 OS_NAMES = ("linux", "windows", "macos")
 STATUSES = ("online", "offline")
 SELECTOR_HELP = (
-    "Which agents: comma-separated terms that must all hold: all, agent=ID, client=NAME, "
-    "site=NAME, tag=NAME, os=linux|windows|macos, status=online|offline; a bare word is an "
-    "agent id, id prefix or hostname (several bare words or agent= terms: any of them)."
+    "Which agents: comma-separated terms that must all hold: all, agent=ID, host=NAME, "
+    "client=NAME, site=NAME, tag=NAME, os=linux|windows|macos, status=online|offline. A bare "
+    "word of hex digits is an agent id or the start of one and is matched against ids only; "
+    "any other bare word is a hostname (a hex-looking hostname needs host=NAME). A hostname "
+    "must name exactly one agent of the given client and site, else the candidates are listed "
+    "(several bare words, agent= or host= terms: any of them)."
 )
 _KEY_LIST = ", ".join(SELECTOR_KEYS)
 
@@ -72,23 +75,22 @@ def parse_selector(text: str) -> operator_pb2.TargetSelector:
         if "=" not in term:
             if term.lower() == "all":
                 selector.all = True
-            elif term not in selector.agents:
-                selector.agents.append(term)  # an agent id, id prefix or hostname
+            else:
+                _add_agent_word(selector, text, term)
             continue
         key, _, value = (part.strip() for part in term.partition("="))
         key = key.lower()
         if key not in SELECTOR_KEYS:
             raise SelectorError(
                 f"unknown key {key!r} in target term {term!r}; keys: {_KEY_LIST} "
-                "(a bare word is an agent id, id prefix or hostname)"
+                "(a bare word is an agent id, its start, or a hostname)"
             )
         if key == "all":
             raise SelectorError(f"target term {term!r}: write all on its own, without a value")
         if not value:
             raise SelectorError(f"target term {term!r} has no value: write {key}=VALUE")
-        if key == "agent":
-            if value not in selector.agents:
-                selector.agents.append(value)
+        if key in ("agent", "host"):
+            _add_agent_word(selector, text, f"{key}={value}")
             continue
         if key == "os":
             value = value.lower()
@@ -112,6 +114,16 @@ def parse_selector(text: str) -> operator_pb2.TargetSelector:
         single[key] = value
         setattr(selector, key, value)
     return selector
+
+
+def _add_agent_word(selector: operator_pb2.TargetSelector, text: str, term: str) -> None:
+    """Add one agent word, sent as an explicit `agent=ID` or `host=NAME` (the server's rules)."""
+    try:
+        word = parse_agent_word(term).term()
+    except InvalidArgument as exc:
+        raise SelectorError(f"target {text!r}: {exc}") from None
+    if word not in selector.agents:
+        selector.agents.append(word)
 
 
 class TargetType(click.ParamType[Target, Any]):
@@ -243,6 +255,25 @@ def printable(text: str) -> str:
     return "".join(
         "\ufffd" if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text
     )
+
+
+def printable_name(text: str) -> str:
+    """Return agent-reported text such as a hostname on one line, with what cannot be seen shown.
+
+    A hostname is what the agent says of itself: control, format (zero-width, bidi override)
+    and separator characters are shown as escapes (web-01\\u200b), so that a look-alike reads
+    differently from the name it imitates and cannot rewrite the terminal.
+    """
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
+
+
+def agent_label(hostname: str, agent_id: str) -> str:
+    """Return "web-01 [0123456789ab]": the agent-reported hostname beside its id's start.
+
+    The id is the identity; the hostname alone could be any agent's claim.
+    """
+    host, short = printable_name(hostname), agent_id[:12]
+    return f"{host} [{short}]" if host else short
 
 
 def head(text: str, lines: int = HEAD_LINES, width: int = HEAD_WIDTH) -> str:
@@ -470,17 +501,8 @@ def agents(count: int) -> str:
 
 
 def agent_names(outcomes: Iterable[Outcome]) -> dict[str, str]:
-    """Return a name per agent id: its hostname, with its short id where hostnames repeat."""
-    outcomes = list(outcomes)
-    counts = Counter(o.info.hostname for o in outcomes)
-    names: dict[str, str] = {}
-    for o in outcomes:
-        host, short = printable(o.info.hostname), o.info.agent_id[:12]
-        if not host:
-            names[o.info.agent_id] = short
-        else:
-            names[o.info.agent_id] = f"{host} [{short}]" if counts[o.info.hostname] > 1 else host
-    return names
+    """Return a name per agent id: its reported hostname with its short id (agent_label)."""
+    return {o.info.agent_id: agent_label(o.info.hostname, o.info.agent_id) for o in outcomes}
 
 
 def failure_summary(outcomes: list[Outcome], shown: int = 10) -> str:
@@ -521,7 +543,7 @@ def outcome_table(outcomes: list[Outcome]) -> Table:
         duration = outcome.duration_seconds
         exit_code = outcome.exit_code
         table.add_row(
-            escape(printable(outcome.info.hostname) or "-"),
+            escape(printable_name(outcome.info.hostname) or "-"),
             outcome.info.agent_id[:12],
             status_cell(outcome),
             "-" if exit_code is None else str(exit_code),
@@ -671,7 +693,7 @@ def show_detached(run: Run, output: str) -> None:
     table = Table("HOST", "AGENT", "COMMAND", "STATE")
     for t in sorted(run.targets, key=lambda t: t.hostname):
         table.add_row(
-            escape(printable(t.hostname)),
+            escape(printable_name(t.hostname)),
             t.agent_id[:12],
             t.command_id or "-",
             "sent" if t.online else ("queued" if t.command_id else "[red]offline, not sent[/]"),
@@ -706,7 +728,7 @@ def show_outcomes(outcomes: list[Outcome], output: str, sections: Sections | Non
             print_table(table)
     else:
         for outcome in sorted(ordered, key=lambda o: (o.info.hostname, o.info.agent_id)):
-            title = f"{printable(outcome.info.hostname)} ({outcome.info.agent_id[:12]})"
+            title = agent_label(outcome.info.hostname, outcome.info.agent_id)
             table = sections(outcome) if outcome.ok else None
             if table is None:
                 click.echo(f"== {title}: {printable(outcome.reason())}")

@@ -1,19 +1,59 @@
-"""Which agents a remote action reaches: a TargetSelector matched against the fleet in memory."""
+"""Which agents an operator's words reach: one resolution for every command and lookup.
+
+An operator names agents by id (or the start of one) or by hostname; the rules that tell the
+two apart are in rmm_common.agent_words. A hostname is text the agent reports about itself, so it
+is never trusted as an identity: it must name exactly one agent (look-alikes included) among
+those of the pinned client and site, or the request is refused with the candidates listed.
+"""
 
 from __future__ import annotations
 
-from rmm_common.errors import InvalidArgument, NotFound
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
+
+from rmm_common.agent_words import (
+    AgentWord,
+    WordKind,
+    hostname_key,
+    parse_agent_word,
+    shown_hostname,
+)
+from rmm_common.errors import InvalidArgument, NotFound, RmmError
 from rmm_proto import operator_pb2
 from rmm_server.fleet import Fleet
 from rmm_server.storage import AgentRecord
 
 OS_NAMES = ("linux", "windows", "macos")
 STATUSES = ("", "online", "offline")
+SHOWN_CANDIDATES = 10
+
+
+class NamedAgent(Protocol):
+    """What resolution reads of an agent: a full record or a light row (storage.AgentName)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def client(self) -> str: ...
+    @property
+    def site(self) -> str: ...
+    @property
+    def hostname(self) -> str: ...
+    @property
+    def revoked_at(self) -> float | None: ...
+
+
+A = TypeVar("A", bound=NamedAgent)
 
 
 def describe_selector(selector: operator_pb2.TargetSelector) -> str:
     """Return the selector as the `key=value,...` text operators type."""
-    terms = [f"agent={agent}" for agent in selector.agents]
+    terms = []
+    for text in selector.agents:
+        try:
+            terms.append(parse_agent_word(text).term())
+        except RmmError:
+            terms.append(f"agent={text}")  # refused later, with the reason
     for key in ("client", "site", "tag", "os", "status"):
         value = getattr(selector, key)
         if value:
@@ -23,21 +63,76 @@ def describe_selector(selector: operator_pb2.TargetSelector) -> str:
     return ",".join(terms)
 
 
-def _named(fleet: list[AgentRecord], ident: str) -> list[AgentRecord]:
-    exact = [agent for agent in fleet if agent.id == ident]
-    if exact:
-        return exact
-    by_host = [agent for agent in fleet if agent.hostname == ident]
-    if by_host:
-        return by_host
-    by_prefix = [agent for agent in fleet if agent.id.startswith(ident)]
-    if len(by_prefix) > 1:
-        raise InvalidArgument(
-            f"agent {ident!r} is ambiguous: it starts {len(by_prefix)} agent ids; give more of it"
+def describe_candidate(agent: NamedAgent) -> str:
+    """Return one agent as a refusal lists it: id, client, site, then its reported hostname."""
+    revoked = ", revoked" if agent.revoked_at is not None else ""
+    return (
+        f"{agent.id} (client {agent.client!r}, site {agent.site!r}, "
+        f"agent-reported hostname {shown_hostname(agent.hostname)}{revoked})"
+    )
+
+
+def _candidates(agents: Sequence[NamedAgent]) -> str:
+    shown = "; ".join(describe_candidate(agent) for agent in agents[:SHOWN_CANDIDATES])
+    more = len(agents) - SHOWN_CANDIDATES
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def resolve_agent(agents: Sequence[A], word: AgentWord, client: str = "", site: str = "") -> A:
+    """Return the one agent `word` names among `agents`; refuse an ambiguous or unknown word.
+
+    An id word is compared with agent ids only. A hostname word is compared, look-alikes
+    included (rmm_common.agent_words.hostname_key), with the hostnames of the agents of `client`
+    and `site` when given (these two come from the enrollment token, never from the agent), and
+    must match exactly one agent, whose hostname must be the word itself (in any case).
+    """
+    if word.kind is WordKind.ID:
+        matches = [agent for agent in agents if agent.id.lower().startswith(word.value)]
+        for agent in matches:
+            if agent.id.lower() == word.value:
+                return agent
+        if len(matches) > 1:
+            raise InvalidArgument(
+                f"agent id prefix {word.text!r} starts {len(matches)} agent ids: give more of "
+                f"it. Candidates: {_candidates(matches)}"
+            )
+        if not matches:
+            raise NotFound(
+                f"no agent id starts with {word.text!r}: see rmm agents list (a word of hex "
+                f"digits is only ever an agent id; to name a hostname write host={word.text})"
+            )
+        return matches[0]
+    key = hostname_key(word.value)
+    pinned = [
+        agent
+        for agent in agents
+        if (not client or agent.client == client) and (not site or agent.site == site)
+    ]
+    matches = [agent for agent in pinned if hostname_key(agent.hostname) == key]
+    where = "".join(
+        f" in {name} {value!r}" for name, value in (("client", client), ("site", site)) if value
+    )
+    if not matches:
+        raise NotFound(
+            f"no agent{where} reports the hostname {shown_hostname(word.value)}: see rmm agents "
+            "list"
         )
-    if not by_prefix:
-        raise NotFound(f"no agent has the id, id prefix or hostname {ident!r}")
-    return by_prefix
+    if len(matches) > 1:
+        clients = {agent.client for agent in matches}
+        spread = f"agents of {len(clients)} clients" if len(clients) > 1 else "agents"
+        raise InvalidArgument(
+            f"hostname {shown_hostname(word.value)} is reported (or imitated) by {len(matches)} "
+            f"{spread}{where}; a hostname is what an agent says of itself and must name exactly "
+            "one agent: name it by id (agent=ID), or pin client= and site= to one. "
+            f"Candidates: {_candidates(matches)}"
+        )
+    agent = matches[0]
+    if agent.hostname.casefold() != word.value.casefold():
+        raise InvalidArgument(
+            f"no agent{where} reports the hostname {shown_hostname(word.value)}; only a "
+            f"look-alike: {describe_candidate(agent)}. Name it by id if it is the one meant"
+        )
+    return agent
 
 
 def select_agents(
@@ -56,10 +151,11 @@ def select_agents(
         raise InvalidArgument(f"status {selector.status!r} is not online or offline")
     agents = [state.record for state in fleet.snapshot() if state.record.revoked_at is None]
     if selector.agents:
+        words = [parse_agent_word(ident) for ident in selector.agents]
         chosen: dict[str, AgentRecord] = {}
-        for ident in selector.agents:
-            for agent in _named(agents, ident):
-                chosen[agent.id] = agent
+        for word in words:
+            agent = resolve_agent(agents, word, selector.client, selector.site)
+            chosen[agent.id] = agent
         agents = list(chosen.values())
     selected = [
         agent
@@ -68,10 +164,7 @@ def select_agents(
         and (not selector.site or agent.site == selector.site)
         and (not selector.tag or selector.tag in agent.tags)
         and (not selector.os or agent.os == selector.os)
-        and (
-            not selector.status
-            or agent.online(now) == (selector.status == "online")
-        )
+        and (not selector.status or agent.online(now) == (selector.status == "online"))
     ]
     if not selected:
         raise NotFound(f"no agent matches the target {text!r}")

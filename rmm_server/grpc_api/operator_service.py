@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import grpc.aio
 
+from rmm_common.agent_words import WordKind, parse_agent_word
 from rmm_common.errors import ConfigError, InvalidArgument, NotFound
 from rmm_common.tokens import new_ident
 from rmm_proto import agent_pb2, commands_pb2, common_pb2, operator_pb2, operator_pb2_grpc
@@ -28,6 +29,7 @@ from rmm_server.grpc_api.script_api import ScriptApi
 from rmm_server.operators import Operators
 from rmm_server.reports import LazyInfo, decompress
 from rmm_server.scripts import ScriptLibrary
+from rmm_server.selection import resolve_agent
 from rmm_server.storage import AgentRecord, EnrollmentTokenRecord, Store
 from rmm_server.storage.alerts import AlertQuery, AlertRecord
 from rmm_server.storage.audit import AuditStore
@@ -281,20 +283,23 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         return agent_to_summary(record, self.clock())
 
     def _find_agent(self, ident: str) -> AgentRecord:
+        """Return the one agent (revoked ones too) an operator's word names, as RunCommand does.
+
+        An id word is looked up by id only; a hostname must name exactly one agent of the whole
+        fleet, else the candidates are listed (rmm_server.selection.resolve_agent).
+        """
         if not ident:
-            raise InvalidArgument("name an agent: its id, a unique start of its id, or hostname")
-        agent = self.store.get_agent(ident)
-        if agent is not None:
-            return agent
-        matches = self.store.find_agents(ident)
-        if not matches:
-            raise NotFound(f"no agent matches {ident!r}: see `rmm agents list`")
-        if len(matches) > 1:
-            names = ", ".join(f"{m.id[:12]} ({m.hostname})" for m in matches[:5])
             raise InvalidArgument(
-                f"{ident!r} matches {len(matches)} agents ({names}): give more of the id"
+                "name an agent: its id, a unique start of its id, or host=NAME for its hostname"
             )
-        return matches[0]
+        word = parse_agent_word(ident)
+        if word.kind is WordKind.ID:
+            return resolve_agent(self.store.find_agents(word.value), word)
+        named = resolve_agent(self.store.agent_names(), word)
+        agent = self.store.get_agent(named.id)
+        if agent is None:
+            raise NotFound(f"agent {named.id} was deleted while being looked up: try again")
+        return agent
 
     def _agent_detail(self, ident: str) -> operator_pb2.AgentDetail:
         agent = self._find_agent(ident)

@@ -93,6 +93,17 @@ class AgentRecord:
         return now - self.last_seen <= ONLINE_INTERVALS * max(self.interval_seconds, 1)
 
 
+@dataclass(frozen=True, slots=True)
+class AgentName:
+    """What a name lookup reads of an agent (Store.agent_names): no credential, no state."""
+
+    id: str
+    client: str
+    site: str
+    hostname: str  # as the agent reports it: never an identity
+    revoked_at: float | None = None
+
+
 @dataclass(slots=True)
 class OperatorRecord:
     id: str
@@ -343,28 +354,42 @@ class Store:
                 return None
             return self._agent_from_row(row, self._tags_for(conn, [agent_id])[agent_id])
 
-    def find_agents(self, ident: str, limit: int = 10) -> list[AgentRecord]:
-        """Return agents whose id starts with `ident` or whose hostname equals it."""
+    def find_agents(self, prefix: str, limit: int = 10) -> list[AgentRecord]:
+        """Return agents whose id starts with `prefix`, in any case; never by hostname.
+
+        A hostname is text the agent reports and is resolved by rmm_server.selection from
+        agent_names(), never here: an agent naming itself after another's id must not match.
+        """
         # A prefix compared, not LIKEd: LIKE ignores case on SQLite and not on PostgreSQL, and
         # this needs no escaping of % and _.
-        prefix = ident.lower()
+        prefix = prefix.lower()
         agents = schema.agents
         with self.transaction("find agents") as conn:
             rows = list(
                 conn.execute(
                     select(*_AGENT_COLUMNS)
-                    .where(
-                        or_(
-                            func.lower(func.substr(agents.c.id, 1, len(prefix))) == prefix,
-                            func.lower(agents.c.hostname) == ident.lower(),
-                        )
-                    )
+                    .where(func.lower(func.substr(agents.c.id, 1, len(prefix))) == prefix)
                     .order_by(agents.c.id)
                     .limit(limit)
                 ).mappings()
             )
             tags = self._tags_for(conn, [row["id"] for row in rows])
             return [self._agent_from_row(row, tags[row["id"]]) for row in rows]
+
+    def agent_names(self) -> list[AgentName]:
+        """Return every agent's id, client, site, hostname and revocation, for name lookups.
+
+        Hostnames are compared with their look-alikes (rmm_server.selection), which SQL cannot
+        do, so the few columns of every agent are read and compared in Python.
+        """
+        agents = schema.agents
+        columns = (agents.c.id, agents.c.client, agents.c.site, agents.c.hostname)
+        with self.transaction("read agent names") as conn:
+            rows = conn.execute(select(*columns, agents.c.revoked_at).order_by(agents.c.id))
+            return [
+                AgentName(row.id, row.client, row.site, row.hostname or "", row.revoked_at)
+                for row in rows
+            ]
 
     def list_agents(self, query: AgentQuery, now: float) -> tuple[list[AgentRecord], int]:
         """Return one page of agents matching `query`, and how many match in all."""

@@ -138,16 +138,29 @@ def test_pull_from_one_agent_into_a_directory(tmp_path: Path) -> None:
 
 
 def test_pull_from_several_agents_writes_one_directory_each(tmp_path: Path) -> None:
-    twin = pulled("web-01", b"twin")
-    twin.info.agent_id = "zzzz0000zzzz0000"
-    hostile = pulled("../../evil", b"evil")
-    run = run_of(pulled("web-01", b"one"), pulled("web-02", b"two"), twin, hostile)
+    def from_agent(hostname: str, agent_id: str, data: bytes) -> Outcome:
+        outcome = pulled(hostname, data)
+        outcome.info.agent_id = agent_id
+        return outcome
+
+    one = from_agent("web-01", "1111aaaa2222bbbb", b"one")
+    # Its twin names itself like the first and sorts before it: the hostname is only what an
+    # agent says, so no agent gets the plain name; each directory starts with its id.
+    twin = from_agent("web-01", "0000ffff0000ffff", b"twin")
+    # And one names itself after the first one's directory.
+    mimic = from_agent("1111aaaa2222-web-01", "2222cccc3333dddd", b"mimic")
+    hostile = from_agent("../../evil", "3333eeee4444ffff", b"evil")
+    nameless = from_agent("", "4444aaaa5555bbbb", b"nameless")
+    run = run_of(one, from_agent("web-02", "5555aaaa6666bbbb", b"two"), twin, mimic)
+    run.outcomes += [hostile, nameless]
     out = tmp_path / "out"
     save_pulled(run, "/etc/hosts", out)
-    assert (out / "web-01" / "hosts").read_bytes() == b"one"
-    assert (out / "web-02" / "hosts").read_bytes() == b"two"
-    assert (out / "web-01-zzzz0000zzzz" / "hosts").read_bytes() == b"twin"
-    assert (out / "evil" / "hosts").read_bytes() == b"evil"  # stays inside out/
+    assert (out / "1111aaaa2222-web-01" / "hosts").read_bytes() == b"one"
+    assert (out / "5555aaaa6666-web-02" / "hosts").read_bytes() == b"two"
+    assert (out / "0000ffff0000-web-01" / "hosts").read_bytes() == b"twin"
+    assert (out / "2222cccc3333-1111aaaa2222-web-01" / "hosts").read_bytes() == b"mimic"
+    assert (out / "3333eeee4444-evil" / "hosts").read_bytes() == b"evil"  # stays inside out/
+    assert (out / "4444aaaa5555" / "hosts").read_bytes() == b"nameless"
     assert all(o.ok for o in run.outcomes)
 
 
@@ -177,8 +190,8 @@ def test_pull_command_end_to_end_in_process(
     install(monkeypatch, Fake({"RunCommand": events([good, bad])}))
     outcome = invoke("files", "pull", "all", "/etc/hosts", "--out", str(tmp_path))
     assert outcome.exit_code == 1
-    assert (tmp_path / "web-01" / "hosts").read_bytes() == b"data"
-    assert "web-02 (failed: no such file)" in outcome.stderr
+    assert (tmp_path / "web-01-01234-web-01" / "hosts").read_bytes() == b"data"
+    assert "web-02 [web-02-01234] (failed: no such file)" in outcome.stderr
 
 
 def test_names() -> None:
@@ -200,7 +213,7 @@ def test_processes_of_one_agent_are_one_table(monkeypatch: pytest.MonkeyPatch) -
     assert outcome.exit_code == 0, outcome.output
     request = fake.request("RunCommand")
     assert request.list_processes == commands_pb2.ListProcesses(name="ng", limit=5)
-    assert request.target.agents == ["web-01"]
+    assert request.target.agents == ["host=web-01"]
     lines = outcome.stdout.splitlines()
     assert "PID" in lines[1]
     assert lines.index(next(x for x in lines if "nginx" in x)) < lines.index(
@@ -217,9 +230,12 @@ def test_processes_of_several_agents_are_sections(monkeypatch: pytest.MonkeyPatc
     install(monkeypatch, Fake({"RunCommand": events(outcomes)}))
     outcome = invoke("processes", "list", "all")
     assert outcome.exit_code == 1
-    assert "== web-01 (web-01-01234)" in outcome.stdout and "sshd" in outcome.stdout
-    assert "== web-02 (web-02-01234): refused: actions forbidden here" in outcome.stdout
-    assert "1 of 2 agents failed: web-02 (refused: actions forbidden here)" in outcome.stderr
+    assert "== web-01 [web-01-01234]" in outcome.stdout and "sshd" in outcome.stdout
+    assert "== web-02 [web-02-01234]: refused: actions forbidden here" in outcome.stdout
+    assert (
+        "1 of 2 agents failed: web-02 [web-02-01234] (refused: actions forbidden here)"
+        in outcome.stderr
+    )
 
 
 def test_services_list_and_control(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -78,7 +78,7 @@ def test_run_sends_one_request_and_shows_failures_first(
         "--env", "MODE=fast", "--timeout", "90s", "--parallel", "5", "--", "--dry-run", "x",
     )  # fmt: skip
     assert result.exit_code == 1, result.output
-    assert result.stderr.strip() == "rmm: 1 of 20 agents failed: web-07 (exit 3)"
+    assert result.stderr.strip() == "rmm: 1 of 20 agents failed: web-07 [web-07-01234] (exit 3)"
     request: operator_pb2.RunCommandRequest = fake.request("RunCommand")
     assert request.target == operator_pb2.TargetSelector(client="acme", os="linux")
     assert request.run_script.shell == "python"
@@ -104,7 +104,7 @@ def test_run_json_has_full_output(monkeypatch: pytest.MonkeyPatch) -> None:
         ("db-01", "succeeded"),
     ]
     assert rows[1]["stdout"] == "a\nb\nc\n" and rows[1]["exit_code"] == 0
-    assert "db-02 (timed out)" in result.stderr
+    assert "db-02 [db-02-012345] (timed out)" in result.stderr
 
 
 def test_all_succeeded_exits_zero(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,7 +119,7 @@ def test_queued_is_fine_only_with_queue_offline(monkeypatch: pytest.MonkeyPatch)
     install(monkeypatch, Fake({"RunCommand": events([queued], online=False)}))
     assert invoke("run", "-t", "all", "--command", "x", "--queue-offline").exit_code == 0
     result = invoke("run", "-t", "all", "--command", "x")
-    assert result.exit_code == 1 and "lap-01 (offline, queued" in result.stderr
+    assert result.exit_code == 1 and "lap-01 [lap-01-01234] (offline, queued" in result.stderr
 
 
 def test_offline_without_queueing_fails_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,7 +127,10 @@ def test_offline_without_queueing_fails_naming_it(monkeypatch: pytest.MonkeyPatc
     install(monkeypatch, Fake({"RunCommand": events([offline], online=False)}))
     result = invoke("run", "-t", "all", "--command", "x")
     assert result.exit_code == 1
-    assert result.stderr.strip() == "rmm: 1 of 1 agent failed: lap-02 (offline since 10m)"
+    assert (
+        result.stderr.strip()
+        == "rmm: 1 of 1 agent failed: lap-02 [lap-02-01234] (offline since 10m)"
+    )
 
 
 def test_detach_lists_targets_and_exits_zero(monkeypatch: pytest.MonkeyPatch) -> None:

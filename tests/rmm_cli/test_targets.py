@@ -34,9 +34,17 @@ from tests.rmm_cli.fakes import S, events, info
         ("os=Linux,status=ONLINE", operator_pb2.TargetSelector(os="linux", status="online")),
         ("os=windows", operator_pb2.TargetSelector(os="windows")),
         ("os=macos,status=offline", operator_pb2.TargetSelector(os="macos", status="offline")),
-        ("agent=a1,agent=b2", operator_pb2.TargetSelector(agents=["a1", "b2"])),
-        ("web-01,web-02", operator_pb2.TargetSelector(agents=["web-01", "web-02"])),
-        ("web-01,agent=web-01", operator_pb2.TargetSelector(agents=["web-01"])),
+        ("agent=a1,agent=B2", operator_pb2.TargetSelector(agents=["agent=a1", "agent=b2"])),
+        # A bare word of hex digits is an id (prefix), any other a hostname; each is sent as an
+        # explicit term, so the server never has to guess.
+        ("web-01,web-02", operator_pb2.TargetSelector(agents=["host=web-01", "host=web-02"])),
+        ("web-01,host=web-01", operator_pb2.TargetSelector(agents=["host=web-01"])),
+        ("dc01", operator_pb2.TargetSelector(agents=["agent=dc01"])),
+        ("host=dc01", operator_pb2.TargetSelector(agents=["host=dc01"])),
+        ("HOST=DC01,client=acme", operator_pb2.TargetSelector(agents=["host=DC01"], client="acme")),
+        ("0A1B2C,agent=0a1b2c", operator_pb2.TargetSelector(agents=["agent=0a1b2c"])),
+        ("f" * 32, operator_pb2.TargetSelector(agents=["agent=" + "f" * 32])),
+        ("f" * 33, operator_pb2.TargetSelector(agents=["host=" + "f" * 33])),  # no id is so long
         ("all,status=online", operator_pb2.TargetSelector(all=True, status="online")),
         ("client=acme,client=acme", operator_pb2.TargetSelector(client="acme")),
         ("client=a=b", operator_pb2.TargetSelector(client="a=b")),
@@ -58,6 +66,12 @@ def test_good_selectors(text: str, expected: operator_pb2.TargetSelector) -> Non
         ("status=up", "status must be one of online, offline"),
         ("client=", "target term 'client=' has no value: write client=VALUE"),
         ("agent=", "has no value"),
+        ("host=", "has no value"),
+        (
+            "agent=web-01",
+            "agent= takes an agent id or the start of one (1-32 hex digits); for a "
+            "hostname write host=web-01",
+        ),
         ("all=yes", "write all on its own"),
         ("client=a,client=b", "target gives client twice (client=a and client=b)"),
         ("tag=x,tag=y", "gives tag twice"),
@@ -98,7 +112,7 @@ def test_every_status_maps_to_ok_and_a_reason(
     assert outcome.ok is ok
     if reason is not None:
         assert outcome.reason().startswith(reason), outcome.reason()
-        assert failure_summary([outcome]).startswith("1 of 1 agent failed: h (")
+        assert failure_summary([outcome]).startswith("1 of 1 agent failed: h [h-0123456789] (")
     else:
         assert failure_summary([outcome]) == ""
 
@@ -126,14 +140,14 @@ def test_failures_come_first_and_are_named() -> None:
     ordered = sort_outcomes(outcomes)
     assert ordered[0].info.hostname == "web-07"
     assert [o.info.hostname for o in ordered[1:3]] == ["web-01", "web-02"]
-    assert failure_summary(outcomes) == "1 of 20 agents failed: web-07 (exit 3)"
+    assert failure_summary(outcomes) == "1 of 20 agents failed: web-07 [web-07-01234] (exit 3)"
 
 
 def test_many_failures_are_capped() -> None:
     outcomes = [Outcome(info(f"h{n:02}", S.COMMAND_FAILED, exit_code=1)) for n in range(15)]
     summary = failure_summary(outcomes)
-    assert summary.startswith("15 of 15 agents failed: h00 (exit 1), h01 (exit 1)")
-    assert summary.endswith("h09 (exit 1), and 5 more")
+    assert summary.startswith("15 of 15 agents failed: h00 [h00-01234567] (exit 1), h01 [")
+    assert summary.endswith("h09 [h09-01234567] (exit 1), and 5 more")
 
 
 # ---- the output head ----
@@ -239,7 +253,9 @@ def test_agents_the_server_did_not_reach_have_no_command_id_and_each_counts() ->
     stream = events([info("c"), *offline], online=False)
     run = follow(stream, RunOptions(), show_progress=False)
     assert sorted(o.info.hostname for o in run.outcomes) == ["a", "b", "c"]
-    assert failure_summary(run.outcomes) == "2 of 3 agents failed: a (offline), b (offline)"
+    assert failure_summary(run.outcomes) == (
+        "2 of 3 agents failed: a [a-0123456789] (offline), b [b-0123456789] (offline)"
+    )
     del stream[-1]  # b's outcome never comes: it is reported, not lost
     run = follow(stream, RunOptions(), show_progress=False)
     missing = next(o for o in run.outcomes if o.info.hostname == "b")

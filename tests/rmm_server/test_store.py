@@ -121,7 +121,7 @@ def test_list_agents_filters_and_pages_on_the_server(store: Store) -> None:
     assert [a.id for a in online] == ["a00"] and total == 1
     _, offline_total = store.list_agents(AgentQuery(status="offline"), now)
     assert offline_total == 24
-    assert [a.id for a in store.find_agents("host-a03")] == ["a03"]
+    assert store.find_agents("host-a03") == []  # ids only: hostnames are the agents' word
     assert {a.id for a in store.find_agents("a1")} == {f"a{i}" for i in range(10, 20)}
 
 

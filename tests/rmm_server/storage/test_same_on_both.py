@@ -80,7 +80,7 @@ def test_numbers_and_bytes_come_back_exactly(store: Store) -> None:
     assert dict(store.latest_report_bodies()) == {"a" * 32: body}
 
 
-def test_find_agents_matches_an_id_prefix_in_any_case_and_wildcards_literally(
+def test_find_agents_matches_an_id_prefix_in_any_case_and_wildcards_literally_never_a_host(
     store: Store,
 ) -> None:
     enroll(store, "ab12" + "0" * 28, hostname="Web01")
@@ -91,8 +91,16 @@ def test_find_agents_matches_an_id_prefix_in_any_case_and_wildcards_literally(
     assert [a.id[:4] for a in store.find_agents("ab_")] == ["ab_x"]  # _ is no wildcard
     assert [a.id[:4] for a in store.find_agents("cd%")] == ["cd%y"]  # nor is %
     assert store.find_agents("a%") == []
-    assert [a.hostname for a in store.find_agents("web01")] == ["Web01"]
-    assert [a.hostname for a in store.find_agents("WEB01")] == ["Web01"]
+    # Never by hostname: an agent may name itself after another's id (ab12-host starts ab12).
+    assert store.find_agents("web01") == [] and store.find_agents("Web01") == []
+    assert [a.id[:4] for a in store.find_agents("ab12-host")] == []
+    names = {name.id[:4]: name for name in store.agent_names()}
+    assert (names["ab12"].hostname, names["ab12"].client, names["ab12"].site) == (
+        "Web01",
+        "acme",
+        "hq",
+    )
+    assert set(names) == {"ab12", "ab_x", "cd%y"} and names["cd%y"].revoked_at is None
 
 
 def test_agent_lists_page_in_the_same_order(store: Store) -> None:
