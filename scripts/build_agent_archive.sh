@@ -27,6 +27,7 @@ site="$work/site-packages"
 # would trip over each other, so build from a copy of just what the wheel is made of.
 src="$work/src"
 mkdir -p "$src"
+# Not setup.py: it adds the server's policies and scripts to the wheel, which the archive drops.
 cp -R pyproject.toml README.md rmm_agent rmm_server rmm_cli rmm_common rmm_proto "$src"/
 find "$src" -name __pycache__ -type d -prune -exec rm -rf {} +
 
