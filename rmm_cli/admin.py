@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -485,6 +486,70 @@ def parse_expect(values: tuple[str, ...]) -> dict[int, str]:
     return expected
 
 
+# The server takes a request up to 16 MiB; a checkpoint line is about 400 bytes.
+MAX_CHECKPOINT_BYTES = 15 * 1024 * 1024
+
+
+def read_checkpoint_files(paths: tuple[Path, ...]) -> list[operator_pb2.CheckpointLines]:
+    """Read checkpoint files (or log extracts) to send to the server with VerifyAudit."""
+    given: list[operator_pb2.CheckpointLines] = []
+    total = 0
+    for path in paths:
+        source = "stdin" if str(path) == "-" else str(path)
+        try:
+            if source == "stdin":
+                text = sys.stdin.read()
+            else:
+                text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise CliError(f"cannot read the checkpoint file {path}: {exc}", EXIT_USAGE) from None
+        # Only lines that can be checkpoints travel: a journal extract holds other lines too.
+        lines = [line if '"sig"' in line else "" for line in text.splitlines()]
+        total += sum(len(line) for line in lines)
+        if total > MAX_CHECKPOINT_BYTES:
+            raise CliError(
+                f"{source}: the checkpoints given exceed {MAX_CHECKPOINT_BYTES >> 20} MiB: give "
+                "the recent part (e.g. `tail -n 20000 FILE`); the newest ones matter most",
+                EXIT_USAGE,
+            )
+        given.append(operator_pb2.CheckpointLines(source=source, lines=lines))
+    return given
+
+
+def checkpoint_summary(response: operator_pb2.VerifyAuditResponse) -> dict[str, Any]:
+    """Return what VerifyAudit said about the signed checkpoints, JSON-ready."""
+    return {
+        "ok": not response.checkpoint_problems,
+        "read": response.checkpoints,
+        "checked": response.checkpoints_checked,
+        "newest": {
+            "seq": response.newest_checkpoint_seq,
+            "hash": response.newest_checkpoint_hash,
+            "at": response.newest_checkpoint_at,
+        }
+        if response.checkpoints
+        else None,
+        "sources": list(response.checkpoint_sources),
+        "signing_key": response.signing_key,
+        "problems": list(response.checkpoint_problems),
+    }
+
+
+def checkpoint_line(response: operator_pb2.VerifyAuditResponse) -> str:
+    """Return the line `rmm audit verify` prints about the checkpoints."""
+    if not response.signing_key:
+        return "checkpoints: this server writes none"
+    if not response.checkpoints:
+        return "checkpoints: none yet (the server writes them to DATA_DIR/audit-checkpoints.log)"
+    if response.checkpoint_problems:
+        return f"checkpoints: {response.checkpoints} read; problems below"
+    return (
+        f"checkpoints: ok, {response.checkpoints} signed checkpoints match the chain, the newest "
+        f"seq {response.newest_checkpoint_seq} of {iso(response.newest_checkpoint_at)} "
+        f"(key {response.signing_key[:16]}...)"
+    )
+
+
 @audit.command("verify")
 @click.option(
     "--archive",
@@ -500,6 +565,14 @@ def parse_expect(values: tuple[str, ...]) -> dict[int, str]:
     multiple=True,
     help="SEQ:HASH kept elsewhere (a head printed before): that entry must still have it.",
 )
+@click.option(
+    "--checkpoints",
+    "checkpoint_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, allow_dash=True, path_type=Path),
+    help="Signed checkpoints kept elsewhere (a copy of audit-checkpoints.log, or the server's "
+    "log lines; - for stdin), checked besides the server's own file (repeatable).",
+)
 @OUTPUT_OPTION
 @click.pass_obj
 def audit_verify(
@@ -507,16 +580,25 @@ def audit_verify(
     archives: tuple[Path, ...],
     offline: bool,
     expects: tuple[str, ...],
+    checkpoint_files: tuple[Path, ...],
     output: str,
 ) -> None:
-    """Check the audit chain: every entry's hash, every link, no gaps.
+    """Check the audit chain: every entry's hash, every link, no gaps, and that it still
+    matches every checkpoint the server signed (so a rewrite or a rollback shows).
 
-    Exit 0 when everything checked is intact, 1 with the first problem when not. Print the
+    Exit 0 when everything checked is intact, 1 with every problem when not. Print the
     head (newest seq and hash): shipped to another host, it lets a later
     `--expect SEQ:HASH` catch even a rewrite of the whole chain.
     """
     expected = parse_expect(expects)
     use_server = not offline and (bool(conn.server) or not archives)
+    if checkpoint_files and not use_server:
+        raise CliError(
+            "--checkpoints are checked by the server (with its signing key): drop --offline, or "
+            "run `rmm-server audit verify --data-dir DIR --checkpoints FILE` on its host",
+            EXIT_USAGE,
+        )
+    given = read_checkpoint_files(checkpoint_files)
     result: dict[str, Any] = {"ok": True, "problems": []}
     problems: list[str] = result["problems"]
     lines: list[str] = []
@@ -537,16 +619,20 @@ def audit_verify(
             )
     database: operator_pb2.VerifyAuditResponse | None = None
     if use_server:
-        database = conn.call(conn.stub().VerifyAudit, operator_pb2.VerifyAuditRequest())
+        database = conn.call(
+            conn.stub().VerifyAudit, operator_pb2.VerifyAuditRequest(checkpoints=given)
+        )
         result["database"] = {
-            "ok": database.ok,
+            "ok": not database.problem,
             "entries": database.entries,
             "first_seq": database.first_seq,
             "last_seq": database.last_seq,
             "archived_through": database.archived_through,
             "problem": database.problem,
         }
-        if database.ok:
+        result["checkpoints"] = checkpoint_summary(database)
+        problems.extend(f"checkpoints: {text}" for text in database.checkpoint_problems)
+        if not database.problem:
             archived = (
                 f"; seqs 1..{database.archived_through} are archived"
                 if database.archived_through
@@ -559,12 +645,26 @@ def audit_verify(
                 head = newest.entries[-1]
                 result["head"] = {"seq": head.seq, "hash": head.hash}
                 lines.append(f"head: {head.seq}:{head.hash}")
+            lines.append(checkpoint_line(database))
         else:
             problems.append(f"database: {database.problem}")
+        if archive_report is not None and archive_report.ok and database.archived_pins:
+            # Checkpoints of entries since archived: the archive files must still have them
+            # (a second pass over the files, for just those seqs).
+            pinned = dict(parse_expect(tuple(database.archived_pins)))
+            in_files = check_archives(list(archives), frozenset(pinned)).hashes
+            for seq, digest in sorted(pinned.items()):
+                have = in_files.get(seq)
+                if have is not None and have != digest:
+                    problems.append(
+                        f"checkpoints: archived seq {seq} has hash {have[:16]}... in the archive "
+                        f"files but a signed checkpoint says {digest[:16]}...: the archive was "
+                        "rewritten (or the chain before it was archived)"
+                    )
     # Which entries must be looked up in the database: the end of the archives (their link)
     # and any --expect not found in an archive.
     wanted: set[int] = set()
-    if database is not None and database.ok:
+    if database is not None and not database.problem:
         if archive_report is not None and archive_report.ok and archive_report.last_seq:
             if archive_report.last_seq < database.archived_through:
                 problems.append(
@@ -593,7 +693,7 @@ def audit_verify(
         have = (archive_report.hashes if archive_report is not None else {}).get(seq)
         have = have or found.get(seq)
         if have is None:
-            if database is not None and not database.ok:
+            if database is not None and database.problem:
                 continue  # the database's problem is reported already
             problems.append(
                 f"--expect {seq}: no such entry in the database"

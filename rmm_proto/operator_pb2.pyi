@@ -818,24 +818,52 @@ class ListAuditResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
 
 class VerifyAuditRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("checkpoints",)
+    CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    checkpoints: _containers.RepeatedCompositeFieldContainer[CheckpointLines]
+    def __init__(self, checkpoints: _Optional[_Iterable[_Union[CheckpointLines, _Mapping]]] = ...) -> None: ...
+
+class CheckpointLines(_message.Message):
+    __slots__ = ("source", "lines")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    lines: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, source: _Optional[str] = ..., lines: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VerifyAuditResponse(_message.Message):
-    __slots__ = ("ok", "entries", "first_seq", "last_seq", "problem", "archived_through")
+    __slots__ = ("ok", "entries", "first_seq", "last_seq", "problem", "archived_through", "checkpoint_problems", "checkpoints", "checkpoints_checked", "newest_checkpoint_seq", "newest_checkpoint_at", "newest_checkpoint_hash", "checkpoint_sources", "signing_key", "archived_pins")
     OK_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     FIRST_SEQ_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     ARCHIVED_THROUGH_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_CHECKPOINT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_CHECKPOINT_AT_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_CHECKPOINT_HASH_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_SOURCES_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_KEY_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVED_PINS_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     entries: int
     first_seq: int
     last_seq: int
     problem: str
     archived_through: int
-    def __init__(self, ok: _Optional[bool] = ..., entries: _Optional[int] = ..., first_seq: _Optional[int] = ..., last_seq: _Optional[int] = ..., problem: _Optional[str] = ..., archived_through: _Optional[int] = ...) -> None: ...
+    checkpoint_problems: _containers.RepeatedScalarFieldContainer[str]
+    checkpoints: int
+    checkpoints_checked: int
+    newest_checkpoint_seq: int
+    newest_checkpoint_at: float
+    newest_checkpoint_hash: str
+    checkpoint_sources: _containers.RepeatedScalarFieldContainer[str]
+    signing_key: str
+    archived_pins: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ok: _Optional[bool] = ..., entries: _Optional[int] = ..., first_seq: _Optional[int] = ..., last_seq: _Optional[int] = ..., problem: _Optional[str] = ..., archived_through: _Optional[int] = ..., checkpoint_problems: _Optional[_Iterable[str]] = ..., checkpoints: _Optional[int] = ..., checkpoints_checked: _Optional[int] = ..., newest_checkpoint_seq: _Optional[int] = ..., newest_checkpoint_at: _Optional[float] = ..., newest_checkpoint_hash: _Optional[str] = ..., checkpoint_sources: _Optional[_Iterable[str]] = ..., signing_key: _Optional[str] = ..., archived_pins: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExportAuditRequest(_message.Message):
     __slots__ = ("before",)

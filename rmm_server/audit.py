@@ -21,6 +21,7 @@ from json.encoder import encode_basestring as _string
 from typing import TYPE_CHECKING, Any
 
 from rmm_common.errors import ConfigError, InvalidArgument
+from rmm_server.audit_checkpoints import Checkpoint, CheckpointLog, CheckpointSet, PinCheck
 
 if TYPE_CHECKING:  # the command line imports this module without the server's dependencies
     from rmm_server.storage.audit import AuditStore
@@ -317,6 +318,13 @@ class VerifyResult:
     archived_through: int
     anchor_hash: str
     problem: Problem | None = None
+    # What the signed checkpoints kept outside the database showed (none when there are none).
+    checkpoint_problems: tuple[str, ...] = ()
+    checkpoints: int = 0  # checkpoints read and correctly signed
+    checkpoints_checked: int = 0  # of those, compared with the chain (not in the archives)
+    newest_checkpoint: Checkpoint | None = None
+    archived_pins: tuple[Checkpoint, ...] = ()  # in the archived range: check the archives
+    checkpoint_sources: tuple[str, ...] = ()
 
     @property
     def problem_text(self) -> str:
@@ -348,6 +356,8 @@ class AuditLog:
     def __init__(self, store: AuditStore, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.clock = clock
+        # Signed heads kept outside the database (set by the server once its key is loaded).
+        self.checkpoints: CheckpointLog | None = None
         self._append_lock = threading.Lock()
         # Verify and archive exclude each other: an archive that deletes entries under a running
         # verify would look like deleted entries to it.
@@ -397,7 +407,31 @@ class AuditLog:
 
                 return make
 
-            return self.store.append_many([maker(fields) for fields in cleaned])
+            written = self.store.append_many([maker(fields) for fields in cleaned])
+            if written and self.checkpoints is not None:
+                try:
+                    self.checkpoints.appended(written[-1].seq, written[-1].hash, len(written))
+                except OSError as exc:
+                    # The entries are committed; the next checkpoint (timer, stop) covers them.
+                    log.error(
+                        "cannot write an audit checkpoint to %s: %s (fix the data directory's "
+                        "permissions or free space)",
+                        self.checkpoints.path,
+                        exc,
+                    )
+            return written
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Sign the database's current head into the checkpoint file, unless unchanged since
+        the last one (at start, every interval, after an archive and at stop)."""
+        if self.checkpoints is None:
+            return None
+        anchor = self.store.read_anchor()
+        if anchor is None:
+            return None  # verify reports the missing row; there is no head to sign
+        return self.checkpoints.checkpoint(
+            anchor.head_seq, anchor.head_hash, anchor.archived_through, anchor.anchor_hash
+        )
 
     async def append_async(
         self,
@@ -448,12 +482,18 @@ class AuditLog:
         """Return the anchor row, or None when it is missing."""
         return self.store.read_anchor()
 
-    def verify(self, page: int = 5000) -> VerifyResult:
-        """Walk the whole chain kept in the database and report the first problem."""
+    def verify(
+        self, page: int = 5000, given: Sequence[tuple[str, Sequence[str]]] = ()
+    ) -> VerifyResult:
+        """Walk the whole chain kept in the database and report the first problem, and check it
+        against the signed checkpoints: this server's files and the (source, lines) `given`."""
         with self._walk_lock:
-            return self._verify(page)
+            found = self.checkpoints.read(given) if self.checkpoints is not None else None
+            return self._verify(page, found=found)
 
-    def _verify(self, page: int, through: int | None = None) -> VerifyResult:
+    def _verify(
+        self, page: int, through: int | None = None, found: CheckpointSet | None = None
+    ) -> VerifyResult:
         anchor = self.store.read_anchor()
         if anchor is None:
             first = self.store.page(0, 1)
@@ -472,6 +512,11 @@ class AuditLog:
             else "the start of the log"
         )
         checker = ChainChecker(anchor.archived_through, anchor.anchor_hash, origin)
+        pins = (
+            PinCheck(found, anchor.archived_through, anchor.anchor_hash)
+            if found is not None
+            else None
+        )
         # Entries past the head read here are appends that happened during the walk.
         end = anchor.head_seq if through is None else through
         after = anchor.archived_through
@@ -479,7 +524,13 @@ class AuditLog:
             entries = self.store.page(after, page, through=end)
             if not entries:
                 break
-            if checker.check_all(entries) is not None:
+            broken = checker.check_all(entries) is not None
+            if pins is not None:
+                for entry in entries:
+                    if entry.seq > checker.last_seq:
+                        break  # not accepted by the chain check
+                    pins.entry(entry.seq, entry.hash)
+            if broken:
                 break
             after = entries[-1].seq
         problem: Problem | None
@@ -489,7 +540,7 @@ class AuditLog:
             problem = checker.finish(through, "")
         else:
             problem = checker.problem
-        return VerifyResult(
+        result = VerifyResult(
             ok=problem is None,
             entries=checker.count,
             first_seq=checker.first_seq,
@@ -498,6 +549,20 @@ class AuditLog:
             archived_through=anchor.archived_through,
             anchor_hash=anchor.anchor_hash,
             problem=problem,
+        )
+        if pins is None or found is None:
+            return result
+        if through is None:  # an archive's walk stops short of the head on purpose
+            pins.finish(checker.last_seq, anchor.head_seq, problem is None)
+        return replace(
+            result,
+            ok=result.ok and not pins.problems,
+            checkpoint_problems=tuple(pins.problems),
+            checkpoints=len(found.checkpoints),
+            checkpoints_checked=pins.checked,
+            newest_checkpoint=found.newest(),
+            archived_pins=tuple(pins.archived),
+            checkpoint_sources=tuple(found.sources),
         )
 
     def _beyond_head(self) -> Problem | None:
@@ -536,11 +601,14 @@ class AuditLog:
                 raise InvalidArgument(
                     f"seq {through_seq} does not exist: the newest entry is seq {anchor.head_seq}"
                 )
-            result = self._verify(5000, through=through_seq)
+            # Checked against the checkpoints too: archiving a rewritten chain would move the
+            # evidence out of the database.
+            found = self.checkpoints.read() if self.checkpoints is not None else None
+            result = self._verify(5000, through=through_seq, found=found)
             if not result.ok:
                 raise AuditBroken(
                     f"refusing to archive: the chain up to seq {through_seq} does not verify: "
-                    f"{result.problem_text}"
+                    f"{result.problem_text or result.checkpoint_problems[0]}"
                 )
             if result.last_hash != through_hash:
                 raise InvalidArgument(
@@ -553,6 +621,10 @@ class AuditLog:
                 removed = self.store.archive(anchor, through_seq, through_hash, self.clock())
         new_anchor = self.store.read_anchor()
         assert new_anchor is not None  # archive() just wrote it
+        try:
+            self.checkpoint()  # sign the new anchor: moving it back later then shows
+        except OSError as exc:
+            log.error("cannot write an audit checkpoint after archiving: %s", exc)
         return removed, new_anchor
 
 

@@ -63,3 +63,8 @@ class CommandSigner:
         """Serialize `command` once and sign exactly those bytes."""
         payload = command.SerializeToString(deterministic=True)
         return commands_pb2.SignedCommand(command=payload, signature=self._key.sign(payload))
+
+    def sign_payload(self, payload: bytes) -> bytes:
+        """Sign bytes that are not a command (an audit checkpoint). The caller starts them
+        with a context no `Command` parses as, so the signature cannot pass for a command's."""
+        return self._key.sign(payload)

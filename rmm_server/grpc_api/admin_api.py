@@ -82,7 +82,10 @@ class AdminApi:
     async def VerifyAudit(
         self, request: operator_pb2.VerifyAuditRequest, context: grpc.aio.ServicerContext
     ) -> operator_pb2.VerifyAuditResponse:
-        result = await asyncio.to_thread(self.audit.verify)
+        given = [(item.source or "given", list(item.lines)) for item in request.checkpoints]
+        result = await asyncio.to_thread(self.audit.verify, given=given)
+        newest = result.newest_checkpoint
+        checkpoints = self.audit.checkpoints
         return operator_pb2.VerifyAuditResponse(
             ok=result.ok,
             entries=result.entries,
@@ -90,6 +93,15 @@ class AdminApi:
             last_seq=result.last_seq,
             problem=result.problem_text,
             archived_through=result.archived_through,
+            checkpoint_problems=result.checkpoint_problems,
+            checkpoints=result.checkpoints,
+            checkpoints_checked=result.checkpoints_checked,
+            newest_checkpoint_seq=newest.seq if newest is not None else 0,
+            newest_checkpoint_at=newest.at if newest is not None else 0.0,
+            newest_checkpoint_hash=newest.hash if newest is not None else "",
+            checkpoint_sources=result.checkpoint_sources,
+            signing_key=checkpoints.key if checkpoints is not None else "",
+            archived_pins=[f"{pin.seq}:{pin.hash}" for pin in result.archived_pins],
         )
 
     async def ExportAudit(
