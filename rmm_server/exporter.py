@@ -8,7 +8,9 @@ disappear from the next scrape. Server internals come from a prometheus_client r
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -21,9 +23,13 @@ from rmm_proto import agent_pb2
 from rmm_server.reports import ReportSeries, report_series
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter
+
     from rmm_server.cluster import Export
     from rmm_server.fleet import Fleet
     from rmm_server.storage import AgentRecord
+
+log = logging.getLogger(__name__)
 
 PREFIX = "rmm_"
 AgentFragments = dict[str, str]  # family name -> exposition lines (each ending in "\n")
@@ -52,8 +58,65 @@ DERIVED_FAMILIES: dict[str, tuple[str, str]] = {
         "counter",
         "Reports the agent dropped undelivered because its spool was full, since it enrolled.",
     ),
+    "rmm_agent_exporter_series_dropped": (
+        "gauge",
+        "Series of the agent's latest report left out of /metrics: over the exporter's "
+        "per-agent budget of series or bytes.",
+    ),
     "rmm_agents": ("gauge", "Agents known to this server, by client, site and status."),
 }
+
+# What one agent's reported samples may take on /metrics. A real agent sends about 100 series in
+# about 14 KB; a report inside every per-field limit could take 15 MB (20,000 samples with 8
+# labels of 256 characters each), and every scrape would carry it.
+DEFAULT_MAX_SERIES_PER_AGENT = 2_000
+DEFAULT_MAX_BYTES_PER_AGENT = 512 * 1024
+
+
+class ExportBudget:
+    """Series and bytes of reported samples each agent may put on /metrics; what is cut is
+    counted (`counter`, rmm_exporter_series_dropped_total, and per agent as
+    rmm_agent_exporter_series_dropped) and logged once per agent."""
+
+    def __init__(
+        self,
+        max_series: int = DEFAULT_MAX_SERIES_PER_AGENT,
+        max_bytes: int = DEFAULT_MAX_BYTES_PER_AGENT,
+        counter: Counter | None = None,
+    ) -> None:
+        self.max_series = max_series
+        self.max_bytes = max_bytes
+        self.counter = counter
+        self.dropped_total = 0
+        # Agents whose cut was logged: one line per agent, not one per report (bounded by the
+        # enrolled agents; cleared when an agent fits again, so a new excess is told again).
+        self._told: set[str] = set()
+        self._lock = threading.Lock()
+
+    def note(self, agent_id: str, dropped: int, kept: int) -> None:
+        """Count `dropped` series of one report of `agent_id` (0: it fitted)."""
+        if not dropped and agent_id not in self._told:
+            return  # the usual case: no lock taken
+        with self._lock:
+            if not dropped:
+                self._told.discard(agent_id)
+                return
+            self.dropped_total += dropped
+            first = agent_id not in self._told
+            self._told.add(agent_id)
+        if self.counter is not None:
+            self.counter.inc(dropped)
+        if first:
+            log.warning(
+                "agent %s reports more than /metrics takes from one agent (%d series or %d "
+                "bytes): %d series of its reports are left out, %d kept (counted in "
+                "rmm_exporter_series_dropped_total; told once per agent)",
+                agent_id,
+                self.max_series,
+                self.max_bytes,
+                dropped,
+                kept,
+            )
 
 
 @lru_cache(maxsize=1)
@@ -122,14 +185,23 @@ def _label_suffix(items: tuple[tuple[str, str], ...]) -> str:
 
 
 def render_agent_fragments(
-    record: AgentRecord, report: agent_pb2.Report, series: ReportSeries | None = None
+    record: AgentRecord,
+    report: agent_pb2.Report,
+    series: ReportSeries | None = None,
+    budget: ExportBudget | None = None,
 ) -> AgentFragments:
     """Turn one agent's latest report into exposition lines grouped by family; `series` is
-    the report's samples as validate_report() returned them, read here when not given."""
+    the report's samples as validate_report() returned them, read here when not given. Reported
+    samples beyond `budget` (default: ExportBudget's defaults) are left out and counted."""
     prefix = agent_label_prefix(record)
     lines: dict[str, list[str]] = defaultdict(list)
     if series is None:
         series = report_series(report)
+    if budget is None:
+        budget = _DEFAULT_BUDGET
+    series_left = budget.max_series
+    bytes_left = budget.max_bytes
+    dropped = kept = 0
     for collector, samples in zip(report.collectors, series, strict=True):
         collector_labels = _labels(prefix, [("collector", collector.name)])
         lines["rmm_agent_collector_success"].append(
@@ -139,11 +211,21 @@ def render_agent_fragments(
             f"rmm_agent_collector_duration_seconds{collector_labels} "
             f"{format_value(collector.duration_seconds)}\n"
         )
+        # Cut the report's tail: what is shown is its first series, in the agent's order.
         for name, labels, value in samples:
+            if series_left <= 0:
+                dropped += 1
+                continue
             family = PREFIX + name
-            lines[family].append(
-                f"{family}{{{prefix}{_label_suffix(labels)}}} {format_value(value)}\n"
-            )
+            line = f"{family}{{{prefix}{_label_suffix(labels)}}} {format_value(value)}\n"
+            bytes_left -= len(line)
+            series_left -= 1
+            if bytes_left < 0:
+                dropped += 1
+                series_left = 0
+                continue
+            kept += 1
+            lines[family].append(line)
     info = _labels(
         prefix,
         [
@@ -161,7 +243,15 @@ def render_agent_fragments(
     lines["rmm_agent_reports_dropped_total"].append(
         f"rmm_agent_reports_dropped_total{{{prefix}}} {report.dropped_reports}\n"
     )
+    if dropped:
+        lines["rmm_agent_exporter_series_dropped"].append(
+            f"rmm_agent_exporter_series_dropped{{{prefix}}} {dropped}\n"
+        )
+    budget.note(record.id, dropped, kept)
     return {family: "".join(family_lines) for family, family_lines in lines.items()}
+
+
+_DEFAULT_BUDGET = ExportBudget()
 
 
 class MetricsRenderer:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from rmm_proto import agent_pb2
-from rmm_server.exporter import AgentFragments, render_agent_fragments
+from rmm_server.exporter import AgentFragments, ExportBudget, render_agent_fragments
 from rmm_server.reports import ReportSeries, host_facts
 from rmm_server.storage import AgentRecord
 
@@ -25,7 +25,9 @@ class AgentState:
 class Fleet:
     """Every known agent's record and cached exposition fragments, safe across threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, export_budget: ExportBudget | None = None) -> None:
+        # What one agent may put on /metrics (None: the exporter's defaults).
+        self.export_budget = export_budget
         self._agents: dict[str, AgentState] = {}
         self._lock = threading.Lock()
         # With replicas: reads an agent this replica has not heard of yet (enrolled through
@@ -41,7 +43,7 @@ class Fleet:
     def add(self, record: AgentRecord, latest: agent_pb2.Report | None = None) -> None:
         """Add or replace an agent, with its latest report when one is known."""
         fragments = (
-            render_agent_fragments(record, latest)
+            render_agent_fragments(record, latest, budget=self.export_budget)
             if latest is not None and record.revoked_at is None
             else {}
         )
@@ -144,7 +146,7 @@ class Fleet:
         if report.HasField("inventory"):
             record.inventory_hash = report.inventory.hash
             record.inventory_updated_at = received_at
-        fragments = render_agent_fragments(record, report, series)
+        fragments = render_agent_fragments(record, report, series, self.export_budget)
         with self._lock:
             state.fragments = fragments
         return True

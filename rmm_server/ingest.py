@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from rmm_common.errors import InvalidArgument, StorageError
 from rmm_proto import agent_pb2
+from rmm_server.budgets import AgentByteBudget, BudgetExceeded, DiskReserveReached, FreeSpaceReserve
 from rmm_server.fleet import Fleet
 from rmm_server.reports import (
     ReportSeries,
@@ -29,6 +30,14 @@ from rmm_server.server_metrics import ServerMetrics
 from rmm_server.storage import AgentRecord, Store, StoredReport
 
 log = logging.getLogger(__name__)
+
+# At most one warning a minute per agent about reports refused as conflicting.
+CONFLICT_LOG_SECONDS = 60.0
+
+
+class _Conflict(Exception):
+    """The store holds another report under this one's (agent, sequence)."""
+
 
 _Pending = tuple[StoredReport, "asyncio.Future[None]"]
 # Called once a report is stored: (agent, report, packages added, packages removed).
@@ -52,6 +61,8 @@ class ReportIngestor:
         max_batch: int = 500,
         after_store: AfterStore | None = None,
         offer_update: OfferUpdate | None = None,
+        byte_budget: AgentByteBudget | None = None,
+        free_space: FreeSpaceReserve | None = None,
     ) -> None:
         self.store = store
         self.fleet = fleet
@@ -60,10 +71,18 @@ class ReportIngestor:
         self.max_batch = max_batch
         self.after_store = after_store
         self.offer_update = offer_update
+        # Checked before a report is queued: what one agent may store per window, and the disk
+        # space never used (None: no check).
+        self.byte_budget = byte_budget
+        self.free_space = free_space
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         # The highest dropped_reports announced per agent: a backlog of reports carrying the
         # same count is announced once.
         self._dropped_told: dict[str, int] = {}
+        # Reports refused as conflicting per agent (seeded from its stored summary), and when
+        # that was last logged.
+        self._conflicts: dict[str, int] = {}
+        self._conflict_said: dict[str, float] = {}
         self._writer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -91,11 +110,22 @@ class ReportIngestor:
             log.warning("agent %s sent an invalid report: %s", agent.id, error)
             return agent_pb2.ReportAck(sequence=report.sequence, rejected=str(error))
         if report.sequence <= agent.last_sequence:
-            # Redelivery after a lost acknowledgement: stored already, say so again.
-            self.metrics.reports_duplicate.inc()
-            return agent_pb2.ReportAck(sequence=report.sequence)
+            # Usually a redelivery after a lost acknowledgement; but a reused sequence (agent
+            # state restored, lost or cloned) looks the same by number, so the content decides.
+            # Read only on this path, which is rare: the hot path costs nothing more.
+            held = await asyncio.to_thread(self.store.report_body, agent.id, report.sequence)
+            if held is not None:
+                if agent_pb2.Report.FromString(decompress(held)) != report:
+                    return self._conflict(agent, report)
+                self.metrics.reports_duplicate.inc()
+                return agent_pb2.ReportAck(sequence=report.sequence)
+            # Below the newest yet never stored (an earlier copy failed to store while later
+            # ones did, or it was pruned): store it like any other.
         received_at = self.clock()
         summary = summarize(report)
+        conflicts = self._conflicts.get(agent.id, int(agent.summary.get("conflicting_reports", 0)))
+        if conflicts:  # kept in the stored summary, so it outlives a server restart
+            summary["conflicting_reports"] = conflicts
         stored = StoredReport(
             agent_id=agent.id,
             sequence=report.sequence,
@@ -109,6 +139,7 @@ class ReportIngestor:
             inventory_hash=report.inventory.hash if report.HasField("inventory") else "",
             inventory=compress(report.inventory.json) if report.HasField("inventory") else None,
         )
+        self._charge(agent, len(stored.body) + len(stored.inventory or b""))
         added: tuple[str, ...] = ()
         removed: tuple[str, ...] = ()
         if report.HasField("inventory") and agent.inventory_hash not in ("", report.inventory.hash):
@@ -118,7 +149,10 @@ class ReportIngestor:
             )
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self._queue.put((stored, done))
-        await done
+        try:
+            await done
+        except _Conflict:  # another copy with other content was stored first (same batch, race)
+            return self._conflict(agent, report)
         self._tell_dropped(agent, report)
         self.fleet.apply_report(agent.id, report, received_at, summary, series)
         current = self.fleet.get(agent.id)
@@ -138,6 +172,56 @@ class ReportIngestor:
         if offer is not None:
             ack.update.CopyFrom(offer)
         return ack
+
+    def _charge(self, agent: AgentRecord, size: int) -> None:
+        """Count `size` stored bytes against the disk reserve and `agent`'s budget, or raise
+        (the agent's stream ends with that status; its report stays in its spool)."""
+        if self.free_space is not None:
+            try:
+                self.free_space.charge(size)
+            except DiskReserveReached:
+                self.metrics.reports_refused.labels(budget="free_space").inc()
+                raise  # logged by FreeSpaceReserve once when the reserve is reached
+        if self.byte_budget is not None:
+            try:
+                self.byte_budget.charge(agent.id, size)
+            except BudgetExceeded as error:
+                self.metrics.reports_refused.labels(budget="agent_bytes").inc()
+                if error.first:
+                    log.warning(
+                        "refusing the reports of %s (%s): %s", agent.id, agent.hostname, error
+                    )
+                raise
+
+    def _conflict(self, agent: AgentRecord, report: agent_pb2.Report) -> agent_pb2.ReportAck:
+        """Refuse a report whose sequence the server holds with other content: count it, say
+        it, and tell the agent (acknowledged as refused, so it is not resent forever)."""
+        self.metrics.reports_conflicting.inc()
+        count = self._conflicts.get(agent.id, int(agent.summary.get("conflicting_reports", 0)))
+        count += 1
+        self._conflicts[agent.id] = count
+        agent.summary["conflicting_reports"] = count
+        now = time.monotonic()
+        if now - self._conflict_said.get(agent.id, -CONFLICT_LOG_SECONDS) >= CONFLICT_LOG_SECONDS:
+            self._conflict_said[agent.id] = now  # an agent that lost its state sends many
+            log.warning(
+                "agent %s (%s) sent report %d, but the server holds a different report under "
+                "that sequence: refused, not stored (%d such from this agent). It reused sequence "
+                "numbers: its state directory was restored from a copy, lost, or copied to another "
+                "host; a cloned host must enroll again (`rmm-agent enroll --force`)",
+                agent.id,
+                agent.hostname,
+                report.sequence,
+                count,
+            )
+        return agent_pb2.ReportAck(
+            sequence=report.sequence,
+            rejected=(
+                f"sequence {report.sequence} is already stored with other content, so this "
+                "report is refused: this agent reused sequence numbers (its state directory was "
+                "restored, lost or copied to another host)"
+            ),
+        )
 
     def _tell_dropped(self, agent: AgentRecord, report: agent_pb2.Report) -> None:
         told = self._dropped_told.get(agent.id, int(agent.summary.get("dropped_reports", 0)))
@@ -175,7 +259,9 @@ class ReportIngestor:
     async def _write(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            await asyncio.to_thread(self.store.write_reports, [stored for stored, _ in batch])
+            refused = await asyncio.to_thread(
+                self.store.write_reports, [stored for stored, _ in batch]
+            )
         except StorageError as exc:
             self.metrics.storage_errors.inc()
             log.error("storing %d reports failed: %s", len(batch), exc)
@@ -184,6 +270,11 @@ class ReportIngestor:
                     done.set_exception(exc)
             return
         self.metrics.storage_batch.observe(time.perf_counter() - started)
-        for _, done in batch:
-            if not done.done():
+        conflicting = {id(stored) for stored in refused}
+        for stored, done in batch:
+            if done.done():
+                continue
+            if id(stored) in conflicting:
+                done.set_exception(_Conflict())
+            else:
                 done.set_result(None)

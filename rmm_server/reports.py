@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from rmm_common.boundedjson import MAX_JSON_DEPTH, decode_bounded, json_depth, load_json_bounded
 from rmm_common.errors import InvalidArgument
 from rmm_proto import agent_pb2
 from rmm_server.storage import schema
@@ -66,9 +67,15 @@ MAX_COLLECTOR_ERROR_CHARS = 4096
 MAX_SAMPLES_PER_REPORT = 20_000
 MAX_LABELS_PER_SAMPLE = 8
 MAX_LABEL_VALUE_CHARS = 256
+# Collector info of one report, all collectors together (a real report carries about 4 KB).
 MAX_INFO_BYTES = 4 * 1024 * 1024
-# Sequences are stored as signed 64-bit integers.
-MAX_SEQUENCE = 2**63 - 1
+# An inventory (hardware and software lists; a workstation's is about 100 KB).
+MAX_INVENTORY_BYTES = 8 * 1024 * 1024
+# Sequences are stored as signed 64-bit integers (at most 2^63 - 1); a report with a sequence
+# near that bound would leave its agent no room, and every later report would be acknowledged
+# as a duplicate and dropped. 2^62 leaves more room than any agent can use (4.6e18 reports)
+# while refusing the values a corrupted or hostile counter jumps to.
+MAX_SEQUENCE = 2**62 - 1
 MAX_INTERVAL_SECONDS = 86_400
 MAX_AGENT_VERSION_CHARS = 64
 MAX_HASH_CHARS = 64
@@ -121,7 +128,11 @@ def validate_report(report: agent_pb2.Report) -> ReportSeries:
     if report.sequence == 0:
         raise InvalidArgument("report sequence 0 is invalid: sequences start at 1")
     if report.sequence > MAX_SEQUENCE:
-        raise InvalidArgument(f"{where}: sequence is over {MAX_SEQUENCE} (2^63 - 1)")
+        raise InvalidArgument(
+            f"{where}: sequence is over {MAX_SEQUENCE} (2^62 - 1), the most the server accepts "
+            "so that every agent keeps room for later reports; re-enroll the agent (its state "
+            "directory holds a corrupted counter)"
+        )
     if not math.isfinite(report.collected_at) or report.collected_at <= 0:
         raise InvalidArgument(f"{where}: collected_at {report.collected_at!r} is not a time")
     if report.interval_seconds > MAX_INTERVAL_SECONDS:
@@ -148,6 +159,7 @@ def validate_report(report: agent_pb2.Report) -> ReportSeries:
     series: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
     parsed: ReportSeries = []
     total = 0
+    info_bytes = 0
     for index, collector in enumerate(report.collectors):
         name = collector.name
         if not COLLECTOR_NAME_RE.match(name):
@@ -167,8 +179,14 @@ def validate_report(report: agent_pb2.Report) -> ReportSeries:
         total += len(collector.samples)
         if total > MAX_SAMPLES_PER_REPORT:
             raise InvalidArgument(f"{where}: more than {MAX_SAMPLES_PER_REPORT} samples")
-        if len(collector.info_json) > MAX_INFO_BYTES:
-            raise InvalidArgument(f"{cwhere}: info_json is over 4 MiB")
+        info_bytes += len(collector.info_json)
+        if info_bytes > MAX_INFO_BYTES:
+            raise InvalidArgument(
+                f"{cwhere}: info_json is over {MAX_INFO_BYTES // (1024 * 1024)} MiB "
+                "(all collectors' info of one report together)"
+            )
+        if collector.info_json:
+            check_json_depth(collector.info_json, f"{cwhere}: info_json")
         parsed.append(
             [
                 _validate_sample(sample, cwhere, sample_index, series)
@@ -176,10 +194,52 @@ def validate_report(report: agent_pb2.Report) -> ReportSeries:
             ]
         )
     if report.HasField("inventory"):
-        expected = inventory_hash(report.inventory.json)
+        raw = report.inventory.json
+        if len(raw) > MAX_INVENTORY_BYTES:
+            raise InvalidArgument(
+                f"{where}: inventory.json is {len(raw)} bytes; at most {MAX_INVENTORY_BYTES}"
+            )
+        expected = inventory_hash(raw)
         if report.inventory.hash != expected:
             raise InvalidArgument(f"{where}: inventory.hash does not match its content")
+        check_json_depth(raw, f"{where}: inventory.json")
     return parsed
+
+
+_OPENERS = (b"{", b"[")
+
+
+def check_json_depth(raw: bytes, what: str, limit: int = MAX_JSON_DEPTH) -> None:
+    """Raise InvalidArgument naming `what` when the JSON document `raw` nests arrays and
+    objects deeper than `limit`. A document that is not JSON at all passes: readers show it as
+    such (LazyInfo), and refusing it here would change what agents may send.
+
+    Cost: a document with at most `limit` brackets in all (most collectors' info) is passed on
+    two C-speed counts; others are decoded once (about 100 us for a 4 KB process list).
+    """
+    if raw.count(_OPENERS[0]) + raw.count(_OPENERS[1]) <= limit:
+        return  # it cannot hold more arrays and objects than brackets
+    try:
+        depth = json_depth(json.loads(raw))
+    except RecursionError:
+        depth = -1
+    except ValueError:
+        return
+    if depth < 0 or depth > limit:
+        raise InvalidArgument(
+            f"{what} nests arrays and objects "
+            + ("too deeply to decode" if depth < 0 else f"{depth} levels deep")
+            + f"; at most {limit} levels are accepted (flatten the document)"
+        )
+
+
+def readable_json(raw: bytes, what: str, limit: int = MAX_JSON_DEPTH) -> bytes:
+    """Return stored JSON `raw` as it is when any reader can decode it, else a placeholder
+    document saying why it is not shown (load_json_bounded)."""
+    if raw.count(_OPENERS[0]) + raw.count(_OPENERS[1]) <= limit:
+        return raw
+    _value, problem = decode_bounded(raw, what, limit)
+    return json.dumps({"error": problem}).encode() if problem else raw
 
 
 def _naming_problem(name: str) -> str:
@@ -318,10 +378,13 @@ class LazyInfo(Mapping[str, Any]):
     def __getitem__(self, name: str) -> Any:
         if name not in self._decoded:
             raw = self._raw[name]
-            try:
-                self._decoded[name] = json.loads(raw)
-            except ValueError:
-                self._decoded[name] = {"error": "info is not valid JSON"}
+            if raw.count(_OPENERS[0]) + raw.count(_OPENERS[1]) <= MAX_JSON_DEPTH:
+                try:  # too few brackets to nest too deep: skip the depth walk
+                    self._decoded[name] = json.loads(raw)
+                except ValueError:
+                    self._decoded[name] = {"error": "info is not valid JSON; it is not shown"}
+            else:
+                self._decoded[name] = load_json_bounded(raw, "info")
         return self._decoded[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -339,10 +402,8 @@ def software_changes(
     def packages(raw: bytes | None) -> set[str]:
         if not raw:
             return set()
-        try:
-            software = json.loads(raw).get("software", {})
-        except (ValueError, AttributeError):
-            return set()
+        document = load_json_bounded(raw, "inventory")
+        software = document.get("software", {}) if isinstance(document, dict) else {}
         found = set()
         for package in software.get("packages", []) if isinstance(software, dict) else []:
             if isinstance(package, dict) and package.get("name"):

@@ -20,10 +20,35 @@ class ServerMetrics:
             "Reports received again after they were stored (acknowledged, not stored twice).",
             registry=self.registry,
         )
+        self.reports_conflicting = Counter(
+            "rmm_server_reports_conflicting",
+            "Reports refused because the server holds another report under their agent and "
+            "sequence (a reused sequence number: agent state restored, lost or cloned). The log "
+            "names the agent and sequence; `rmm agents show` counts them per agent.",
+            registry=self.registry,
+        )
         self.reports_rejected = Counter(
             "rmm_server_reports_rejected",
             "Reports refused as invalid, by reason.",
             ["reason"],
+            registry=self.registry,
+        )
+        # Bounded labels: which budget refused (agent_bytes, free_space); the log line names
+        # the agent, once per budget window.
+        self.reports_refused = Counter(
+            "rmm_server_reports_refused",
+            "Reports not stored because a storage budget was reached, by budget: agent_bytes "
+            "(the agent's bytes per window, --agent-byte-budget) or free_space (the disk reserve, "
+            "--min-free-space). Refused reports stay in their agents' spools.",
+            ["budget"],
+            registry=self.registry,
+        )
+        for budget in ("agent_bytes", "free_space"):  # present at 0, so rate() has a start
+            self.reports_refused.labels(budget=budget)
+        self.exporter_series_dropped = Counter(
+            "rmm_exporter_series_dropped",
+            "Reported series left out of /metrics because their agent went over the exporter's "
+            "per-agent budget of series or bytes (counted per report rendered).",
             registry=self.registry,
         )
         self.report_processing = Histogram(

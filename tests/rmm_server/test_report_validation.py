@@ -26,6 +26,7 @@ from rmm_server.reports import (
     MAX_LABEL_VALUE_CHARS,
     MAX_LABELS_PER_SAMPLE,
     MAX_SAMPLES_PER_REPORT,
+    MAX_SEQUENCE,
     RESERVED_LABELS,
     inventory_hash,
     validate_report,
@@ -78,10 +79,19 @@ def test_a_good_report_passes_with_nan_and_infinities() -> None:
 def test_sequence_fits_the_database() -> None:
     assert "sequence 0 is invalid" in refused(lambda r: setattr(r, "sequence", 0))
     text = refused(lambda r: setattr(r, "sequence", 2**63))
-    assert text == "report 9223372036854775808: sequence is over 9223372036854775807 (2^63 - 1)"
+    assert text.startswith("report 9223372036854775808: sequence is over 4611686018427387903")
     report = good_report()
-    report.sequence = 2**63 - 1
+    report.sequence = MAX_SEQUENCE
     validate_report(report)
+
+
+@pytest.mark.parametrize("sequence", [2**62, 2**63 - 2, 2**63 - 1])
+def test_sequences_that_leave_no_room_are_refused(sequence: int) -> None:
+    """2^63 - 1 fits the column but would make every later report a "duplicate"; refused
+    with the bound and the fix named."""
+    text = refused(lambda r: setattr(r, "sequence", sequence))
+    assert "sequence is over 4611686018427387903 (2^62 - 1)" in text
+    assert "re-enroll the agent" in text
 
 
 @pytest.mark.parametrize("value", [0.0, -1.0, math.nan, math.inf])
@@ -309,6 +319,8 @@ def hostile_reports() -> list[tuple[agent_pb2.Report, str]]:
         (add_sample("cpu_core_usage_ratio", {"core": "0"}), "appears twice"),
         (lambda r: setattr(r.host, "os", "linux" * 10), "host.os is 50 characters long"),
         (lambda r: setattr(r, "sequence", 2**64 - 1), "sequence is over"),
+        # Fits the column, but then every later report would be taken for a duplicate.
+        (lambda r: setattr(r, "sequence", 2**63 - 1), "sequence is over"),
         (lambda r: setattr(r.collectors[0], "name", "x" * 100), "collectors[0].name"),
     ]
     reports = []
