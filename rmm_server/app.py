@@ -23,6 +23,7 @@ from rmm_server import tls
 from rmm_server.agent_credentials import AgentCredentials
 from rmm_server.alerts.service import AlertService, EscalationPolicy
 from rmm_server.audit import AuditLog
+from rmm_server.audit_checkpoints import CheckpointLog, checkpoint_file_name
 from rmm_server.background import BackgroundTasks
 from rmm_server.cluster import Cluster, PgCluster, default_replica_id
 from rmm_server.commands import CommandService
@@ -84,6 +85,10 @@ class ServerConfig:
     report_rate: Rate | None = REPORT_RATE
     # This process among replicas sharing one PostgreSQL (default hostname:gRPC port).
     replica_id: str | None = None
+    # Signed audit checkpoints (docs/audit.md): after this many entries, and at least this
+    # often while the head moves.
+    audit_checkpoint_every: int = 100
+    audit_checkpoint_seconds: float = 60.0
 
 
 class RmmServer:
@@ -208,6 +213,14 @@ class RmmServer:
             client_certs=client_certs,
         )
         signer = await asyncio.to_thread(CommandSigner.load_or_create, config.data_dir)
+        audit.checkpoints = CheckpointLog(
+            config.data_dir,
+            signer,
+            replica=cluster.replica_id,
+            file_name=checkpoint_file_name(cluster.replica_id if cluster.replicated else None),
+            every=config.audit_checkpoint_every,
+        )
+        await asyncio.to_thread(audit.checkpoint)  # the head as found at start
         if isinstance(self.cluster, PgCluster):
             self.cluster.keys = [
                 "signing:" + hashlib.sha256(signer.public_key).hexdigest()[:16],
@@ -360,6 +373,15 @@ class RmmServer:
             "interval",
             seconds=config.escalation_check_seconds,
             id="escalation",
+            coalesce=True,
+            max_instances=1,
+        )
+        # On every replica: each signs the head into its own checkpoint file.
+        self.scheduler.add_job(
+            self._checkpoint_audit,
+            "interval",
+            seconds=config.audit_checkpoint_seconds,
+            id="audit-checkpoint",
             coalesce=True,
             max_instances=1,
         )
@@ -539,6 +561,14 @@ class RmmServer:
             return False, "starting\n"
         return True, f"ok: {len(self.fleet)} agents\n"
 
+    async def _checkpoint_audit(self) -> None:
+        if self.audit is None:
+            return
+        try:
+            await asyncio.to_thread(self.audit.checkpoint)
+        except (OSError, StorageError) as exc:
+            log.error("cannot write an audit checkpoint, will retry: %s", exc)
+
     async def _prune_reports(self) -> None:
         if self.store is None:
             return
@@ -581,6 +611,8 @@ class RmmServer:
             await self.dispatcher.stop()
         if self.http is not None:
             self.http.stop()
+        # The last entries written (the calls that just finished) are signed before closing.
+        await self._checkpoint_audit()
         if self.store is not None:
             self.store.close()
         log.info("server stopped")

@@ -155,6 +155,19 @@ def main() -> None:
     default=None,
     help="This replica's name among those sharing one PostgreSQL [default: hostname:gRPC port].",
 )
+@click.option(
+    "--audit-checkpoint-every",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Sign the audit head into DATA_DIR/audit-checkpoints.log after this many entries.",
+)
+@click.option(
+    "--audit-checkpoint-interval",
+    default="60s",
+    show_default=True,
+    help="...and at least this often while it moves (docs/audit.md).",
+)
 @click.option("--offline-check-interval", default="15s", hidden=True)
 @click.option("--escalation-check-interval", default="30s", hidden=True)
 @click.option("--log-level", default="info", show_default=True)
@@ -183,6 +196,8 @@ def serve(
     operator_rate: str,
     report_rate: str,
     replica_id: str | None,
+    audit_checkpoint_every: int,
+    audit_checkpoint_interval: str,
     offline_check_interval: str,
     escalation_check_interval: str,
     log_level: str,
@@ -218,6 +233,8 @@ def serve(
             report_rate=Rate.parse(report_rate, "--report-rate"),
             script_library_dir=script_library_dir or _shipped_script_library(),
             replica_id=replica_id,
+            audit_checkpoint_every=audit_checkpoint_every,
+            audit_checkpoint_seconds=parse_duration(audit_checkpoint_interval),
         )
         if config.policies_dir is None and not no_policies:
             click.echo(
