@@ -4,12 +4,19 @@
 # shells: [powershell]
 # timeout: 30m
 # min_role: tier2
-# args: "[DAYS]"
+# params:
+#   - name: days
+#     type: int
+#     min: 1
+#     max: 3650
+#     default: 7
+#     description: delete files not written for this many days
 # ---
 # Files in use are skipped, links (junctions, symbolic links) are never followed, and only files
 # older than DAYS go, so running programs keep their fresh temp files.
 # Exit codes: 0 done (some files may have been skipped), 2 bad argument.
-param([string]$Days = '7')
+# The server passes the checked parameter as RMM_PARAM_DAYS; -Days when run by hand.
+param([string]$Days = $(if ($env:RMM_PARAM_DAYS) { $env:RMM_PARAM_DAYS } else { '7' }))
 
 $ErrorActionPreference = 'Stop'
 $parsed = 0

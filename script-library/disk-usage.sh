@@ -5,13 +5,18 @@
 # shells: [bash]
 # timeout: 5m
 # min_role: tier1
-# args: "[PATH]"
+# params:
+#   - name: path
+#     type: path
+#     default: /
+#     description: the directory whose biggest sub-directories to list
 # ---
 # du stays on the path's own filesystem (-x), so / does not wander into /proc, network shares
 # or other disks; unreadable directories are counted and reported, not fatal.
 set -uo pipefail
 
-target="${1:-/}"
+# The server passes the checked parameter as RMM_PARAM_PATH; $1 when run by hand.
+target="${RMM_PARAM_PATH:-${1:-/}}"
 if [[ ! -d "$target" ]]; then
     echo "disk-usage: $target is not a directory; give an existing directory (default /)" >&2
     exit 2

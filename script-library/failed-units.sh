@@ -5,12 +5,19 @@
 # shells: [bash]
 # timeout: 1m
 # min_role: tier1
-# args: "[LINES]"
+# params:
+#   - name: lines
+#     type: int
+#     min: 1
+#     max: 1000
+#     default: 20
+#     description: journal lines to show for each failed unit
 # ---
 # Exit codes: 0 nothing failed, 1 some unit failed, 2 bad argument, 3 no systemd on this host.
 set -uo pipefail
 
-lines="${1:-20}"
+# The server passes the checked parameter as RMM_PARAM_LINES; $1 when run by hand.
+lines="${RMM_PARAM_LINES:-${1:-20}}"
 if ! [[ "$lines" =~ ^[0-9]+$ ]] || [[ "$lines" -lt 1 ]]; then
     echo "failed-units: LINES must be a whole number of journal lines, e.g. 20 (got '$lines')" >&2
     exit 2

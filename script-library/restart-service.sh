@@ -5,12 +5,21 @@
 # shells: [bash]
 # timeout: 3m
 # min_role: tier2
-# args: "NAME"
+# params:
+#   - name: name
+#     type: string
+#     required: true
+#     pattern: "[A-Za-z0-9][A-Za-z0-9@._:-]*"
+#     description: the systemd unit, e.g. nginx or nginx.service
 # ---
 # Exit codes: 0 active after the restart, 1 restart failed or not active, 2 bad argument,
 # 3 no systemd on this host.
 set -uo pipefail
 
+# The server passes the checked parameter as RMM_PARAM_NAME; $1 when run by hand.
+if [[ -n "${RMM_PARAM_NAME:-}" ]]; then
+    set -- "$RMM_PARAM_NAME"
+fi
 if [[ $# -ne 1 || -z "$1" ]]; then
     echo "restart-service: give exactly one service name, e.g. nginx or nginx.service" >&2
     exit 2

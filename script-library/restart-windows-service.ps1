@@ -4,12 +4,18 @@
 # shells: [powershell]
 # timeout: 3m
 # min_role: tier2
-# args: "NAME"
+# params:
+#   - name: name
+#     type: string
+#     required: true
+#     pattern: "[^*?\\[\\]]+"
+#     description: the service name (e.g. Spooler) or its exact display name (e.g. Print Spooler)
 # ---
 # NAME is the service name (e.g. Spooler) or its exact display name (e.g. "Print Spooler").
 # Exit codes: 0 running after the restart, 1 restart failed or not running, 2 bad argument or
 # no such service.
-param([string]$Name = '')
+# The server passes the checked parameter as RMM_PARAM_NAME; -Name when run by hand.
+param([string]$Name = $(if ($env:RMM_PARAM_NAME) { $env:RMM_PARAM_NAME } else { '' }))
 
 $ErrorActionPreference = 'Stop'
 # One service, named exactly: a wildcard would make Restart-Service restart every match.

@@ -5,13 +5,20 @@
 # shells: [python]
 # timeout: 1m
 # min_role: tier1
-# args: "[COUNT]"
+# params:
+#   - name: count
+#     type: int
+#     min: 1
+#     max: 100
+#     default: 10
+#     description: how many processes to list in each table
 # ---
 """Top processes by CPU and by memory, on any OS the agent runs on (psutil)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from typing import NamedTuple
@@ -104,4 +111,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # The server passes the checked parameter as RMM_PARAM_COUNT; arguments when run by hand.
+    given = os.environ.get("RMM_PARAM_COUNT")
+    sys.exit(main([given] if given else sys.argv[1:]))

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rmm_common.errors import ConfigError, NotFound
+from rmm_common.errors import ConfigError, InvalidArgument, NotFound
 from rmm_server.roles import Role
+from rmm_server.script_params import Param, check_params
 from rmm_server.scripts import ScriptLibrary, ScriptLibraryError
 
 GOOD = """#!/usr/bin/env bash
@@ -509,3 +510,167 @@ def test_a_header_value_yaml_cannot_construct_is_a_problem_not_a_crash(tmp_path:
         f"{tmp_path / 'bad.sh'}:6: timeout: ValueError: invalid literal for int() with base "
         "10: 'z'; write a plain value"
     ]
+
+
+# --- declared parameters ------------------------------------------------------------------
+
+PARAMS = header(
+    "description: P.",
+    "shells: [sh]",
+    "params:",
+    "  - name: path",
+    "    type: path",
+    "    default: /var",
+    "    description: where to look",
+    "  - name: count",
+    "    type: int",
+    "    min: 1",
+    "    max: 100",
+    "    default: 10",
+    "  - name: mode",
+    "    type: choice",
+    "    choices: [fast, thorough]",
+    "    required: true",
+    "  - name: dry_run",
+    "    type: bool",
+    "    default: false",
+    "  - name: unit",
+    "    pattern: '[a-z]+'",
+)
+
+
+def test_params_are_read_with_their_types_defaults_and_rules(tmp_path: Path) -> None:
+    write(tmp_path, "p.sh", PARAMS)
+    script = ScriptLibrary.load(tmp_path).get("p")
+    by_name = {param.name: param for param in script.params}
+    assert list(by_name) == ["path", "count", "mode", "dry_run", "unit"]
+    assert by_name["path"] == Param("path", "path", "where to look", default="/var")
+    assert (by_name["count"].minimum, by_name["count"].maximum) == (1, 100)
+    assert by_name["count"].default == "10"
+    assert by_name["mode"].required and by_name["mode"].choices == ("fast", "thorough")
+    assert by_name["dry_run"].default == "false"  # YAML's false, as the script will read it
+    assert by_name["unit"].type == "string" and by_name["unit"].pattern == "[a-z]+"
+    assert by_name["dry_run"].env_name == "RMM_PARAM_DRY_RUN"
+
+
+@pytest.mark.parametrize(
+    ("lines", "line", "problem"),
+    [
+        (("params: path",), 5, "params must be a list of parameters"),
+        (("params:", "  - path"), 6, "each param is a mapping"),
+        (("params:", "  - type: int"), 6, "a param has no name"),
+        (("params:", "  - name: Path"), 6, "param name 'Path' is not a lowercase letter"),
+        (("params:", "  - name: env", "    type: float"), 7, "unknown type 'float'; use string"),
+        (
+            ("params:", "  - name: a", "    typ: int"),
+            7,
+            "unknown param key 'typ'; did you mean 'type'",
+        ),
+        (("params:", "  - name: a", "    type: choice"), 6, "type choice needs `choices"),
+        (("params:", "  - name: a", "    choices: [x]"), 7, "choices is for type choice"),
+        (("params:", "  - name: a", "    type: int", "    pattern: x"), 8, "pattern is for type"),
+        (("params:", "  - name: a", "    min: 1"), 7, "min is for type int, not string"),
+        (("params:", "  - name: a", "    type: int", "    min: one"), 8, "min must be a whole"),
+        (
+            ("params:", "  - name: a", "    type: int", "    min: 5", "    max: 1"),
+            8,
+            "min 5 is more than max 1",
+        ),
+        (("params:", "  - name: a", "    pattern: '[a-'"), 7, "pattern is not a regular expr"),
+        (("params:", "  - name: a", "    required: yes please"), 7, "required must be true or"),
+        (
+            ("params:", "  - name: a", "    required: true", "    default: x"),
+            8,
+            "a required param has no default",
+        ),
+        (
+            ("params:", "  - name: a", "    type: int", "    max: 9", "    default: 10"),
+            9,
+            "default '10' is out of range; it must be a whole number to 9",
+        ),
+        (("params:", "  - name: a", "    type: path", "    default: tmp"), 8, "absolute path"),
+        (("params:", "  - name: a", "    type: bool", "    default: maybe"), 8, "true or false"),
+        (("params:", "  - name: a", "  - name: a"), 7, "param 'a' is declared twice (first on"),
+    ],
+)
+def test_each_bad_param_names_file_line_and_problem(
+    tmp_path: Path, lines: tuple[str, ...], line: int, problem: str
+) -> None:
+    path = write(tmp_path, "p.sh", header("description: P.", "shells: [sh]", *lines))
+    errors = problems(tmp_path)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"{path}:{line}: "), errors
+    assert problem in errors[0], errors
+
+
+def test_a_run_gets_checked_params_as_rmm_param_variables_and_defaults(tmp_path: Path) -> None:
+    write(tmp_path, "p.sh", PARAMS)
+    script = ScriptLibrary.load(tmp_path).get("p")
+    env = check_params("p", script.params, {"mode": "fast", "count": "+7", "dry_run": "YES"})
+    assert env == {
+        "RMM_PARAM_PATH": "/var",
+        "RMM_PARAM_COUNT": "7",
+        "RMM_PARAM_MODE": "fast",
+        "RMM_PARAM_DRY_RUN": "true",
+    }
+    assert (
+        check_params("p", script.params, {"mode": "thorough", "unit": "nginx"})["RMM_PARAM_UNIT"]
+        == "nginx"
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({}, "--param mode is required: give --param mode=VALUE, one of fast, thorough"),
+        ({"mode": "slow"}, "--param mode=slow is not one of the choices; mode takes one of fast"),
+        (
+            {"mode": "fast", "count": "0"},
+            "--param count=0 is out of range; count takes a whole number from 1 to 100",
+        ),
+        ({"mode": "fast", "count": "1e3"}, "--param count=1e3 is not a whole number"),
+        ({"mode": "fast", "path": "var"}, "--param path=var is not an absolute path"),
+        ({"mode": "fast", "path": "/var/../etc"}, "--param path=/var/../etc has a .. part"),
+        ({"mode": "fast", "path": "/var\n/etc"}, "holds a control character"),
+        ({"mode": "fast", "unit": "a;b"}, "does not match the pattern; unit takes one line"),
+        ({"mode": "fast", "unit": "x" * 5000}, "characters long, more than 4096"),
+        (
+            {"mode": "fast", "BASH_ENV": "$(id)"},
+            "--param BASH_ENV: the script declares no such parameter",
+        ),
+        ({"mode": "fast", "cuont": "3"}, "did you mean 'count'? its parameters: path, count"),
+    ],
+)
+def test_bad_params_are_refused_naming_the_param_the_problem_and_what_it_takes(
+    tmp_path: Path, given: dict[str, str], message: str
+) -> None:
+    write(tmp_path, "p.sh", PARAMS)
+    script = ScriptLibrary.load(tmp_path).get("p")
+    with pytest.raises(InvalidArgument) as caught:
+        check_params("p", script.params, given)
+    assert str(caught.value).startswith("library script 'p': ")
+    assert message in str(caught.value)
+
+
+def test_shipped_scripts_read_their_params_from_rmm_param_variables(tmp_path: Path) -> None:
+    # As the agent runs them: the server's checked values arrive as RMM_PARAM_<NAME>.
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "data").write_bytes(os.urandom(100_000))
+    env = {**os.environ, **check_params("disk-usage", SHIPPED.get("disk-usage").params, {
+        "path": str(tmp_path)})}  # fmt: skip
+    result = run("disk-usage", env=env)
+    assert result.returncode == 0, result.stderr
+    assert str(tmp_path / "only") in result.stdout
+    params = check_params("top-processes", SHIPPED.get("top-processes").params, {"count": "2"})
+    result = run("top-processes", env={**os.environ, **params})
+    assert result.returncode == 0 and "== Top 2 by CPU" in result.stdout, result.stderr
+    params = check_params("restart-service", SHIPPED.get("restart-service").params, {"name": "x"})
+    assert params == {"RMM_PARAM_NAME": "x"}
+    with pytest.raises(InvalidArgument, match="--param name=ng\\* does not match the pattern"):
+        check_params("restart-service", SHIPPED.get("restart-service").params, {"name": "ng*"})
+    with pytest.raises(InvalidArgument, match="--param name is required"):
+        check_params("restart-service", SHIPPED.get("restart-service").params, {})
+    # Every shipped script that takes input declares it as params.
+    for name in ("disk-usage", "failed-units", "restart-service", "top-processes", "clear-temp",
+                 "restart-windows-service"):  # fmt: skip
+        assert SHIPPED.get(name).params, name
