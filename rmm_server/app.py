@@ -25,10 +25,17 @@ from rmm_server.alerts.service import AlertService, EscalationPolicy
 from rmm_server.audit import AuditLog
 from rmm_server.audit_checkpoints import CheckpointLog, checkpoint_file_name
 from rmm_server.background import BackgroundTasks
+from rmm_server.budgets import (
+    DEFAULT_AGENT_BYTE_BUDGET,
+    DEFAULT_BUDGET_WINDOW_SECONDS,
+    DEFAULT_MIN_FREE_SPACE,
+    AgentByteBudget,
+    FreeSpaceReserve,
+)
 from rmm_server.cluster import Cluster, PgCluster, default_replica_id
 from rmm_server.commands import CommandService
 from rmm_server.enrollment import Enrollment
-from rmm_server.exporter import MetricsRenderer
+from rmm_server.exporter import ExportBudget, MetricsRenderer
 from rmm_server.fleet import Fleet
 from rmm_server.grpc_api.agent_service import AgentServicer
 from rmm_server.grpc_api.guard import ServiceGuard
@@ -83,6 +90,11 @@ class ServerConfig:
     enroll_rate: Rate | None = ENROLL_RATE
     operator_rate: Rate | None = OPERATOR_RATE
     report_rate: Rate | None = REPORT_RATE
+    # Bytes one agent may have stored per window (0: no budget), and the free space the
+    # embedded database never uses (0: no reserve). See rmm_server/budgets.py.
+    agent_byte_budget: int = DEFAULT_AGENT_BYTE_BUDGET
+    agent_budget_window_seconds: float = DEFAULT_BUDGET_WINDOW_SECONDS
+    min_free_space: int = DEFAULT_MIN_FREE_SPACE
     # This process among replicas sharing one PostgreSQL (default hostname:gRPC port).
     replica_id: str | None = None
     # Signed audit checkpoints (docs/audit.md): after this many entries, and at least this
@@ -97,7 +109,7 @@ class RmmServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.metrics = ServerMetrics()
-        self.fleet = Fleet()
+        self.fleet = Fleet(ExportBudget(counter=self.metrics.exporter_series_dropped))
         self.store: Store | None = None
         self.grpc_server: grpc.aio.Server | None = None
         self.agent_servicer: AgentServicer | None = None
@@ -204,6 +216,13 @@ class RmmServer:
             self.metrics,
             after_store=alerts.on_report,
             offer_update=self.updates.offer_for if self.updates is not None else None,
+            byte_budget=AgentByteBudget(
+                config.agent_byte_budget, config.agent_budget_window_seconds
+            ),
+            # The embedded database's disk only: a PostgreSQL server watches its own.
+            free_space=FreeSpaceReserve(config.data_dir, config.min_free_space)
+            if url.startswith("sqlite")
+            else None,
         )
         self.ingestor.start()
         enrollment = Enrollment(

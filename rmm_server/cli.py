@@ -14,6 +14,7 @@ from rmm_agent import __version__  # one version constant, no metadata read at s
 from rmm_common.durations import parse_duration
 from rmm_common.errors import ConfigError, RmmError
 from rmm_common.logs import setup_logging
+from rmm_server.budgets import parse_budget, parse_size
 from rmm_server.ratelimit import (
     DEFAULT_ENROLL_RATE,
     DEFAULT_OPERATOR_RATE,
@@ -151,6 +152,20 @@ def main() -> None:
     help="Reports read per agent before its stream is slowed (never refused), or off.",
 )
 @click.option(
+    "--agent-byte-budget",
+    default="64MiB/1h",
+    show_default=True,
+    help="Bytes one agent may have stored (report bodies and inventory, compressed) per "
+    "window: SIZE/DURATION, or off. An agent over it is refused until the window ends.",
+)
+@click.option(
+    "--min-free-space",
+    default="1GiB",
+    show_default=True,
+    help="Free space kept on the data directory's filesystem: reports are refused (and wait "
+    "in their agents' spools) below it. SIZE, or off.",
+)
+@click.option(
     "--replica-id",
     default=None,
     help="This replica's name among those sharing one PostgreSQL [default: hostname:gRPC port].",
@@ -195,6 +210,8 @@ def serve(
     enroll_rate: str,
     operator_rate: str,
     report_rate: str,
+    agent_byte_budget: str,
+    min_free_space: str,
     replica_id: str | None,
     audit_checkpoint_every: int,
     audit_checkpoint_interval: str,
@@ -209,6 +226,7 @@ def serve(
 
     setup_logging(log_level, log_format)
     try:
+        byte_budget, budget_window = parse_budget(agent_byte_budget, "--agent-byte-budget")
         config = ServerConfig(
             data_dir=data_dir,
             grpc_listen=grpc_listen,
@@ -232,6 +250,9 @@ def serve(
             operator_rate=Rate.parse(operator_rate, "--operator-rate"),
             report_rate=Rate.parse(report_rate, "--report-rate"),
             script_library_dir=script_library_dir or _shipped_script_library(),
+            agent_byte_budget=byte_budget,
+            agent_budget_window_seconds=budget_window,
+            min_free_space=parse_size(min_free_space, "--min-free-space"),
             replica_id=replica_id,
             audit_checkpoint_every=audit_checkpoint_every,
             audit_checkpoint_seconds=parse_duration(audit_checkpoint_interval),
