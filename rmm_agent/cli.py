@@ -26,6 +26,7 @@ from rmm_agent.service.install import install_service, uninstall_service
 from rmm_agent.state import Identity, StateDir
 from rmm_agent.transport import (
     agent_channel,
+    describe_connect_failure,
     describe_rpc_error,
     fetch_pinned_ca,
     make_client_key,
@@ -35,6 +36,7 @@ from rmm_agent.transport import (
 from rmm_agent.update.command import attach_updater, launch
 from rmm_common.errors import ConfigError, RmmError
 from rmm_common.logs import setup_logging
+from rmm_common.net import PLAINTEXT_BEYOND_LOOPBACK_FLAG, check_plaintext
 from rmm_proto import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger("rmm_agent")
@@ -53,6 +55,16 @@ def fail(message: str, code: int = EXIT_FAILURE) -> None:
     """Print an error for a person and exit with `code`."""
     click.echo(f"rmm-agent: {message}", err=True)
     sys.exit(code)
+
+
+def warn_plaintext(server: str) -> None:
+    """Say loudly, on stderr, that this agent talks plaintext beyond loopback."""
+    click.echo(
+        f"rmm-agent: WARNING: talking PLAINTEXT gRPC to {server} beyond loopback "
+        f"({PLAINTEXT_BEYOND_LOOPBACK_FLAG}): the credential, reports and commands cross the "
+        "network readable and changeable; enroll again over TLS unless this network is trusted",
+        err=True,
+    )
 
 
 def make_collectors(disabled: list[str]) -> list[Collector]:
@@ -88,6 +100,13 @@ def main() -> None:
 @click.option("--tag", "tags", multiple=True, help="A tag for this host (repeatable).")
 @click.option("--insecure", is_flag=True, help="Talk plaintext gRPC (loopback and tests only).")
 @click.option(
+    PLAINTEXT_BEYOND_LOOPBACK_FLAG,
+    "allow_plaintext",
+    is_flag=True,
+    help="With --insecure, talk plaintext to a server beyond loopback too (a trusted network "
+    "only: the token and this agent's credential cross it readable).",
+)
+@click.option(
     "--ca-cert",
     type=click.Path(dir_okay=False, path_type=Path),
     help="PEM file of the CA that signed the server's certificate (default: system CAs).",
@@ -103,6 +122,7 @@ def enroll(
     state_dir: Path,
     tags: tuple[str, ...],
     insecure: bool,
+    allow_plaintext: bool,
     ca_cert: Path | None,
     ca_fingerprint: str | None,
     force: bool,
@@ -116,6 +136,14 @@ def enroll(
         )
     if sum(bool(x) for x in (insecure, ca_cert, ca_fingerprint)) > 1:
         fail("--insecure, --ca-cert and --ca-fingerprint exclude each other: pick one", EXIT_USAGE)
+    if insecure:
+        try:
+            if check_plaintext(
+                server, "the enrollment token and this agent's credential", allow_plaintext
+            ):
+                warn_plaintext(server)
+        except ConfigError as exc:
+            fail(str(exc), EXIT_USAGE)
     ca_pem = ""
     if ca_cert is not None:
         try:
@@ -152,7 +180,21 @@ def enroll(
             if error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT)
             else EXIT_FAILURE
         )
-        fail(f"enrollment failed: {describe_rpc_error(error, server)}", code)
+        advice = describe_connect_failure(
+            error.details() or "",
+            insecure=insecure,
+            trusted=(
+                f"the CA in --ca-cert {ca_cert}"
+                if ca_cert
+                else f"the pinned CA {ca_fingerprint}"
+                if ca_fingerprint
+                else ""
+            ),
+            pin_flag="--ca-fingerprint sha256:<hex>",
+        )
+        if advice is not None:
+            fail(f"enrollment failed: the server at {server}: {advice}", code)
+        fail(f"enrollment failed: {describe_rpc_error(error, server, pinned=bool(ca_pem))}", code)
     finally:
         channel.close()
     try:
@@ -211,6 +253,14 @@ def run(
         if interval < 1:
             fail("--interval must be at least 1 second", EXIT_USAGE)
         config.interval_seconds = interval
+    if identity.insecure:
+        try:
+            beyond = check_plaintext(identity.server, "this agent's credential", allowed=True)
+        except ConfigError:
+            beyond = True  # a malformed address is the channel's to report; warn anyway
+        if beyond:
+            # Allowed at enrollment with the explicit flag; still loud at every start.
+            warn_plaintext(identity.server)
     agent = assemble_agent(identity, state_dir, config)
     runner = agent.runner
 

@@ -219,21 +219,17 @@ class AgentRunner:
                 ):
                     log.error(
                         "%s; this agent stops: enroll it again",
-                        describe_rpc_error(error, self.identity.server),
+                        self._describe(error),
                     )
                     self.exit_code = EXIT_REFUSED
                     self.stop()
                     return
                 if is_tls_refusal(error):  # a server we do not trust: loud, every retry
-                    log.error("%s", describe_rpc_error(error, self.identity.server))
+                    log.error("%s", self._describe(error))
                 elif self._connected:
-                    log.warning(
-                        "lost the server: %s", describe_rpc_error(error, self.identity.server)
-                    )
+                    log.warning("lost the server: %s", self._describe(error))
                 else:
-                    log.debug(
-                        "still no server: %s", describe_rpc_error(error, self.identity.server)
-                    )
+                    log.debug("still no server: %s", self._describe(error))
                 self._connected = False
                 delay = backoff.next()
                 if self._reconnect.wait(delay):  # the channel is back: a moment, not the rest
@@ -260,8 +256,14 @@ class AgentRunner:
         except grpc.RpcError as error:
             log.warning(
                 "cannot replace this agent's credential now (the old one keeps working): %s",
-                describe_rpc_error(error, self.identity.server),
+                self._describe(error),
             )
+    def _describe(self, error: grpc.RpcError) -> str:
+        """Say what a failed call means, knowing whether this agent pinned its server's CA."""
+        return describe_rpc_error(
+            error, self.identity.server, pinned=bool(self.identity.ca_cert_pem)
+        )
+
             return False
         try:
             self.state.save_identity(

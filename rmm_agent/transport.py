@@ -193,16 +193,82 @@ def is_tls_refusal(error: grpc.RpcError) -> bool:
     return any(marker in (details or "") for marker in _TLS_REFUSALS)
 
 
-def describe_rpc_error(error: grpc.RpcError, server: str) -> str:
-    """Say in one line what a failed call means for the person reading the log."""
+def tls_reason(details: str) -> str:
+    """Return the TLS library's reason from grpc's details, without the connection preamble.
+
+    grpc says "failed to connect to all addresses; last error: UNKNOWN: ipv4:...: Tls handshake
+    failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL routines:OPENSSL_internal:
+    CERTIFICATE_VERIFY_FAILED: self signed certificate in certificate chain: OK"; the person
+    needs the part from CERTIFICATE_VERIFY_FAILED on.
+    """
+    for marker in _TLS_REFUSALS:
+        at = details.find(marker)
+        if at >= 0:
+            return details[at:].removesuffix(": OK")
+    return details
+
+
+def fingerprint_advice(flag: str = "--ca-fingerprint sha256:<hex>") -> str:
+    """Say how to pin the server's CA and where its fingerprint is printed."""
+    return (
+        f"pin the server's CA with {flag}: `rmm-server ca show --data-dir DIR` on the server "
+        "prints it, and `rmm tokens create` prints it beside every token"
+    )
+
+
+def describe_connect_failure(
+    details: str, *, insecure: bool, trusted: str, pin_flag: str, again: str = ""
+) -> str | None:
+    """Say what a failed connection means for TLS and how to fix it; None if not about TLS.
+
+    `details` are grpc's; `trusted` names what this side trusts ("" for the system's CAs:
+    nothing pinned); `pin_flag` is how this client takes a fingerprint; `again` is what to redo
+    after fixing it (an enrolled agent must enroll again). The text follows "the server at X: ".
+    """
+    if not insecure and "WRONG_VERSION_NUMBER" in details:
+        # Our TLS hello was answered in plaintext HTTP/2: the server runs with --insecure.
+        return (
+            "it does not speak TLS (WRONG_VERSION_NUMBER): it runs with --insecure; give this "
+            "side --insecure too, on loopback only"
+        )
+    if not insecure and any(marker in details for marker in _TLS_REFUSALS):
+        reason = tls_reason(details)
+        if not trusted:
+            return (
+                "its TLS certificate is not signed by any CA this host trusts, or not for that "
+                f"name ({reason}): no CA is pinned, so only the system's CAs are trusted; "
+                f"{again}{fingerprint_advice(pin_flag)}"
+            )
+        return (
+            f"its TLS certificate is not signed by {trusted}, or not for that name ({reason}); "
+            f"if the server's CA changed on purpose, {again}{fingerprint_advice(pin_flag)}"
+        )
+    if insecure and "Connection refused" not in details:
+        # A TLS server closes a plaintext connection without a word: grpc says "Socket closed".
+        return (
+            f"no plaintext answer ({details}): a server serving TLS (the default) closes "
+            f"--insecure connections; drop --insecure and {fingerprint_advice(pin_flag)}"
+        )
+    return None
+
+
+def describe_rpc_error(error: grpc.RpcError, server: str, *, pinned: bool) -> str:
+    """Say in one line what a failed call means for the person reading the log.
+
+    `pinned`: whether a CA was pinned for this connection (else the system's CAs are trusted),
+    which changes what a refused certificate means.
+    """
     code = error.code() if hasattr(error, "code") else None
     details = error.details() if hasattr(error, "details") else str(error)
     if is_tls_refusal(error):
-        return (
-            f"refused the server at {server}: its TLS certificate is not signed by the CA this "
-            f"agent pinned, or not for that name ({details}); if the server's CA changed on "
-            "purpose, enroll again"
+        advice = describe_connect_failure(
+            details or "",
+            insecure=False,
+            trusted="the CA this agent pinned at enrollment" if pinned else "",
+            pin_flag="--ca-fingerprint sha256:<hex>",
+            again="enroll again (rmm-agent enroll --force) and ",
         )
+        return f"refused the server at {server}: {advice or details}"
     if code == grpc.StatusCode.UNAVAILABLE:
         return f"cannot reach the server at {server}: {details}"
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -10,8 +10,9 @@ from typing import Any, TypeVar
 import click
 import grpc
 
-from rmm_agent.transport import fetch_pinned_ca
+from rmm_agent.transport import describe_connect_failure, fetch_pinned_ca
 from rmm_common.errors import ConfigError
+from rmm_common.net import PLAINTEXT_BEYOND_LOOPBACK_FLAG, check_plaintext
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import operator_pb2_grpc
 
@@ -49,6 +50,7 @@ class Connection:
     ca_cert: Path | None
     ca_fingerprint: str = ""  # "sha256:<hex>": trust only the CA in the server's chain with it
     timeout: float = 30.0
+    allow_plaintext: bool = False  # --allow-plaintext-beyond-loopback: with --insecure only
     _channel: grpc.Channel | None = None
 
     def stub(self) -> operator_pb2_grpc.OperatorServiceStub:
@@ -63,6 +65,7 @@ class Connection:
             )
         if self._channel is None:
             if self.insecure:
+                self._check_plaintext()
                 self._channel = grpc.insecure_channel(self.server)
             else:
                 root = self.ca_cert.read_bytes() if self.ca_cert else None
@@ -76,12 +79,36 @@ class Connection:
                 )
         return operator_pb2_grpc.OperatorServiceStub(self._channel)
 
+    def _check_plaintext(self) -> None:
+        """Refuse --insecure beyond loopback unless allowed; warn loudly when it is."""
+        try:
+            beyond = check_plaintext(
+                self.server, "your operator token and every command", self.allow_plaintext
+            )
+        except ConfigError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+        if beyond:
+            click.echo(
+                f"rmm: WARNING: talking PLAINTEXT gRPC to {self.server} beyond loopback "
+                f"({PLAINTEXT_BEYOND_LOOPBACK_FLAG}): your token and commands cross the network "
+                "readable and changeable",
+                err=True,
+            )
+
+    def trusted(self) -> str:
+        """Name what this connection trusts for TLS: "" when nothing is pinned (system CAs)."""
+        if self.ca_fingerprint:
+            return f"the pinned CA {self.ca_fingerprint}"
+        if self.ca_cert is not None:
+            return f"the CA in --ca-cert {self.ca_cert}"
+        return ""
+
     def call(self, method: Callable[..., T], request: Any) -> T:
         """Make one call with the operator's token; turn failures into CliError."""
         try:
             return method(request, metadata=bearer_metadata(self.token), timeout=self.timeout)
         except grpc.RpcError as error:
-            raise rpc_error_to_cli(error, self.server) from None
+            raise rpc_error_to_cli(error, self) from None
 
     def stream(
         self, method: Callable[..., Iterator[T]], request: Any, timeout: float | None = None
@@ -97,7 +124,7 @@ class Connection:
         try:
             yield from call
         except grpc.RpcError as error:
-            raise rpc_error_to_cli(error, self.server) from None
+            raise rpc_error_to_cli(error, self) from None
         finally:
             call.cancel()
 
@@ -107,14 +134,23 @@ class Connection:
             self._channel.close()
 
 
-def rpc_error_to_cli(error: grpc.RpcError, server: str) -> CliError:
-    """Return the CliError that explains a failed call."""
+def rpc_error_to_cli(error: grpc.RpcError, connection: Connection) -> CliError:
+    """Return the CliError that explains a failed call on `connection`."""
+    server = connection.server
     code = error.code()
     details = error.details() or code.name
     if code == grpc.StatusCode.UNAVAILABLE:
+        advice = describe_connect_failure(
+            details,
+            insecure=connection.insecure,
+            trusted=connection.trusted(),
+            pin_flag="--ca-fingerprint sha256:<hex> (or RMM_CA_FINGERPRINT)",
+        )
+        if advice is not None:
+            return CliError(f"the server at {server}: {advice}")
         return CliError(
-            f"cannot reach the server at {server}: {details} (is it running? is --insecure "
-            "needed or wrong?)"
+            f"cannot reach the server at {server}: {details} (is it running, and is that its "
+            "gRPC address?)"
         )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return CliError(f"the server at {server} did not answer in time")

@@ -120,6 +120,14 @@ def sample_value(value: float) -> float | str:
     help="Plaintext gRPC (loopback and tests) [RMM_INSECURE=1].",
 )
 @click.option(
+@click.option(
+    "--allow-plaintext-beyond-loopback",
+    "allow_plaintext",
+    envvar="RMM_ALLOW_PLAINTEXT_BEYOND_LOOPBACK",
+    is_flag=True,
+    help="With --insecure, talk plaintext to a server beyond loopback too (a trusted network "
+    "only: your token crosses it readable) [RMM_ALLOW_PLAINTEXT_BEYOND_LOOPBACK=1].",
+)
     "--ca-cert",
     envvar="RMM_CA_CERT",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -139,6 +147,7 @@ def main(
     token: str,
     insecure: bool,
     ca_cert: Path | None,
+    allow_plaintext: bool,
     ca_fingerprint: str,
 ) -> None:
     """Operate the RMM: enrollment tokens, agents, and more."""
@@ -153,6 +162,7 @@ def main(
         ca_cert=ca_cert,
         ca_fingerprint=ca_fingerprint.strip(),
     )
+        allow_plaintext=allow_plaintext,
     ctx.obj = connection
     ctx.call_on_close(connection.close)
 
@@ -222,6 +232,7 @@ def tokens_create(
             ca_pem=conn.ca_cert.read_text() if conn.ca_cert and installer else "",
             insecure=conn.insecure,
         )
+            allow_plaintext=conn.allow_plaintext,
         if installer is not None:
             enrollment.check()
     except (InvalidArgument, OSError) as exc:

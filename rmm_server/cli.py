@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from rmm_agent import __version__  # one version constant, no metadata read at s
 from rmm_common.durations import parse_duration
 from rmm_common.errors import ConfigError, RmmError
 from rmm_common.logs import setup_logging
+from rmm_common.net import PLAINTEXT_BEYOND_LOOPBACK_FLAG, check_plaintext
 from rmm_server.budgets import parse_budget, parse_size
 from rmm_server.ratelimit import (
     DEFAULT_ENROLL_RATE,
@@ -26,6 +28,8 @@ from rmm_server.tls import show_ca
 
 if TYPE_CHECKING:
     from rmm_server.app import ServerConfig
+
+log = logging.getLogger("rmm_server")
 
 # The server and the database layer are imported by the commands that use them: importing the
 # server takes about 2 s of CPU, which `ca show` and `--help` should not pay.
@@ -55,6 +59,13 @@ def main() -> None:
 @click.option("--grpc-listen", default="0.0.0.0:50051", show_default=True, help="HOST:PORT.")
 @click.option("--http-listen", default="0.0.0.0:9464", show_default=True, help="HOST:PORT.")
 @click.option("--insecure", is_flag=True, help="Serve gRPC in plaintext (loopback and tests).")
+@click.option(
+    PLAINTEXT_BEYOND_LOOPBACK_FLAG,
+    "allow_plaintext",
+    is_flag=True,
+    help="With --insecure, listen in plaintext on an address beyond loopback too (a trusted "
+    "network only: tokens and credentials cross it readable).",
+)
 @click.option(
     "--tls-cert",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -192,6 +203,7 @@ def serve(
     grpc_listen: str,
     http_listen: str,
     insecure: bool,
+    allow_plaintext: bool,
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_ca: Path | None,
@@ -226,6 +238,18 @@ def serve(
 
     setup_logging(log_level, log_format)
     try:
+        if insecure and check_plaintext(
+            grpc_listen, "agents' credentials and reports and operators' tokens", allow_plaintext
+        ):
+            # Loud on purpose, and on stderr even with --log-format json: a plaintext listener
+            # on the network must not look like an ordinary start.
+            log.warning(
+                "gRPC on %s in PLAINTEXT beyond loopback (%s): credentials, tokens, reports and "
+                "commands cross the network readable and changeable; use TLS unless this network "
+                "is trusted",
+                grpc_listen,
+                PLAINTEXT_BEYOND_LOOPBACK_FLAG,
+            )
         byte_budget, budget_window = parse_budget(agent_byte_budget, "--agent-byte-budget")
         config = ServerConfig(
             data_dir=data_dir,

@@ -186,7 +186,9 @@ class CommandChannel:
             except grpc.RpcError as error:
                 if self.stop_event.is_set():
                     return
-                reason = describe_rpc_error(error, self.identity.server)
+                reason = describe_rpc_error(
+                    error, self.identity.server, pinned=bool(self.identity.ca_cert_pem)
+                )
                 if error.code() == grpc.StatusCode.UNIMPLEMENTED:
                     reason = "the server does not offer commands (older server)"
                 if error.code() in (

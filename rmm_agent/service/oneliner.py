@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from rmm_agent import __version__
 from rmm_common.errors import InvalidArgument
+from rmm_common.net import PLAINTEXT_BEYOND_LOOPBACK_FLAG
 
 # The project's name on the package index: "rmm" there is an unrelated project (a placeholder
 # that does not install), so the distribution is msp-rmm while the import packages stay rmm_*.
@@ -40,6 +41,8 @@ class Enrollment:
     package: str = DEFAULT_PACKAGE
     ca_pem: str = ""
     insecure: bool = False
+    # With insecure: the operator allowed plaintext beyond loopback, so the agent is told so too.
+    allow_plaintext: bool = False
     # "sha256:<hex>" of the server's CA: the agent pins it from the server's own chain, so no
     # file travels in the command. Preferred over ca_pem when the server gives one.
     ca_fingerprint: str = ""
@@ -97,6 +100,8 @@ def unix_command(enrollment: Enrollment, platform: str = "linux") -> str:
         enroll += ["--ca-cert", ca_path]
     if enrollment.insecure:
         enroll.append("--insecure")
+        if enrollment.allow_plaintext:
+            enroll.append(PLAINTEXT_BEYOND_LOOPBACK_FLAG)
     steps.append(shlex.join(enroll))
     steps.append(shlex.join([agent, "install-service", "--state-dir", state]))
     return " && ".join(steps)
@@ -143,6 +148,8 @@ def windows_command(enrollment: Enrollment) -> str:
         enroll_args += ["--ca-cert", "$ca"]
     if enrollment.insecure:
         enroll_args.append("--insecure")
+        if enrollment.allow_plaintext:
+            enroll_args.append(PLAINTEXT_BEYOND_LOOPBACK_FLAG)
     rendered = " ".join(a if a.startswith("$") else _ps(a) for a in enroll_args)
     steps.append(native(f"& $agent {rendered}", "enrolling"))
     steps.append(native("& $agent install-service --state-dir $state", "installing the service"))

@@ -28,7 +28,12 @@ def attach_updater(runner: AgentRunner, environ: Mapping[str, str] = os.environ)
     runner.updater = updater_from_env(
         runner.state.path,
         __version__,
-        grpc_fetch(runner.channel, identity.credential, identity.server),
+        grpc_fetch(
+            runner.channel,
+            identity.credential,
+            identity.server,
+            pinned=bool(identity.ca_cert_pem),
+        ),
         restart_into_update,
         environ,
     )

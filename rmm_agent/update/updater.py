@@ -82,8 +82,11 @@ def save_verified(chunks: Iterable[bytes], size: int, sha256: str, dest: Path) -
     return dest
 
 
-def grpc_fetch(channel: grpc.Channel, credential: str, server: str) -> Fetch:
-    """Return a Fetch that streams an archive with the DownloadUpdate call."""
+def grpc_fetch(channel: grpc.Channel, credential: str, server: str, *, pinned: bool) -> Fetch:
+    """Return a Fetch that streams an archive with the DownloadUpdate call.
+
+    `pinned`: whether the agent pinned a CA at enrollment (see describe_rpc_error).
+    """
     stub = agent_pb2_grpc.AgentServiceStub(channel)
 
     def fetch(version: str) -> Iterator[bytes]:
@@ -96,7 +99,7 @@ def grpc_fetch(channel: grpc.Channel, credential: str, server: str) -> Fetch:
                 yield chunk.data
         except grpc.RpcError as error:
             raise UpdateError(
-                f"downloading agent {version}: {describe_rpc_error(error, server)}"
+                f"downloading agent {version}: {describe_rpc_error(error, server, pinned=pinned)}"
             ) from error
 
     return fetch

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import ssl
@@ -438,3 +439,109 @@ def test_mutual_tls_enrollment_needs_a_certificate_request(
         channel.close()
     (row,) = [t for t in rmm_json(server, "tokens", "list") if token.startswith(f"rmme_{t['id']}")]
     assert row["uses"] == 0  # refused before the token was spent
+
+
+# --- what a pinning mistake is told ------------------------------------------------------------
+
+
+def unpinned_env(**extra: str) -> dict[str, str]:
+    """Return an environment with no pin and no gRPC log settings of the caller's."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("RMM_", "GRPC_VERBOSITY", "GRPC_TRACE"))
+    }
+    env.update(extra)
+    return env
+
+
+def assert_pin_advice(stderr: str) -> None:
+    """The refusal says what is missing and where to get it, in one line, with no C-core log."""
+    assert "no CA is pinned" in stderr, stderr
+    assert "--ca-fingerprint" in stderr and "rmm-server ca show" in stderr, stderr
+    assert "rmm tokens create" in stderr, stderr
+    assert "ssl_transport_security" not in stderr and "Handshake failed" not in stderr, stderr
+    assert "is --insecure needed" not in stderr and "this agent pinned" not in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_a_forgotten_pin_is_named_by_the_cli_and_enroll(
+    own_ca_server: ServerProcess, tmp_path: Path
+) -> None:
+    """The issue's case: no fingerprint given; gRPC's own log line and wrong hints before."""
+    server = own_ca_server
+    env = unpinned_env(RMM_SERVER=server.grpc_address, RMM_TOKEN=server.admin_token)
+    cli = subprocess.run(
+        [str(BIN / "rmm"), "agents", "list"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert cli.returncode == 1
+    assert_pin_advice(cli.stderr)
+    assert "RMM_CA_FINGERPRINT" in cli.stderr
+
+    enroll = subprocess.run(
+        [str(BIN / "rmm-agent"), "enroll", "--server", server.grpc_address,
+         "--token", token_for(server), "--state-dir", str(tmp_path / "agent")],
+        capture_output=True, text=True, timeout=60, env=unpinned_env(),
+    )  # fmt: skip
+    assert enroll.returncode == 1
+    assert enroll.stderr.startswith("rmm-agent: enrollment failed: the server at ")
+    assert_pin_advice(enroll.stderr)
+
+    # --insecure against a TLS server is named as that, not as a server that is down.
+    plain = subprocess.run(
+        [str(BIN / "rmm"), "--insecure", "agents", "list"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert plain.returncode == 1
+    assert "closes --insecure connections; drop --insecure" in plain.stderr, plain.stderr
+    assert len(plain.stderr.strip().splitlines()) == 1, plain.stderr
+
+
+def test_tls_against_a_plaintext_server_says_it_runs_insecure(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    env = unpinned_env(RMM_SERVER=server.grpc_address, RMM_TOKEN=server.admin_token)
+    cli = subprocess.run(
+        [str(BIN / "rmm"), "agents", "list"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert cli.returncode == 1
+    assert "does not speak TLS" in cli.stderr and "--insecure" in cli.stderr, cli.stderr
+    assert "Handshake failed" not in cli.stderr, cli.stderr
+
+
+def test_an_agent_that_pinned_nothing_is_not_told_it_pinned_a_ca(
+    own_ca_server: ServerProcess, tmp_path: Path
+) -> None:
+    """Enrolled trusting the system's CAs (here: a roots file holding the server's CA), then
+    run where those CAs no longer vouch for the server: the log must not speak of a pin."""
+    server = own_ca_server
+    roots = server.data_dir / "tls" / "ca.pem"
+    state_dir, log = tmp_path / "agent", tmp_path / "agent.log"
+    enrolled = subprocess.run(
+        [str(BIN / "rmm-agent"), "enroll", "--server", server.grpc_address,
+         "--token", token_for(server), "--state-dir", str(state_dir)],
+        capture_output=True, text=True, timeout=60,
+        env=unpinned_env(GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=str(roots)),
+    )  # fmt: skip
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert identity(state_dir)["ca_cert_pem"] == ""  # nothing pinned: the system's CAs
+    other_roots = tmp_path / "other-roots.pem"
+    other_roots.write_bytes(CertificateAuthority.create("other").pem)
+    agent = subprocess.Popen(
+        [str(BIN / "rmm-agent"), "run", "--state-dir", str(state_dir), "--interval", "1"],
+        stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        env=unpinned_env(GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=str(other_roots)),
+    )  # fmt: skip
+    try:
+        marker = "ERROR rmm_agent.runner: refused the server at"
+
+        def refused() -> list[str]:
+            return [line for line in log.read_text().splitlines() if marker in line]
+
+        [line, *_] = wait_for(refused, 60, f"the agent to refuse the server (log: {log})")
+        assert "no CA is pinned" in line and "rmm-server ca show" in line, line
+        assert "this agent pinned" not in line, line
+        assert "ssl_transport_security" not in log.read_text()
+    finally:
+        agent.terminate()
+        agent.wait(15)
