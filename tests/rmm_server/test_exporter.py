@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import Any
 
 from rmm_proto import agent_pb2, common_pb2
 from rmm_server.exporter import (
+    DEFAULT_MAX_BYTES_PER_AGENT,
+    DEFAULT_MAX_SERIES_PER_AGENT,
+    ExportBudget,
     MetricsRenderer,
     escape_label_value,
     format_value,
     render_agent_fragments,
 )
 from rmm_server.fleet import Fleet
-from rmm_server.reports import validate_report
+from rmm_server.reports import MAX_LABEL_VALUE_CHARS, MAX_SAMPLES_PER_REPORT, validate_report
 from rmm_server.server_metrics import ServerMetrics
 from rmm_server.storage import AgentRecord
 
@@ -103,3 +108,63 @@ def test_validated_samples_render_as_the_report_reads() -> None:
         assert fragments["rmm_system_uptime_seconds"] == (
             f"rmm_system_uptime_seconds{{{labels}}} 3\n"
         )
+
+
+def flood_report(samples: int, label_chars: int) -> agent_pb2.Report:
+    """A report inside every per-field limit that would put megabytes on /metrics."""
+    result = agent_pb2.CollectorResult(name="flood", ok=True)
+    labels = {f"l{n}": "v" * label_chars for n in range(8)}
+    for index in range(samples):
+        result.samples.append(
+            common_pb2.Sample(name="flood_ratio", value=index, labels={**labels, "l0": str(index)})
+        )
+    return agent_pb2.Report(
+        sequence=1, collected_at=time.time(), interval_seconds=30, collectors=[result]
+    )
+
+
+def test_one_agent_cannot_inflate_metrics_past_its_budget(caplog: Any) -> None:
+    """8 labels of 256 characters on 20,000 series were 15 MB per agent; with the default
+    budget one agent's share is bounded, the cut is counted and logged once per agent."""
+    metrics = ServerMetrics()
+    fleet = Fleet(ExportBudget(counter=metrics.exporter_series_dropped))
+    hog, honest = record("hog"), record("honest")
+    fleet.add(hog)
+    fleet.add(honest)
+    flood = flood_report(MAX_SAMPLES_PER_REPORT, MAX_LABEL_VALUE_CHARS)
+    series = validate_report(flood)
+    with caplog.at_level(logging.WARNING, logger="rmm_server.exporter"):
+        for sequence in (1, 2):
+            flood.sequence = sequence
+            assert fleet.apply_report("hog", flood, time.time(), {}, series)
+        assert fleet.apply_report("honest", report(1, 0.5), time.time(), {})
+    text = MetricsRenderer(fleet, metrics.registry).render().decode()
+    hog_bytes = sum(len(line) + 1 for line in text.splitlines() if 'agent="hog"' in line)
+    assert hog_bytes <= DEFAULT_MAX_BYTES_PER_AGENT + 4096, hog_bytes  # + its derived series
+    kept = text.count("rmm_flood_ratio{")
+    assert 0 < kept < DEFAULT_MAX_SERIES_PER_AGENT
+    dropped = MAX_SAMPLES_PER_REPORT - kept
+    assert (
+        f'rmm_agent_exporter_series_dropped{{client="ac\\"me",site="hq",agent="hog"}} {dropped}\n'
+        in text
+    )
+    assert f"rmm_exporter_series_dropped_total {2 * dropped}.0" in text  # two reports cut
+    assert 'agent="honest",mountpoint="/"} 0.5' in text  # the other agent is whole
+    assert (
+        'rmm_agent_exporter_series_dropped{client="ac\\"me",site="hq",agent="honest"}' not in text
+    )
+    told = [r for r in caplog.records if "hog" in r.getMessage()]
+    assert len(told) == 1 and f"{dropped} series of its reports are left out" in told[0].message
+
+
+def test_series_budget_cuts_the_reports_tail_in_order() -> None:
+    budget = ExportBudget(max_series=3, max_bytes=10**9)
+    fragments = render_agent_fragments(record("a"), flood_report(5, 1), budget=budget)
+    lines = fragments["rmm_flood_ratio"].splitlines()
+    assert [line.split('l0="')[1].split('"')[0] for line in lines] == ["0", "1", "2"]
+    assert fragments["rmm_agent_exporter_series_dropped"].endswith(" 2\n")
+    assert budget.dropped_total == 2
+    # A report that fits again shows no cut: the per-agent series goes with it.
+    fitting = render_agent_fragments(record("a"), flood_report(3, 1), budget=budget)
+    assert "rmm_agent_exporter_series_dropped" not in fitting
+    assert budget.dropped_total == 2
