@@ -528,11 +528,13 @@ def agents_show(conn: Connection, agent: str, output: str) -> None:
         return
     summary = detail.summary
     facts = Table.grid(padding=(0, 2))
+                "skipped_sequences": detail.skipped_sequences,
+                "conflicting_reports": detail.conflicting_reports,
     facts.add_column(style="bold")
     facts.add_column()
     for key, value in (
         ("id", summary.id),
-        ("hostname", summary.hostname),
+        ("hostname", f"{printable_name(summary.hostname)} (as the agent reports it)"),
         ("client / site", f"{summary.client} / {summary.site}"),
         ("tags", ", ".join(summary.tags) or "-"),
         ("os", f"{summary.os_name} {summary.os_version} ({summary.os}, {detail.arch})"),
@@ -566,6 +568,16 @@ def agents_show(conn: Connection, agent: str, output: str) -> None:
             f"{detail.inventory_hash[:12] or '-'} updated {when(detail.inventory_updated_at, now)}",
         ),
     ):
+            )
+            + (
+                f", {detail.skipped_sequences} sequence numbers skipped (unclean agent stops)"
+                if detail.skipped_sequences
+                else ""
+            )
+            + (
+                f", {detail.conflicting_reports} REFUSED: sequence reused with other content"
+                if detail.conflicting_reports
+                else ""
         facts.add_row(key, str(value))
     print_table(facts)
     collectors = Table("COLLECTOR", "STATUS", "TIME")
@@ -604,7 +616,7 @@ def agents_show(conn: Connection, agent: str, output: str) -> None:
 def agents_revoke(conn: Connection, agent: str, yes: bool, output: str) -> None:
     """Revoke an agent for good: its credential stops working and its streams are cut at once.
 
-    AGENT is an id, a unique start of one, or a hostname. The agent stops; to bring the host
+    AGENT is an id, a unique start of one, or host=NAME. The agent stops; to bring the host
     back, enroll it again with a new token.
     """
     confirm_unless_yes(
@@ -616,7 +628,8 @@ def agents_revoke(conn: Connection, agent: str, yes: bool, output: str) -> None:
     emit(
         output,
         agent_row(summary, time.time()),
-        f"agent {summary.id} ({summary.hostname}) revoked; its connections were cut",
+        f"agent {summary.id} ({printable_name(summary.hostname)}) revoked; its connections were "
+        "cut",
     )
 
 
@@ -637,7 +650,8 @@ def agents_rotate(conn: Connection, agent: str, output: str) -> None:
     emit(
         output,
         {**agent_row(summary, time.time()), "rotation_requested": True},
-        f"agent {summary.id} ({summary.hostname}) will replace its credential at its next report",
+        f"agent {summary.id} ({printable_name(summary.hostname)}) will replace its credential at "
+        "its next report",
     )
 
 
@@ -750,7 +764,7 @@ def alerts_list(
             alert.tier,
             alert.rule,
             f"{alert.client}/{alert.site}",
-            alert.hostname,
+            escape(f"{printable_name(alert.hostname)} [{alert.agent_id[:12]}]"),
             ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items())),
             "-" if math.isnan(alert.value) else f"{alert.value:g}",
             when(alert.fired_at or alert.started_at, now),

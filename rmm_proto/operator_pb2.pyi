@@ -162,6 +162,20 @@ class RotateAgentCredentialRequest(_message.Message):
     agent: str
     def __init__(self, agent: _Optional[str] = ...) -> None: ...
 
+class UpdateAgentRequest(_message.Message):
+    __slots__ = ("agent", "client", "site", "add_tags", "remove_tags")
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    ADD_TAGS_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_TAGS_FIELD_NUMBER: _ClassVar[int]
+    agent: str
+    client: str
+    site: str
+    add_tags: _containers.RepeatedScalarFieldContainer[str]
+    remove_tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, agent: _Optional[str] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., add_tags: _Optional[_Iterable[str]] = ..., remove_tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class GetAgentRequest(_message.Message):
     __slots__ = ("agent",)
     AGENT_FIELD_NUMBER: _ClassVar[int]
@@ -271,6 +285,48 @@ class AlertInfo(_message.Message):
     suppressed_by: str
     history_json: str
     def __init__(self, id: _Optional[str] = ..., rule: _Optional[str] = ..., rule_key: _Optional[str] = ..., agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., state: _Optional[str] = ..., severity: _Optional[str] = ..., tier: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., annotations: _Optional[_Mapping[str, str]] = ..., value: _Optional[float] = ..., started_at: _Optional[float] = ..., fired_at: _Optional[float] = ..., resolved_at: _Optional[float] = ..., acknowledged_by: _Optional[str] = ..., acknowledged_at: _Optional[float] = ..., ack_comment: _Optional[str] = ..., suppressed_by: _Optional[str] = ..., history_json: _Optional[str] = ...) -> None: ...
+
+class GetAlertRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class AlertNotification(_message.Message):
+    __slots__ = ("at", "receiver", "notifier", "status", "delivered", "error", "group_key")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    RECEIVER_FIELD_NUMBER: _ClassVar[int]
+    NOTIFIER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    GROUP_KEY_FIELD_NUMBER: _ClassVar[int]
+    at: float
+    receiver: str
+    notifier: str
+    status: str
+    delivered: bool
+    error: str
+    group_key: str
+    def __init__(self, at: _Optional[float] = ..., receiver: _Optional[str] = ..., notifier: _Optional[str] = ..., status: _Optional[str] = ..., delivered: _Optional[bool] = ..., error: _Optional[str] = ..., group_key: _Optional[str] = ...) -> None: ...
+
+class AlertDetail(_message.Message):
+    __slots__ = ("alert", "expr", "for_seconds", "policy_file", "agent", "silences", "notifications")
+    ALERT_FIELD_NUMBER: _ClassVar[int]
+    EXPR_FIELD_NUMBER: _ClassVar[int]
+    FOR_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FILE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    SILENCES_FIELD_NUMBER: _ClassVar[int]
+    NOTIFICATIONS_FIELD_NUMBER: _ClassVar[int]
+    alert: AlertInfo
+    expr: str
+    for_seconds: float
+    policy_file: str
+    agent: AgentSummary
+    silences: _containers.RepeatedCompositeFieldContainer[SilenceInfo]
+    notifications: _containers.RepeatedCompositeFieldContainer[AlertNotification]
+    def __init__(self, alert: _Optional[_Union[AlertInfo, _Mapping]] = ..., expr: _Optional[str] = ..., for_seconds: _Optional[float] = ..., policy_file: _Optional[str] = ..., agent: _Optional[_Union[AgentSummary, _Mapping]] = ..., silences: _Optional[_Iterable[_Union[SilenceInfo, _Mapping]]] = ..., notifications: _Optional[_Iterable[_Union[AlertNotification, _Mapping]]] = ...) -> None: ...
 
 class ListAlertsRequest(_message.Message):
     __slots__ = ("states", "client", "severity", "agent", "limit")
@@ -435,18 +491,26 @@ class ReloadPoliciesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ReloadPoliciesResponse(_message.Message):
-    __slots__ = ("ok", "errors", "policies", "rules", "other_replicas")
+    __slots__ = ("ok", "errors", "policies", "rules", "other_replicas", "notify_config", "notify_ok", "notify_errors", "receivers")
     OK_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
     OTHER_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    NOTIFY_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    NOTIFY_OK_FIELD_NUMBER: _ClassVar[int]
+    NOTIFY_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVERS_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     errors: _containers.RepeatedScalarFieldContainer[str]
     policies: int
     rules: int
     other_replicas: int
-    def __init__(self, ok: _Optional[bool] = ..., errors: _Optional[_Iterable[str]] = ..., policies: _Optional[int] = ..., rules: _Optional[int] = ..., other_replicas: _Optional[int] = ...) -> None: ...
+    notify_config: bool
+    notify_ok: bool
+    notify_errors: _containers.RepeatedScalarFieldContainer[str]
+    receivers: int
+    def __init__(self, ok: _Optional[bool] = ..., errors: _Optional[_Iterable[str]] = ..., policies: _Optional[int] = ..., rules: _Optional[int] = ..., other_replicas: _Optional[int] = ..., notify_config: _Optional[bool] = ..., notify_ok: _Optional[bool] = ..., notify_errors: _Optional[_Iterable[str]] = ..., receivers: _Optional[int] = ...) -> None: ...
 
 class ExplainPolicyRequest(_message.Message):
     __slots__ = ("agent",)

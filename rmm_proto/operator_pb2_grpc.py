@@ -69,6 +69,11 @@ class OperatorServiceStub:
                 request_serializer=rmm__proto_dot_operator__pb2.RotateAgentCredentialRequest.SerializeToString,
                 response_deserializer=rmm__proto_dot_operator__pb2.AgentSummary.FromString,
                 _registered_method=True)
+        self.UpdateAgent = channel.unary_unary(
+                '/rmm.v1.OperatorService/UpdateAgent',
+                request_serializer=rmm__proto_dot_operator__pb2.UpdateAgentRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.AgentSummary.FromString,
+                _registered_method=True)
         self.ListAlerts = channel.unary_unary(
                 '/rmm.v1.OperatorService/ListAlerts',
                 request_serializer=rmm__proto_dot_operator__pb2.ListAlertsRequest.SerializeToString,
@@ -78,6 +83,11 @@ class OperatorServiceStub:
                 '/rmm.v1.OperatorService/AckAlert',
                 request_serializer=rmm__proto_dot_operator__pb2.AckAlertRequest.SerializeToString,
                 response_deserializer=rmm__proto_dot_operator__pb2.AlertInfo.FromString,
+                _registered_method=True)
+        self.GetAlert = channel.unary_unary(
+                '/rmm.v1.OperatorService/GetAlert',
+                request_serializer=rmm__proto_dot_operator__pb2.GetAlertRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.AlertDetail.FromString,
                 _registered_method=True)
         self.CreateSilence = channel.unary_unary(
                 '/rmm.v1.OperatorService/CreateSilence',
@@ -233,6 +243,13 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateAgent(self, request, context):
+        """Move an agent to another client or site, or change its tags, without enrolling it again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAlerts(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -241,6 +258,13 @@ class OperatorServiceServicer:
 
     def AckAlert(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAlert(self, request, context):
+        """Everything about one alert: its rule, agent, history, silences and notifications.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -413,6 +437,11 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     request_deserializer=rmm__proto_dot_operator__pb2.RotateAgentCredentialRequest.FromString,
                     response_serializer=rmm__proto_dot_operator__pb2.AgentSummary.SerializeToString,
             ),
+            'UpdateAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAgent,
+                    request_deserializer=rmm__proto_dot_operator__pb2.UpdateAgentRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.AgentSummary.SerializeToString,
+            ),
             'ListAlerts': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAlerts,
                     request_deserializer=rmm__proto_dot_operator__pb2.ListAlertsRequest.FromString,
@@ -422,6 +451,11 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.AckAlert,
                     request_deserializer=rmm__proto_dot_operator__pb2.AckAlertRequest.FromString,
                     response_serializer=rmm__proto_dot_operator__pb2.AlertInfo.SerializeToString,
+            ),
+            'GetAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAlert,
+                    request_deserializer=rmm__proto_dot_operator__pb2.GetAlertRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.AlertDetail.SerializeToString,
             ),
             'CreateSilence': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSilence,
@@ -729,6 +763,33 @@ class OperatorService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/UpdateAgent',
+            rmm__proto_dot_operator__pb2.UpdateAgentRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.AgentSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListAlerts(request,
             target,
             options=(),
@@ -772,6 +833,33 @@ class OperatorService:
             '/rmm.v1.OperatorService/AckAlert',
             rmm__proto_dot_operator__pb2.AckAlertRequest.SerializeToString,
             rmm__proto_dot_operator__pb2.AlertInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/GetAlert',
+            rmm__proto_dot_operator__pb2.GetAlertRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.AlertDetail.FromString,
             options,
             channel_credentials,
             insecure,

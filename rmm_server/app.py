@@ -43,6 +43,7 @@ from rmm_server.grpc_api.operator_service import OperatorServicer
 from rmm_server.http_api import HttpApi
 from rmm_server.ingest import ReportIngestor
 from rmm_server.notify import Dispatcher, Notification, NotifyError, load_notify_config
+from rmm_server.notify.reload import NotifyReloader
 from rmm_server.operators import Operators
 from rmm_server.ratelimit import ENROLL_RATE, OPERATOR_RATE, REPORT_RATE, Rate, RateLimits
 from rmm_server.remediation import Remediator
@@ -121,6 +122,7 @@ class RmmServer:
         self.admin_token_path: Path | None = None
         self.alerts: AlertService | None = None
         self.dispatcher: Dispatcher | None = None
+        self.notify_reloader: NotifyReloader | None = None  # with --notify-config only
         self.updates: UpdateIndex | None = None
         # One object for the server's lifetime: reloads swap its contents, so the servicer's
         # reference stays current.
@@ -206,6 +208,14 @@ class RmmServer:
             await self.dispatcher.start()
             alerts.submit = self.dispatcher.submit
             alerts.escalation = EscalationPolicy(notify_config.ack_timeout, notify_config.next_tier)
+            self.notify_reloader = NotifyReloader(
+                config.notify_config,
+                self.dispatcher,
+                self.metrics.registry,
+                on_loaded=lambda new: setattr(
+                    alerts, "escalation", EscalationPolicy(new.ack_timeout, new.next_tier)
+                ),
+            )
 
         if config.agent_updates_dir is not None:
             self.updates = UpdateIndex(config.agent_updates_dir)
@@ -321,6 +331,7 @@ class RmmServer:
                 operators=operators,
                 credentials=credentials,
                 cluster=cluster,
+                notify=self.notify_reloader,
             ),
             server,
         )
@@ -556,19 +567,24 @@ class RmmServer:
             log.error("cannot record a failed notification to %s: %s", receiver, exc)
 
     def _reload_asked(self, message: dict[str, Any]) -> None:
-        log.info("reloading policies and scripts: an operator asked replica %s", message["r"])
+        log.info(
+            "reloading policies, scripts and the notification config: an operator asked replica %s",
+            message["r"],
+        )
         self._background.spawn(self.reload_policies())
 
     async def reload_policies(self) -> None:
-        """Reload the policy directory and script library, re-index agent archives (SIGHUP).
+        """Reload the policies, script library and notification config, re-index agent archives.
 
-        A broken policy set, script library or archive directory is refused and logged; the old
-        one stays.
+        On SIGHUP and when another replica asks. A broken policy set, script library,
+        notification config or archive directory is refused and logged; the old one stays.
         """
         # The library first: policies' `remediate` may name a script added with them.
         await asyncio.to_thread(self.scripts.reload)  # logs why a broken library is refused
         if self.alerts is not None:
             await asyncio.to_thread(self.alerts.reload_policies)
+        if self.notify_reloader is not None:
+            await self.notify_reloader.reload()  # logs why a broken file is refused
         if self.updates is not None:
             try:
                 await asyncio.to_thread(self.updates.scan)

@@ -26,6 +26,7 @@ from rmm_server.grpc_api.admin_api import AdminApi
 from rmm_server.grpc_api.command_api import CommandApi
 from rmm_server.grpc_api.guard import current_operator
 from rmm_server.grpc_api.script_api import ScriptApi
+from rmm_server.notify.reload import NotifyReloader
 from rmm_server.operators import Operators
 from rmm_server.reports import LazyInfo, decompress
 from rmm_server.scripts import ScriptLibrary
@@ -180,6 +181,7 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         operators: Operators | None = None,
         credentials: AgentCredentials | None = None,
         cluster: Cluster | None = None,
+        notify: NotifyReloader | None = None,
     ) -> None:
         self.store = store
         self.enrollment = enrollment
@@ -197,6 +199,8 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
             credentials if credentials is not None else AgentCredentials(store, self.fleet)
         )
         self.cluster = cluster if cluster is not None else Cluster("local")
+        # Reloads --notify-config with the policies (None: the server runs without one).
+        self.notify = notify
 
     async def CreateEnrollmentToken(
         self,
@@ -452,6 +456,9 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
             self.cluster.publish("reload")
         return operator_pb2.ReloadPoliciesResponse(
             ok=ok and not script_errors,
+        notify_ok, notify_errors = True, []
+        if self.notify is not None:
+            notify_ok, notify_errors = await self.notify.reload()
             errors=[*errors, *script_errors],
             policies=len(policies.policies) if policies is not None else 0,
             rules=len(policies) if policies is not None else 0,
@@ -464,6 +471,10 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         agent = await asyncio.to_thread(self._find_agent, request.agent.strip())
         if self.alerts.policies is None:
             raise ConfigError("the server runs without --policies: no rules are in force")
+            notify_config=self.notify is not None,
+            notify_ok=notify_ok,
+            notify_errors=notify_errors,
+            receivers=self.notify.receivers if self.notify is not None else 0,
         response = operator_pb2.ExplainPolicyResponse(agent_id=agent.id)
         for rule in self.alerts.explain(agent):
             explained = operator_pb2.ExplainedRule(
