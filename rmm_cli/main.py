@@ -26,6 +26,7 @@ from rmm_agent.service.oneliner import (
     installer_command,
 )
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
+from rmm_common.agent_words import printable_name
 from rmm_common.durations import format_duration, parse_duration
 from rmm_common.errors import InvalidArgument
 from rmm_proto import operator_pb2
@@ -454,7 +455,7 @@ def agents_list(
     cells = [
         (
             agent.id[:12],
-            agent.hostname,
+            printable_name(agent.hostname),  # the agent's own word: shown, never trusted
             agent.client,
             agent.site,
             ",".join(agent.tags),
@@ -496,7 +497,7 @@ def agents_list(
 @OUTPUT_OPTION
 @click.pass_obj
 def agents_show(conn: Connection, agent: str, output: str) -> None:
-    """Show one agent (id, unique id prefix, or hostname) in full."""
+    """Show one agent (id, unique id prefix, or host=NAME for a hostname) in full."""
     detail = conn.call(conn.stub().GetAgent, operator_pb2.GetAgentRequest(agent=agent))
     now = time.time()
     info = json.loads(detail.info_json) if detail.info_json else {}
@@ -796,7 +797,8 @@ def alerts_ack(conn: Connection, alert_id: str, comment: str, output: str) -> No
     emit(
         output,
         alert_row(alert),
-        f"alert {alert.id} ({alert.rule} on {alert.hostname}) acknowledged",
+        f"alert {alert.id} ({alert.rule} on {printable_name(alert.hostname)} "
+        f"[{alert.agent_id[:12]}]) acknowledged",
     )
 
 

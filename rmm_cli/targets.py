@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rmm_cli.client import EXIT_FAILED, EXIT_USAGE, CliError, Connection
-from rmm_common.agent_words import parse_agent_word
+from rmm_common.agent_words import parse_agent_word, printable_name
 from rmm_common.durations import format_duration, parse_duration
 from rmm_common.errors import InvalidArgument
 from rmm_proto import commands_pb2, operator_pb2
@@ -255,16 +255,6 @@ def printable(text: str) -> str:
     return "".join(
         "\ufffd" if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text
     )
-
-
-def printable_name(text: str) -> str:
-    """Return agent-reported text such as a hostname on one line, with what cannot be seen shown.
-
-    A hostname is what the agent says of itself: control, format (zero-width, bidi override)
-    and separator characters are shown as escapes (web-01\\u200b), so that a look-alike reads
-    differently from the name it imitates and cannot rewrite the terminal.
-    """
-    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
 
 
 def agent_label(hostname: str, agent_id: str) -> str:

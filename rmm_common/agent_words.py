@@ -141,3 +141,13 @@ def shown_hostname(text: str) -> str:
     cannot reach the operator's terminal.
     """
     return ascii(text)
+
+
+def printable_name(text: str) -> str:
+    """Return agent-reported text such as a hostname on one line, with what cannot be seen shown.
+
+    A hostname is what the agent says of itself: control, format (zero-width, bidi override)
+    and separator characters are shown as escapes (web-01\\u200b), so that a look-alike reads
+    differently from the name it imitates and cannot rewrite the terminal.
+    """
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
