@@ -27,6 +27,7 @@ from rmm_agent.service.oneliner import (
 )
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
 from rmm_common.agent_words import printable_name
+from rmm_common.boundedjson import load_json_bounded
 from rmm_common.durations import format_duration, parse_duration
 from rmm_common.errors import InvalidArgument
 from rmm_proto import operator_pb2
@@ -500,8 +501,14 @@ def agents_show(conn: Connection, agent: str, output: str) -> None:
     """Show one agent (id, unique id prefix, or host=NAME for a hostname) in full."""
     detail = conn.call(conn.stub().GetAgent, operator_pb2.GetAgentRequest(agent=agent))
     now = time.time()
-    info = json.loads(detail.info_json) if detail.info_json else {}
-    inventory = json.loads(detail.inventory_json) if detail.inventory_json else {}
+    # Bounded: an older server passes stored documents as they are, and one nested a thousand
+    # deep must print a placeholder, not a RecursionError.
+    info = load_json_bounded(detail.info_json, "the agent's info") if detail.info_json else {}
+    inventory = (
+        load_json_bounded(detail.inventory_json, "the agent's inventory")
+        if detail.inventory_json
+        else {}
+    )
     if output == "json":
         emit_json(
             {
@@ -1177,7 +1184,7 @@ def policy_explain(conn: Connection, agent: str, output: str) -> None:
 def _report_from_agent(conn: Connection, agent: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fetch an agent's latest report from the server as report JSON and its placement."""
     detail = conn.call(conn.stub().GetAgent, operator_pb2.GetAgentRequest(agent=agent))
-    info = json.loads(detail.info_json) if detail.info_json else {}
+    info = load_json_bounded(detail.info_json, "the agent's info") if detail.info_json else {}
     summary = detail.summary
     collectors: list[dict[str, Any]] = [
         {"name": name, "samples": [], "info": value} for name, value in info.items()
