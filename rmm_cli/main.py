@@ -25,9 +25,11 @@ from rmm_agent.service.oneliner import (
     ca_fingerprint,
     installer_command,
 )
+from rmm_agent.transport import normalize_fingerprint
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
 from rmm_common.agent_words import printable_name
 from rmm_common.boundedjson import load_json_bounded
+from rmm_common.cliparams import checked, server_address
 from rmm_common.durations import format_duration, parse_duration
 from rmm_common.errors import InvalidArgument
 from rmm_proto import operator_pb2
@@ -113,7 +115,13 @@ def sample_value(value: float) -> float | str:
 
 
 @click.group()
-@click.option("--server", envvar="RMM_SERVER", default="", help="Server HOST:PORT [RMM_SERVER].")
+@click.option(
+    "--server",
+    envvar="RMM_SERVER",
+    default="",
+    callback=checked(server_address),
+    help="Server HOST:PORT [RMM_SERVER].",
+)
 @click.option("--token", envvar="RMM_TOKEN", default="", help="Operator token [RMM_TOKEN].")
 @click.option(
     "--insecure",
@@ -139,6 +147,7 @@ def sample_value(value: float) -> float | str:
     "--ca-fingerprint",
     envvar="RMM_CA_FINGERPRINT",
     default="",
+    callback=checked(lambda value, _flag: normalize_fingerprint(value)),
     help="sha256:<hex> of the server's CA, to trust it without a file [RMM_CA_FINGERPRINT].",
 )
 @click.version_option(__version__, package_name="msp-rmm")
