@@ -32,13 +32,13 @@ from rmm_cli.targets import (
     human_bytes,
     option_duration,
     printable,
-    printable_name,
     result_summary,
     run_options,
     status_cell,
     status_name,
     target_argument,
 )
+from rmm_common.agent_words import printable_name
 from rmm_common.durations import format_duration
 from rmm_proto import commands_pb2, operator_pb2
 
