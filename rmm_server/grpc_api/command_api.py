@@ -161,9 +161,6 @@ class CommandApi:
             return action, payload, action, Role.VIEWER, DEFAULT_TIMEOUT_SECONDS, None
         script = commands_pb2.RunScript()
         script.CopyFrom(payload)
-        problems = script_request_problems(script)
-        if problems:
-            raise InvalidArgument("; ".join(problems))
         if script.library_name and not script.body:
             entry = self.scripts.get(script.library_name)
             script.body = entry.body
@@ -201,9 +198,13 @@ class CommandApi:
                 "the signature): have the hosts download bigger files, e.g. with rmm run"
             )
         try:
+            # Checked for every role, and before the role: whoever tries BASH_ENV is refused.
+            problems = script_request_problems(payload) if action == "run_script" else []
+            if problems:
+                raise InvalidArgument("; ".join(problems))
             check_library_inputs(entry, payload, Role.parse(operator.role), operator.name)
             check_action_allowed(role_action, Role.parse(operator.role), operator.name, floor)
-        except PermissionDenied as error:
+        except (PermissionDenied, InvalidArgument) as error:
             if service.audit is not None:
                 # What was asked, in full: a refused attempt is worth as much as a sent one.
                 details = {
@@ -216,7 +217,7 @@ class CommandApi:
                     "RunCommand",
                     describe_selector(request.target),
                     details,
-                    f"denied: {error}",
+                    f"{'denied' if isinstance(error, PermissionDenied) else 'refused'}: {error}",
                 )
                 await asyncio.to_thread(service.audit, [denial])
             raise

@@ -229,7 +229,7 @@ def test_each_role_may_send_only_the_actions_its_tier_allows(
     tokens = {role: operator_token(server, f"{role}-ops", role) for role in ("viewer", "tier1")}
     library = operator_pb2.RunCommandRequest(
         target=operator_pb2.TargetSelector(agents=[agent.id]),
-        run_script=commands_pb2.RunScript(library_name="top-processes", args=["3"]),
+        run_script=commands_pb2.RunScript(library_name="top-processes", params={"count": "3"}),
     )
     ad_hoc = script(agent.id, "echo hi")
     reboot = operator_pb2.RunCommandRequest(
