@@ -34,6 +34,7 @@ from rmm_agent.transport import (
     open_channel,
 )
 from rmm_agent.update.command import attach_updater, launch
+from rmm_common.cliparams import checked, server_address
 from rmm_common.errors import ConfigError, RmmError
 from rmm_common.logs import setup_logging
 from rmm_common.net import PLAINTEXT_BEYOND_LOOPBACK_FLAG, check_plaintext
@@ -88,13 +89,18 @@ def read_config(path: Path | None) -> AgentConfig:
 
 
 @click.group()
-@click.version_option(__version__, package_name="rmm")
+@click.version_option(__version__, package_name="msp-rmm")
 def main() -> None:
     """The RMM agent for this host."""
 
 
 @main.command()
-@click.option("--server", required=True, help="The server's gRPC address, HOST:PORT.")
+@click.option(
+    "--server",
+    required=True,
+    callback=checked(server_address),
+    help="The server's gRPC address, HOST:PORT.",
+)
 @click.option("--token", required=True, envvar="RMM_ENROLL_TOKEN", help="An enrollment token.")
 @STATE_DIR_OPTION
 @click.option("--tag", "tags", multiple=True, help="A tag for this host (repeatable).")
@@ -113,6 +119,7 @@ def main() -> None:
 )
 @click.option(
     "--ca-fingerprint",
+    callback=checked(lambda value, _flag: normalize_fingerprint(value)),
     help="sha256:<hex> of the server's CA (rmm tokens create prints it): trust that CA only.",
 )
 @click.option("--force", is_flag=True, help="Enroll again even if this state dir has an identity.")

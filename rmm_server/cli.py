@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from rmm_agent import __version__  # one version constant, no metadata read at start-up
+from rmm_common.cliparams import checked, listen_address
 from rmm_common.durations import parse_duration
 from rmm_common.errors import ConfigError, RmmError
 from rmm_common.logs import setup_logging
@@ -56,8 +57,20 @@ def main() -> None:
     required=True,
     help="Where the embedded database and admin.token live (created if missing).",
 )
-@click.option("--grpc-listen", default="0.0.0.0:50051", show_default=True, help="HOST:PORT.")
-@click.option("--http-listen", default="0.0.0.0:9464", show_default=True, help="HOST:PORT.")
+@click.option(
+    "--grpc-listen",
+    default="0.0.0.0:50051",
+    show_default=True,
+    callback=checked(listen_address),
+    help="HOST:PORT.",
+)
+@click.option(
+    "--http-listen",
+    default="0.0.0.0:9464",
+    show_default=True,
+    callback=checked(listen_address),
+    help="HOST:PORT.",
+)
 @click.option("--insecure", is_flag=True, help="Serve gRPC in plaintext (loopback and tests).")
 @click.option(
     PLAINTEXT_BEYOND_LOOPBACK_FLAG,
@@ -91,6 +104,7 @@ def main() -> None:
 )
 @click.option(
     "--mtls-listen",
+    callback=checked(listen_address),
     help="HOST:PORT where agents with client certificates call [default: gRPC port + 1].",
 )
 @click.option(

@@ -29,8 +29,8 @@ def write_atomically(path: str, data: bytes, mode: int, overwrite: bool) -> None
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         raise ActionFailed(
-            f"directory {printable(directory)} does not exist; create it first (push_file "
-            "creates no directories)"
+            f"directory {printable(directory)} does not exist; create it first (`rmm files "
+            "push` creates no directories)"
         )
     try:
         existing: os.stat_result | None = os.lstat(path)
@@ -47,7 +47,8 @@ def write_atomically(path: str, data: bytes, mode: int, overwrite: bool) -> None
         if not stat.S_ISREG(existing.st_mode):
             raise ActionFailed(f"{printable(path)} exists and is not a regular file; refused")
         if not overwrite:
-            raise ActionFailed(f"{printable(path)} exists; set overwrite to replace it")
+            # The flag the operator types, not the proto field: the message reaches a person.
+            raise ActionFailed(f"{printable(path)} exists; push with --overwrite to replace it")
     # The temporary file sits in the target's directory: os.replace is atomic only within
     # one file system.
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".rmm")

@@ -90,7 +90,7 @@ def test_an_existing_file_is_replaced_only_with_overwrite(tmp_path: Path) -> Non
     target.write_bytes(b"old\n")
     result = push(tmp_path, target, b"new\n")
     assert result.status == commands_pb2.COMMAND_FAILED
-    assert result.error == f"{target} exists; set overwrite to replace it"
+    assert result.error == f"{target} exists; push with --overwrite to replace it"
     assert target.read_bytes() == b"old\n"
     result = push(tmp_path, target, b"new\n", overwrite=True)
     assert result.status == commands_pb2.COMMAND_SUCCEEDED
@@ -113,8 +113,8 @@ def test_bad_targets_are_refused(tmp_path: Path) -> None:
     )
     missing = tmp_path / "no-dir" / "motd"
     assert push(tmp_path, missing, b"x").error == (
-        f"directory {missing.parent} does not exist; create it first (push_file creates no "
-        "directories)"
+        f"directory {missing.parent} does not exist; create it first (`rmm files push` creates "
+        "no directories)"
     )
     (tmp_path / "dir").mkdir()
     assert push(tmp_path, tmp_path / "dir", b"x", overwrite=True).error == (
