@@ -41,7 +41,7 @@ def param_row(param: operator_pb2.ScriptParam) -> dict[str, Any]:
 
 def param_usage(param: dict[str, Any]) -> str:
     """One line saying what a parameter takes, e.g. `int 1..100, default 10`."""
-    what = param["type"]
+    what = str(param["type"])
     if "choices" in param:
         what += " (" + "|".join(param["choices"]) + ")"
     if "minimum" in param or "maximum" in param:

@@ -401,7 +401,7 @@ def _build(
     if not isinstance(args, str):
         problem("args", 'args is a usage hint and must be text; write e.g. `args: "[PATH]"`')
 
-    params = ()
+    params: tuple[Param, ...] = ()
     if "params" in fields:
         # The header's YAML starts on the line after the opening fence.
         params = parse_params(

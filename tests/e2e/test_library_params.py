@@ -154,7 +154,7 @@ def test_a_startup_variable_is_refused_for_every_role_and_audited(
     refused = [
         e["details"]
         for e in audit(setup, f"{role}-op")
-        if str(e["outcome"]).startswith("refused") and variable in e["details"]["env"]  # type: ignore[index,operator]
+        if str(e["outcome"]).startswith("refused") and variable in e["details"]["env"]  # type: ignore[index]
     ]  # fmt: skip
     assert len(refused) == 1 and refused[0]["library_name"] == "greet"  # type: ignore[index]
 
