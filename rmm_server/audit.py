@@ -483,12 +483,19 @@ class AuditLog:
         return self.store.read_anchor()
 
     def verify(
-        self, page: int = 5000, given: Sequence[tuple[str, Sequence[str]]] = ()
+        self,
+        page: int = 5000,
+        given: Sequence[tuple[str, Sequence[str]]] = (),
+        found: CheckpointSet | None = None,
     ) -> VerifyResult:
         """Walk the whole chain kept in the database and report the first problem, and check it
-        against the signed checkpoints: this server's files and the (source, lines) `given`."""
+        against the signed checkpoints: this server's files and the (source, lines) `given`, or
+        the checkpoints `found` (read by the caller: the offline check)."""
         with self._walk_lock:
-            found = self.checkpoints.read(given) if self.checkpoints is not None else None
+            # Read before the head: a checkpoint is written after its entries commit, so none
+            # read here can be ahead of the head read next (no false "rolled back").
+            if found is None and self.checkpoints is not None:
+                found = self.checkpoints.read(given)
             return self._verify(page, found=found)
 
     def _verify(

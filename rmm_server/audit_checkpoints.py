@@ -239,6 +239,23 @@ def read_files(paths: Sequence[Path], public_key: bytes, into: CheckpointSet) ->
             into.problems.append(f"cannot read the checkpoint file {path}: {exc}")
 
 
+def read_directory(
+    directory: Path,
+    public_key: bytes,
+    own: Path | None = None,
+    extra: Sequence[tuple[str, Sequence[str]]] = (),
+) -> CheckpointSet:
+    """Check and collect every checkpoint file in `directory` (`own` first: other replicas'
+    files are there too when they share a volume) and any (source, lines) given."""
+    others = sorted(p for p in directory.glob(CHECKPOINT_GLOB) if p != own)
+    files = ([own] if own is not None and own.exists() else []) + others
+    found = CheckpointSet()
+    read_files(files, public_key, found)
+    for source, lines in extra:
+        read_lines(lines, source, public_key, found)
+    return found
+
+
 def checkpoint_file_name(replica: str | None) -> str:
     """Return this server's checkpoint file name: one per replica, as replicas may share a
     data directory (one volume) and each file is one writer's chain of lines."""
@@ -301,19 +318,9 @@ class CheckpointLog:
         self._last_digest: str | None = None  # None: not read from the file yet
         self._archived = (0, "0" * 64)
 
-    def files(self) -> list[Path]:
-        """Return every checkpoint file in the directory (other replicas' too, on a shared
-        volume), this server's first."""
-        others = sorted(p for p in self.directory.glob(CHECKPOINT_GLOB) if p != self.path)
-        return ([self.path] if self.path.exists() else []) + others
-
     def read(self, extra: Sequence[tuple[str, Sequence[str]]] = ()) -> CheckpointSet:
         """Read and check this directory's checkpoint files and any (source, lines) given."""
-        found = CheckpointSet()
-        read_files(self.files(), self.signer.public_key, found)
-        for source, lines in extra:
-            read_lines(lines, source, self.signer.public_key, found)
-        return found
+        return read_directory(self.directory, self.signer.public_key, self.path, extra)
 
     def appended(self, seq: int, digest: str, count: int = 1) -> None:
         """Count `count` entries just committed (the newest is `seq` with `digest`); checkpoint

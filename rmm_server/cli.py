@@ -410,6 +410,48 @@ def migrate(
         click.echo(f"{mask_url(url)}: schema migrated from {before.label} to {after.label}")
 
 
+@main.group()
+def audit() -> None:
+    """The audit log, checked from the data directory (no server needed)."""
+
+
+@audit.command("verify")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="The server's data directory: its signing key and audit-checkpoints*.log.",
+)
+@click.option(
+    "--db",
+    "db_url",
+    envvar="RMM_DB",
+    help="The server's PostgreSQL URL; default: the SQLite database inside --data-dir.",
+)
+@click.option(
+    "--checkpoints",
+    "checkpoint_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Checkpoint lines kept elsewhere (a copy of the file, journald or syslog lines).",
+)
+def audit_verify(data_dir: Path, db_url: str | None, checkpoint_files: tuple[Path, ...]) -> None:
+    """Check the audit chain and that it matches every signed checkpoint; exit 1 if not."""
+    from rmm_server.audit_offline import report, verify_offline  # noqa: PLC0415
+
+    try:
+        result, key = verify_offline(data_dir, db_url, checkpoint_files)
+    except RmmError as error:
+        click.echo(f"rmm-server: {error}", err=True)
+        sys.exit(2)
+    lines, problems = report(result, key)
+    for line in lines:
+        click.echo(line)
+    for problem in problems:
+        click.echo(f"BROKEN: {problem}")
+    sys.exit(1 if problems else 0)
+
+
 async def _serve(config: ServerConfig) -> None:
     from rmm_server.app import RmmServer  # noqa: PLC0415
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from rmm_server.audit import AuditRecord
-from tests.helpers import ServerProcess, free_port, rmm
+from tests.helpers import BIN, ServerProcess, free_port, rmm
 
 COLUMNS = "seq, at, operator, action, target, details_json, outcome, prev_hash, hash"
 
@@ -66,6 +67,17 @@ def verify(server: ServerProcess, *args: str) -> tuple[int, str]:
     return result.returncode, result.stdout + result.stderr
 
 
+def offline(server: ServerProcess, *args: str) -> tuple[int, str]:
+    """`rmm-server audit verify` on the data directory: no server call, nothing written."""
+    result = subprocess.run(
+        [str(BIN / "rmm-server"), "audit", "verify", "--data-dir", str(server.data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
 def checkpoint_file(server: ServerProcess) -> Path:
     return server.data_dir / "audit-checkpoints.log"
 
@@ -113,6 +125,10 @@ def test_a_clean_chain_verifies_against_its_checkpoints(server: ServerProcess) -
     assert report["checkpoints"]["sources"] == [str(checkpoint_file(server))]
     lines = checkpoint_file(server).read_text().splitlines()
     assert [json.loads(line)["seq"] for line in lines] == list(range(13))
+    code, text = offline(server)
+    assert code == 0, text
+    assert f"head: {last.seq}:{last.hash}" in text
+    assert "checkpoints: ok, 13 signed checkpoints match the chain" in text
 
 
 def test_a_truncated_and_re_anchored_chain_is_caught(server: ServerProcess) -> None:
@@ -134,6 +150,9 @@ def test_a_truncated_and_re_anchored_chain_is_caught(server: ServerProcess) -> N
             f"says the log reached seq 12 (hash {entries[-1].hash[:16]}...), but the database's "
             "head is seq 8: seqs 9..12 were deleted and the head moved back" in text
         )
+        code, text = offline(server)  # the same, from the data directory alone
+        assert code == 1, text
+        assert "seqs 9..12 were deleted and the head moved back" in text
     assert_intact(server)
 
 
@@ -189,6 +208,8 @@ def test_an_edited_checkpoint_file_is_caught(server: ServerProcess) -> None:
             assert code == 1, text  # ...but not the log
             assert f"BROKEN: checkpoints: {server.log_path}:" in text
             assert "seqs 3..12 were deleted and the head moved back" in text
+            code, text = offline(server, "--checkpoints", str(server.log_path))
+            assert code == 1 and "seqs 3..12 were deleted" in text, text
     finally:
         path.write_text(original)
     assert_intact(server)
