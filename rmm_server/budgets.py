@@ -162,10 +162,6 @@ class AgentByteBudget:
             return 0
         return window.used
 
-    def forget(self, agent_id: str) -> None:
-        """Drop an agent's counter (it was removed)."""
-        self._windows.pop(agent_id, None)
-
 
 def _window_text(seconds: float) -> str:
     if seconds % 86400 == 0:
