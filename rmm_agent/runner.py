@@ -237,6 +237,12 @@ class AgentRunner:
             finally:
                 call.cancel()
 
+    def _describe(self, error: grpc.RpcError) -> str:
+        """Say what a failed call means, knowing whether this agent pinned its server's CA."""
+        return describe_rpc_error(
+            error, self.identity.server, pinned=bool(self.identity.ca_cert_pem)
+        )
+
     def _rotate_credential(self, stub: agent_pb2_grpc.AgentServiceStub) -> bool:
         """Get a new credential from the server and save it; True once it is in use.
 
@@ -258,12 +264,6 @@ class AgentRunner:
                 "cannot replace this agent's credential now (the old one keeps working): %s",
                 self._describe(error),
             )
-    def _describe(self, error: grpc.RpcError) -> str:
-        """Say what a failed call means, knowing whether this agent pinned its server's CA."""
-        return describe_rpc_error(
-            error, self.identity.server, pinned=bool(self.identity.ca_cert_pem)
-        )
-
             return False
         try:
             self.state.save_identity(

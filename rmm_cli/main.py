@@ -130,7 +130,6 @@ def sample_value(value: float) -> float | str:
     help="Plaintext gRPC (loopback and tests) [RMM_INSECURE=1].",
 )
 @click.option(
-@click.option(
     "--allow-plaintext-beyond-loopback",
     "allow_plaintext",
     envvar="RMM_ALLOW_PLAINTEXT_BEYOND_LOOPBACK",
@@ -138,6 +137,7 @@ def sample_value(value: float) -> float | str:
     help="With --insecure, talk plaintext to a server beyond loopback too (a trusted network "
     "only: your token crosses it readable) [RMM_ALLOW_PLAINTEXT_BEYOND_LOOPBACK=1].",
 )
+@click.option(
     "--ca-cert",
     envvar="RMM_CA_CERT",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -157,8 +157,8 @@ def main(
     server: str,
     token: str,
     insecure: bool,
-    ca_cert: Path | None,
     allow_plaintext: bool,
+    ca_cert: Path | None,
     ca_fingerprint: str,
 ) -> None:
     """Operate the RMM: enrollment tokens, agents, and more."""
@@ -172,8 +172,8 @@ def main(
         insecure=insecure,
         ca_cert=ca_cert,
         ca_fingerprint=ca_fingerprint.strip(),
-    )
         allow_plaintext=allow_plaintext,
+    )
     ctx.obj = connection
     ctx.call_on_close(connection.close)
 
@@ -242,8 +242,8 @@ def tokens_create(
             package=package_url,
             ca_pem=conn.ca_cert.read_text() if conn.ca_cert and installer else "",
             insecure=conn.insecure,
-        )
             allow_plaintext=conn.allow_plaintext,
+        )
         if installer is not None:
             enrollment.check()
     except (InvalidArgument, OSError) as exc:
@@ -528,6 +528,8 @@ def agents_show(conn: Connection, agent: str, output: str) -> None:
                 "last_sequence": detail.summary.last_sequence,
                 "reports_stored": detail.reports_stored,
                 "dropped_reports": detail.dropped_reports,
+                "skipped_sequences": detail.skipped_sequences,
+                "conflicting_reports": detail.conflicting_reports,
                 "collectors": [
                     MessageToDict(c, always_print_fields_with_no_presence=True)
                     for c in detail.collectors
@@ -545,8 +547,6 @@ def agents_show(conn: Connection, agent: str, output: str) -> None:
         return
     summary = detail.summary
     facts = Table.grid(padding=(0, 2))
-                "skipped_sequences": detail.skipped_sequences,
-                "conflicting_reports": detail.conflicting_reports,
     facts.add_column(style="bold")
     facts.add_column()
     for key, value in (
@@ -568,6 +568,16 @@ def agents_show(conn: Connection, agent: str, output: str) -> None:
                 f", {detail.dropped_reports} dropped by the agent (its spool was full)"
                 if detail.dropped_reports
                 else ""
+            )
+            + (
+                f", {detail.skipped_sequences} sequence numbers skipped (unclean agent stops)"
+                if detail.skipped_sequences
+                else ""
+            )
+            + (
+                f", {detail.conflicting_reports} REFUSED: sequence reused with other content"
+                if detail.conflicting_reports
+                else ""
             ),
         ),
         ("cpu", ratio(summary.cpu_usage_ratio)),
@@ -585,16 +595,6 @@ def agents_show(conn: Connection, agent: str, output: str) -> None:
             f"{detail.inventory_hash[:12] or '-'} updated {when(detail.inventory_updated_at, now)}",
         ),
     ):
-            )
-            + (
-                f", {detail.skipped_sequences} sequence numbers skipped (unclean agent stops)"
-                if detail.skipped_sequences
-                else ""
-            )
-            + (
-                f", {detail.conflicting_reports} REFUSED: sequence reused with other content"
-                if detail.conflicting_reports
-                else ""
         facts.add_row(key, str(value))
     print_table(facts)
     collectors = Table("COLLECTOR", "STATUS", "TIME")
@@ -669,6 +669,64 @@ def agents_rotate(conn: Connection, agent: str, output: str) -> None:
         {**agent_row(summary, time.time()), "rotation_requested": True},
         f"agent {summary.id} ({printable_name(summary.hostname)}) will replace its credential at "
         "its next report",
+    )
+
+
+def update_agent(conn: Connection, request: operator_pb2.UpdateAgentRequest, output: str) -> None:
+    """Send one UpdateAgent call and print where the agent is now."""
+    summary = conn.call(conn.stub().UpdateAgent, request)
+    emit(
+        output,
+        agent_row(summary, time.time()),
+        f"agent {summary.id} ({printable_name(summary.hostname)}) is in "
+        f"{summary.client}/{summary.site}, tags: {', '.join(summary.tags) or 'none'}",
+    )
+
+
+@agents.command("move")
+@click.argument("agent")
+@click.option("--client", default="", help="The client it belongs to from now on.")
+@click.option("--site", default="", help="Its site from now on [default: the same site name].")
+@OUTPUT_OPTION
+@click.pass_obj
+def agents_move(conn: Connection, agent: str, client: str, site: str, output: str) -> None:
+    """Move an agent to another client or site without enrolling it again (tier3).
+
+    AGENT is an id, a unique start of one, or host=NAME. /metrics shows the new labels at once;
+    the new client's and site's alert policies apply from its next report.
+    """
+    if not client.strip() and not site.strip():
+        raise CliError("say where to: --client CLIENT and/or --site SITE", EXIT_USAGE)
+    update_agent(
+        conn, operator_pb2.UpdateAgentRequest(agent=agent, client=client, site=site), output
+    )
+
+
+@agents.command("tag")
+@click.argument("agent")
+@click.option("--add", "add_tags", multiple=True, help="A tag to add (repeatable).")
+@click.option("--remove", "remove_tags", multiple=True, help="A tag to remove (repeatable).")
+@OUTPUT_OPTION
+@click.pass_obj
+def agents_tag(
+    conn: Connection,
+    agent: str,
+    add_tags: tuple[str, ...],
+    remove_tags: tuple[str, ...],
+    output: str,
+) -> None:
+    """Add or remove an agent's tags without enrolling it again (tier3).
+
+    Policies scoped by tag apply (or stop applying) from its next report.
+    """
+    if not add_tags and not remove_tags:
+        raise CliError("say what to change: --add TAG and/or --remove TAG", EXIT_USAGE)
+    update_agent(
+        conn,
+        operator_pb2.UpdateAgentRequest(
+            agent=agent, add_tags=list(add_tags), remove_tags=list(remove_tags)
+        ),
+        output,
     )
 
 
@@ -1120,8 +1178,9 @@ def policy_validate(path: Path, output: str) -> None:
 @OUTPUT_OPTION
 @click.pass_obj
 def policy_reload(conn: Connection, output: str) -> None:
-    """Reload the server's policies; a broken set is refused and the old one stays."""
+    """Reload policies, scripts and notification config; a broken one is refused, the old kept."""
     response = conn.call(conn.stub().ReloadPolicies, operator_pb2.ReloadPoliciesRequest())
+    notify_refused = response.notify_config and not response.notify_ok
     if output == "json":
         emit_json(
             {
@@ -1130,21 +1189,40 @@ def policy_reload(conn: Connection, output: str) -> None:
                 "policies": response.policies,
                 "rules": response.rules,
                 "other_replicas": response.other_replicas,
+                "notify_config": (
+                    {
+                        "ok": response.notify_ok,
+                        "errors": list(response.notify_errors),
+                        "receivers": response.receivers,
+                    }
+                    if response.notify_config
+                    else None
+                ),
             }
         )
-    elif response.ok:
-        click.echo(f"reloaded: {response.policies} policies, {response.rules} rules")
     else:
-        for error in response.errors:
-            click.echo(error, err=True)
-        click.echo("reload refused; the previous policies stay in force", err=True)
+        if response.ok:
+            click.echo(f"reloaded: {response.policies} policies, {response.rules} rules")
+        else:
+            for error in response.errors:
+                click.echo(error, err=True)
+            click.echo("reload refused; the previous policies stay in force", err=True)
+        if notify_refused:
+            for error in response.notify_errors:
+                click.echo(error, err=True)
+            click.echo(
+                "notification config reload refused; the previous config stays in force",
+                err=True,
+            )
+        elif response.notify_config:
+            click.echo(f"reloaded: notification config, {response.receivers} receivers")
     if response.other_replicas and output != "json":
         click.echo(
             f"{response.other_replicas} other replicas reload from their own disks too; "
             "each logs its result",
-            err=not response.ok,
+            err=not response.ok or notify_refused,
         )
-    if not response.ok:
+    if not response.ok or notify_refused:
         sys.exit(1)
 
 

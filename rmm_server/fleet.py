@@ -79,9 +79,16 @@ class Fleet:
                     self._agents[fresh.id] = AgentState(fresh)
                     continue
                 record = state.record
+                placed = (record.client, record.site, record.tags)
                 for name in _SHARED_FIELDS:
                     setattr(record, name, getattr(fresh, name))
-                if record.revoked_at is not None:
+                # Moved or retagged through another replica: its series here carry the old
+                # labels, so they go until its next report renders them again.
+                if record.revoked_at is not None or placed != (
+                    record.client,
+                    record.site,
+                    record.tags,
+                ):
                     state.fragments = {}
 
     def refresh_liveness(
@@ -109,6 +116,36 @@ class Fleet:
             state.record.revoked_at = revoked_at
             state.fragments = {}
             return state.record
+
+    def place(
+        self,
+        agent_id: str,
+        client: str,
+        site: str,
+        tags: Iterable[str],
+        latest: agent_pb2.Report | None,
+    ) -> AgentRecord | None:
+        """Move an agent to another client or site, or retag it, here and on /metrics at once.
+
+        Its series are rendered again from `latest` (its latest stored report) under the new
+        labels; without one they leave /metrics until its next report. The record is changed
+        in place, so the alert service sees the new scope at the agent's next report. Return the
+        record, or None when unknown.
+        """
+        with self._lock:
+            state = self._agents.get(agent_id)
+            if state is None:
+                return None
+            record = state.record
+            record.client, record.site, record.tags = client, site, list(tags)
+        fragments = (
+            render_agent_fragments(record, latest, budget=self.export_budget)
+            if latest is not None and record.revoked_at is None
+            else {}
+        )
+        with self._lock:
+            state.fragments = fragments
+        return record
 
     def remove(self, agent_id: str) -> None:
         """Forget an agent, so it disappears from /metrics at once."""

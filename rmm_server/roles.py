@@ -31,6 +31,7 @@ REQUIRED_ROLE: dict[str, Role] = {
     "ListAgents": Role.VIEWER,
     "GetAgent": Role.VIEWER,
     "ListAlerts": Role.VIEWER,
+    "GetAlert": Role.VIEWER,
     "ListSilences": Role.VIEWER,
     "ListMaintenance": Role.VIEWER,
     "ExplainPolicy": Role.VIEWER,
@@ -46,6 +47,9 @@ REQUIRED_ROLE: dict[str, Role] = {
     "RevokeEnrollmentToken": Role.TIER3,
     "RevokeAgent": Role.TIER3,
     "RotateAgentCredential": Role.TIER3,
+    # Moving an agent to another client or site is what a new enrollment token for it would
+    # do, so it needs the role that makes tokens.
+    "UpdateAgent": Role.TIER3,
     "GetCommand": Role.VIEWER,
     "ListCommands": Role.VIEWER,
     "ListScripts": Role.VIEWER,

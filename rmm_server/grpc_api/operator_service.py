@@ -28,6 +28,7 @@ from rmm_server.grpc_api.guard import current_operator
 from rmm_server.grpc_api.script_api import ScriptApi
 from rmm_server.notify.reload import NotifyReloader
 from rmm_server.operators import Operators
+from rmm_server.placement import AgentPlacement
 from rmm_server.reports import LazyInfo, decompress, readable_json
 from rmm_server.scripts import ScriptLibrary
 from rmm_server.selection import resolve_agent
@@ -201,6 +202,7 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         self.cluster = cluster if cluster is not None else Cluster("local")
         # Reloads --notify-config with the policies (None: the server runs without one).
         self.notify = notify
+        self.placement = AgentPlacement(store, self.fleet, self.cluster)
 
     async def CreateEnrollmentToken(
         self,
@@ -284,6 +286,20 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
     ) -> operator_pb2.AgentSummary:
         agent = await asyncio.to_thread(self._find_agent, request.agent.strip())
         record = await self.credentials.request_rotation(agent)
+        return agent_to_summary(record, self.clock())
+
+    async def UpdateAgent(
+        self, request: operator_pb2.UpdateAgentRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.AgentSummary:
+        agent = await asyncio.to_thread(self._find_agent, request.agent.strip())
+        record = await self.placement.update(
+            agent,
+            request.client,
+            request.site,
+            list(request.add_tags),
+            list(request.remove_tags),
+            current_operator.get().name,
+        )
         return agent_to_summary(record, self.clock())
 
     def _find_agent(self, ident: str) -> AgentRecord:
@@ -449,6 +465,9 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         # added with it.
         script_errors = await self.reload_scripts()
         ok, errors = await asyncio.to_thread(self.alerts.reload_policies)
+        notify_ok, notify_errors = True, []
+        if self.notify is not None:
+            notify_ok, notify_errors = await self.notify.reload()
         policies = self.alerts.policies
         # An operator behind a load balancer reaches one replica: the others reload too, each
         # from its own disk (a broken set is refused there as here, and logged).
@@ -457,13 +476,14 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
             self.cluster.publish("reload")
         return operator_pb2.ReloadPoliciesResponse(
             ok=ok and not script_errors,
-        notify_ok, notify_errors = True, []
-        if self.notify is not None:
-            notify_ok, notify_errors = await self.notify.reload()
             errors=[*errors, *script_errors],
             policies=len(policies.policies) if policies is not None else 0,
             rules=len(policies) if policies is not None else 0,
             other_replicas=len(others),
+            notify_config=self.notify is not None,
+            notify_ok=notify_ok,
+            notify_errors=notify_errors,
+            receivers=self.notify.receivers if self.notify is not None else 0,
         )
 
     async def ExplainPolicy(
@@ -472,10 +492,6 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         agent = await asyncio.to_thread(self._find_agent, request.agent.strip())
         if self.alerts.policies is None:
             raise ConfigError("the server runs without --policies: no rules are in force")
-            notify_config=self.notify is not None,
-            notify_ok=notify_ok,
-            notify_errors=notify_errors,
-            receivers=self.notify.receivers if self.notify is not None else 0,
         response = operator_pb2.ExplainPolicyResponse(agent_id=agent.id)
         for rule in self.alerts.explain(agent):
             explained = operator_pb2.ExplainedRule(

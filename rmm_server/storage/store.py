@@ -438,6 +438,26 @@ class Store:
             tags = self._tags_for(conn, [row["id"] for row in rows])
         return [self._agent_from_row(row, tags[row["id"]]) for row in rows], total
 
+    def place_agent(
+        self, agent_id: str, client: str, site: str, tags: Sequence[str]
+    ) -> AgentRecord | None:
+        """Set an agent's client, site and tags (the whole set), atomically; return the record
+        as stored, or None when there is no such agent."""
+        table = schema.agents
+        with self.transaction("move or retag an agent") as conn:
+            moved = conn.execute(
+                update(table).where(table.c.id == agent_id).values(client=client, site=site)
+            )
+            if moved.rowcount != 1:
+                return None
+            conn.execute(delete(schema.agent_tags).where(schema.agent_tags.c.agent_id == agent_id))
+            if tags:
+                conn.execute(
+                    insert(schema.agent_tags),
+                    [{"agent_id": agent_id, "tag": tag} for tag in tags],
+                )
+        return self.get_agent(agent_id)
+
     def revoke_agent(self, agent_id: str, now: float) -> float | None:
         """Mark an agent revoked (idempotent); return when it was revoked, None when unknown."""
         table = schema.agents
