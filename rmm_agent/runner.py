@@ -19,6 +19,7 @@ import grpc
 
 from rmm_agent.config import DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_REPORTS
 from rmm_agent.report import ReportBuilder
+from rmm_agent.sequence import Sequencer, SequenceUnavailable
 from rmm_agent.service.sdnotify import ServiceNotifier
 from rmm_agent.spool import Spool
 from rmm_agent.state import Identity, Runtime, StateDir
@@ -85,10 +86,19 @@ class AgentRunner:
         # systemd's READY/WATCHDOG/STOPPING; a no-op unless $NOTIFY_SOCKET is set.
         self.notifier = notifier or ServiceNotifier.from_env()
         self.runtime: Runtime = state.load_runtime()
-        self.spool = Spool.in_state_dir(state.path, spool_max_reports, spool_max_bytes)
-        # A counter that fell behind the spool (runtime.json lost or restored) would reuse numbers
-        # the server already holds, and it would take new reports for duplicates.
-        self.runtime.sequence = max(self.runtime.sequence, self.spool.last_sequence)
+        saved = state.load_sequence()
+        self.spool = Spool.in_state_dir(
+            state.path,
+            spool_max_reports,
+            spool_max_bytes,
+            # If the spool file is damaged, these say how many reports were lost with it.
+            damaged_hint=(saved.spool_pending, saved.spool_dropped) if saved else None,
+        )
+        # Numbers are reserved ahead and never given twice (rmm_agent/sequence.py): a reused one
+        # would make the server take a new report for one it has.
+        self.sequences = Sequencer(state, self.runtime.sequence, self.spool.last_sequence, saved)
+        self.runtime.sequence = self.sequences.last
+        self._runtime_unsaved = False
         self.stop_event = threading.Event()
         # Ends the sender's back-off early: on stop, and when the channel has the server back.
         self._reconnect = threading.Event()
@@ -128,21 +138,27 @@ class AgentRunner:
         self.spool.wake()
         sender.join(timeout=5)
         self.spool.close()
+        self.sequences.close(self.spool.pending_estimate, self.spool.dropped)
         self.builder.close()
         return self.exit_code
 
     def collect_now(self) -> int:
         """Build and queue a report now (each interval, or a remote command asked); return its
-        sequence."""
+        sequence, or 0 when no number can be reserved (the disk is full: see Sequencer)."""
         with self._collect_lock:
             return self._collect_locked()
 
     def _collect_locked(self) -> int:
+        try:
+            sequence = self.sequences.next()
+        except SequenceUnavailable:
+            return 0  # said once by the Sequencer; tried again at the next interval
         report = self.builder.build()
-        self.runtime.sequence += 1
-        report.sequence = self.runtime.sequence
+        self.runtime.sequence = sequence
+        report.sequence = sequence
         report.interval_seconds = max(1, round(self.interval))
         report.dropped_reports = self.spool.dropped
+        report.skipped_sequences = self.sequences.skipped
         if self._send_inventory or self.builder.inventory_hash != self.runtime.inventory_acked_hash:
             self.builder.attach_inventory(report)
             if report.HasField("inventory"):
@@ -152,10 +168,15 @@ class AgentRunner:
         try:
             self.state.save_runtime(self.runtime)
         except OSError as exc:
-            # The number is in memory; a restart before the next successful save could reuse it,
-            # and the server would take the new report for a duplicate. Say so loudly.
-            log.error("cannot save the report sequence in %s: %s", self.state.path, exc)
+            # The number is reserved in sequence.json, so it is never given again: what is lost
+            # is the exact count, and a crash now skips the rest of the block. Said once.
+            if not self._runtime_unsaved:
+                self._runtime_unsaved = True
+                log.warning("cannot save the report counter in %s: %s", self.state.path, exc)
+        else:
+            self._runtime_unsaved = False
         self.spool.add(report)
+        self.sequences.note_spool(self.spool.pending_estimate, self.spool.dropped)
         return report.sequence
 
     def _requests(self, generation: int) -> Iterator[agent_pb2.Report]:

@@ -109,7 +109,10 @@ class Spool:
         max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
         retry_seconds: float = RETRY_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
+        damaged_hint: tuple[int, int] | None = None,
     ) -> None:
+        """`damaged_hint`: (reports waiting, dropped count) as last recorded outside the file
+        (Sequencer.note_spool), counted as lost should the file be found damaged at open."""
         if max_reports < 1 or max_bytes < 1:
             raise ValueError("a spool holds at least one report and one byte")
         self.path = path
@@ -137,15 +140,22 @@ class Spool:
         self._warned_full = False
         self._failing = False
         self._closed = False
+        self._damaged_hint = damaged_hint
         with self.changed:
             error = self._attach()
             if error is not None:
                 self._enter_memory(error, "open")
 
     @classmethod
-    def in_state_dir(cls, state_dir: Path, max_reports: int, max_bytes: int) -> Spool:
+    def in_state_dir(
+        cls,
+        state_dir: Path,
+        max_reports: int,
+        max_bytes: int,
+        damaged_hint: tuple[int, int] | None = None,
+    ) -> Spool:
         """Open (or create) the spool in an agent's state directory."""
-        return cls(state_dir / SPOOL_FILE, max_reports, max_bytes)
+        return cls(state_dir / SPOOL_FILE, max_reports, max_bytes, damaged_hint=damaged_hint)
 
     # --- what the runner calls -----------------------------------------------------------
 
@@ -158,6 +168,14 @@ class Spool:
     def last_sequence(self) -> int:
         """The newest sequence this spool has seen (so a lost counter is never reused)."""
         return self._last
+
+    @property
+    def pending_estimate(self) -> int:
+        """How many reports wait, from counters (no query: called after every report). On disk
+        it can count a few just acknowledged, not yet deleted, as waiting."""
+        if self._db is None:
+            return len(self._memory)
+        return max(0, self._count - max(0, self.acked - self._acks_flushed))
 
     def __len__(self) -> int:
         """How many reports wait for the server."""
@@ -318,7 +336,8 @@ class Spool:
             db = self._connect()
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             acked = max(self.acked, int(meta.get("acked", 0)))
-            dropped = int(meta.get("dropped", 0)) + self._dropped_unsaved
+            # A new file after a damaged one starts at 0: the count in memory is the truth then.
+            dropped = max(int(meta.get("dropped", 0)) + self._dropped_unsaved, self.dropped)
             with _transaction(db):
                 if self._memory:
                     if self._salvaged:
@@ -352,7 +371,7 @@ class Spool:
         self.dropped = dropped
         self._dropped_unsaved = 0
         self._count, self._bytes = int(count), int(size)
-        self._last = max(self._last, int(last))
+        self._last = max(self._last, int(last), acked)
         self._memory.clear()
         self._salvaged = False
         if self._failing:
@@ -455,18 +474,38 @@ class Spool:
 
     def _enter_memory(self, exc: BaseException, doing: str) -> None:
         """The disk failed: keep what it holds in memory, say why and how to fix it."""
+        waiting: int | None = None  # reports on disk not yet acknowledged, when known
+        salvaged = 0
         if self._db is not None:
-            self._salvage(self._db)
+            waiting = self.pending_estimate
+            salvaged = self._salvage(self._db)
             self._close_db()
+        elif self._damaged_hint is not None:
+            # Found damaged at open: nothing was read; what the file held was recorded outside.
+            waiting, hint_dropped = self._damaged_hint
+            self.dropped = max(self.dropped, hint_dropped)
+        self._damaged_hint = None  # a later failure is measured from this process's counters
         self._retry_at = self.monotonic() + self.retry_seconds
         if is_corrupt(exc):
             aside = self._move_aside()
+            if waiting is None:
+                lost = "an unknown number of reports in it are lost (no record of how many)"
+            else:
+                count = max(0, waiting - salvaged)
+                # Counted as dropped like any report that will never reach the server, so the
+                # loss shows in dropped_reports (docs/reliability.md).
+                self.dropped += count
+                self._dropped_unsaved += count
+                lost = (
+                    f"{salvaged} reports in it were read back; {count} could not be and are lost "
+                    f"(counted in dropped_reports, {self.dropped} in all)"
+                )
             log.error(
-                "the report spool %s is damaged (%s): %s; reports in it that could not be read "
-                "are lost",
+                "the report spool %s is damaged (%s): %s; %s",
                 self.path,
                 exc,
                 f"moved it to {aside} and started a new one" if aside else "cannot move it",
+                lost,
             )
             if aside is not None and self._attach() is None:
                 return
@@ -484,8 +523,9 @@ class Spool:
                 self.retry_seconds,
             )
 
-    def _salvage(self, db: sqlite3.Connection) -> None:
-        """Read what waits on disk into memory, as far as the file can be read."""
+    def _salvage(self, db: sqlite3.Connection) -> int:
+        """Read what waits on disk into memory, as far as the file can be read; return how many
+        reports were read."""
         rows: list[tuple[int, bytes]] = []
         complete = False
         with contextlib.suppress(sqlite3.Error, OSError):
@@ -508,6 +548,7 @@ class Spool:
             self.dropped += evicted
             self._dropped_unsaved += evicted
             self._say_full(evicted)
+        return len(rows)
 
     def _retry_disk(self) -> None:
         error = self._attach()

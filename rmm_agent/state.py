@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +15,12 @@ from rmm_common.files import write_private
 IDENTITY_FILE = "identity.json"
 CLIENT_KEY_FILE = "client.key"
 RUNTIME_FILE = "runtime.json"
+# The report sequence reservation (rmm_agent/sequence.py). A file of its own, not fields of
+# runtime.json: an agent rolled back to an older version reads runtime.json, which refuses
+# unknown fields.
+SEQUENCE_FILE = "sequence.json"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -43,6 +50,22 @@ class Runtime:
 
     sequence: int = 0
     inventory_acked_hash: str = ""
+
+
+@dataclass(slots=True)
+class SequenceRecord:
+    """What sequence.json holds: how far report numbers are reserved, and how they were used."""
+
+    # Every number up to here may have been given to a report: a start never gives them again.
+    reserved: int = 0
+    # Every number up to here was given to a report or counted in `skipped`.
+    accounted: int = 0
+    # Numbers skipped at starts after an unclean stop, since enrollment (Report.skipped_sequences).
+    skipped: int = 0
+    # At the last report: reports waiting in the spool, and its dropped count. If the spool file
+    # is found damaged at the next start, these say how many reports were lost with it.
+    spool_pending: int = 0
+    spool_dropped: int = 0
 
 
 class StateDir:
@@ -127,6 +150,52 @@ class StateDir:
     def save_runtime(self, runtime: Runtime) -> None:
         """Store the counters durably (a sequence number is never reused)."""
         write_private(self.path / RUNTIME_FILE, json.dumps(asdict(runtime)).encode())
+
+    @property
+    def sequence_path(self) -> Path:
+        return self.path / SEQUENCE_FILE
+
+    def load_sequence(self) -> SequenceRecord | None:
+        """Read sequence.json: a default record when there is none (a new agent, or one that
+        predates the file), None when it exists but cannot be read (the caller assumes the most
+        that can have been reserved)."""
+        path = self.sequence_path
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            known = {k: int(v) for k, v in data.items() if k in SequenceRecord.__slots__}
+            return SequenceRecord(**known)
+        except FileNotFoundError:
+            return SequenceRecord()
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("cannot read %s (%s): assuming a whole block of numbers used", path, exc)
+            return None
+
+    def save_sequence(self, record: SequenceRecord, durable: bool) -> None:
+        """Write sequence.json; `durable`: with fsync of the file and the directory (a
+        reservation must be on disk before a number it covers is used), else a plain atomic
+        replace (the per-report hints, for which a crash costs only precision)."""
+        data = json.dumps(asdict(record)).encode()
+        path = self.sequence_path
+        if durable:
+            write_private(path, data)
+            if os.name != "nt":
+                fd = os.open(self.path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            return
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
 
     @staticmethod
     def _read_json(path: Path) -> Any:

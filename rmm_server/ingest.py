@@ -13,6 +13,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from google.protobuf.message import DecodeError
+
 from rmm_common.errors import InvalidArgument, StorageError
 from rmm_proto import agent_pb2
 from rmm_server.budgets import AgentByteBudget, BudgetExceeded, DiskReserveReached, FreeSpaceReserve
@@ -37,6 +39,27 @@ CONFLICT_LOG_SECONDS = 60.0
 
 class _Conflict(Exception):
     """The store holds another report under this one's (agent, sequence)."""
+
+
+def same_report(held: bytes, report: agent_pb2.Report) -> bool:
+    """Say whether the stored compressed body `held` is `report` (a redelivery).
+
+    Bytes first (a redelivery is the same bytes from the agent's spool); else compared in
+    canonical form: map order may differ, and a message compared with == is never equal to
+    itself when a sample is NaN.
+    """
+    if not held:
+        return False
+    stored = decompress(held)
+    if stored == report.SerializeToString():
+        return True
+    try:
+        parsed = agent_pb2.Report.FromString(stored)
+    except DecodeError:
+        return False
+    return parsed.SerializeToString(deterministic=True) == report.SerializeToString(
+        deterministic=True
+    )
 
 
 _Pending = tuple[StoredReport, "asyncio.Future[None]"]
@@ -115,10 +138,7 @@ class ReportIngestor:
             # Read only on this path, which is rare: the hot path costs nothing more.
             held = await asyncio.to_thread(self.store.report_body, agent.id, report.sequence)
             if held is not None:
-                if agent_pb2.Report.FromString(decompress(held)) != report:
-                    return self._conflict(agent, report)
-                self.metrics.reports_duplicate.inc()
-                return agent_pb2.ReportAck(sequence=report.sequence)
+                return self._duplicate_or_conflict(agent, report, held)
             # Below the newest yet never stored (an earlier copy failed to store while later
             # ones did, or it was pruned): store it like any other.
         received_at = self.clock()
@@ -151,8 +171,9 @@ class ReportIngestor:
         await self._queue.put((stored, done))
         try:
             await done
-        except _Conflict:  # another copy with other content was stored first (same batch, race)
-            return self._conflict(agent, report)
+        except _Conflict:  # another copy was stored first (same batch, or a race): compare
+            held = await asyncio.to_thread(self.store.report_body, agent.id, report.sequence)
+            return self._duplicate_or_conflict(agent, report, held or b"")
         self._tell_dropped(agent, report)
         self.fleet.apply_report(agent.id, report, received_at, summary, series)
         current = self.fleet.get(agent.id)
@@ -192,6 +213,15 @@ class ReportIngestor:
                         "refusing the reports of %s (%s): %s", agent.id, agent.hostname, error
                     )
                 raise
+
+    def _duplicate_or_conflict(
+        self, agent: AgentRecord, report: agent_pb2.Report, held: bytes
+    ) -> agent_pb2.ReportAck:
+        """Acknowledge a redelivery of the report stored as `held`; refuse other content."""
+        if not same_report(held, report):
+            return self._conflict(agent, report)
+        self.metrics.reports_duplicate.inc()
+        return agent_pb2.ReportAck(sequence=report.sequence)
 
     def _conflict(self, agent: AgentRecord, report: agent_pb2.Report) -> agent_pb2.ReportAck:
         """Refuse a report whose sequence the server holds with other content: count it, say

@@ -334,6 +334,7 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         if body is not None:
             report = agent_pb2.Report.FromString(decompress(body))
             detail.dropped_reports = report.dropped_reports
+            detail.skipped_sequences = report.skipped_sequences
             for collector in report.collectors:
                 detail.collectors.append(
                     operator_pb2.CollectorStatus(
@@ -352,6 +353,12 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         if inventory is not None:
             # A row stored before ingest checked depth must not break the read: a placeholder.
             detail.inventory_json = readable_json(decompress(inventory), "the stored inventory")
+        # Counted at ingest, stored with the next stored report: the fleet's copy is newer.
+        live = self.fleet.get(agent.id)
+        detail.conflicting_reports = max(
+            int(agent.summary.get("conflicting_reports", 0)),
+            int(live.summary.get("conflicting_reports", 0)) if live is not None else 0,
+        )
         first, _last, count = self.store.report_stats(agent.id)
         detail.first_sequence = first or 0
         detail.reports_stored = count

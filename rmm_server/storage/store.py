@@ -529,12 +529,16 @@ class Store:
 
     # --- reports ---------------------------------------------------------------------------
 
-    def write_reports(self, batch: Sequence[StoredReport]) -> None:
-        """Store a batch of reports in one transaction; a report stored before is skipped."""
+    def write_reports(self, batch: Sequence[StoredReport]) -> list[StoredReport]:
+        """Store a batch of reports in one transaction; a report stored before is skipped.
+
+        Return the reports that were not stored because another body is stored under their
+        (agent, sequence): a reused sequence, which the caller must not acknowledge as stored.
+        """
         if not batch:
-            return
+            return []
         with self.transaction(f"store {len(batch)} reports") as conn:
-            conn.execute(
+            inserted = conn.execute(
                 self._insert_ignore(schema.reports),
                 [
                     {
@@ -546,8 +550,12 @@ class Store:
                     }
                     for r in batch
                 ],
-            )
-            newest, oldest, inventory = _per_agent(batch)
+            ).rowcount
+            # Fewer rows than reports (rare: a redelivery racing its first copy, or a reused
+            # sequence): compare what is stored now, in this transaction, with what was sent.
+            conflicts = _stored_elsewhere(conn, batch) if inserted != len(batch) else []
+            refused = {id(r) for r in conflicts}
+            newest, oldest, inventory = _per_agent([r for r in batch if id(r) not in refused])
             conn.execute(_LATEST_UPDATE, [_latest_params(report) for report in newest.values()])
             conn.execute(
                 _FIRST_SEQUENCE_UPDATE,
@@ -566,6 +574,18 @@ class Store:
                         for r in inventory.values()
                     ],
                 )
+        return conflicts
+
+    def report_body(self, agent_id: str, sequence: int) -> bytes | None:
+        """Return the compressed body stored for (agent, sequence), or None."""
+        reports = schema.reports
+        with self.transaction("read a report") as conn:
+            body = conn.execute(
+                select(reports.c.body).where(
+                    reports.c.agent_id == agent_id, reports.c.sequence == sequence
+                )
+            ).scalar_one_or_none()
+        return bytes(body) if body is not None else None
 
     def latest_report_bodies(self) -> Iterator[tuple[str, bytes]]:
         """Yield (agent id, compressed body) of each agent's latest stored report."""
@@ -675,6 +695,21 @@ def _latest_params(report: StoredReport) -> dict[str, Any]:
     for column in _HOST_COLUMNS:
         params[f"b_{column}"] = report.host.get(column, "")
     return params
+
+
+def _stored_elsewhere(conn: Connection, batch: Sequence[StoredReport]) -> list[StoredReport]:
+    """Return the reports of `batch` whose (agent, sequence) holds another body in the table."""
+    reports = schema.reports
+    stored: dict[tuple[str, int], bytes] = {}
+    for agent_id in {r.agent_id for r in batch}:
+        numbers = [r.sequence for r in batch if r.agent_id == agent_id]
+        rows = conn.execute(
+            select(reports.c.sequence, reports.c.body).where(
+                reports.c.agent_id == agent_id, reports.c.sequence.in_(numbers)
+            )
+        )
+        stored.update(((agent_id, int(seq)), bytes(body)) for seq, body in rows)
+    return [r for r in batch if stored.get((r.agent_id, r.sequence), r.body) != r.body]
 
 
 def _per_agent(

@@ -7,9 +7,14 @@ Every check ends on the same proof: an agent stopped with SIGTERM has settled it
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import re
+import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -349,4 +354,144 @@ def test_a_full_spool_drops_the_oldest_and_the_next_report_says_how_many(
     series = f'rmm_agent_reports_dropped_total{{client="acme",site="hq",agent="{agent.id}"}}'
     assert f"{series} {dropped}\n" in server.metrics()
     assert f"agent {agent.id} (" in server.log() and f"{dropped} in all" in server.log()
+    assert server.stop() == 0
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """Mount a tmpfs of `size` at `path` (a real file system that fills up), unmounted after."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs for a real full disk needs root")
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (no CAP_SYS_ADMIN?): {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file in `directory` until its file system has no byte left; return the file."""
+    filler = directory / "filler"
+    with filler.open("wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    with contextlib.suppress(OSError), filler.open("ab") as handle:
+        while True:  # the last bytes, one at a time
+            handle.write(b"\0")
+            handle.flush()
+    return filler
+
+
+def stored_reports(server: ServerProcess, agent_id: str) -> dict[int, float]:
+    """Sequence -> collected_at of every report the server stored for an agent (its SQLite)."""
+    db = sqlite3.connect(f"file:{server.data_dir / 'rmm.sqlite3'}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = db.execute(
+            "SELECT sequence, collected_at FROM reports WHERE agent_id = ?", (agent_id,)
+        ).fetchall()
+    finally:
+        db.close()
+    return {int(seq): float(at) for seq, at in rows}
+
+
+def test_a_full_state_disk_then_a_sigkill_reuses_no_sequence_and_every_report_is_accounted_for(
+    tmp_path: Path, agents_to_stop: list[Agent]
+) -> None:
+    server = make_server(tmp_path, "--no-policies").start(START_TIMEOUT)
+    try:
+        full_disk_then_sigkill(tmp_path, server, agents_to_stop)
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.stop(signal.SIGKILL)
+
+
+def full_disk_then_sigkill(
+    tmp_path: Path, server: ServerProcess, agents_to_stop: list[Agent]
+) -> None:
+    (agent,) = enroll(server, tmp_path, 1)
+    enrolled = tmp_path / "enrolled"
+    shutil.copytree(agent.state, enrolled)
+    shutil.rmtree(agent.state)
+    with small_tmpfs(agent.state, "4m"):
+        try:
+            for item in enrolled.iterdir():
+                shutil.copy2(item, agent.state / item.name)
+            agents_to_stop.append(agent.start())
+            wait_for(lambda: last_sequences(server)[agent.id] >= 3, 90, "three reports")
+            filler = fill(agent.state)
+            # Reports go on while the disk is full (the spool keeps them in memory) and reach
+            # the server; runtime.json's counter stays behind.
+            at_full = last_sequences(server)[agent.id]
+            wait_for(
+                lambda: last_sequences(server)[agent.id] >= at_full + 5,
+                60,
+                "five reports stored while the agent's disk is full",
+            )
+            assert agent.stop(signal.SIGKILL) == -signal.SIGKILL
+            before_kill = stored_reports(server, agent.id)
+            counter_at_kill = agent.sequence()
+            assert counter_at_kill < max(before_kill), "the counter file kept up: not full?"
+
+            # Still full at the restart: no number can be reserved, so no report is made.
+            restarted_at = time.time()
+            agent.start()
+            wait_for(
+                lambda: "cannot reserve report sequence numbers" in agent.text(),
+                60,
+                "the restarted agent to say it cannot reserve numbers",
+            )
+            filler.unlink()
+            wait_for(
+                lambda: last_sequences(server)[agent.id] > max(before_kill) + 3,
+                90,
+                "reports from the restarted agent once the disk has room",
+            )
+            assert agent.stop() == 0, agent.text()
+        finally:
+            if agent.process is not None and agent.process.poll() is None:
+                agent.process.kill()
+                agent.process.wait(10)
+                agent.process = None
+        last = agent.sequence()
+        resumed = [int(n) for n in re.findall(r"sequence numbers resume at (\d+)", agent.text())]
+
+    assert len(resumed) == 2, resumed  # the first start, and the one after the SIGKILL
+    stored = stored_reports(server, agent.id)
+    # Every report the restarted agent made is stored, none taken for an older one: numbers
+    # resumed above everything the killed agent may have used, and the stored reports at those
+    # numbers are the new ones.
+    made_after = range(resumed[1], last + 1)
+    assert resumed[1] > max(before_kill), (resumed, max(before_kill))
+    assert all(seq in stored and stored[seq] >= restarted_at for seq in made_after), (
+        resumed,
+        last,
+        sorted(stored),
+    )
+    # No number holds two reports: stored reports are in the order they were made.
+    times = [stored[seq] for seq in sorted(stored)]
+    assert times == sorted(times)
+    # Every number is accounted for: stored, dropped by the agent, or skipped at its restart
+    # (the skipped ones, from the counter on disk to the reservation, include the reports made
+    # in memory while the disk was full: those the server stored are not missing).
+    shown = rmm_json(server, "agents", "show", agent.id)
+    assert shown["last_sequence"] == last, shown
+    assert shown["skipped_sequences"] == resumed[1] - 1 - counter_at_kill, shown
+    assert shown["conflicting_reports"] == shown["dropped_reports"] == 0, shown
+    missing = set(range(shown["first_sequence"], last + 1)) - set(stored)
+    assert missing <= set(range(counter_at_kill + 1, resumed[1])), sorted(missing)
+    assert set(before_kill) <= set(stored)
+    assert "rmm_server_reports_conflicting_total 0.0" in server.metrics()
+    assert "refused report" not in agent.text()
+    assert_no_storage_trouble(server)
     assert server.stop() == 0
