@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from rmm_agent.sequence import Sequencer
 from rmm_agent.spool import MEMORY_MAX_REPORTS, SPOOL_FILE, Spool
+from rmm_agent.state import StateDir
 from rmm_proto import agent_pb2
 
 
@@ -374,3 +376,45 @@ def test_a_second_process_cannot_use_a_spool_in_use(tmp_path: Path) -> None:
         other.execute("SELECT COUNT(*) FROM reports").fetchone()
     other.close()
     spool.close()
+
+
+def test_a_spool_damaged_at_start_counts_what_it_held_as_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What the damaged file held is known from outside it (sequence.json, written after each
+    report): those reports are lost and counted, so the server sees the loss."""
+    state = StateDir(tmp_path)
+    sequences = Sequencer(state, 0, 0, state.load_sequence())
+    spool = Spool(tmp_path / SPOOL_FILE, max_reports=3)
+    for _ in range(5):  # two dropped by the bound, three waiting
+        spool.add(report(sequences.next()))
+        sequences.note_spool(spool.pending_estimate, spool.dropped)
+    spool.close()
+    assert spool.dropped == 2
+    (tmp_path / SPOOL_FILE).write_bytes(
+        b"this is not an SQLite database, it is " + os.urandom(8000)
+    )
+    recorded = state.load_sequence()
+    assert recorded is not None
+    again = Spool(
+        tmp_path / SPOOL_FILE,
+        max_reports=3,
+        damaged_hint=(recorded.spool_pending, recorded.spool_dropped),
+    )
+    assert again.dropped == 2 + 3
+    assert "3 could not be and are lost (counted in dropped_reports, 5 in all)" in caplog.text
+    again.close()
+    assert Spool(tmp_path / SPOOL_FILE).dropped == 5  # kept in the new file
+
+
+def test_a_drained_spool_still_knows_the_newest_sequence_it_had(tmp_path: Path) -> None:
+    """With every row acknowledged and deleted, the acknowledged point still bounds the
+    counter: a lost runtime.json must not bring back numbers the server holds."""
+    spool = Spool(tmp_path / SPOOL_FILE)
+    for seq in (1, 2, 3):
+        spool.add(report(seq))
+    spool.ack(3)
+    spool.close()
+    again = Spool(tmp_path / SPOOL_FILE)
+    assert len(again) == 0 and again.last_sequence == 3
+    again.close()
