@@ -175,9 +175,13 @@ class CheckpointSet:
 def read_lines(lines: Iterable[str], source: str, public_key: bytes, into: CheckpointSet) -> None:
     """Check and collect the checkpoints in `lines` (one file, or lines copied from a log).
 
-    Each line's signature must be this server's; within one replica's lines, each must name the
-    line before it (`prev`), so a line removed from the middle or moved shows. Lines that are
-    not checkpoints (other log lines, blank) are skipped when they hold no `"sig"`.
+    Each line must be this server's, signed with its key; within one replica's lines, each must
+    name the line before it (`prev`), so a line removed from the middle or moved shows. Lines
+    that are not checkpoints (other log lines, blank) are skipped when they hold no `"sig"`.
+
+    A line whose digest the next, authentic, line of its replica names is authentic too (that
+    line's signature covers the digest), so only the newest line of each unbroken run needs its
+    signature checked: a verify costs hashing, not one Ed25519 check per line.
     """
     # Imported here: `rmm` (the command line) imports this module's readers without the
     # server's dependencies; only checking signatures needs cryptography.
@@ -189,7 +193,9 @@ def read_lines(lines: Iterable[str], source: str, public_key: bytes, into: Check
     verifier = Ed25519PublicKey.from_public_bytes(public_key)
     fingerprint = key_fingerprint(public_key)
     into.sources.append(source)
-    last_digest: dict[str, str] = {}
+    problems: list[tuple[int, str]] = []
+    # (line number, checkpoint, digest); None where a line that claims to be one is unreadable.
+    read: list[tuple[int, Checkpoint | None, str]] = []
     for number, text in enumerate(lines, 1):
         if not text.strip() or '"sig"' not in text:
             continue
@@ -197,36 +203,72 @@ def read_lines(lines: Iterable[str], source: str, public_key: bytes, into: Check
         try:
             checkpoint = parse_line(text, where)
         except ValueError as exc:
-            into.problems.append(str(exc))
-            # The next line's link to this bad one is not a second problem.
-            last_digest.clear()
+            problems.append((number, str(exc)))
+            read.append((number, None, ""))
             continue
         if checkpoint.key != fingerprint:
-            into.problems.append(
-                f"{where}: signed by key {checkpoint.key[:16]}..., not this server's "
-                f"{fingerprint[:16]}... (a checkpoint of another server, or forged)"
+            problems.append(
+                (
+                    number,
+                    f"{where}: signed by key {checkpoint.key[:16]}..., not this server's "
+                    f"{fingerprint[:16]}... (a checkpoint of another server, or forged)",
+                )
             )
-            last_digest.pop(checkpoint.replica, None)
+            read.append((number, None, ""))
+            continue
+        read.append((number, checkpoint, line_digest(_json_part(text))))
+    # Newest first: a line is authentic when the authentic line after it names its digest, or
+    # else by its own signature.
+    authentic: set[int] = set()
+    vouched: dict[str, str] = {}
+    for number, checkpoint, digest in reversed(read):
+        if checkpoint is None:
+            continue
+        replica = checkpoint.replica
+        if vouched.get(replica) == digest:
+            authentic.add(number)
+            vouched[replica] = checkpoint.prev
             continue
         try:
             verifier.verify(
                 base64.b64decode(checkpoint.sig, validate=True), CONTEXT + checkpoint.payload()
             )
         except (InvalidSignature, ValueError):
-            into.problems.append(
-                f"{where}: the signature does not match (seq {checkpoint.seq}): the line was "
-                "edited or forged; the server's own lines are never changed once written"
+            problems.append(
+                (
+                    number,
+                    f"{checkpoint.where}: the signature does not match (seq {checkpoint.seq}): "
+                    "the line was edited or forged; the server's own lines are never changed "
+                    "once written",
+                )
             )
-            last_digest.pop(checkpoint.replica, None)
+            vouched.pop(replica, None)
             continue
-        previous = last_digest.get(checkpoint.replica)
+        authentic.add(number)
+        vouched[replica] = checkpoint.prev
+    # Oldest first: each authentic line must follow the one before it of its replica.
+    last_digest: dict[str, str] = {}
+    for number, checkpoint, digest in read:
+        if checkpoint is None:
+            last_digest.clear()  # its successor's link to it is not a second problem
+            continue
+        replica = checkpoint.replica
+        if number not in authentic:
+            last_digest.pop(replica, None)
+            continue
+        previous = last_digest.get(replica)
         if previous is not None and checkpoint.prev != previous:
-            into.problems.append(
-                f"{where}: checkpoint seq {checkpoint.seq} does not follow the line before it of "
-                f"replica {checkpoint.replica!r}: lines between them were removed or reordered"
+            problems.append(
+                (
+                    number,
+                    f"{checkpoint.where}: checkpoint seq {checkpoint.seq} does not follow the "
+                    f"line before it of replica {replica!r}: lines between them were removed or "
+                    "reordered",
+                )
             )
-        last_digest[checkpoint.replica] = line_digest(_json_part(text))
+        last_digest[replica] = digest
         into.checkpoints.append(checkpoint)
+    into.problems.extend(text for _, text in sorted(problems))
 
 
 def read_files(paths: Sequence[Path], public_key: bytes, into: CheckpointSet) -> None:
