@@ -876,6 +876,104 @@ def alerts_ack(conn: Connection, alert_id: str, comment: str, output: str) -> No
     )
 
 
+@alerts.command("show")
+@click.argument("alert_id")
+@OUTPUT_OPTION
+@click.pass_obj
+def alerts_show(conn: Connection, alert_id: str, output: str) -> None:
+    """Everything about one alert: rule, agent, labels, history, silences and notifications.
+
+    ALERT_ID is its id, or a unique start of an open alert's id.
+    """
+    detail = conn.call(conn.stub().GetAlert, operator_pb2.GetAlertRequest(id=alert_id))
+    alert = detail.alert
+    notifications = [
+        {
+            "at": n.at,
+            "receiver": n.receiver,
+            "notifier": n.notifier,
+            "status": n.status,
+            "delivered": n.delivered,
+            "error": n.error or None,
+            "group_key": n.group_key,
+        }
+        for n in detail.notifications
+    ]
+    data = {
+        **alert_row(alert),
+        "rule_now": (
+            {"expr": detail.expr, "for_seconds": detail.for_seconds, "source": detail.rule_source}
+            if detail.expr
+            else None
+        ),
+        "agent": agent_row(detail.agent, time.time()) if detail.HasField("agent") else None,
+        "silences": [silence_row(s) for s in detail.silences],
+        "notifications": notifications,
+    }
+    if output == "json":
+        emit_json(data)
+        return
+    now = time.time()
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    agent_line = (
+        f"{printable_name(alert.hostname)} [{alert.agent_id[:12]}] in {alert.client}/{alert.site}"
+    )
+    moved = (detail.agent.client, detail.agent.site) != (alert.client, alert.site)
+    if detail.HasField("agent") and moved:
+        agent_line += f" (now in {detail.agent.client}/{detail.agent.site})"
+    rows: list[tuple[str, str]] = [
+        ("alert", alert.id),
+        ("rule", f"{alert.rule} ({alert.rule_key})"),
+        ("expr", f"{detail.expr}  for {format_duration(detail.for_seconds)}  [{detail.rule_source}]"
+         if detail.expr else "- (the policies in force no longer have this rule for the agent)"),
+        ("agent", agent_line if detail.HasField("agent") else f"{agent_line} (agent gone)"),
+        ("state", f"{alert.state}, {alert.severity}, tier {alert.tier}"),
+        ("value", "-" if math.isnan(alert.value) else f"{alert.value:g}"),
+        ("started", when(alert.started_at, now)),
+        ("fired", when(alert.fired_at, now)),
+        ("resolved", when(alert.resolved_at, now)),
+        ("acknowledged", f"by {alert.acknowledged_by} {when(alert.acknowledged_at, now)}: "
+         f"{alert.ack_comment}" if alert.acknowledged_by else "no"),
+        ("quiet", alert.suppressed_by or "no: notifications go out"),
+    ]  # fmt: skip
+    rows += [(f"label {k}", v) for k, v in sorted(alert.labels.items())]
+    rows += [(f"annotation {k}", v) for k, v in sorted(alert.annotations.items())]
+    for key, value in rows:
+        facts.add_row(escape(key), escape(value))
+    print_table(facts)
+    history = Table("WHEN", "EVENT", "BY", "DETAIL", title="history")
+    for entry in data["history"]:
+        history.add_row(
+            when(float(entry.get("at", 0)), now),
+            escape(str(entry.get("event", ""))),
+            escape(str(entry.get("by", ""))),
+            escape(str(entry.get("detail", ""))),
+        )
+    print_table(history)
+    silenced = Table("SILENCE", "STATE", "MATCHERS", "BY", "COMMENT", title="matching silences")
+    for silence in detail.silences:
+        silenced.add_row(
+            silence.id,
+            silence.state,
+            escape(silence.matchers),
+            escape(silence.created_by),
+            escape(silence.comment),
+        )
+    print_table(silenced)
+    told = Table("WHEN", "RECEIVER", "NOTIFIER", "STATUS", "OUTCOME", title="notifications")
+    for n in detail.notifications:
+        told.add_row(
+            when(n.at, now),
+            escape(n.receiver),
+            n.notifier,
+            n.status,
+            "delivered" if n.delivered else escape(f"FAILED: {n.error}"),
+        )
+    print_table(told)
+
+
 @alerts.command("silence")
 @click.option(
     "--match",

@@ -311,22 +311,22 @@ class AlertNotification(_message.Message):
     def __init__(self, at: _Optional[float] = ..., receiver: _Optional[str] = ..., notifier: _Optional[str] = ..., status: _Optional[str] = ..., delivered: _Optional[bool] = ..., error: _Optional[str] = ..., group_key: _Optional[str] = ...) -> None: ...
 
 class AlertDetail(_message.Message):
-    __slots__ = ("alert", "expr", "for_seconds", "policy_file", "agent", "silences", "notifications")
+    __slots__ = ("alert", "expr", "for_seconds", "rule_source", "agent", "silences", "notifications")
     ALERT_FIELD_NUMBER: _ClassVar[int]
     EXPR_FIELD_NUMBER: _ClassVar[int]
     FOR_SECONDS_FIELD_NUMBER: _ClassVar[int]
-    POLICY_FILE_FIELD_NUMBER: _ClassVar[int]
+    RULE_SOURCE_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     SILENCES_FIELD_NUMBER: _ClassVar[int]
     NOTIFICATIONS_FIELD_NUMBER: _ClassVar[int]
     alert: AlertInfo
     expr: str
     for_seconds: float
-    policy_file: str
+    rule_source: str
     agent: AgentSummary
     silences: _containers.RepeatedCompositeFieldContainer[SilenceInfo]
     notifications: _containers.RepeatedCompositeFieldContainer[AlertNotification]
-    def __init__(self, alert: _Optional[_Union[AlertInfo, _Mapping]] = ..., expr: _Optional[str] = ..., for_seconds: _Optional[float] = ..., policy_file: _Optional[str] = ..., agent: _Optional[_Union[AgentSummary, _Mapping]] = ..., silences: _Optional[_Iterable[_Union[SilenceInfo, _Mapping]]] = ..., notifications: _Optional[_Iterable[_Union[AlertNotification, _Mapping]]] = ...) -> None: ...
+    def __init__(self, alert: _Optional[_Union[AlertInfo, _Mapping]] = ..., expr: _Optional[str] = ..., for_seconds: _Optional[float] = ..., rule_source: _Optional[str] = ..., agent: _Optional[_Union[AgentSummary, _Mapping]] = ..., silences: _Optional[_Iterable[_Union[SilenceInfo, _Mapping]]] = ..., notifications: _Optional[_Iterable[_Union[AlertNotification, _Mapping]]] = ...) -> None: ...
 
 class ListAlertsRequest(_message.Message):
     __slots__ = ("states", "client", "severity", "agent", "limit")

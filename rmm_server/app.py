@@ -204,6 +204,7 @@ class RmmServer:
                 notify_config,
                 on_failure=self._notification_failed,
                 metrics_registry=self.metrics.registry,
+                on_sent=self._notification_sent,
             )
             await self.dispatcher.start()
             alerts.submit = self.dispatcher.submit
@@ -565,6 +566,26 @@ class RmmServer:
             await asyncio.to_thread(self.alerts.record_failure, failure)
         except StorageError as exc:
             log.error("cannot record a failed notification to %s: %s", receiver, exc)
+        await self.alerts.note_notification(
+            failure.alert_ids,
+            receiver,
+            notifier,
+            notification.status,
+            notification.group_key,
+            error=str(error),
+        )
+
+    async def _notification_sent(
+        self, receiver: str, notifier: str, notification: Notification
+    ) -> None:
+        if self.alerts is not None:
+            await self.alerts.note_notification(
+                [alert.alert_id for alert in notification.alerts],
+                receiver,
+                notifier,
+                notification.status,
+                notification.group_key,
+            )
 
     def _reload_asked(self, message: dict[str, Any]) -> None:
         log.info(

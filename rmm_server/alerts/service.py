@@ -87,6 +87,11 @@ def agent_context(
     return context, samples
 
 
+# History events of notifications about an alert, and how many of them an alert keeps.
+NOTIFY_EVENTS = ("delivered", "notify_failed")
+MAX_NOTIFY_ENTRIES = 50
+
+
 def alert_fields(alert: AlertRecord) -> dict[str, str]:
     """Return the fields silences and inhibitions match on: alert facts and all labels."""
     return {
@@ -320,6 +325,75 @@ class AlertService:
         alert.history.append(entry)
         alert.updated_at = now
         await self._persist([alert])
+
+    async def find(self, ident: str) -> AlertRecord:
+        """Return the alert with this id, or the one open alert whose id starts with `ident`."""
+        if not ident:
+            raise InvalidArgument("name an alert by its id (`rmm alerts list` shows them)")
+        open_alerts = self.manager.open_alerts()
+        alert = next((a for a in open_alerts if a.id == ident), None)
+        if alert is None:
+            alert = await asyncio.to_thread(self.alert_store.get, ident)
+        if alert is not None:
+            return alert
+        starting = sorted(a.id for a in open_alerts if a.id.startswith(ident))
+        if len(starting) == 1:
+            return next(a for a in open_alerts if a.id == starting[0])
+        if starting:
+            raise InvalidArgument(
+                f"{ident!r} starts {len(starting)} open alerts' ids ({', '.join(starting[:5])}"
+                f"{', ...' if len(starting) > 5 else ''}): give more of the id"
+            )
+        raise NotFound(
+            f"no alert {ident!r}: `rmm alerts list` shows open ones; a resolved alert needs its "
+            "whole id (`rmm alerts list --state resolved`)"
+        )
+
+    def matching_silences(self, alert: AlertRecord) -> list[Silence]:
+        """Return every silence (active, pending or expired) whose matchers match `alert`."""
+        fields = alert_fields(alert)
+        return [s for s in self.silences if all(m.matches(fields) for m in s.matchers)]
+
+    async def note_notification(
+        self,
+        alert_ids: Sequence[str],
+        receiver: str,
+        notifier: str,
+        status: str,
+        group_key: str,
+        error: str = "",
+    ) -> None:
+        """Add a notification's outcome (delivered, or failed after every retry with `error`)
+        to the history of each alert it carried, for `rmm alerts show`."""
+        now = self.clock()
+        open_alerts = {alert.id: alert for alert in self.manager.open_alerts()}
+        changed: list[AlertRecord] = []
+        for alert_id in alert_ids:
+            alert = open_alerts.get(alert_id)
+            if alert is None:
+                alert = await asyncio.to_thread(self.alert_store.get, alert_id)
+            if alert is None:
+                continue
+            entry: dict[str, Any] = {
+                "at": now,
+                "event": "notify_failed" if error else "delivered",
+                "detail": f"{receiver} ({notifier}): {error or status}",
+                "receiver": receiver,
+                "notifier": notifier,
+                "status": status,
+                "group_key": group_key,
+            }
+            if error:
+                entry["error"] = error
+            alert.history.append(entry)
+            # History is stored with the alert, and a busy group is sent again at every change
+            # of any of its alerts: keep the newest entries of this kind only.
+            ours = [i for i, e in enumerate(alert.history) if e.get("event") in NOTIFY_EVENTS]
+            for index in reversed(ours[:-MAX_NOTIFY_ENTRIES]):
+                del alert.history[index]
+            alert.updated_at = now
+            changed.append(alert)
+        await self._persist(changed)
 
     async def _persist(self, records: Sequence[AlertRecord]) -> None:
         for record in records:

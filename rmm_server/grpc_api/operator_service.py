@@ -15,7 +15,7 @@ from rmm_common.errors import ConfigError, InvalidArgument, NotFound
 from rmm_common.tokens import new_ident
 from rmm_proto import agent_pb2, commands_pb2, common_pb2, operator_pb2, operator_pb2_grpc
 from rmm_server.agent_credentials import AgentCredentials
-from rmm_server.alerts.service import AlertService
+from rmm_server.alerts.service import NOTIFY_EVENTS, AlertService
 from rmm_server.alerts.suppression import MaintenanceWindow, Silence, format_matchers
 from rmm_server.audit import AuditLog
 from rmm_server.cluster import Cluster
@@ -394,6 +394,42 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
             request.id.strip(), current_operator.get().name, request.comment
         )
         return alert_to_proto(alert, self.alerts.suppressed_by(alert, self.clock()))
+
+    async def GetAlert(
+        self, request: operator_pb2.GetAlertRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.AlertDetail:
+        alert = await self.alerts.find(request.id.strip())
+        now = self.clock()
+        detail = operator_pb2.AlertDetail(
+            alert=alert_to_proto(alert, self.alerts.suppressed_by(alert, now)),
+            silences=[silence_to_proto(s, now) for s in self.alerts.matching_silences(alert)],
+            notifications=[
+                operator_pb2.AlertNotification(
+                    at=float(entry.get("at", 0)),
+                    receiver=str(entry.get("receiver", "")),
+                    notifier=str(entry.get("notifier", "")),
+                    status=str(entry.get("status", "")),
+                    delivered=entry.get("event") == "delivered",
+                    error=str(entry.get("error", "")),
+                    group_key=str(entry.get("group_key", "")),
+                )
+                for entry in alert.history
+                if entry.get("event") in NOTIFY_EVENTS
+            ],
+        )
+        agent = self.fleet.get(alert.agent_id) or await asyncio.to_thread(
+            self.store.get_agent, alert.agent_id
+        )
+        if agent is not None:
+            detail.agent.CopyFrom(agent_to_summary(agent, now))
+            # The rule as it applies to this agent now: after a reload or a move it may differ
+            # from the one that raised the alert, or be gone.
+            rule = next((r for r in self.alerts.explain(agent) if r.key == alert.rule_key), None)
+            if rule is not None:
+                detail.expr = rule.expr
+                detail.for_seconds = rule.for_seconds
+                detail.rule_source = rule.source
+        return detail
 
     async def CreateSilence(
         self, request: operator_pb2.CreateSilenceRequest, context: grpc.aio.ServicerContext

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 OnFailure = Callable[[str, Notification, NotifyError], Awaitable[None] | None]
+# Told of each notification a receiver accepted: (receiver, notifier type, notification).
+OnSent = Callable[[str, str, Notification], Awaitable[None] | None]
 HttpClientFactory = Callable[[], httpx.AsyncClient]
 
 
@@ -91,8 +93,10 @@ class Dispatcher:
         metrics_registry: CollectorRegistry | None = None,
         *,
         http_client_factory: HttpClientFactory = default_http_client,
+        on_sent: OnSent | None = None,
     ) -> None:
         self._config = config
+        self._on_sent = on_sent
         self._clock = clock
         self._sleep = sleep
         self._on_failure = on_failure
@@ -309,6 +313,7 @@ class Dispatcher:
             self._wake.set()
         if not delivered:
             return  # still pending: the next group_interval tries again
+        await self._report_sent(receiver, notification)
         group.last_sent = now
         group.last_firing = frozenset(a.alert_id for a in notification.firing)
         group.told_firing.update(group.last_firing)
@@ -386,6 +391,16 @@ class Dispatcher:
             raise NotifyError(f"receiver {receiver.name!r}: notifier error: {exc!r}") from exc
         finally:
             self.metrics.duration.labels(receiver.notifier).observe(time.perf_counter() - started)
+
+    async def _report_sent(self, receiver: ReceiverConfig, notification: Notification) -> None:
+        if self._on_sent is None:
+            return
+        try:
+            result = self._on_sent(receiver.name, receiver.notifier, notification)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # recording a delivery must never undo it or stop the dispatcher
+            log.exception("on_sent callback failed for receiver %s", receiver.name)
 
     async def _report_failure(
         self, receiver: str, notification: Notification, error: NotifyError
