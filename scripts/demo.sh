@@ -1,23 +1,42 @@
 #!/usr/bin/env bash
 # Run the RMM on this machine with the embedded defaults: a server on SQLite, this host's agent
 # enrolled and reporting, /metrics served. Ctrl-C stops both. State lives in ./run (RMM_DEMO_DIR).
+# Settings (environment): RMM_GRPC_PORT, RMM_HTTP_PORT, RMM_INTERVAL, RMM_DEMO_DIR,
+# RMM_POLICIES (a policy directory or file, instead of the shipped policies/) and
+# RMM_NOTIFY_CONFIG (a notification config, as deploy/notifications.example.yaml).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
-RUN_DIR="${RMM_DEMO_DIR:-$PWD/run}"
+# Paths given relative to where the demo was started from, before moving to the checkout.
+absolute() { case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+RUN_DIR="$(absolute "${RMM_DEMO_DIR:-$ROOT/run}")"
+POLICIES="${RMM_POLICIES:+$(absolute "$RMM_POLICIES")}"
+NOTIFY_CONFIG="${RMM_NOTIFY_CONFIG:+$(absolute "$RMM_NOTIFY_CONFIG")}"
+if [ -n "$POLICIES" ] && [ ! -e "$POLICIES" ]; then
+  echo "demo: RMM_POLICIES=$RMM_POLICIES: no such file or directory (a policy directory or file)" >&2
+  exit 2
+fi
+if [ -n "$NOTIFY_CONFIG" ] && [ ! -f "$NOTIFY_CONFIG" ]; then
+  echo "demo: RMM_NOTIFY_CONFIG=$RMM_NOTIFY_CONFIG: no such file (see deploy/notifications.example.yaml)" >&2
+  exit 2
+fi
+cd "$ROOT"
 GRPC_PORT="${RMM_GRPC_PORT:-50051}"
 HTTP_PORT="${RMM_HTTP_PORT:-9464}"
 INTERVAL="${RMM_INTERVAL:-10}"
 PYTHON="${PYTHON:-python3}"
 
+mkdir -p "$RUN_DIR"
 if [ ! -x .venv/bin/rmm-server ]; then
-  echo "== installing into .venv (first run only)"
+  echo "== installing into .venv (first run only; log: $RUN_DIR/pip.log)"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all]' \
-    >"${TMPDIR:-/tmp}/rmm-pip.log" 2>&1 || { cat "${TMPDIR:-/tmp}/rmm-pip.log"; exit 1; }
+    >"$RUN_DIR/pip.log" 2>&1 || { cat "$RUN_DIR/pip.log"; exit 1; }
 fi
 BIN="$PWD/.venv/bin"
-mkdir -p "$RUN_DIR"
+server_args=()
+[ -z "$POLICIES" ] || server_args+=(--policies "$POLICIES")
+[ -z "$NOTIFY_CONFIG" ] || server_args+=(--notify-config "$NOTIFY_CONFIG")
 
 pids=()
 cleanup() {
@@ -28,11 +47,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
-echo "== starting the server (log: $RUN_DIR/server.log)"
+echo "== starting the server (log: $RUN_DIR/server.log; policies: ${POLICIES:-the shipped ones}${NOTIFY_CONFIG:+; notifications: $NOTIFY_CONFIG})"
 # TLS by default: the first start makes the server's own CA in $RUN_DIR/server/tls.
 "$BIN/rmm-server" serve --data-dir "$RUN_DIR/server" \
   --grpc-listen "127.0.0.1:$GRPC_PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
-  >>"$RUN_DIR/server.log" 2>&1 &
+  ${server_args[@]+"${server_args[@]}"} >>"$RUN_DIR/server.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
   if "$BIN/python" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
