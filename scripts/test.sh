@@ -59,6 +59,12 @@ if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv"
   "$PYTHON" -m venv .venv
 fi
+# The distribution was named "rmm" before (on PyPI that name is another project's): a .venv made
+# then still lists it, and uninstalling it later would delete the console scripts msp-rmm shares.
+if .venv/bin/python -m pip show rmm >/dev/null 2>&1; then
+  echo "== removing the distribution's old name (rmm) from .venv"
+  .venv/bin/python -m pip uninstall -y -q rmm
+fi
 echo "== installing the project with its dev extra"
 if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' \
     >.venv/pip-install.log 2>&1; then
