@@ -508,7 +508,8 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         # added with it.
         script_errors = await self.reload_scripts()
         ok, errors = await asyncio.to_thread(self.alerts.reload_policies)
-        notify_ok, notify_errors = True, []
+        notify_ok = True
+        notify_errors: list[str] = []
         if self.notify is not None:
             notify_ok, notify_errors = await self.notify.reload()
         policies = self.alerts.policies
