@@ -119,20 +119,22 @@ class Report(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., collected_at: _Optional[float] = ..., interval_seconds: _Optional[int] = ..., agent_version: _Optional[str] = ..., host: _Optional[_Union[HostFacts, _Mapping]] = ..., collectors: _Optional[_Iterable[_Union[CollectorResult, _Mapping]]] = ..., inventory_hash: _Optional[str] = ..., inventory: _Optional[_Union[Inventory, _Mapping]] = ..., dropped_reports: _Optional[int] = ..., self_updatable: _Optional[bool] = ..., skipped_sequences: _Optional[int] = ...) -> None: ...
 
 class ReportAck(_message.Message):
-    __slots__ = ("sequence", "need_inventory", "report_interval_seconds", "rejected", "update", "rotate_credential")
+    __slots__ = ("sequence", "need_inventory", "report_interval_seconds", "rejected", "update", "rotate_credential", "next_sequence")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     NEED_INVENTORY_FIELD_NUMBER: _ClassVar[int]
     REPORT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     UPDATE_FIELD_NUMBER: _ClassVar[int]
     ROTATE_CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     need_inventory: bool
     report_interval_seconds: int
     rejected: str
     update: UpdateOffer
     rotate_credential: bool
-    def __init__(self, sequence: _Optional[int] = ..., need_inventory: _Optional[bool] = ..., report_interval_seconds: _Optional[int] = ..., rejected: _Optional[str] = ..., update: _Optional[_Union[UpdateOffer, _Mapping]] = ..., rotate_credential: _Optional[bool] = ...) -> None: ...
+    next_sequence: int
+    def __init__(self, sequence: _Optional[int] = ..., need_inventory: _Optional[bool] = ..., report_interval_seconds: _Optional[int] = ..., rejected: _Optional[str] = ..., update: _Optional[_Union[UpdateOffer, _Mapping]] = ..., rotate_credential: _Optional[bool] = ..., next_sequence: _Optional[int] = ...) -> None: ...
 
 class UpdateOffer(_message.Message):
     __slots__ = ("version", "sha256", "size")
