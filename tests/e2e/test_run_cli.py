@@ -132,7 +132,9 @@ def test_a_script_runs_and_its_output_and_exit_code_are_shown(fleet: Fleet, tmp_
     assert result.returncode == 1
     row = next(line for line in result.stdout.splitlines() if agent[:12] in line)
     assert "failed" in row and " 1 " in row and "disk /var is full" in row
-    assert re.search(r"rmm: 1 of 1 agent failed: \S+ \(exit 1\)$", result.stderr.strip())
+    # The agent-reported hostname, then the start of its id: the identity.
+    expected = rf"rmm: 1 of 1 agent failed: \S+ \[{agent[:12]}\] \(exit 1\)$"
+    assert re.search(expected, result.stderr.strip())
 
     [outcome] = json.loads(
         rmm(
