@@ -307,6 +307,9 @@ class AgentRunner:
             log.info("connected to %s; %d reports waiting", self.identity.server, len(self.spool))
         if ack.rejected:
             log.error("the server refused report %d for good: %s", ack.sequence, ack.rejected)
+        if ack.next_sequence:
+            with self._collect_lock:  # the main thread takes numbers under the same lock
+                self.sequences.resume_at(ack.next_sequence)
         self.spool.ack(ack.sequence)
         carried = self._inventory_carried.pop(ack.sequence, None)
         for older in [seq for seq in self._inventory_carried if seq < ack.sequence]:

@@ -86,6 +86,21 @@ class Sequencer:
             log.warning("report sequence numbers can be reserved again: reports resume")
         return number
 
+    def resume_at(self, number: int) -> None:
+        """Give no number below `number` again: the server holds reports up to it that this
+        agent's state does not know of (restored, lost or copied). Not skipped: they are stored."""
+        if number - 1 <= self.last:
+            return
+        log.warning(
+            "the server holds reports of this agent up to sequence %d that its state in %s does "
+            "not know of (restored from a copy, lost, or copied to another host): report "
+            "numbers resume at %d",
+            number - 1,
+            self.state.path,
+            number,
+        )
+        self.last = number - 1
+
     def note_spool(self, pending: int, dropped: int) -> None:
         """Record after each report what the spool holds (not synced: a hint for a start that
         finds the spool damaged); a failure is ignored, the reservation is not at stake."""

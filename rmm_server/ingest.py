@@ -107,6 +107,8 @@ class ReportIngestor:
         self._conflicts: dict[str, int] = {}
         self._conflict_said: dict[str, float] = {}
         self._writer: asyncio.Task[None] | None = None
+        # A write failed and none has worked since: during an outage, one line, not one a batch.
+        self._failing = False
 
     def start(self) -> None:
         """Start the batch writer on the running event loop."""
@@ -251,6 +253,9 @@ class ReportIngestor:
                 "report is refused: this agent reused sequence numbers (its state directory was "
                 "restored, lost or copied to another host)"
             ),
+            # The agent resumes above what is stored, so one refusal, not one per number the
+            # server holds (an agent whose state was lost would otherwise start again at 1).
+            next_sequence=max(agent.last_sequence, report.sequence) + 1,
         )
 
     def _tell_dropped(self, agent: AgentRecord, report: agent_pb2.Report) -> None:
@@ -294,12 +299,23 @@ class ReportIngestor:
             )
         except StorageError as exc:
             self.metrics.storage_errors.inc()
-            log.error("storing %d reports failed: %s", len(batch), exc)
+            log.log(
+                logging.DEBUG if self._failing else logging.ERROR,
+                "storing %d reports failed: %s (agents keep them in their spools and resend "
+                "them; further failures are counted in rmm_server_storage_errors_total until a "
+                "write works)",
+                len(batch),
+                " ".join(str(exc).split()),
+            )
+            self._failing = True
             for _, done in batch:
                 if not done.done():
                     done.set_exception(exc)
             return
         self.metrics.storage_batch.observe(time.perf_counter() - started)
+        if self._failing:
+            self._failing = False
+            log.info("storing reports again")
         conflicting = {id(stored) for stored in refused}
         for stored, done in batch:
             if done.done():

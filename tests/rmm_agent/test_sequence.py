@@ -118,3 +118,20 @@ def test_an_agent_without_the_file_resumes_after_its_counter_and_spool(tmp_path:
     """An agent upgraded from a version without sequence.json: no reservation, no gap."""
     state = StateDir(tmp_path)
     assert start(state, counter=40, spool_last=42).next() == 43
+
+
+def test_numbers_the_server_holds_are_not_given_again_once_it_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A state directory lost (or restored from an old copy) starts again low; the server's
+    refusal of a reused number says where its stored reports end."""
+    state = StateDir(tmp_path)
+    sequences = start(state)
+    assert sequences.next() == 1
+    caplog.set_level(logging.WARNING)
+    sequences.resume_at(5001)
+    assert "report numbers resume at 5001" in caplog.text
+    assert sequences.next() == 5001 and sequences.skipped == 0  # stored, not skipped
+    assert saved(state)["reserved"] >= 5001  # reserved before use, like any number
+    sequences.resume_at(10)  # an older refusal arriving late moves nothing back
+    assert sequences.next() == 5002

@@ -116,6 +116,7 @@ def test_a_reused_sequence_with_other_content_is_refused_counted_and_said(
     (ack,) = submit(ReportIngestor(store, fleet, metrics), [(agent, reused)])
     assert ack.sequence == 2
     assert "already stored with other content" in ack.rejected
+    assert ack.next_sequence == 4  # the agent resumes above what is stored
     assert conflicting(metrics) == 1.0
     assert f"agent {agent.id} (host) sent report 2, but the server holds a different" in (
         caplog.text
