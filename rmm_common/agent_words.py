@@ -13,6 +13,7 @@ The server and the CLI share these rules; the server applies them whatever the c
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -102,6 +103,8 @@ _LOOKALIKES = str.maketrans(
     }
 )  # fmt: skip
 _MULTI = (("rn", "m"), ("vv", "w"), ("cl", "d"))
+# What the general path drops from ASCII text: control characters (Cc) and the space (Zs).
+_ASCII_INVISIBLE = str.maketrans("", "", "".join(map(chr, range(32))) + " \x7f")
 # Terminal escape sequences (CSI, OSC, two-character ones; ESC or the C1 CSI): a terminal shows
 # "web-01\x1b[2J" as "web-01", so the sequence goes whole, not only its ESC.
 _ESCAPES = re.compile(
@@ -109,6 +112,7 @@ _ESCAPES = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def hostname_key(text: str) -> str:
     """Return what a hostname looks like, so that look-alikes compare equal.
 
@@ -121,14 +125,17 @@ def hostname_key(text: str) -> str:
     is safe; one that is not exactly the name asked for is refused as a look-alike.
     """
     text = _ESCAPES.sub("", text)
-    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
-    kept = []
-    for char in folded:
-        category = unicodedata.category(char)
-        if category[0] in "MCZ":  # accents, control and format characters, spaces
-            continue
-        kept.append("-" if category == "Pd" else char)
-    key = "".join(kept).translate(_LOOKALIKES)
+    if text.isascii():  # nearly every hostname: nothing to normalize, only case and controls
+        key = text.lower().translate(_ASCII_INVISIBLE).translate(_LOOKALIKES)
+    else:
+        folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
+        kept = []
+        for char in folded:
+            category = unicodedata.category(char)
+            if category[0] in "MCZ":  # accents, control and format characters, spaces
+                continue
+            kept.append("-" if category == "Pd" else char)
+        key = "".join(kept).translate(_LOOKALIKES)
     for pair, single in _MULTI:
         key = key.replace(pair, single)
     return key

@@ -101,6 +101,14 @@ def test_look_alike_hostnames_have_one_key() -> None:
     assert hostname_key("web-02") != key and hostname_key("db-01") != key
 
 
+def test_plain_ascii_hostnames_take_the_short_path_to_the_same_key() -> None:
+    # A zero-width space sends a hostname through Unicode normalization and is then dropped:
+    # every ASCII character must come out of both paths the same.
+    for code in range(128):
+        text = f"a{chr(code)}B-1"
+        assert hostname_key(text) == hostname_key(text + "\u200b"), repr(chr(code))
+
+
 # ---- ids are ids ----
 
 
