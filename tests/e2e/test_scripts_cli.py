@@ -71,6 +71,7 @@ def test_list_and_show_the_servers_library(library_server: ServerProcess, librar
             "timeout_seconds": 120.0,
             "min_role": "tier2",
             "path": str(library / "clean-tmp.sh"),
+            "params": [],
         },
         {
             "name": "ping",
@@ -80,6 +81,7 @@ def test_list_and_show_the_servers_library(library_server: ServerProcess, librar
             "timeout_seconds": 60.0,
             "min_role": "tier1",
             "path": str(library / "ping.py"),
+            "params": [],
         },
     ]
     table = rmm(library_server, "scripts", "list").stdout
