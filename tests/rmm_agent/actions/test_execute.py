@@ -122,6 +122,18 @@ def test_script_policy(
             "run script 'disk-usage' (bash) with args ['-h']",
         ),
         (
+            {
+                "run_script": commands_pb2.RunScript(
+                    shell="bash",
+                    library_name="disk-usage",
+                    params={"path": "/var"},
+                    env={"RMM_PARAM_PATH": "/var", "MODE": "x y"},
+                    working_directory="/srv",
+                )
+            },
+            "run script 'disk-usage' (bash) with params 'path=/var' with env 'MODE=x y' in '/srv'",
+        ),
+        (
             {"run_script": commands_pb2.RunScript(shell="powershell", body="Get-Service\nexit 0")},
             "run ad-hoc powershell script 'Get-Service…'",
         ),
