@@ -201,22 +201,22 @@ def read_lines(lines: Iterable[str], source: str, public_key: bytes, into: Check
             continue
         where = f"{source}:{number}"
         try:
-            checkpoint = parse_line(text, where)
+            parsed = parse_line(text, where)
         except ValueError as exc:
             problems.append((number, str(exc)))
             read.append((number, None, ""))
             continue
-        if checkpoint.key != fingerprint:
+        if parsed.key != fingerprint:
             problems.append(
                 (
                     number,
-                    f"{where}: signed by key {checkpoint.key[:16]}..., not this server's "
+                    f"{where}: signed by key {parsed.key[:16]}..., not this server's "
                     f"{fingerprint[:16]}... (a checkpoint of another server, or forged)",
                 )
             )
             read.append((number, None, ""))
             continue
-        read.append((number, checkpoint, line_digest(_json_part(text))))
+        read.append((number, parsed, line_digest(_json_part(text))))
     # Newest first: a line is authentic when the authentic line after it names its digest, or
     # else by its own signature.
     authentic: set[int] = set()

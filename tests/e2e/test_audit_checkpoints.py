@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from rmm_server.audit import AuditRecord
-from tests.helpers import BIN, ServerProcess, free_port, rmm
+from tests.helpers import BIN, ServerProcess, free_port, rmm, wait_for
 
 COLUMNS = "seq, at, operator, action, target, details_json, outcome, prev_hash, hash"
 
@@ -238,3 +238,32 @@ def test_archive_works_with_checkpoints(server: ServerProcess, tmp_path: Path) -
     code, text = verify(server, "--archive", str(rewritten))
     assert code == 1, text
     assert f"BROKEN: checkpoints: archived seq 3 has hash {forged[2].hash[:16]}..." in text
+
+
+def test_the_server_signs_at_start_on_its_timer_and_at_stop(tmp_path: Path) -> None:
+    process = ServerProcess(
+        data_dir=tmp_path / "server",
+        grpc_port=free_port(),
+        http_port=free_port(),
+        log_path=tmp_path / "server.log",
+        extra_args=["--audit-checkpoint-interval", "1s"],  # every 100 entries: never, here
+    )
+    path = checkpoint_file(process)
+
+    def seqs() -> list[int]:
+        text = path.read_text() if path.exists() else ""
+        return [json.loads(line)["seq"] for line in text.splitlines()]
+
+    process.start()
+    try:
+        assert seqs() == [0]  # the head as found at start
+        rmm(process, "tokens", "create", "--client", "acme", "--site", "hq")
+        wait_for(lambda: seqs() == [0, 1], 30, "the timer's checkpoint of seq 1")
+        rmm(process, "tokens", "create", "--client", "acme", "--site", "branch")
+    finally:
+        assert process.stop() == 0
+    assert seqs()[-1] == 2  # signed by the timer or at stop, before the database closed
+    logged = [
+        line for line in process.log_path.read_text().splitlines() if "audit checkpoint {" in line
+    ]
+    assert len(logged) == len(seqs())

@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 
 from rmm_proto import commands_pb2
 from rmm_server.audit import AuditBroken, AuditLog, AuditRecord
-from rmm_server.audit_checkpoints import CONTEXT, CheckpointLog, parse_line
+from rmm_server.audit_checkpoints import CONTEXT, CheckpointLog, checkpoint_file_name, parse_line
 from rmm_server.signing import CommandSigner
 from rmm_server.storage import Store, open_store
 from rmm_server.storage.audit import AuditStore
@@ -290,3 +290,36 @@ def test_a_checkpoint_signature_cannot_pass_for_a_command(log: AuditLog) -> None
     with pytest.raises(DecodeError):
         commands_pb2.Command.FromString(signed)
     assert base64.b64decode(checkpoint.sig)  # and it is a real signature over those bytes
+
+
+def test_each_replica_signs_into_its_own_file_and_verify_reads_them_all(
+    store: Store, signer: CommandSigner, tmp_path: Path
+) -> None:
+    assert checkpoint_file_name(None) == "audit-checkpoints.log"
+    assert checkpoint_file_name("host-a:50051") == "audit-checkpoints.host-a_50051.log"
+    # Two replicas on one volume, one database: each file is one writer's chain of lines.
+    first = AuditLog(AuditStore(store))
+    first.prepare()
+    first.checkpoints = CheckpointLog(
+        tmp_path, signer, replica="a:1", file_name=checkpoint_file_name("a:1")
+    )
+    second = AuditLog(AuditStore(store))
+    second.checkpoints = CheckpointLog(
+        tmp_path, signer, replica="b:1", file_name=checkpoint_file_name("b:1"), every=1
+    )
+    fill(first, 3)
+    entries = fill(second, 2)
+    first.checkpoint()
+    result = first.verify()
+    assert result.ok, result.checkpoint_problems
+    assert sorted(Path(source).name for source in result.checkpoint_sources) == [
+        "audit-checkpoints.a_1.log",
+        "audit-checkpoints.b_1.log",
+    ]
+    assert result.newest_checkpoint is not None
+    assert result.newest_checkpoint.hash == entries[-1].hash
+    with tamper(store.engine) as conn:  # roll back what the second replica wrote
+        conn.execute("DELETE FROM audit_log WHERE seq > 3")
+        conn.execute("UPDATE audit_anchor SET head_seq = 3, head_hash = ?", (entries[0].prev_hash,))
+    problems = first.verify().checkpoint_problems
+    assert len(problems) == 1 and "seqs 4..5 were deleted" in problems[0], problems
