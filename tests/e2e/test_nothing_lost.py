@@ -496,3 +496,44 @@ def full_disk_then_sigkill(
     assert "refused report" not in agent.text()
     assert_no_storage_trouble(server)
     assert server.stop() == 0
+
+
+def test_an_agent_whose_state_was_lost_is_refused_counted_and_resumes_above_the_server(
+    tmp_path: Path, agents_to_stop: list[Agent]
+) -> None:
+    server = make_server(tmp_path, "--no-policies").start(START_TIMEOUT)
+    try:
+        (agent,) = enroll(server, tmp_path, 1)
+        agents_to_stop.append(agent.start())
+        wait_for(lambda: last_sequences(server)[agent.id] >= 6, 90, "six reports")
+        assert agent.stop() == 0
+        held = last_sequences(server)[agent.id]
+        # The counters and the spool are lost (a restore of identity.json alone, say): the agent
+        # starts again at 1, numbers the server holds with other reports.
+        for name in ("runtime.json", "sequence.json", SPOOL_FILE):
+            (agent.state / name).unlink()
+        agent.start()
+        wait_for(
+            lambda: last_sequences(server)[agent.id] > held + 2,
+            90,
+            "reports stored above the ones the server held",
+        )
+        assert agent.stop() == 0
+        shown = rmm_json(server, "agents", "show", agent.id)
+        refused = shown["conflicting_reports"]
+        # Refused and counted, not acknowledged as stored: only those sent before the first
+        # refusal reached the agent, not one per number the server holds.
+        assert 1 <= refused <= 3, shown
+        assert f"rmm_server_reports_conflicting_total {float(refused)}" in server.metrics()
+        assert f"agent {agent.id} (" in server.log() and "sent report 1, but the server" in (
+            server.log()
+        )
+        assert f"report numbers resume at {held + 1}" in agent.text()
+        assert "the server refused report 1 for good" in agent.text()
+        assert shown["last_sequence"] == agent.sequence()
+        stored = stored_reports(server, agent.id)
+        assert set(range(held + 1, agent.sequence() + 1)) <= set(stored)
+        assert server.stop() == 0
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.stop(signal.SIGKILL)
