@@ -3,7 +3,8 @@
 Merge rules (docs/policies.md says the same with examples):
 
 1. Scope. A document applies to an agent when the agent is inside its `scope`. Include lists
-   (`clients`, `sites` as "client/site", `tags`, `os`, `agents` by id or hostname) must all hold;
+   (`clients`, `sites` as "client/site", `tags`, `os`, `agents` by whole id, or by hostname
+   inside listed clients or sites) must all hold;
    `tags` needs every listed tag. Any `exclude` entry keeps the agent out (`exclude.tags`: any
    one tag). An empty scope is refused: a fleet-wide policy says `scope: {all: true}`.
 2. Layers apply in order global → client → site → agent; inside a layer, by file path, then by

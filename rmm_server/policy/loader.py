@@ -12,6 +12,7 @@ import yaml
 
 from rmm_agent.collectors import catalog as agent_catalog
 from rmm_agent.collectors.base import MetricSpec
+from rmm_common.agent_words import AGENT_ID_DIGITS, WordKind, parse_agent_word
 from rmm_common.durations import parse_duration
 from rmm_common.errors import InvalidArgument, PolicyError
 from rmm_server.policy import expressions
@@ -90,22 +91,27 @@ class Scope:
     sites: frozenset[str] = frozenset()  # "client/site"
     tags: frozenset[str] = frozenset()  # the agent must carry every one
     os: frozenset[str] = frozenset()
-    agents: frozenset[str] = frozenset()  # agent ids or hostnames
+    # Agents by whole id (lowercase), and by hostname (casefolded; what the agent reports, so
+    # only inside a scope pinned to clients or sites: see _split_agents).
+    agents: frozenset[str] = frozenset()
+    agent_hosts: frozenset[str] = frozenset()
     exclude_clients: frozenset[str] = frozenset()
     exclude_sites: frozenset[str] = frozenset()
     exclude_tags: frozenset[str] = frozenset()  # any one excludes
     exclude_os: frozenset[str] = frozenset()
     exclude_agents: frozenset[str] = frozenset()
+    exclude_agent_hosts: frozenset[str] = frozenset()
 
     def matches(self, agent: AgentContext) -> bool:
         """Return whether `agent` is inside this scope."""
         site = f"{agent.client}/{agent.site}"
+        agent_id, host = agent.agent_id.lower(), agent.hostname.casefold()
         if (
             agent.client in self.exclude_clients
             or site in self.exclude_sites
             or agent.os in self.exclude_os
-            or agent.agent_id in self.exclude_agents
-            or agent.hostname in self.exclude_agents
+            or agent_id in self.exclude_agents
+            or host in self.exclude_agent_hosts
             or not self.exclude_tags.isdisjoint(agent.tags)
         ):
             return False
@@ -114,7 +120,11 @@ class Scope:
             and (not self.sites or site in self.sites)
             and self.tags <= agent.tags
             and (not self.os or agent.os in self.os)
-            and (not self.agents or agent.agent_id in self.agents or agent.hostname in self.agents)
+            and (
+                not (self.agents or self.agent_hosts)
+                or agent_id in self.agents
+                or host in self.agent_hosts
+            )
         )
 
 
@@ -397,9 +407,16 @@ def _parse_scope(node: yaml.Node, where: Where, context: str) -> Scope | None:
             for name, (_, list_node) in (excluded or {}).items():
                 values = string_list(list_node, where, context, f"scope.exclude.{name}")
                 lists["exclude_" + name] = frozenset(values or ())
+                if name == "agents":
+                    ids, hosts = _split_agents(values or [], list_node, where, context)
+                    lists["exclude_agents"], lists["exclude_agent_hosts"] = ids, hosts
         else:
             values = string_list(value_node, where, context, f"scope.{key}")
             lists[key] = frozenset(values or ())
+            if key == "agents":
+                lists["agents"], lists["agent_hosts"] = _split_agents(
+                    values or [], value_node, where, context
+                )
             if key == "sites":
                 for site in values or []:
                     if site.count("/") != 1:
@@ -412,12 +429,52 @@ def _parse_scope(node: yaml.Node, where: Where, context: str) -> Scope | None:
     for site in lists.get("exclude_sites", frozenset()):
         if site.count("/") != 1:
             where.at(node, context, f"excluded site {site!r} must name its client", "client/site")
-    has_include = any(lists.get(k) for k in _SCOPE_LISTS)
+    if lists.get("agent_hosts") and not (lists.get("clients") or lists.get("sites")):
+        where.at(
+            items["agents"][1],
+            context,
+            f"scope.agents names the hostname {sorted(lists['agent_hosts'])[0]!r}, which an "
+            "agent of any client can report of itself",
+            "pin the scope with clients: (or sites:), or name the agent by its id",
+        )
+    has_include = any(lists.get(k) for k in (*_SCOPE_LISTS, "agent_hosts"))
     if every and has_include:
         where.at(node, context, "scope.all with include lists is contradictory", "drop one")
     if not every and not has_include:
         where.at(node, context, "scope includes nothing", "add `all: true` or include lists")
     return Scope(all=every, **lists)
+
+
+def _split_agents(
+    values: list[str], node: yaml.Node, where: Where, context: str
+) -> tuple[frozenset[str], frozenset[str]]:
+    """Return scope.agents entries as (whole ids, casefolded hostnames); report bad entries.
+
+    As on the command line (rmm_common.agent_words): a word of hex digits is an agent id and
+    never a hostname, so an agent cannot enter another's policy by naming itself after its id;
+    it must be the whole id here (a policy outlives the agents it names); a hostname is any
+    other word, or host=NAME.
+    """
+    ids: set[str] = set()
+    hosts: set[str] = set()
+    for value in values:
+        try:
+            word = parse_agent_word(value)
+        except InvalidArgument as exc:
+            where.at(node, context, f"scope agent {value!r}: {exc}", "write an id or host=NAME")
+            continue
+        if word.kind is WordKind.HOST:
+            hosts.add(word.value.casefold())
+        elif len(word.value) != AGENT_ID_DIGITS:
+            where.at(
+                node,
+                context,
+                f"scope agent {value!r} is not a whole agent id ({AGENT_ID_DIGITS} hex digits)",
+                f"give the whole id (rmm agents list), or write host={value} for a hostname",
+            )
+        else:
+            ids.add(word.value)
+    return frozenset(ids), frozenset(hosts)
 
 
 def _peek_name(node: yaml.Node) -> str | None:
@@ -481,7 +538,12 @@ def parse_document(
             layer = "global"
     scope = _parse_scope(items["scope"][1], where, context) if "scope" in items else None
     needed = _LAYER_NEEDS.get(layer)
-    if scope is not None and needed and not getattr(scope, needed):
+    if (
+        scope is not None
+        and needed
+        and not getattr(scope, needed)
+        and not (needed == "agents" and scope.agent_hosts)
+    ):
         where.at(
             items["scope"][1],
             context,

@@ -46,7 +46,7 @@ def test_layers_decide_lowest_wins_and_none_means_notify(tmp_path: Path) -> None
     (tmp_path / "a-global.yaml").write_text(doc("base", "{all: true}", "notify", rules=True))
     (tmp_path / "b-client.yaml").write_text(doc("acme", "{clients: [acme]}", "ask", layer="client"))
     (tmp_path / "c-agent.yaml").write_text(
-        doc("kiosk", "{agents: [a2]}", "unattended", layer="agent")
+        doc("kiosk", "{agents: [" + "a2" * 16 + "]}", "unattended", layer="agent")
     )
     policies = load_policy_dir(tmp_path)
 
@@ -54,7 +54,7 @@ def test_layers_decide_lowest_wins_and_none_means_notify(tmp_path: Path) -> None
     assert policies.consent_for(agent(agent_id="a1")) == ConsentSetting(
         "ask", "acme", f"{tmp_path / 'b-client.yaml'}:6", "client"
     )
-    kiosk = policies.consent_for(agent(agent_id="a2"))
+    kiosk = policies.consent_for(agent(agent_id="a2" * 16))  # a whole id, as enrollment makes
     assert (kiosk.mode, kiosk.policy, kiosk.layer) == ("unattended", "kiosk", "agent")
     assert kiosk.source == f"{tmp_path / 'c-agent.yaml'}:6"
     other = policies.consent_for(agent(client="globex", agent_id="a3"))

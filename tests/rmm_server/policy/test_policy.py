@@ -134,7 +134,7 @@ def test_disable_at_agent_layer_and_override_typo(tmp_path: Path) -> None:
     write(
         tmp_path,
         "z.yaml",
-        HEAD + "metadata: {name: quiet}\nlayer: agent\nscope: {agents: [web01]}\n"
+        HEAD + "metadata: {name: quiet}\nlayer: agent\nscope: {clients: [acme], agents: [web01]}\n"
         "rules:\n  - {name: DiskSpaceLow, enabled: false}\n",
     )
     policies = load_policy_dir(tmp_path)
@@ -148,13 +148,52 @@ def test_disable_at_agent_layer_and_override_typo(tmp_path: Path) -> None:
     write(
         tmp_path,
         "z.yaml",
-        HEAD + "metadata: {name: quiet}\nlayer: agent\nscope: {agents: [web01]}\n"
+        HEAD + "metadata: {name: quiet}\nlayer: agent\nscope: {clients: [acme], agents: [web01]}\n"
         "rules:\n  - {name: DiskSpaceLo, enabled: false}\n"
         "  - {name: DiskSpaceLow, params: {wran: 0.5}}\n",
     )
     errors = validate_path(tmp_path)
     assert any("z.yaml:7:5" in e and "no higher layer defines" in e for e in errors), errors
     assert any("z.yaml:8:" in e and "params.wran is not declared" in e for e in errors), errors
+
+
+def test_a_scope_names_agents_by_whole_id_or_by_hostname_pinned_to_a_client(
+    tmp_path: Path,
+) -> None:
+    victim_id = "0123456789abcdef" * 2
+
+    def quiet(scope: str) -> None:
+        write(
+            tmp_path,
+            "z.yaml",
+            HEAD + f"metadata: {{name: quiet}}\nlayer: agent\nscope: {scope}\n"
+            "rules:\n  - {name: DiskSpaceLow, enabled: false}\n",
+        )
+
+    def quieted(**kw: object) -> bool:
+        rules = load_policy_dir(tmp_path).rules_for(agent(set(), **kw))
+        return "DiskSpaceLow" not in {r.name for r in rules}
+
+    (tmp_path / "base.yaml").write_text((SHIPPED / "common.yaml").read_text())
+    # By id: an agent of another client that names itself after the id is not in the scope.
+    quiet(f"{{agents: [{victim_id}]}}")
+    assert quieted(agent_id=victim_id, hostname="web01")
+    assert not quieted(agent_id="f" * 32, hostname=victim_id, client="evil")
+    # By hostname: only inside the clients (or sites) the scope names, in any case.
+    quiet("{clients: [acme], agents: [host=WEB01]}")
+    assert quieted(agent_id="a1", hostname="web01")
+    assert not quieted(agent_id="a3", hostname="web01", client="evil")
+    assert not quieted(agent_id="a4", hostname="w\u0435b01")  # a look-alike is not web01
+    # Refused: a hostname any client's agent could claim, and a fragment of an id.
+    quiet("{agents: [web01]}")
+    assert any(
+        "which an agent of any client can report" in e and "pin the scope with clients:" in e
+        for e in validate_path(tmp_path)
+    )
+    quiet("{clients: [acme], agents: [dc01]}")
+    assert any(
+        "'dc01' is not a whole agent id" in e and "host=dc01" in e for e in validate_path(tmp_path)
+    )
 
 
 def disk(mountpoint: str, ratio: float, fstype: str = "ext4") -> SeriesSample:
