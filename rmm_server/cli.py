@@ -297,14 +297,16 @@ def serve(
         )
         if config.policies_dir is None and not no_policies:
             click.echo(
-                "rmm-server: no policies/ beside this installation: running without alert "
-                "policies (pass --policies DIR)",
+                f"rmm-server: the shipped policies are missing ({SHIPPED_POLICIES} is no "
+                "directory; a broken install?): running without alert policies (pass "
+                "--policies DIR, or reinstall)",
                 err=True,
             )
         if config.script_library_dir is None:
             click.echo(
-                "rmm-server: no script-library/ beside this installation: the script library is "
-                "empty (pass --script-library DIR)",
+                f"rmm-server: the shipped script library is missing ({SHIPPED_SCRIPT_LIBRARY} is "
+                "no directory; a broken install?): the library is empty (pass --script-library "
+                "DIR, or reinstall)",
                 err=True,
             )
         if db_url and not db_url.startswith("sqlite"):
