@@ -361,8 +361,28 @@ class CheckpointLog:
         self._archived = (0, "0" * 64)
 
     def read(self, extra: Sequence[tuple[str, Sequence[str]]] = ()) -> CheckpointSet:
-        """Read and check this directory's checkpoint files and any (source, lines) given."""
-        return read_directory(self.directory, self.signer.public_key, self.path, extra)
+        """Read and check this directory's checkpoint files and any (source, lines) given, and
+        the checkpoint this process wrote last, which its file must still hold."""
+        found = read_directory(self.directory, self.signer.public_key, self.path, extra)
+        with self._lock:
+            last = self._last
+        if last is None or last.where:
+            return found  # none written by this process yet (`where`: read back at start)
+        own = str(self.path)
+        if not any(
+            (c.seq, c.hash, c.at) == (last.seq, last.hash, last.at)
+            and c.where.rsplit(":", 1)[0] == own
+            for c in found.checkpoints
+        ):
+            found.problems.append(
+                f"{self.path} lacks the checkpoint this server wrote last (seq {last.seq}, hash "
+                f"{last.hash[:16]}..., at {last.when()}): lines were removed from it, or the "
+                "file was replaced"
+            )
+            # What this process signed is known without reading it back: it pins the chain
+            # even though the file has lost it.
+            found.checkpoints.append(replace(last, where="this server's last checkpoint"))
+        return found
 
     def appended(self, seq: int, digest: str, count: int = 1) -> None:
         """Count `count` entries just committed (the newest is `seq` with `digest`); checkpoint

@@ -194,8 +194,8 @@ def test_an_edited_checkpoint_file_is_caught(server: ServerProcess) -> None:
         code, text = verify(server)
         assert code == 1, text
         assert f"BROKEN: checkpoints: {path}:7: the signature does not match (seq 6)" in text
-        # Removing lines (the newest, to hide a rollback) leaves the copies kept elsewhere: the
-        # server's log holds every checkpoint, and --checkpoints checks those too.
+        # Removing the newest lines, to hide a rollback: the running server remembers what it
+        # signed last, and the copies in its log remain for when it is not running.
         path.write_text("\n".join(lines[:3]) + "\n")
         with restored(server) as entries:
             with database(server) as conn:
@@ -203,13 +203,19 @@ def test_an_edited_checkpoint_file_is_caught(server: ServerProcess) -> None:
                 conn.execute(
                     "UPDATE audit_anchor SET head_seq = 2, head_hash = ?", (entries[1].hash,)
                 )
-            assert verify(server)[0] == 0  # database and the server's file both cut back...
-            code, text = verify(server, "--checkpoints", str(server.log_path))
+            code, text = verify(server)
+            assert code == 1, text
+            assert (
+                f"BROKEN: checkpoints: {path} lacks the checkpoint this server wrote last" in text
+            )
+            assert "seqs 3..12 were deleted and the head moved back" in text
+            assert offline(server)[0] == 0  # database and file both cut back, no server...
+            code, text = offline(server, "--checkpoints", str(server.log_path))
             assert code == 1, text  # ...but not the log
             assert f"BROKEN: checkpoints: {server.log_path}:" in text
             assert "seqs 3..12 were deleted and the head moved back" in text
-            code, text = offline(server, "--checkpoints", str(server.log_path))
-            assert code == 1 and "seqs 3..12 were deleted" in text, text
+            code, text = verify(server, "--checkpoints", str(server.log_path))
+            assert code == 1 and f"BROKEN: checkpoints: {server.log_path}:" in text, text
     finally:
         path.write_text(original)
     assert_intact(server)
