@@ -56,15 +56,8 @@ def message_fields(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field, value in message.ListFields():
         name = field.name
-        if field.type == FieldDescriptor.TYPE_BYTES:
-            out[f"{name}_sha256"] = hashlib.sha256(value).hexdigest()
-            out[f"{name}_bytes"] = len(value)
-        elif field.type == FieldDescriptor.TYPE_STRING and (
-            name in HASHED or len(value) > MAX_INLINE_CHARS
-        ):
-            data = value.encode("utf-8")
-            out[f"{name}_sha256"] = hashlib.sha256(data).hexdigest()
-            out[f"{name}_bytes"] = len(data)
+        if _hashed(field, value):
+            out[f"{name}_sha256"], out[f"{name}_bytes"] = _digest(value)
         elif field.message_type is not None and field.message_type.GetOptions().map_entry:
             value_field = field.message_type.fields_by_name["value"]
             out[name] = {
@@ -76,6 +69,31 @@ def message_fields(message: Message) -> dict[str, Any]:
         else:
             out[name] = _single(field, value)
     return out
+
+
+# One run sends the same body to every target: comparing with the last one hashed (memcmp) is
+# several times cheaper than hashing a 1 MiB body again for each of thousands of agents.
+_last_hashed: list[tuple[str | bytes, str, int]] = [("", hashlib.sha256(b"").hexdigest(), 0)]
+
+
+def _hashed(field: FieldDescriptor, value: Any) -> bool:
+    """Say whether a field is recorded as its hash: bytes, the body, long text."""
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return True
+    return field.type == FieldDescriptor.TYPE_STRING and (
+        field.name in HASHED or len(value) > MAX_INLINE_CHARS
+    )
+
+
+def _digest(value: str | bytes) -> tuple[str, int]:
+    """Return the SHA-256 (hex) and size in bytes of `value` (text as UTF-8)."""
+    last = _last_hashed[0]  # one read: another thread may replace it, never half of it
+    if type(value) is type(last[0]) and value == last[0]:
+        return last[1], last[2]
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    digest = hashlib.sha256(data).hexdigest()
+    _last_hashed[0] = (value, digest, len(data))
+    return digest, len(data)
 
 
 def _single(field: FieldDescriptor, value: Any) -> Any:
