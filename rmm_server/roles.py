@@ -67,6 +67,8 @@ REQUIRED_ROLE: dict[str, Role] = {
 
 # The least role each remote action needs (the `action` field of a RunCommandRequest). A library
 # script needs tier1 or the script's own `min_role`, whichever is higher; an ad-hoc one tier2.
+# A library script run that sets more than its header's parameters (env, args, a working
+# directory) counts as run_script: whoever may not run any script may not reshape one either.
 LIBRARY_SCRIPT = "library_script"
 ACTION_ROLE: dict[str, Role] = {
     LIBRARY_SCRIPT: Role.TIER1,
