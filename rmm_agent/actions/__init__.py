@@ -87,11 +87,27 @@ def refusal(command: commands_pb2.Command, config: AgentConfig) -> str | None:
     if which == "run_script":
         if config.scripts == "none":
             return "this host's agent configuration forbids scripts (scripts: none)"
-        if config.scripts == "library" and not command.run_script.library_name:
+        script = command.run_script
+        if config.scripts == "library" and not script.library_name:
             return (
                 "this host's agent configuration allows only the server's library scripts "
                 "(scripts: library); this ad-hoc script was refused"
             )
+        if config.scripts == "library":
+            # Only what the script's header declares (its RMM_PARAM_* parameters): environment,
+            # arguments or a working directory could make a library script do something else.
+            extras = [name for name in sorted(script.env) if not name.startswith("RMM_PARAM_")]
+            if extras or script.args or script.working_directory:
+                given = [
+                    *(f"env {printable(name, 60)}" for name in extras[:5]),
+                    *(["args"] if script.args else []),
+                    *(["a working directory"] if script.working_directory else []),
+                ]
+                return (
+                    "this host's agent configuration allows only the server's library scripts "
+                    "as their headers declare them (scripts: library); this run also sets "
+                    f"{', '.join(given)} and was refused"
+                )
     return None
 
 

@@ -92,6 +92,27 @@ LIBRARY_SCRIPT = commands_pb2.RunScript(shell="bash", body="echo ran", library_n
             "(scripts: library); this ad-hoc script was refused",
         ),
         ("library", LIBRARY_SCRIPT, None),
+        (
+            "library",
+            commands_pb2.RunScript(
+                shell="bash",
+                body="echo ran",
+                library_name="say-ran",
+                env={"RMM_PARAM_WHO": "x", "PATH": "/tmp/evil:/usr/bin"},
+                args=["-x"],
+                working_directory="/tmp",
+            ),
+            "this host's agent configuration allows only the server's library scripts as their "
+            "headers declare them (scripts: library); this run also sets env PATH, args, a "
+            "working directory and was refused",
+        ),
+        (
+            "library",
+            commands_pb2.RunScript(
+                shell="bash", body="echo ran", library_name="say-ran", env={"RMM_PARAM_WHO": "x"}
+            ),
+            None,
+        ),
         ("any", SCRIPT, None),
     ],
 )
