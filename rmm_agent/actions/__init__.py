@@ -94,13 +94,13 @@ def refusal(command: commands_pb2.Command, config: AgentConfig) -> str | None:
                 "(scripts: library); this ad-hoc script was refused"
             )
         if config.scripts == "library":
-            # Only what the script's header declares (its RMM_PARAM_* parameters): environment,
-            # arguments or a working directory could make a library script do something else.
+            # Arguments reach the script, which checks them itself (a policy's remediation
+            # passes some); environment variables other than its RMM_PARAM_* parameters
+            # (PATH...) and a working directory change what everything in it does instead.
             extras = [name for name in sorted(script.env) if not name.startswith("RMM_PARAM_")]
-            if extras or script.args or script.working_directory:
+            if extras or script.working_directory:
                 given = [
                     *(f"env {printable(name, 60)}" for name in extras[:5]),
-                    *(["args"] if script.args else []),
                     *(["a working directory"] if script.working_directory else []),
                 ]
                 return (

@@ -103,13 +103,17 @@ LIBRARY_SCRIPT = commands_pb2.RunScript(shell="bash", body="echo ran", library_n
                 working_directory="/tmp",
             ),
             "this host's agent configuration allows only the server's library scripts as their "
-            "headers declare them (scripts: library); this run also sets env PATH, args, a "
+            "headers declare them (scripts: library); this run also sets env PATH, a "
             "working directory and was refused",
         ),
         (
             "library",
             commands_pb2.RunScript(
-                shell="bash", body="echo ran", library_name="say-ran", env={"RMM_PARAM_WHO": "x"}
+                shell="bash",
+                body="echo ran",
+                library_name="say-ran",
+                env={"RMM_PARAM_WHO": "x"},
+                args=["checked", "by", "the", "script"],
             ),
             None,
         ),
