@@ -511,7 +511,7 @@ def test_an_agent_whose_state_was_lost_is_refused_counted_and_resumes_above_the_
         # The counters and the spool are lost (a restore of identity.json alone, say): the agent
         # starts again at 1, numbers the server holds with other reports.
         for name in ("runtime.json", "sequence.json", SPOOL_FILE):
-            (agent.state / name).unlink()
+            (agent.state / name).unlink(missing_ok=True)
         agent.start()
         wait_for(
             lambda: last_sequences(server)[agent.id] > held + 2,
