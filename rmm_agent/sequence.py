@@ -104,6 +104,8 @@ class Sequencer:
     def note_spool(self, pending: int, dropped: int) -> None:
         """Record after each report what the spool holds (not synced: a hint for a start that
         finds the spool damaged); a failure is ignored, the reservation is not at stake."""
+        if (pending, dropped) == (self.spool_pending, self.spool_dropped):
+            return  # the steady state (one report waiting for its acknowledgement): no write
         self.spool_pending, self.spool_dropped = pending, dropped
         try:
             self.state.save_sequence(self._record(self.reserved), durable=False)

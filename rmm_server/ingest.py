@@ -41,6 +41,15 @@ class _Conflict(Exception):
     """The store holds another report under this one's (agent, sequence)."""
 
 
+def _resume_at(agent: AgentRecord, report: agent_pb2.Report) -> int:
+    """Return the sequence the agent must not go below, when it sent one under the newest the
+    server holds (0: it did not). For a redelivery that is no news to the agent; for an agent
+    whose state was lost or restored (below a stored range, or below a pruned one, where there
+    is nothing to compare with) it is where to resume."""
+    newest = max(agent.last_sequence, report.sequence)
+    return newest + 1 if report.sequence < newest else 0
+
+
 def same_report(held: bytes, report: agent_pb2.Report) -> bool:
     """Say whether the stored compressed body `held` is `report` (a redelivery).
 
@@ -190,7 +199,11 @@ class ReportIngestor:
             except Exception:  # alerting trouble must never cost an agent its acknowledgement
                 log.exception("evaluating the report of agent %s failed", agent.id)
         self.metrics.report_processing.observe(time.perf_counter() - started)
-        ack = agent_pb2.ReportAck(sequence=report.sequence, need_inventory=need_inventory)
+        ack = agent_pb2.ReportAck(
+            sequence=report.sequence,
+            need_inventory=need_inventory,
+            next_sequence=_resume_at(agent, report),
+        )
         offer = self.offer_update(report) if self.offer_update is not None else None
         if offer is not None:
             ack.update.CopyFrom(offer)
@@ -223,7 +236,9 @@ class ReportIngestor:
         if not same_report(held, report):
             return self._conflict(agent, report)
         self.metrics.reports_duplicate.inc()
-        return agent_pb2.ReportAck(sequence=report.sequence)
+        return agent_pb2.ReportAck(
+            sequence=report.sequence, next_sequence=_resume_at(agent, report)
+        )
 
     def _conflict(self, agent: AgentRecord, report: agent_pb2.Report) -> agent_pb2.ReportAck:
         """Refuse a report whose sequence the server holds with other content: count it, say

@@ -100,7 +100,7 @@ def test_a_redelivery_is_acknowledged_and_not_counted_as_a_conflict(store: Store
     (ack,) = submit(ReportIngestor(store, fleet, metrics), [(agent, first)])
     assert not ack.rejected
     (ack,) = submit(ReportIngestor(store, fleet, metrics), [(agent, again)])
-    assert ack.sequence == 1 and not ack.rejected
+    assert ack.sequence == 1 and not ack.rejected and ack.next_sequence == 0
     assert metrics.registry.get_sample_value("rmm_server_reports_duplicate_total") == 1.0
     assert conflicting(metrics) == 0.0
 
@@ -165,4 +165,7 @@ def test_a_report_below_the_newest_that_was_never_stored_is_stored_not_taken_for
     (ack,) = submit(ReportIngestor(store, fleet, metrics), [(agent, make_report(3))])
     assert not ack.rejected
     assert store.report_stats(agent.id) == (3, 5, 2)
+    # Stored, and the agent hears where the server's reports end: an agent whose state was lost
+    # below a pruned range (nothing there to compare with) resumes above it at once.
+    assert ack.next_sequence == 6
     assert metrics.registry.get_sample_value("rmm_server_reports_duplicate_total") == 0.0
