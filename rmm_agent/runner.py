@@ -137,8 +137,9 @@ class AgentRunner:
         self._made_last.set()
         self.spool.wake()
         sender.join(timeout=5)
+        waiting = self.spool.pending_estimate  # read while the file is open
         self.spool.close()
-        self.sequences.close(self.spool.pending_estimate, self.spool.dropped)
+        self.sequences.close(waiting, self.spool.dropped)
         self.builder.close()
         return self.exit_code
 
