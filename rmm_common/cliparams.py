@@ -14,6 +14,7 @@ from typing import TypeVar
 import click
 from click.core import ParameterSource
 
+from rmm_common.durations import parse_duration
 from rmm_common.errors import InvalidArgument, RmmError
 from rmm_common.net import split_host_port
 
@@ -94,3 +95,33 @@ def listen_address(value: str, flag: str) -> str:
     """Check an address a server listens on (HOST:PORT, no scheme; port 0: any free one)."""
     example = LISTEN_EXAMPLES.get(flag.rsplit(maxsplit=1)[-1].strip("()"), "0.0.0.0:50051")
     return host_port(value, flag, example, lowest_port=0)
+
+
+def duration_text(value: str, flag: str) -> str:
+    """Check a duration (30s, 2m, 7d) and return it as given: the command parses it itself."""
+    try:
+        parse_duration(value)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{flag}: {exc}") from None
+    return value
+
+
+# The databases the server runs on, by URL scheme (the part before "+driver").
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+def database_url(value: str, flag: str) -> str:
+    """Check a database URL's form; never echo it, as it may hold a password."""
+    scheme, sep, _rest = value.strip().partition("://")
+    if not sep:
+        raise InvalidArgument(
+            f"{flag} is not a URL: write postgresql://USER[:PASSWORD]@HOST[:PORT]/NAME (or leave "
+            "it out for SQLite inside --data-dir)"
+        )
+    if scheme.split("+", 1)[0].lower() not in DATABASE_SCHEMES:
+        raise InvalidArgument(
+            f"{flag}: {scheme}:// is not a database this server runs on: write "
+            "postgresql://USER[:PASSWORD]@HOST[:PORT]/NAME, or sqlite:///PATH (or leave it out "
+            "for SQLite inside --data-dir)"
+        )
+    return value.strip()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from rmm_agent import __version__  # one version constant, no metadata read at start-up
-from rmm_common.cliparams import checked, listen_address
+from rmm_common.cliparams import checked, database_url, duration_text, listen_address
 from rmm_common.durations import parse_duration
 from rmm_common.errors import ConfigError, RmmError
 from rmm_common.logs import setup_logging
@@ -111,6 +111,7 @@ def main() -> None:
     "--db",
     "db_url",
     envvar="RMM_DB",
+    callback=checked(database_url),
     help="Database URL: postgresql://USER[:PASSWORD]@HOST[:PORT]/NAME; default: SQLite inside "
     "--data-dir.",
 )
@@ -119,12 +120,14 @@ def main() -> None:
     default="2m",
     show_default=True,
     envvar="RMM_DB_WAIT",
+    callback=checked(duration_text),
     help="How long to keep retrying a PostgreSQL database that is down at start.",
 )
 @click.option(
     "--retention",
     default="2d",
     show_default=True,
+    callback=checked(duration_text),
     help="How long raw reports are kept (each agent's latest is always kept).",
 )
 @click.option(
@@ -149,6 +152,7 @@ def main() -> None:
     "--offline-grace",
     default="2m",
     show_default=True,
+    callback=checked(duration_text),
     help="After a start, wait this long before calling agents offline.",
 )
 @click.option(
@@ -208,8 +212,12 @@ def main() -> None:
     show_default=True,
     help="...and at least this often while it moves (docs/audit.md).",
 )
-@click.option("--offline-check-interval", default="15s", hidden=True)
-@click.option("--escalation-check-interval", default="30s", hidden=True)
+@click.option(
+    "--offline-check-interval", default="15s", hidden=True, callback=checked(duration_text)
+)
+@click.option(
+    "--escalation-check-interval", default="30s", hidden=True, callback=checked(duration_text)
+)
 @click.option("--log-level", default="info", show_default=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text")
 def serve(
@@ -345,6 +353,7 @@ def ca_show(data_dir: Path) -> None:
     "--db",
     "db_url",
     envvar="RMM_DB",
+    callback=checked(database_url),
     help="Database URL (postgresql://...); or give --data-dir for the embedded SQLite database.",
 )
 @click.option(
@@ -362,6 +371,7 @@ def ca_show(data_dir: Path) -> None:
     "--db-wait",
     default="0s",
     show_default=True,
+    callback=checked(duration_text),
     help="How long to keep retrying a database that is down.",
 )
 def migrate(
@@ -428,6 +438,7 @@ def audit() -> None:
     "--db",
     "db_url",
     envvar="RMM_DB",
+    callback=checked(database_url),
     help="The server's PostgreSQL URL; default: the SQLite database inside --data-dir.",
 )
 @click.option(

@@ -105,8 +105,11 @@ def test_agent_enroll_usage_errors_exit_2(
         (["--grpc-listen", "http://127.0.0.1:50051", "--insecure"],
          "Error: --grpc-listen 'http://127.0.0.1:50051': give HOST:PORT without a scheme"),
         (["--mtls-listen", "0.0.0.0"], "Error: --mtls-listen '0.0.0.0' has no port"),
+        (["--retention", "2 days"], "Error: --retention: duration '2 days' is not understood"),
+        (["--db", "mysql://rmm:s3cret@db/rmm"],
+         "Error: --db: mysql:// is not a database this server runs on: write postgresql://"),
     ],
-    ids=["http-no-port", "grpc-scheme", "mtls-no-port"],
+    ids=["http-no-port", "grpc-scheme", "mtls-no-port", "duration", "db-scheme"],
 )  # fmt: skip
 def test_server_usage_errors_exit_2_before_anything_is_made(
     tmp_path: Path, args: list[str], message: str
@@ -114,4 +117,5 @@ def test_server_usage_errors_exit_2_before_anything_is_made(
     data = tmp_path / "data"
     code, output = run("rmm-server", "serve", "--data-dir", str(data), *args)
     assert (code, message in output) == (2, True), output
+    assert "Traceback" not in output and "s3cret" not in output
     assert not data.exists()
