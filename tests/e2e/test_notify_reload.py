@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 from tests.e2e.test_alerting import POLICY, Receiver, alerts_in
+from tests.e2e.test_replicas import replica, sample
 from tests.helpers import (
     ServerProcess,
     enroll_agent,
@@ -92,4 +93,37 @@ def test_notify_config_reloads_and_a_broken_one_is_refused(tmp_path: Path) -> No
         agent.send_signal(signal.SIGTERM)
         agent.wait(15)
         server.stop()
+        receiver.server.shutdown()
+
+
+def test_a_notify_reload_through_one_replica_reaches_the_other(pg_url: str, tmp_path: Path) -> None:
+    receiver = Receiver()
+    policies = tmp_path / "policies"  # one directory and one notify file: a shared volume
+    policies.mkdir()
+    (policies / "e2e.yaml").write_text(POLICY)
+    notify = tmp_path / "notify.yaml"
+    notify.write_text(notify_yaml(receiver, "desk", "/desk"))
+    servers: list[ServerProcess] = []
+    try:
+        for name in ("a", "b"):
+            server = replica(pg_url, tmp_path / "server", tmp_path / f"{name}.log", name)
+            server.extra_args = [
+                *(arg for arg in server.extra_args if arg != "--no-policies"),
+                *("--policies", str(policies), "--notify-config", str(notify)),
+            ]
+            servers.append(server.start(timeout=60))
+        a, b = servers
+        wait_for(lambda: sample(a.metrics(), "rmm_server_replicas") == 2.0, 30, "a to hear b")
+        notify.write_text("receivers: [\n")
+        refused = rmm(a, "policy", "reload", check=False)
+        assert refused.returncode == 1 and "notify.yaml:" in refused.stderr, refused.stderr
+        wait_for(lambda: sample(b.metrics(), OK_METRIC) == 0.0, 15, "b to refuse the file too")
+        notify.write_text(notify_yaml(receiver, "ops", "/ops"))
+        assert rmm(a, "policy", "reload").returncode == 0
+        wait_for(lambda: sample(b.metrics(), OK_METRIC) == 1.0, 15, "b to take the fixed file")
+        assert "notification config reloaded" in b.log()
+    finally:
+        for server in servers:
+            if server.process is not None and server.process.poll() is None:
+                server.stop()
         receiver.server.shutdown()
