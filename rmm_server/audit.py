@@ -426,12 +426,15 @@ class AuditLog:
         the last one (at start, every interval, after an archive and at stop)."""
         if self.checkpoints is None:
             return None
-        anchor = self.store.read_anchor()
-        if anchor is None:
-            return None  # verify reports the missing row; there is no head to sign
-        return self.checkpoints.checkpoint(
-            anchor.head_seq, anchor.head_hash, anchor.archived_through, anchor.anchor_hash
-        )
+        # Under the append lock: an append of this process committing between the read and the
+        # write would be signed first, and this older head after it would look like a rollback.
+        with self._append_lock:
+            anchor = self.store.read_anchor()
+            if anchor is None:
+                return None  # verify reports the missing row; there is no head to sign
+            return self.checkpoints.checkpoint(
+                anchor.head_seq, anchor.head_hash, anchor.archived_through, anchor.anchor_hash
+            )
 
     async def append_async(
         self,

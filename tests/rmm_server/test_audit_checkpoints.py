@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -323,3 +324,27 @@ def test_each_replica_signs_into_its_own_file_and_verify_reads_them_all(
         conn.execute("UPDATE audit_anchor SET head_seq = 3, head_hash = ?", (entries[0].prev_hash,))
     problems = first.verify().checkpoint_problems
     assert len(problems) == 1 and "seqs 4..5 were deleted" in problems[0], problems
+
+
+def test_timer_checkpoints_racing_appends_never_look_like_a_rollback(
+    store: Store, signer: CommandSigner, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = make_log(store, signer, tmp_path, every=3)
+    stop = threading.Event()
+
+    def timer() -> None:  # the scheduler's job, as often as it can run
+        while not stop.is_set():
+            log.checkpoint()
+
+    thread = threading.Thread(target=timer)
+    with caplog.at_level(logging.ERROR):
+        thread.start()
+        try:
+            fill(log, 150)
+        finally:
+            stop.set()
+            thread.join()
+    assert "ROLLED BACK" not in caplog.text
+    seqs = [json.loads(line)["seq"] for line in checkpoint_file(log).read_text().splitlines()]
+    assert seqs == sorted(seqs) and seqs[-1] == 150
+    assert log.verify().ok
