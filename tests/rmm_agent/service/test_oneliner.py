@@ -103,3 +103,13 @@ def test_rmm_tokens_create_prints_the_installer(server: ServerProcess) -> None:
     data = rmm_json(server, "tokens", "create", "--client", "a", "--site", "s", "--installer",
                     "windows")  # fmt: skip
     assert data["token"] in data["installer"].replace("''", "'")
+
+
+def test_plaintext_beyond_loopback_reaches_the_agent_only_when_allowed() -> None:
+    for platform in ("linux", "windows", "macos"):
+        plain = installer_command(Enrollment("10.0.0.5:50051", TOKEN, insecure=True), platform)
+        allowed = installer_command(
+            Enrollment("10.0.0.5:50051", TOKEN, insecure=True, allow_plaintext=True), platform
+        )
+        assert "--allow-plaintext-beyond-loopback" not in plain, platform
+        assert "--allow-plaintext-beyond-loopback" in allowed, platform
