@@ -233,6 +233,10 @@ def test_bad_params_are_refused_with_what_is_wrong_and_allowed(setup: Setup) -> 
         token=setup.tokens["tier2"], check=False,
     )  # fmt: skip
     assert ad_hoc.returncode == 2 and "--param is for library scripts" in ad_hoc.stderr
+    # The parameters' channel is the header's alone: not even tier2 may forge one with --env.
+    forged = run(setup, "tier2", "--param", "who=x", "--env", "RMM_PARAM_TIMES=99")
+    assert forged.returncode == 2
+    assert "'RMM_PARAM_TIMES': RMM_PARAM_* names carry a library script's" in forged.stderr
     shown = rmm_json(setup.server, "scripts", "show", "greet")["params"]
     assert [(p["name"], p["type"], p["env"]) for p in shown] == [
         ("who", "string", "RMM_PARAM_WHO"),
