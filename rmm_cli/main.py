@@ -27,7 +27,7 @@ from rmm_agent.service.oneliner import (
 )
 from rmm_agent.transport import normalize_fingerprint
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
-from rmm_common.agent_words import printable_name
+from rmm_common.agent_words import printable_name, shown_hostname_flagged
 from rmm_common.boundedjson import load_json_bounded
 from rmm_common.cliparams import checked, server_address
 from rmm_common.durations import format_duration, parse_duration
@@ -465,7 +465,7 @@ def agents_list(
     cells = [
         (
             agent.id[:12],
-            printable_name(agent.hostname),  # the agent's own word: shown, never trusted
+            shown_hostname_flagged(agent.hostname),  # the agent's own word: never trusted
             agent.client,
             agent.site,
             ",".join(agent.tags),
@@ -551,7 +551,7 @@ def agents_show(conn: Connection, agent: str, output: str) -> None:
     facts.add_column()
     for key, value in (
         ("id", summary.id),
-        ("hostname", f"{printable_name(summary.hostname)} (as the agent reports it)"),
+        ("hostname", f"{shown_hostname_flagged(summary.hostname)} (as the agent reports it)"),
         ("client / site", f"{summary.client} / {summary.site}"),
         ("tags", ", ".join(summary.tags) or "-"),
         ("os", f"{summary.os_name} {summary.os_version} ({summary.os}, {detail.arch})"),
