@@ -158,3 +158,18 @@ def printable_name(text: str) -> str:
     differently from the name it imitates and cannot rewrite the terminal.
     """
     return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
+
+
+ID_LIKE_DIGITS = 6  # a hostname of this many hex digits or more could pass for an id's start
+
+
+def shown_hostname_flagged(text: str) -> str:
+    """Return printable_name(text), marked when it could be mistaken for an agent id.
+
+    Such a hostname never selects anything by id (is_agent_id_text), but an agent naming itself
+    after another's id should stand out where agents are listed beside their ids.
+    """
+    shown = printable_name(text)
+    if len(text) >= ID_LIKE_DIGITS and is_agent_id_text(text):
+        shown += " (a hostname, not an id)"
+    return shown

@@ -203,5 +203,8 @@ def test_lookups_of_one_agent_follow_the_same_rules(world: World) -> None:
         assert result.returncode == 2, (args, result.stderr)
         assert victim.id in result.stderr and clash.id in result.stderr, (args, result.stderr)
     assert rmm_json(world.server, "agents", "show", f"host={spoof.hostname}")["id"] == spoof.id
+    # Listed beside its real id, the spoof's hostname is marked as what it is.
+    shown = rmm(world.server, "agents", "show", spoof.id).stdout
+    assert f"{spoof.hostname} (a hostname, not an id)" in shown
     agents = {a["id"]: a for a in rmm_json(world.server, "agents", "list")}
     assert agents[victim.id]["revoked_at"] is None and agents[clash.id]["revoked_at"] is None

@@ -16,6 +16,7 @@ from rmm_common.agent_words import (
     hostname_key,
     is_agent_id_text,
     parse_agent_word,
+    shown_hostname_flagged,
 )
 from rmm_common.errors import InvalidArgument, NotFound, RmmError
 from rmm_proto import operator_pb2
@@ -232,3 +233,10 @@ def test_resolve_agent_reads_light_rows_too() -> None:
 def test_the_selector_is_described_with_explicit_terms() -> None:
     selector = operator_pb2.TargetSelector(agents=["AB12", "web-01", "host=dc01"], client="acme")
     assert describe_selector(selector) == "agent=ab12,host=web-01,host=dc01,client=acme"
+
+
+def test_an_id_like_hostname_is_marked_and_invisible_characters_shown() -> None:
+    assert shown_hostname_flagged("0A1b2c3d4e5f") == "0A1b2c3d4e5f (a hostname, not an id)"
+    assert shown_hostname_flagged("web-01") == "web-01"
+    assert shown_hostname_flagged("dc01") == "dc01"  # too short to pass for an id
+    assert shown_hostname_flagged("web\x1b[2J\u200b\u202e") == "web\\x1b[2J\\u200b\\u202e"
