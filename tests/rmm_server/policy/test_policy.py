@@ -170,8 +170,9 @@ def test_a_scope_names_agents_by_whole_id_or_by_hostname_pinned_to_a_client(
             "rules:\n  - {name: DiskSpaceLow, enabled: false}\n",
         )
 
-    def quieted(**kw: object) -> bool:
-        rules = load_policy_dir(tmp_path).rules_for(agent(set(), **kw))
+    def quieted(agent_id: str, hostname: str, client: str = "acme") -> bool:
+        context = agent(set(), client, agent_id=agent_id, hostname=hostname)
+        rules = load_policy_dir(tmp_path).rules_for(context)
         return "DiskSpaceLow" not in {r.name for r in rules}
 
     (tmp_path / "base.yaml").write_text((SHIPPED / "common.yaml").read_text())
