@@ -540,6 +540,8 @@ class AuditLog:
                     if entry.seq > checker.last_seq:
                         break  # not accepted by the chain check
                     pins.entry(entry.seq, entry.hash)
+                    if entry.action == "ArchiveAudit" and entry.outcome == "ok":
+                        pins.archive_recorded(entry.details_json)
             if broken:
                 break
             after = entries[-1].seq

@@ -512,6 +512,7 @@ class PinCheck:
         self.pins: dict[int, list[Checkpoint]] = {}
         self.archived: list[Checkpoint] = []  # pins inside the archived range
         self.checked = 0
+        self._archives: set[int] = set()  # through_seq of each ArchiveAudit recorded as ok
         self._last_match = 0
         self._mismatched = False
         for checkpoint in found.checkpoints:
@@ -566,11 +567,33 @@ class PinCheck:
         for checkpoint in self.pins.get(seq, ()):
             self._compare(checkpoint, seq, digest, "entry")
 
+    def archive_recorded(self, details_json: str) -> None:
+        """Note an `ArchiveAudit` call the log records as done (its entry's details)."""
+        try:
+            through = int(json.loads(details_json).get("through_seq", 0))
+        except (ValueError, TypeError, AttributeError):
+            return
+        self._archives.add(through)
+
     def finish(self, walked_to: int, head_seq: int, chain_ok: bool) -> None:
-        """Check what the walk did not reach: checkpoints beyond the database's head."""
-        beyond = [c for seq, pins in self.pins.items() if seq > walked_to for c in pins]
-        if not beyond or not chain_ok:
+        """Check what the walk did not reach: checkpoints beyond the database's head; and that
+        the archive anchor was set by an archive the log records."""
+        if not chain_ok:
             return  # with a broken chain, the chain's problem is the one to read first
+        if self.archived_through and self.archived_through not in self._archives:
+            # The timer signs whatever anchor it finds, so a checkpoint alone cannot tell an
+            # archive from old entries deleted and the anchor moved on; the log can: every
+            # archive's own entry comes after the entries it removed, so it is always kept.
+            self._problem(
+                f"the database is archived through seq {self.archived_through}, but no "
+                f"ArchiveAudit call through seq {self.archived_through} is recorded in the log: "
+                "the oldest entries were deleted and the anchor moved outside the server (or "
+                "that call's audit entry could not be written: look for AUDIT ENTRY NOT WRITTEN "
+                "in the server's log)"
+            )
+        beyond = [c for seq, pins in self.pins.items() if seq > walked_to for c in pins]
+        if not beyond:
+            return
         newest = max(beyond, key=lambda c: (c.seq, c.at))
         self.checked += len(beyond)
         self._problem(

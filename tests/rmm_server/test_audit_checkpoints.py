@@ -231,6 +231,7 @@ def test_archive_works_with_checkpoints_and_its_anchor_is_pinned(
     assert removed == 6 and anchor.archived_through == 6
     last = json.loads(checkpoint_file(log).read_text().splitlines()[-1])
     assert (last["seq"], last["archived_through"], last["anchor_hash"]) == (10, 6, entries[5].hash)
+    archive_entry(log, 6, entries[5].hash)
     result = log.verify()
     assert result.ok, result.checkpoint_problems
     assert [pin.seq for pin in result.archived_pins] == [0, 1, 2, 3, 4, 5]
@@ -252,6 +253,37 @@ def test_archive_works_with_checkpoints_and_its_anchor_is_pinned(
         in problem
         for problem in result.checkpoint_problems
     ), result.checkpoint_problems
+
+
+def archive_entry(log: AuditLog, through_seq: int, through_hash: str) -> None:
+    """The entry the guard writes after an ArchiveAudit call (uint64 fields are JSON strings)."""
+    details = {"through_seq": str(through_seq), "through_hash": through_hash}
+    log.append("admin", "ArchiveAudit", "", details, "ok")
+
+
+def test_old_entries_deleted_and_the_anchor_moved_on_are_caught(
+    log: AuditLog, store: Store
+) -> None:
+    entries = fill(log, 10)
+    assert log.archive(3, entries[2].hash)[0] == 3  # a real archive, recorded as the guard does
+    archive_entry(log, 3, entries[2].hash)
+    assert log.verify().ok
+    # Someone with the database "archives" seqs 4..6 without the server: no file, no entry.
+    with tamper(store.engine) as conn:
+        conn.execute("DELETE FROM audit_log WHERE seq <= 6")
+        conn.execute(
+            "UPDATE audit_anchor SET archived_through = 6, anchor_hash = ?", (entries[5].hash,)
+        )
+    assert chain_only(store).verify().ok
+    log.checkpoint()  # the timer signs the anchor it finds: that alone cannot tell
+    result = log.verify()
+    assert not result.ok
+    assert result.checkpoint_problems == (
+        "the database is archived through seq 6, but no ArchiveAudit call through seq 6 is "
+        "recorded in the log: the oldest entries were deleted and the anchor moved outside the "
+        "server (or that call's audit entry could not be written: look for AUDIT ENTRY NOT "
+        "WRITTEN in the server's log)",
+    )
 
 
 def test_archive_refuses_a_rewritten_chain(log: AuditLog, store: Store) -> None:
