@@ -20,7 +20,7 @@ DEFAULT_SCRIPT_OUTPUT_LIMIT = 64 * 1024
 # report is about 3 KB compressed (9 KB raw), so 50 MiB holds about 16,000 of them (5.5 days).
 DEFAULT_SPOOL_MAX_REPORTS = 20_000
 DEFAULT_SPOOL_MAX_BYTES = 50 * 1024 * 1024
-# What consent_ask_command / consent_notify_command may contain (rmm_agent/consent.py).
+# What consent_ask_command / consent_notify_command may contain (rmm_agent/consent/base.py).
 CONSENT_PLACEHOLDERS = ("title", "message", "timeout", "user", "display", "tty")
 # The remote actions an operator may ask for: the fields of Command's `action` oneof.
 ACTION_NAMES = tuple(

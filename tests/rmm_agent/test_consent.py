@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from rmm_agent import consent as consent_module
+from rmm_agent.consent import base as consent_module
 from rmm_agent.collectors import base as collectors_base
 from rmm_agent.config import AgentConfig
 from rmm_agent.consent import (
