@@ -11,6 +11,12 @@ from rmm_server.storage.store import open_store, sqlite_url
 from tests import databases
 from tests.helpers import ServerProcess, free_port
 
+# No process a test starts outlives the session: tests/leaks.py notes them and errors loudly.
+from tests.leaks import (  # noqa: F401  (a hook and an autouse fixture, found by name)
+    no_process_outlives_the_session,
+    pytest_runtest_teardown,
+)
+
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:

@@ -8,6 +8,7 @@ the host's /usr/bin/python3, not this virtual environment.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -40,6 +41,24 @@ NEVER_REPORTS = (
     "channel = agent_channel(identity, state_dir)",
     'channel = open_channel("127.0.0.1:9", identity.insecure, identity.ca_cert_pem)',
 )
+
+
+def _end_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill `process` and all it started: its process group (it runs with start_new_session).
+
+    Killing the launcher alone orphans the agent it runs to init, where it goes on reporting
+    long after the test, its server and the whole suite have ended; a build killed alone leaves
+    its pip running.
+    """
+    descendants: list[psutil.Process] = []
+    if process.poll() is None:  # not yet reaped, so its pid is still its own
+        with contextlib.suppress(psutil.NoSuchProcess):
+            descendants = psutil.Process(process.pid).children(recursive=True)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
+    _gone, alive = psutil.wait_procs(descendants, timeout=10)
+    assert not alive, f"still running after SIGKILL to their process group: {alive}"
 
 
 def _bump(version: str, by: int) -> str:
@@ -121,13 +140,19 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> Archives:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # a group of its own: _end_group() ends its pip too
             ),
         )
-    for version, (out, log, process) in builds.items():
-        code = process.wait(timeout=170)
-        log.close()
-        assert code == 0, f"building {version} failed: {Path(log.name).read_text()[-3000:]}"
-        assert out.is_file()
+    try:
+        for version, (out, log, process) in builds.items():
+            code = process.wait(timeout=170)
+            log.close()
+            assert code == 0, f"building {version} failed: {Path(log.name).read_text()[-3000:]}"
+            assert out.is_file()
+    finally:  # a failed or timed-out build must not leave the others running
+        for _out, log, process in builds.values():
+            log.close()
+            _end_group(process)
     a, b, c = (Archive(v, builds[v][0]) for v in (__version__, b_version, c_version))
     return Archives(a, b, c, work / "shiv")
 
@@ -196,18 +221,16 @@ def _start(
         env={**os.environ, "SHIV_ROOT": str(archives.shiv_root)},
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # the launcher, the agent it runs and theirs: one group to end
     )
     fleet = Fleet(server, state_dir, agent_id, launcher, log_path)
     try:
         yield fleet
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
-        for child in psutil.Process().children(recursive=True):
-            if str(state_dir) in " ".join(child.cmdline()):
-                child.kill()
-        server.stop()
+        try:
+            _end_group(launcher)
+        finally:
+            server.stop()
 
 
 def _reports(fleet: Fleet, version: str, state: str | None = None) -> dict[str, Any] | None:
