@@ -333,9 +333,10 @@ def load_public_key(data_dir: Path) -> bytes:
 class CheckpointLog:
     """Sign the chain's head and append it to this server's checkpoint file and log.
 
-    A checkpoint is written after every `every` appended entries, by `tick` (the scheduler, at
-    least every minute) when the head moved, and at start and stop. Each is one write and one
-    fsync; appends themselves pay nothing but a counter.
+    A checkpoint is written after every `every` appended entries (`appended`), and by
+    `checkpoint` with the head read from the database: at start, on the server's timer (at
+    least every minute) when the head moved, after an archive and at stop. Each is one
+    signature, one write and one fsync; appends themselves pay nothing but a counter.
     """
 
     def __init__(
@@ -389,6 +390,10 @@ class CheckpointLog:
         when `every` have gone by, or at once when the head went back (a rollback under us)."""
         with self._lock:
             self._pending += count
+            if self._last is None:  # nothing signed by this process yet: continue the file's
+                self._last = self._read_last()
+                if self._last is not None:
+                    self._archived = (self._last.archived_through, self._last.anchor_hash)
             last = self._last
             behind = last is not None and seq <= last.seq
             if self._pending < self.every and not behind:
