@@ -15,6 +15,7 @@ import grpc
 import grpc.aio
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from sqlalchemy import text
 
 from rmm_common.errors import ConfigError, StorageError
 from rmm_common.net import split_host_port
@@ -40,8 +41,16 @@ from rmm_server.fleet import Fleet
 from rmm_server.grpc_api.agent_service import AgentServicer
 from rmm_server.grpc_api.guard import ServiceGuard
 from rmm_server.grpc_api.operator_service import OperatorServicer
+from rmm_server.health import StorageWatch
 from rmm_server.http_api import HttpApi
 from rmm_server.ingest import ReportIngestor
+from rmm_server.listeners import (
+    DescriptorBudget,
+    describe_bind_error,
+    grpc_listener_options,
+    join_host_port,
+    why_bind_failed,
+)
 from rmm_server.notify import Dispatcher, Notification, NotifyError, load_notify_config
 from rmm_server.notify.reload import NotifyReloader
 from rmm_server.operators import Operators
@@ -115,6 +124,8 @@ class RmmServer:
         self.grpc_server: grpc.aio.Server | None = None
         self.agent_servicer: AgentServicer | None = None
         self.http: HttpApi | None = None
+        self.storage_watch: StorageWatch | None = None
+        self.health_servicer: health.aio.HealthServicer | None = None
         self.ingestor: ReportIngestor | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self.grpc_port = 0
@@ -164,6 +175,8 @@ class RmmServer:
         config = self.config
         grpc_host, grpc_port = split_host_port(config.grpc_listen, "--grpc-listen")
         http_host, http_port = split_host_port(config.http_listen, "--http-listen")
+        # Every listener holds at most its share of the descriptors (rmm_server/listeners.py).
+        budget = DescriptorBudget.of_this_process()
         if config.script_library_dir is not None:
             self.scripts = await asyncio.to_thread(ScriptLibrary.load, config.script_library_dir)
         try:
@@ -305,8 +318,7 @@ class RmmServer:
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.keepalive_time_ms", 60_000),
-                ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
+                *grpc_listener_options(budget),
             ],
         )
         self.agent_servicer = AgentServicer(
@@ -336,16 +348,20 @@ class RmmServer:
             ),
             server,
         )
-        health_servicer = health.aio.HealthServicer()
+        self.health_servicer = health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        address = f"[{grpc_host}]:{grpc_port}" if ":" in grpc_host else f"{grpc_host}:{grpc_port}"
+        address = join_host_port(grpc_host, grpc_port)
         try:
             if server_tls is None:
                 self.grpc_port = server.add_insecure_port(address)
             else:
                 self.grpc_port = server.add_secure_port(address, server_tls.credentials())
         except RuntimeError as exc:
-            raise ConfigError(f"cannot listen on {config.grpc_listen} for gRPC: {exc}") from exc
+            raise ConfigError(
+                f"cannot listen on {address} for gRPC: "
+                f"{why_bind_failed(grpc_host, grpc_port) or exc}: stop what listens there, or "
+                "choose another address with --grpc-listen HOST:PORT"
+            ) from exc
         if server_tls is not None and client_certs is not None:
             mtls_host, mtls_port = split_host_port(
                 config.mtls_listen or f"{grpc_host}:{self.grpc_port + 1 if grpc_port else 0}",
@@ -360,24 +376,40 @@ class RmmServer:
                 )
             except RuntimeError as exc:
                 raise ConfigError(
-                    f"cannot listen on {mtls_address} for mutual TLS: {exc} (choose another "
+                    f"cannot listen on {mtls_address} for mutual TLS: "
+                    f"{why_bind_failed(mtls_host, mtls_port) or exc} (choose another "
                     "with --mtls-listen HOST:PORT)"
                 ) from exc
         await server.start()
         self.grpc_server = server
-        for service in ("rmm.v1.AgentService", "rmm.v1.OperatorService", ""):
-            await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        await self._announce_health(True)
+        self.storage_watch = StorageWatch(
+            self._probe_storage, self._announce_health, registry=self.metrics.registry
+        )
+        self.storage_watch.start()
 
         renderer = MetricsRenderer(
             self.fleet,
             self.metrics.registry,
             export_of=cluster.export_of if cluster.replicated else None,
         )
+        self.http = HttpApi(
+            http_host,
+            http_port,
+            renderer.render,
+            self._healthy,
+            max_connections=budget.http_connections,
+            registry=self.metrics.registry,
+        )
         try:
-            self.http = HttpApi(http_host, http_port, renderer.render, self._healthy)
+            await self.http.start()
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {config.http_listen} for HTTP: {exc}") from exc
-        self.http.start()
+            # The HTTP listener binds its own socket: the errno says what is wrong.
+            raise ConfigError(
+                f"cannot listen on {join_host_port(http_host, http_port)} for HTTP: "
+                f"{describe_bind_error(exc, http_port)}: stop what listens there, or choose "
+                "another address with --http-listen HOST:PORT"
+            ) from exc
         self.http_port = self.http.port
 
         # Jobs that write fleet-wide run on the leader only (with SQLite: this process): two
@@ -449,6 +481,13 @@ class RmmServer:
             len(self.fleet),
             config.data_dir,
         )
+        log.info(
+            "descriptor limit %d: up to %d gRPC and %d HTTP connections (raise LimitNOFILE= "
+            "for more agents)",
+            budget.limit,
+            budget.grpc_connections,
+            budget.http_connections,
+        )
 
     def _load_fleet(self, store: Store) -> None:
         latest = dict(store.latest_report_bodies())
@@ -475,7 +514,7 @@ class RmmServer:
         try:
             rows = await asyncio.to_thread(agents_seen_since, self.store, since)
         except StorageError as exc:
-            log.error("cannot read when agents last reported, will retry: %s", exc)
+            log.log(self._storage_error_level(), "cannot read when agents last reported: %s", exc)
             return
         self.fleet.refresh_liveness(rows, self.cluster.is_local)
         self._synced_until = now
@@ -615,7 +654,35 @@ class RmmServer:
     def _healthy(self) -> tuple[bool, str]:
         if self.grpc_server is None:
             return False, "starting\n"
+        watch = self.storage_watch
+        if watch is not None and not watch.reachable:
+            return False, watch.describe() + "\n"
         return True, f"ok: {len(self.fleet)} agents\n"
+
+    def _storage_error_level(self) -> int:
+        """Return the level for a periodic job's storage failure: debug while the storage watch
+        has announced the outage (one line says it all), error otherwise."""
+        watch = self.storage_watch
+        return logging.DEBUG if watch is not None and not watch.reachable else logging.ERROR
+
+    def _probe_storage(self) -> None:
+        """Ask the database something trivial (StorageWatch calls this in its own thread)."""
+        if self.store is not None:
+            with self.store.transaction("check that the database answers") as conn:
+                conn.execute(text("SELECT 1"))
+
+    async def _announce_health(self, serving: bool) -> None:
+        """Tell the gRPC health service what /healthz says: serving, or not while storage is
+        unreachable (load balancers then send agents and operators elsewhere)."""
+        if self.health_servicer is None:
+            return
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("rmm.v1.AgentService", "rmm.v1.OperatorService", ""):
+            await self.health_servicer.set(service, status)
 
     async def _checkpoint_audit(self) -> None:
         if self.audit is None:
@@ -632,7 +699,7 @@ class RmmServer:
         try:
             removed = await asyncio.to_thread(self.store.prune_reports, cutoff)
         except StorageError as exc:
-            log.error("pruning old reports failed, will retry: %s", exc)
+            log.log(self._storage_error_level(), "pruning old reports failed, will retry: %s", exc)
             return
         if removed:
             log.info("pruned %d reports older than the retention limit", removed)
@@ -666,7 +733,9 @@ class RmmServer:
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         if self.http is not None:
-            self.http.stop()
+            await self.http.stop()
+        if self.storage_watch is not None:
+            await self.storage_watch.stop()
         # The last entries written (the calls that just finished) are signed before closing.
         await self._checkpoint_audit()
         if self.store is not None:

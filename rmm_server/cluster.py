@@ -61,6 +61,11 @@ class Export(IntEnum):
     FULL = 2  # its streams are here: everything it reported
 
 
+def one_line(exc: BaseException) -> str:
+    """Return an error's message on one line (libpq's span several), or its type's name."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def default_replica_id(grpc_listen: str) -> str:
     """Return hostname:port for --replica-id's default."""
     port = grpc_listen.rpartition(":")[2]
@@ -309,12 +314,14 @@ class PgCluster(Cluster):
 
     async def _listen(self) -> None:
         lost = False
+        failing = False  # failed since the last connection that worked: repeats are debug
         while True:
             try:
                 async with await self._connect("listen") as conn:
                     self._listen_conn = conn
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self._heard[self.replica_id] = time.monotonic()
+                    failing = False
                     if lost:
                         log.warning(
                             "listening to the other replicas again on PostgreSQL; reading back "
@@ -332,13 +339,16 @@ class PgCluster(Cluster):
             except (psycopg.Error, OSError) as exc:
                 self.listening.clear()
                 lost = True
-                log.error(
+                # Once per outage, not once a second: the next line is the reconnection.
+                log.log(
+                    logging.DEBUG if failing else logging.ERROR,
                     "lost the PostgreSQL LISTEN connection of replica %s (%s): commands, results "
-                    "and revocations from other replicas wait; reconnecting in %.0f s",
+                    "and revocations from other replicas wait; reconnecting every %.0f s",
                     self.replica_id,
-                    str(exc).strip() or type(exc).__name__,
+                    one_line(exc),
                     RECONNECT_SECONDS,
                 )
+                failing = True
             except Exception:  # a bug in a handler must not end the listener for good
                 self.listening.clear()
                 lost = True
@@ -396,6 +406,7 @@ class PgCluster(Cluster):
 
     async def _send(self) -> None:
         conn: psycopg.AsyncConnection[Any] | None = None
+        failing = False  # failed since the last send that worked: repeats are debug
         try:
             while True:
                 batch = [await self._outbox.get()]
@@ -409,14 +420,20 @@ class PgCluster(Cluster):
                         async with conn.pipeline():
                             for payload in payloads:
                                 await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+                        if failing:
+                            log.info("telling the other replicas again: PostgreSQL is back")
+                        failing = False
                         break
                     except (psycopg.Error, OSError) as exc:
-                        log.error(
-                            "cannot tell the other replicas %d messages (%s); retrying in %.0f s",
+                        log.log(
+                            logging.DEBUG if failing else logging.ERROR,
+                            "cannot tell the other replicas %d messages (%s); retrying every "
+                            "%.0f s",
                             len(payloads),
-                            str(exc).strip() or type(exc).__name__,
+                            one_line(exc),
                             RECONNECT_SECONDS,
                         )
+                        failing = True
                         if conn is not None:
                             await conn.close()
                         conn = None
@@ -509,6 +526,7 @@ class LeaderElection:
     async def run(self) -> None:
         """Try for the lock every retry_seconds; while held, check the session still lives."""
         self._task = asyncio.current_task()
+        failing = False  # failed since the last session that worked: repeats are debug
         while True:
             try:
                 self._conn = await psycopg.AsyncConnection.connect(
@@ -523,6 +541,7 @@ class LeaderElection:
                     keepalives_count=3,
                 )
                 async with self._conn as conn:
+                    failing = False
                     while True:
                         await asyncio.wait_for(self._poll(conn), self.retry_seconds * 3)
                         await asyncio.sleep(self.retry_seconds)
@@ -532,13 +551,15 @@ class LeaderElection:
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 # The lock lived in that session: whatever happened to it, it is not ours now.
                 self._set(False, f"its database session was lost ({str(exc).strip() or 'timeout'})")
-                log.warning(
-                    "leader election for replica %s cannot reach PostgreSQL (%s); retrying in "
+                log.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "leader election for replica %s cannot reach PostgreSQL (%s); retrying every "
                     "%.0f s",
                     self.replica_id,
-                    str(exc).strip() or type(exc).__name__,
+                    one_line(exc),
                     self.retry_seconds,
                 )
+                failing = True
             finally:
                 self._conn = None
             await asyncio.sleep(self.retry_seconds)

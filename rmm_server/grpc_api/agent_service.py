@@ -13,6 +13,7 @@ from rmm_common.errors import InvalidArgument, NotFound, RmmError, Unavailable
 from rmm_common.tokens import SecretKind
 from rmm_proto import agent_pb2, agent_pb2_grpc, commands_pb2
 from rmm_server.agent_credentials import AgentCredentials
+from rmm_server.background import retrieve_exception
 from rmm_server.cluster import Cluster
 from rmm_server.commands import CommandService
 from rmm_server.enrollment import Enrollment
@@ -127,6 +128,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                     if self.limits is not None:
                         await self.limits.pace_report(agent.id)
                     task = asyncio.ensure_future(self.ingestor.submit(agent, report))
+                    # When the stream ends on an error (the database is down), the reports read
+                    # ahead are never awaited: read their outcome here, or asyncio logs a
+                    # traceback for each one.
+                    task.add_done_callback(retrieve_exception)
                     await in_flight.put(task)
             except DecodeError as error:
                 # Bytes no agent of ours can send (protobuf refuses to encode them): refuse the
