@@ -273,3 +273,40 @@ def test_the_server_signs_at_start_on_its_timer_and_at_stop(tmp_path: Path) -> N
         line for line in process.log_path.read_text().splitlines() if "audit checkpoint {" in line
     ]
     assert len(logged) == len(seqs())
+
+
+def test_replicas_sharing_postgresql_and_a_volume_each_sign_their_own_file(
+    tmp_path: Path, pg_url: str
+) -> None:
+    data_dir = tmp_path / "server"
+
+    def replica(name: str) -> ServerProcess:
+        return ServerProcess(
+            data_dir=data_dir,  # one volume: the same signing key, as replicas need
+            grpc_port=free_port(),
+            http_port=free_port(),
+            log_path=tmp_path / f"{name}.log",
+            extra_args=["--db", pg_url, "--replica-id", name, "--audit-checkpoint-every", "1"],
+        )
+
+    a = replica("replica-a").start()
+    try:
+        b = replica("replica-b").start()
+        try:
+            for n in range(3):  # appends from both, interleaved, into one chain
+                rmm(a, "tokens", "create", "--client", f"a{n}", "--site", "hq")
+                rmm(b, "tokens", "create", "--client", f"b{n}", "--site", "hq")
+            for server in (a, b):
+                code, text = verify(server)
+                assert code == 0, text
+                assert "database: ok, 6 entries" in text
+            files = sorted(p.name for p in data_dir.glob("audit-checkpoints*.log"))
+            assert files == ["audit-checkpoints.replica-a.log", "audit-checkpoints.replica-b.log"]
+            report = json.loads(rmm(a, "audit", "verify", "-o", "json").stdout)
+            assert report["checkpoints"]["newest"]["seq"] == 6
+            assert len(report["checkpoints"]["sources"]) == 2
+            assert "ROLLED BACK" not in a.log() + b.log()
+        finally:
+            b.stop()
+    finally:
+        a.stop()
