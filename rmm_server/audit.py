@@ -3,7 +3,9 @@
 Each entry's hash covers its fields and the previous entry's hash, so changing, removing,
 inserting or reordering an entry breaks the chain at that entry. `ChainChecker` walks a chain and
 names the first break; it needs nothing but the standard library, so the `rmm` command line uses
-the same code to check an archive file offline.
+the same code to check an archive file offline. The chain alone cannot show a rewrite with every
+hash recomputed, nor a rollback: `audit_checkpoints` signs the head outside the database, and
+`verify` checks the chain against those checkpoints too.
 """
 
 from __future__ import annotations
