@@ -503,13 +503,15 @@ def read_checkpoint_files(paths: tuple[Path, ...]) -> list[operator_pb2.Checkpoi
                 text = path.read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
             raise CliError(f"cannot read the checkpoint file {path}: {exc}", EXIT_USAGE) from None
-        # Only lines that can be checkpoints travel: a journal extract holds other lines too.
+        # Only lines that can be checkpoints travel (a journal extract holds other lines too);
+        # the others stay as empty strings so that messages name the right line numbers.
         lines = [line if '"sig"' in line else "" for line in text.splitlines()]
-        total += sum(len(line) for line in lines)
+        total += sum(len(line) + 2 for line in lines)  # + protobuf's framing of each
         if total > MAX_CHECKPOINT_BYTES:
             raise CliError(
                 f"{source}: the checkpoints given exceed {MAX_CHECKPOINT_BYTES >> 20} MiB: give "
-                "the recent part (e.g. `tail -n 20000 FILE`); the newest ones matter most",
+                "only the checkpoint lines (`grep 'audit checkpoint'`) and the recent part "
+                "(`tail -n 20000`); the newest ones matter most",
                 EXIT_USAGE,
             )
         given.append(operator_pb2.CheckpointLines(source=source, lines=lines))
