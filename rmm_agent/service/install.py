@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import click
 
@@ -16,13 +17,28 @@ from rmm_agent.service.base import (
     run_command,
 )
 
-PLATFORMS = ("linux", "windows", "macos")
+# One line per service manager: the platform and the module that installs the agent there.
+# Imported when used: `rmm-agent run` loads this module and needs none of them.
+BACKENDS: dict[str, str] = {
+    "linux": "rmm_agent.service.systemd_linux",
+    "windows": "rmm_agent.service.windows_service",
+    "macos": "rmm_agent.service.launchd_macos",
+}
+PLATFORMS = tuple(BACKENDS)
 
 
 class Backend(Protocol):
     def install(self, spec: ServiceSpec, start: bool = True) -> list[str]: ...
 
     def uninstall(self) -> list[str]: ...
+
+
+class BackendModule(Protocol):
+    """What each module in BACKENDS offers."""
+
+    def backend(self, runner: CommandRunner, unit_dir: Path | None = None) -> Backend:
+        """Return this host's backend, writing its files into `unit_dir` if given."""
+        ...
 
 
 def current_platform(sys_platform: str | None = None) -> str:
@@ -37,42 +53,16 @@ def current_platform(sys_platform: str | None = None) -> str:
     raise ServiceError(f"no service backend for {value!r}: run `rmm-agent run` under your own")
 
 
-def make_backend(
-    platform: str,
-    runner: CommandRunner,
-    unit_dir: Path | None = None,
-    systemd_version: int | None = None,
-) -> Backend:
+def make_backend(platform: str, runner: CommandRunner, unit_dir: Path | None = None) -> Backend:
     """Return the backend for `platform`, writing its files into `unit_dir` if given."""
-    if platform == "linux":
-        from rmm_agent.service.systemd_linux import (  # noqa: PLC0415
-            DEFAULT_UNIT_DIR,
-            SystemdBackend,
-        )
-
-        return SystemdBackend(runner, unit_dir or DEFAULT_UNIT_DIR, systemd_version)
-    if platform == "macos":
-        from rmm_agent.service.launchd_macos import (  # noqa: PLC0415
-            DEFAULT_DAEMON_DIR,
-            LaunchdBackend,
-        )
-
-        return LaunchdBackend(runner, unit_dir or DEFAULT_DAEMON_DIR)
-    if platform == "windows":
-        from rmm_agent.service.windows_service import WindowsBackend  # noqa: PLC0415
-
-        return WindowsBackend(runner)
-    raise ServiceError(f"unknown platform {platform!r}: choose one of {', '.join(PLATFORMS)}")
+    if platform not in BACKENDS:
+        raise ServiceError(f"unknown platform {platform!r}: choose one of {', '.join(PLATFORMS)}")
+    module = cast(BackendModule, importlib.import_module(BACKENDS[platform]))
+    return module.backend(runner, unit_dir)
 
 
 def _backend(platform: str | None, unit_dir: Path | None) -> Backend:
-    chosen = platform or current_platform()
-    version = None
-    if chosen == "linux":
-        from rmm_agent.service.systemd_linux import read_systemd_version  # noqa: PLC0415
-
-        version = read_systemd_version()
-    return make_backend(chosen, run_command, unit_dir, version)
+    return make_backend(platform or current_platform(), run_command, unit_dir)
 
 
 def _fail(exc: ServiceError) -> None:

@@ -102,3 +102,8 @@ class LaunchdBackend:
         except OSError as exc:
             raise ServiceError(f"cannot remove {self.plist_path}: {exc.strerror}") from None
         return [" ".join(command), f"removed {self.plist_path}"]
+
+
+def backend(runner: CommandRunner, unit_dir: Path | None = None) -> LaunchdBackend:
+    """Return this host's backend: the plist into `unit_dir` (default /Library/LaunchDaemons)."""
+    return LaunchdBackend(runner, unit_dir or DEFAULT_DAEMON_DIR)

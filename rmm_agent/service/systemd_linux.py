@@ -171,3 +171,8 @@ class SystemdBackend:
             done.append(f"no unit at {self.unit_path}: nothing to remove")
         self.runner([self.systemctl, "daemon-reload"])
         return done
+
+
+def backend(runner: CommandRunner, unit_dir: Path | None = None) -> SystemdBackend:
+    """Return this host's backend: units into `unit_dir`, for the systemd version it runs."""
+    return SystemdBackend(runner, unit_dir or DEFAULT_UNIT_DIR, read_systemd_version())

@@ -100,6 +100,11 @@ class WindowsBackend:
         return done
 
 
+def backend(runner: CommandRunner, unit_dir: Path | None = None) -> WindowsBackend:
+    """Return this host's backend (the SCM keeps the service: `unit_dir` has no use here)."""
+    return WindowsBackend(runner)
+
+
 def build_agent(state_dir: Path, config_path: Path | None) -> tuple[Any, Callable[[], None]]:
     """Return an AgentRunner for `state_dir` and a function that releases what it opened.
 

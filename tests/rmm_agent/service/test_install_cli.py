@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import plistlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,24 @@ def test_self_update_runs_the_archive_under_the_launcher(tmp_path: Path) -> None
     )
     with pytest.raises(ServiceError, match="single-file archive"):
         wheel.run_argv()
+
+
+def test_each_platform_has_its_backend_module(tmp_path: Path) -> None:
+    from rmm_agent.service.install import BACKENDS, PLATFORMS  # noqa: PLC0415
+    from rmm_agent.service.launchd_macos import LaunchdBackend  # noqa: PLC0415
+    from rmm_agent.service.systemd_linux import SystemdBackend  # noqa: PLC0415
+    from rmm_agent.service.windows_service import WindowsBackend  # noqa: PLC0415
+
+    def runner(argv: Sequence[str]) -> None:
+        raise AssertionError(f"nothing runs while a backend is made: {argv}")
+
+    assert PLATFORMS == ("linux", "windows", "macos") == tuple(BACKENDS)
+    systemd = make_backend("linux", runner, tmp_path)
+    assert isinstance(systemd, SystemdBackend) and systemd.unit_dir == tmp_path
+    launchd = make_backend("macos", runner, tmp_path)
+    assert isinstance(launchd, LaunchdBackend) and launchd.daemon_dir == tmp_path
+    assert isinstance(make_backend("windows", runner), WindowsBackend)
+    assert isinstance(make_backend("linux", runner), SystemdBackend)
+    default = make_backend("macos", runner)
+    assert isinstance(default, LaunchdBackend)
+    assert default.daemon_dir == Path("/Library/LaunchDaemons")
