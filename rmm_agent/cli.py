@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
@@ -22,6 +23,7 @@ from rmm_agent.commands.history import HISTORY_FILE, CommandHistory
 from rmm_agent.config import AgentConfig, load_config
 from rmm_agent.report import ReportBuilder, report_to_dict
 from rmm_agent.runner import AgentRunner
+from rmm_agent.service.base import ServiceError
 from rmm_agent.service.install import install_service, uninstall_service
 from rmm_agent.state import Identity, StateDir
 from rmm_agent.transport import (
@@ -56,6 +58,28 @@ def fail(message: str, code: int = EXIT_FAILURE) -> None:
     """Print an error for a person and exit with `code`."""
     click.echo(f"rmm-agent: {message}", err=True)
     sys.exit(code)
+
+
+def exiting(command: click.Command, error: type[RmmError], code: int) -> click.Command:
+    """Make `command` exit `code` with a message on `error`, and with any status it returns.
+
+    Commands defined beside their library code raise and return; only this entry point exits.
+    """
+    callback = command.callback
+    assert callback is not None
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            status = callback(*args, **kwargs)
+        except error as exc:
+            fail(str(exc), code)
+        else:
+            if isinstance(status, int):
+                sys.exit(status)
+
+    command.callback = run
+    return command
 
 
 def warn_plaintext(server: str) -> None:
@@ -420,6 +444,6 @@ def collect(once: bool, output: str, config_path: Path | None) -> None:
             click.echo(f"    {sample['name']}{{{labels}}} {sample['value']:g}")
 
 
-main.add_command(install_service)
-main.add_command(uninstall_service)
-main.add_command(launch)
+main.add_command(exiting(install_service, ServiceError, EXIT_FAILURE))
+main.add_command(exiting(uninstall_service, ServiceError, EXIT_FAILURE))
+main.add_command(exiting(launch, RmmError, EXIT_USAGE))

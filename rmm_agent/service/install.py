@@ -65,11 +65,6 @@ def _backend(platform: str | None, unit_dir: Path | None) -> Backend:
     return make_backend(platform or current_platform(), run_command, unit_dir)
 
 
-def _fail(exc: ServiceError) -> None:
-    click.echo(f"rmm-agent: {exc}", err=True)
-    sys.exit(1)
-
-
 PLATFORM_OPTION = click.option(
     "--platform",
     type=click.Choice(PLATFORMS),
@@ -112,17 +107,15 @@ def install_service(
     self_update: bool,
 ) -> None:
     """Install this agent as a system service that starts at boot (run as root)."""
+    # A ServiceError goes up to rmm_agent.cli, which prints it and exits 1.
     spec = ServiceSpec(
         agent_command=agent_command(),
         state_dir=state_dir.absolute(),
         config=None if config_path is None else config_path.absolute(),
         self_update=self_update,
     )
-    try:
-        spec.run_argv()  # refuses --self-update without an archive before anything is written
-        done = _backend(platform, unit_dir).install(spec, start=not no_start)
-    except ServiceError as exc:
-        _fail(exc)
+    spec.run_argv()  # refuses --self-update without an archive before anything is written
+    done = _backend(platform, unit_dir).install(spec, start=not no_start)
     for line in done:
         click.echo(line)
 
@@ -132,9 +125,6 @@ def install_service(
 @PLATFORM_OPTION
 def uninstall_service(unit_dir: Path | None, platform: str | None) -> None:
     """Stop and remove the agent's system service (its state directory stays)."""
-    try:
-        done = _backend(platform, unit_dir).uninstall()
-    except ServiceError as exc:
-        _fail(exc)
+    done = _backend(platform, unit_dir).uninstall()
     for line in done:
         click.echo(line)

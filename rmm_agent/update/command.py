@@ -14,7 +14,6 @@ from rmm_agent.runner import AgentRunner
 from rmm_agent.update.install import exec_launcher, install, running_archive
 from rmm_agent.update.launcher import DEFAULT_CONFIRM_TIMEOUT, EXIT_UPDATE_READY, Layout
 from rmm_agent.update.updater import grpc_fetch, updater_from_env
-from rmm_common.errors import RmmError
 
 
 def attach_updater(runner: AgentRunner, environ: Mapping[str, str] = os.environ) -> None:
@@ -62,19 +61,17 @@ def attach_updater(runner: AgentRunner, environ: Mapping[str, str] = os.environ)
 @click.argument("run_args", nargs=-1, type=click.UNPROCESSED)
 def launch(
     state_dir: Path, archive: Path | None, update_confirm_timeout: float, run_args: tuple[str, ...]
-) -> None:
+) -> int:
     """Run the agent under the launcher, which applies server-offered updates.
 
     Extra arguments go to `rmm-agent run` (e.g. -- --config FILE).
     """
+    # An RmmError (no archive, an unwritable state directory) and the launcher's exit status
+    # go up to rmm_agent.cli, which prints the one (exit 2) and exits with the other.
     layout = Layout.of(state_dir)
-    try:
-        if archive is None:
-            archive = layout.current if layout.current.exists() else running_archive()
-        launcher = install(layout, archive)
-    except RmmError as exc:
-        click.echo(f"rmm-agent: {exc}", err=True)
-        sys.exit(2)
+    if archive is None:
+        archive = layout.current if layout.current.exists() else running_archive()
+    launcher = install(layout, archive)
     argv = [
         sys.executable,
         str(launcher),
@@ -85,4 +82,4 @@ def launch(
         "--",
         *run_args,
     ]
-    sys.exit(exec_launcher(argv))
+    return exec_launcher(argv)
