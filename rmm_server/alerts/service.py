@@ -658,4 +658,8 @@ def _same(one: AlertRecord, other: AlertRecord, key: str) -> bool:
         return (one.client, one.site) == (other.client, other.site)
     if key == "client":
         return one.client == other.client
+    if key == "hostname":
+        # A hostname is what an agent says of itself: any agent of any client can say another's.
+        # The same host is the same hostname within one client and site, never across them.
+        return (one.client, one.site, one.hostname) == (other.client, other.site, other.hostname)
     return alert_fields(one).get(key) == alert_fields(other).get(key)

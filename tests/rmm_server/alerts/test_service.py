@@ -165,6 +165,47 @@ async def _test_an_inhibition_reaches_other_agents_only_when_it_says_so(
     assert reasons()[("a2", "MemoryBusy")] == "inhibited:MemoryFull"
 
 
+def test_an_agent_of_another_client_naming_itself_alike_inhibits_nothing(
+    harness: Harness, tmp_path: Path
+) -> None:
+    asyncio.run(
+        _test_an_agent_of_another_client_naming_itself_alike_inhibits_nothing(harness, tmp_path)
+    )
+
+
+async def _test_an_agent_of_another_client_naming_itself_alike_inhibits_nothing(
+    harness: Harness, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policies" / "t.yaml"
+    policy.write_text(
+        POLICY.replace(
+            "[{rules: [MemoryBusy], equal: [agent]}]", "[{rules: [MemoryBusy], equal: [hostname]}]"
+        )
+    )
+    assert harness.service.reload_policies() == (True, [])
+    spoof = AgentRecord(
+        id="e1",
+        credential_hash="h",
+        client="evil",
+        site="hq",
+        enrolled_at=0,
+        hostname=harness.agent.hostname,  # says it is acme's web01
+        interval_seconds=30,
+        last_seen=harness.now,
+    )
+    result = agent_pb2.CollectorResult(name="memory", ok=True)
+    result.samples.append(common_pb2.Sample(name="memory_usage_ratio", value=0.95))
+    await harness.service.on_report(spoof, agent_pb2.Report(sequence=1, collectors=[result]))
+    await harness.service.flush()
+    await harness.report(0.6)
+    reasons = {
+        (a.agent_id, a.rule_name): reason for a, reason in harness.service.query(AlertQuery())
+    }
+    assert reasons[("e1", "MemoryFull")] == ""
+    assert reasons[("a1", "MemoryBusy")] == "", "acme's alert was kept quiet by another client"
+    assert ("MemoryBusy", "firing") in harness.told_about()
+
+
 def test_offline_waits_for_the_grace_period_after_a_start(harness: Harness) -> None:
     asyncio.run(_test_offline_waits_for_the_grace_period_after_a_start(harness))
 
