@@ -9,7 +9,6 @@ a command will do, for logs, history and consent prompts.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -116,7 +115,7 @@ def execute(command: commands_pb2.Command, context: ActionContext) -> commands_p
 
     The result always carries the command id and when the action started and finished.
     """
-    started_at = time.time()
+    started_at = context.clock()
     which = command.WhichOneof("action")
     reason = refusal(command, context.config)
     if reason is not None:
@@ -135,7 +134,7 @@ def execute(command: commands_pb2.Command, context: ActionContext) -> commands_p
             )
     result.command_id = command.id
     result.started_at = started_at
-    result.finished_at = time.time()
+    result.finished_at = context.clock()
     return result
 
 

@@ -31,6 +31,10 @@ class ActionContext:
     collect_now: Callable[[], int]  # build and queue an immediate report; returns its sequence
     # Deliver a further result for this command later (e.g. the reboot command failed).
     send_later: Callable[[commands_pb2.CommandResult], None]
+    # Wall-clock time, for when things happened (results, records); the command channel's.
+    clock: Callable[[], float] = time.time
+    # Waits that are not bounded by the deadline (a reboot's delay, its restart deadline).
+    sleep: Callable[[float], None] = time.sleep
 
     def remaining(self) -> float:
         """Return the seconds left before the deadline (0 when it has passed)."""

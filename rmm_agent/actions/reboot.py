@@ -99,7 +99,7 @@ def run(request: commands_pb2.Reboot, context: ActionContext) -> commands_pb2.Co
     )
     result = commands_pb2.RebootResult(
         sessions=sessions_now(),
-        requested_at=time.time(),
+        requested_at=context.clock(),
         boot_time_before=psutil.boot_time(),
     )
     command_id = context.command.id
@@ -134,6 +134,8 @@ def run(request: commands_pb2.Reboot, context: ActionContext) -> commands_pb2.Co
             result,
             context.state_dir,
             context.send_later,
+            context.clock,
+            context.sleep,
         ),
         name=f"reboot {command_id}",
         # The agent may stop before the wait is over (it is being stopped for the reboot, or
@@ -152,20 +154,22 @@ def _reboot_later(
     result: commands_pb2.RebootResult,
     state_dir: Path,
     send_later: Callable[[commands_pb2.CommandResult], None],
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
 ) -> None:
     """Start the reboot command after `wait` seconds; report it FAILED if it fails, or if this
     agent is still running `restart_within` seconds after it succeeded."""
-    time.sleep(wait)
+    sleep(wait)
     error = start_reboot(argv)
     if error is None:
-        started = time.time()
-        time.sleep(restart_within)  # the reboot ends this thread with the agent
+        started = clock()
+        sleep(restart_within)  # the reboot ends this thread with the agent
         pending = _read(state_dir / PENDING_FILE)
         if pending is None or pending["command_id"] != command_id:
             return  # confirmed or replaced meanwhile
         error = (
             f"the reboot command {' '.join(argv)} succeeded but the host had not restarted "
-            f"{time.time() - started:.0f}s later (the agent kept running): the reboot was "
+            f"{clock() - started:.0f}s later (the agent kept running): the reboot was "
             "cancelled or blocked on the host"
         )
     log.error("reboot: command %s: %s", command_id, error)
@@ -175,7 +179,7 @@ def _reboot_later(
         status=commands_pb2.COMMAND_FAILED,
         error=error,
         started_at=result.requested_at,
-        finished_at=time.time(),
+        finished_at=clock(),
         reboot=result,
     )
     try:
@@ -225,15 +229,18 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def pending_reboot(state_dir: Path) -> commands_pb2.CommandResult | None:
+def pending_reboot(
+    state_dir: Path, clock: Callable[[], float] = time.time
+) -> commands_pb2.CommandResult | None:
     """Return the final result of a reboot asked for before this agent started, if any.
 
     Call it at start; once the result is delivered, clear_pending_reboot() removes the record.
+    `clock` says when the agent is back.
     """
     data = _read(state_dir / PENDING_FILE)
     if data is None:
         return None
-    now = time.time()
+    now = clock()
     return commands_pb2.CommandResult(
         command_id=data["command_id"],
         status=commands_pb2.COMMAND_SUCCEEDED,

@@ -38,13 +38,13 @@ Status = commands_pb2.CommandStatus
 MAX_PARALLEL_COMMANDS = 4
 
 
-def _process_started_at() -> float:
+def _process_started_at(clock: Callable[[], float]) -> float:
     try:
         import psutil  # noqa: PLC0415
 
         return float(psutil.Process(os.getpid()).create_time())
     except Exception:  # an estimate is fine for a hello message
-        return time.time()
+        return clock()
 
 
 def _boot_time() -> float:
@@ -75,11 +75,11 @@ class CommandChannel:
         self.stop_event = stop_event
         self.clock = clock
         self.consent = consent or Consent(ConsentSettings.from_config(config))
-        self.history = CommandHistory.open(state_dir)
+        self.history = CommandHistory.open(state_dir, clock)
         self.verifier = CommandVerifier(
             bytes.fromhex(identity.command_public_key), identity.agent_id, clock=clock
         )
-        self.started_at = _process_started_at()
+        self.started_at = _process_started_at(clock)
         self._outgoing: queue.Queue[commands_pb2.AgentCommandMessage | None] = queue.Queue()
         self._pool = ThreadPoolExecutor(MAX_PARALLEL_COMMANDS, thread_name_prefix="command")
         self._thread: threading.Thread | None = None
@@ -94,7 +94,7 @@ class CommandChannel:
     def _recover(self) -> None:
         """Finish what the previous agent process left: a reboot to confirm, runs cut short."""
         keep: set[str] = set()
-        confirmed = pending_reboot(self.state_dir)
+        confirmed = pending_reboot(self.state_dir, self.clock)
         if confirmed is not None:
             log.info("back after the reboot asked for by command %s", confirmed.command_id)
             self.history.finish(confirmed)
@@ -266,6 +266,7 @@ class CommandChannel:
                 deadline=time.monotonic() + (command.timeout_seconds or 60.0),
                 collect_now=self.collect_now,
                 send_later=self._deliver,
+                clock=self.clock,
             )
             result = execute(command, context)
         log.info(

@@ -94,9 +94,9 @@ class CommandHistory:
         self._db.executescript(_SCHEMA)
 
     @classmethod
-    def open(cls, state_dir: Path) -> CommandHistory:
+    def open(cls, state_dir: Path, clock: Callable[[], float] = time.time) -> CommandHistory:
         """Open (or create) the history in an agent's state directory."""
-        return cls(state_dir / HISTORY_FILE)
+        return cls(state_dir / HISTORY_FILE, clock)
 
     def close(self) -> None:
         with self._lock:

@@ -6,6 +6,7 @@ server never would: unsigned, forged, altered, replayed, expired and misaddresse
 
 from __future__ import annotations
 
+import json
 import queue
 import socket
 import threading
@@ -18,6 +19,7 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from rmm_agent.actions import reboot
 from rmm_agent.commands import channel as channel_module
 from rmm_agent.commands.channel import CommandChannel
 from rmm_agent.commands.history import CommandHistory
@@ -233,6 +235,44 @@ def test_a_command_cut_short_by_an_agent_crash_is_not_run_again(tmp_path: Path) 
     assert result.status == Status.COMMAND_FAILED
     assert "not run again" in result.error
     assert not commands.history.begin(command, "echo")
+    channel.close()
+
+
+def test_a_reboot_is_confirmed_at_start_on_the_channels_clock(tmp_path: Path) -> None:
+    history = CommandHistory.open(tmp_path)
+    command = commands_pb2.Command(id="reboot-1", agent_id=AGENT_ID, reboot=commands_pb2.Reboot())
+    assert history.begin(command, "reboot")
+    history.close()
+    record = {
+        "command_id": "reboot-1",
+        "requested_at": 1_800_000_000.0,
+        "boot_time_before": 1_799_990_000.0,
+        "sessions": [],
+        "command": ["systemctl", "reboot"],
+    }
+    (tmp_path / reboot.PENDING_FILE).write_text(json.dumps(record))
+    identity = Identity(
+        agent_id=AGENT_ID,
+        credential="rmma_x_y",
+        server="127.0.0.1:1",
+        client="acme",
+        site="hq",
+        command_public_key=Ed25519PrivateKey.generate().public_key().public_bytes_raw().hex(),
+    )
+    channel = grpc.insecure_channel(identity.server)
+    commands = CommandChannel(
+        identity,
+        tmp_path,
+        channel,
+        AgentConfig(),
+        lambda: 1,
+        threading.Event(),
+        clock=lambda: 1_800_000_090.0,
+    )
+    (result,) = commands.history.undelivered()
+    assert result.status == Status.COMMAND_SUCCEEDED
+    assert result.finished_at == result.reboot.back_at == 1_800_000_090.0
+    assert not (tmp_path / reboot.PENDING_FILE).exists()
     channel.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -9,6 +10,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import namedtuple
 from pathlib import Path
@@ -192,6 +194,70 @@ def test_a_reboot_that_never_happens_is_reported_failed(
     assert "the agent kept running" in failed.error
     assert failed.reboot.boot_time_before == result.reboot.boot_time_before
     assert pending_reboot(tmp_path) is None, "nothing left to confirm after a restart"
+
+
+class FakeTime:
+    """A clock that moves only when slept on: a reboot's waits take no real time."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.slept: list[float] = []
+        self._lock = threading.Lock()  # the reboot waits in a thread of its own
+
+    def clock(self) -> float:
+        with self._lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.slept.append(seconds)
+            self.now += seconds
+
+
+def test_the_record_and_the_restart_deadline_follow_the_contexts_clock(tmp_path: Path) -> None:
+    """The 600 s restart deadline passes on the action context's clock, not in real time."""
+    fake = FakeTime(1_800_000_000.0)
+    marker = tmp_path / "marker"
+    agent = Agent()
+    command = reboot_command(delay=90)
+    config = AgentConfig(reboot_command=marker_command(marker))
+    context = dataclasses.replace(
+        agent.context(command, state_dir=tmp_path, config=config),
+        clock=fake.clock,
+        sleep=fake.sleep,
+    )
+    result = execute(command, context)
+    assert result.status == commands_pb2.COMMAND_RUNNING, result.error
+    assert result.started_at == result.reboot.requested_at == 1_800_000_000.0
+    record = json.loads((tmp_path / reboot.PENDING_FILE).read_text())
+    assert record["requested_at"] == 1_800_000_000.0
+
+    wait_until(lambda: agent.sent, 10, "the failed result")
+    [failed] = agent.sent
+    # A configured command does not wait itself: the agent waits the 90 s delay, then gives the
+    # host RESTART_DEADLINE_SECONDS and the delay rounded up to whole minutes to restart.
+    restart_within = reboot.RESTART_DEADLINE_SECONDS + 120
+    assert fake.slept == [90.0, restart_within]
+    assert marker.exists()
+    assert f"had not restarted {restart_within:.0f}s later" in failed.error, failed.error
+    assert failed.started_at == 1_800_000_000.0
+    assert failed.finished_at == 1_800_000_000.0 + 90 + restart_within
+    assert pending_reboot(tmp_path) is None
+
+
+def test_the_agent_back_after_a_reboot_is_stamped_by_the_given_clock(tmp_path: Path) -> None:
+    record = {
+        "command_id": "reboot-1",
+        "requested_at": 1_800_000_000.0,
+        "boot_time_before": 1_799_990_000.0,
+        "sessions": [],
+        "command": ["systemctl", "reboot"],
+    }
+    (tmp_path / reboot.PENDING_FILE).write_text(json.dumps(record))
+    final = pending_reboot(tmp_path, clock=lambda: 1_800_000_090.0)
+    assert final is not None
+    assert final.started_at == final.reboot.requested_at == 1_800_000_000.0
+    assert final.finished_at == final.reboot.back_at == 1_800_000_090.0
 
 
 def test_a_confirmed_reboot_sends_nothing_at_the_deadline(
