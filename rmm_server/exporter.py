@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from rmm_common.metric_catalog import catalog
 from rmm_proto import agent_pb2
 from rmm_server.reports import ReportSeries, report_series
 
@@ -121,10 +122,6 @@ class ExportBudget:
 
 @lru_cache(maxsize=1)
 def _catalog() -> dict[str, tuple[str, str]]:
-    # The server imports the agent's catalog for help texts: the server extra includes the agent's
-    # dependencies, so this costs nothing extra on a server host.
-    from rmm_agent.collectors import catalog  # noqa: PLC0415
-
     return {PREFIX + name: (spec.kind, spec.help) for name, spec in catalog().items()}
 
 

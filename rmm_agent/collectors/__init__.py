@@ -6,7 +6,6 @@ from rmm_agent.collectors.base import (
     Collector,
     CollectorOutput,
     CommandError,
-    MetricSpec,
     Sample,
     run_command,
 )
@@ -21,13 +20,13 @@ from rmm_agent.collectors.sensors import SensorsCollector
 from rmm_agent.collectors.services import ServicesCollector
 from rmm_agent.collectors.software import SoftwareCollector
 from rmm_agent.collectors.system import SystemCollector
+from rmm_common.metric_catalog import MetricSpec, merge
 
 __all__ = [
     "COLLECTORS",
     "Collector",
     "CollectorOutput",
     "CommandError",
-    "MetricSpec",
     "Sample",
     "catalog",
     "run_command",
@@ -50,15 +49,4 @@ COLLECTORS: tuple[type[Collector], ...] = (
 
 def catalog(collectors: tuple[type[Collector], ...] = COLLECTORS) -> dict[str, MetricSpec]:
     """Return every metric of every collector by name; raise ValueError on a duplicate."""
-    specs: dict[str, MetricSpec] = {}
-    owners: dict[str, str] = {}
-    for collector in collectors:
-        for spec in collector.metrics:
-            if spec.name in specs:
-                raise ValueError(
-                    f"metric {spec.name!r} declared by both collector {owners[spec.name]!r} "
-                    f"and collector {collector.name!r}"
-                )
-            specs[spec.name] = spec
-            owners[spec.name] = collector.name
-    return specs
+    return merge({collector.name: collector.metrics for collector in collectors})

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from rmm_agent.collectors.base import MetricSpec, run_tracked
+from rmm_agent.collectors.base import run_tracked
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +100,3 @@ def unique_label(seen: set[tuple[str, ...]], key: tuple[str, ...]) -> tuple[str,
         candidate = (*key[:-1], f"{key[-1]}_{n}")
     seen.add(candidate)
     return candidate
-
-
-def gauge(name: str, help_text: str, *labels: str) -> MetricSpec:
-    """Declare a gauge."""
-    return MetricSpec(name, "gauge", help_text, labels)
-
-
-def counter(name: str, help_text: str, *labels: str) -> MetricSpec:
-    """Declare a counter (its name must end in _total)."""
-    return MetricSpec(name, "counter", help_text, labels)

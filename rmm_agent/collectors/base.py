@@ -2,39 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Protocol
 
-METRIC_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-LABEL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-
-# Labels the server adds to every series; a collector must not use them.
-RESERVED_LABELS = frozenset({"client", "site", "agent"})
-
-MetricKind = Literal["gauge", "counter"]
-
-
-@dataclass(frozen=True, slots=True)
-class MetricSpec:
-    """Describe one metric a collector reports (name without the `rmm_` prefix)."""
-
-    name: str
-    kind: MetricKind
-    help: str
-    labels: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not METRIC_NAME_RE.match(self.name):
-            raise ValueError(f"metric name {self.name!r} must match {METRIC_NAME_RE.pattern}")
-        if self.kind == "counter" and not self.name.endswith("_total"):
-            raise ValueError(f"counter {self.name!r} must end in _total")
-        for label in self.labels:
-            if not LABEL_NAME_RE.match(label) or label in RESERVED_LABELS:
-                raise ValueError(f"metric {self.name!r}: label {label!r} is invalid or reserved")
+from rmm_common.metric_catalog import MetricSpec
 
 
 @dataclass(slots=True)

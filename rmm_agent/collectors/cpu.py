@@ -9,8 +9,10 @@ from typing import Any, ClassVar
 
 import psutil
 
-from rmm_agent.collectors._common import PsutilModule, counter, gauge, is_finite
-from rmm_agent.collectors.base import CollectorOutput, MetricSpec, Sample
+from rmm_agent.collectors._common import PsutilModule, is_finite
+from rmm_agent.collectors.base import CollectorOutput, Sample
+from rmm_common import metric_catalog
+from rmm_common.metric_catalog import MetricSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +43,7 @@ class CpuCollector:
 
     name: ClassVar[str] = "cpu"
     inventory: ClassVar[bool] = False
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        gauge("cpu_usage_ratio", "Fraction of CPU time busy since the last collection."),
-        gauge(
-            "cpu_core_usage_ratio",
-            "Fraction of one core's time busy since the last collection.",
-            "core",
-        ),
-        counter(
-            "cpu_seconds_total", "CPU seconds spent in each mode since boot, all cores.", "mode"
-        ),
-        gauge("cpu_load1", "Load average over 1 minute."),
-        gauge("cpu_load5", "Load average over 5 minutes."),
-        gauge("cpu_load15", "Load average over 15 minutes."),
-        gauge("cpu_frequency_hertz", "Current CPU clock frequency, averaged over cores."),
-        gauge("cpu_frequency_max_hertz", "Maximum CPU clock frequency."),
-        gauge("cpu_logical_cores", "Number of logical CPUs."),
-        gauge("cpu_physical_cores", "Number of physical CPU cores."),
-    )
+    metrics: ClassVar[tuple[MetricSpec, ...]] = metric_catalog.CPU
 
     def __init__(
         self,

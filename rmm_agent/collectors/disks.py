@@ -11,8 +11,10 @@ from typing import Any, ClassVar
 
 import psutil
 
-from rmm_agent.collectors._common import PsutilModule, counter, gauge
-from rmm_agent.collectors.base import CollectorOutput, MetricSpec, Sample
+from rmm_agent.collectors._common import PsutilModule
+from rmm_agent.collectors.base import CollectorOutput, Sample
+from rmm_common import metric_catalog
+from rmm_common.metric_catalog import MetricSpec
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,6 @@ DEFAULT_IO_EXCLUDE = (
     r"^(z?ram\d+|loop\d+|fd\d+|sr\d+|dm-\d+|md\d+|"
     r"(h|s|v|xv)d[a-z]+\d+|nvme\d+n\d+p\d+|mmcblk\d+p\d+)$"
 )
-
-_FS_LABELS = ("mountpoint", "device", "fstype")
 
 StatVfs = Callable[[str], os.statvfs_result]
 
@@ -83,23 +83,7 @@ class DisksCollector:
 
     name: ClassVar[str] = "disks"
     inventory: ClassVar[bool] = False
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        gauge("disk_size_bytes", "Size of the filesystem.", *_FS_LABELS),
-        gauge("disk_used_bytes", "Space used on the filesystem.", *_FS_LABELS),
-        gauge("disk_free_bytes", "Space available to unprivileged users.", *_FS_LABELS),
-        gauge("disk_usage_ratio", "Fraction of the filesystem used, as df shows it.", *_FS_LABELS),
-        gauge("disk_inodes", "Inodes on the filesystem.", *_FS_LABELS),
-        gauge("disk_inodes_free", "Inodes free on the filesystem.", *_FS_LABELS),
-        gauge("disk_inodes_usage_ratio", "Fraction of the filesystem's inodes used.", *_FS_LABELS),
-        gauge("disk_read_only", "1 if the filesystem is mounted read-only.", *_FS_LABELS),
-        counter("disk_read_bytes_total", "Bytes read from the device.", "device"),
-        counter("disk_written_bytes_total", "Bytes written to the device.", "device"),
-        counter("disk_reads_completed_total", "Reads completed by the device.", "device"),
-        counter("disk_writes_completed_total", "Writes completed by the device.", "device"),
-        counter("disk_read_time_seconds_total", "Time spent reading.", "device"),
-        counter("disk_write_time_seconds_total", "Time spent writing.", "device"),
-        counter("disk_io_time_seconds_total", "Time the device was busy doing I/O.", "device"),
-    )
+    metrics: ClassVar[tuple[MetricSpec, ...]] = metric_catalog.DISKS
 
     def __init__(
         self,

@@ -10,15 +10,16 @@ from typing import Any, ClassVar
 import psutil
 
 from rmm_agent.collectors import hardware_linux, hardware_macos, hardware_windows
-from rmm_agent.collectors._common import Clock, PsutilModule, Refresher, gauge
+from rmm_agent.collectors._common import Clock, PsutilModule, Refresher
 from rmm_agent.collectors._winreg import WinregModule, load_winreg
 from rmm_agent.collectors.base import (
     CollectorOutput,
     CommandRunner,
-    MetricSpec,
     Sample,
     run_command,
 )
+from rmm_common import metric_catalog
+from rmm_common.metric_catalog import MetricSpec
 
 _EMPTY_MAC = "00:00:00:00:00:00"
 # Every OS reports the same system keys, None where it has no such fact.
@@ -34,9 +35,7 @@ class HardwareCollector:
 
     name: ClassVar[str] = "hardware"
     inventory: ClassVar[bool] = True
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        gauge("hardware_disk_size_bytes", "Size of a physical disk.", "device"),
-    )
+    metrics: ClassVar[tuple[MetricSpec, ...]] = metric_catalog.HARDWARE
 
     def __init__(
         self,

@@ -7,8 +7,10 @@ from typing import ClassVar
 
 import psutil
 
-from rmm_agent.collectors._common import PsutilModule, counter, gauge
-from rmm_agent.collectors.base import CollectorOutput, MetricSpec, Sample
+from rmm_agent.collectors._common import PsutilModule
+from rmm_agent.collectors.base import CollectorOutput, Sample
+from rmm_common import metric_catalog
+from rmm_common.metric_catalog import MetricSpec
 
 
 class MemoryCollector:
@@ -16,21 +18,7 @@ class MemoryCollector:
 
     name: ClassVar[str] = "memory"
     inventory: ClassVar[bool] = False
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        gauge("memory_total_bytes", "Physical memory installed and usable by the OS."),
-        gauge("memory_available_bytes", "Memory available to start new programs without swapping."),
-        gauge("memory_used_bytes", "Memory in use, as the OS reports it."),
-        gauge("memory_free_bytes", "Memory not used at all (not even as cache)."),
-        gauge("memory_cached_bytes", "Memory used as page cache."),
-        gauge("memory_buffers_bytes", "Memory used for block-device buffers."),
-        gauge("memory_usage_ratio", "Fraction of memory not available: 1 - available/total."),
-        gauge("swap_total_bytes", "Swap space configured."),
-        gauge("swap_used_bytes", "Swap space in use."),
-        gauge("swap_free_bytes", "Swap space free."),
-        gauge("swap_usage_ratio", "Fraction of swap space in use (absent without swap)."),
-        counter("swap_in_bytes_total", "Bytes swapped in from disk since boot."),
-        counter("swap_out_bytes_total", "Bytes swapped out to disk since boot."),
-    )
+    metrics: ClassVar[tuple[MetricSpec, ...]] = metric_catalog.MEMORY
 
     def __init__(
         self, *, psutil_module: PsutilModule = psutil, platform: str = sys.platform

@@ -11,8 +11,10 @@ from typing import Any, ClassVar
 
 import psutil
 
-from rmm_agent.collectors._common import PsutilModule, counter, gauge
-from rmm_agent.collectors.base import CollectorOutput, MetricSpec, Sample
+from rmm_agent.collectors._common import PsutilModule
+from rmm_agent.collectors.base import CollectorOutput, Sample
+from rmm_common import metric_catalog
+from rmm_common.metric_catalog import MetricSpec
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +65,7 @@ class NetworkCollector:
 
     name: ClassVar[str] = "network"
     inventory: ClassVar[bool] = False
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        counter("network_receive_bytes_total", "Bytes received.", "interface"),
-        counter("network_transmit_bytes_total", "Bytes sent.", "interface"),
-        counter("network_receive_packets_total", "Packets received.", "interface"),
-        counter("network_transmit_packets_total", "Packets sent.", "interface"),
-        counter("network_receive_errors_total", "Errors while receiving.", "interface"),
-        counter("network_transmit_errors_total", "Errors while sending.", "interface"),
-        counter("network_receive_drops_total", "Incoming packets dropped.", "interface"),
-        counter("network_transmit_drops_total", "Outgoing packets dropped.", "interface"),
-        gauge("network_up", "1 if the interface is up.", "interface"),
-        gauge("network_speed_bytes", "Link speed in bytes per second, where known.", "interface"),
-        gauge("network_mtu_bytes", "Maximum transmission unit.", "interface"),
-    )
+    metrics: ClassVar[tuple[MetricSpec, ...]] = metric_catalog.NETWORK
 
     def __init__(
         self, *, psutil_module: PsutilModule = psutil, exclude: str = DEFAULT_EXCLUDE

@@ -10,12 +10,11 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any, ClassVar
 
-from rmm_agent.collectors._common import Clock, StatusRunner, gauge, run_status
+from rmm_agent.collectors._common import Clock, StatusRunner, run_status
 from rmm_agent.collectors._patches import PatchBackend, PendingUpdate
 from rmm_agent.collectors.base import (
     CollectorOutput,
     CommandRunner,
-    MetricSpec,
     Sample,
     run_command,
 )
@@ -23,6 +22,8 @@ from rmm_agent.collectors.patches_apt import AptBackend
 from rmm_agent.collectors.patches_dnf import DnfBackend
 from rmm_agent.collectors.patches_macos import SoftwareUpdateBackend
 from rmm_agent.collectors.patches_windows import WindowsUpdateBackend
+from rmm_common import metric_catalog
+from rmm_common.metric_catalog import MetricSpec
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def summarise(
 PATCH_QUERY_TIMEOUT_SECONDS = 180.0
 PATCH_QUERY_RUNNER: CommandRunner = partial(run_command, timeout=PATCH_QUERY_TIMEOUT_SECONDS)
 
+
 class PatchesCollector:
     """Report pending updates, read from what the host knows without downloading anything.
 
@@ -79,17 +81,7 @@ class PatchesCollector:
     # Seconds of CPU on a cache miss: the report builder runs it beside the reports, never in
     # their way, and sends its latest finished reading.
     slow: ClassVar[bool] = True
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        gauge("patches_pending", "Number of updates available to install.", "classification"),
-        gauge(
-            "patches_pending_oldest_age_seconds",
-            "Seconds since the oldest pending update was published, where the OS tells.",
-        ),
-        gauge(
-            "patches_lists_age_seconds",
-            "Seconds since the host last refreshed its update metadata.",
-        ),
-    )
+    metrics: ClassVar[tuple[MetricSpec, ...]] = metric_catalog.PATCHES
 
     def __init__(
         self,

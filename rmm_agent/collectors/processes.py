@@ -14,9 +14,11 @@ from typing import Any, ClassVar
 
 import psutil
 
-from rmm_agent.collectors._common import Clock, PsutilModule, gauge
-from rmm_agent.collectors.base import CollectorOutput, MetricSpec, Sample
+from rmm_agent.collectors._common import Clock, PsutilModule
+from rmm_agent.collectors.base import CollectorOutput, Sample
 from rmm_agent.collectors.processes_linux import ProcStat, read_proc_stats
+from rmm_common import metric_catalog
+from rmm_common.metric_catalog import MetricSpec
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +78,7 @@ class ProcessesCollector:
 
     name: ClassVar[str] = "processes"
     inventory: ClassVar[bool] = False
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        gauge("processes", "Number of processes."),
-        gauge("processes_by_status", "Number of processes in each status.", "status"),
-        gauge("processes_threads", "Number of threads in all processes."),
-    )
+    metrics: ClassVar[tuple[MetricSpec, ...]] = metric_catalog.PROCESSES
 
     def __init__(
         self,

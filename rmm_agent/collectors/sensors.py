@@ -9,9 +9,11 @@ from typing import Any, ClassVar
 
 import psutil
 
-from rmm_agent.collectors._common import PsutilModule, gauge, is_finite, unique_label
-from rmm_agent.collectors.base import CollectorOutput, MetricSpec, Sample
+from rmm_agent.collectors._common import PsutilModule, is_finite, unique_label
+from rmm_agent.collectors.base import CollectorOutput, Sample
 from rmm_agent.collectors.sensors_linux import read_battery_health
+from rmm_common import metric_catalog
+from rmm_common.metric_catalog import MetricSpec
 
 log = logging.getLogger(__name__)
 
@@ -21,31 +23,7 @@ class SensorsCollector:
 
     name: ClassVar[str] = "sensors"
     inventory: ClassVar[bool] = False
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        gauge("sensor_temperature_celsius", "Temperature of a sensor.", "chip", "sensor"),
-        gauge(
-            "sensor_temperature_high_celsius",
-            "Temperature the hardware calls high.",
-            "chip",
-            "sensor",
-        ),
-        gauge(
-            "sensor_temperature_critical_celsius",
-            "Temperature the hardware calls critical.",
-            "chip",
-            "sensor",
-        ),
-        gauge("sensor_fan_rpm", "Fan speed in revolutions per minute.", "chip", "sensor"),
-        gauge("battery_charge_ratio", "Battery charge, 0 to 1."),
-        gauge("battery_power_plugged", "1 if on mains power, 0 if on battery."),
-        gauge("battery_time_left_seconds", "Estimated time left on battery while discharging."),
-        gauge(
-            "battery_health_ratio",
-            "Full-charge capacity over design capacity; lower means a worn battery.",
-            "battery",
-        ),
-        gauge("battery_cycles", "Charge cycles the battery has been through.", "battery"),
-    )
+    metrics: ClassVar[tuple[MetricSpec, ...]] = metric_catalog.SENSORS
 
     def __init__(
         self,

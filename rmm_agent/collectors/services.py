@@ -12,15 +12,16 @@ from typing import Any, ClassVar
 import psutil
 
 from rmm_agent.collectors import services_linux, services_windows
-from rmm_agent.collectors._common import Clock, PsutilModule, Refresher, gauge
+from rmm_agent.collectors._common import Clock, PsutilModule, Refresher
 from rmm_agent.collectors.base import (
     CollectorOutput,
     CommandRunner,
-    MetricSpec,
     Sample,
     run_command,
 )
 from rmm_agent.collectors.services_linux import ServiceState
+from rmm_common import metric_catalog
+from rmm_common.metric_catalog import MetricSpec
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,7 @@ class ServicesCollector:
 
     name: ClassVar[str] = "services"
     inventory: ClassVar[bool] = False
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        gauge("services_by_state", "Number of services in each active state.", "state"),
-        gauge("service_failed", "1 for each service unit in the failed state.", "unit"),
-    )
+    metrics: ClassVar[tuple[MetricSpec, ...]] = metric_catalog.SERVICES
 
     def __init__(
         self,

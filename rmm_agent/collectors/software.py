@@ -7,12 +7,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from rmm_agent.collectors._common import gauge
 from rmm_agent.collectors._packages import SoftwareBackend
 from rmm_agent.collectors.base import (
     CollectorOutput,
     CommandRunner,
-    MetricSpec,
     Sample,
     run_command,
 )
@@ -20,6 +18,8 @@ from rmm_agent.collectors.software_dpkg import DpkgBackend
 from rmm_agent.collectors.software_macos import BrewBackend, PkgutilBackend
 from rmm_agent.collectors.software_rpm import RpmBackend
 from rmm_agent.collectors.software_windows import WindowsRegistryBackend
+from rmm_common import metric_catalog
+from rmm_common.metric_catalog import MetricSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,7 @@ class SoftwareCollector:
 
     name: ClassVar[str] = "software"
     inventory: ClassVar[bool] = True
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        gauge("software_packages", "Number of installed packages.", "backend"),
-    )
+    metrics: ClassVar[tuple[MetricSpec, ...]] = metric_catalog.SOFTWARE
 
     def __init__(
         self,

@@ -15,15 +15,16 @@ from typing import Any, ClassVar
 import psutil
 
 from rmm_agent.collectors import hardware_linux, system_linux, system_macos, system_windows
-from rmm_agent.collectors._common import Clock, PsutilModule, StatusRunner, gauge, run_status
+from rmm_agent.collectors._common import Clock, PsutilModule, StatusRunner, run_status
 from rmm_agent.collectors._winreg import WinregModule, load_winreg
 from rmm_agent.collectors.base import (
     CollectorOutput,
     CommandRunner,
-    MetricSpec,
     Sample,
     run_command,
 )
+from rmm_common import metric_catalog
+from rmm_common.metric_catalog import MetricSpec
 
 log = logging.getLogger(__name__)
 
@@ -111,16 +112,7 @@ class SystemCollector:
 
     name: ClassVar[str] = "system"
     inventory: ClassVar[bool] = False
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        gauge("system_boot_time_seconds", "Unix time the host booted."),
-        gauge("system_uptime_seconds", "Seconds since the host booted."),
-        gauge("system_users", "Logged-in user sessions."),
-        gauge("system_reboot_required", "1 if installed updates wait for a reboot."),
-        gauge(
-            "system_reboot_required_time_seconds",
-            "Unix time the pending reboot was first flagged.",
-        ),
-    )
+    metrics: ClassVar[tuple[MetricSpec, ...]] = metric_catalog.SYSTEM
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ from typing import Any
 
 import cel
 
-from rmm_agent.collectors.base import MetricSpec
+from rmm_common.metric_catalog import MetricSpec
 
 # Fields of the `agent` variable, with a value of the right type for the load-time dry run.
 AGENT_FIELDS: dict[str, Any] = {

@@ -10,11 +10,11 @@ from typing import Any
 
 import yaml
 
-from rmm_agent.collectors import catalog as agent_catalog
-from rmm_agent.collectors.base import MetricSpec
 from rmm_common.agent_words import AGENT_ID_DIGITS, WordKind, parse_agent_word
 from rmm_common.durations import parse_duration
 from rmm_common.errors import InvalidArgument, PolicyError
+from rmm_common.metric_catalog import MetricSpec
+from rmm_common.metric_catalog import catalog as agent_catalog
 from rmm_server.policy import expressions
 from rmm_server.policy.model import (
     CONSENT_MODES,

@@ -12,8 +12,8 @@ from typing import Any
 
 import cel
 
-from rmm_agent.collectors.base import MetricSpec
 from rmm_common.errors import PolicyError
+from rmm_common.metric_catalog import MetricSpec
 from rmm_server.policy import expressions
 from rmm_server.policy.loader import Plan, PolicyDoc, RuleEntry, RuleSpec, check_spec, load
 from rmm_server.policy.model import (

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from rmm_agent.collectors import catalog
+from rmm_common.metric_catalog import catalog
 from tests.deploy.promql import (
     PROMETHEUS_BUILTINS,
     DashboardQuery,

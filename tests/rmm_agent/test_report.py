@@ -7,8 +7,9 @@ import threading
 import time
 from typing import ClassVar
 
-from rmm_agent.collectors import CollectorOutput, MetricSpec, Sample
+from rmm_agent.collectors import CollectorOutput, Sample
 from rmm_agent.report import ReportBuilder, report_to_dict
+from rmm_common.metric_catalog import MetricSpec
 
 
 class Fine:

@@ -14,8 +14,8 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
-from rmm_agent.collectors import catalog
 from rmm_common.errors import InvalidArgument
+from rmm_common.metric_catalog import catalog
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import agent_pb2, agent_pb2_grpc
 from rmm_server.exporter import DERIVED_FAMILIES, MetricsRenderer

@@ -10,8 +10,9 @@ from typing import ClassVar
 import pytest
 
 from rmm_agent import collectors
-from rmm_agent.collectors import COLLECTORS, Collector, CollectorOutput, MetricSpec, catalog
-from rmm_agent.collectors.base import RESERVED_LABELS
+from rmm_agent.collectors import COLLECTORS, Collector, CollectorOutput, catalog
+from rmm_common import metric_catalog
+from rmm_common.metric_catalog import RESERVED_LABELS, MetricSpec
 
 from .helpers import check_output
 
@@ -50,6 +51,15 @@ def test_catalog_has_every_metric_once() -> None:
     declared = [spec.name for c in COLLECTORS for spec in c.metrics]
     assert len(declared) == len(set(declared)) == len(specs)
     assert set(specs) == set(declared)
+
+
+def test_each_collector_declares_its_entry_of_the_shared_catalogue() -> None:
+    # The server checks policies against rmm_common's catalogue: what the agent's collectors
+    # declare must be exactly that, collector by collector, in registry order.
+    assert [c.name for c in COLLECTORS] == list(metric_catalog.BY_COLLECTOR)
+    for collector in COLLECTORS:
+        assert collector.metrics == metric_catalog.BY_COLLECTOR[collector.name], collector.name
+    assert catalog() == metric_catalog.catalog()
 
 
 def test_catalog_rejects_a_name_declared_by_two_collectors() -> None:
