@@ -78,13 +78,22 @@ def _candidates(agents: Sequence[NamedAgent]) -> str:
     return shown + (f"; and {more} more" if more > 0 else "")
 
 
-def resolve_agent(agents: Sequence[A], word: AgentWord, client: str = "", site: str = "") -> A:
+def resolve_agent(
+    agents: Sequence[A],
+    word: AgentWord,
+    client: str = "",
+    site: str = "",
+    require_client: bool = False,
+) -> A:
     """Return the one agent `word` names among `agents`; refuse an ambiguous or unknown word.
 
     An id word is compared with agent ids only. A hostname word is compared, look-alikes
     included (rmm_common.agent_words.hostname_key), with the hostnames of the agents of `client`
     and `site` when given (these two come from the enrollment token, never from the agent), and
-    must match exactly one agent, whose hostname must be the word itself (in any case).
+    must match exactly one agent, whose hostname must be the word itself (in any case). With
+    `require_client` (a command that acts), a hostname must also come with `client` once the
+    agents span several clients: otherwise an agent of any client could take a hostname first
+    (one not enrolled yet, revoked, or mistyped) and receive what was meant for another.
     """
     if word.kind is WordKind.ID:
         matches = [agent for agent in agents if agent.id.lower().startswith(word.value)]
@@ -116,6 +125,14 @@ def resolve_agent(agents: Sequence[A], word: AgentWord, client: str = "", site: 
         raise NotFound(
             f"no agent{where} reports the hostname {shown_hostname(word.value)}: see rmm agents "
             "list"
+        )
+    clients_here = {agent.client for agent in agents}
+    if len(matches) == 1 and require_client and not client and len(clients_here) > 1:
+        raise InvalidArgument(
+            f"hostname {shown_hostname(word.value)} names no client, and an agent of any of the "
+            f"{len(clients_here)} clients could report it of itself: add client=NAME to the "
+            "target (and site=NAME), or name the agent by id. "
+            f"Candidates: {_candidates(matches)}"
         )
     if len(matches) > 1:
         clients = {agent.client for agent in matches}
@@ -154,7 +171,7 @@ def select_agents(
         words = [parse_agent_word(ident) for ident in selector.agents]
         chosen: dict[str, AgentRecord] = {}
         for word in words:
-            agent = resolve_agent(agents, word, selector.client, selector.site)
+            agent = resolve_agent(agents, word, selector.client, selector.site, require_client=True)
             chosen[agent.id] = agent
         agents = list(chosen.values())
     selected = [

@@ -291,7 +291,9 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
     async def UpdateAgent(
         self, request: operator_pb2.UpdateAgentRequest, context: grpc.aio.ServicerContext
     ) -> operator_pb2.AgentSummary:
-        agent = await asyncio.to_thread(self._find_agent, request.agent.strip())
+        # Moving or tagging lets an agent into a client's policies and commands: a hostname,
+        # which the request cannot pin to a client, names it only in a one-client fleet.
+        agent = await asyncio.to_thread(self._find_agent, request.agent.strip(), True)
         record = await self.placement.update(
             agent,
             request.client,
@@ -302,11 +304,12 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         )
         return agent_to_summary(record, self.clock())
 
-    def _find_agent(self, ident: str) -> AgentRecord:
+    def _find_agent(self, ident: str, require_client: bool = False) -> AgentRecord:
         """Return the one agent (revoked ones too) an operator's word names, as RunCommand does.
 
         An id word is looked up by id only; a hostname must name exactly one agent of the whole
-        fleet, else the candidates are listed (rmm_server.selection.resolve_agent).
+        fleet, else the candidates are listed (rmm_server.selection.resolve_agent); with
+        `require_client`, not at all when the fleet spans several clients.
         """
         if not ident:
             raise InvalidArgument(
@@ -315,7 +318,7 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         word = parse_agent_word(ident)
         if word.kind is WordKind.ID:
             return resolve_agent(self.store.find_agents(word.value), word)
-        named = resolve_agent(self.store.agent_names(), word)
+        named = resolve_agent(self.store.agent_names(), word, require_client=require_client)
         agent = self.store.get_agent(named.id)
         if agent is None:
             raise NotFound(f"agent {named.id} was deleted while being looked up: try again")

@@ -185,8 +185,14 @@ def test_a_hex_hostname_is_never_taken_for_an_id(world: World) -> None:
     spoof = world.agents["spoof"]
     # The spoof's hostname is a hex word: as a bare word it is the victim's id prefix (above);
     # only when the operator says host= is it a hostname, and then it is the spoof's.
-    run = rmm_json(world.server, "run", "-t", f"host={spoof.hostname}", "--command", "echo ran")
+    target = f"host={spoof.hostname},client=evil"
+    run = rmm_json(world.server, "run", "-t", target, "--command", "echo ran")
     assert agent_ids(run) == {spoof.id}
+    # Without its client, a hostname is refused while agents of several clients could claim it.
+    unpinned = rmm(world.server, "run", "-t", f"host={spoof.hostname}", "--command", "true",
+                   check=False)  # fmt: skip
+    assert unpinned.returncode == 2 and "names no client" in unpinned.stderr
+    assert spoof.id in unpinned.stderr
 
 
 def test_lookups_of_one_agent_follow_the_same_rules(world: World) -> None:
@@ -197,12 +203,18 @@ def test_lookups_of_one_agent_follow_the_same_rules(world: World) -> None:
         ["agents", "show", "web-01"],
         ["agents", "rotate", "web-01"],
         ["agents", "revoke", "web-01", "--yes"],
+        ["agents", "tag", "web-01", "--add", "x"],
         ["commands", "list", "--agent", "web-01"],
     ):
         result = rmm(world.server, *args, check=False)
         assert result.returncode == 2, (args, result.stderr)
         assert victim.id in result.stderr and clash.id in result.stderr, (args, result.stderr)
     assert rmm_json(world.server, "agents", "show", f"host={spoof.hostname}")["id"] == spoof.id
+    # Moving or tagging by hostname could let an agent into a client: ids only, with clients.
+    moved = rmm(world.server, "agents", "move", f"host={spoof.hostname}", "--client", "acme",
+                check=False)  # fmt: skip
+    assert moved.returncode == 2 and "names no client" in moved.stderr
+    assert rmm_json(world.server, "agents", "show", spoof.id)["client"] == "evil"
     # Listed beside its real id, the spoof's hostname is marked as what it is.
     shown = rmm(world.server, "agents", "show", spoof.id).stdout
     assert f"{spoof.hostname} (a hostname, not an id)" in shown

@@ -132,8 +132,8 @@ def test_an_agent_named_like_an_id_prefix_of_nobody_is_not_found_by_it() -> None
     message = refusal(fleet, "abc123")
     assert "no agent id starts with 'abc123'" in message
     assert "to name a hostname write host=abc123" in message
-    # Said plainly, a hex-looking hostname is a hostname.
-    assert select(fleet, "host=abc123") == [impostor.id]
+    # Said plainly (and with its client), a hex-looking hostname is a hostname.
+    assert select(fleet, "host=abc123", client="evil") == [impostor.id]
 
 
 def test_an_ambiguous_id_prefix_is_refused_with_the_candidates() -> None:
@@ -200,11 +200,27 @@ def test_a_look_alike_hostname_is_a_clash(imitation: str) -> None:
 
 
 def test_a_unique_hostname_selects_its_agent_and_several_words_add_up() -> None:
-    web, db = agent("web-01"), agent("db-01", client="other")
+    web, db = agent("web-01"), agent("db-01")
     fleet = fleet_of(web, db, agent("web-02"))
     assert select(fleet, "web-01") == [web.id]
     assert select(fleet, "WEB-01") == [web.id]  # hostnames ignore case
     assert sorted(select(fleet, "web-01", "db-01", db.id[:10])) == sorted([web.id, db.id])
+
+
+def test_with_several_clients_a_hostname_needs_its_client() -> None:
+    # Acme's new laptop has not enrolled yet; an agent of another client took its name first.
+    squatter = agent("ceo-laptop", client="evil")
+    web = agent("web-01", client="acme")
+    fleet = fleet_of(web, squatter)
+    message = refusal(fleet, "ceo-laptop")
+    assert "names no client" in message and "add client=NAME" in message
+    assert f"{squatter.id} (client 'evil'" in message  # listed, so it can be seen for what it is
+    assert "no agent in client 'acme' reports" in refusal(fleet, "ceo-laptop", client="acme")
+    assert select(fleet, "web-01", client="acme") == [web.id]
+    assert select(fleet, web.id[:8]) == [web.id]  # ids need no client
+    # Agents, not clients on paper: a revoked agent's client does not count.
+    lone = fleet_of(web, agent("x", client="gone", revoked_at=NOW))
+    assert select(lone, "web-01") == [web.id]
 
 
 def test_revoked_agents_are_no_candidates_for_an_action() -> None:
