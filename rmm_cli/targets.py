@@ -40,8 +40,9 @@ SELECTOR_HELP = (
     "client=NAME, site=NAME, tag=NAME, os=linux|windows|macos, status=online|offline. A bare "
     "word of hex digits is an agent id or the start of one and is matched against ids only; "
     "any other bare word is a hostname (a hex-looking hostname needs host=NAME). A hostname "
-    "must name exactly one agent of the given client and site, else the candidates are listed "
-    "(several bare words, agent= or host= terms: any of them)."
+    "must name exactly one agent of the given client and site, else the candidates are listed; "
+    "with agents of several clients it needs client=NAME (several bare words, agent= or host= "
+    "terms: any of them)."
 )
 _KEY_LIST = ", ".join(SELECTOR_KEYS)
 
