@@ -756,7 +756,7 @@ def breakdown(data_dir: Path, count: int, reps: int) -> dict[str, Any]:
         service._audit_results = timed(  # type: ignore[method-assign]
             "audit_results", service._audit_results)
         script = commands_pb2.RunScript(shell="sh", body="true")
-        summarize(commands_pb2.Command(run_script=script))  # imports the agent's describe()
+        summarize(commands_pb2.Command(run_script=script))
         steps: dict[str, list[float]] = {}
         errors: list[str] = []
 

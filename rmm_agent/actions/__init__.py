@@ -2,8 +2,8 @@
 
 `execute()` runs one command: it refuses what the host's configuration forbids, dispatches to
 the action's module (one per field of Command's `action` oneof, each with a
-`run(request, context) -> CommandResult`) and never raises. `describe()` says in one line what
-a command will do, for logs, history and consent prompts.
+`run(request, context) -> CommandResult`) and never raises. What a command will do, in one line
+for logs and consent prompts, is rmm_common.command_summary.describe(): the server words it alike.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from rmm_agent.actions import (
     run_script,
     service_control,
 )
-from rmm_agent.actions.base import ActionContext, ActionFailed, printable
+from rmm_agent.actions.base import ActionContext, ActionFailed
 from rmm_agent.actions.reboot import clear_pending_reboot, pending_reboot
-from rmm_agent.actions.services_common import VERBS
 from rmm_agent.config import AgentConfig
+from rmm_common.command_summary import printable
 from rmm_proto import commands_pb2
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
     "ActionFailed",
     "ActionFn",
     "clear_pending_reboot",
-    "describe",
     "execute",
     "pending_reboot",
     "refusal",
@@ -64,9 +63,6 @@ ACTIONS: dict[str, ActionFn] = {
 INTERACTIVE = frozenset(
     {"run_script", "kill_process", "service_control", "reboot", "push_file", "pull_file"}
 )
-
-# How much of an ad-hoc script's body describe() shows.
-BODY_PREVIEW_CHARS = 60
 
 
 def refusal(command: commands_pb2.Command, config: AgentConfig) -> str | None:
@@ -136,115 +132,3 @@ def execute(command: commands_pb2.Command, context: ActionContext) -> commands_p
     result.started_at = started_at
     result.finished_at = context.clock()
     return result
-
-
-def describe(command: commands_pb2.Command) -> str:
-    """Say in one line what the command does, for a log, the history or a consent prompt."""
-    which = command.WhichOneof("action")
-    if which is None:
-        return "no action this agent knows"
-    return _DESCRIBERS[which](getattr(command, which))
-
-
-def _quoted(text: str, limit: int = 200) -> str:
-    """Return `text` quoted, its control characters escaped (repr), bounded."""
-    shown = repr(text)
-    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
-
-
-def _args(args: Any) -> str:
-    if not args:
-        return ""
-    shown = repr(list(args))
-    return f" with args {shown if len(shown) <= 200 else shown[:198] + '…]'}"
-
-
-def _inputs(request: commands_pb2.RunScript) -> str:
-    """Say what the run sets besides the script: args, params, env, working directory."""
-    text = _args(request.args)
-    if request.params:
-        text += f" with params {_mapping(request.params)}"
-    # The parameters' own RMM_PARAM_* variables are said once, as params, above.
-    env = {k: v for k, v in request.env.items() if not k.startswith("RMM_PARAM_")}
-    if env:
-        text += f" with env {_mapping(env)}"
-    if request.working_directory:
-        text += f" in {_quoted(request.working_directory)}"
-    return text
-
-
-def _mapping(values: Any) -> str:
-    shown = " ".join(f"{k}={v}" for k, v in sorted(values.items()))
-    return _quoted(shown)
-
-
-def _run_script(request: commands_pb2.RunScript) -> str:
-    shell = printable(request.shell, 20)
-    if request.library_name:
-        return f"run script {_quoted(request.library_name)} ({shell}){_inputs(request)}"
-    lines = request.body.strip().splitlines()
-    first = lines[0].strip() if lines else ""
-    preview = first[:BODY_PREVIEW_CHARS]
-    if len(lines) > 1 or len(first) > BODY_PREVIEW_CHARS:
-        preview += "…"
-    return f"run ad-hoc {shell} script {_quoted(preview)}{_inputs(request)}"
-
-
-def _list_processes(request: commands_pb2.ListProcesses) -> str:
-    text = "list processes"
-    if request.name:
-        text += f" named like {_quoted(request.name)}"
-    if request.limit:
-        text += f" (top {request.limit} by CPU)"
-    return text
-
-
-def _kill_process(request: commands_pb2.KillProcess) -> str:
-    force = " at once (force)" if request.force else ""
-    if request.pid:
-        named = f" ({printable(request.name)})" if request.name else ""
-        return f"kill process {request.pid}{named}{force}"
-    return f"kill every process named {_quoted(request.name)}{force}"
-
-
-def _list_services(request: commands_pb2.ListServices) -> str:
-    if request.name:
-        return f"list services named like {_quoted(request.name)}"
-    return "list services"
-
-
-def _service_control(request: commands_pb2.ServiceControl) -> str:
-    operation = VERBS.get(request.operation, f"operation {request.operation} on")
-    return f"{operation} service {printable(request.name)}"
-
-
-def _reboot(request: commands_pb2.Reboot) -> str:
-    when = f"in {request.delay_seconds:g}s" if request.delay_seconds > 0 else "now"
-    reason = f": {printable(request.reason)}" if request.reason else ""
-    return f"reboot {when}{reason}"
-
-
-def _push_file(request: commands_pb2.PushFile) -> str:
-    replace = ", replacing an existing file" if request.overwrite else ""
-    return f"push file {printable(request.path)} ({len(request.data)} bytes{replace})"
-
-
-def _pull_file(request: commands_pb2.PullFile) -> str:
-    return f"pull file {printable(request.path)}"
-
-
-def _collect_now(request: commands_pb2.CollectNow) -> str:
-    return "collect and send a report now"
-
-
-_DESCRIBERS: dict[str, Callable[[Any], str]] = {
-    "run_script": _run_script,
-    "list_processes": _list_processes,
-    "kill_process": _kill_process,
-    "list_services": _list_services,
-    "service_control": _service_control,
-    "reboot": _reboot,
-    "push_file": _push_file,
-    "pull_file": _pull_file,
-    "collect_now": _collect_now,
-}

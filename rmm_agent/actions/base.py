@@ -143,15 +143,3 @@ def run_until(argv: Sequence[str], context: ActionContext, what: str) -> Complet
         stdout.decode("utf-8", "replace"),
         stderr.decode("utf-8", "replace"),
     )
-
-
-def printable(text: str, limit: int = 200) -> str:
-    """Return `text` as is when it is one plain line, else quoted with escapes, bounded.
-
-    Names and paths come from the server and end up in logs and consent prompts: a newline or
-    terminal escape in them must not be able to forge a line.
-    """
-    shown = text if text.isprintable() and text.strip() == text and text else repr(text)
-    if len(shown) > limit:
-        shown = shown[: limit - 1] + "…"
-    return shown

@@ -7,8 +7,9 @@ import time
 
 import psutil
 
-from rmm_agent.actions.base import ActionContext, ActionFailed, action, printable, succeeded
+from rmm_agent.actions.base import ActionContext, ActionFailed, action, succeeded
 from rmm_agent.actions.list_processes import process_info
+from rmm_common.command_summary import printable
 from rmm_proto import commands_pb2
 
 # How long a process asked to end (SIGTERM, or TerminateProcess) has before it is killed.

@@ -6,8 +6,9 @@ import hashlib
 import os
 import stat
 
-from rmm_agent.actions.base import ActionContext, ActionFailed, action, printable, succeeded
+from rmm_agent.actions.base import ActionContext, ActionFailed, action, succeeded
 from rmm_agent.actions.push_file import check_path
+from rmm_common.command_summary import printable
 from rmm_proto import commands_pb2
 
 

@@ -9,7 +9,8 @@ import stat
 import sys
 import tempfile
 
-from rmm_agent.actions.base import ActionContext, ActionFailed, action, printable, succeeded
+from rmm_agent.actions.base import ActionContext, ActionFailed, action, succeeded
+from rmm_common.command_summary import printable
 from rmm_proto import commands_pb2
 
 DEFAULT_MODE = 0o644

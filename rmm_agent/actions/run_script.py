@@ -18,7 +18,8 @@ from typing import IO, Any
 
 import psutil
 
-from rmm_agent.actions.base import ActionContext, ActionFailed, Which, action, printable
+from rmm_agent.actions.base import ActionContext, ActionFailed, Which, action
+from rmm_common.command_summary import printable
 from rmm_common.script_env import env_problem, scrubbed
 from rmm_proto import commands_pb2
 

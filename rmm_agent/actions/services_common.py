@@ -4,19 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from rmm_agent.actions.base import ActionFailed, Completed, printable
+from rmm_agent.actions.base import ActionFailed, Completed
+from rmm_common.command_summary import SERVICE_VERBS, printable
 from rmm_proto import commands_pb2
 
 # Runs one service-manager command within the action's deadline.
 Runner = Callable[[Sequence[str]], Completed]
 
 MAX_NAME_LENGTH = 256
-
-VERBS = {
-    commands_pb2.SERVICE_START: "start",
-    commands_pb2.SERVICE_STOP: "stop",
-    commands_pb2.SERVICE_RESTART: "restart",
-}
 
 # systemd ActiveState -> ServiceInfo.state (Windows states are mapped onto systemd's first).
 STATES = {
@@ -53,7 +48,7 @@ def check_service_name(name: str) -> str:
 def verb(operation: commands_pb2.ServiceOperation) -> str:
     """Return the verb for an operation; refuse an unspecified or unknown one."""
     try:
-        return VERBS[operation]
+        return SERVICE_VERBS[operation]
     except KeyError:
         raise ActionFailed(
             f"service_control: operation {operation} is not start, stop or restart"

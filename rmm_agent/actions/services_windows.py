@@ -6,10 +6,11 @@ import base64
 import re
 from typing import Any
 
-from rmm_agent.actions.base import ActionFailed, printable
+from rmm_agent.actions.base import ActionFailed
 from rmm_agent.actions.services_common import Runner, check_service_name, matches, state_of, verb
 from rmm_agent.collectors._common import PsutilModule
 from rmm_agent.collectors.services_windows import map_service
+from rmm_common.command_summary import printable
 from rmm_proto import commands_pb2
 
 POWERSHELL = ["powershell.exe", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass"]

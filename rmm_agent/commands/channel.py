@@ -21,7 +21,7 @@ from pathlib import Path
 import grpc
 
 from rmm_agent import __version__
-from rmm_agent.actions import INTERACTIVE, clear_pending_reboot, describe, execute, pending_reboot
+from rmm_agent.actions import INTERACTIVE, clear_pending_reboot, execute, pending_reboot
 from rmm_agent.actions.base import ActionContext
 from rmm_agent.commands.history import CommandHistory, status_word
 from rmm_agent.commands.verify import CommandRefused, CommandVerifier
@@ -30,6 +30,7 @@ from rmm_agent.consent import Consent, ConsentSettings
 from rmm_agent.runner import Backoff
 from rmm_agent.state import Identity
 from rmm_agent.transport import describe_rpc_error
+from rmm_common.command_summary import describe
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import agent_pb2_grpc, commands_pb2
 

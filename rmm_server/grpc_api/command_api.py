@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc.aio
 
+from rmm_common.command_summary import describe
 from rmm_common.errors import InvalidArgument, NotFound, PermissionDenied
 from rmm_common.script_env import PARAM_PREFIX, env_problem
 from rmm_common.tokens import new_ident
@@ -106,8 +107,6 @@ def undeclared_inputs(script: commands_pb2.RunScript) -> list[str]:
 
 def summarize(command: commands_pb2.Command) -> str:
     """One line saying what a command does (the agent's own wording)."""
-    from rmm_agent.actions import describe  # noqa: PLC0415  (agent code; the server ships it)
-
     return describe(command)
 
 

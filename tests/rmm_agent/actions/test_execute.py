@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rmm_agent.actions import ACTIONS, INTERACTIVE, describe, execute, refusal
+from rmm_agent.actions import ACTIONS, INTERACTIVE, execute, refusal
 from rmm_agent.config import ACTION_NAMES, AgentConfig
+from rmm_common.command_summary import describe
 from rmm_proto import commands_pb2
 
 from .helpers import Agent
