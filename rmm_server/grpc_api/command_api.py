@@ -11,6 +11,7 @@ from typing import Any
 import grpc.aio
 
 from rmm_common.command_summary import describe
+from rmm_common.durations import format_duration
 from rmm_common.errors import InvalidArgument, NotFound, PermissionDenied
 from rmm_common.script_env import PARAM_PREFIX, env_problem
 from rmm_common.tokens import new_ident
@@ -234,7 +235,12 @@ class CommandApi:
             QUEUED_EXPIRY_SECONDS if request.queue_offline else timeout + 60.0
         )
         if not 0 < expires_in <= MAX_EXPIRY_SECONDS:
-            raise InvalidArgument(f"expiry {expires_in:g}s is outside 1s..30d")
+            # Named by the flags the operator typed (rmm run|files|...), not the request's fields.
+            source = "--expires" if request.expires_in_seconds else "--timeout plus 1m"
+            raise InvalidArgument(
+                f"the command would expire after {format_duration(expires_in)} ({source}): "
+                "keep it between 1s and 30d"
+            )
         run_id = new_ident()
         reachable = [agent for agent in targets if service.is_connected(agent.id)]
         unreachable = [agent for agent in targets if not service.is_connected(agent.id)]
