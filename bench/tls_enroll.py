@@ -46,7 +46,8 @@ from bench.agent_footprint import (
     wait_until,
 )
 from bench.ingest_rate import capture_template
-from rmm_agent.transport import fetch_pinned_ca, make_client_key, open_channel
+from rmm_agent.transport import make_client_key, open_channel
+from rmm_common.pinning import fetch_pinned_ca
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import agent_pb2, agent_pb2_grpc
 

@@ -26,20 +26,13 @@ from rmm_agent.runner import AgentRunner
 from rmm_agent.service.base import ServiceError
 from rmm_agent.service.install import install_service, uninstall_service
 from rmm_agent.state import Identity, StateDir
-from rmm_agent.transport import (
-    agent_channel,
-    describe_connect_failure,
-    describe_rpc_error,
-    fetch_pinned_ca,
-    make_client_key,
-    normalize_fingerprint,
-    open_channel,
-)
+from rmm_agent.transport import agent_channel, describe_rpc_error, make_client_key, open_channel
 from rmm_agent.update.command import attach_updater, launch
 from rmm_common.cliparams import checked, server_address
 from rmm_common.errors import ConfigError, RmmError
 from rmm_common.logs import setup_logging
 from rmm_common.net import PLAINTEXT_BEYOND_LOOPBACK_FLAG, check_plaintext
+from rmm_common.pinning import describe_connect_failure, fetch_pinned_ca, normalize_fingerprint
 from rmm_proto import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger("rmm_agent")

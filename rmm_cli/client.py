@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 import click
 import grpc
 
-from rmm_agent.transport import describe_connect_failure, fetch_pinned_ca
 from rmm_common.errors import ConfigError
 from rmm_common.net import PLAINTEXT_BEYOND_LOOPBACK_FLAG, check_plaintext
+from rmm_common.pinning import describe_connect_failure, fetch_pinned_ca
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import operator_pb2_grpc
 

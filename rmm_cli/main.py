@@ -25,13 +25,13 @@ from rmm_agent.service.oneliner import (
     ca_fingerprint,
     installer_command,
 )
-from rmm_agent.transport import normalize_fingerprint
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
 from rmm_common.agent_words import printable_name, shown_hostname_flagged
 from rmm_common.boundedjson import load_json_bounded
 from rmm_common.cliparams import checked, server_address
 from rmm_common.durations import format_duration, parse_duration
 from rmm_common.errors import InvalidArgument
+from rmm_common.pinning import normalize_fingerprint
 from rmm_proto import operator_pb2
 
 OUTPUT_OPTION = click.option(

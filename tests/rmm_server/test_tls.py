@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from rmm_agent.transport import fetch_pinned_ca, make_client_key, normalize_fingerprint
+from rmm_agent.transport import make_client_key
 from rmm_common.errors import ConfigError, InvalidArgument, Unauthenticated
+from rmm_common.pinning import fetch_pinned_ca, normalize_fingerprint
 from rmm_server import tls
 
 
