@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from rmm_agent import __version__  # one version constant, no metadata read at start-up
+from rmm_common import __version__  # one version constant, no metadata read at start-up
 from rmm_common.cliparams import checked, database_url, duration_text, listen_address
 from rmm_common.durations import parse_duration
 from rmm_common.errors import ConfigError, RmmError
@@ -323,6 +323,23 @@ def serve(
     except RmmError as error:
         click.echo(f"rmm-server: {error}", err=True)
         sys.exit(2)
+
+
+@main.command()
+def shipped() -> None:
+    """Print where the policies and scripts shipped with this installation are.
+
+    Copy them from there to make your own (serve --policies DIR --script-library DIR).
+    """
+    missing = []
+    for name, path in (("policies", SHIPPED_POLICIES), ("script-library", SHIPPED_SCRIPT_LIBRARY)):
+        click.echo(f"{name}\t{path}")
+        if not path.is_dir():
+            missing.append(f"rmm-server: {path} is no directory: a broken install? reinstall")
+    for line in missing:
+        click.echo(line, err=True)
+    if missing:
+        sys.exit(1)
 
 
 @main.group()

@@ -155,3 +155,12 @@ def test_the_wheel_ships_policies_and_scripts_and_its_server_loads_them(
     assert all(Path(row["path"]).is_relative_to(packaged) for row in scripts), scripts
     log = log_path.read_text(errors="replace")
     assert "running without alert policies" not in log and "is empty" not in log, log
+    # Where an operator finds them to copy: inside the installed package too.
+    shown = subprocess.run(
+        [str(installed / "rmm-server"), "shipped"],
+        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    where = dict(line.split("\t") for line in shown.stdout.splitlines())
+    assert Path(where["policies"]) == Path(scripts[0]["path"]).parent.parent / "policies"
+    assert Path(where["script-library"]) == Path(scripts[0]["path"]).parent
