@@ -18,7 +18,7 @@ import yaml
 
 from rmm_common.errors import InvalidArgument
 from rmm_common.script_env import PARAM_PREFIX
-from rmm_server.policy.yamlnodes import Unreadable, scalar
+from rmm_common.yamlnodes import Unreadable, scalar
 
 TYPES = ("string", "int", "bool", "choice", "path")
 KEYS = ("name", "type", "description", "required", "default", "choices", "pattern", "min", "max")

@@ -19,7 +19,7 @@ import yaml
 
 from rmm_common.durations import parse_duration
 from rmm_common.errors import ConfigError, InvalidArgument, NotFound
-from rmm_server.policy.yamlnodes import Unreadable, scalar
+from rmm_common.yamlnodes import Unreadable, scalar
 from rmm_server.roles import Role
 from rmm_server.script_params import Param, parse_params
 

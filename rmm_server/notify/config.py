@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rmm_common.errors import ConfigError, InvalidArgument
+from rmm_common.yamlnodes import Section, Where, compose, process_env, scalar_text
 from rmm_server.notify.model import AlertNotice, NotifierType, notice_label
-from rmm_server.notify.schema import Issues, Section, load_root, process_env, scalar_text
 
 TIERS = ("L1", "L2", "L3")
 GROUP_BY_ALL = "..."
@@ -218,26 +218,24 @@ def parse_notify_config(
         from rmm_server.notify import NOTIFIERS  # noqa: PLC0415
 
         notifiers = NOTIFIERS
-    issues = Issues(source)
-    root_node = load_root(text, issues)
-    if issues.items:
-        raise ConfigError("\n".join(issues.items))
+    where = Where(source)
+    root_node = compose(text, where)
+    where.raise_errors(ConfigError)
     if root_node is None:
         raise ConfigError(f"{source}: the notification config is empty; give receivers and route")
-    root = Section(issues, root_node, "config")
+    root = Section(where, root_node, "config")
     external_url = root.text("external_url", "")
     delivery = _parse_delivery(root.child("delivery", "delivery"))
-    receivers = _parse_receivers(root, issues, notifiers, process_env() if env is None else env)
+    receivers = _parse_receivers(root, where, notifiers, process_env() if env is None else env)
     route_node = root.value_node("route", required=True)
     tiers_section = root.child("tiers", "tiers")
     defaults = Route("route", (), None, DEFAULT_GROUP_BY, 30.0, 300.0, 4 * 3600.0)
-    route = _parse_route(Section(issues, route_node, "route"), "route", defaults, receivers, "root")
+    route = _parse_route(Section(where, route_node, "route"), "route", defaults, receivers, "root")
     tiers = _parse_tiers(tiers_section, route, receivers)
     root.finish()
     if route.receiver is None and not tiers and not route.routes and route_node is not None:
-        issues.add(route_node, "route: give a receiver (or child routes or tiers with receivers)")
-    if issues.items:
-        raise ConfigError("\n".join(issues.items))
+        where.add(route_node, "route: give a receiver (or child routes or tiers with receivers)")
+    where.raise_errors(ConfigError)
     return NotifyConfig(source, receivers, route, tiers, delivery, external_url.rstrip("/"))
 
 
@@ -257,16 +255,16 @@ def _parse_delivery(section: Section) -> DeliveryConfig:
 
 def _parse_receivers(
     root: Section,
-    issues: Issues,
+    where: Where,
     notifiers: Mapping[str, NotifierType[Any]],
     env: Mapping[str, str],
 ) -> dict[str, ReceiverConfig]:
     receivers: dict[str, ReceiverConfig] = {}
     items = root.items("receivers")
     if not items and not root.has("receivers"):
-        issues.add(root.node, "config: missing required key 'receivers' (a list of receivers)")
+        where.add(root.node, "config: missing required key 'receivers' (a list of receivers)")
     for node, index in items:
-        section = Section(issues, node, f"receivers[{index}]", env)
+        section = Section(where, node, f"receivers[{index}]", env)
         name = section.text("name")
         if name:
             section.context = f"receivers[{index}] {name!r}"
@@ -284,7 +282,7 @@ def _parse_receivers(
                 section.value_node(key)
             if section.valid:
                 what = "names no notifier" if not present else f"names {len(present)} notifiers"
-                issues.add(
+                where.add(
                     node,
                     f"{section.context}: {what}; give exactly one of {', '.join(notifiers)}"
                     " (use one receiver per notifier)",
@@ -293,7 +291,7 @@ def _parse_receivers(
         if not name or len(present) != 1:
             continue
         if name in receivers:
-            issues.add(node, f"{section.context}: a receiver named {name!r} exists already")
+            where.add(node, f"{section.context}: a receiver named {name!r} exists already")
             continue
         receivers[name] = ReceiverConfig(
             name, present[0], notifiers[present[0]], settings, send_resolved
@@ -309,9 +307,9 @@ def _parse_group_by(section: Section, inherited: tuple[str, ...]) -> tuple[str, 
     names = tuple(section.texts("group_by"))
     for name in names:
         if name != GROUP_BY_ALL and not _LABEL_NAME.match(name):
-            section.issues.add(node, f"{section.context}: group_by: {name!r} is not a label name")
+            section.where.add(node, f"{section.context}: group_by: {name!r} is not a label name")
     if GROUP_BY_ALL in names and len(names) > 1:
-        section.issues.add(node, f"{section.context}: group_by: '...' stands alone (every label)")
+        section.where.add(node, f"{section.context}: group_by: '...' stands alone (every label)")
     return names
 
 
@@ -328,7 +326,7 @@ def _parse_route(
     if receiver_node is not None:
         receiver = section.text("receiver")
         if receiver and receivers and receiver not in receivers:
-            section.issues.add(
+            section.where.add(
                 receiver_node,
                 f"{route_id}: receiver {receiver!r} is not defined;"
                 f" defined receivers: {', '.join(sorted(receivers)) or 'none'}",
@@ -338,12 +336,12 @@ def _parse_route(
         for node, _ in section.items("matchers"):
             text = scalar_text(node)
             if text is None:
-                section.issues.add(node, f"{route_id}: each matcher must be a string")
+                section.where.add(node, f"{route_id}: each matcher must be a string")
                 continue
             try:
                 matchers.append(parse_matcher(text))
             except InvalidArgument as exc:
-                section.issues.add(node, f"{route_id}: {exc}")
+                section.where.add(node, f"{route_id}: {exc}")
     here = Route(
         route_id,
         tuple(matchers),
@@ -359,7 +357,7 @@ def _parse_route(
     children = []
     for node, index in section.items("routes"):
         child_id = f"{route_id}.routes[{index}]"
-        child = Section(section.issues, node, child_id)
+        child = Section(section.where, node, child_id)
         children.append(_parse_route(child, child_id, here, receivers, "child"))
     section.finish()
     return replace(here, routes=tuple(children))
@@ -375,7 +373,7 @@ def _parse_tiers(
             continue
         child = section.child(tier, f"tiers.{tier}", required=False)
         if not child.has("receiver") and child.valid:
-            section.issues.add(child.node, f"tiers.{tier}: missing required key 'receiver'")
+            section.where.add(child.node, f"tiers.{tier}: missing required key 'receiver'")
         # A tier route takes the root route's grouping and timing unless it sets its own.
         tier_route = _parse_route(child, f"tiers.{tier}", route, receivers, "tier")
         ack_timeout = child.seconds("ack_timeout", 0.0) or None

@@ -12,9 +12,9 @@ from typing import ClassVar
 import aiosmtplib
 
 from rmm_common.errors import InvalidArgument
+from rmm_common.yamlnodes import Section
 from rmm_server.notify.model import Notification, NotifierDeps, NotifyError
 from rmm_server.notify.render import html_body, text_body, title
-from rmm_server.notify.schema import Section
 
 
 @dataclass(frozen=True)
@@ -70,22 +70,22 @@ class EmailNotifier:
         password = section.text("auth_password", "")
         ca_file = section.text("ca_file", "")
         if tls and starttls:
-            section.issues.add(
+            section.where.add(
                 section.node, f"{section.context}: choose tls (port 465) or starttls, not both"
             )
         if bool(username) != bool(password):
-            section.issues.add(
+            section.where.add(
                 section.node,
                 f"{section.context}: give both auth_username and auth_password, or neither",
             )
         if username and not (tls or starttls):
-            section.issues.add(
+            section.where.add(
                 section.node,
                 f"{section.context}: AUTH without TLS would send the password in clear;"
                 " set starttls: true or tls: true",
             )
         if ca_file and not Path(ca_file).is_file():
-            section.issues.add(
+            section.where.add(
                 section.value_node("ca_file"),
                 f"{section.context}: ca_file {ca_file!r} is not a readable file",
             )

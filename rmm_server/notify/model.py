@@ -9,7 +9,7 @@ from typing import ClassVar, Generic, Literal, Protocol, TypeVar
 import httpx
 
 from rmm_common.errors import RmmError
-from rmm_server.notify.schema import Section
+from rmm_common.yamlnodes import Section
 
 Status = Literal["firing", "resolved"]
 

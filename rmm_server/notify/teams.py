@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from rmm_common.yamlnodes import Section
 from rmm_server.notify._http import check_url, post_json
 from rmm_server.notify.model import Notification, NotifierDeps
 from rmm_server.notify.render import alert_line, listed, sections, title
-from rmm_server.notify.schema import Section
 
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 # 1.4 is the newest version every Teams client renders.

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from rmm_common.yamlnodes import Section
 from rmm_server.notify._http import check_url, post_json
 from rmm_server.notify.model import (
     AlertNotice,
@@ -14,7 +15,6 @@ from rmm_server.notify.model import (
     all_labels,
 )
 from rmm_server.notify.render import timestamp
-from rmm_server.notify.schema import Section
 
 FORMATS = ("rmm", "alertmanager")
 BODY_VERSION = "1"

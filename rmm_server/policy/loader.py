@@ -15,6 +15,17 @@ from rmm_common.durations import parse_duration
 from rmm_common.errors import InvalidArgument, PolicyError
 from rmm_common.metric_catalog import MetricSpec
 from rmm_common.metric_catalog import catalog as agent_catalog
+from rmm_common.yamlnodes import (
+    Unreadable,
+    Where,
+    compose_documents,
+    line_of,
+    mapping,
+    scalar,
+    string,
+    string_list,
+    string_map,
+)
 from rmm_server.policy import expressions
 from rmm_server.policy.model import (
     CONSENT_MODES,
@@ -28,17 +39,6 @@ from rmm_server.policy.model import (
     Remediate,
 )
 from rmm_server.policy.templates import Template, parse_template
-from rmm_server.policy.yamlnodes import (
-    Unreadable,
-    Where,
-    compose_documents,
-    line_of,
-    mapping,
-    scalar,
-    string,
-    string_list,
-    string_map,
-)
 
 API_VERSION = "rmm/v1"
 KIND = "AlertPolicy"
