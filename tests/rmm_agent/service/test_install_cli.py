@@ -79,10 +79,18 @@ def test_self_update_runs_the_archive_under_the_launcher(tmp_path: Path) -> None
 
 
 def test_each_platform_has_its_backend_module(tmp_path: Path) -> None:
-    from rmm_agent.service.install import BACKENDS, PLATFORMS  # noqa: PLC0415
+    from rmm_agent.service import launchd_macos, systemd_linux, windows_service  # noqa: PLC0415
+    from rmm_agent.service.install import BACKENDS, PLATFORMS, BackendModule  # noqa: PLC0415
     from rmm_agent.service.launchd_macos import LaunchdBackend  # noqa: PLC0415
     from rmm_agent.service.systemd_linux import SystemdBackend  # noqa: PLC0415
     from rmm_agent.service.windows_service import WindowsBackend  # noqa: PLC0415
+
+    # BACKENDS names modules (imported when used): mypy checks here that each offers backend().
+    modules: list[BackendModule] = [systemd_linux, windows_service, launchd_macos]
+    assert list(BACKENDS.values()) == [
+        m.__name__ for m in (systemd_linux, windows_service, launchd_macos)
+    ]
+    assert len(modules) == len(BACKENDS)
 
     def runner(argv: Sequence[str]) -> None:
         raise AssertionError(f"nothing runs while a backend is made: {argv}")
