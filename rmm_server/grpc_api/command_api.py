@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc.aio
 
+from rmm_common.agent_words import parse_agent_word
 from rmm_common.command_summary import describe
 from rmm_common.durations import format_duration
 from rmm_common.errors import InvalidArgument, NotFound, PermissionDenied
@@ -23,7 +24,7 @@ from rmm_server.grpc_api.guard import current_operator
 from rmm_server.roles import ACTION_ROLE, LIBRARY_SCRIPT, Role, check_action_allowed
 from rmm_server.script_params import check_params
 from rmm_server.scripts import Script, ScriptLibrary
-from rmm_server.selection import describe_selector, select_agents
+from rmm_server.selection import describe_selector, resolve_agent, select_agents
 from rmm_server.storage import AgentRecord
 from rmm_server.storage.commands import CommandQuery, CommandRecord
 
@@ -362,9 +363,10 @@ class CommandApi:
         service = self._command_service()
         agent_id = ""
         if request.agent:
-            selector = operator_pb2.TargetSelector(agents=[request.agent])
-            matches = select_agents(self.fleet, selector, time.time())
-            agent_id = matches[0].id
+            # A lookup, not an action: revoked agents' history too, and a hostname unique in the
+            # fleet is enough (rmm_server.selection: ids are never matched against hostnames).
+            known = [state.record for state in self.fleet.snapshot()]
+            agent_id = resolve_agent(known, parse_agent_word(request.agent)).id
         query = CommandQuery(
             agent_id=agent_id,
             run_id=request.run_id,
