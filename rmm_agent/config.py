@@ -1,4 +1,4 @@
-"""The agent's optional YAML configuration: strict, every error with its file and line."""
+"""The agent's optional YAML configuration: strict, every error at once with file:line:col."""
 
 from __future__ import annotations
 
@@ -166,43 +166,41 @@ def load_config(path: Path, known_collectors: set[str]) -> AgentConfig:
     # Imported here: most agents run without a config file, and PyYAML costs ~1.8 MB resident.
     import yaml  # noqa: PLC0415
 
+    from rmm_common import yamlnodes  # noqa: PLC0415
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the agent configuration: {exc.strerror}") from exc
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    where = yamlnodes.Where(str(path))
+    root = yamlnodes.compose(text, where)
+    where.raise_errors(ConfigError)
     config = AgentConfig()
     if root is None:
         return config
     if not isinstance(root, yaml.MappingNode):
-        raise ConfigError(f"{path}:{root.start_mark.line + 1}: the configuration must be a mapping")
-    errors: list[str] = []
-    for key_node, value_node in root.value:
-        where = f"{path}:{key_node.start_mark.line + 1}:{key_node.start_mark.column + 1}"
-        key = key_node.value
-        if key not in FIELDS:
-            errors.append(f"{where}: unknown key {key!r}; known keys: {', '.join(sorted(FIELDS))}")
-            continue
+        where.add(root, "the configuration must be a mapping")
+        where.raise_errors(ConfigError)
+    items = yamlnodes.mapping(root, where, "", tuple(sorted(FIELDS))) or {}
+    for key, (key_node, value_node) in items.items():
         attribute, convert = FIELDS[key]
         try:
-            value = convert(yaml.safe_load(yaml.serialize(value_node)))
-        except (InvalidArgument, yaml.YAMLError) as exc:
-            errors.append(f"{where}: {key}: {exc}")
+            value = convert(yamlnodes.scalar(value_node))
+        except InvalidArgument as exc:
+            where.at(key_node, key, str(exc))
+            continue
+        except yamlnodes.Unreadable as exc:
+            where.at(key_node, key, f"YAML cannot read this value: {exc.reason}")
             continue
         setattr(config, attribute, value)
     if config.interval_seconds < MIN_INTERVAL_SECONDS:
-        errors.append(f"{path}: interval must be at least {MIN_INTERVAL_SECONDS:g}s")
+        where.add(items["interval"][0], f"interval must be at least {MIN_INTERVAL_SECONDS:g}s")
     unknown = sorted(set(config.disabled_collectors) - known_collectors)
     if unknown:
-        errors.append(
-            f"{path}: disabled_collectors names unknown collectors {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(known_collectors))}"
+        where.add(
+            items["disabled_collectors"][0],
+            f"disabled_collectors names unknown collectors {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(known_collectors))}",
         )
-    if errors:
-        raise ConfigError("\n".join(errors))
+    where.raise_errors(ConfigError)
     return config

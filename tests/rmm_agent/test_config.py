@@ -170,3 +170,34 @@ def test_bad_spool_bounds_name_the_line(tmp_path: Path) -> None:
     message = str(caught.value)
     assert f"{path}:1:1: spool_max_reports: must be a whole number above 0, not 0" in message
     assert f"{path}:2:1: spool_max_bytes: must be a whole number of bytes above 0" in message
+
+
+def test_every_error_comes_at_once_each_with_file_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "interval: 0.5s\n"
+        "disabled_collectors: [gpu]\n"
+        "log_level: loud\n"
+        "log_level: debug\n"
+        "[a]: 1\n"
+        "scripts: !!int abc\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, KNOWN)
+    lines = str(caught.value).splitlines()
+    assert lines == [
+        f"{path}:4:1: duplicate key 'log_level' (keep one)",
+        f"{path}:5:1: keys must be plain strings",
+        f"{path}:3:1: log_level: must be one of debug, info, warning, error",
+        f"{path}:6:1: scripts: YAML cannot read this value: ValueError: invalid literal for int()"
+        " with base 10: 'abc'",
+        f"{path}:1:1: interval must be at least 1s",
+        f"{path}:2:1: disabled_collectors names unknown collectors gpu; known: cpu, sensors",
+    ]
+
+
+def test_a_configuration_that_is_not_a_mapping_names_its_position(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("- interval: 15s\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:1:1: the configuration must be a mapping$"):
+        load_config(path, KNOWN)
