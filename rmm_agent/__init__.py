@@ -1,10 +1,11 @@
 """The RMM agent: collects a managed host's health and reports it to the server."""
 
+# The release, one constant shared with the server and the CLI; named here too because the
+# agent's modules, tests/packaging and the self-update test read it as rmm_agent.__version__.
+from rmm_common import __version__
 from rmm_common.grpclog import quiet_grpc_core
+
+__all__ = ["__version__"]
 
 # Before any module of this package imports grpc: see quiet_grpc_core.
 quiet_grpc_core()
-
-# Kept in step with pyproject.toml by tests/packaging; a constant, because reading the installed
-# metadata at start-up costs the agent about 1 MB of memory and 40 ms on every host.
-__version__ = "0.1.0"

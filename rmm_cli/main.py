@@ -17,20 +17,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rmm_agent import __version__  # one version constant, no metadata read at start-up
-from rmm_agent.service.oneliner import (
+from rmm_cli.client import EXIT_USAGE, CliError, Connection
+from rmm_common import __version__  # one version constant, no metadata read at start-up
+from rmm_common.agent_words import printable_name, shown_hostname_flagged
+from rmm_common.boundedjson import load_json_bounded
+from rmm_common.cliparams import checked, server_address
+from rmm_common.durations import format_duration, parse_duration
+from rmm_common.errors import InvalidArgument
+from rmm_common.oneliner import (
     DEFAULT_PACKAGE,
     INSTALLER_PLATFORMS,
     Enrollment,
     ca_fingerprint,
     installer_command,
 )
-from rmm_cli.client import EXIT_USAGE, CliError, Connection
-from rmm_common.agent_words import printable_name, shown_hostname_flagged
-from rmm_common.boundedjson import load_json_bounded
-from rmm_common.cliparams import checked, server_address
-from rmm_common.durations import format_duration, parse_duration
-from rmm_common.errors import InvalidArgument
 from rmm_common.pinning import normalize_fingerprint
 from rmm_proto import operator_pb2
 

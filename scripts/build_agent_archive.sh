@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-.venv/bin/python}"
 SHIV="${SHIV:-.venv/bin/shiv}"
-version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' rmm_agent/__init__.py)
+version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' rmm_common/__init__.py)
 OUTPUT="${1:-dist/rmm-agent-$version.pyz}"
 
 if ! "$SHIV" --version >/dev/null 2>&1; then

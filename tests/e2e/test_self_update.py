@@ -100,7 +100,7 @@ class Archives:
 def _copy_with(source: Path, dest: Path, version: str, *edits: tuple[str, str, str]) -> None:
     shutil.copytree(source, dest, ignore=IGNORED)
     replacements = [
-        ("rmm_agent/__init__.py", f'__version__ = "{__version__}"', f'__version__ = "{version}"'),
+        ("rmm_common/__init__.py", f'__version__ = "{__version__}"', f'__version__ = "{version}"'),
         ("pyproject.toml", f'version = "{__version__}"', f'version = "{version}"'),
         *edits,
     ]

@@ -10,7 +10,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from rmm_agent.service.oneliner import DEFAULT_PACKAGE, DISTRIBUTION
+from rmm_common.oneliner import DEFAULT_PACKAGE, DISTRIBUTION
 
 ROOT = Path(__file__).resolve().parents[2]
 # `rmm[...]` or `rmm==`/`rmm>=` as a requirement, but not msp-rmm[...] or a path's ".[server]".

@@ -1,6 +1,6 @@
 """The one command an operator pastes on a new host: install the agent, enroll, run as a service.
 
-Stdlib only: the `rmm` command line imports this without the agent's dependencies.
+Stdlib only: the `rmm` command line makes it; the agent it installs never reads it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from rmm_agent import __version__
+from rmm_common import __version__
 from rmm_common.errors import InvalidArgument
 from rmm_common.net import PLAINTEXT_BEYOND_LOOPBACK_FLAG
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from rmm_agent.service.oneliner import (
+from rmm_common.errors import InvalidArgument
+from rmm_common.oneliner import (
     DEFAULT_PACKAGE,
     Enrollment,
     ca_fingerprint,
     installer_command,
 )
-from rmm_common.errors import InvalidArgument
 from tests.e2e.test_tls import make_ca_and_server_cert
 from tests.helpers import ServerProcess, rmm, rmm_json
 
