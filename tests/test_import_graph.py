@@ -1,0 +1,127 @@
+"""The arrows between the packages: each side imports only the shared packages and its own.
+
+rmm_agent, rmm_server and rmm_cli import nothing of each other (an `rmm[cli]` or `rmm[agent]`
+install has only its own part); rmm_common holds what they share and imports only the standard
+library and the generated protocol (rmm_proto). Read from the source with `ast`, so an import
+inside a function or under TYPE_CHECKING counts too.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("rmm_agent", "rmm_server", "rmm_cli", "rmm_common")
+
+# Which of our top-level packages each package must not import.
+FORBIDDEN = {
+    "rmm_server": {"rmm_agent", "rmm_cli"},
+    "rmm_cli": {"rmm_agent", "rmm_server"},
+    "rmm_agent": {"rmm_server", "rmm_cli"},
+    "rmm_common": {"rmm_agent", "rmm_server", "rmm_cli"},
+}
+# What rmm_common may import besides the standard library.
+COMMON_MAY_IMPORT = {"rmm_common", "rmm_proto"}
+
+# Known exceptions, each (importing file, imported module): reason. Remove an entry with the
+# import it names; an entry whose import is gone fails below, so none outlives its reason.
+ALLOWED = {
+    ("rmm_cli/admin.py", "rmm_server.audit"): (
+        "audit verify's chain hashing: being moved to the shared package by the audit work"
+    ),
+    ("rmm_cli/main.py", "rmm_server.policy"): (
+        "policy validate/explain/test run the server's policy engine locally (the server "
+        "extra, imported lazily with a message when missing)"
+    ),
+    ("rmm_cli/main.py", "rmm_server.alerts.unittests"): (
+        "policy test --unit runs the server's alert unit tests locally (the server extra)"
+    ),
+    ("rmm_common/cliparams.py", "click"): (
+        "option checks shared by the three command lines, each of which has click"
+    ),
+    ("rmm_common/cliparams.py", "click.core"): "as above",
+    ("rmm_common/yamlnodes.py", "yaml"): (
+        "the one strict YAML reader, for the agent's config and the server's files: PyYAML is in "
+        "the agent and server extras, not the cli's, so the rmm CLI must not import it"
+    ),
+}
+
+
+def _source_files() -> Iterator[Path]:
+    for package in PACKAGES:
+        yield from sorted((ROOT / package).rglob("*.py"))
+
+
+def _imports(path: Path, root: Path = ROOT) -> Iterator[str]:
+    """Yield every module `path` (under `root`) imports, relative imports resolved."""
+    # The package a relative import starts from: the file's folder, for __init__.py too.
+    package = list(path.relative_to(root).parts[:-1])
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                yield ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                assert node.module is not None
+                yield node.module
+
+
+def _violations() -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for path in _source_files():
+        name = path.relative_to(ROOT).as_posix()
+        package = name.split("/", 1)[0]
+        for module in _imports(path):
+            top = module.split(".", 1)[0]
+            if top in FORBIDDEN[package] or (
+                package == "rmm_common"
+                and top not in COMMON_MAY_IMPORT
+                and top not in sys.stdlib_module_names
+            ):
+                found.add((name, module))
+    return found
+
+
+@pytest.fixture(scope="module")
+def violations() -> set[tuple[str, str]]:
+    return _violations()
+
+
+def test_each_package_imports_only_the_shared_packages_and_its_own(
+    violations: set[tuple[str, str]],
+) -> None:
+    unexpected = sorted(violations - set(ALLOWED))
+    assert not unexpected, (
+        "imports across package lines (see this test's docstring):\n"
+        + "\n".join(f"  {path}: {module}" for path, module in unexpected)
+    )
+
+
+def test_every_allowed_exception_still_exists(violations: set[tuple[str, str]]) -> None:
+    stale = sorted(set(ALLOWED) - violations)
+    assert not stale, "no longer imported: remove from ALLOWED:\n" + "\n".join(
+        f"  {path}: {module}" for path, module in stale
+    )
+
+
+def test_the_reader_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
+    # Parsing is the whole test: check it on a file that hides imports the usual ways.
+    package = tmp_path / "rmm_cli" / "sub"
+    package.mkdir(parents=True)
+    (package / "mod.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from . import sibling\n"
+        "from ..other import thing\n"
+        "if TYPE_CHECKING:\n    import rmm_server.app\n"
+        "def later() -> None:\n    from rmm_agent import actions\n"
+    )
+    found = set(_imports(package / "mod.py", tmp_path))
+    assert found == {"typing", "rmm_cli.sub", "rmm_cli.other", "rmm_server.app", "rmm_agent"}
