@@ -33,6 +33,7 @@ import errno
 import gzip
 import logging
 import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -97,9 +98,16 @@ class _Connection(asyncio.Protocol):
         )
 
     def abort(self) -> None:
-        """Close at once (RST): the descriptor is free in the next loop iteration."""
-        if self.transport is not None:
-            self.transport.abort()
+        """Close at once: the descriptor is free in the next loop iteration."""
+        if self.transport is None:
+            return
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            # Linger 0: a reset, and the kernel drops what is still unsent, instead of trickling
+            # it to a peer that does not read (which is why it is being cut).
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)

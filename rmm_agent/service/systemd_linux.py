@@ -59,6 +59,9 @@ WatchdogSec=180s
 # SIGTERM to the agent only: a package manager it started is not killed mid-install.
 KillMode=mixed
 TimeoutStopSec=60s
+# The same on every systemd (their defaults differ): the agent holds a few descriptors (its
+# gRPC channel, spool, command pipes); the scripts and package managers it runs inherit it.
+LimitNOFILE=8192
 StandardOutput=journal
 StandardError=journal
 SyslogIdentifier=$service_name
