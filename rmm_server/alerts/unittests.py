@@ -23,20 +23,24 @@ Series notation: values separated by spaces; `a+bxN` is a, then N more values ea
 `axN` is a repeated N more times; `_` is a step without a value (the series is absent).
 An expectation lists every alert firing at that time (`firing:`) and, optionally, every pending
 one (`pending:`); `labels` need only name the labels that matter.
+
+The file is read strictly (rmm_common/yamlnodes.py): unknown keys are errors, and every problem
+is reported at once, each with file:line:col.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from rmm_common.durations import parse_duration
 from rmm_common.errors import InvalidArgument, PolicyError
+from rmm_common.yamlnodes import Unreadable, Where, compose, mapping, scalar
 from rmm_server.alerts.lifecycle import (
     Alert,
     AlertState,
@@ -47,6 +51,7 @@ from rmm_server.alerts.lifecycle import (
 )
 from rmm_server.policy import AgentContext, PolicySet, SeriesSample, load_policy_dir
 
+T = TypeVar("T")
 SERIES_KEY_RE = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(?:\{(.*)\})?\s*$")
 LABEL_RE = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 STEP_RE = re.compile(r"^(_|-?[0-9.eE+-]+?)(?:([+-][0-9.eE]+))?(?:x([0-9]+))?$")
@@ -138,64 +143,202 @@ class UnitResult:
         return {"name": self.name, "passed": self.passed, "failures": list(self.failures)}
 
 
-def _expected(items: Any, where: str) -> tuple[ExpectedAlert, ...]:
-    if not isinstance(items, list):
-        raise InvalidArgument(f"{where}: expected a list of {{rule, labels}}")
-    found = []
-    for item in items:
-        if not isinstance(item, dict) or "rule" not in item:
-            raise InvalidArgument(f"{where}: each alert needs a rule name")
-        labels = {str(k): str(v) for k, v in (item.get("labels") or {}).items()}
-        found.append(ExpectedAlert(str(item["rule"]), labels))
-    return tuple(found)
+_TOP_KEYS = ("policies", "interval", "agent", "tests")
+_AGENT_KEYS = ("id", "hostname", "client", "site", "tags", "os", "interval_seconds", "info")
+_TEST_KEYS = ("name", "series", "seconds_since_report", "expect")
+_EXPECT_KEYS = ("at", "firing", "pending")
+_ALERT_KEYS = ("rule", "labels")
+
+
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
+def _text(node: yaml.Node, where: Where, context: str, what: str) -> str | None:
+    """Return a scalar as text (numbers too, as the notation allows), or record an error."""
+    if not isinstance(node, yaml.ScalarNode):
+        where.at(node, context, f"{what} must be one value, not a list or mapping")
+        return None
+    try:
+        value = scalar(node)
+    except Unreadable as exc:
+        where.at(node, context, f"{what}: YAML cannot read this value: {exc.reason}")
+        return None
+    return str(value)
+
+
+def _parsed(
+    node: yaml.Node, where: Where, context: str, what: str, parse: Callable[[str], T]
+) -> T | None:
+    """Return `parse` of a scalar's text; record an InvalidArgument at `node`."""
+    text = _text(node, where, context, what)
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except InvalidArgument as exc:
+        where.at(node, context, f"{what}: {exc}")
+        return None
+
+
+def _labels(node: yaml.Node, where: Where, context: str) -> dict[str, str] | None:
+    if _is_null(node):
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        where.at(node, context, "labels must be a mapping of label names to values")
+        return None
+    labels: dict[str, str] = {}
+    ok = True
+    for key_node, value_node in node.value:
+        key = _text(key_node, where, context, "a label name")
+        value = _text(value_node, where, context, f"labels.{key}")
+        if key is None or value is None:
+            ok = False
+        elif key in labels:
+            where.at(key_node, context, f"labels: duplicate key {key!r}", "keep one")
+            ok = False
+        else:
+            labels[key] = value
+    return labels if ok else None
+
+
+def _expected(node: yaml.Node, where: Where, context: str) -> tuple[ExpectedAlert, ...] | None:
+    if not isinstance(node, yaml.SequenceNode):
+        where.at(node, context, "expected a list of {rule, labels}")
+        return None
+    found: list[ExpectedAlert] = []
+    for item in node.value:
+        items = mapping(item, where, context, _ALERT_KEYS, ("rule",))
+        if items is None or "rule" not in items:
+            continue
+        rule = _text(items["rule"][1], where, context, "rule")
+        labels = _labels(items["labels"][1], where, context) if "labels" in items else {}
+        if rule is not None and labels is not None:
+            found.append(ExpectedAlert(rule, labels))
+    return tuple(found) if len(found) == len(node.value) else None
+
+
+def _expectation(node: yaml.Node, where: Where, context: str) -> Expectation | None:
+    items = mapping(node, where, context, _EXPECT_KEYS)
+    if items is None:
+        return None
+    at: float | None = 0.0
+    if "at" in items:
+        at_node = items["at"][1]
+        if isinstance(at_node, yaml.ScalarNode):
+            context = f"{context}, at {at_node.value}"
+        at = _parsed(at_node, where, context, "at", parse_duration)
+    firing = _expected(items["firing"][1], where, context) if "firing" in items else ()
+    pending = _expected(items["pending"][1], where, context) if "pending" in items else None
+    if at is None or firing is None or ("pending" in items and pending is None):
+        return None
+    return Expectation(at_seconds=at, firing=firing, pending=pending)
+
+
+def _unit_test(node: yaml.Node, where: Where, index: int) -> UnitTest | None:
+    # The name goes into every error of the test, even those found before it is read.
+    named = [
+        value.value
+        for key, value in (node.value if isinstance(node, yaml.MappingNode) else [])
+        if isinstance(key, yaml.ScalarNode) and key.value == "name"
+        if isinstance(value, yaml.ScalarNode)
+    ]
+    context = f'test {index} "{named[0]}"' if named else f"test {index}"
+    items = mapping(node, where, context, _TEST_KEYS)
+    if items is None:
+        return None
+    name = f"test {index}"
+    if "name" in items:
+        name = _text(items["name"][1], where, context, "name") or name
+    ok = True
+    series: dict[tuple[str, tuple[tuple[str, str], ...]], list[float | None]] = {}
+    if "series" in items and not _is_null(items["series"][1]):
+        series_node = items["series"][1]
+        if not isinstance(series_node, yaml.MappingNode):
+            where.at(series_node, context, 'series must be a mapping of name{label="value"} keys')
+            ok = False
+        else:
+            for key_node, value_node in series_node.value:
+                key = _parsed(key_node, where, context, "series", parse_series_key)
+                values = _parsed(value_node, where, context, "series", expand_series)
+                if key is None or values is None:
+                    ok = False
+                else:
+                    series[(key[0], tuple(sorted(key[1].items())))] = values
+    offline: list[float | None] | None = []
+    if "seconds_since_report" in items:
+        node_offline = items["seconds_since_report"][1]
+        offline = _parsed(node_offline, where, context, "seconds_since_report", expand_series)
+    expectations: list[Expectation] = []
+    if "expect" in items and not _is_null(items["expect"][1]):
+        expect_node = items["expect"][1]
+        if not isinstance(expect_node, yaml.SequenceNode):
+            where.at(expect_node, context, "expect must be a list of {at, firing, pending}")
+            ok = False
+        else:
+            for item in expect_node.value:
+                expectation = _expectation(item, where, context)
+                if expectation is None:
+                    ok = False
+                else:
+                    expectations.append(expectation)
+    if not ok or offline is None:
+        return None
+    return UnitTest(name, series, offline, tuple(expectations))
 
 
 def parse_unit_test_file(path: Path) -> tuple[Path, float, dict[str, Any], list[UnitTest]]:
-    """Read a unit-test file: (policies path, interval, agent facts, tests)."""
+    """Read a unit-test file: (policies path, interval, agent facts, tests).
+
+    Raise InvalidArgument listing every problem at once, each with file:line:col.
+    """
+    where = Where(str(path))
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"{path}: cannot read the unit-test file: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("tests"), list):
-        raise InvalidArgument(f"{path}: a unit-test file needs a 'tests' list")
-    unknown = set(data) - {"policies", "interval", "agent", "tests"}
-    if unknown:
-        raise InvalidArgument(f"{path}: unknown keys {sorted(unknown)}")
-    policies = (path.parent / str(data.get("policies", ".."))).resolve()
-    interval = parse_duration(str(data.get("interval", "1m")))
-    agent = dict(data.get("agent") or {})
-    tests = []
-    for index, raw in enumerate(data["tests"], start=1):
-        where = f"{path}: test {index}"
-        if not isinstance(raw, dict):
-            raise InvalidArgument(f"{where}: must be a mapping")
-        series = {}
-        for key, text in (raw.get("series") or {}).items():
-            name, labels = parse_series_key(str(key))
-            series[(name, tuple(sorted(labels.items())))] = expand_series(str(text))
-        expectations = []
-        for item in raw.get("expect") or []:
-            at = parse_duration(str(item.get("at", "0s")))
-            pending = item.get("pending")
-            expectations.append(
-                Expectation(
-                    at_seconds=at,
-                    firing=_expected(item.get("firing", []), f"{where}, at {item.get('at')}"),
-                    pending=None
-                    if pending is None
-                    else _expected(pending, f"{where}, at {item.get('at')}"),
-                )
-            )
-        offline = expand_series(str(raw.get("seconds_since_report", "")))
-        tests.append(
-            UnitTest(
-                name=str(raw.get("name", f"test {index}")),
-                series=series,
-                seconds_since_report=offline,
-                expectations=tuple(expectations),
-            )
-        )
-    return policies, interval, agent, tests
+    root = compose(text, where)
+    where.raise_errors(InvalidArgument)
+    if not isinstance(root, yaml.MappingNode):
+        raise InvalidArgument(f"{where.position(root)}: a unit-test file needs a 'tests' list")
+    items = mapping(root, where, "", _TOP_KEYS) or {}
+    policies = ".."
+    if "policies" in items:
+        policies = _text(items["policies"][1], where, "", "policies") or policies
+    interval = 60.0
+    if "interval" in items:
+        node = items["interval"][1]
+        parsed = _parsed(node, where, "", "interval", parse_duration)
+        if parsed is not None and parsed <= 0:
+            where.at(node, "", "interval must be above 0", "e.g. 1m")
+        elif parsed is not None:
+            interval = parsed
+    agent = _agent(items["agent"][1], where) if "agent" in items else {}
+    tests: list[UnitTest] = []
+    tests_node = items["tests"][1] if "tests" in items else None
+    if not isinstance(tests_node, yaml.SequenceNode):
+        where.add(tests_node or root, "a unit-test file needs a 'tests' list")
+    else:
+        for index, node in enumerate(tests_node.value, start=1):
+            test = _unit_test(node, where, index)
+            if test is not None:
+                tests.append(test)
+    where.raise_errors(InvalidArgument)
+    return (path.parent / policies).resolve(), interval, agent, tests
+
+
+def _agent(node: yaml.Node, where: Where) -> dict[str, Any]:
+    """Return the agent's facts (hostname, client, site, tags, os, ...) as plain values."""
+    if _is_null(node):
+        return {}
+    items = mapping(node, where, "agent", _AGENT_KEYS)
+    facts: dict[str, Any] = {}
+    for key, (_, value_node) in (items or {}).items():
+        try:
+            facts[key] = scalar(value_node)
+        except Unreadable as exc:
+            where.at(value_node, "agent", f"{key}: YAML cannot read this value: {exc.reason}")
+    return facts
 
 
 def run_unit_test(
