@@ -24,7 +24,7 @@ from rmm_agent.cli import make_collectors
 from rmm_agent.report import ReportBuilder
 from rmm_proto import agent_pb2
 from rmm_server.alerts.service import agent_context
-from rmm_server.exporter import render_agent_fragments
+from rmm_server.exposition import render_agent_fragments
 from rmm_server.policy import load_policy_dir
 from rmm_server.reports import compress, validate_report
 from rmm_server.storage import AgentRecord

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from rmm_proto import agent_pb2
-from rmm_server.exporter import AgentFragments, ExportBudget, render_agent_fragments
+from rmm_server.exposition import AgentFragments, ExportBudget, render_agent_fragments
 from rmm_server.reports import ReportSeries, host_facts
 from rmm_server.storage import AgentRecord
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from rmm_common.errors import InvalidArgument
 from rmm_proto import agent_pb2
-from rmm_server.exporter import render_agent_fragments
+from rmm_server.exposition import render_agent_fragments
 from rmm_server.fleet import Fleet
 from rmm_server.ingest import ReportIngestor
 from rmm_server.reports import HOST_FIELDS, inventory_hash, validate_report

@@ -7,11 +7,11 @@ import time
 from typing import Any
 
 from rmm_proto import agent_pb2, common_pb2
-from rmm_server.exporter import (
+from rmm_server.exporter import MetricsRenderer
+from rmm_server.exposition import (
     DEFAULT_MAX_BYTES_PER_AGENT,
     DEFAULT_MAX_SERIES_PER_AGENT,
     ExportBudget,
-    MetricsRenderer,
     escape_label_value,
     format_value,
     render_agent_fragments,

@@ -1,0 +1,198 @@
+"""One agent's series as Prometheus text: its latest report turned into exposition fragments.
+
+Rendered once, when the report arrives (a dict of family name to lines), within the agent's
+budget of series and bytes; the fleet keeps each agent's fragments beside its record, and the
+exporter (exporter.py) groups them by family at scrape time. Nothing here knows the fleet.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from rmm_proto import agent_pb2
+from rmm_server.reports import ReportSeries, report_series
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
+
+    from rmm_server.storage import AgentRecord
+
+# The exporter's logger, as before this module was split from it: log settings name it.
+log = logging.getLogger("rmm_server.exporter")
+
+PREFIX = "rmm_"
+AgentFragments = dict[str, str]  # family name -> exposition lines (each ending in "\n")
+
+# What one agent's reported samples may take on /metrics. A real agent sends about 100 series in
+# about 14 KB; a report inside every per-field limit could take 15 MB (20,000 samples with 8
+# labels of 256 characters each), and every scrape would carry it.
+DEFAULT_MAX_SERIES_PER_AGENT = 2_000
+DEFAULT_MAX_BYTES_PER_AGENT = 512 * 1024
+
+
+class ExportBudget:
+    """Series and bytes of reported samples each agent may put on /metrics; what is cut is
+    counted (`counter`, rmm_exporter_series_dropped_total, and per agent as
+    rmm_agent_exporter_series_dropped) and logged once per agent."""
+
+    def __init__(
+        self,
+        max_series: int = DEFAULT_MAX_SERIES_PER_AGENT,
+        max_bytes: int = DEFAULT_MAX_BYTES_PER_AGENT,
+        counter: Counter | None = None,
+    ) -> None:
+        self.max_series = max_series
+        self.max_bytes = max_bytes
+        self.counter = counter
+        self.dropped_total = 0
+        # Agents whose cut was logged: one line per agent, not one per report (bounded by the
+        # enrolled agents; cleared when an agent fits again, so a new excess is told again).
+        self._told: set[str] = set()
+        self._lock = threading.Lock()
+
+    def note(self, agent_id: str, dropped: int, kept: int) -> None:
+        """Count `dropped` series of one report of `agent_id` (0: it fitted)."""
+        if not dropped and agent_id not in self._told:
+            return  # the usual case: no lock taken
+        with self._lock:
+            if not dropped:
+                self._told.discard(agent_id)
+                return
+            self.dropped_total += dropped
+            first = agent_id not in self._told
+            self._told.add(agent_id)
+        if self.counter is not None:
+            self.counter.inc(dropped)
+        if first:
+            log.warning(
+                "agent %s reports more than /metrics takes from one agent (%d series or %d "
+                "bytes): %d series of its reports are left out, %d kept (counted in "
+                "rmm_exporter_series_dropped_total; told once per agent)",
+                agent_id,
+                self.max_series,
+                self.max_bytes,
+                dropped,
+                kept,
+            )
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a label value for the text format."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def format_value(value: float) -> str:
+    """Format a sample value for the text format."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def agent_label_prefix(record: AgentRecord) -> str:
+    """Return the labels every series of this agent carries, without braces."""
+    return (
+        f'client="{escape_label_value(record.client)}",'
+        f'site="{escape_label_value(record.site)}",'
+        f'agent="{escape_label_value(record.id)}"'
+    )
+
+
+def _labels(prefix: str, labels: Iterable[tuple[str, str]]) -> str:
+    extra = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sorted(labels))
+    return "{" + prefix + ("," + extra if extra else "") + "}"
+
+
+# Label sets seen in reports, rendered: agents send the same label sets report after report.
+# Bounded (cleared when full) so that label values that change every report cannot grow it.
+MAX_CACHED_LABEL_SETS = 50_000
+_label_suffixes: dict[tuple[tuple[str, str], ...], str] = {}
+
+
+def _label_suffix(items: tuple[tuple[str, str], ...]) -> str:
+    """Return ',name="value"...' for labels sorted by name (empty for none)."""
+    suffix = _label_suffixes.get(items)
+    if suffix is None:
+        suffix = "".join(f',{k}="{escape_label_value(v)}"' for k, v in items)
+        if len(_label_suffixes) >= MAX_CACHED_LABEL_SETS:
+            _label_suffixes.clear()
+        _label_suffixes[items] = suffix
+    return suffix
+
+
+def render_agent_fragments(
+    record: AgentRecord,
+    report: agent_pb2.Report,
+    series: ReportSeries | None = None,
+    budget: ExportBudget | None = None,
+) -> AgentFragments:
+    """Turn one agent's latest report into exposition lines grouped by family; `series` is
+    the report's samples as validate_report() returned them, read here when not given. Reported
+    samples beyond `budget` (default: ExportBudget's defaults) are left out and counted."""
+    prefix = agent_label_prefix(record)
+    lines: dict[str, list[str]] = defaultdict(list)
+    if series is None:
+        series = report_series(report)
+    if budget is None:
+        budget = _DEFAULT_BUDGET
+    series_left = budget.max_series
+    bytes_left = budget.max_bytes
+    dropped = kept = 0
+    for collector, samples in zip(report.collectors, series, strict=True):
+        collector_labels = _labels(prefix, [("collector", collector.name)])
+        lines["rmm_agent_collector_success"].append(
+            f"rmm_agent_collector_success{collector_labels} {1 if collector.ok else 0}\n"
+        )
+        lines["rmm_agent_collector_duration_seconds"].append(
+            f"rmm_agent_collector_duration_seconds{collector_labels} "
+            f"{format_value(collector.duration_seconds)}\n"
+        )
+        # Cut the report's tail: what is shown is its first series, in the agent's order.
+        for name, labels, value in samples:
+            if series_left <= 0:
+                dropped += 1
+                continue
+            family = PREFIX + name
+            line = f"{family}{{{prefix}{_label_suffix(labels)}}} {format_value(value)}\n"
+            bytes_left -= len(line)
+            series_left -= 1
+            if bytes_left < 0:
+                dropped += 1
+                series_left = 0
+                continue
+            kept += 1
+            lines[family].append(line)
+    info = _labels(
+        prefix,
+        [
+            ("hostname", record.hostname),
+            ("os", record.os),
+            ("os_name", record.os_name),
+            ("os_version", record.os_version),
+            ("agent_version", record.agent_version),
+        ],
+    )
+    lines["rmm_agent_info"].append(f"rmm_agent_info{info} 1\n")
+    lines["rmm_agent_report_interval_seconds"].append(
+        f"rmm_agent_report_interval_seconds{{{prefix}}} {record.interval_seconds}\n"
+    )
+    lines["rmm_agent_reports_dropped_total"].append(
+        f"rmm_agent_reports_dropped_total{{{prefix}}} {report.dropped_reports}\n"
+    )
+    if dropped:
+        lines["rmm_agent_exporter_series_dropped"].append(
+            f"rmm_agent_exporter_series_dropped{{{prefix}}} {dropped}\n"
+        )
+    budget.note(record.id, dropped, kept)
+    return {family: "".join(family_lines) for family, family_lines in lines.items()}
+
+
+_DEFAULT_BUDGET = ExportBudget()
