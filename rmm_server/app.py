@@ -36,7 +36,8 @@ from rmm_server.budgets import (
 from rmm_server.cluster import Cluster, PgCluster, default_replica_id
 from rmm_server.commands import CommandService
 from rmm_server.enrollment import Enrollment
-from rmm_server.exporter import ExportBudget, MetricsRenderer
+from rmm_server.exporter import MetricsRenderer
+from rmm_server.exposition import ExportBudget
 from rmm_server.fleet import Fleet
 from rmm_server.grpc_api.agent_service import AgentServicer
 from rmm_server.grpc_api.guard import ServiceGuard
