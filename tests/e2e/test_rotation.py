@@ -113,7 +113,10 @@ def test_a_running_agent_rotates_its_credential_and_keeps_reporting(
             "the command stream to reconnect with the new credential",
         )
         assert process.poll() is None, log_path.read_text()
-        # A new stream with the new credential works and no longer asks for a rotation.
+        # A new stream with the new credential works and no longer asks for a rotation. Its
+        # sequence lies far above the running agent's: a number the agent already used, with
+        # other content, is refused as a reused sequence.
+        direct.sequence = rmm_json(server, "agents", "show", agent_id)["last_sequence"] + 1000
         assert not direct.report(new).rotate_credential
     finally:
         direct.close()
