@@ -250,16 +250,42 @@ def upgrade(engine: Engine, target: str = "head") -> tuple[SchemaState, SchemaSt
     return before, after
 
 
-def current_state(engine: Engine) -> SchemaState:
-    """Read the database's schema state (StorageError when it cannot be reached)."""
-    try:
-        with engine.connect() as conn:
-            return read_state(conn)
-    except SQLAlchemyError as exc:
-        raise StorageError(
-            f"cannot read the schema revision of {mask_url(engine.url)}: "
-            f"{getattr(exc, 'orig', exc)}"
-        ) from exc
+# Servers starting together on a new SQLite file all switch it to WAL as they connect, and
+# SQLite refuses such a switch at once ("database is locked", without waiting out busy_timeout)
+# while another connection holds a lock on the file. That passes in moments, so it is retried.
+SQLITE_LOCKED_WAIT_SECONDS = 60.0
+
+
+def _sqlite_locked(engine: Engine, exc: SQLAlchemyError) -> bool:
+    return engine.dialect.name == "sqlite" and "database is locked" in str(
+        getattr(exc, "orig", None) or exc
+    )
+
+
+def current_state(
+    engine: Engine,
+    *,
+    locked_wait: float = SQLITE_LOCKED_WAIT_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> SchemaState:
+    """Read the database's schema state (StorageError when it cannot be reached); a SQLite
+    file another process holds locked is retried for up to `locked_wait` seconds."""
+    deadline = clock() + locked_wait
+    delay = 0.05
+    while True:
+        try:
+            with engine.connect() as conn:
+                return read_state(conn)
+        except SQLAlchemyError as exc:
+            if _sqlite_locked(engine, exc) and clock() < deadline:
+                sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            raise StorageError(
+                f"cannot read the schema revision of {mask_url(engine.url)}: "
+                f"{getattr(exc, 'orig', exc)}"
+            ) from exc
 
 
 def _is_older(target: str, state: SchemaState) -> bool:

@@ -3,8 +3,10 @@ release's, the result is exactly schema.py, data kept; servers starting together
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -257,6 +259,36 @@ def test_servers_starting_together_on_an_empty_database_migrate_once(empty_url: 
         assert rows == [(head_revision(),)]
         assert drift(engine) == []
     finally:
+        engine.dispose()
+
+
+def test_a_sqlite_file_switched_to_wal_while_locked_is_waited_for(tmp_path: Path) -> None:
+    """SQLite refuses to switch a file to WAL at once, without waiting, while another
+    connection holds a lock on it: servers starting together on a new file hit that."""
+    path = tmp_path / "rmm.sqlite3"
+    locked = threading.Event()
+
+    def hold_the_write_lock() -> None:
+        holder = sqlite3.connect(path, isolation_level=None)  # rollback journal, not WAL
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            holder.execute("CREATE TABLE unrelated (id INTEGER)")
+            locked.set()
+            time.sleep(3.0)
+            holder.execute("COMMIT")
+        finally:
+            holder.close()
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    engine = create_store_engine(f"sqlite:///{path}")
+    try:
+        assert locked.wait(30)
+        with pytest.raises(StorageError, match="database is locked"):
+            current_state(engine, locked_wait=0)  # not waited for: refused at once
+        assert current_state(engine).empty  # waited for the lock, then read
+    finally:
+        holder.join()
         engine.dispose()
 
 
