@@ -94,11 +94,17 @@ class ServerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        wait_for(
-            lambda: self._alive() and http_get(self.http_url + "/healthz", 1)[0] == 200,
-            timeout,
-            f"the server to answer /healthz (log: {self.log_path})",
-        )
+        try:
+            wait_for(
+                lambda: self._alive() and http_get(self.http_url + "/healthz", 1)[0] == 200,
+                timeout,
+                f"the server to answer /healthz (log: {self.log_path})",
+            )
+        except BaseException:
+            self.kill()  # a server that never came up is not left running for the next test
+            raise
+        finally:
+            log.close()  # the child holds its own copy
         return self
 
     def _alive(self) -> bool:
@@ -115,7 +121,13 @@ class ServerProcess:
         assert status == 200, body
         return body.decode()
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+    def kill(self) -> None:
+        """End the server at once, if it runs (teardown after a failure: no questions asked)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(sig)
