@@ -334,3 +334,51 @@ def test_a_second_server_on_a_busy_http_port_exits_naming_the_address(
         in second.stderr
     ), second.stderr
     assert "--http-listen" in second.stderr
+
+
+def test_idle_grpc_connections_cannot_take_every_descriptor(
+    limited_server: LimitedServer, tmp_path: Path
+) -> None:
+    server = limited_server
+    channel = grpc.insecure_channel(server.grpc_address)
+    operators = operator_pb2_grpc.OperatorServiceStub(channel)
+
+    def list_agents() -> None:
+        operators.ListAgents(
+            operator_pb2.ListAgentsRequest(),
+            metadata=bearer_metadata(server.admin_token),
+            timeout=5,
+        )
+
+    try:
+        list_agents()  # an operator (or agent) connected before the flood
+        with (
+            enough_descriptors(FLOOD_CONNECTIONS),
+            IdleFlood(server.grpc_port, FLOOD_CONNECTIONS, FLOOD_SECONDS) as flood,
+        ):
+            wait_for(lambda: flood.opened >= FLOOD_CONNECTIONS, 10, "the flood's connections")
+            time.sleep(2)
+            assert server.process is not None
+            descriptors = len(os.listdir(f"/proc/{server.process.pid}/fd"))
+            slowest_call = max(timed(list_agents) for _ in range(3))
+            status, _ = http_get(server.http_url + "/healthz", timeout=5)
+            closed = flood.closed_by_server
+        assert descriptors < SHIPPED_DEFAULT_LIMIT - 50, f"{descriptors} descriptors open"
+        assert closed > 0, "gRPC closed none of the connections beyond its share"
+        assert slowest_call < 1.0, f"an operator call took {slowest_call:.2f} s"
+        assert status == 200
+        # Once the flood is gone, a new connection is served again.
+        wait_for(
+            lambda: timed(lambda: lists_on_a_new_channel(server)) < 5, 30, "a new gRPC connection"
+        )
+    finally:
+        channel.close()
+
+
+def lists_on_a_new_channel(server: ServerProcess) -> None:
+    with grpc.insecure_channel(server.grpc_address) as fresh:
+        operator_pb2_grpc.OperatorServiceStub(fresh).ListAgents(
+            operator_pb2.ListAgentsRequest(),
+            metadata=bearer_metadata(server.admin_token),
+            timeout=5,
+        )
