@@ -18,7 +18,6 @@ from rmm_common.tokens import new_ident
 from rmm_proto import agent_pb2, commands_pb2
 from rmm_server.alerts.lifecycle import AlertState
 from rmm_server.alerts.manager import AgentIdentity, AlertManager, Transition
-from rmm_server.alerts.suppression import MaintenanceWindow, Silence, parse_matchers
 from rmm_server.notify.model import AlertNotice
 from rmm_server.policy import PolicySet, load_policy_dir
 from rmm_server.policy.model import (
@@ -32,7 +31,13 @@ from rmm_server.policy.model import (
 from rmm_server.reports import LazyInfo, ReportSeries, report_series
 from rmm_server.storage import AgentRecord, Store
 from rmm_server.storage.alerts import AlertQuery, AlertRecord, AlertStore
-from rmm_server.storage.suppressions import NotificationFailure, SuppressionStore
+from rmm_server.storage.suppressions import (
+    MaintenanceWindow,
+    NotificationFailure,
+    Silence,
+    SuppressionStore,
+    parse_matchers,
+)
 
 log = logging.getLogger(__name__)
 # Agents evaluated by one offline check between two yields to the event loop.

@@ -16,7 +16,6 @@ from rmm_common.tokens import new_ident
 from rmm_proto import agent_pb2, commands_pb2, common_pb2, operator_pb2, operator_pb2_grpc
 from rmm_server.agent_credentials import AgentCredentials
 from rmm_server.alerts.service import NOTIFY_EVENTS, AlertService
-from rmm_server.alerts.suppression import MaintenanceWindow, Silence, format_matchers
 from rmm_server.audit import AuditLog
 from rmm_server.cluster import Cluster
 from rmm_server.commands import CommandService
@@ -36,6 +35,7 @@ from rmm_server.storage import AgentRecord, EnrollmentTokenRecord, Store
 from rmm_server.storage.alerts import AlertQuery, AlertRecord
 from rmm_server.storage.audit import AuditStore
 from rmm_server.storage.store import AgentQuery
+from rmm_server.storage.suppressions import MaintenanceWindow, Silence, format_matchers
 
 DEFAULT_PAGE = 500
 MAX_PAGE = 5000

@@ -10,10 +10,10 @@ from prometheus_client import CollectorRegistry
 
 from rmm_proto import agent_pb2, common_pb2
 from rmm_server.alerts.service import AlertService
-from rmm_server.alerts.suppression import MaintenanceWindow
 from rmm_server.notify.model import AlertNotice
 from rmm_server.storage import AgentRecord, open_store
 from rmm_server.storage.alerts import AlertQuery
+from rmm_server.storage.suppressions import MaintenanceWindow
 
 POLICY = """\
 apiVersion: rmm/v1

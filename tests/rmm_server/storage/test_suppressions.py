@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from rmm_common.errors import InvalidArgument
-from rmm_server.alerts.suppression import MaintenanceWindow, Silence, parse_matchers
+from rmm_server.storage.suppressions import MaintenanceWindow, Silence, parse_matchers
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> float:
