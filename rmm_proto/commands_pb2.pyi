@@ -20,6 +20,15 @@ class ServiceOperation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SERVICE_STOP: _ClassVar[ServiceOperation]
     SERVICE_RESTART: _ClassVar[ServiceOperation]
 
+class UpdateInstallStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UPDATE_INSTALL_STATUS_UNSPECIFIED: _ClassVar[UpdateInstallStatus]
+    UPDATE_INSTALLED: _ClassVar[UpdateInstallStatus]
+    UPDATE_FAILED: _ClassVar[UpdateInstallStatus]
+    UPDATE_SKIPPED: _ClassVar[UpdateInstallStatus]
+    UPDATE_LOCKED: _ClassVar[UpdateInstallStatus]
+    UPDATE_INTERRUPTED: _ClassVar[UpdateInstallStatus]
+
 class CommandStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     COMMAND_STATUS_UNSPECIFIED: _ClassVar[CommandStatus]
@@ -40,6 +49,12 @@ SERVICE_OPERATION_UNSPECIFIED: ServiceOperation
 SERVICE_START: ServiceOperation
 SERVICE_STOP: ServiceOperation
 SERVICE_RESTART: ServiceOperation
+UPDATE_INSTALL_STATUS_UNSPECIFIED: UpdateInstallStatus
+UPDATE_INSTALLED: UpdateInstallStatus
+UPDATE_FAILED: UpdateInstallStatus
+UPDATE_SKIPPED: UpdateInstallStatus
+UPDATE_LOCKED: UpdateInstallStatus
+UPDATE_INTERRUPTED: UpdateInstallStatus
 COMMAND_STATUS_UNSPECIFIED: CommandStatus
 COMMAND_QUEUED: CommandStatus
 COMMAND_SENT: CommandStatus
@@ -53,7 +68,7 @@ COMMAND_EXPIRED: CommandStatus
 COMMAND_CANCELLED: CommandStatus
 
 class Command(_message.Message):
-    __slots__ = ("id", "agent_id", "issued_at", "expires_at", "timeout_seconds", "operator", "consent", "run_id", "run_script", "list_processes", "kill_process", "list_services", "service_control", "reboot", "push_file", "pull_file", "collect_now")
+    __slots__ = ("id", "agent_id", "issued_at", "expires_at", "timeout_seconds", "operator", "consent", "run_id", "run_script", "list_processes", "kill_process", "list_services", "service_control", "reboot", "push_file", "pull_file", "collect_now", "install_updates")
     ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +86,7 @@ class Command(_message.Message):
     PUSH_FILE_FIELD_NUMBER: _ClassVar[int]
     PULL_FILE_FIELD_NUMBER: _ClassVar[int]
     COLLECT_NOW_FIELD_NUMBER: _ClassVar[int]
+    INSTALL_UPDATES_FIELD_NUMBER: _ClassVar[int]
     id: str
     agent_id: str
     issued_at: float
@@ -88,7 +104,8 @@ class Command(_message.Message):
     push_file: PushFile
     pull_file: PullFile
     collect_now: CollectNow
-    def __init__(self, id: _Optional[str] = ..., agent_id: _Optional[str] = ..., issued_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., timeout_seconds: _Optional[float] = ..., operator: _Optional[str] = ..., consent: _Optional[_Union[ConsentMode, str]] = ..., run_id: _Optional[str] = ..., run_script: _Optional[_Union[RunScript, _Mapping]] = ..., list_processes: _Optional[_Union[ListProcesses, _Mapping]] = ..., kill_process: _Optional[_Union[KillProcess, _Mapping]] = ..., list_services: _Optional[_Union[ListServices, _Mapping]] = ..., service_control: _Optional[_Union[ServiceControl, _Mapping]] = ..., reboot: _Optional[_Union[Reboot, _Mapping]] = ..., push_file: _Optional[_Union[PushFile, _Mapping]] = ..., pull_file: _Optional[_Union[PullFile, _Mapping]] = ..., collect_now: _Optional[_Union[CollectNow, _Mapping]] = ...) -> None: ...
+    install_updates: InstallUpdates
+    def __init__(self, id: _Optional[str] = ..., agent_id: _Optional[str] = ..., issued_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., timeout_seconds: _Optional[float] = ..., operator: _Optional[str] = ..., consent: _Optional[_Union[ConsentMode, str]] = ..., run_id: _Optional[str] = ..., run_script: _Optional[_Union[RunScript, _Mapping]] = ..., list_processes: _Optional[_Union[ListProcesses, _Mapping]] = ..., kill_process: _Optional[_Union[KillProcess, _Mapping]] = ..., list_services: _Optional[_Union[ListServices, _Mapping]] = ..., service_control: _Optional[_Union[ServiceControl, _Mapping]] = ..., reboot: _Optional[_Union[Reboot, _Mapping]] = ..., push_file: _Optional[_Union[PushFile, _Mapping]] = ..., pull_file: _Optional[_Union[PullFile, _Mapping]] = ..., collect_now: _Optional[_Union[CollectNow, _Mapping]] = ..., install_updates: _Optional[_Union[InstallUpdates, _Mapping]] = ...) -> None: ...
 
 class SignedCommand(_message.Message):
     __slots__ = ("command", "signature")
@@ -318,8 +335,38 @@ class CollectResult(_message.Message):
     sequence: int
     def __init__(self, sequence: _Optional[int] = ...) -> None: ...
 
+class InstallUpdates(_message.Message):
+    __slots__ = ("update_ids", "backend")
+    UPDATE_IDS_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    update_ids: _containers.RepeatedScalarFieldContainer[str]
+    backend: str
+    def __init__(self, update_ids: _Optional[_Iterable[str]] = ..., backend: _Optional[str] = ...) -> None: ...
+
+class UpdateInstallResult(_message.Message):
+    __slots__ = ("update_id", "status", "message", "version", "reboot_required")
+    UPDATE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REBOOT_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    update_id: str
+    status: UpdateInstallStatus
+    message: str
+    version: str
+    reboot_required: bool
+    def __init__(self, update_id: _Optional[str] = ..., status: _Optional[_Union[UpdateInstallStatus, str]] = ..., message: _Optional[str] = ..., version: _Optional[str] = ..., reboot_required: _Optional[bool] = ...) -> None: ...
+
+class InstallUpdatesResult(_message.Message):
+    __slots__ = ("updates", "reboot_required")
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    REBOOT_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    updates: _containers.RepeatedCompositeFieldContainer[UpdateInstallResult]
+    reboot_required: bool
+    def __init__(self, updates: _Optional[_Iterable[_Union[UpdateInstallResult, _Mapping]]] = ..., reboot_required: _Optional[bool] = ...) -> None: ...
+
 class CommandResult(_message.Message):
-    __slots__ = ("command_id", "status", "error", "started_at", "finished_at", "duplicate", "script", "processes", "kill", "services", "service", "reboot", "file", "collect")
+    __slots__ = ("command_id", "status", "error", "started_at", "finished_at", "duplicate", "script", "processes", "kill", "services", "service", "reboot", "file", "collect", "install_updates")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -334,6 +381,7 @@ class CommandResult(_message.Message):
     REBOOT_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
     COLLECT_FIELD_NUMBER: _ClassVar[int]
+    INSTALL_UPDATES_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     status: CommandStatus
     error: str
@@ -348,7 +396,8 @@ class CommandResult(_message.Message):
     reboot: RebootResult
     file: FileResult
     collect: CollectResult
-    def __init__(self, command_id: _Optional[str] = ..., status: _Optional[_Union[CommandStatus, str]] = ..., error: _Optional[str] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., duplicate: _Optional[bool] = ..., script: _Optional[_Union[ScriptResult, _Mapping]] = ..., processes: _Optional[_Union[ProcessList, _Mapping]] = ..., kill: _Optional[_Union[KillResult, _Mapping]] = ..., services: _Optional[_Union[ServiceList, _Mapping]] = ..., service: _Optional[_Union[ServiceResult, _Mapping]] = ..., reboot: _Optional[_Union[RebootResult, _Mapping]] = ..., file: _Optional[_Union[FileResult, _Mapping]] = ..., collect: _Optional[_Union[CollectResult, _Mapping]] = ...) -> None: ...
+    install_updates: InstallUpdatesResult
+    def __init__(self, command_id: _Optional[str] = ..., status: _Optional[_Union[CommandStatus, str]] = ..., error: _Optional[str] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., duplicate: _Optional[bool] = ..., script: _Optional[_Union[ScriptResult, _Mapping]] = ..., processes: _Optional[_Union[ProcessList, _Mapping]] = ..., kill: _Optional[_Union[KillResult, _Mapping]] = ..., services: _Optional[_Union[ServiceList, _Mapping]] = ..., service: _Optional[_Union[ServiceResult, _Mapping]] = ..., reboot: _Optional[_Union[RebootResult, _Mapping]] = ..., file: _Optional[_Union[FileResult, _Mapping]] = ..., collect: _Optional[_Union[CollectResult, _Mapping]] = ..., install_updates: _Optional[_Union[InstallUpdatesResult, _Mapping]] = ...) -> None: ...
 
 class CommandHello(_message.Message):
     __slots__ = ("agent_started_at", "boot_time", "agent_version", "disconnected_at", "disconnect_reason")

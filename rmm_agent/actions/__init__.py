@@ -14,6 +14,7 @@ from typing import Any
 
 from rmm_agent.actions import (
     collect_now,
+    install_updates,
     kill_process,
     list_processes,
     list_services,
@@ -56,6 +57,7 @@ ACTIONS: dict[str, ActionFn] = {
     "push_file": push_file.run,
     "pull_file": pull_file.run,
     "collect_now": collect_now.run,
+    "install_updates": install_updates.run,
 }
 
 # Actions that change the host or read its files: in "ask" consent mode a logged-in user must

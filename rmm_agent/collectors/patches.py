@@ -1,4 +1,4 @@
-"""Collect pending updates from the first patch backend this host has."""
+"""Collect pending updates from every patch backend this host has (rmm_agent.patching)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,14 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from functools import partial
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rmm_agent.collectors._common import Clock, StatusRunner, run_status
-from rmm_agent.collectors._patches import PatchBackend, PendingUpdate
-from rmm_agent.collectors.base import (
-    CollectorOutput,
-    CommandRunner,
-    Sample,
-    run_command,
-)
-from rmm_agent.collectors.patches_apt import AptBackend
-from rmm_agent.collectors.patches_dnf import DnfBackend
-from rmm_agent.collectors.patches_macos import SoftwareUpdateBackend
-from rmm_agent.collectors.patches_windows import WindowsUpdateBackend
+from rmm_agent.collectors._common import Clock
+from rmm_agent.collectors.base import CollectorOutput, Sample
+from rmm_agent.patching import CLASSIFICATIONS, PendingUpdate, ProcessRunner, UpdateSource
+from rmm_agent.patching import default_backends as patching_backends
+from rmm_agent.patching.base import run_process
 from rmm_common import metric_catalog
 from rmm_common.metric_catalog import MetricSpec
 
@@ -31,30 +24,29 @@ log = logging.getLogger(__name__)
 MAX_LISTED = 500
 
 
-def default_backends(
-    platform: str, runner: CommandRunner, status_runner: StatusRunner
-) -> tuple[PatchBackend, ...]:
-    """Return this OS's backends in order of preference."""
-    if platform.startswith("linux"):
-        return AptBackend(runner=runner), DnfBackend(runner=runner, status_runner=status_runner)
-    if platform.startswith("win"):
-        return (WindowsUpdateBackend(),)
-    if platform == "darwin":
-        return (SoftwareUpdateBackend(runner=runner),)
-    return ()
+def default_backends(platform: str, runner: ProcessRunner) -> tuple[UpdateSource, ...]:
+    """Return this OS's backends in order of preference (the OS's own updates first)."""
+    return patching_backends(platform, runner)
 
 
 def summarise(
-    backend: PatchBackend, updates: list[PendingUpdate], max_listed: int
+    backends: Sequence[UpdateSource], updates: list[PendingUpdate], max_listed: int
 ) -> tuple[list[Sample], dict[str, Any]]:
-    """Return the per-classification counts and the (capped) list of updates."""
+    """Return the per-classification counts and the (capped) list of updates.
+
+    Every classification a present backend can report is exported, at zero too: the label
+    values are bounded by rmm_agent.patching.CLASSIFICATIONS.
+    """
     counts = Counter(u.classification for u in updates)
+    offered = {c for b in backends for c in b.classifications}
     samples = [
         Sample("patches_pending", float(counts.get(c, 0)), {"classification": c})
-        for c in backend.classifications
+        for c in CLASSIFICATIONS
+        if c in offered
     ]
     info: dict[str, Any] = {
-        "backend": backend.name,
+        "backend": backends[0].name,
+        "backends": [b.name for b in backends],
         "pending": len(updates),
         "updates": [u.to_dict() for u in updates[:max_listed]],
         "truncated": len(updates) > max_listed,
@@ -65,15 +57,25 @@ def summarise(
 # Package managers' update queries are slow (apt's simulation takes 5-20 s of CPU on a busy
 # host); the collector runs in the background at most hourly, so it can afford to wait.
 PATCH_QUERY_TIMEOUT_SECONDS = 180.0
-PATCH_QUERY_RUNNER: CommandRunner = partial(run_command, timeout=PATCH_QUERY_TIMEOUT_SECONDS)
+
+
+@dataclass(slots=True)
+class Reading:
+    """One backend's last read: when, under which stamp, and what it found or raised."""
+
+    stamp: object
+    read_at: float
+    updates: list[PendingUpdate] | None
+    error: Exception | None
 
 
 class PatchesCollector:
     """Report pending updates, read from what the host knows without downloading anything.
 
-    Listing them costs seconds of CPU (apt resolves the whole upgrade): the list is read
-    again only when the backend's stamp changed (or, for backends without one, when due),
-    and never more often than every `refresh_seconds`.
+    Listing them costs seconds of CPU (apt resolves the whole upgrade): each backend's list
+    is read again only when its stamp changed (or, for backends without one, when due), and
+    never more often than every `refresh_seconds`. A failing backend is listed in the info
+    while the others still count; the collection fails only when every backend failed.
     """
 
     name: ClassVar[str] = "patches"
@@ -86,74 +88,78 @@ class PatchesCollector:
     def __init__(
         self,
         *,
-        backends: Sequence[PatchBackend] | None = None,
+        backends: Sequence[UpdateSource] | None = None,
         platform: str = sys.platform,
-        runner: CommandRunner = PATCH_QUERY_RUNNER,
-        status_runner: StatusRunner = run_status,
+        runner: ProcessRunner = run_process,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
         refresh_seconds: float = 3600.0,
         max_listed: int = MAX_LISTED,
     ) -> None:
         self._backends = (
-            tuple(backends)
-            if backends is not None
-            else default_backends(platform, runner, status_runner)
+            tuple(backends) if backends is not None else default_backends(platform, runner)
         )
         self._platform = platform
         self._clock = clock
         self._wall_clock = wall_clock
         self._refresh = refresh_seconds
         self._max_listed = max_listed
-        self._updates: list[PendingUpdate] | None = None
-        self._error: Exception | None = None
-        self._key: tuple[str, object] | None = None
-        self._read_at = 0.0
+        self._readings: dict[str, Reading] = {}
 
-    def choose_backend(self) -> PatchBackend | None:
-        """Return the first backend available on this host, or None."""
-        return next((b for b in self._backends if b.available()), None)
+    def choose_backends(self) -> list[UpdateSource]:
+        """Return the backends available on this host, in order of preference."""
+        return [b for b in self._backends if b.available()]
 
-    def _due(self, key: tuple[str, object], now: float) -> bool:
+    def _due(self, last: Reading | None, stamp: object, now: float) -> bool:
         """Tell whether to read again: never read, or changed (unknown) and not read lately."""
-        if self._key is None or key[0] != self._key[0]:
+        if last is None:
             return True
-        if now - self._read_at < self._refresh:
+        if now - last.read_at < self._refresh:
             return False
-        return key[1] is None or key != self._key
+        return stamp is None or stamp != last.stamp
+
+    def _read(self, backend: UpdateSource) -> Reading:
+        """Return the backend's reading, read again when due."""
+        # Stamp before reading: a change during the read then shows at the next due read.
+        stamp = backend.stamp()
+        now = self._clock()
+        last = self._readings.get(backend.name)
+        if last is not None and not self._due(last, stamp, now):
+            return last
+        try:
+            reading = Reading(stamp, now, backend.read_updates(), None)
+        except Exception as exc:
+            # Kept until the next due read, so a failing dnf is not re-run on every
+            # collection while the failure stays visible in every one.
+            reading = Reading(stamp, now, None, exc)
+        else:
+            log.debug("patches: %d pending with %s", len(reading.updates or []), backend.name)
+        self._readings[backend.name] = reading
+        return reading
 
     def collect(self) -> CollectorOutput:
-        """Return the pending updates, read again only when they may have changed."""
-        backend = self.choose_backend()
-        if backend is None:
+        """Return the pending updates, each backend read again only when they may have changed."""
+        backends = self.choose_backends()
+        if not backends:
             names = ", ".join(b.name for b in self._backends) or "none for this OS"
             reason = f"no update manager found on {self._platform} (tried: {names})"
             log.debug("patches: %s", reason)
             return CollectorOutput(info={"available": False, "reason": reason})
-        # Stamp before reading: a change during the read then shows at the next due read.
-        key = (backend.name, backend.stamp())
-        now = self._clock()
-        if self._due(key, now):
-            self._key, self._read_at = key, now
-            try:
-                self._updates, self._error = backend.read_updates(), None
-            except Exception as exc:
-                # Kept and raised until the next due read, so a failing dnf is not re-run
-                # on every collection while the failure stays visible in every one.
-                self._updates, self._error = None, exc
-            else:
-                log.debug("patches: %d pending with %s", len(self._updates), backend.name)
-        if self._error is not None:
-            raise self._error.with_traceback(None)
-        assert self._updates is not None
-        samples, info = summarise(backend, self._updates, self._max_listed)
+        readings = {b.name: self._read(b) for b in backends}
+        errors = {n: r.error for n, r in readings.items() if r.error is not None}
+        if len(errors) == len(readings):
+            raise next(iter(errors.values())).with_traceback(None)
+        updates = [u for r in readings.values() for u in r.updates or ()]
+        samples, info = summarise(backends, updates, self._max_listed)
+        if errors:
+            info["errors"] = {n: f"{type(e).__name__}: {e}" for n, e in errors.items()}
         wall = self._wall_clock()
-        published = [u.published for u in self._updates if u.published is not None]
+        published = [u.published for u in updates if u.published is not None]
         if published:
             samples.append(
                 Sample("patches_pending_oldest_age_seconds", max(0.0, wall - min(published)))
             )
-        lists_at = backend.lists_updated_at()
+        lists_at = next((at for b in backends if (at := b.lists_updated_at()) is not None), None)
         if lists_at is not None:
             samples.append(Sample("patches_lists_age_seconds", max(0.0, wall - lists_at)))
         return CollectorOutput(samples=samples, info=info)

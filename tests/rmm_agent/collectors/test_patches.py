@@ -7,17 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from rmm_agent.collectors._patches import PACKAGE_CLASSIFICATIONS, PendingUpdate
 from rmm_agent.collectors.base import CommandError
 from rmm_agent.collectors.patches import PatchesCollector, default_backends
-from rmm_agent.collectors.patches_apt import APT_SIMULATE, AptBackend
+from rmm_agent.patching.apt import APT_SIMULATE, AptBackend
+from rmm_agent.patching.base import PACKAGE_CLASSIFICATIONS, PendingUpdate
+from tests.rmm_agent.patching.helpers import FakeRunner, ok
+from tests.rmm_agent.patching.helpers import fixture_text as patching_fixture
 
 from .helpers import (
     FakeClock,
-    FakeRunner,
-    FakeStatusRunner,
     check_output,
-    fixture_text,
     value,
     values,
     write_tree,
@@ -55,9 +54,11 @@ class FakeBackend:
 
 
 def update(
-    name: str, classification: str = "other", published: float | None = None
+    name: str, classification: str = "bugfix", published: float | None = None
 ) -> PendingUpdate:
-    return PendingUpdate(name, "1", "2", classification, "repo", published)
+    return PendingUpdate(
+        f"fake:{name}", name, "1", "2", classification, "fake", "repo", published=published
+    )
 
 
 def test_counts_per_classification_and_the_list() -> None:
@@ -68,15 +69,17 @@ def test_counts_per_classification_and_the_list() -> None:
     check_output(PatchesCollector, out)
     assert values(out, "patches_pending") == {
         (("classification", "security"),): 1,
-        (("classification", "other"),): 2,
+        (("classification", "bugfix"),): 2,
     }
     assert value(out, "patches_pending_oldest_age_seconds") == 9_000
     assert value(out, "patches_lists_age_seconds") == 1_000
     assert out.info["backend"] == "fake"
     assert out.info["pending"] == 3 and out.info["truncated"] is False
+    assert out.info["backends"] == ["fake"]
     assert out.info["updates"][0] == {
-        "name": "a", "current": "1", "available": "2", "classification": "security",
-        "source": "repo",
+        "id": "fake:a", "name": "a", "current": "1", "available": "2",
+        "classification": "security", "backend": "fake", "source": "repo", "severity": "",
+        "published": 1_000.0, "size_bytes": None, "reboot_required": False,
     }  # fmt: skip
 
 
@@ -84,7 +87,7 @@ def test_every_classification_is_exported_even_at_zero_and_unknown_ages_are_omit
     out = PatchesCollector(backends=[FakeBackend([])]).collect()
     assert values(out, "patches_pending") == {
         (("classification", "security"),): 0,
-        (("classification", "other"),): 0,
+        (("classification", "bugfix"),): 0,
     }
     assert {s.name for s in out.samples} == {"patches_pending"}
 
@@ -93,7 +96,7 @@ def test_a_long_list_is_capped_but_counted() -> None:
     fake = FakeBackend([update(f"p{i:03}") for i in range(12)])
     out = PatchesCollector(backends=[fake], max_listed=5).collect()
     assert len(out.info["updates"]) == 5 and out.info["truncated"] is True
-    assert out.info["pending"] == 12 == value(out, "patches_pending", classification="other")
+    assert out.info["pending"] == 12 == value(out, "patches_pending", classification="bugfix")
 
 
 def test_no_backend_is_not_an_error() -> None:
@@ -119,7 +122,7 @@ def test_no_backend_is_not_an_error() -> None:
     ],
 )
 def test_default_backends_per_os(platform: str, names: list[str]) -> None:
-    backends = default_backends(platform, FakeRunner({}), FakeStatusRunner({}))
+    backends = default_backends(platform, FakeRunner({}))
     assert [b.name for b in backends] == names
 
 
@@ -128,7 +131,7 @@ def apt_host(tmp_path: Path) -> tuple[AptBackend, FakeRunner, Path, Path]:
     lists, status = root / "lists", root / "status"
     for path in (lists, lists / "x_Packages.lz4", status):
         os.utime(path, (1_700_000_000, 1_700_000_000))
-    runner = FakeRunner({APT_SIMULATE: fixture_text("apt-get_dist-upgrade_debian12.txt")})
+    runner = FakeRunner({APT_SIMULATE: ok(patching_fixture("apt-get_dist-upgrade_debian12.txt"))})
     backend = AptBackend(runner=runner, lists_dir=lists, status_file=status, which=lambda _: "/x")
     return backend, runner, lists, status
 
@@ -148,7 +151,7 @@ def test_apt_is_simulated_again_only_when_its_files_change(tmp_path: Path) -> No
     assert len(runner.calls) == 1, "nothing changed: the simulation is not run again"
 
     # dpkg installed the upgrades: re-read at once, the last read being old enough.
-    runner.answers[APT_SIMULATE] = fixture_text("apt-get_dist-upgrade_ubuntu2204.txt")
+    runner.answers[APT_SIMULATE] = [ok(patching_fixture("apt-get_dist-upgrade_ubuntu2204.txt"))]
     os.utime(status, (1_700_050_000, 1_700_050_000))
     assert collector.collect().info["pending"] == 10
     assert len(runner.calls) == 2
@@ -202,6 +205,17 @@ def test_switching_backend_reads_at_once() -> None:
     first.is_available = False
     assert collector.collect().info["backend"] == "other"
     assert second.reads == 1
+
+
+def test_a_failing_backend_is_listed_while_the_others_count() -> None:
+    good, bad = FakeBackend([update("a")]), FakeBackend([])
+    bad.name = "snap"
+    bad.error = CommandError("snap refresh --list: exited 1: cannot communicate with server")
+    out = PatchesCollector(backends=[good, bad], clock=FakeClock()).collect()
+    assert out.info["pending"] == 1 and out.info["backends"] == ["fake", "snap"]
+    assert out.info["errors"] == {
+        "snap": "CommandError: snap refresh --list: exited 1: cannot communicate with server"
+    }
 
 
 def test_declared_metrics_are_the_ones_emitted() -> None:
