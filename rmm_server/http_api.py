@@ -37,6 +37,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -74,6 +75,24 @@ class RateLimitedLog:
         log.warning(message + since, *args)
         self._last = now
         self._suppressed = 0
+
+
+class _RequestErrors(logging.Logger):
+    """aiohttp's server logger: what it logs as an exception with a traceback (a malformed
+    request, a header too long, a peer gone mid-response) is what anyone who reaches the port
+    can send at will, so it becomes one line, at most once a minute."""
+
+    def __init__(self) -> None:
+        super().__init__("rmm_server.http_api.requests")
+        self.parent = log
+        self._limited = RateLimitedLog()
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info")
+        text = str(msg) % args if args else str(msg)
+        self._limited.hit("HTTP: %s: %s", text, " ".join(str(error).split()) or repr(error))
+
+    error = exception
 
 
 class _Connection(asyncio.Protocol):
@@ -225,7 +244,11 @@ class HttpApi:
         # keepalive_timeout: aiohttp closes a connection with no complete request this long
         # after it connected or after its last response (its read timeout).
         self._runner = web.AppRunner(
-            app, access_log=None, keepalive_timeout=self.idle_timeout, shutdown_timeout=2.0
+            app,
+            access_log=None,
+            logger=_RequestErrors(),
+            keepalive_timeout=self.idle_timeout,
+            shutdown_timeout=2.0,
         )
         await self._runner.setup()
         self._accepting = asyncio.get_running_loop().create_task(

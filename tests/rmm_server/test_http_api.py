@@ -175,3 +175,24 @@ def test_the_descriptor_budget_keeps_http_small_and_a_reserve() -> None:
     assert match, "the shipped server unit sets no LimitNOFILE="
     shipped = DescriptorBudget.for_limit(int(match.group(1)))
     assert shipped.http_connections == 256 and shipped.grpc_connections >= 60_000
+
+
+def test_malformed_requests_are_refused_with_one_line_not_a_traceback_each(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, "rmm_server")
+
+    async def scenario() -> None:
+        async with serving() as api:
+            for index in range(20):
+                reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+                writer.write(b"GET / HTTP/1.1\r\nHost: " + b"x" * (9000 + index) + b"\r\n\r\n")
+                response = await asyncio.wait_for(reader.read(), 5)
+                writer.close()
+                assert response.startswith(b"HTTP/1.0 400") or response.startswith(b"HTTP/1.1 400")
+            _, body = await get(api.port, "/metrics")
+            assert body == BODY
+
+    asyncio.run(scenario())
+    assert "Traceback" not in caplog.text
+    assert caplog.text.count("Error handling request") == 1, caplog.text
