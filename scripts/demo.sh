@@ -2,7 +2,7 @@
 # Run the RMM on this machine with the embedded defaults: a server on SQLite, this host's agent
 # enrolled and reporting, /metrics served. Ctrl-C stops both. State lives in ./run (RMM_DEMO_DIR).
 # Settings (environment): RMM_GRPC_PORT, RMM_HTTP_PORT, RMM_INTERVAL, RMM_DEMO_DIR,
-# RMM_POLICIES (a policy directory or file, instead of the shipped policies/) and
+# RMM_POLICIES (a policy directory, instead of the shipped policies/) and
 # RMM_NOTIFY_CONFIG (a notification config, as deploy/notifications.example.yaml).
 set -euo pipefail
 
@@ -12,8 +12,8 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 RUN_DIR="$(absolute "${RMM_DEMO_DIR:-$ROOT/run}")"
 POLICIES="${RMM_POLICIES:+$(absolute "$RMM_POLICIES")}"
 NOTIFY_CONFIG="${RMM_NOTIFY_CONFIG:+$(absolute "$RMM_NOTIFY_CONFIG")}"
-if [ -n "$POLICIES" ] && [ ! -e "$POLICIES" ]; then
-  echo "demo: RMM_POLICIES=$RMM_POLICIES: no such file or directory (a policy directory or file)" >&2
+if [ -n "$POLICIES" ] && [ ! -d "$POLICIES" ]; then
+  echo "demo: RMM_POLICIES=$RMM_POLICIES: no such directory (give a directory of policy YAML files)" >&2
   exit 2
 fi
 if [ -n "$NOTIFY_CONFIG" ] && [ ! -f "$NOTIFY_CONFIG" ]; then
