@@ -208,10 +208,31 @@ def enroll_agent(
     return str(json.loads((state_dir / "identity.json").read_text())["agent_id"])
 
 
+def end_process(
+    process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 30.0
+) -> int | None:
+    """Signal `process` and wait for it; SIGKILL it (then fail) if it outlasts `timeout`.
+
+    For finally blocks and fixture teardowns: whatever happened, the process has ended on return.
+    """
+    if process is None:
+        return None
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(
+            f"{process.args!r} did not end within {timeout}s after signal {sig}: killed"
+        ) from None
+
+
 def start_agent(
     state_dir: Path, log_path: Path, interval: float = 1.0, *extra: str
 ) -> subprocess.Popen[bytes]:
-    """Start `rmm-agent run` in the background."""
+    """Start `rmm-agent run` in the background (end it with end_process, in a finally)."""
     return subprocess.Popen(
         [
             str(BIN / "rmm-agent"),

@@ -6,14 +6,17 @@ import json
 import signal
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.helpers import (
     ServerProcess,
+    end_process,
     enroll_agent,
     free_port,
     rmm,
@@ -118,9 +121,13 @@ def alerting_server(tmp_path: Path) -> Iterator[tuple[ServerProcess, Receiver, P
             "1s",
         ],
     ).start()
-    yield server, receiver, policies
-    server.stop()
-    receiver.server.shutdown()
+    try:
+        yield server, receiver, policies
+    finally:
+        try:
+            server.stop()
+        finally:
+            receiver.server.shutdown()
 
 
 def test_alerts_fire_notify_escalate_persist_and_survive_a_bad_reload(
@@ -147,21 +154,26 @@ def test_alerts_fire_notify_escalate_persist_and_survive_a_bad_reload(
         def firing() -> Any:
             return rmm_json(server, "alerts", "list", "--state", "firing")
 
-        alerts = wait_for(lambda: len(firing()) == 2 and firing(), 20, "two firing alerts")
+        alerts = wait_for(lambda: len(firing()) == 2 and firing(), 60, "two firing alerts")
         by_rule = {a["rule"]: a for a in alerts}
         memory = by_rule["MemoryInUse"]
-        assert memory["agent_id"] == agent_id and memory["tier"] == "L1"
+        assert memory["agent_id"] == agent_id
+        # It fired at L1. On a loaded machine the 3 s ack timeout may have passed by the time
+        # it is listed: then its history shows the one step from L1.
+        escalations = [h["detail"] for h in memory["history"] if h["event"] == "escalated"]
+        assert escalations in ([], ["L1 -> L2"]), memory["history"]
+        assert memory["tier"] == ("L2" if escalations else "L1"), memory
         assert "uses" in memory["annotations"]["summary"]
         assert by_rule["CpuCounted"]["suppressed_by"] == f"silence:{silenced['id']}"
         assert memory["suppressed_by"] is None
 
         # The desk heard about MemoryInUse, and nobody about the silenced rule.
-        wait_for(lambda: receiver.posted("/l1"), 10, "the desk's webhook")
+        wait_for(lambda: receiver.posted("/l1"), 30, "the desk's webhook")
         told = [a for body in receiver.posted("/l1") for a in alerts_in(body)]
         assert {a.get("rule") for a in told} == {"MemoryInUse"}, told
 
         # Not acknowledged within 3 s: escalated to L2, which is told.
-        wait_for(lambda: receiver.posted("/l2"), 15, "escalation to the L2 webhook")
+        wait_for(lambda: receiver.posted("/l2"), 60, "escalation to the L2 webhook")
         escalated = rmm_json(server, "alerts", "list", "--state", "firing")
         memory = next(a for a in escalated if a["rule"] == "MemoryInUse")
         assert memory["tier"] == "L2"
@@ -202,7 +214,7 @@ def test_alerts_fire_notify_escalate_persist_and_survive_a_bad_reload(
                 rmm_json(server, "agents", "list")[0]["last_sequence"]
                 > acked.get("last_sequence", 0)
             ),
-            10,
+            60,
             "reports after the restart",
         )
         after = {a["id"]: a for a in rmm_json(server, "alerts", "list", "--state", "firing")}
@@ -213,8 +225,7 @@ def test_alerts_fire_notify_escalate_persist_and_survive_a_bad_reload(
         )
         assert len(receiver.posted("/l1")) + len(receiver.posted("/l2")) == told_before
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(10)
+        end_process(agent)
 
 
 def test_policy_validate_reports_file_and_line(tmp_path: Path) -> None:
@@ -263,17 +274,20 @@ def test_failed_notifications_maintenance_silences_and_sighup(tmp_path: Path) ->
         log_path=tmp_path / "server.log",
         extra_args=["--policies", str(policies), "--notify-config", str(notify)],
     ).start()
-    state_dir = tmp_path / "agent"
-    agent_id = enroll_agent(server, state_dir)
-    agent = start_agent(state_dir, tmp_path / "agent.log", interval=1)
+    agent = None
     try:
+        state_dir = tmp_path / "agent"
+        agent_id = enroll_agent(server, state_dir)
+        agent = start_agent(state_dir, tmp_path / "agent.log", interval=1)
         failures = wait_for(
-            lambda: rmm_json(server, "notifications", "failed"), 20, "a failed notification"
+            lambda: rmm_json(server, "notifications", "failed"), 60, "a failed notification"
         )
         assert failures[0]["receiver"] == "dead" and failures[0]["notifier"] == "webhook"
         assert "127.0.0.1" in failures[0]["error"]
         assert "rmm_notifications_failed_total" in server.metrics()
 
+        # A nightly window that is not open now: it starts half a day from this hour.
+        berlin_hour = datetime.now(ZoneInfo("Europe/Berlin")).hour
         window = rmm_json(
             server,
             "maintenance",
@@ -281,7 +295,7 @@ def test_failed_notifications_maintenance_silences_and_sighup(tmp_path: Path) ->
             "--name",
             "patch night",
             "--schedule",
-            "0 2 * * *",
+            f"0 {(berlin_hour + 12) % 24} * * *",
             "--duration",
             "2h",
             "--timezone",
@@ -310,7 +324,7 @@ def test_failed_notifications_maintenance_silences_and_sighup(tmp_path: Path) ->
                 for a in rmm_json(server, "alerts", "list", "--state", "firing")
                 if a["suppressed_by"] == f"maintenance:{one_off['id']}"
             ],
-            10,
+            30,
             "alerts marked as in maintenance",
         )
         assert quiet
@@ -350,10 +364,11 @@ def test_failed_notifications_maintenance_silences_and_sighup(tmp_path: Path) ->
                 "MemoryAgain"
                 in {r["name"] for r in rmm_json(server, "policy", "explain", agent_id)["rules"]}
             ),
-            10,
+            30,
             "the SIGHUP reload",
         )
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(10)
-        server.stop()
+        try:
+            end_process(agent)
+        finally:
+            server.stop()

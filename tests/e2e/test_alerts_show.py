@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Any
 
 from tests.e2e.test_alerting import POLICY, Receiver
 from tests.helpers import (
     ServerProcess,
+    end_process,
     enroll_agent,
     free_port,
     rmm,
@@ -60,8 +60,8 @@ def test_alerts_show_has_rule_agent_history_silences_and_notifications(tmp_path:
                 if a["rule"] == rule
             ]
 
-        [memory] = wait_for(lambda: firing("MemoryInUse"), 30, "MemoryInUse firing")
-        [cpu] = wait_for(lambda: firing("CpuCounted"), 30, "CpuCounted firing")
+        [memory] = wait_for(lambda: firing("MemoryInUse"), 60, "MemoryInUse firing")
+        [cpu] = wait_for(lambda: firing("CpuCounted"), 60, "CpuCounted firing")
 
         def shown(alert_id: str, event: str) -> Any:
             data = rmm_json(server, "alerts", "show", alert_id)
@@ -110,8 +110,8 @@ def test_alerts_show_has_rule_agent_history_silences_and_notifications(tmp_path:
         missing = rmm(server, "alerts", "show", "f" * 32, check=False)
         assert missing.returncode == 4 and "no alert" in missing.stderr, missing.stderr
     finally:
-        if agent is not None:
-            agent.send_signal(signal.SIGTERM)
-            agent.wait(15)
-        server.stop()
+        try:
+            end_process(agent)
+        finally:
+            server.stop()
         receiver.server.shutdown()

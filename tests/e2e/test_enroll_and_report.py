@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.helpers import (
     ServerProcess,
     agent_cmd,
+    end_process,
     enroll_agent,
     http_get,
     rmm,
@@ -46,7 +45,7 @@ def test_agent_enrolls_reports_and_is_listed_and_exported(
                 return row
             return None
 
-        row = wait_for(listed_with_metrics, 15, "the agent to be listed online with reports")
+        row = wait_for(listed_with_metrics, 60, "the agent to be listed online with reports")
         assert row["client"] == "acme" and row["site"] == "hq"
         assert row["tags"] == ["linux-servers", "web"]
         assert row["os"] == "linux"
@@ -80,8 +79,7 @@ def test_agent_enrolls_reports_and_is_listed_and_exported(
         assert "rmm_server_report_processing_seconds_bucket" in metrics
         assert "rmm_server_connected_agents 1.0" in metrics
     finally:
-        agent.send_signal(signal.SIGTERM)
-        assert agent.wait(10) == 0, (tmp_path / "agent.log").read_text()
+        assert end_process(agent) == 0, (tmp_path / "agent.log").read_text()
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) missing")
@@ -90,11 +88,10 @@ def test_promtool_accepts_the_real_metrics_output(server: ServerProcess, tmp_pat
     enroll_agent(server, state_dir)
     agent = start_agent(state_dir, tmp_path / "agent.log", interval=1)
     try:
-        wait_for(lambda: "rmm_memory_usage_ratio{" in server.metrics(), 15, "agent series")
+        wait_for(lambda: "rmm_memory_usage_ratio{" in server.metrics(), 60, "agent series")
         body = server.metrics()
     finally:
-        agent.terminate()
-        agent.wait(10)
+        end_process(agent)
     result = subprocess.run(
         ["promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=60
     )
@@ -108,10 +105,9 @@ def test_agent_state_survives_a_server_restart(server: ServerProcess, tmp_path: 
     agent = start_agent(state_dir, tmp_path / "agent.log", interval=1)
     try:
         series = f'rmm_memory_usage_ratio{{client="acme",site="hq",agent="{agent_id}"}}'
-        wait_for(lambda: series in server.metrics(), 15, "agent series")
+        wait_for(lambda: series in server.metrics(), 60, "agent series")
     finally:
-        agent.terminate()
-        agent.wait(10)
+        end_process(agent)
     before = rmm_json(server, "agents", "show", agent_id)
     assert server.stop() == 0
     server.start()
@@ -152,10 +148,13 @@ def test_agent_sigterm_stops_cleanly_while_server_is_down(
     state_dir = tmp_path / "agent"
     enroll_agent(server, state_dir)
     server.stop()
-    agent = start_agent(state_dir, tmp_path / "agent.log", interval=1)
-    time.sleep(2)
-    agent.send_signal(signal.SIGTERM)
-    assert agent.wait(10) == 0, (tmp_path / "agent.log").read_text()
+    log = tmp_path / "agent.log"
+    agent = start_agent(state_dir, log, interval=1)
+    try:
+        # Logged once its SIGTERM handler is set (before that, SIGTERM kills it outright).
+        wait_for(lambda: " reporting to " in log.read_text(), 60, "the agent to start")
+    finally:
+        assert end_process(agent) == 0, log.read_text()
 
 
 def test_grpc_health_service_and_healthz_answer(server: ServerProcess) -> None:
