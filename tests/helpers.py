@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 BIN = Path(sys.executable).parent
 
@@ -74,26 +74,26 @@ class ServerProcess:
     def admin_token(self) -> str:
         return (self.data_dir / "admin.token").read_text().strip()
 
-    def start(self, timeout: float = 60.0) -> ServerProcess:
+    def command(self) -> list[str]:
+        """The command line start() runs (a subclass may wrap it, in prlimit say)."""
+        return [
+            str(BIN / "rmm-server"),
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--grpc-listen",
+            self.grpc_address,
+            "--http-listen",
+            f"127.0.0.1:{self.http_port}",
+            *(["--insecure"] if self.insecure else []),
+            *self.extra_args,
+        ]
+
+    def start(self, timeout: float = 60.0) -> Self:
         # Generous: importing the server takes ~2 s of CPU, which becomes 20 s and more while
         # the other test worker saturates both cores; a server that is up answers at once anyway.
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                str(BIN / "rmm-server"),
-                "serve",
-                "--data-dir",
-                str(self.data_dir),
-                "--grpc-listen",
-                self.grpc_address,
-                "--http-listen",
-                f"127.0.0.1:{self.http_port}",
-                *(["--insecure"] if self.insecure else []),
-                *self.extra_args,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_for(
                 lambda: self._alive() and http_get(self.http_url + "/healthz", 1)[0] == 200,
@@ -227,6 +227,25 @@ def end_process(
         raise AssertionError(
             f"{process.args!r} did not end within {timeout}s after signal {sig}: killed"
         ) from None
+
+
+def end_all(*processes: ServerProcess | subprocess.Popen[bytes] | None) -> None:
+    """End every one of `processes` (a server with stop(), anything else with end_process), in
+    order, each even when one before it failed; then raise the first failure, if any."""
+    failure: BaseException | None = None
+    for process in processes:
+        try:
+            if isinstance(process, ServerProcess):
+                if process.process is not None and process.process.poll() is None:
+                    process.stop()
+            else:
+                end_process(process)
+        except BaseException as exc:  # the rest still end; the first failure is raised below
+            if isinstance(process, ServerProcess):
+                process.kill()
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 def start_agent(

@@ -28,10 +28,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         http_port=free_port(),
         log_path=tmp / "server.log",
     ).start()
-    for n in range(12):  # twelve audited calls: entries 1..12
-        rmm(process, "tokens", "create", "--client", f"c{n}", "--site", "hq")
-    yield process
-    process.stop()
+    try:
+        for n in range(12):  # twelve audited calls: entries 1..12
+            rmm(process, "tokens", "create", "--client", f"c{n}", "--site", "hq")
+        yield process
+    finally:  # also when the calls above fail, which skips what follows a plain yield
+        process.stop()
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from tests.e2e.test_alerting import POLICY, Receiver, alerts_in
 from tests.e2e.test_replicas import replica, sample
 from tests.helpers import (
     ServerProcess,
+    end_process,
     enroll_agent,
     free_port,
     rmm,
@@ -51,11 +52,12 @@ def test_notify_config_reloads_and_a_broken_one_is_refused(tmp_path: Path) -> No
         log_path=tmp_path / "server.log",
         extra_args=["--policies", str(policies), "--notify-config", str(notify)],
     ).start()
-    state_dir = tmp_path / "agent"
-    enroll_agent(server, state_dir)
-    agent = start_agent(state_dir, tmp_path / "agent.log", interval=1)
+    agent = None
     try:
-        wait_for(lambda: receiver.posted("/desk"), 30, "the first receiver's webhook")
+        state_dir = tmp_path / "agent"
+        enroll_agent(server, state_dir)
+        agent = start_agent(state_dir, tmp_path / "agent.log", interval=1)
+        wait_for(lambda: receiver.posted("/desk"), 60, "the first receiver's webhook")
         assert metric(server, OK_METRIC) == 1.0
 
         # Broken: an unknown key on line 4. Refused whole, with file:line:col; old one in force.
@@ -80,20 +82,23 @@ def test_notify_config_reloads_and_a_broken_one_is_refused(tmp_path: Path) -> No
         reloaded = rmm(server, "policy", "reload")
         assert "notification config, 1 receivers" in reloaded.stdout, reloaded.stdout
         assert metric(server, OK_METRIC) == 1.0
-        told = wait_for(lambda: receiver.posted("/ops"), 30, "the new receiver's webhook")
+        told = wait_for(lambda: receiver.posted("/ops"), 60, "the new receiver's webhook")
         assert {a.get("rule") for body in told for a in alerts_in(body)} >= {"MemoryInUse"}
 
         # SIGHUP reloads it too: broken again, refused and said in the log and the metric.
         notify.write_text("receivers: [\n")
         assert server.process is not None
         server.process.send_signal(signal.SIGHUP)
-        wait_for(lambda: metric(server, OK_METRIC) == 0.0, 30, "the SIGHUP reload's refusal")
+        wait_for(lambda: metric(server, OK_METRIC) == 0.0, 60, "the SIGHUP reload's refusal")
         assert "notification config reload refused" in server.log()
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(15)
-        server.stop()
-        receiver.server.shutdown()
+        try:
+            end_process(agent)
+        finally:
+            try:
+                server.stop()
+            finally:
+                receiver.server.shutdown()
 
 
 def test_a_notify_reload_through_one_replica_reaches_the_other(pg_url: str, tmp_path: Path) -> None:
@@ -113,17 +118,21 @@ def test_a_notify_reload_through_one_replica_reaches_the_other(pg_url: str, tmp_
             ]
             servers.append(server.start(timeout=60))
         a, b = servers
-        wait_for(lambda: sample(a.metrics(), "rmm_server_replicas") == 2.0, 30, "a to hear b")
+        wait_for(lambda: sample(a.metrics(), "rmm_server_replicas") == 2.0, 60, "a to hear b")
         notify.write_text("receivers: [\n")
         refused = rmm(a, "policy", "reload", check=False)
         assert refused.returncode == 1 and "notify.yaml:" in refused.stderr, refused.stderr
-        wait_for(lambda: sample(b.metrics(), OK_METRIC) == 0.0, 15, "b to refuse the file too")
+        wait_for(lambda: sample(b.metrics(), OK_METRIC) == 0.0, 60, "b to refuse the file too")
         notify.write_text(notify_yaml(receiver, "ops", "/ops"))
         assert rmm(a, "policy", "reload").returncode == 0
-        wait_for(lambda: sample(b.metrics(), OK_METRIC) == 1.0, 15, "b to take the fixed file")
+        wait_for(lambda: sample(b.metrics(), OK_METRIC) == 1.0, 60, "b to take the fixed file")
         assert "notification config reloaded" in b.log()
     finally:
-        for server in servers:
-            if server.process is not None and server.process.poll() is None:
-                server.stop()
-        receiver.server.shutdown()
+        try:
+            for server in servers:
+                if server.process is not None and server.process.poll() is None:
+                    server.stop()
+        finally:
+            for server in servers:
+                server.kill()  # those a failed stop() above left behind
+            receiver.server.shutdown()

@@ -20,6 +20,7 @@ from rmm_server.storage.store import create_store_engine
 from tests.helpers import (
     BIN,
     ServerProcess,
+    end_process,
     enroll_agent,
     free_port,
     rmm,
@@ -91,10 +92,10 @@ def test_an_agent_enrolls_reports_and_runs_a_script_through_postgresql(
         assert server.log().count("database schema migrated") == 1
         wait_for(reported, 60, "the agent back online after the server's restart")
     finally:
-        if agent_process is not None:
-            agent_process.terminate()
-            agent_process.wait(15)
-        server.stop()
+        try:
+            end_process(agent_process)
+        finally:
+            server.stop()
 
 
 class LateProxy:
@@ -172,9 +173,11 @@ def test_a_database_down_at_start_is_waited_for(pg_url: str, tmp_path: Path) -> 
         assert "s3cret" not in server.log()
         assert "postgres:***@127.0.0.1" in server.log()
     finally:
-        if server.process is not None:
-            server.stop()
-        proxy.close()
+        try:
+            if server.process is not None:
+                server.stop()
+        finally:
+            proxy.close()
 
 
 def test_a_database_that_stays_down_ends_the_start_with_the_fix(tmp_path: Path) -> None:

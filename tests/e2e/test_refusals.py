@@ -14,6 +14,7 @@ from rmm_proto import agent_pb2, agent_pb2_grpc, operator_pb2, operator_pb2_grpc
 from tests.helpers import (
     ServerProcess,
     agent_cmd,
+    end_process,
     enroll_agent,
     enroll_with_token,
     rmm,
@@ -96,7 +97,10 @@ def test_agent_with_a_forged_credential_stops_with_a_clear_error(
     identity["credential"] = identity["credential"][:-3] + "xyz"
     identity_path.write_text(json.dumps(identity))
     agent = start_agent(state_dir, tmp_path / "agent.log", interval=1)
-    code = agent.wait(20)
+    try:
+        code = agent.wait(60)
+    finally:
+        end_process(agent)  # when it did not stop on its own
     log = (tmp_path / "agent.log").read_text()
     assert code == 3, log
     assert "agent credential not recognised" in log

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from rmm_proto import operator_pb2, operator_pb2_grpc
 from tests.helpers import (
     BIN,
     ServerProcess,
+    end_process,
     enroll_agent,
     free_port,
     rmm,
@@ -25,7 +25,7 @@ from tests.helpers import (
     wait_for,
 )
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = pytest.mark.timeout(300)
 
 POLICY = """\
 apiVersion: rmm/v1
@@ -75,10 +75,14 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
         extra_args=["--policies", str(policies), "--script-library", str(library)],
     )
     proc.start()
-    yield proc
-    proc.stop()
-    for daemon in daemons():
-        daemon.kill()
+    try:
+        yield proc
+    finally:
+        try:
+            proc.stop()
+        finally:
+            for daemon in daemons():
+                daemon.kill()
 
 
 def alerts(server: ServerProcess) -> list[operator_pb2.AlertInfo]:
@@ -101,7 +105,7 @@ def test_a_firing_rule_runs_its_script_and_the_fix_resolves_the_alert(
     try:
         resolved = wait_for(
             lambda: [a for a in alerts(server) if a.state == "resolved"],
-            90,
+            180,
             "the alert to fire, the remediation to run and the next report to resolve it",
         )
         alert = resolved[0]
@@ -118,8 +122,7 @@ def test_a_firing_rule_runs_its_script_and_the_fix_resolves_the_alert(
         sent = [e for e in audit if e["action"] == "command.sent"]
         assert any(e["operator"] == "policy:fixer/FixdMissing" for e in sent), audit
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(15)
+        end_process(agent)
 
 
 def test_a_remediation_naming_no_library_script_is_refused_when_policies_load(

@@ -18,6 +18,7 @@ import pytest
 
 from tests.helpers import (
     ServerProcess,
+    end_process,
     enroll_with_token,
     rmm,
     rmm_json,
@@ -77,9 +78,8 @@ class Fleet:
             )
 
     def stop(self, agent_id: str) -> None:
-        process = self.processes.pop(agent_id)
-        process.send_signal(signal.SIGTERM)
-        process.wait(15)
+        end_process(self.processes[agent_id])  # killed, and failing, if it outlasts the wait
+        del self.processes[agent_id]
 
     def wait_connected(self, count: int, timeout: float = 60.0) -> None:
         """Wait until `count` agents hold a command stream open to the server."""

@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.helpers import (
     ServerProcess,
+    end_all,
     enroll_agent,
     free_port,
     http_get,
@@ -69,7 +70,7 @@ def test_a_database_outage_is_503_and_not_serving_with_one_line_each_way(
 
             proxy.cut()
             cut_at = len(server.log_path.read_bytes())
-            wait_for(lambda: healthz(server) == 503, 30, "/healthz to answer 503")
+            wait_for(lambda: healthz(server) == 503, 60, "/healthz to answer 503")
             assert grpc_health(server) == health_pb2.HealthCheckResponse.NOT_SERVING
             status, body = http_get(server.http_url + "/healthz")
             assert status == 503 and body.startswith(b"storage unreachable since "), body
@@ -84,10 +85,7 @@ def test_a_database_outage_is_503_and_not_serving_with_one_line_each_way(
             restored = last_sequence(server)
             wait_for(lambda: last_sequence(server) > restored, 60, "reports stored again")
         finally:
-            if agent is not None:
-                agent.terminate()
-                agent.wait(15)
-            server.stop()
+            end_all(agent, server)
     log = server.log_path.read_text(errors="replace")
     assert log.count("storage unreachable: ") == 1, log
     assert log.count("storage reachable again after") == 1, log
