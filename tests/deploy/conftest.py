@@ -13,9 +13,15 @@ from tests.deploy.stack import (
     Stack,
     notify_config,
     prometheus_config,
-    stop_process,
 )
-from tests.helpers import ServerProcess, enroll_agent, free_port, start_agent, wait_for
+from tests.helpers import (
+    ServerProcess,
+    end_all,
+    enroll_agent,
+    free_port,
+    start_agent,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="package")
@@ -42,7 +48,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 f'agent="{agent_id}"' in server.metrics()
                 and "rmm_cpu_usage_ratio{" in server.metrics()
             ),
-            30,
+            60,
             "the agent's first report in /metrics",
         )
         prometheus = PrometheusProcess(
@@ -52,9 +58,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ).start()
         yield Stack(server, agent_id, prometheus)
     finally:
-        if prometheus is not None:
-            prometheus.stop()
-        if agent is not None:
-            stop_process(agent)
-        if server.process is not None:
-            server.stop()
+        try:
+            if prometheus is not None:
+                prometheus.stop()
+        finally:
+            end_all(agent, server)

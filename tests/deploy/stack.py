@@ -77,7 +77,7 @@ class PrometheusProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> PrometheusProcess:
+    def start(self, timeout: float = 60.0) -> PrometheusProcess:
         binary = shutil.which("prometheus")
         assert binary is not None, "prometheus is not installed"
         self.port = self.port or free_port()
@@ -92,11 +92,15 @@ class PrometheusProcess:
             stdout=self.log_path.open("ab"),
             stderr=subprocess.STDOUT,
         )
-        wait_for(
-            lambda: self._alive() and http_get(self.url + "/-/ready", 1)[0] == 200,
-            timeout,
-            f"prometheus to be ready (log: {self.log_path})",
-        )
+        try:
+            wait_for(
+                lambda: self._alive() and http_get(self.url + "/-/ready", 1)[0] == 200,
+                timeout,
+                f"prometheus to be ready (log: {self.log_path})",
+            )
+        except BaseException:
+            self.stop()  # not left running when it never became ready
+            raise
         return self
 
     def _alive(self) -> bool:

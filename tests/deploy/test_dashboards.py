@@ -184,7 +184,7 @@ def test_hostname_join_finds_the_agent(stack: Stack) -> None:
     ]
     expr = substitute(expr, {"client": ".*"})
     # Prometheus may not have scraped the agent's series yet when this test runs first.
-    result = wait_for(lambda: stack.prometheus.vector(expr), 20, f"data for {expr}")
+    result = wait_for(lambda: stack.prometheus.vector(expr), 60, f"data for {expr}")
     (series,) = [item for item in result if item["metric"]["agent"] == stack.agent_id]
     (info,) = stack.prometheus.vector(f'rmm_agent_info{{agent="{stack.agent_id}"}}')
     assert series["metric"]["hostname"] == info["metric"]["hostname"] != ""

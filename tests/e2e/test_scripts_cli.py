@@ -120,7 +120,7 @@ def test_sighup_reload_keeps_the_old_library_on_a_broken_edit(
     process.send_signal(signal.SIGHUP)
     wait_for(
         lambda: "the previous script library (2 scripts) stays" in library_server.log(),
-        15,
+        60,
         "the server to refuse the broken library",
     )
     log = library_server.log()
@@ -135,7 +135,7 @@ def test_sighup_reload_keeps_the_old_library_on_a_broken_edit(
     process.send_signal(signal.SIGHUP)
     wait_for(
         lambda: listed(library_server) == ["clean-tmp", "ping", "uptime"],
-        15,
+        60,
         "the fixed library to be taken",
     )
 
