@@ -19,9 +19,12 @@ from rmm_agent.patching.base import (
     UpdateSource,
     run_process,
 )
+from rmm_agent.patching.chocolatey import ChocolateyBackend
 from rmm_agent.patching.dnf import DnfBackend
 from rmm_agent.patching.softwareupdate import SoftwareUpdateBackend
 from rmm_agent.patching.windows_update import WindowsUpdateBackend
+from rmm_agent.patching.winget import WingetBackend
+from rmm_agent.patching.zypper import ZypperBackend
 
 __all__ = [
     "BACKENDS",
@@ -42,8 +45,11 @@ __all__ = [
 BACKENDS: dict[str, type[CommandBackend]] = {
     "apt": AptBackend,
     "dnf": DnfBackend,
+    "zypper": ZypperBackend,
     "windows-update": WindowsUpdateBackend,
     "softwareupdate": SoftwareUpdateBackend,
+    "winget": WingetBackend,
+    "chocolatey": ChocolateyBackend,
 }
 
 

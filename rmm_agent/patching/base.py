@@ -249,6 +249,8 @@ class CommandBackend:
     classifications: tuple[str, ...] = PACKAGE_CLASSIFICATIONS
     program: ClassVar[str] = ""  # the executable available() looks for
     platforms: ClassVar[tuple[str, ...]] = ("linux",)  # sys.platform prefixes it runs on
+    # Exit statuses that mean "another install holds the lock" (Windows Installer's 1618...).
+    lock_exit_codes: ClassVar[frozenset[int]] = frozenset()
     # Keep some of an install's time for the rescan that checks it.
     rescan_reserve_seconds: ClassVar[float] = 60.0
 
@@ -304,6 +306,10 @@ class CommandBackend:
     def failure_messages(self, step: InstallStep, stdout: str, stderr: str) -> dict[str, str]:
         """Return each update's own error in a failed step's output, where the manager says."""
         return {}
+
+    def exit_meaning(self, rc: int) -> str:
+        """Return what an install's exit status means where the manager documents it."""
+        return ""
 
     def step_outcomes(self, step: InstallStep, stdout: str) -> dict[str, InstallOutcome]:
         """Return each update's outcome as a step that exited 0 reports it, where it does."""
@@ -371,11 +377,12 @@ class CommandBackend:
         if rc < 0:
             message = f"{command}: ended by signal {-rc} mid-install: {tail(err or out, 300)}"
             return {uid: InstallOutcome(uid, INTERRUPTED, message) for uid in ids}
-        if self.is_lock_message(out + "\n" + err):
+        if rc in self.lock_exit_codes or self.is_lock_message(out + "\n" + err):
             message = f"{self.name} is locked by another run: {tail(err or out, 300)}"
             return {uid: InstallOutcome(uid, LOCKED, message) for uid in ids}
         own = self.failure_messages(step, out, err)
-        general = f"{command}: exited {rc}: {tail(err or out)}"
+        meaning = self.exit_meaning(rc)
+        general = f"{command}: exited {rc}{f' ({meaning})' if meaning else ''}: {tail(err or out)}"
         return {uid: InstallOutcome(uid, FAILED, own.get(uid, general)) for uid in ids}
 
     def _verified(

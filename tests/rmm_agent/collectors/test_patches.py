@@ -115,8 +115,8 @@ def test_no_backend_is_not_an_error() -> None:
 @pytest.mark.parametrize(
     ("platform", "names"),
     [
-        ("linux", ["apt", "dnf"]),
-        ("win32", ["windows-update"]),
+        ("linux", ["apt", "dnf", "zypper"]),
+        ("win32", ["windows-update", "winget", "chocolatey"]),
         ("darwin", ["softwareupdate"]),
         ("freebsd14", []),
     ],

@@ -26,8 +26,10 @@ class FakeRunner:
     install), the last one repeating; an exception is raised instead of returned.
     """
 
-    def __init__(self, answers: dict[tuple[str, ...], Answer | list[Answer | Exception]]) -> None:
-        self.answers = {
+    def __init__(
+        self, answers: dict[tuple[str, ...], Answer | Exception | list[Answer | Exception]]
+    ) -> None:
+        self.answers: dict[tuple[str, ...], list[Answer | Exception]] = {
             key: list(value) if isinstance(value, list) else [value]
             for key, value in answers.items()
         }
