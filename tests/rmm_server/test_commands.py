@@ -380,3 +380,54 @@ def test_a_storage_outage_leaves_the_result_unacknowledged_and_the_writer_runnin
     stored = h.store.get(ack.result_stored)
     assert stored is not None and stored.status == Status.COMMAND_SUCCEEDED
     assert "could not store 1 command results; agents will resend" in caplog.text
+
+
+def test_replicas_deliver_each_others_commands_and_tell_each_others_watchers(
+    store: Store,
+) -> None:
+    """Two services on one database, as two replicas: one issues for an agent whose stream is
+    on the other; the other's result settles the first one's watcher."""
+    issuing, holding = Harness(store), Harness(store)
+    target = agent("r")
+    finished: list[CommandRecord] = []
+
+    async def run() -> tuple[commands_pb2.ServerCommandMessage | None, str]:
+        holding.service.start()
+        try:
+            link = await holding.service.connect(target, commands_pb2.CommandHello())
+            (record,) = await issuing.issue([target], watch=finished.append)
+            assert record.status == Status.COMMAND_QUEUED  # not on the issuing replica
+            # What the issuing replica publishes ("cmd", "m": [[agent, command]]).
+            holding.service.deliver_forwarded({"m": [[target.id, record.id], ["elsewhere", "x"]]})
+            message = await next_message(link)
+            # Marked sent once handed to the stream (the mark follows the send).
+            await until_true(lambda: h_get(holding, record.id).status == Status.COMMAND_SENT)
+            holding.service.submit_result(
+                target.id, result(record.id, Status.COMMAND_SUCCEEDED), link
+            )
+            stored = await next_message(link)
+            assert stored is not None and stored.result_stored == record.id
+            assert not finished  # the issuing replica hears of it by message only
+            # What the holding replica publishes ("res", "c": [command ids]).
+            issuing.service.settled_elsewhere({"c": [record.id, "not-watched"]})
+            await until_true(lambda: bool(finished))
+            return message, record.id
+        finally:
+            await holding.service.stop()
+
+    message, command_id = asyncio.run(run())
+    assert message is not None and issuing.verified(message).id == command_id
+    assert [(r.id, r.status) for r in finished] == [(command_id, Status.COMMAND_SUCCEEDED)]
+
+
+def h_get(h: Harness, command_id: str) -> CommandRecord:
+    found = h.store.get(command_id)
+    assert found is not None
+    return found
+
+
+async def until_true(condition: Callable[[], bool]) -> None:
+    """Yield to the loop until `condition()` holds, within a generous deadline."""
+    async with asyncio.timeout(WAIT):
+        while not condition():
+            await asyncio.sleep(0.001)

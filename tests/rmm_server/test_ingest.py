@@ -518,3 +518,37 @@ def test_a_storage_outage_fails_the_batch_logs_once_and_says_when_writes_work_ag
     assert store.report_stats(agent.id) == (1, 1, 1)
     live = fleet.get(agent.id)
     assert live is not None and live.last_sequence == 1
+
+
+def test_a_redelivery_reaches_neither_the_fleet_nor_alerting_again(
+    sqlite_store: GatedStore,
+) -> None:
+    store = sqlite_store
+    fleet, metrics = Fleet(), ServerMetrics()
+    agent = new_agent(store, fleet)
+    evaluated: list[int] = []
+
+    async def after_store(_record: AgentRecord, report: agent_pb2.Report, *_rest: object) -> None:
+        evaluated.append(report.sequence)
+
+    now = [100.0]
+
+    async def run() -> list[agent_pb2.ReportAck]:
+        ingestor = ReportIngestor(
+            store, fleet, metrics, clock=lambda: now[0], after_store=after_store
+        )
+        ingestor.start()
+        try:
+            acks = [await ingestor.submit(agent, make_report(1))]
+            now[0] = 200.0
+            acks.append(await ingestor.submit(agent, make_report(1)))  # the ack was lost
+            return acks
+        finally:
+            await ingestor.stop()
+
+    first, again = asyncio.run(run())
+    assert (first.sequence, again.sequence) == (1, 1) and not again.rejected
+    assert evaluated == [1]  # an alert is not evaluated twice on one report
+    assert len(store.batches) == 1  # nor stored twice
+    live = fleet.get(agent.id)
+    assert live is not None and live.last_seen == 100.0

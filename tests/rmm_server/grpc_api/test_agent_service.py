@@ -294,3 +294,20 @@ def test_a_command_stream_that_does_not_start_with_hello_is_invalid_argument(
         assert "must start with a hello" in (refused.value.details() or "")
 
     run(tmp_path, test)
+
+
+def test_a_revoked_agents_calls_are_unauthenticated_and_say_so(tmp_path: Path) -> None:
+    async def test(server: Server) -> None:
+        enrolled = await enroll(server)
+        server.fleet.revoke(enrolled.agent_id, 1_800_000_000.0)
+        call = server.stub.StreamReports(metadata=bearer_metadata(enrolled.credential))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call.write(report(1))
+            await call.read()
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert f"agent {enrolled.agent_id} was revoked at 2027-01-15" in (
+            refused.value.details() or ""
+        )
+        assert server.store.report_stats(enrolled.agent_id) == (None, None, 0)
+
+    run(tmp_path, test)
