@@ -21,7 +21,13 @@ from rmm_agent.patching.base import (
 )
 from rmm_agent.patching.chocolatey import ChocolateyBackend
 from rmm_agent.patching.dnf import DnfBackend
+from rmm_agent.patching.flatpak import FlatpakBackend
+from rmm_agent.patching.fwupd import FwupdBackend
+from rmm_agent.patching.homebrew import HomebrewBackend
+from rmm_agent.patching.pnputil import PnputilBackend
+from rmm_agent.patching.snap import SnapBackend
 from rmm_agent.patching.softwareupdate import SoftwareUpdateBackend
+from rmm_agent.patching.ubuntu_drivers import UbuntuDriversBackend
 from rmm_agent.patching.windows_update import WindowsUpdateBackend
 from rmm_agent.patching.winget import WingetBackend
 from rmm_agent.patching.zypper import ZypperBackend
@@ -50,6 +56,12 @@ BACKENDS: dict[str, type[CommandBackend]] = {
     "softwareupdate": SoftwareUpdateBackend,
     "winget": WingetBackend,
     "chocolatey": ChocolateyBackend,
+    "homebrew": HomebrewBackend,
+    "flatpak": FlatpakBackend,
+    "snap": SnapBackend,
+    "ubuntu-drivers": UbuntuDriversBackend,
+    "fwupd": FwupdBackend,
+    "pnputil": PnputilBackend,
 }
 
 

@@ -115,9 +115,9 @@ def test_no_backend_is_not_an_error() -> None:
 @pytest.mark.parametrize(
     ("platform", "names"),
     [
-        ("linux", ["apt", "dnf", "zypper"]),
-        ("win32", ["windows-update", "winget", "chocolatey"]),
-        ("darwin", ["softwareupdate"]),
+        ("linux", ["apt", "dnf", "zypper", "flatpak", "snap", "ubuntu-drivers", "fwupd"]),
+        ("win32", ["windows-update", "winget", "chocolatey", "pnputil"]),
+        ("darwin", ["softwareupdate", "homebrew"]),
         ("freebsd14", []),
     ],
 )
