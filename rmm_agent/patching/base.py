@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -261,8 +262,6 @@ class CommandBackend:
         which: Which | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
-        import shutil  # noqa: PLC0415 - only the default
-
         self._runner = runner
         self._which: Which = which or shutil.which
         self._clock = clock
