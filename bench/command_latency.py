@@ -724,7 +724,8 @@ def breakdown(data_dir: Path, count: int, reps: int) -> dict[str, Any]:
     """Time the server's steps for `count` commands against its database, in this process."""
     from rmm_server.audit import AuditLog  # noqa: PLC0415
     from rmm_server.commands import CommandService, PendingResult  # noqa: PLC0415
-    from rmm_server.grpc_api.command_api import command_info, summarize  # noqa: PLC0415
+    from rmm_server.grpc_api.command_api import command_info  # noqa: PLC0415
+    from rmm_server.runs import summarize  # noqa: PLC0415
     from rmm_server.signing import CommandSigner  # noqa: PLC0415
     from rmm_server.storage.audit import AuditStore  # noqa: PLC0415
     from rmm_server.storage.store import open_store, sqlite_url  # noqa: PLC0415

@@ -17,8 +17,8 @@ from rmm_proto import commands_pb2
 from rmm_server.alerts.service import AlertService
 from rmm_server.background import BackgroundTasks
 from rmm_server.commands import CommandService, decode_result, status_name
-from rmm_server.grpc_api.command_api import summarize
 from rmm_server.policy.model import Remediate
+from rmm_server.runs import summarize
 from rmm_server.scripts import ScriptLibrary
 from rmm_server.storage import AgentRecord
 from rmm_server.storage.alerts import AlertRecord

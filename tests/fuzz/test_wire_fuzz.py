@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import agent_pb2, commands_pb2, operator_pb2, operator_pb2_grpc
-from rmm_server.grpc_api.command_api import MAX_ACTION_BYTES
+from rmm_server.runs import MAX_ACTION_BYTES
 from tests.fuzz import FUZZ, examples
 from tests.fuzz.test_report_fuzz import honest_report, mutated_reports
 from tests.helpers import ServerProcess, enroll_agent, free_port, rmm_json, start_agent, wait_for
