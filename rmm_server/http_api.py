@@ -234,7 +234,10 @@ class HttpApi:
         # SO_REUSEADDR (restart over TIME_WAIT) but never SO_REUSEPORT: a second server on the
         # same port must fail here instead of sharing the port.
         self._sock = socket.create_server(
-            (self.host, self.requested_port), family=family, backlog=ACCEPT_BACKLOG
+            (self.host, self.requested_port),
+            family=family,
+            backlog=ACCEPT_BACKLOG,
+            dualstack_ipv6=self.host == "::",  # every address, as 0.0.0.0 is for IPv4
         )
         self._sock.setblocking(False)
         app = web.Application(middlewares=[self._track])
