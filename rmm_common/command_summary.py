@@ -134,6 +134,15 @@ def _collect_now(request: commands_pb2.CollectNow) -> str:
     return "collect and send a report now"
 
 
+def _install_updates(request: commands_pb2.InstallUpdates) -> str:
+    ids = list(request.update_ids)
+    shown = ", ".join(printable(update_id, 80) for update_id in ids[:5])
+    if len(ids) > 5:
+        shown += f" and {len(ids) - 5} more"
+    only = f" with {printable(request.backend)}" if request.backend else ""
+    return f"install {len(ids)} update(s){only}: {shown}"
+
+
 _DESCRIBERS: dict[str, Callable[[Any], str]] = {
     "run_script": _run_script,
     "list_processes": _list_processes,
@@ -144,4 +153,5 @@ _DESCRIBERS: dict[str, Callable[[Any], str]] = {
     "push_file": _push_file,
     "pull_file": _pull_file,
     "collect_now": _collect_now,
+    "install_updates": _install_updates,
 }

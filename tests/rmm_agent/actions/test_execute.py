@@ -233,10 +233,29 @@ def test_script_policy(
         ),
         ({"pull_file": commands_pb2.PullFile(path="/var/log/syslog")}, "pull file /var/log/syslog"),
         ({"collect_now": commands_pb2.CollectNow()}, "collect and send a report now"),
+        (
+            {
+                "install_updates": commands_pb2.InstallUpdates(
+                    update_ids=[f"apt:pkg{n}" for n in range(7)], backend="apt"
+                )
+            },
+            "install 7 update(s) with apt: apt:pkg0, apt:pkg1, apt:pkg2, apt:pkg3, apt:pkg4 "
+            "and 2 more",
+        ),
     ],
 )
 def test_describe(action: dict[str, object], line: str) -> None:
     assert describe(commands_pb2.Command(id="d", **action)) == line  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("action", sorted(ACTIONS))
+def test_every_registered_action_has_a_line(action: str) -> None:
+    # The command channel describes a command before it runs it: an action without a line
+    # would fail there, before the registry is ever reached.
+    command = commands_pb2.Command(id="d")
+    getattr(command, action).SetInParent()
+    line = describe(command)
+    assert line and line != "no action this agent knows"
 
 
 def test_describe_escapes_what_could_forge_a_line() -> None:
