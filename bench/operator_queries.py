@@ -71,7 +71,7 @@ from bench.ingest_rate import (
     fresh_database,
 )
 from rmm_agent import __version__ as agent_version
-from rmm_cli.main import TABLE_PAGE
+from rmm_cli.agents import TABLE_PAGE
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import (
     agent_pb2,

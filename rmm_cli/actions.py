@@ -7,20 +7,17 @@ exit status as `rmm run`.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import tempfile
-import time
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
 
 import click
 from rich.markup import escape
 from rich.table import Table
 
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
-from rmm_cli.main import OUTPUT_OPTION, confirm_unless_yes, emit_json, main, print_table, when
+from rmm_cli.output import OUTPUT_OPTION, confirm_unless_yes, when
 from rmm_cli.targets import (
     OK,
     Outcome,
@@ -28,26 +25,21 @@ from rmm_cli.targets import (
     RunOptions,
     Target,
     act,
-    agent_label,
     human_bytes,
     option_duration,
     printable,
-    result_summary,
     run_options,
-    status_cell,
-    status_name,
     target_argument,
 )
-from rmm_common.agent_words import printable_name
 from rmm_common.durations import format_duration
-from rmm_proto import commands_pb2, operator_pb2
+from rmm_proto import commands_pb2
 
 # The agent's default limit for a file in either direction; the file travels inside one
 # command message (gRPC caps those at 16 MiB), so bigger files are refused before sending.
 MAX_FILE_BYTES = 8 * 1024 * 1024
 
 
-def _cut(text: str, width: int) -> str:
+def cut(text: str, width: int) -> str:
     text = printable(text).replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -62,17 +54,17 @@ def process_table(outcome: Outcome) -> Table:
     for process in sorted(listed, key=lambda p: (-p.cpu_ratio, p.pid)):
         table.add_row(
             str(process.pid),
-            escape(_cut(process.name, 40)),
-            escape(_cut(process.user, 20)) or "-",
+            escape(cut(process.name, 40)),
+            escape(cut(process.user, 20)) or "-",
             f"{process.cpu_ratio * 100:.1f}%",
             human_bytes(process.memory_rss_bytes),
             when(process.started_at),
-            escape(_cut(process.cmdline, 80)),
+            escape(cut(process.cmdline, 80)),
         )
     return table
 
 
-@main.group()
+@click.group()
 def processes() -> None:
     """Processes on agents: list them, end them."""
 
@@ -128,15 +120,15 @@ def service_table(outcome: Outcome) -> Table:
         state = escape(printable(service.state) or "unknown")
         style = _STATE_STYLE.get(service.state)
         table.add_row(
-            escape(_cut(service.name, 60)),
+            escape(cut(service.name, 60)),
             f"[{style}]{state}[/]" if style else state,
             escape(printable(service.start_mode)) or "-",
-            escape(_cut(service.description, 80)),
+            escape(cut(service.description, 80)),
         )
     return table
 
 
-@main.group()
+@click.group()
 def services() -> None:
     """Services on agents: list, start, stop, restart."""
 
@@ -184,7 +176,7 @@ _service_control("restart", commands_pb2.SERVICE_RESTART)
 # ---- reboot -----------------------------------------------------------------------------------
 
 
-@main.command("reboot")
+@click.command("reboot")
 @target_argument
 @click.option(
     "--delay",
@@ -222,7 +214,7 @@ def reboot(
 # ---- files ------------------------------------------------------------------------------------
 
 
-@main.group()
+@click.group()
 def files() -> None:
     """Copy small files (up to 8 MiB) to and from agents."""
 
@@ -403,171 +395,3 @@ def files_pull(
         output,
         after=lambda run: save_pulled(run, remote_path, out),
     )
-
-
-# ---- past commands ----------------------------------------------------------------------------
-
-STATUS_NAMES = [status_name(value) for value in commands_pb2.CommandStatus.values() if value != 0]
-
-
-@main.group()
-def commands() -> None:
-    """Remote actions sent before: list them, show one in full."""
-
-
-@commands.command("list")
-@click.option(
-    "--agent", default="", help="Only this agent (id, id prefix, or host=NAME for a hostname)."
-)
-@click.option("--run", "run_id", default="", help="Only this run (the id rmm run shows).")
-@click.option(
-    "--status",
-    "statuses",
-    multiple=True,
-    type=click.Choice(STATUS_NAMES),
-    help="Only these statuses (repeatable).",
-)
-@click.option("--limit", type=click.IntRange(min=0), default=0, help="At most this many (0: 100).")
-@OUTPUT_OPTION
-@click.pass_obj
-def commands_list(
-    conn: Connection,
-    agent: str,
-    run_id: str,
-    statuses: tuple[str, ...],
-    limit: int,
-    output: str,
-) -> None:
-    """List remote actions, newest first."""
-    response = conn.call(
-        conn.stub().ListCommands,
-        operator_pb2.ListCommandsRequest(
-            agent=agent,
-            run_id=run_id,
-            statuses=[f"COMMAND_{s.upper()}" for s in statuses],
-            limit=limit,
-        ),
-    )
-    outcomes = [Outcome(info) for info in response.commands]
-    if output == "json":
-        emit_json([{**o.to_json(), "fields": command_fields(o.info)} for o in outcomes])
-        return
-    now = time.time()
-    table = Table("ID", "ISSUED", "AGENT", "ACTION", "SUMMARY", "STATUS", "BY", "RESULT")
-    for outcome in outcomes:
-        info = outcome.info
-        table.add_row(
-            info.id,
-            when(info.issued_at, now),
-            escape(agent_label(info.hostname, info.agent_id)),
-            info.action,
-            escape(_cut(info.summary, 50)),
-            status_cell(outcome),
-            escape(info.operator),
-            escape(_cut(outcome.head(), 60)),
-        )
-    print_table(table)
-    if not outcomes:
-        click.echo("no commands match", err=True)
-
-
-def command_fields(info: operator_pb2.CommandInfo) -> dict[str, Any]:
-    """Return the command's fields that can change what runs ({} from an older server)."""
-    try:
-        fields = json.loads(info.fields_json) if info.fields_json else {}
-    except ValueError:
-        return {}
-    return fields if isinstance(fields, dict) else {}
-
-
-def _show_text(title: str, text: str, truncated: bool) -> None:
-    click.echo(f"--- {title}{' (truncated by the agent)' if truncated else ''} ---")
-    click.echo(printable(text).rstrip("\n"))
-
-
-@commands.command("show")
-@click.argument("command_id")
-@OUTPUT_OPTION
-@click.pass_obj
-def commands_show(conn: Connection, command_id: str, output: str) -> None:
-    """Show one remote action in full: what, who, when, and its whole result."""
-    info = conn.call(conn.stub().GetCommand, operator_pb2.GetCommandRequest(id=command_id))
-    outcome = Outcome(info)
-    if output == "json":
-        emit_json({**outcome.to_json(), "fields": command_fields(info)})
-        return
-    now = time.time()
-    result = info.result
-    duration = outcome.duration_seconds
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
-    rows: list[tuple[str, str]] = [
-        ("id", info.id),
-        ("run", info.run_id or "-"),
-        ("agent", f"{info.agent_id} (agent-reported hostname {printable_name(info.hostname)})"),
-        ("action", f"{info.action}: {printable(info.summary)}"),
-        ("operator", info.operator or "-"),
-        ("status", status_cell(outcome)),
-        ("issued", when(info.issued_at, now)),
-        ("sent", when(info.sent_at, now)),
-        ("finished", when(info.finished_at, now)),
-        ("expires", when(info.expires_at, now)),
-        ("took", format_duration(duration) if duration is not None else "-"),
-    ]
-    # Everything that could change what ran: args, env, params, working directory, timeout...
-    for key, value in sorted(command_fields(info).items()):
-        if key != "action":
-            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-            rows.append((f"  {key}", printable(shown)))
-    if outcome.exit_code is not None:
-        rows.append(("exit code", str(outcome.exit_code)))
-    if outcome.error:
-        rows.append(("error", printable(outcome.error)))
-    if result.duplicate:
-        rows.append(("note", "the agent had run it before and answered with the kept result"))
-    for key, value in rows:
-        facts.add_row(key, value if key == "status" else escape(value))
-    print_table(facts)
-    kind = result.WhichOneof("result")
-    if kind == "script":
-        _show_text("stdout", result.script.stdout, result.script.stdout_truncated)
-        _show_text("stderr", result.script.stderr, result.script.stderr_truncated)
-    elif kind == "processes":
-        print_table(process_table(outcome))
-    elif kind == "services":
-        print_table(service_table(outcome))
-    elif kind == "kill":
-        if result.kill.killed:
-            killed = Table("PID", "NAME", "USER", "COMMAND", title="ended")
-            for process in result.kill.killed:
-                killed.add_row(
-                    str(process.pid),
-                    escape(_cut(process.name, 40)),
-                    escape(process.user),
-                    escape(_cut(process.cmdline, 80)),
-                )
-            print_table(killed)
-        for error in result.kill.errors:
-            click.echo(f"not ended: {printable(error)}")
-    elif kind == "reboot":
-        reboot_result = result.reboot
-        sessions = Table("USER", "TERMINAL", "FROM", "SINCE", title="logged in at the request")
-        for user in reboot_result.sessions:
-            sessions.add_row(
-                escape(user.name),
-                escape(user.terminal) or "-",
-                escape(user.host) or "local",
-                when(user.started_at, now),
-            )
-        print_table(sessions)
-        if not reboot_result.sessions:
-            click.echo("nobody was logged in")
-        if reboot_result.back_at:
-            restarted = reboot_result.boot_time_after != reboot_result.boot_time_before
-            click.echo(
-                f"back {when(reboot_result.back_at, now)}; "
-                + ("the host rebooted" if restarted else "only the agent restarted")
-            )
-    elif kind is not None:
-        click.echo(printable(result_summary(result)))

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
-from rmm_cli.main import OUTPUT_OPTION, main
+from rmm_cli.output import OUTPUT_OPTION
 from rmm_cli.targets import SELECTOR_HELP, TARGET, RunOptions, Target, act, run_options
 from rmm_proto import commands_pb2
 
@@ -130,7 +130,7 @@ def build_script(
     return message
 
 
-@main.command("run", context_settings={"allow_interspersed_args": False})
+@click.command("run", context_settings={"allow_interspersed_args": False})
 @click.option("--target", "-t", "target", type=TARGET, required=True, help=SELECTOR_HELP)
 @click.option(
     "--script",

@@ -9,12 +9,12 @@ from rich.table import Table
 from rich.text import Text
 
 from rmm_cli.client import Connection
-from rmm_cli.main import OUTPUT_OPTION, emit_json, main, print_table
+from rmm_cli.output import OUTPUT_OPTION, emit_json, print_table
 from rmm_common.durations import format_duration
 from rmm_proto import operator_pb2
 
 
-@main.group()
+@click.group()
 def scripts() -> None:
     """The server's script library: what `rmm run --library NAME` can run."""
 

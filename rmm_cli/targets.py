@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rmm_cli.client import EXIT_FAILED, EXIT_USAGE, CliError, Connection
+from rmm_cli.output import emit_json, print_table
 from rmm_common.agent_words import parse_agent_word, printable_name
 from rmm_common.durations import format_duration, parse_duration
 from rmm_common.errors import InvalidArgument
@@ -667,8 +668,6 @@ def dispatch(
 
 def show_detached(run: Run, output: str) -> None:
     """Show who a detached run reached and how to follow it."""
-    from rmm_cli.main import emit_json, print_table  # noqa: PLC0415 (main imports our users)
-
     rows = [
         {
             "agent_id": t.agent_id,
@@ -706,8 +705,6 @@ def show_outcomes(outcomes: list[Outcome], output: str, sections: Sections | Non
     With `sections`, a single agent's items are one table and several agents get one titled
     section each; a failed agent's section says why.
     """
-    from rmm_cli.main import emit_json, print_table  # noqa: PLC0415 (main imports our users)
-
     ordered = sort_outcomes(outcomes)
     if output == "json":
         emit_json([o.to_json() for o in ordered])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import grpc
 
-from rmm_cli.main import PLAIN_TABLE_ROWS, TABLE_PAGE
+from rmm_cli.agents import PLAIN_TABLE_ROWS, TABLE_PAGE
 from rmm_proto import agent_pb2, agent_pb2_grpc
 from tests.helpers import ServerProcess, rmm, rmm_json
 

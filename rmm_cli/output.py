@@ -1,0 +1,100 @@
+"""How `rmm` commands print: tables for people, JSON for scripts, relative times."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from rmm_cli.client import EXIT_USAGE, CliError
+from rmm_common.durations import format_duration
+
+OUTPUT_OPTION = click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for scripts.",
+)
+
+
+def emit_json(data: Any) -> None:
+    """Print `data` as JSON on stdout."""
+    click.echo(json.dumps(data, indent=2, sort_keys=True, allow_nan=False, default=str))
+
+
+def confirm_unless_yes(yes: bool, asks_before: str, question: str) -> None:
+    """Ask `question` on the terminal unless --yes; without a terminal, --yes is required.
+
+    `asks_before` completes "rmm ... asks before ...", e.g. "rmm reboot asks before rebooting".
+    """
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise CliError(f"{asks_before} and there is no terminal to ask on: pass --yes", EXIT_USAGE)
+    click.confirm(question, abort=True)
+
+
+def emit(output: str, data: Any, line: str) -> None:
+    """Print `data` as JSON for scripts, or one line for people."""
+    if output == "json":
+        emit_json(data)
+    else:
+        click.echo(line)
+
+
+def print_table(table: Table) -> None:
+    """Print a rich table, at full width when stdout is not a terminal."""
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(table)
+
+
+def print_plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Print rows as plain columns padded to their widest cell: fast for thousands of rows."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (header, *rows)
+    ]
+    click.echo("\n".join(lines))
+
+
+def when(ts: float, now: float | None = None) -> str:
+    """Return a short relative time for a unix timestamp ("-" for none)."""
+    if not ts:
+        return "-"
+    delta = (now or time.time()) - ts
+    if delta >= 0:
+        return f"{format_duration(delta)} ago"
+    return f"in {format_duration(-delta)}"
+
+
+def ratio(value: float) -> str:
+    """Return a 0..1 ratio as a percentage ("-" when unknown)."""
+    return "-" if math.isnan(value) else f"{value * 100:.0f}%"
+
+
+def finite_or_none(value: float) -> float | None:
+    """Return JSON-safe numbers: NaN and infinities become null."""
+    return value if math.isfinite(value) else None
+
+
+def sample_value(value: float) -> float | str:
+    """Return a sample's value for JSON: NaN and infinities as Prometheus writes them."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+
+
+def iso(ts: float) -> str:
+    """Return a unix time as local ISO 8601 with its offset, to the second."""
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
