@@ -180,12 +180,16 @@ def test_a_database_down_at_start_is_waited_for(pg_url: str, tmp_path: Path) -> 
             proxy.close()
 
 
+# Plaintext (--insecure) is refused on the default 0.0.0.0 before the database is looked at.
+LOOPBACK = ("--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
+
+
 def test_a_database_that_stays_down_ends_the_start_with_the_fix(tmp_path: Path) -> None:
     url = f"postgresql://postgres:s3cret@127.0.0.1:{free_port()}/rmm"
     started = time.monotonic()
     result = subprocess.run(
         [str(BIN / "rmm-server"), "serve", "--data-dir", str(tmp_path / "server"),
-         "--insecure", "--db", url, "--db-wait", "3s"],
+         *LOOPBACK, "--insecure", "--db", url, "--db-wait", "3s"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
@@ -205,7 +209,7 @@ def test_a_database_behind_this_release_is_refused_with_the_command(
         engine.dispose()
     result = subprocess.run(
         [str(BIN / "rmm-server"), "serve", "--data-dir", str(tmp_path / "server"),
-         "--insecure", "--db", pg_url],
+         *LOOPBACK, "--insecure", "--db", pg_url],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2
