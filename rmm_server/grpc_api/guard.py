@@ -183,134 +183,153 @@ class ServiceGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None:
             return handler
-        method = details.method
-        metadata = details.invocation_metadata
-        guard = self
-        call = method.removeprefix(OPERATOR_SERVICE)
-        audited = method.startswith(OPERATOR_SERVICE) and is_audited(call)
-        # A call that audits itself never sees the role check refuse it: the guard records that.
-        audits_refusal = method.startswith(OPERATOR_SERVICE) and call in SELF_AUDITED
-
-        async def audit(
-            request: Any,
-            context: grpc.aio.ServicerContext,
-            error: BaseException | None = None,
-            response: Any = None,
-        ) -> None:
-            operator = current_operator.get(None)
-            if operator is None:  # not authenticated: nobody to attribute it to
-                return
-            if error is None:
-                outcome = "ok"
-            elif isinstance(error, RmmError):
-                outcome = error_outcome(error, status_for(error))
-            elif isinstance(error, grpc.aio.AbortError):
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                outcome = f"error: {code.name}: {context.details() or ''}"
-            elif isinstance(error, asyncio.CancelledError):
-                guard.auditor.record_detached(
-                    operator, call, request, "error: CANCELLED: the caller went away"
-                )
-                return
-            else:
-                outcome = f"error: INTERNAL: {type(error).__name__}: {error}"
-            await guard.auditor.record(operator, call, request, outcome, response)
-
-        async def abort(context: grpc.aio.ServicerContext, error: Exception) -> None:
-            if isinstance(error, RmmError):
-                await context.abort(status_for(error), str(error))
-            if isinstance(error, DecodeError):  # a streamed request message that is not one
-                await context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"a message sent to {method} cannot be decoded ({error})",
-                )
-            log.exception("unexpected error in %s", method, exc_info=error)
-            await context.abort(
-                grpc.StatusCode.INTERNAL, "internal server error; see the server log"
-            )
-
-        if handler.unary_unary or handler.stream_unary:
-            inner = handler.unary_unary or handler.stream_unary
-
-            async def single(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                admitted = False
-                try:
-                    guard._admit(method, metadata, context)
-                    admitted = True
-                    if isinstance(request, Undecodable):
-                        raise request.refusal(method)
-                    live = guard._live_call(method)
-                    if live is None:
-                        response = await inner(request, context)
-                    else:
-                        response = await live.unary(inner(request, context), context)
-                except (grpc.aio.AbortError, asyncio.CancelledError) as error:
-                    if audited:
-                        await audit(request, context, error)
-                    raise
-                except Exception as error:
-                    # A flood refused by a rate limit would flood the audit log: counted only.
-                    if (audited or (audits_refusal and not admitted)) and not isinstance(
-                        error, RateLimited
-                    ):
-                        await audit(request, context, error)
-                    await abort(context, error)
-                else:
-                    if audited:
-                        await audit(request, context, response=response)
-                    return response
-
-            make = (
-                grpc.unary_unary_rpc_method_handler
-                if handler.unary_unary
-                else grpc.stream_unary_rpc_method_handler
-            )
-        else:
-            inner = handler.unary_stream or handler.stream_stream
-
-            async def single(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:  # type: ignore[misc]
-                admitted = False
-                try:
-                    guard._admit(method, metadata, context)
-                    admitted = True
-                    if isinstance(request, Undecodable):
-                        raise request.refusal(method)
-                    live = guard._live_call(method)
-                    responses = inner(request, context)
-                    if live is not None:
-                        responses = live.stream(responses, context)
-                    async for response in responses:
-                        yield response
-                except (grpc.aio.AbortError, asyncio.CancelledError) as error:
-                    if audited:
-                        await audit(request, context, error)
-                    raise
-                except Exception as error:
-                    # A flood refused by a rate limit would flood the audit log: counted only.
-                    if (audited or (audits_refusal and not admitted)) and not isinstance(
-                        error, RateLimited
-                    ):
-                        await audit(request, context, error)
-                    await abort(context, error)
-                else:
-                    if audited:
-                        await audit(request, context)
-
-            make = (
-                grpc.unary_stream_rpc_method_handler
-                if handler.unary_stream
-                else grpc.stream_stream_rpc_method_handler
-            )
         deserializer = handler.request_deserializer
         if handler.unary_unary or handler.unary_stream:
             # grpc decodes a unary request before any handler runs and answers a failure with
             # UNKNOWN: the handler gets the failure instead, to refuse it by name.
             deserializer = _tolerant(deserializer)
+        if handler.unary_unary or handler.stream_unary:
+            single = GuardedCall(self, details, handler.unary_unary or handler.stream_unary)
+            make = (
+                grpc.unary_unary_rpc_method_handler
+                if handler.unary_unary
+                else grpc.stream_unary_rpc_method_handler
+            )
+            behaviour: Callable[..., Any] = single.unary
+        else:
+            single = GuardedCall(self, details, handler.unary_stream or handler.stream_stream)
+            make = (
+                grpc.unary_stream_rpc_method_handler
+                if handler.unary_stream
+                else grpc.stream_stream_rpc_method_handler
+            )
+            behaviour = single.stream
         return make(
-            single,
+            behaviour,
             request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+class GuardedCall:
+    """One method's handler behind the guard: admit the caller, run, audit, map errors."""
+
+    def __init__(
+        self, guard: ServiceGuard, details: grpc.HandlerCallDetails, inner: Callable[..., Any]
+    ) -> None:
+        self.guard = guard
+        self.method: str = details.method
+        self.metadata = details.invocation_metadata
+        self.inner = inner
+        self.call = self.method.removeprefix(OPERATOR_SERVICE)
+        operator_call = self.method.startswith(OPERATOR_SERVICE)
+        self.audited = operator_call and is_audited(self.call)
+        # A call that audits itself never sees the role check refuse it: the guard records that.
+        self.audits_refusal = operator_call and self.call in SELF_AUDITED
+
+    async def unary(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """Run a call with one response."""
+        admitted = False
+        try:
+            self.guard._admit(self.method, self.metadata, context)
+            admitted = True
+            live = self._enter(request)
+            if live is None:
+                response = await self.inner(request, context)
+            else:
+                response = await live.unary(self.inner(request, context), context)
+        except (grpc.aio.AbortError, asyncio.CancelledError) as error:
+            if self.audited:
+                await self.audit(request, context, error)
+            raise
+        except Exception as error:
+            await self._refuse(request, context, error, admitted)
+        else:
+            if self.audited:
+                await self.audit(request, context, response=response)
+            return response
+
+    async def stream(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        """Run a call that streams its responses."""
+        admitted = False
+        try:
+            self.guard._admit(self.method, self.metadata, context)
+            admitted = True
+            live = self._enter(request)
+            responses = self.inner(request, context)
+            if live is not None:
+                responses = live.stream(responses, context)
+            async for response in responses:
+                yield response
+        except (grpc.aio.AbortError, asyncio.CancelledError) as error:
+            if self.audited:
+                await self.audit(request, context, error)
+            raise
+        except Exception as error:
+            await self._refuse(request, context, error, admitted)
+        else:
+            if self.audited:
+                await self.audit(request, context)
+
+    def _enter(self, request: Any) -> LiveCall | None:
+        """Refuse an undecodable request; register the admitted agent call as live."""
+        if isinstance(request, Undecodable):
+            raise request.refusal(self.method)
+        return self.guard._live_call(self.method)
+
+    async def _refuse(
+        self, request: Any, context: grpc.aio.ServicerContext, error: Exception, admitted: bool
+    ) -> None:
+        """Audit a failed call when it is audited, then end it with its status code."""
+        # A flood refused by a rate limit would flood the audit log: counted only.
+        if (self.audited or (self.audits_refusal and not admitted)) and not isinstance(
+            error, RateLimited
+        ):
+            await self.audit(request, context, error)
+        await self.abort(context, error)
+
+    async def audit(
+        self,
+        request: Any,
+        context: grpc.aio.ServicerContext,
+        error: BaseException | None = None,
+        response: Any = None,
+    ) -> None:
+        """Record the call's outcome under its operator (none when unauthenticated)."""
+        operator = current_operator.get(None)
+        if operator is None:  # not authenticated: nobody to attribute it to
+            return
+        auditor = self.guard.auditor
+        if isinstance(error, asyncio.CancelledError):
+            auditor.record_detached(
+                operator, self.call, request, "error: CANCELLED: the caller went away"
+            )
+            return
+        await auditor.record(operator, self.call, request, call_outcome(context, error), response)
+
+    async def abort(self, context: grpc.aio.ServicerContext, error: Exception) -> None:
+        """End the call with the status code that stands for `error`."""
+        if isinstance(error, RmmError):
+            await context.abort(status_for(error), str(error))
+        if isinstance(error, DecodeError):  # a streamed request message that is not one
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a message sent to {self.method} cannot be decoded ({error})",
+            )
+        log.exception("unexpected error in %s", self.method, exc_info=error)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal server error; see the server log")
+
+
+def call_outcome(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
+    """Return how a call ended, as the audit log words it."""
+    if error is None:
+        return "ok"
+    if isinstance(error, RmmError):
+        return error_outcome(error, status_for(error))
+    if isinstance(error, grpc.aio.AbortError):
+        code = context.code() or grpc.StatusCode.UNKNOWN
+        return f"error: {code.name}: {context.details() or ''}"
+    return f"error: INTERNAL: {type(error).__name__}: {error}"
 
 
 class Undecodable:
