@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,8 @@ _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 _TOP_KEYS = ("apiVersion", "kind", "metadata", "layer", "scope", "consent", "rules")
 _SCOPE_KEYS = ("all", "clients", "sites", "tags", "os", "agents", "exclude")
 _SCOPE_LISTS = ("clients", "sites", "tags", "os", "agents")
+# A mapping node's items by key, as yamlnodes.mapping returns them.
+_Items = dict[str, tuple[yaml.Node, yaml.Node]]
 _RULE_KEYS = (
     "name",
     "expr",
@@ -275,6 +277,105 @@ def _parse_inhibits(node: yaml.Node, where: Where, context: str) -> tuple[Inhibi
     return tuple(out)
 
 
+def _rule_string(node: yaml.Node, where: Where, context: str, key: str) -> Any:
+    return string(node, where, context, key)
+
+
+def _rule_duration(node: yaml.Node, where: Where, context: str, key: str) -> Any:
+    return _duration(node, where, context, key)
+
+
+def _rule_choice(node: yaml.Node, where: Where, context: str, key: str) -> Any:
+    """Return severity or tier when it is one of its known values."""
+    value = string(node, where, context, key)
+    allowed = SEVERITIES if key == "severity" else TIERS
+    if value is not None and value not in allowed:
+        where.at(node, context, f"{key} {value!r} is unknown", f"use {'|'.join(allowed)}")
+        return None
+    return value
+
+
+def _rule_labels(node: yaml.Node, where: Where, context: str, key: str) -> Any:
+    value = string_map(node, where, context, "labels")
+    for label in value or {}:
+        if not _IDENT.match(label) or label in RESERVED_LABELS:
+            where.at(
+                node,
+                context,
+                f"label {label!r} is invalid or reserved",
+                f"use [a-z_][a-z0-9_]*, not {', '.join(sorted(RESERVED_LABELS))}",
+            )
+    return value
+
+
+def _rule_annotations(node: yaml.Node, where: Where, context: str, key: str) -> Any:
+    raw = string_map(node, where, context, "annotations")
+    if raw is None:
+        return None
+    value = {}
+    for annotation, text in raw.items():
+        template, problems = parse_template(text)
+        for problem in problems:
+            where.at(node, context, f"annotations.{annotation}: {problem}")
+        value[annotation] = template
+    return value
+
+
+def _rule_match(node: yaml.Node, where: Where, context: str, key: str) -> Any:
+    return parse_matchers(node, where, context)
+
+
+def _rule_inhibits(node: yaml.Node, where: Where, context: str, key: str) -> Any:
+    return _parse_inhibits(node, where, context)
+
+
+def _rule_remediate(node: yaml.Node, where: Where, context: str, key: str) -> Any:
+    remediate = mapping(node, where, context, ("script", "args", "interval"), ("script",))
+    if remediate is None or "script" not in remediate:
+        return None
+    script = string(remediate["script"][1], where, context, "remediate.script")
+    args: list[str] | None = []
+    if "args" in remediate:
+        args = string_list(remediate["args"][1], where, context, "remediate.args")
+    interval: float | None = 3600.0
+    if "interval" in remediate:
+        interval = _duration(remediate["interval"][1], where, context, "remediate.interval")
+    if script is not None and args is not None and interval is not None:
+        return Remediate(script, tuple(args), interval)
+    return None
+
+
+def _rule_enabled(node: yaml.Node, where: Where, context: str, key: str) -> Any:
+    value = scalar(node) if isinstance(node, yaml.ScalarNode) else None
+    if not isinstance(value, bool):
+        where.at(node, context, "enabled must be true or false")
+        return None
+    return value
+
+
+def _rule_params(node: yaml.Node, where: Where, context: str, key: str) -> Any:
+    return _parse_params(node, where, context)
+
+
+# One parser per rule key: (value node, where, context, key) -> the value, or None when wrong.
+_RULE_VALUE_PARSERS: dict[str, Callable[[yaml.Node, Where, str, str], Any]] = {
+    "expr": _rule_string,
+    "clear": _rule_string,
+    "value": _rule_string,
+    "for": _rule_duration,
+    "keep_firing_for": _rule_duration,
+    "severity": _rule_choice,
+    "tier": _rule_choice,
+    "labels": _rule_labels,
+    "annotations": _rule_annotations,
+    "match": _rule_match,
+    "inhibits": _rule_inhibits,
+    "remediate": _rule_remediate,
+    "enabled": _rule_enabled,
+    "params": _rule_params,
+}
+
+
 def _parse_rule(
     node: yaml.Node, index: int, doc_name: str, where: Where, ordinal: int
 ) -> RuleEntry | None:
@@ -296,65 +397,8 @@ def _parse_rule(
             continue
         target = _SPEC_FIELD.get(key, key)
         nodes[target] = value_node
-        value: Any = None
-        if key in ("expr", "clear", "value"):
-            value = string(value_node, where, context, key)
-        elif key in ("for", "keep_firing_for"):
-            value = _duration(value_node, where, context, key)
-        elif key in {"severity", "tier"}:
-            value = string(value_node, where, context, key)
-            allowed = SEVERITIES if key == "severity" else TIERS
-            if value is not None and value not in allowed:
-                where.at(
-                    value_node, context, f"{key} {value!r} is unknown", f"use {'|'.join(allowed)}"
-                )
-                value = None
-        elif key == "labels":
-            value = string_map(value_node, where, context, "labels")
-            for label in value or {}:
-                if not _IDENT.match(label) or label in RESERVED_LABELS:
-                    where.at(
-                        value_node,
-                        context,
-                        f"label {label!r} is invalid or reserved",
-                        f"use [a-z_][a-z0-9_]*, not {', '.join(sorted(RESERVED_LABELS))}",
-                    )
-        elif key == "annotations":
-            raw = string_map(value_node, where, context, "annotations")
-            if raw is not None:
-                value = {}
-                for annotation, text in raw.items():
-                    template, problems = parse_template(text)
-                    for problem in problems:
-                        where.at(value_node, context, f"annotations.{annotation}: {problem}")
-                    value[annotation] = template
-        elif key == "match":
-            value = parse_matchers(value_node, where, context)
-        elif key == "inhibits":
-            value = _parse_inhibits(value_node, where, context)
-        elif key == "remediate":
-            remediate = mapping(
-                value_node, where, context, ("script", "args", "interval"), ("script",)
-            )
-            if remediate is not None and "script" in remediate:
-                script = string(remediate["script"][1], where, context, "remediate.script")
-                args: list[str] | None = []
-                if "args" in remediate:
-                    args = string_list(remediate["args"][1], where, context, "remediate.args")
-                interval: float | None = 3600.0
-                if "interval" in remediate:
-                    interval = _duration(
-                        remediate["interval"][1], where, context, "remediate.interval"
-                    )
-                if script is not None and args is not None and interval is not None:
-                    value = Remediate(script, tuple(args), interval)
-        elif key == "enabled":
-            value = scalar(value_node) if isinstance(value_node, yaml.ScalarNode) else None
-            if not isinstance(value, bool):
-                where.at(value_node, context, "enabled must be true or false")
-                value = None
-        elif key == "params":
-            value = _parse_params(value_node, where, context)
+        parse_value = _RULE_VALUE_PARSERS.get(key)
+        value = parse_value(value_node, where, context, key) if parse_value else None
         if value is not None:
             values[target] = value
     if len(where.errors) != errors_before:
@@ -403,29 +447,54 @@ def _parse_scope(node: yaml.Node, where: Where, context: str) -> Scope | None:
             if not every:
                 where.at(value_node, context, "scope.all can only be true", "remove it")
         elif key == "exclude":
-            excluded = mapping(value_node, where, context + ", scope.exclude", _SCOPE_LISTS)
-            for name, (_, list_node) in (excluded or {}).items():
-                values = string_list(list_node, where, context, f"scope.exclude.{name}")
-                lists["exclude_" + name] = frozenset(values or ())
-                if name == "agents":
-                    ids, hosts = _split_agents(values or [], list_node, where, context)
-                    lists["exclude_agents"], lists["exclude_agent_hosts"] = ids, hosts
+            _scope_exclude(value_node, where, context, lists)
         else:
-            values = string_list(value_node, where, context, f"scope.{key}")
-            lists[key] = frozenset(values or ())
-            if key == "agents":
-                lists["agents"], lists["agent_hosts"] = _split_agents(
-                    values or [], value_node, where, context
+            _scope_include(key, value_node, where, context, lists)
+    _check_scope(node, items, where, context, lists, every)
+    return Scope(all=every, **lists)
+
+
+def _scope_exclude(
+    node: yaml.Node, where: Where, context: str, lists: dict[str, frozenset[str]]
+) -> None:
+    """Add scope.exclude's lists to `lists` as exclude_<name>."""
+    excluded = mapping(node, where, context + ", scope.exclude", _SCOPE_LISTS)
+    for name, (_, list_node) in (excluded or {}).items():
+        values = string_list(list_node, where, context, f"scope.exclude.{name}")
+        lists["exclude_" + name] = frozenset(values or ())
+        if name == "agents":
+            ids, hosts = _split_agents(values or [], list_node, where, context)
+            lists["exclude_agents"], lists["exclude_agent_hosts"] = ids, hosts
+
+
+def _scope_include(
+    key: str, node: yaml.Node, where: Where, context: str, lists: dict[str, frozenset[str]]
+) -> None:
+    """Add one include list (scope.clients, .sites, ...) to `lists`."""
+    values = string_list(node, where, context, f"scope.{key}")
+    lists[key] = frozenset(values or ())
+    if key == "agents":
+        lists["agents"], lists["agent_hosts"] = _split_agents(values or [], node, where, context)
+    if key == "sites":
+        for site in values or []:
+            if site.count("/") != 1:
+                where.at(
+                    node,
+                    context,
+                    f"site {site!r} must name its client",
+                    "write client/site, e.g. acme/hq",
                 )
-            if key == "sites":
-                for site in values or []:
-                    if site.count("/") != 1:
-                        where.at(
-                            value_node,
-                            context,
-                            f"site {site!r} must name its client",
-                            "write client/site, e.g. acme/hq",
-                        )
+
+
+def _check_scope(
+    node: yaml.Node,
+    items: _Items,
+    where: Where,
+    context: str,
+    lists: dict[str, frozenset[str]],
+    every: bool,
+) -> None:
+    """Report what the scope's lists say together: bad exclusions, pins, contradictions."""
     for site in lists.get("exclude_sites", frozenset()):
         if site.count("/") != 1:
             where.at(node, context, f"excluded site {site!r} must name its client", "client/site")
@@ -442,7 +511,6 @@ def _parse_scope(node: yaml.Node, where: Where, context: str) -> Scope | None:
         where.at(node, context, "scope.all with include lists is contradictory", "drop one")
     if not every and not has_include:
         where.at(node, context, "scope includes nothing", "add `all: true` or include lists")
-    return Scope(all=every, **lists)
 
 
 def _split_agents(
@@ -501,91 +569,14 @@ def parse_document(
     if "rules" not in items and "consent" not in items:
         # A document may set only the consent mode of its scope; otherwise it needs rules.
         where.at(node, "", "missing required key 'rules'", "or set consent: only")
-    doc_name = "?"
-    if "metadata" in items:
-        meta = mapping(items["metadata"][1], where, "metadata", ("name", "description"), ("name",))
-        if meta and "name" in meta:
-            doc_name = string(meta["name"][1], where, "metadata", "metadata.name") or "?"
-            if doc_name != "?" and not _NAME.match(doc_name):
-                where.at(
-                    meta["name"][1],
-                    "metadata",
-                    f"policy name {doc_name!r} is invalid",
-                    "use letters, digits, - _ .",
-                )
-        description = ""
-        if meta and "description" in meta:
-            description = string(meta["description"][1], where, "metadata", "description") or ""
-    else:
-        description = ""
+    doc_name, description = _parse_metadata(items, where)
     context = _context(doc_name)
-    if "apiVersion" in items and scalar(items["apiVersion"][1]) != API_VERSION:
-        where.at(items["apiVersion"][1], context, "unsupported apiVersion", f"use {API_VERSION}")
-    if "kind" in items and scalar(items["kind"][1]) != KIND:
-        where.at(
-            items["kind"][1],
-            context,
-            f"unsupported kind {scalar(items['kind'][1])!r}",
-            f"use {KIND}",
-        )
-    layer = "global"
-    if "layer" in items:
-        layer = str(scalar(items["layer"][1]))
-        if layer not in LAYERS:
-            where.at(
-                items["layer"][1], context, f"unknown layer {layer!r}", f"use {'|'.join(LAYERS)}"
-            )
-            layer = "global"
+    _check_header(items, where, context)
+    layer = _parse_layer(items, where, context)
     scope = _parse_scope(items["scope"][1], where, context) if "scope" in items else None
-    needed = _LAYER_NEEDS.get(layer)
-    if (
-        scope is not None
-        and needed
-        and not getattr(scope, needed)
-        and not (needed == "agents" and scope.agent_hosts)
-    ):
-        where.at(
-            items["scope"][1],
-            context,
-            f"a {layer}-layer policy must list scope.{needed}",
-            f"name the {needed} it belongs to, or use layer: global",
-        )
-    rules: list[RuleEntry] = []
-    if "rules" in items:
-        rules_node = items["rules"][1]
-        if not isinstance(rules_node, yaml.SequenceNode) or not rules_node.value:
-            where.at(rules_node, context, "rules must be a non-empty list")
-        else:
-            seen: dict[str, int] = {}
-            for index, rule_node in enumerate(rules_node.value, start=1):
-                name = _peek_name(rule_node)
-                if name is not None and name in seen:
-                    where.at(
-                        rule_node,
-                        _context(doc_name, index, name),
-                        f"duplicate rule name (rule {seen[name]} has it)",
-                        "rename one",
-                    )
-                    continue
-                if name is not None:
-                    seen[name] = index
-                entry = _parse_rule(rule_node, index, doc_name, where, ordinal_start + index)
-                if entry is not None:
-                    rules.append(entry)
-    consent: str | None = None
-    if "consent" in items:
-        consent_node = items["consent"][1]
-        value = scalar(consent_node) if isinstance(consent_node, yaml.ScalarNode) else None
-        if isinstance(value, str) and value in CONSENT_MODES:
-            consent = value
-        else:
-            shown = repr(value) if isinstance(consent_node, yaml.ScalarNode) else "a collection"
-            where.at(
-                consent_node,
-                context,
-                f"consent must be one of {'|'.join(CONSENT_MODES)}, got {shown}",
-                "unattended for servers, notify or ask for workstations; see docs/consent.md",
-            )
+    _check_layer_scope(items, layer, scope, where, context)
+    rules = _parse_rules(items, doc_name, where, context, ordinal_start)
+    consent = _parse_consent(items, where, context)
     if scope is None or doc_name == "?":
         return None
     return PolicyDoc(
@@ -600,6 +591,118 @@ def parse_document(
         consent,
         items["consent"][0].start_mark.line + 1 if consent else 0,
     )
+
+
+def _parse_metadata(items: _Items, where: Where) -> tuple[str, str]:
+    """Return the document's (name, description); the name is "?" when missing or wrong."""
+    doc_name = "?"
+    description = ""
+    if "metadata" not in items:
+        return doc_name, description
+    meta = mapping(items["metadata"][1], where, "metadata", ("name", "description"), ("name",))
+    if meta and "name" in meta:
+        doc_name = string(meta["name"][1], where, "metadata", "metadata.name") or "?"
+        if doc_name != "?" and not _NAME.match(doc_name):
+            where.at(
+                meta["name"][1],
+                "metadata",
+                f"policy name {doc_name!r} is invalid",
+                "use letters, digits, - _ .",
+            )
+    if meta and "description" in meta:
+        description = string(meta["description"][1], where, "metadata", "description") or ""
+    return doc_name, description
+
+
+def _check_header(items: _Items, where: Where, context: str) -> None:
+    """Report an apiVersion or kind this loader does not read."""
+    if "apiVersion" in items and scalar(items["apiVersion"][1]) != API_VERSION:
+        where.at(items["apiVersion"][1], context, "unsupported apiVersion", f"use {API_VERSION}")
+    if "kind" in items and scalar(items["kind"][1]) != KIND:
+        where.at(
+            items["kind"][1],
+            context,
+            f"unsupported kind {scalar(items['kind'][1])!r}",
+            f"use {KIND}",
+        )
+
+
+def _parse_layer(items: _Items, where: Where, context: str) -> str:
+    """Return the document's layer (global when missing or unknown)."""
+    if "layer" not in items:
+        return "global"
+    layer = str(scalar(items["layer"][1]))
+    if layer not in LAYERS:
+        where.at(items["layer"][1], context, f"unknown layer {layer!r}", f"use {'|'.join(LAYERS)}")
+        return "global"
+    return layer
+
+
+def _check_layer_scope(
+    items: _Items, layer: str, scope: Scope | None, where: Where, context: str
+) -> None:
+    """Report a client, site or agent layer whose scope does not list what it belongs to."""
+    needed = _LAYER_NEEDS.get(layer)
+    if (
+        scope is not None
+        and needed
+        and not getattr(scope, needed)
+        and not (needed == "agents" and scope.agent_hosts)
+    ):
+        where.at(
+            items["scope"][1],
+            context,
+            f"a {layer}-layer policy must list scope.{needed}",
+            f"name the {needed} it belongs to, or use layer: global",
+        )
+
+
+def _parse_rules(
+    items: _Items, doc_name: str, where: Where, context: str, ordinal_start: int
+) -> list[RuleEntry]:
+    """Return the document's well-formed rules; report duplicate names and bad rules."""
+    rules: list[RuleEntry] = []
+    if "rules" not in items:
+        return rules
+    rules_node = items["rules"][1]
+    if not isinstance(rules_node, yaml.SequenceNode) or not rules_node.value:
+        where.at(rules_node, context, "rules must be a non-empty list")
+        return rules
+    seen: dict[str, int] = {}
+    for index, rule_node in enumerate(rules_node.value, start=1):
+        name = _peek_name(rule_node)
+        if name is not None and name in seen:
+            where.at(
+                rule_node,
+                _context(doc_name, index, name),
+                f"duplicate rule name (rule {seen[name]} has it)",
+                "rename one",
+            )
+            continue
+        if name is not None:
+            seen[name] = index
+        entry = _parse_rule(rule_node, index, doc_name, where, ordinal_start + index)
+        if entry is not None:
+            rules.append(entry)
+    return rules
+
+
+def _parse_consent(items: _Items, where: Where, context: str) -> str | None:
+    """Return the document's consent mode, or None when it sets none or a wrong one."""
+    if "consent" not in items:
+        return None
+    consent_node = items["consent"][1]
+    value = scalar(consent_node) if isinstance(consent_node, yaml.ScalarNode) else None
+    if isinstance(value, str) and value in CONSENT_MODES:
+        return value
+    shown = repr(value) if isinstance(consent_node, yaml.ScalarNode) else "a collection"
+    where.at(
+        consent_node,
+        context,
+        f"consent must be one of {'|'.join(CONSENT_MODES)}, got {shown}",
+        "unattended for servers, notify or ask for workstations; see docs/consent.md",
+    )
+    return None
 
 
 @dataclass(frozen=True)
@@ -629,6 +732,45 @@ def check_spec(
         report("expr", "the rule has no expr", "add expr: a CEL condition")
         return None
     sources = {"expr": spec.expr, "clear": spec.clear, "value": spec.value}
+    refs = _analyse_sources(sources, spec, catalog, report)
+    if refs is None:
+        return None
+    metrics: list[str] = []
+    for found in refs.values():
+        metrics += [m for m in found.metrics if m not in metrics]
+    shape = _series_shape(metrics, catalog, report)
+    if shape is None:
+        return None
+    labelled, scalars, series_labels = shape
+    uses_labels = any("labels" in f.builtins for f in refs.values())
+    if not _check_names(spec, refs, series_labels, report):
+        return None
+    programs = _compile_sources(sources, spec, metrics, series_labels, report)
+    if programs is None:
+        return None
+    agent_fields = frozenset(f for found in refs.values() for f in found.agent_fields)
+    return Plan(
+        program=programs["expr"],
+        clear_program=programs.get("clear"),
+        value_program=programs.get("value"),
+        driver=labelled[0] if labelled else None,
+        joined=tuple(labelled[1:]),
+        scalars=scalars,
+        series_labels=series_labels,
+        uses_labels=uses_labels,
+        agent_fields=agent_fields,
+        uses_inventory=any("inventory" in f.builtins for f in refs.values()),
+        templates=spec.annotations,
+    )
+
+
+def _analyse_sources(
+    sources: Mapping[str, str | None],
+    spec: RuleSpec,
+    catalog: Mapping[str, MetricSpec],
+    report: Any,
+) -> dict[str, expressions.References] | None:
+    """Return what each expression refers to; None once any has a problem (all reported)."""
     refs: dict[str, expressions.References] = {}
     failed = False
     for name, source in sources.items():
@@ -646,11 +788,13 @@ def check_spec(
                 f"add it under params: (declared: {', '.join(spec.params) or 'none'})",
             )
             failed = True
-    if failed:
-        return None
-    metrics: list[str] = []
-    for found in refs.values():
-        metrics += [m for m in found.metrics if m not in metrics]
+    return None if failed else refs
+
+
+def _series_shape(
+    metrics: list[str], catalog: Mapping[str, MetricSpec], report: Any
+) -> tuple[list[str], tuple[str, ...], tuple[str, ...]] | None:
+    """Return (labelled metrics, unlabelled metrics, series labels); None when labels differ."""
     labelled = [m for m in metrics if catalog[m].labels]
     scalars = tuple(m for m in metrics if not catalog[m].labels)
     series_labels: tuple[str, ...] = ()
@@ -666,7 +810,17 @@ def check_spec(
                     "split into two rules",
                 )
                 return None
-    uses_labels = any("labels" in f.builtins for f in refs.values())
+    return labelled, scalars, series_labels
+
+
+def _check_names(
+    spec: RuleSpec,
+    refs: Mapping[str, expressions.References],
+    series_labels: tuple[str, ...],
+    report: Any,
+) -> bool:
+    """Return whether every label, matcher and template name is one the series has."""
+    ok = True
     for found in refs.values():
         for label in sorted(found.labels - set(series_labels)):
             report(
@@ -674,7 +828,7 @@ def check_spec(
                 f"labels.{label}: the series has no such label",
                 f"labels here: {', '.join(series_labels) or 'none (agent-level rule)'}",
             )
-            failed = True
+            ok = False
     for matcher in spec.match:
         if matcher.label not in series_labels:
             report(
@@ -682,7 +836,7 @@ def check_spec(
                 f"match on {matcher.label!r}: the series has no such label",
                 f"labels here: {', '.join(series_labels) or 'none (agent-level rule)'}",
             )
-            failed = True
+            ok = False
     allowed = set(TEMPLATE_NAMES) | set(series_labels) | {f"params.{p}" for p in spec.params}
     for annotation, template in spec.annotations.items():
         for name in sorted(template.names() - allowed):
@@ -691,9 +845,18 @@ def check_spec(
                 f"annotations.{annotation}: unknown template name {{{{ {name} }}}}",
                 f"known: {', '.join(sorted(allowed))}",
             )
-            failed = True
-    if failed:
-        return None
+            ok = False
+    return ok
+
+
+def _compile_sources(
+    sources: Mapping[str, str | None],
+    spec: RuleSpec,
+    metrics: list[str],
+    series_labels: tuple[str, ...],
+    report: Any,
+) -> dict[str, Any] | None:
+    """Return each expression compiled with its params bound; None if a dry run fails."""
     programs: dict[str, Any] = {}
     for name, source in sources.items():
         if source is None:
@@ -717,20 +880,7 @@ def check_spec(
             report(name, f"{name} {issue}", "")
             return None
         programs[name] = program
-    agent_fields = frozenset(f for found in refs.values() for f in found.agent_fields)
-    return Plan(
-        program=programs["expr"],
-        clear_program=programs.get("clear"),
-        value_program=programs.get("value"),
-        driver=labelled[0] if labelled else None,
-        joined=tuple(labelled[1:]),
-        scalars=scalars,
-        series_labels=series_labels,
-        uses_labels=uses_labels,
-        agent_fields=agent_fields,
-        uses_inventory=any("inventory" in f.builtins for f in refs.values()),
-        templates=spec.annotations,
-    )
+    return programs
 
 
 def load_documents(paths: list[Path], where_errors: list[str]) -> list[PolicyDoc]:
@@ -756,24 +906,16 @@ def load_documents(paths: list[Path], where_errors: list[str]) -> list[PolicyDoc
     return docs
 
 
+_Definitions = dict[str, list[tuple[PolicyDoc, RuleEntry]]]
+
+
 def cross_check(
     docs: list[PolicyDoc], catalog: Mapping[str, MetricSpec], errors: list[str]
 ) -> tuple[list[PolicyDoc], dict[int, Plan]]:
     """Check what spans documents; mark overrides; compile definitions and merged overrides."""
     plans: dict[int, Plan] = {}
-    names_seen: dict[str, PolicyDoc] = {}
-    for doc in docs:
-        where = Where(doc.path, errors)
-        if doc.name in names_seen:
-            first = names_seen[doc.name]
-            where.at(
-                None,
-                _context(doc.name),
-                f"line {doc.line}: duplicate policy name (also {first.path}:{first.line})",
-                "rename one",
-            )
-        names_seen[doc.name] = doc
-    definitions: dict[str, list[tuple[PolicyDoc, RuleEntry]]] = {}
+    _check_policy_names(docs, errors)
+    definitions: _Definitions = {}
     out: list[PolicyDoc] = []
     for doc in sorted(docs, key=lambda d: d.rank):
         where = Where(doc.path, errors)
@@ -787,51 +929,96 @@ def cross_check(
             ]
             if higher:
                 entry = replace(entry, override=True)  # noqa: PLW2901 - kept, marked
-                for base_doc, base in higher:
-                    merged = entry.apply(base.apply(RuleSpec(name=entry.name)))
-                    for key in sorted(
-                        set(entry.values.get("params", {})) - set(base.values.get("params", {}))
-                    ):
-                        where.at(
-                            entry.nodes["params"],
-                            context,
-                            f"params.{key} is not declared by the rule it overrides "
-                            f"({line_of(base_doc.path, base.node)})",
-                            f"declared: {', '.join(base.values.get('params', {})) or 'none'}",
-                        )
-                    _check(merged, entry, doc, where, catalog)
-            else:
-                same = [
-                    (d, e)
-                    for d, e in definitions.get(entry.name, [])
-                    if d.layer == doc.layer and d.scope == doc.scope
-                ]
-                if same:
-                    other_doc, other = same[0]
-                    where.at(
-                        entry.node,
-                        context,
-                        f"rule {entry.name!r} is defined twice for the same layer and scope "
-                        f"(also {line_of(other_doc.path, other.node)})",
-                        "rename one or narrow a scope",
-                    )
-                    continue
-                if "expr" not in entry.values and doc.layer != "global":
-                    where.at(
-                        entry.node,
-                        context,
-                        f"no expr, and no higher layer defines a rule {entry.name!r} to override",
-                        "add expr, or correct the name",
-                    )
-                    continue
-                plan = _check(entry.apply(RuleSpec(name=entry.name)), entry, doc, where, catalog)
-                if plan is not None:
-                    plans[entry.ordinal] = plan
-                definitions.setdefault(entry.name, []).append((doc, entry))
+                _check_override(entry, higher, doc, where, context, catalog)
+            elif not _define(entry, doc, where, context, catalog, definitions, plans):
+                continue
             entries.append(entry)
         out.append(replace(doc, rules=tuple(entries)))
-    all_names = set(definitions)
-    for doc in out:
+    _check_inhibit_targets(out, set(definitions), errors)
+    return out, plans
+
+
+def _check_policy_names(docs: list[PolicyDoc], errors: list[str]) -> None:
+    """Report a policy name used by two documents."""
+    names_seen: dict[str, PolicyDoc] = {}
+    for doc in docs:
+        where = Where(doc.path, errors)
+        if doc.name in names_seen:
+            first = names_seen[doc.name]
+            where.at(
+                None,
+                _context(doc.name),
+                f"line {doc.line}: duplicate policy name (also {first.path}:{first.line})",
+                "rename one",
+            )
+        names_seen[doc.name] = doc
+
+
+def _check_override(
+    entry: RuleEntry,
+    higher: list[tuple[PolicyDoc, RuleEntry]],
+    doc: PolicyDoc,
+    where: Where,
+    context: str,
+    catalog: Mapping[str, MetricSpec],
+) -> None:
+    """Check an override merged onto each rule it overrides, and the params it sets."""
+    for base_doc, base in higher:
+        merged = entry.apply(base.apply(RuleSpec(name=entry.name)))
+        for key in sorted(set(entry.values.get("params", {})) - set(base.values.get("params", {}))):
+            where.at(
+                entry.nodes["params"],
+                context,
+                f"params.{key} is not declared by the rule it overrides "
+                f"({line_of(base_doc.path, base.node)})",
+                f"declared: {', '.join(base.values.get('params', {})) or 'none'}",
+            )
+        _check(merged, entry, doc, where, catalog)
+
+
+def _define(
+    entry: RuleEntry,
+    doc: PolicyDoc,
+    where: Where,
+    context: str,
+    catalog: Mapping[str, MetricSpec],
+    definitions: _Definitions,
+    plans: dict[int, Plan],
+) -> bool:
+    """Compile a rule no higher layer defines and record it; return False to drop it."""
+    same = [
+        (d, e)
+        for d, e in definitions.get(entry.name, [])
+        if d.layer == doc.layer and d.scope == doc.scope
+    ]
+    if same:
+        other_doc, other = same[0]
+        where.at(
+            entry.node,
+            context,
+            f"rule {entry.name!r} is defined twice for the same layer and scope "
+            f"(also {line_of(other_doc.path, other.node)})",
+            "rename one or narrow a scope",
+        )
+        return False
+    if "expr" not in entry.values and doc.layer != "global":
+        where.at(
+            entry.node,
+            context,
+            f"no expr, and no higher layer defines a rule {entry.name!r} to override",
+            "add expr, or correct the name",
+        )
+        return False
+    plan = _check(entry.apply(RuleSpec(name=entry.name)), entry, doc, where, catalog)
+    if plan is not None:
+        plans[entry.ordinal] = plan
+    definitions.setdefault(entry.name, []).append((doc, entry))
+    return True
+
+
+def _check_inhibit_targets(docs: list[PolicyDoc], all_names: set[str], errors: list[str]) -> None:
+    """Report an inhibits entry naming a rule no document defines."""
+    for doc in docs:
         where = Where(doc.path, errors)
         for entry in doc.rules:
             for inhibit in entry.values.get("inhibits", ()):
@@ -843,7 +1030,6 @@ def cross_check(
                             f"inhibits unknown rule {target!r}",
                             f"known: {', '.join(sorted(all_names))}",
                         )
-    return out, plans
 
 
 def _check(
