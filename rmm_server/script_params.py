@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
@@ -198,10 +198,80 @@ def parse_params(
     return tuple(params) if len(errors) == before else ()
 
 
-def _parse_param(node: yaml.Node, problem: Callable[[yaml.Node, str], None]) -> Param | None:
+Problem = Callable[[yaml.Node, str], None]
+
+
+def _parse_param(node: yaml.Node, problem: Problem) -> Param | None:
     if not isinstance(node, yaml.MappingNode):
         problem(node, "each param is a mapping; write `- name: path` then `type: path` under it")
         return None
+    items, bad = _read_items(node, problem)
+    name_value = items.get("name", (node, None))[1]
+    label = f"param {name_value!r}" if isinstance(name_value, str) else "a param"
+    name = _checked_name(node, items, problem)
+    if name is None:
+        return None
+    kind = items.get("type", (node, "string"))[1]
+    if kind not in TYPES:
+        problem(items["type"][0], f"{label}: unknown type {kind!r}; use {', '.join(TYPES)}")
+        return None
+    decl = _Decl(node, items, label, str(kind), problem, bad)
+    description = decl.get("description", "")
+    if not isinstance(description, str):
+        decl.refuse("description", "description must be text")
+    required = decl.get("required", False)
+    if not isinstance(required, bool):
+        decl.refuse("required", "required must be true or false")
+    _check_keys_fit_type(decl)
+    choices = _parse_choices(decl)
+    pattern = _parse_pattern(decl)
+    low, high = _parse_bounds(decl)
+    if decl.bad:
+        return None
+    param = Param(
+        name=name,
+        type=decl.kind,
+        description=str(description).strip(),
+        required=bool(required),
+        choices=choices,
+        pattern=str(pattern),
+        minimum=low,
+        maximum=high,
+    )
+    if "default" not in items:
+        return param
+    return _with_default(decl, param)
+
+
+@dataclass
+class _Decl:
+    """One param's items as read (key -> (key node, value)), its label and its type."""
+
+    node: yaml.Node
+    items: dict[str, tuple[yaml.Node, Any]]
+    label: str
+    kind: str
+    problem: Problem
+    bad: bool = False
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the value of `key`, or `default` when it is not given."""
+        return self.items[key][1] if key in self.items else default
+
+    def at(self, key: str) -> yaml.Node:
+        """Return the node a problem with `key` is reported at."""
+        return self.items[key][0] if key in self.items else self.node
+
+    def refuse(self, key: str, text: str) -> None:
+        """Record a problem with `key` and mark the param wrong."""
+        self.problem(self.at(key), f"{self.label}: {text}")
+        self.bad = True
+
+
+def _read_items(
+    node: yaml.MappingNode, problem: Problem
+) -> tuple[dict[str, tuple[yaml.Node, Any]], bool]:
+    """Return a param's known keys (key -> (key node, value)) and whether any key was wrong."""
     items: dict[str, tuple[yaml.Node, Any]] = {}
     bad = False
     for key_node, value_node in node.value:
@@ -221,11 +291,17 @@ def _parse_param(node: yaml.Node, problem: Callable[[yaml.Node, str], None]) -> 
         except Unreadable as exc:
             problem(key_node, f"param {key}: {exc.reason}; write a plain value")
             bad = True
-    name_value = items.get("name", (node, None))[1]
-    label = f"param {name_value!r}" if isinstance(name_value, str) else "a param"
+    return items, bad
+
+
+def _checked_name(
+    node: yaml.Node, items: dict[str, tuple[yaml.Node, Any]], problem: Problem
+) -> str | None:
+    """Return the param's name, or None when it is missing or not a valid name."""
     if "name" not in items:
         problem(node, "a param has no name; add `name: lowercase_name`")
         return None
+    name_value = items["name"][1]
     if not isinstance(name_value, str) or not NAME.match(name_value):
         suggestion = re.sub(r"[^a-z0-9_]+", "_", str(name_value).lower()).strip("_") or "value"
         if not suggestion[0].isalpha():
@@ -236,110 +312,88 @@ def _parse_param(node: yaml.Node, problem: Callable[[yaml.Node, str], None]) -> 
             f"letters, digits or _; write e.g. `name: {suggestion[:32]}`",
         )
         return None
-    kind = items.get("type", (node, "string"))[1]
-    if kind not in TYPES:
-        problem(items["type"][0], f"{label}: unknown type {kind!r}; use {', '.join(TYPES)}")
-        return None
+    return name_value
 
-    def get(key: str, default: Any = None) -> Any:
-        return items[key][1] if key in items else default
 
-    def at(key: str) -> yaml.Node:
-        return items[key][0] if key in items else node
-
-    description = get("description", "")
-    if not isinstance(description, str):
-        problem(at("description"), f"{label}: description must be text")
-        bad = True
-    required = get("required", False)
-    if not isinstance(required, bool):
-        problem(at("required"), f"{label}: required must be true or false")
-        bad = True
+def _check_keys_fit_type(decl: _Decl) -> None:
+    """Refuse choices, pattern, min and max on a type they do not apply to."""
     for key, only in (("choices", ("choice",)), ("pattern", ("string", "path"))):
-        if key in items and kind not in only:
-            problem(at(key), f"{label}: {key} is for type {' or '.join(only)}, not {kind}")
-            bad = True
+        if key in decl.items and decl.kind not in only:
+            decl.refuse(key, f"{key} is for type {' or '.join(only)}, not {decl.kind}")
     for key in ("min", "max"):
-        if key in items and kind != "int":
-            problem(at(key), f"{label}: {key} is for type int, not {kind}")
-            bad = True
-    choices: tuple[str, ...] = ()
-    if kind == "choice":
-        value = get("choices")
-        if (
-            not isinstance(value, list)
-            or not value
-            or not all(isinstance(c, str) and c and c.isprintable() for c in value)
-        ):
-            problem(at("choices"), f"{label}: type choice needs `choices: [one, two]` (text)")
-            bad = True
-        elif len(set(value)) != len(value):
-            problem(at("choices"), f"{label}: a choice is listed twice; list each once")
-            bad = True
-        else:
-            choices = tuple(value)
-    pattern = get("pattern", "")
-    if "pattern" in items:
-        if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN_CHARS:
-            problem(at("pattern"), f"{label}: pattern must be a regular expression (text)")
-            bad = True
-        else:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                problem(at("pattern"), f"{label}: pattern is not a regular expression: {exc}")
-                bad = True
+        if key in decl.items and decl.kind != "int":
+            decl.refuse(key, f"{key} is for type int, not {decl.kind}")
+
+
+def _parse_choices(decl: _Decl) -> tuple[str, ...]:
+    """Return a choice param's choices (empty for other types)."""
+    if decl.kind != "choice":
+        return ()
+    value = decl.get("choices")
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(c, str) and c and c.isprintable() for c in value)
+    ):
+        decl.refuse("choices", "type choice needs `choices: [one, two]` (text)")
+        return ()
+    if len(set(value)) != len(value):
+        decl.refuse("choices", "a choice is listed twice; list each once")
+        return ()
+    return tuple(value)
+
+
+def _parse_pattern(decl: _Decl) -> Any:
+    """Return the param's pattern as given ("" when none); refuse one that does not compile."""
+    pattern = decl.get("pattern", "")
+    if "pattern" not in decl.items:
+        return pattern
+    if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN_CHARS:
+        decl.refuse("pattern", "pattern must be a regular expression (text)")
+        return pattern
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        decl.refuse("pattern", f"pattern is not a regular expression: {exc}")
+    return pattern
+
+
+def _parse_bounds(decl: _Decl) -> tuple[int | None, int | None]:
+    """Return an int param's (min, max), None where not given or wrong."""
     bounds: dict[str, int | None] = {"min": None, "max": None}
     for key in ("min", "max"):
-        value = get(key)
-        if key in items and kind == "int":
+        value = decl.get(key)
+        if key in decl.items and decl.kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
-                problem(at(key), f"{label}: {key} must be a whole number")
-                bad = True
+                decl.refuse(key, f"{key} must be a whole number")
             else:
                 bounds[key] = value
     low, high = bounds["min"], bounds["max"]
     if low is not None and high is not None and low > high:
-        problem(at("min"), f"{label}: min {low} is more than max {high}")
-        bad = True
-    if bad:
+        decl.refuse("min", f"min {low} is more than max {high}")
+    return low, high
+
+
+def _with_default(decl: _Decl, param: Param) -> Param | None:
+    """Return `param` with its default checked and normalised; None when the default is wrong."""
+    label, problem = decl.label, decl.problem
+    if param.required:
+        problem(decl.at("default"), f"{label}: a required param has no default; drop one of them")
         return None
-    param = Param(
-        name=name_value,
-        type=str(kind),
-        description=str(description).strip(),
-        required=bool(required),
-        choices=choices,
-        pattern=str(pattern),
-        minimum=low,
-        maximum=high,
-    )
-    if "default" not in items:
-        return param
-    if required:
-        problem(at("default"), f"{label}: a required param has no default; drop one of them")
-        return None
-    raw = get("default")
+    raw = decl.get("default")
     if isinstance(raw, bool):
         text = "true" if raw else "false"
     elif isinstance(raw, (str, int, float)):
         text = str(raw)
     else:
-        problem(at("default"), f"{label}: default must be a single value")
+        problem(decl.at("default"), f"{label}: default must be a single value")
         return None
     try:
         default = param.check(text)
     except ValueError as exc:
-        problem(at("default"), f"{label}: default {text!r} {exc}; it must be {param.allowed()}")
+        problem(
+            decl.at("default"),
+            f"{label}: default {text!r} {exc}; it must be {param.allowed()}",
+        )
         return None
-    return Param(
-        name=param.name,
-        type=param.type,
-        description=param.description,
-        required=False,
-        default=default,
-        choices=param.choices,
-        pattern=param.pattern,
-        minimum=param.minimum,
-        maximum=param.maximum,
-    )
+    return replace(param, required=False, default=default)
