@@ -25,10 +25,10 @@ from rmm_cli.audit_check import (
 )
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
 from rmm_cli.output import OUTPUT_OPTION, emit_json, iso, print_table
+from rmm_common.audit_chain import AuditRecord
 from rmm_common.durations import parse_duration
 from rmm_common.errors import InvalidArgument
 from rmm_proto import operator_pb2
-from rmm_server.audit import AuditRecord
 
 # A bare number this large is a unix time, not a number of seconds ago (2001-09-09 onwards).
 UNIX_TIME_FLOOR = 1e9

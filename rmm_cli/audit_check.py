@@ -13,8 +13,8 @@ from typing import Any
 
 from rmm_cli.client import EXIT_FAILED, EXIT_USAGE, CliError
 from rmm_cli.output import iso
+from rmm_common.audit_chain import GENESIS_HASH, AuditRecord, ChainChecker
 from rmm_proto import operator_pb2
-from rmm_server.audit import GENESIS_HASH, AuditRecord, ChainChecker
 
 EXIT_BROKEN = EXIT_FAILED
 

@@ -32,9 +32,6 @@ COMMON_MAY_IMPORT = {"rmm_common", "rmm_proto"}
 # file, so that moving code within a package keeps them; remove an entry with the import it
 # names: an entry whose import is gone fails below, so none outlives its reason.
 ALLOWED = {
-    ("rmm_cli", "rmm_server.audit"): (
-        "audit verify's chain hashing: being moved to the shared package by the audit work"
-    ),
     ("rmm_cli", "rmm_server.policy"): (
         "policy validate/explain/test run the server's policy engine locally (the server "
         "extra, imported lazily with a message when missing)"

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 
 import grpc.aio
 
+from rmm_common.audit_chain import AuditRecord
 from rmm_proto import operator_pb2
-from rmm_server.audit import AuditLog, AuditRecord
+from rmm_server.audit import AuditLog
 from rmm_server.grpc_api.guard import current_operator
 from rmm_server.operators import Operators
 from rmm_server.storage import OperatorRecord

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from rmm_common.audit_chain import GENESIS_HASH, AuditRecord
 from rmm_common.errors import StorageError
-from rmm_server.audit import GENESIS_HASH, Anchor, AuditRecord
+from rmm_server.audit import Anchor
 from rmm_server.storage import schema
 from rmm_server.storage.store import Store
 

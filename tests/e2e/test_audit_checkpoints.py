@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from rmm_server.audit import AuditRecord
+from rmm_common.audit_chain import AuditRecord
 from tests.helpers import BIN, ServerProcess, free_port, rmm, wait_for
 
 COLUMNS = "seq, at, operator, action, target, details_json, outcome, prev_hash, hash"

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from rmm_common.audit_chain import GENESIS_HASH, AuditRecord, ChainChecker
 from rmm_common.errors import InvalidArgument, Unauthenticated
 from rmm_common.tokens import hash_secret
-from rmm_server.audit import GENESIS_HASH, AuditBroken, AuditLog, AuditRecord, ChainChecker
+from rmm_server.audit import AuditBroken, AuditLog
 from rmm_server.operators import Operators
 from rmm_server.storage import OperatorRecord, Store, open_store
 from rmm_server.storage.audit import AuditStore

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from google.protobuf.message import DecodeError
 
+from rmm_common.audit_chain import AuditRecord
 from rmm_proto import commands_pb2
-from rmm_server.audit import AuditBroken, AuditLog, AuditRecord
+from rmm_server.audit import AuditBroken, AuditLog
 from rmm_server.audit_checkpoints import CONTEXT, CheckpointLog, checkpoint_file_name, parse_line
 from rmm_server.signing import CommandSigner
 from rmm_server.storage import Store, open_store
