@@ -41,6 +41,9 @@ def _end_group(demo: subprocess.Popen[bytes]) -> int | None:
         demo.wait()
 
 
+# Up to 180 s for the demo to come up on a loaded machine, then a reload and a Ctrl-C: more
+# than the default 180 s in all.
+@pytest.mark.timeout(480)
 def test_demo_runs_with_my_policies_and_notification_config(tmp_path: Path) -> None:
     # Relative paths, from where the user stands: the demo moves to the checkout itself.
     (tmp_path / "my-policies").mkdir()
