@@ -125,6 +125,42 @@ def validate_report(report: agent_pb2.Report) -> ReportSeries:
     and counts are checked so that no report can break /metrics for the others.
     """
     where = f"report {report.sequence}"
+    _check_report_fields(report, where)
+    if len(report.collectors) > MAX_COLLECTORS:
+        raise InvalidArgument(
+            f"{where}: {len(report.collectors)} collectors; at most {MAX_COLLECTORS} are allowed"
+        )
+    collectors: set[str] = set()
+    series: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    parsed: ReportSeries = []
+    total = 0
+    info_bytes = 0
+    for index, collector in enumerate(report.collectors):
+        cwhere = _check_collector_fields(collector, index, where, collectors)
+        total += len(collector.samples)
+        if total > MAX_SAMPLES_PER_REPORT:
+            raise InvalidArgument(f"{where}: more than {MAX_SAMPLES_PER_REPORT} samples")
+        info_bytes += len(collector.info_json)
+        if info_bytes > MAX_INFO_BYTES:
+            raise InvalidArgument(
+                f"{cwhere}: info_json is over {MAX_INFO_BYTES // (1024 * 1024)} MiB "
+                "(all collectors' info of one report together)"
+            )
+        if collector.info_json:
+            check_json_depth(collector.info_json, f"{cwhere}: info_json")
+        parsed.append(
+            [
+                _validate_sample(sample, cwhere, sample_index, series)
+                for sample_index, sample in enumerate(collector.samples)
+            ]
+        )
+    if report.HasField("inventory"):
+        _check_inventory(report.inventory, where)
+    return parsed
+
+
+def _check_report_fields(report: agent_pb2.Report, where: str) -> None:
+    """Raise InvalidArgument naming the first of the report's own fields that is wrong."""
     if report.sequence == 0:
         raise InvalidArgument("report sequence 0 is invalid: sequences start at 1")
     if report.sequence > MAX_SEQUENCE:
@@ -151,59 +187,42 @@ def validate_report(report: agent_pb2.Report) -> ReportSeries:
         _check_length(f"{where}: host.{name}", value, limit)
         if CONTROL_RE.search(value):
             raise InvalidArgument(f"{where}: host.{name} {value!r} holds control characters")
-    if len(report.collectors) > MAX_COLLECTORS:
+
+
+def _check_collector_fields(
+    collector: agent_pb2.CollectorResult, index: int, where: str, collectors: set[str]
+) -> str:
+    """Check a collector's name (new to `collectors`, then added), error and duration; return
+    the prefix its messages take."""
+    name = collector.name
+    if not COLLECTOR_NAME_RE.match(name):
         raise InvalidArgument(
-            f"{where}: {len(report.collectors)} collectors; at most {MAX_COLLECTORS} are allowed"
+            f"{where}: collectors[{index}].name {name[:80]!r} must match "
+            f"{COLLECTOR_NAME_RE.pattern}"
         )
-    collectors: set[str] = set()
-    series: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
-    parsed: ReportSeries = []
-    total = 0
-    info_bytes = 0
-    for index, collector in enumerate(report.collectors):
-        name = collector.name
-        if not COLLECTOR_NAME_RE.match(name):
-            raise InvalidArgument(
-                f"{where}: collectors[{index}].name {name[:80]!r} must match "
-                f"{COLLECTOR_NAME_RE.pattern}"
-            )
-        if name in collectors:
-            raise InvalidArgument(f"{where}: collector {name!r} appears twice")
-        collectors.add(name)
-        cwhere = f"{where}, collector {name!r}"
-        _check_length(f"{cwhere}: error", collector.error, MAX_COLLECTOR_ERROR_CHARS)
-        if not math.isfinite(collector.duration_seconds) or collector.duration_seconds < 0:
-            raise InvalidArgument(
-                f"{cwhere}: duration_seconds {collector.duration_seconds!r} is not a duration"
-            )
-        total += len(collector.samples)
-        if total > MAX_SAMPLES_PER_REPORT:
-            raise InvalidArgument(f"{where}: more than {MAX_SAMPLES_PER_REPORT} samples")
-        info_bytes += len(collector.info_json)
-        if info_bytes > MAX_INFO_BYTES:
-            raise InvalidArgument(
-                f"{cwhere}: info_json is over {MAX_INFO_BYTES // (1024 * 1024)} MiB "
-                "(all collectors' info of one report together)"
-            )
-        if collector.info_json:
-            check_json_depth(collector.info_json, f"{cwhere}: info_json")
-        parsed.append(
-            [
-                _validate_sample(sample, cwhere, sample_index, series)
-                for sample_index, sample in enumerate(collector.samples)
-            ]
+    if name in collectors:
+        raise InvalidArgument(f"{where}: collector {name!r} appears twice")
+    collectors.add(name)
+    cwhere = f"{where}, collector {name!r}"
+    _check_length(f"{cwhere}: error", collector.error, MAX_COLLECTOR_ERROR_CHARS)
+    if not math.isfinite(collector.duration_seconds) or collector.duration_seconds < 0:
+        raise InvalidArgument(
+            f"{cwhere}: duration_seconds {collector.duration_seconds!r} is not a duration"
         )
-    if report.HasField("inventory"):
-        raw = report.inventory.json
-        if len(raw) > MAX_INVENTORY_BYTES:
-            raise InvalidArgument(
-                f"{where}: inventory.json is {len(raw)} bytes; at most {MAX_INVENTORY_BYTES}"
-            )
-        expected = inventory_hash(raw)
-        if report.inventory.hash != expected:
-            raise InvalidArgument(f"{where}: inventory.hash does not match its content")
-        check_json_depth(raw, f"{where}: inventory.json")
-    return parsed
+    return cwhere
+
+
+def _check_inventory(inventory: agent_pb2.Inventory, where: str) -> None:
+    """Raise InvalidArgument when the inventory is too big, its hash wrong or its JSON too deep."""
+    raw = inventory.json
+    if len(raw) > MAX_INVENTORY_BYTES:
+        raise InvalidArgument(
+            f"{where}: inventory.json is {len(raw)} bytes; at most {MAX_INVENTORY_BYTES}"
+        )
+    expected = inventory_hash(raw)
+    if inventory.hash != expected:
+        raise InvalidArgument(f"{where}: inventory.hash does not match its content")
+    check_json_depth(raw, f"{where}: inventory.json")
 
 
 _OPENERS = (b"{", b"[")

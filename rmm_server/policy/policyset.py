@@ -242,28 +242,8 @@ class PolicySet:
         bundle = self._bundle(agent)
         if not bundle.rules:
             return []
-        needed = bundle.metrics
-        scalars: dict[str, float] = {}
-        series: dict[str, list[SeriesSample]] = {}
-        for sample in samples:
-            if sample.name not in needed:
-                continue
-            if sample.labels:
-                series.setdefault(sample.name, []).append(sample)
-            else:
-                scalars[sample.name] = sample.value
-        context = cel.Context()
-        for name in bundle.scalars:
-            if name in scalars:
-                context.add_variable(name, scalars[name])
-        if bundle.agent_fields:
-            context.add_variable("agent", _agent_map(agent, bundle.agent_fields))
-        if bundle.inventory:
-            context.add_variable(
-                "inventory",
-                {"added": list(agent.inventory_added), "removed": list(agent.inventory_removed)},
-            )
-        expressions.add_functions(context, agent.info)
+        scalars, series = _split_samples(samples, bundle.metrics)
+        context = _prepare_context(bundle, agent, scalars)
         base_values = {
             "agent": agent.agent_id,
             "hostname": agent.hostname,
@@ -278,39 +258,44 @@ class PolicySet:
             plan = item.plan
             if any(name not in scalars for name in plan.scalars):
                 continue  # the agent does not report this metric: nothing to judge
-            if plan.driver is None:
-                first = scalars[plan.scalars[0]] if plan.scalars else None
-                condition = self._run(item, context, first, _EMPTY, base_values)
-                if condition is not None:
-                    conditions.append(condition)
+            if plan.driver is not None:
+                self._run_series(item, plan.driver, context, series, base_values, conditions)
                 continue
-            joined_index = {
-                name: {frozenset(s.labels.items()): s.value for s in series.get(name, ())}
-                for name in plan.joined
-            }
-            for sample in series.get(plan.driver, ()):
-                labels = sample.labels
-                if plan.series_labels != tuple(labels) and set(labels) != set(plan.series_labels):
-                    continue
-                if not all(m.matches(labels) for m in item.rule.match):
-                    continue
-                skip = False
-                if joined_index:
-                    key = frozenset(labels.items())
-                    for name, index in joined_index.items():
-                        if key not in index:
-                            skip = True
-                            break
-                        context.add_variable(name, index[key])
-                if skip:
-                    continue
-                context.add_variable(plan.driver, sample.value)
-                if plan.uses_labels:
-                    context.add_variable("labels", dict(labels))
-                condition = self._run(item, context, sample.value, labels, base_values)
-                if condition is not None:
-                    conditions.append(condition)
+            first = scalars[plan.scalars[0]] if plan.scalars else None
+            condition = self._run(item, context, first, _EMPTY, base_values)
+            if condition is not None:
+                conditions.append(condition)
         return conditions
+
+    def _run_series(
+        self,
+        item: _Resolved,
+        driver: str,
+        context: cel.Context,
+        series: Mapping[str, list[SeriesSample]],
+        base_values: Mapping[str, str],
+        conditions: list[Condition],
+    ) -> None:
+        """Run a per-series rule once per series of its driver; append its conditions."""
+        plan = item.plan
+        joined_index = {
+            name: {frozenset(s.labels.items()): s.value for s in series.get(name, ())}
+            for name in plan.joined
+        }
+        for sample in series.get(driver, ()):
+            labels = sample.labels
+            if plan.series_labels != tuple(labels) and set(labels) != set(plan.series_labels):
+                continue
+            if not all(m.matches(labels) for m in item.rule.match):
+                continue
+            if joined_index and not _bind_joined(context, joined_index, labels):
+                continue
+            context.add_variable(driver, sample.value)
+            if plan.uses_labels:
+                context.add_variable("labels", dict(labels))
+            condition = self._run(item, context, sample.value, labels, base_values)
+            if condition is not None:
+                conditions.append(condition)
 
     def _run(
         self,
@@ -354,6 +339,55 @@ class PolicySet:
             value=value,
             annotations=annotations,
         )
+
+
+def _split_samples(
+    samples: Sequence[SeriesSample], needed: frozenset[str]
+) -> tuple[dict[str, float], dict[str, list[SeriesSample]]]:
+    """Return the samples the rules read: unlabelled by name, labelled as lists by name."""
+    scalars: dict[str, float] = {}
+    series: dict[str, list[SeriesSample]] = {}
+    for sample in samples:
+        if sample.name not in needed:
+            continue
+        if sample.labels:
+            series.setdefault(sample.name, []).append(sample)
+        else:
+            scalars[sample.name] = sample.value
+    return scalars, series
+
+
+def _prepare_context(
+    bundle: _Bundle, agent: AgentContext, scalars: Mapping[str, float]
+) -> cel.Context:
+    """Return a CEL context holding the agent's scalars and the variables the rules read."""
+    context = cel.Context()
+    for name in bundle.scalars:
+        if name in scalars:
+            context.add_variable(name, scalars[name])
+    if bundle.agent_fields:
+        context.add_variable("agent", _agent_map(agent, bundle.agent_fields))
+    if bundle.inventory:
+        context.add_variable(
+            "inventory",
+            {"added": list(agent.inventory_added), "removed": list(agent.inventory_removed)},
+        )
+    expressions.add_functions(context, agent.info)
+    return context
+
+
+def _bind_joined(
+    context: cel.Context,
+    joined_index: Mapping[str, Mapping[frozenset[tuple[str, str]], float]],
+    labels: Mapping[str, str],
+) -> bool:
+    """Bind each joined metric's value for the series `labels`; False if one has no such series."""
+    key = frozenset(labels.items())
+    for name, index in joined_index.items():
+        if key not in index:
+            return False
+        context.add_variable(name, index[key])
+    return True
 
 
 def _format_param(value: Any) -> str:
