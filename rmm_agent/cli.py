@@ -206,6 +206,7 @@ def enroll(
         )
         advice = describe_connect_failure(
             error.details() or "",
+            code=error.code().name,
             insecure=insecure,
             trusted=(
                 f"the CA in --ca-cert {ca_cert}"

@@ -105,6 +105,7 @@ def describe_rpc_error(error: grpc.RpcError, server: str, *, pinned: bool) -> st
     if is_tls_refusal(error):
         advice = describe_connect_failure(
             details or "",
+            code=code.name if code is not None else "UNAVAILABLE",
             insecure=False,
             trusted="the CA this agent pinned at enrollment" if pinned else "",
             pin_flag="--ca-fingerprint sha256:<hex>",

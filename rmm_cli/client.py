@@ -142,6 +142,7 @@ def rpc_error_to_cli(error: grpc.RpcError, connection: Connection) -> CliError:
     if code == grpc.StatusCode.UNAVAILABLE:
         advice = describe_connect_failure(
             details,
+            code=code.name,
             insecure=connection.insecure,
             trusted=connection.trusted(),
             pin_flag="--ca-fingerprint sha256:<hex> (or RMM_CA_FINGERPRINT)",

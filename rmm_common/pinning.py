@@ -134,14 +134,19 @@ def fingerprint_advice(flag: str = "--ca-fingerprint sha256:<hex>") -> str:
 
 
 def describe_connect_failure(
-    details: str, *, insecure: bool, trusted: str, pin_flag: str, again: str = ""
+    details: str, *, code: str, insecure: bool, trusted: str, pin_flag: str, again: str = ""
 ) -> str | None:
     """Say what a failed connection means for TLS and how to fix it; None if not about TLS.
 
-    `details` are grpc's; `trusted` names what this side trusts ("" for the system's CAs:
-    nothing pinned); `pin_flag` is how this client takes a fingerprint; `again` is what to redo
-    after fixing it (an enrolled agent must enroll again). The text follows "the server at X: ".
+    `code` is the call's gRPC status name: only UNAVAILABLE can be a connection that failed, any
+    other status is the server's own answer over a working connection (a rate limit, a refused
+    token), so it says nothing about TLS. `details` are grpc's; `trusted` names what this side
+    trusts ("" for the system's CAs: nothing pinned); `pin_flag` is how this client takes a
+    fingerprint; `again` is what to redo after fixing it (an enrolled agent must enroll again).
+    The text follows "the server at X: ".
     """
+    if code != "UNAVAILABLE":
+        return None
     if not insecure and "WRONG_VERSION_NUMBER" in details:
         # Our TLS hello was answered in plaintext HTTP/2: the server runs with --insecure.
         return (
