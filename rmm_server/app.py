@@ -627,6 +627,10 @@ class RmmServer:
                 notification.group_key,
             )
 
+    def reload_in_background(self) -> None:
+        """Start reload_policies() as a task whose failure is logged as one line (SIGHUP)."""
+        self._background.spawn(self.reload_policies())
+
     def _reload_asked(self, message: dict[str, Any]) -> None:
         log.info(
             "reloading policies, scripts and the notification config: an operator asked replica %s",

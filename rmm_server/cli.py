@@ -490,9 +490,7 @@ async def _serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(
-        signal.SIGHUP, lambda: loop.create_task(server.reload_policies(), name="reload")
-    )
+    loop.add_signal_handler(signal.SIGHUP, server.reload_in_background)
     try:
         await server.start()
         if server.admin_token_path is not None:
