@@ -188,7 +188,12 @@ class AgentRunner:
                     if generation != self._stream_generation:
                         return
                     pending = self.spool.pending(sent, SEND_BATCH)
-                    if pending or self._made_last.is_set():
+                    if pending:
+                        # Under the same lock as the read: a report evicted from now on while
+                        # on its way is not counted dropped unless its acknowledgement never comes.
+                        self.spool.mark_sent(pending[-1].sequence)
+                        break
+                    if self._made_last.is_set():
                         break
                     # Woken by a new report, stop() or a new stream; the timeout is a safety net.
                     self.spool.changed.wait(30.0)
@@ -258,6 +263,15 @@ class AgentRunner:
                     self.stop_event.wait(min(delay, 0.5))
             finally:
                 call.cancel()
+                self._end_stream()
+
+    def _end_stream(self) -> None:
+        """The stream is over: its request generator stops reading, and the spool counts the
+        reports it evicted while they were on this stream and unacknowledged as dropped."""
+        with self.spool.changed:
+            self._stream_generation += 1
+            self.spool.stream_ended()
+            self.spool.changed.notify_all()
 
     def _describe(self, error: grpc.RpcError) -> str:
         """Say what a failed call means, knowing whether this agent pinned its server's CA."""

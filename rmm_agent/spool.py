@@ -7,6 +7,8 @@ reads what is pending in sequence order and the server's acknowledgements remove
 survives a restart, a SIGKILL or a reboot until the server has stored it. When the spool reaches
 its bound (count or bytes) the oldest reports go first, and the number dropped is kept in the
 spool itself, so it is cumulative since the spool was created (in practice: since enrollment).
+A report evicted after the sender put it on the stream may be stored already: it is held aside
+(its number only) and counted as dropped only if the stream ends without its acknowledgement.
 
 When the disk fails (read-only, full, a damaged file) the spool logs one clear error naming the
 file and the fix, keeps reports in memory (bounded) and tries the disk again every
@@ -24,7 +26,7 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -45,6 +47,9 @@ ACK_FLUSH_SECONDS = 1.0
 # Free pages above this are returned to the file system once the spool is drained.
 VACUUM_FREE_PAGES = 256
 BUSY_TIMEOUT_SECONDS = 2.0
+# Reports evicted while on the stream, waiting for their acknowledgement: past this many, the
+# oldest are counted as dropped at once (the memory held for them stays small).
+IN_DOUBT_MAX = 4096
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS reports (
@@ -126,6 +131,13 @@ class Spool:
         self.dropped = 0  # reports dropped undelivered, cumulative (see the module docstring)
         self.acked = 0  # the newest sequence the server acknowledged
         self._dropped_unsaved = 0  # drops not yet written to the file
+        # Evicted after they were sent on the current stream: stored if acknowledged, dropped if
+        # the stream ends first. The file keeps their count ("in_doubt") beside "dropped", so
+        # after a crash they count as dropped: the sum of the two is never below the truth.
+        self._in_doubt: deque[int] = deque()
+        self._counts_unsaved = False  # the file's dropped/in_doubt are behind (still >= truth)
+        self._sent = 0  # the newest sequence the sender has read for the current stream
+        self._opened = False  # a file was attached once: its in_doubt count was taken
         self._db: sqlite3.Connection | None = None
         self._count = 0  # rows on disk
         self._bytes = 0
@@ -216,6 +228,10 @@ class Spool:
                 return
             self.acked = sequence
             self._warned_full = False
+            if self._in_doubt and self._in_doubt[0] <= sequence:
+                while self._in_doubt and self._in_doubt[0] <= sequence:
+                    self._in_doubt.popleft()  # the server stored it: not dropped
+                self._counts_unsaved = True
             while self._memory and next(iter(self._memory)) <= sequence:
                 self._memory.popitem(last=False)
             if self._db is not None and self.monotonic() - self._flushed_at >= ACK_FLUSH_SECONDS:
@@ -247,6 +263,30 @@ class Spool:
             rows = [(seq, body) for seq, body in self._memory.items() if seq > floor][:limit]
             return self._decode_rows(rows)
 
+    def mark_sent(self, sequence: int) -> None:
+        """Say that the sender has read every waiting report up to `sequence` for the current
+        stream (call it holding `changed`, with the same read, so no eviction comes between)."""
+        self._sent = max(self._sent, sequence)
+
+    def stream_ended(self) -> None:
+        """The stream ended: reports evicted after they were sent on it and not acknowledged
+        may never have been stored, so they count as dropped now; the next stream sends afresh."""
+        with self.changed:
+            self._sent = 0
+            if not self._in_doubt:
+                return
+            lost = len(self._in_doubt)
+            self._in_doubt.clear()
+            self.dropped += lost
+            self._counts_unsaved = True
+            log.warning(
+                "%d report(s) evicted from the full spool %s while on their way to the server "
+                "were not acknowledged before the stream ended: counted as dropped, %d in all",
+                lost,
+                self.path,
+                self.dropped,
+            )
+
     def _decode_rows(self, rows: list[tuple[int, bytes]]) -> list[agent_pb2.Report]:
         """Parse stored reports; one that cannot be read is dropped, counted and said."""
         reports: list[agent_pb2.Report] = []
@@ -276,8 +316,9 @@ class Spool:
                         (sequence,),
                     ).fetchone()
                     self._db.execute("DELETE FROM reports WHERE sequence = ?", (sequence,))
-                    _set_meta(self._db, "dropped", self.dropped)
+                    self._save_counts(self._db)
                 self._dropped_unsaved = 0
+                self._counts_unsaved = False
                 self._count, self._bytes = self._count - int(gone), self._bytes - int(size)
             except (sqlite3.Error, OSError) as exc:
                 self._enter_memory(exc, "update")
@@ -290,11 +331,12 @@ class Spool:
     def close(self) -> None:
         """Write what is acknowledged and dropped, and close the file."""
         with self.changed:
+            self.stream_ended()  # what is still in doubt is counted, as a crash would
             if self._db is not None:
                 try:
                     with _transaction(self._db):
                         self._flush_acks(self._db)
-                        self._save_dropped(self._db)
+                        self._save_counts(self._db)
                 except (sqlite3.Error, OSError) as exc:
                     log.warning("cannot update the report spool %s on close: %s", self.path, exc)
                 self._close_db()
@@ -338,6 +380,8 @@ class Spool:
             acked = max(self.acked, int(meta.get("acked", 0)))
             # A new file after a damaged one starts at 0: the count in memory is the truth then.
             dropped = max(int(meta.get("dropped", 0)) + self._dropped_unsaved, self.dropped)
+            if not self._opened:  # in doubt when the last process ended: never settled
+                dropped += int(meta.get("in_doubt", 0))
             with _transaction(db):
                 if self._memory:
                     if self._salvaged:
@@ -358,8 +402,9 @@ class Spool:
                     " FROM reports"
                 ).fetchone()
                 evicted, count, size = self._evict(db, count, size, 0, 0)
-                dropped += evicted
-                _set_meta(db, "dropped", dropped)
+                unsent, sent = self._split(evicted)
+                dropped += unsent
+                _set_counts(db, dropped, len(self._in_doubt) + len(sent))
                 _set_meta(db, "acked", acked)
         except (sqlite3.Error, OSError) as exc:
             if db is not None:
@@ -370,6 +415,9 @@ class Spool:
         self.acked = self._acks_flushed = acked
         self.dropped = dropped
         self._dropped_unsaved = 0
+        self._counts_unsaved = False
+        self._opened = True
+        self._hold(sent)
         self._count, self._bytes = int(count), int(size)
         self._last = max(self._last, int(last), acked)
         self._memory.clear()
@@ -391,14 +439,15 @@ class Spool:
                 "INSERT OR REPLACE INTO reports (sequence, size, body) VALUES (?, ?, ?)",
                 (sequence, len(body), body),
             )
+            unsent, sent = self._split(evicted) if evicted else (0, [])
             if evicted:
-                _set_meta(db, "dropped", self.dropped + evicted)
+                _set_counts(db, self.dropped + unsent, len(self._in_doubt) + len(sent))
         # Committed: only now do the counters move.
         self._flushed(count + 1, size + len(body))
         if evicted:
-            self.dropped += evicted
             self._dropped_unsaved = 0
-            self._say_full(evicted)
+            self._counts_unsaved = False
+            self._take_evicted(unsent, sent)
 
     def _flush_acks(self, db: sqlite3.Connection) -> tuple[int, int]:
         """Delete acknowledged rows (inside a transaction); return the rows and bytes left."""
@@ -411,6 +460,8 @@ class Spool:
             db.execute("DELETE FROM reports WHERE sequence <= ?", (self.acked,))
             _set_meta(db, "acked", self.acked)
             count, size = count - int(gone), size - int(gone_bytes)
+        if self._counts_unsaved or self._dropped_unsaved:
+            self._save_counts(db)
         return count, size
 
     def _flushed(self, count: int, size: int) -> None:
@@ -418,12 +469,15 @@ class Spool:
         self._count, self._bytes = count, size
         self._acks_flushed = self.acked
         self._flushed_at = self.monotonic()
+        self._dropped_unsaved = 0  # _flush_acks wrote the counts if they were behind
+        self._counts_unsaved = False
 
     def _evict(
         self, db: sqlite3.Connection, count: int, size: int, adding: int, adding_bytes: int
-    ) -> tuple[int, int, int]:
-        """Delete the oldest rows until `adding` more fit; return (evicted, count, size)."""
-        evicted = 0
+    ) -> tuple[list[int], int, int]:
+        """Delete the oldest rows until `adding` more fit; return (their sequences, count,
+        size)."""
+        evicted: list[int] = []
         while count > 0 and (
             count + adding > self.max_reports or size + adding_bytes > self.max_bytes
         ):
@@ -434,15 +488,35 @@ class Spool:
             if not rows:
                 break
             db.execute("DELETE FROM reports WHERE sequence <= ?", (rows[-1][0],))
-            evicted += len(rows)
+            evicted.extend(row[0] for row in rows)
             count -= len(rows)
             size -= sum(row[1] for row in rows)
         return evicted, count, size
 
-    def _save_dropped(self, db: sqlite3.Connection) -> None:
-        if self._dropped_unsaved:
-            _set_meta(db, "dropped", self.dropped)
-            self._dropped_unsaved = 0
+    def _save_counts(self, db: sqlite3.Connection) -> None:
+        """Write dropped and in-doubt (inside a transaction); always the two together."""
+        _set_counts(db, self.dropped, len(self._in_doubt))
+
+    def _split(self, evicted: list[int]) -> tuple[int, list[int]]:
+        """Return how many of the evicted `sequences` were never sent (dropped now), and those
+        sent on the current stream (in doubt until acknowledged or the stream ends)."""
+        sent = [seq for seq in evicted if self.acked < seq <= self._sent]
+        gone = sum(1 for seq in evicted if seq <= self.acked)  # stored: neither
+        return len(evicted) - len(sent) - gone, sent
+
+    def _take_evicted(self, unsent: int, sent: list[int]) -> None:
+        """Count what an eviction dropped and hold what it put in doubt (once committed)."""
+        if unsent:
+            self.dropped += unsent
+            self._say_full(unsent)
+        self._hold(sent)
+
+    def _hold(self, sent: list[int]) -> None:
+        self._in_doubt.extend(sent)
+        while len(self._in_doubt) > IN_DOUBT_MAX:
+            self._in_doubt.popleft()  # too many to wait for: counted as lost, like before
+            self.dropped += 1
+            self._counts_unsaved = True
 
     def _vacuum_if_drained(self, db: sqlite3.Connection) -> None:
         if self._count == 0:
@@ -461,16 +535,20 @@ class Spool:
     def _add_to_memory(self, sequence: int, body: bytes) -> None:
         self._memory[sequence] = body
         limit = min(self.max_reports, MEMORY_MAX_REPORTS)
-        evicted = 0
+        evicted: list[int] = []
         size = sum(len(b) for b in self._memory.values())
         while len(self._memory) > 1 and (len(self._memory) > limit or size > self.max_bytes):
-            _, old = self._memory.popitem(last=False)
+            old_sequence, old = self._memory.popitem(last=False)
             size -= len(old)
-            evicted += 1
+            evicted.append(old_sequence)
         if evicted:
-            self.dropped += evicted
-            self._dropped_unsaved += evicted
-            self._say_full(evicted)
+            self._evicted_from_memory(evicted)
+
+    def _evicted_from_memory(self, evicted: list[int]) -> None:
+        unsent, sent = self._split(evicted)
+        self._dropped_unsaved += unsent
+        self._counts_unsaved = True
+        self._take_evicted(unsent, sent)
 
     def _enter_memory(self, exc: BaseException, doing: str) -> None:
         """The disk failed: keep what it holds in memory, say why and how to fix it."""
@@ -540,14 +618,11 @@ class Spool:
         self._memory = OrderedDict(sorted(merged.items()))
         self._salvaged = complete
         limit = min(self.max_reports, MEMORY_MAX_REPORTS)
-        evicted = 0
+        evicted: list[int] = []
         while len(self._memory) > limit:
-            self._memory.popitem(last=False)
-            evicted += 1
+            evicted.append(self._memory.popitem(last=False)[0])
         if evicted:
-            self.dropped += evicted
-            self._dropped_unsaved += evicted
-            self._say_full(evicted)
+            self._evicted_from_memory(evicted)
         return len(rows)
 
     def _retry_disk(self) -> None:
@@ -600,3 +675,9 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
 
 def _set_meta(db: sqlite3.Connection, key: str, value: int) -> None:
     db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def _set_counts(db: sqlite3.Connection, dropped: int, in_doubt: int) -> None:
+    """Write the dropped count and how many evicted reports wait for their acknowledgement."""
+    _set_meta(db, "dropped", dropped)
+    _set_meta(db, "in_doubt", in_doubt)

@@ -418,3 +418,109 @@ def test_a_drained_spool_still_knows_the_newest_sequence_it_had(tmp_path: Path) 
     again = Spool(tmp_path / SPOOL_FILE)
     assert len(again) == 0 and again.last_sequence == 3
     again.close()
+
+
+def test_a_report_evicted_while_on_its_way_is_not_dropped_once_it_is_acknowledged(
+    tmp_path: Path,
+) -> None:
+    # The race seen end to end: the spool is full, the sender has read the oldest reports for
+    # the stream, the next report evicts one of them, then the server's acknowledgement for it
+    # arrives: the server stored it, so it is not dropped.
+    spool = Spool(tmp_path / SPOOL_FILE, max_reports=3)
+    for seq in range(1, 4):
+        spool.add(report(seq))
+    with spool.changed:  # what the runner's sender does under the lock as it reads a batch
+        sending = spool.pending(0, 64)
+        spool.mark_sent(sending[-1].sequence)
+    assert [r.sequence for r in sending] == [1, 2, 3]
+    spool.add(report(4))  # evicts 1, which is on its way
+    spool.add(report(5))  # evicts 2, likewise
+    assert sequences(spool) == [3, 4, 5]
+    assert spool.dropped == 0
+    spool.ack(1)
+    spool.ack(2)
+    assert spool.dropped == 0
+    spool.stream_ended()  # nothing of those is left in doubt
+    assert spool.dropped == 0
+    spool.close()
+    again = Spool(tmp_path / SPOOL_FILE, max_reports=3)
+    assert again.dropped == 0
+    again.close()
+
+
+def test_a_report_evicted_while_on_its_way_and_never_acknowledged_is_dropped_once(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path / SPOOL_FILE, max_reports=2)
+    for seq in range(1, 3):
+        spool.add(report(seq))
+    with spool.changed:
+        spool.mark_sent(spool.pending(0, 64)[-1].sequence)  # 1 and 2 go on the stream
+    spool.add(report(3))  # evicts 1 (sent)
+    spool.add(report(4))  # evicts 2 (sent)
+    spool.add(report(5))  # evicts 3 (never sent): dropped at once
+    assert spool.dropped == 1
+    spool.ack(1)  # the server stored 1; the stream breaks before 2 is acknowledged
+    spool.stream_ended()
+    assert spool.dropped == 2
+    spool.stream_ended()  # a second end counts nothing twice
+    spool.ack(2)  # a late word on a dead stream cannot happen, and would change nothing
+    assert spool.dropped == 2
+    assert sequences(spool) == [4, 5]
+    spool.close()
+    again = Spool(tmp_path / SPOOL_FILE, max_reports=2)
+    assert again.dropped == 2
+    again.close()
+
+
+def test_reports_in_doubt_count_as_dropped_after_a_crash(tmp_path: Path) -> None:
+    # Evicted while on their way, then the process dies before an acknowledgement or the end of
+    # the stream: the file counts them, so a SIGKILL never hides a lost report.
+    spool = Spool(tmp_path / SPOOL_FILE, max_reports=2)
+    for seq in range(1, 3):
+        spool.add(report(seq))
+    with spool.changed:
+        spool.mark_sent(2)
+    spool.add(report(3))
+    spool.add(report(4))
+    assert spool.dropped == 0
+    # The file as a SIGKILL leaves it: the connection goes without close() writing anything.
+    assert spool._db is not None
+    spool._db.close()
+    spool._db = None
+    again = Spool(tmp_path / SPOOL_FILE, max_reports=2)
+    assert again.dropped == 2
+    assert sequences(again) == [3, 4]
+    again.close()
+
+
+def test_a_new_stream_sends_afresh_so_an_eviction_then_counts_at_once(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / SPOOL_FILE, max_reports=2)
+    spool.add(report(1))
+    spool.add(report(2))
+    with spool.changed:
+        spool.mark_sent(2)
+    spool.stream_ended()  # 1 and 2 stay in the spool and go again on the next stream
+    assert spool.dropped == 0
+    spool.add(report(3))  # evicts 1, not on any stream now
+    assert spool.dropped == 1
+    spool.close()
+
+
+def test_in_memory_a_report_evicted_on_its_way_waits_for_its_acknowledgement(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "file").write_text("")
+    spool = Spool(tmp_path / "file" / SPOOL_FILE, max_reports=2)  # no directory: memory
+    assert not on_disk(spool)
+    spool.add(report(1))
+    spool.add(report(2))
+    with spool.changed:
+        spool.mark_sent(2)
+    spool.add(report(3))
+    spool.add(report(4))
+    assert spool.dropped == 0
+    spool.ack(1)
+    spool.stream_ended()
+    assert spool.dropped == 1
+    spool.close()
