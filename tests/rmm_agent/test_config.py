@@ -76,6 +76,7 @@ def test_action_names_come_from_the_command_contract() -> None:
         "push_file",
         "pull_file",
         "collect_now",
+        "install_updates",
     }
 
 
