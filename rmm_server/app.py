@@ -235,19 +235,23 @@ class RmmServer:
         if config.agent_updates_dir is not None:
             self.updates = UpdateIndex(config.agent_updates_dir)
             await asyncio.to_thread(self.updates.scan)
+        # One byte budget per agent for everything it makes this process store (reports,
+        # inventory, command results), and one disk reserve: shared by both writers.
+        byte_budget = AgentByteBudget(config.agent_byte_budget, config.agent_budget_window_seconds)
+        # The embedded database's disk only: a PostgreSQL server watches its own.
+        free_space = (
+            FreeSpaceReserve(config.data_dir, config.min_free_space)
+            if url.startswith("sqlite")
+            else None
+        )
         self.ingestor = ReportIngestor(
             store,
             self.fleet,
             self.metrics,
             after_store=alerts.on_report,
             offer_update=self.updates.offer_for if self.updates is not None else None,
-            byte_budget=AgentByteBudget(
-                config.agent_byte_budget, config.agent_budget_window_seconds
-            ),
-            # The embedded database's disk only: a PostgreSQL server watches its own.
-            free_space=FreeSpaceReserve(config.data_dir, config.min_free_space)
-            if url.startswith("sqlite")
-            else None,
+            byte_budget=byte_budget,
+            free_space=free_space,
         )
         self.ingestor.start()
         enrollment = Enrollment(
@@ -271,7 +275,12 @@ class RmmServer:
                 "ca:" + (server_tls.ca_fingerprint[:16] if server_tls is not None else "none"),
             ]
         self.commands = commands = CommandService(
-            store, signer, audit=audit.append_many, metrics=self.metrics
+            store,
+            signer,
+            audit=audit.append_many,
+            metrics=self.metrics,
+            byte_budget=byte_budget,
+            free_space=free_space,
         )
         commands.cluster = cluster
         commands.start()

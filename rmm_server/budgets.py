@@ -1,9 +1,12 @@
 """What one agent may make the server store, and the disk space the server never uses.
 
-Two checks run before a report is queued for storage, both cheap enough for every report:
+Two checks run before a report is queued for storage and before a command result is written,
+both cheap enough for every report:
 - AgentByteBudget: bytes stored per agent (compressed report body and inventory, what the rows
-  take) in a fixed window of time, as one counter per agent. An agent over its budget is refused
-  with RESOURCE_EXHAUSTED naming the budget and when it resets; its reports wait in its spool.
+  take, and the results of its commands: script output, pulled files, listings) in a fixed window
+  of time, as one counter per agent for everything it makes the server store. An agent over its
+  budget has its reports refused with RESOURCE_EXHAUSTED naming the budget and when it resets
+  (they wait in its spool), and its command results stored as a failure saying the same.
   Counted in memory, per server process: a restart starts a new window, and with replicas each
   counts what it stored (an agent streams to one at a time).
 - FreeSpaceReserve: free space of the filesystem holding the database, probed at most once a
@@ -17,7 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rmm_common.durations import parse_duration
@@ -92,9 +95,19 @@ def format_size(size: float) -> str:
     return f"{size:.4g} GiB"
 
 
+# What a budget refuses, and what becomes of it, for the refusal's message.
+REPORT = "report"
+COMMAND_RESULT = "command result"
+_OUTCOME = {
+    REPORT: "the report stays in the agent's spool",
+    COMMAND_RESULT: "the result is not stored; the command is recorded as failed",
+}
+
+
 class BudgetExceeded(RateLimited):
     """An agent stored as many bytes as its budget allows in the current window; `first`:
-    this is its first refusal in the window (logged once, counted every time)."""
+    this is its first refusal of this kind (report, command result) in the window (logged
+    once, counted every time)."""
 
     def __init__(self, message: str, retry_after: float, first: bool) -> None:
         super().__init__(message, retry_after)
@@ -109,7 +122,7 @@ class DiskReserveReached(Unavailable):
 class _Window:
     start: float
     used: int = 0
-    told: bool = False  # the refusal was logged in this window
+    told: set[str] = field(default_factory=set)  # kinds whose refusal was logged in this window
 
 
 class AgentByteBudget:
@@ -127,9 +140,10 @@ class AgentByteBudget:
         # One small record per agent that stored something: bounded by the enrolled agents.
         self._windows: dict[str, _Window] = {}
 
-    def charge(self, agent_id: str, size: int) -> None:
+    def charge(self, agent_id: str, size: int, what: str = REPORT) -> None:
         """Count `size` bytes about to be stored for `agent_id`, or raise BudgetExceeded
-        (counting nothing) when they do not fit in what is left of its budget."""
+        (counting nothing) when they do not fit in what is left of its budget. `what`: REPORT
+        or COMMAND_RESULT, for the message (one budget counts both)."""
         if self.limit <= 0:
             return
         now = self.clock()
@@ -143,15 +157,24 @@ class AgentByteBudget:
             window.used += size
             return
         resets_at = start + self.window_seconds
-        message = (
-            f"agent {agent_id} reached its storage budget: {format_size(window.used)} stored of "
-            f"{format_size(self.limit)} per {_window_text(self.window_seconds)}, and this "
-            f"report takes {format_size(size)}; the budget resets at "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(resets_at))} (the server's "
-            "--agent-byte-budget; the report stays in the agent's spool)"
-        )
-        first = not window.told
-        window.told = True
+        budget = f"{format_size(self.limit)} per {_window_text(self.window_seconds)}"
+        resets = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(resets_at))
+        if what == REPORT:
+            message = (
+                f"agent {agent_id} reached its storage budget: {format_size(window.used)} stored "
+                f"of {budget}, and this report takes {format_size(size)}; the budget resets at "
+                f"{resets} (the server's --agent-byte-budget; {_OUTCOME[what]})"
+            )
+        else:
+            # Shown as the command's error beside the agent's name: what matters first (a
+            # summary line keeps about 110 characters of it).
+            message = (
+                f"agent storage budget reached (--agent-byte-budget {budget}; resets at "
+                f"{resets}): {format_size(window.used)} stored, this {what} takes "
+                f"{format_size(size)}; {_OUTCOME[what]}"
+            )
+        first = what not in window.told
+        window.told.add(what)
         raise BudgetExceeded(message, retry_after=max(resets_at - now, 0.0), first=first)
 
     def used(self, agent_id: str) -> int:
@@ -222,9 +245,10 @@ class FreeSpaceReserve:
             self._since_probe = 0
         return self._free - self._since_probe
 
-    def charge(self, size: int) -> None:
+    def charge(self, size: int, what: str = REPORT) -> None:
         """Count `size` bytes about to be written, or raise DiskReserveReached when the
-        filesystem would be left with less than the reserve."""
+        filesystem would be left with less than the reserve. `what`: REPORT or COMMAND_RESULT,
+        for the message."""
         if self.reserve <= 0:
             return
         free = self.free_bytes()
@@ -234,7 +258,7 @@ class FreeSpaceReserve:
                 self.low = False
                 log.warning(
                     "free space on %s is above the reserve again (%s free, reserve %s): "
-                    "storing reports again",
+                    "storing reports and command results again",
                     self.path,
                     format_size(free),
                     format_size(self.reserve),
@@ -244,14 +268,18 @@ class FreeSpaceReserve:
             self.low = True
             log.error(
                 "free space on %s is down to %s, under the reserve of %s (--min-free-space): "
-                "refusing reports until space is freed (agents keep them in their spools); "
-                "free disk space or shorten --retention",
+                "refusing reports until space is freed (agents keep them in their spools) and "
+                "storing command results as failed; free disk space or shorten --retention",
                 self.path,
                 format_size(free),
                 format_size(self.reserve),
             )
+        tail = (
+            "the report is not stored; keep it and retry later"
+            if what == REPORT
+            else f"the {what} is not stored; the command is recorded as failed"
+        )
         raise DiskReserveReached(
             f"the server's disk is down to its reserve ({format_size(free)} free, "
-            f"{format_size(self.reserve)} kept free by --min-free-space): the report is not "
-            "stored; keep it and retry later"
+            f"{format_size(self.reserve)} kept free by --min-free-space): {tail}"
         )

@@ -5,6 +5,11 @@ breaks) waits in the database and goes out when the agent connects, until it exp
 are written in batches by one task and acknowledged to the agent only after they are stored; the
 agent keeps resending a result until then, and the server keeps the first final result of each
 command, so neither a lost result nor a resent one changes the outcome.
+
+A result counts against its agent's byte budget and the disk reserve (rmm_server/budgets.py)
+before it is written. One that does not fit is not stored: the command is stored as failed with
+the reason (the operator's `rmm run` shows it) and acknowledged like any final result, so the
+agent does not resend it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,13 @@ from typing import Any
 from rmm_common.tokens import new_ident
 from rmm_proto import commands_pb2
 from rmm_server.background import BackgroundTasks
+from rmm_server.budgets import (
+    COMMAND_RESULT,
+    AgentByteBudget,
+    BudgetExceeded,
+    DiskReserveReached,
+    FreeSpaceReserve,
+)
 from rmm_server.cluster import Cluster
 from rmm_server.command_fields import signed_command_fields
 from rmm_server.server_metrics import ServerMetrics
@@ -92,8 +104,13 @@ class CommandService:
         audit: AuditFn | None = None,
         metrics: ServerMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        byte_budget: AgentByteBudget | None = None,
+        free_space: FreeSpaceReserve | None = None,
     ) -> None:
         self.commands = CommandStore(store)
+        # Shared with the report ingestor: one budget per agent for all it makes us store.
+        self.byte_budget = byte_budget
+        self.free_space = free_space
         self.signer = signer
         self.audit = audit
         self.metrics = metrics
@@ -131,9 +148,7 @@ class CommandService:
         """Say whether the agent has a command stream open on this server or another replica."""
         return agent_id in self.links or self.cluster.held_elsewhere(agent_id)
 
-    async def connect(
-        self, agent: AgentRecord, hello: commands_pb2.CommandHello
-    ) -> AgentLink:
+    async def connect(self, agent: AgentRecord, hello: commands_pb2.CommandHello) -> AgentLink:
         """Register an agent's new stream and queue what waits for it."""
         now = self.clock()
         link = AgentLink(agent.id, agent.hostname, now)
@@ -381,6 +396,11 @@ class CommandService:
                 acks.append((pending.link, result.command_id))  # a resend: stored already
                 continue
             final = result.status in FINAL_STATUSES
+            refusal = self._charge(record, result)
+            if refusal:
+                if not final:
+                    continue  # progress: not stored (its final result is charged in turn)
+                result = refused_result(result, refusal)
             record.status = result.status
             record.result = result.SerializeToString()
             record.error = result.error
@@ -396,6 +416,36 @@ class CommandService:
             if link is not None:
                 link.send(commands_pb2.ServerCommandMessage(result_stored=command_id))
         await self._settled(settled)
+
+    def _charge(self, record: CommandRecord, result: commands_pb2.CommandResult) -> str:
+        """Count what storing `result` takes against the disk reserve and its agent's byte
+        budget; return "" when it may be stored, else why it may not (the refusal counted, and
+        logged once per agent and budget window)."""
+        # The serialized result and the error column beside it.
+        size = result.ByteSize() + len(result.error.encode())
+        try:
+            if self.free_space is not None:
+                self.free_space.charge(size, COMMAND_RESULT)  # logs when the reserve is reached
+            if self.byte_budget is not None:
+                self.byte_budget.charge(record.agent_id, size, COMMAND_RESULT)
+        except DiskReserveReached as refusal:
+            self._count_refusal("free_space")
+            return str(refusal)
+        except BudgetExceeded as refusal:
+            self._count_refusal("agent_bytes")
+            if refusal.first:
+                log.warning(
+                    "refusing the command results of %s (%s): %s",
+                    record.agent_id,
+                    record.hostname,
+                    refusal,
+                )
+            return str(refusal)
+        return ""
+
+    def _count_refusal(self, budget: str) -> None:
+        if self.metrics is not None:
+            self.metrics.command_results_refused.labels(budget=budget).inc()
 
     def _load(self, ids: Sequence[str]) -> dict[str, CommandRecord]:
         return self.commands.get_many(ids)
@@ -442,6 +492,32 @@ class CommandService:
             await asyncio.to_thread(self._audit_results, records)
 
 
+# How much of the agent's own error a refused result keeps.
+MAX_KEPT_ERROR = 500
+
+
+def refused_result(result: commands_pb2.CommandResult, reason: str) -> commands_pb2.CommandResult:
+    """Return what is stored instead of a final result refused for a budget: a failure saying
+    why, with the result's times and a script's exit code, none of its output."""
+    kept = commands_pb2.CommandResult(
+        command_id=result.command_id,
+        status=Status.COMMAND_FAILED,
+        error=reason,
+        started_at=result.started_at,
+        finished_at=result.finished_at,
+        duplicate=result.duplicate,
+    )
+    if result.error:
+        kept.error += f"; the agent said: {result.error[:MAX_KEPT_ERROR]}"
+    if result.HasField("script"):
+        script = result.script
+        kept.script.exit_code = script.exit_code
+        kept.script.timed_out = script.timed_out
+        kept.script.stdout_truncated = script.stdout_truncated or bool(script.stdout)
+        kept.script.stderr_truncated = script.stderr_truncated or bool(script.stderr)
+    return kept
+
+
 def decode_result(record: CommandRecord) -> commands_pb2.CommandResult | None:
     """Return the stored result message, or None."""
     if not record.result:
@@ -449,4 +525,3 @@ def decode_result(record: CommandRecord) -> commands_pb2.CommandResult | None:
     result = commands_pb2.CommandResult()
     result.ParseFromString(record.result)
     return result
-

@@ -43,8 +43,19 @@ class ServerMetrics:
             ["budget"],
             registry=self.registry,
         )
+        # The same budgets, for the results agents send back for their commands (script
+        # output, pulled files, listings): a refused one is stored as a failed command.
+        self.command_results_refused = Counter(
+            "rmm_server_command_results_refused",
+            "Command results not stored because a storage budget was reached, by budget: "
+            "agent_bytes (--agent-byte-budget, shared with the agent's reports) or free_space "
+            "(--min-free-space). The command is stored as failed with the reason.",
+            ["budget"],
+            registry=self.registry,
+        )
         for budget in ("agent_bytes", "free_space"):  # present at 0, so rate() has a start
             self.reports_refused.labels(budget=budget)
+            self.command_results_refused.labels(budget=budget)
         self.exporter_series_dropped = Counter(
             "rmm_exporter_series_dropped",
             "Reported series left out of /metrics because their agent went over the exporter's "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from rmm_common.errors import StorageError
 from rmm_proto import commands_pb2
+from rmm_server.budgets import AgentByteBudget, FreeSpaceReserve
 from rmm_server.commands import AgentLink, AuditEntry, CommandService
 from rmm_server.server_metrics import ServerMetrics
 from rmm_server.signing import CommandSigner
@@ -66,7 +68,12 @@ def agent(name: str) -> AgentRecord:
 class Harness:
     """A CommandService with its clock, audit trail and metrics in reach."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store,
+        byte_budget: AgentByteBudget | None = None,
+        free_space: FreeSpaceReserve | None = None,
+    ) -> None:
         self.clock = Clock(T0)
         self.audited: list[AuditEntry] = []
         self.metrics = ServerMetrics()
@@ -77,7 +84,11 @@ class Harness:
             audit=self.audit,
             metrics=self.metrics,
             clock=self.clock,
+            byte_budget=byte_budget,
+            free_space=free_space,
         )
+        if byte_budget is not None:
+            byte_budget.clock = self.clock
         self.store = CommandStore(store)
 
     def audit(self, entries: Sequence[AuditEntry]) -> None:
@@ -431,3 +442,152 @@ async def until_true(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(WAIT):
         while not condition():
             await asyncio.sleep(0.001)
+
+
+def printed(command_id: str, size: int) -> commands_pb2.CommandResult:
+    """A script's successful result with `size` bytes of output."""
+    made = result(command_id, Status.COMMAND_SUCCEEDED)
+    made.script.stdout = "x" * size
+    return made
+
+
+def refusals(h: Harness, budget: str) -> float | None:
+    return h.metrics.registry.get_sample_value(
+        "rmm_server_command_results_refused_total", {"budget": budget}
+    )
+
+
+async def settle(
+    h: Harness,
+    who: AgentRecord,
+    link: AgentLink,
+    answer: Callable[[str], commands_pb2.CommandResult],
+) -> tuple[CommandRecord, commands_pb2.ServerCommandMessage | None]:
+    """Issue one command to `who`, answer it with `answer(id)`; return the final record the
+    watcher had and what the server sent the agent after the result."""
+    finished: list[CommandRecord] = []
+    (record,) = await h.issue([who], watch=finished.append)
+    await next_message(link)  # the command itself
+    h.service.submit_result(who.id, answer(record.id), link)
+    ack = await next_message(link)
+    (final,) = finished
+    return final, ack
+
+
+def test_a_result_over_its_agents_byte_budget_is_stored_as_failed_and_acknowledged(
+    sqlite_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(sqlite_store, byte_budget=AgentByteBudget(2000, 3600.0))
+    hog, neighbour = agent("hog"), agent("neighbour")
+    caplog.set_level(logging.WARNING, logger="rmm_server.commands")
+
+    async def run() -> list[tuple[CommandRecord, commands_pb2.ServerCommandMessage | None]]:
+        h.service.start()
+        try:
+            hog_link = await h.service.connect(hog, commands_pb2.CommandHello())
+            other_link = await h.service.connect(neighbour, commands_pb2.CommandHello())
+            outcomes = [await settle(h, hog, hog_link, lambda c: printed(c, 1200))]
+            # Over budget: a progress result is not stored, then twice a final one is refused.
+            (record,) = await h.issue([hog])
+            await next_message(hog_link)
+            running = printed(record.id, 1200)
+            running.status = Status.COMMAND_RUNNING
+            h.service.submit_result(hog.id, running, hog_link)
+            await asyncio.wait_for(h.service._results.join(), WAIT)  # type: ignore[union-attr]
+            assert h_get(h, record.id).status == Status.COMMAND_SENT and hog_link.outbox.empty()
+            failed = printed(record.id, 1200)
+            failed.error = "a hostile agent's own words"
+            h.service.submit_result(hog.id, failed, hog_link)
+            ack = await next_message(hog_link)
+            outcomes.append((h_get(h, record.id), ack))
+            outcomes.append(await settle(h, hog, hog_link, lambda c: printed(c, 1200)))
+            # The neighbour's results are its own budget's business.
+            outcomes.append(await settle(h, neighbour, other_link, lambda c: printed(c, 1200)))
+            return outcomes
+        finally:
+            await h.service.stop()
+
+    (first, _), (second, ack2), (third, ack3), (other, _) = asyncio.run(run())
+    assert first.status == Status.COMMAND_SUCCEEDED and not first.error
+    assert other.status == Status.COMMAND_SUCCEEDED
+    assert commands_pb2.CommandResult.FromString(other.result or b"").script.stdout == "x" * 1200
+    for refused, ack in ((second, ack2), (third, ack3)):
+        # Acknowledged like any final result: the agent stops resending it.
+        assert ack is not None and ack.result_stored == refused.id
+        stored = h_get(h, refused.id)
+        assert stored.status == Status.COMMAND_FAILED
+        assert stored.error.startswith(
+            "agent storage budget reached (--agent-byte-budget 1.953 KiB per hour; "
+            "resets at 2027-01-15 09:00:00 UTC): 1.211 KiB stored, this command result takes "
+        )
+        assert "; the result is not stored; the command is recorded as failed" in stored.error
+        kept = commands_pb2.CommandResult.FromString(stored.result or b"")
+        assert kept.status == Status.COMMAND_FAILED and kept.error == stored.error
+        assert kept.script.stdout == "" and kept.script.stdout_truncated
+        assert len(stored.result or b"") < 1000
+    assert h_get(h, second.id).error.endswith("; the agent said: a hostile agent's own words")
+    # Counted each time (the progress result too), logged once in the window.
+    assert refusals(h, "agent_bytes") == 3.0 and refusals(h, "free_space") == 0.0
+    said = [r for r in caplog.records if "refusing the command results of" in r.getMessage()]
+    assert len(said) == 1 and f"of {hog.id} (host-hog)" in said[0].getMessage()
+    outcomes = [entry[4] for entry in h.audited if entry[1] == "command.result"]
+    assert sum("failed: agent storage budget reached" in outcome for outcome in outcomes) == 2
+
+
+def fake_statvfs(free: list[int]) -> Callable[[Path], os.statvfs_result]:
+    """A statvfs saying `free[0]` bytes are free (4 KiB blocks)."""
+
+    def statvfs(_path: Path) -> os.statvfs_result:
+        blocks = free[0] // 4096
+        return os.statvfs_result((4096, 4096, 10**9, blocks, blocks, 10**6, 10**6, 10**6, 0, 255))
+
+    return statvfs
+
+
+def test_results_are_stored_as_failed_under_the_free_space_reserve(
+    sqlite_store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    MiB = 1024 * 1024
+    free = [100 * MiB]
+    reserve = FreeSpaceReserve(
+        tmp_path, 10 * MiB, clock=Clock(0.0), statvfs=fake_statvfs(free), probe_seconds=0.0
+    )
+    h = Harness(sqlite_store, free_space=reserve)
+    one, two = agent("one"), agent("two")
+    caplog.set_level(logging.WARNING, logger="rmm_server.budgets")
+
+    async def run() -> list[tuple[CommandRecord, commands_pb2.ServerCommandMessage | None]]:
+        h.service.start()
+        try:
+            links = {
+                who.id: await h.service.connect(who, commands_pb2.CommandHello())
+                for who in (one, two)
+            }
+            outcomes = [await settle(h, one, links[one.id], lambda c: printed(c, 5000))]
+            free[0] = 10 * MiB + 4096  # down to the reserve: nobody's output fits
+            for who in (one, two):
+                outcomes.append(await settle(h, who, links[who.id], lambda c: printed(c, 5000)))
+            free[0] = 100 * MiB  # space freed
+            outcomes.append(await settle(h, two, links[two.id], lambda c: printed(c, 5000)))
+            return outcomes
+        finally:
+            await h.service.stop()
+
+    statuses = [
+        (final.status, ack.result_stored if ack else None) for final, ack in asyncio.run(run())
+    ]
+    assert [status for status, _ in statuses] == [
+        Status.COMMAND_SUCCEEDED,
+        Status.COMMAND_FAILED,
+        Status.COMMAND_FAILED,
+        Status.COMMAND_SUCCEEDED,
+    ]
+    assert all(acked for _, acked in statuses)
+    refused = h_get(h, str(statuses[1][1]))
+    assert refused.error.startswith("the server's disk is down to its reserve (")
+    assert "kept free by --min-free-space): the command result is not stored" in refused.error
+    assert b"xxxx" not in (refused.result or b"")
+    assert refusals(h, "free_space") == 2.0 and refusals(h, "agent_bytes") == 0.0
+    lows = [r for r in caplog.records if "under the reserve" in r.getMessage()]
+    assert len(lows) == 1  # once when reached; once more when space is back
+    assert "above the reserve again" in caplog.text
