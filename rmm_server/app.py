@@ -66,7 +66,7 @@ from rmm_server.storage.audit import AuditStore
 from rmm_server.storage.replicas import agents_seen_since
 from rmm_server.storage.store import sqlite_url
 from rmm_server.storage.suppressions import NotificationFailure
-from rmm_server.tls import ServerTls
+from rmm_server.tls import ClientCerts, ServerTls
 from rmm_server.updates import UpdateIndex
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,78 @@ class RmmServer:
             raise ConfigError("--tls-ca goes with --tls-cert and --tls-key (the operator's own)")
         return tls.load_or_create(config.data_dir, config.tls_sans)
 
+    async def _start_notifications(self, path: Path, alerts: AlertService) -> None:
+        """Load --notify-config and route the alerts' notifications and escalations through it."""
+        notify_config = load_notify_config(path)
+        self.dispatcher = Dispatcher(
+            notify_config,
+            on_failure=self._notification_failed,
+            metrics_registry=self.metrics.registry,
+            on_sent=self._notification_sent,
+        )
+        await self.dispatcher.start()
+        alerts.submit = self.dispatcher.submit
+        alerts.escalation = EscalationPolicy(notify_config.ack_timeout, notify_config.next_tier)
+        self.notify_reloader = NotifyReloader(
+            path,
+            self.dispatcher,
+            self.metrics.registry,
+            on_loaded=lambda new: setattr(
+                alerts, "escalation", EscalationPolicy(new.ack_timeout, new.next_tier)
+            ),
+        )
+
+    def _share_alerts(self, cluster: Cluster, alerts: AlertService) -> None:
+        """Tell the other replicas of alert and silence changes; only the leader shows firing."""
+        alerts.saved = lambda ids: cluster.publish("alert", "c", ids)
+        alerts.suppressions_changed = lambda: cluster.publish("quiet")
+        cluster.on("quiet", lambda _message: self._background.spawn(alerts.reload_suppressions()))
+        alerts.manager.shows_firing = lambda: cluster.is_leader
+        cluster.leadership_callbacks.append(lambda _leading: alerts.manager.refresh_firing_gauge())
+        alerts.manager.refresh_firing_gauge()
+        cluster.on("alert", self._alerts_changed)
+
+    def _listen_grpc(
+        self,
+        server: grpc.aio.Server,
+        grpc_host: str,
+        grpc_port: int,
+        server_tls: ServerTls | None,
+        client_certs: ClientCerts | None,
+    ) -> None:
+        """Bind the gRPC port, and the mutual-TLS port when client certificates are required."""
+        config = self.config
+        address = join_host_port(grpc_host, grpc_port)
+        try:
+            if server_tls is None:
+                self.grpc_port = server.add_insecure_port(address)
+            else:
+                self.grpc_port = server.add_secure_port(address, server_tls.credentials())
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"cannot listen on {address} for gRPC: "
+                f"{why_bind_failed(grpc_host, grpc_port) or exc}: stop what listens there, or "
+                "choose another address with --grpc-listen HOST:PORT"
+            ) from exc
+        if server_tls is not None and client_certs is not None:
+            mtls_host, mtls_port = split_host_port(
+                config.mtls_listen or f"{grpc_host}:{self.grpc_port + 1 if grpc_port else 0}",
+                "--mtls-listen",
+            )
+            mtls_address = (
+                f"[{mtls_host}]:{mtls_port}" if ":" in mtls_host else f"{mtls_host}:{mtls_port}"
+            )
+            try:
+                client_certs.port = server.add_secure_port(
+                    mtls_address, server_tls.mutual_credentials()
+                )
+            except RuntimeError as exc:
+                raise ConfigError(
+                    f"cannot listen on {mtls_address} for mutual TLS: "
+                    f"{why_bind_failed(mtls_host, mtls_port) or exc} (choose another "
+                    "with --mtls-listen HOST:PORT)"
+                ) from exc
+
     async def start(self) -> None:
         """Open storage, load the fleet and start listening."""
         config = self.config
@@ -213,25 +285,7 @@ class RmmServer:
         alerts.unknown_scripts = self.scripts.unknown_scripts
         await asyncio.to_thread(alerts.load)
         if config.notify_config is not None:
-            notify_config = load_notify_config(config.notify_config)
-            self.dispatcher = Dispatcher(
-                notify_config,
-                on_failure=self._notification_failed,
-                metrics_registry=self.metrics.registry,
-                on_sent=self._notification_sent,
-            )
-            await self.dispatcher.start()
-            alerts.submit = self.dispatcher.submit
-            alerts.escalation = EscalationPolicy(notify_config.ack_timeout, notify_config.next_tier)
-            self.notify_reloader = NotifyReloader(
-                config.notify_config,
-                self.dispatcher,
-                self.metrics.registry,
-                on_loaded=lambda new: setattr(
-                    alerts, "escalation", EscalationPolicy(new.ack_timeout, new.next_tier)
-                ),
-            )
-
+            await self._start_notifications(config.notify_config, alerts)
         if config.agent_updates_dir is not None:
             self.updates = UpdateIndex(config.agent_updates_dir)
             await asyncio.to_thread(self.updates.scan)
@@ -295,17 +349,7 @@ class RmmServer:
         operators.revoked = lambda operator_id: cluster.publish("opr", "o", [operator_id])
         cluster.on("opr", lambda message: operators.forget(str(i) for i in message.get("o", ())))
         if cluster.replicated:
-            alerts.saved = lambda ids: cluster.publish("alert", "c", ids)
-            alerts.suppressions_changed = lambda: cluster.publish("quiet")
-            cluster.on(
-                "quiet", lambda _message: self._background.spawn(alerts.reload_suppressions())
-            )
-            alerts.manager.shows_firing = lambda: cluster.is_leader
-            cluster.leadership_callbacks.append(
-                lambda _leading: alerts.manager.refresh_firing_gauge()
-            )
-            alerts.manager.refresh_firing_gauge()
-            cluster.on("alert", self._alerts_changed)
+            self._share_alerts(cluster, alerts)
         await cluster.start()
         limits = RateLimits(
             enroll=config.enroll_rate,
@@ -360,36 +404,7 @@ class RmmServer:
         )
         self.health_servicer = health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        address = join_host_port(grpc_host, grpc_port)
-        try:
-            if server_tls is None:
-                self.grpc_port = server.add_insecure_port(address)
-            else:
-                self.grpc_port = server.add_secure_port(address, server_tls.credentials())
-        except RuntimeError as exc:
-            raise ConfigError(
-                f"cannot listen on {address} for gRPC: "
-                f"{why_bind_failed(grpc_host, grpc_port) or exc}: stop what listens there, or "
-                "choose another address with --grpc-listen HOST:PORT"
-            ) from exc
-        if server_tls is not None and client_certs is not None:
-            mtls_host, mtls_port = split_host_port(
-                config.mtls_listen or f"{grpc_host}:{self.grpc_port + 1 if grpc_port else 0}",
-                "--mtls-listen",
-            )
-            mtls_address = (
-                f"[{mtls_host}]:{mtls_port}" if ":" in mtls_host else f"{mtls_host}:{mtls_port}"
-            )
-            try:
-                client_certs.port = server.add_secure_port(
-                    mtls_address, server_tls.mutual_credentials()
-                )
-            except RuntimeError as exc:
-                raise ConfigError(
-                    f"cannot listen on {mtls_address} for mutual TLS: "
-                    f"{why_bind_failed(mtls_host, mtls_port) or exc} (choose another "
-                    "with --mtls-listen HOST:PORT)"
-                ) from exc
+        self._listen_grpc(server, grpc_host, grpc_port, server_tls, client_certs)
         await server.start()
         self.grpc_server = server
         await self._announce_health(True)
