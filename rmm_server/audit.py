@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rmm_common.audit_chain import (
     GENESIS_HASH,
@@ -29,9 +29,7 @@ from rmm_common.audit_chain import (
 )
 from rmm_common.errors import ConfigError, InvalidArgument
 from rmm_server.audit_checkpoints import Checkpoint, CheckpointLog, CheckpointSet, PinCheck
-
-if TYPE_CHECKING:  # the command line imports this module without the server's dependencies
-    from rmm_server.storage.audit import AuditStore
+from rmm_server.storage.audit import Anchor, AuditStore
 
 log = logging.getLogger(__name__)
 # The lengths of audit_log's operator, action and target columns (rmm_server/storage/schema.py).
@@ -76,17 +74,6 @@ class VerifyResult:
     @property
     def problem_text(self) -> str:
         return self.problem.message if self.problem is not None else ""
-
-
-@dataclass(frozen=True, slots=True)
-class Anchor:
-    """Where the database's chain starts (after the archived entries) and where it ends."""
-
-    archived_through: int
-    anchor_hash: str
-    head_seq: int
-    head_hash: str
-    archived_at: float | None = None
 
 
 GENESIS = Anchor(0, GENESIS_HASH, 0, GENESIS_HASH)

@@ -129,3 +129,97 @@ def test_the_reader_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     )
     found = set(_imports(package / "mod.py", tmp_path))
     assert found == {"typing", "rmm_cli.sub", "rmm_cli.other", "rmm_server.app", "rmm_agent"}
+
+
+def _module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _internal_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """Return, per module, the modules of its own package it imports (lazy ones included)."""
+    files = [path for package in PACKAGES for path in sorted((root / package).rglob("*.py"))]
+    modules = {_module_name(path, root) for path in files}
+    graph: dict[str, set[str]] = {}
+    for path in files:
+        name = _module_name(path, root)
+        package = list(path.relative_to(root).parts[:-1])
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            found: list[str] = []
+            if isinstance(node, ast.Import):
+                found = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = (
+                    ".".join([*package[: len(package) - node.level + 1], node.module or ""])
+                    if node.level
+                    else node.module or ""
+                ).strip(".")
+                # `from package import module` names that module; `from module import name`
+                # the module.
+                found = [
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                    for alias in node.names
+                ]
+            for imported in found:
+                target = imported
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name and target.split(".")[0] == name.split(".")[0]:
+                    targets.add(target)
+        graph[name] = targets
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Return the strongly connected components of more than one module (Tarjan's)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in graph.get(module, ()):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return circles
+
+
+def test_no_import_circle_inside_any_package() -> None:
+    # Lazy and TYPE_CHECKING imports count: a circle hidden inside a function is still two
+    # modules that cannot be read, tested or moved apart.
+    circles = _circles(_internal_graph())
+    assert not circles, "import circles (break each by moving the shared part down):\n" + "\n".join(
+        "  " + " <-> ".join(circle) for circle in circles
+    )
+
+
+def test_the_circle_check_finds_a_lazy_circle(tmp_path: Path) -> None:
+    package = tmp_path / "rmm_server"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from rmm_server import b\n")
+    (package / "b.py").write_text("def later() -> None:\n    from . import a\n")
+    (package / "c.py").write_text("import rmm_server.a\n")
+    assert _circles(_internal_graph(tmp_path)) == [["rmm_server.a", "rmm_server.b"]]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rmm_server.notify.config import (
     NotifyConfig,
     RouteMatch,
@@ -12,7 +10,6 @@ from rmm_server.notify.config import (
     parse_notify_config,
 )
 from rmm_server.notify.dispatcher import Dispatcher
-from rmm_server.notify.email import EmailNotifier
 from rmm_server.notify.model import (
     AlertNotice,
     Notification,
@@ -21,18 +18,7 @@ from rmm_server.notify.model import (
     NotifierType,
     NotifyError,
 )
-from rmm_server.notify.slack import SlackNotifier
-from rmm_server.notify.teams import TeamsNotifier
-from rmm_server.notify.webhook import WebhookNotifier
-
-# One line per notifier; the key is the receiver's config key and the module's name.
-NOTIFIERS: dict[str, NotifierType[Any]] = {
-    WebhookNotifier.name: WebhookNotifier,
-    EmailNotifier.name: EmailNotifier,
-    SlackNotifier.name: SlackNotifier,
-    TeamsNotifier.name: TeamsNotifier,
-}
-
+from rmm_server.notify.registry import NOTIFIERS
 
 __all__ = [
     "NOTIFIERS",

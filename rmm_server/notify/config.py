@@ -11,6 +11,7 @@ from typing import Any, Literal
 from rmm_common.errors import ConfigError, InvalidArgument
 from rmm_common.yamlnodes import Section, Where, compose, process_env, scalar_text
 from rmm_server.notify.model import AlertNotice, NotifierType, notice_label
+from rmm_server.notify.registry import NOTIFIERS
 
 TIERS = ("L1", "L2", "L3")
 GROUP_BY_ALL = "..."
@@ -214,9 +215,6 @@ def parse_notify_config(
 ) -> NotifyConfig:
     """Check the YAML `text` of a notification config; raise ConfigError listing every problem."""
     if notifiers is None:
-        # Imported here: the registry imports every notifier, which import this package.
-        from rmm_server.notify import NOTIFIERS  # noqa: PLC0415
-
         notifiers = NOTIFIERS
     where = Where(source)
     root_node = compose(text, where)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
@@ -11,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 
 from rmm_common.audit_chain import GENESIS_HASH, AuditRecord
 from rmm_common.errors import StorageError
-from rmm_server.audit import Anchor
 from rmm_server.storage import schema
 from rmm_server.storage.store import Store
 
@@ -20,6 +20,17 @@ MAX_LIST = 5000
 
 _log = schema.audit_log
 _anchor = schema.audit_anchor
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """Where the database's chain starts (after the archived entries) and where it ends."""
+
+    archived_through: int
+    anchor_hash: str
+    head_seq: int
+    head_hash: str
+    archived_at: float | None = None
 
 
 def _record(row: Any) -> AuditRecord:
