@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
@@ -26,6 +27,8 @@ SELF_AUDITED = frozenset({"RunCommand"})
 SECRET_WORDS = ("secret", "token", "password", "passphrase", "credential", "private_key")
 # The request field that names what a call acts on, the first one set in this order.
 TARGET_FIELDS = ("id", "name", "agent", "agent_id", "alert_id", "client", "matchers")
+# Target fields that hold an operator's word for one agent: the entry names the resolved id.
+AGENT_FIELDS = frozenset({"agent", "agent_id"})
 REDACTED = "[redacted]"
 
 
@@ -88,10 +91,38 @@ def request_details(request: Any) -> dict[str, Any]:
     return _scrub(request, plain)
 
 
+class ResolvedAgents:
+    """The agent ids an operator call's words resolved to, noted by the servicer as it resolves
+    them: the audit entry names the agent by id, not by the word the operator typed (a hostname
+    or an id prefix), so that `rmm audit list --agent ID` finds it."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+
+# Set by the guard for each operator call; shared with worker threads (to_thread copies the
+# context, and with it this holder).
+resolved_agents: ContextVar[ResolvedAgents | None] = ContextVar("resolved_agents", default=None)
+
+
+def note_resolved_agent(agent_id: str) -> None:
+    """Record that the current operator call resolved an operator's word to `agent_id`."""
+    holder = resolved_agents.get()
+    if holder is not None and agent_id not in holder.ids:
+        holder.ids.append(agent_id)
+
+
 def request_target(request: Any) -> str:
     """Return the id or name a request acts on ("" when it names none)."""
+    return _request_target(request)[1]
+
+
+def _request_target(request: Any) -> tuple[str, str]:
+    """Return the request field that names what it acts on, and its value (("", "") if none)."""
     if not isinstance(request, Message):
-        return ""
+        return "", ""
     values = {
         field.name: str(value).strip()
         for field, value in request.ListFields()
@@ -101,8 +132,8 @@ def request_target(request: Any) -> str:
         value = values.get(name, "")
         if value:
             site = values.get("site", "")
-            return f"{value}/{site}" if name == "client" and site else value
-    return ""
+            return name, f"{value}/{site}" if name == "client" and site else value
+    return "", ""
 
 
 def result_id(response: Any) -> str:
@@ -134,8 +165,15 @@ class CallAuditor:
         self._pending: set[asyncio.Future[Any]] = set()
 
     def _entry(self, call: str, request: Any, response: Any) -> tuple[str, dict[str, Any]]:
-        target = request_target(request)
+        field, target = _request_target(request)
         details = request_details(request)
+        holder = resolved_agents.get()
+        resolved = holder.ids if holder is not None else []
+        if field in AGENT_FIELDS and len(resolved) == 1:
+            # The operator's word stays in the details (the request's own field).
+            target = resolved[0]
+        elif resolved:
+            details["resolved_agent_ids"] = list(resolved)
         created = result_id(response)
         if created and created != target:
             details["result_id"] = created

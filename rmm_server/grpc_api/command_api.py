@@ -18,6 +18,7 @@ from rmm_proto import operator_pb2
 from rmm_server.command_fields import fields_json, signed_command_fields
 from rmm_server.commands import CommandService, decode_result
 from rmm_server.fleet import Fleet
+from rmm_server.grpc_api.audit_calls import note_resolved_agent
 from rmm_server.grpc_api.guard import current_operator
 from rmm_server.runs import Outcome, Run, RunRequest, RunService
 from rmm_server.scripts import ScriptLibrary
@@ -150,6 +151,7 @@ class CommandApi:
             # fleet is enough (rmm_server.selection: ids are never matched against hostnames).
             known = [state.record for state in self.fleet.snapshot()]
             agent_id = resolve_agent(known, parse_agent_word(request.agent)).id
+            note_resolved_agent(agent_id)
         query = CommandQuery(
             agent_id=agent_id,
             run_id=request.run_id,

@@ -37,8 +37,10 @@ from rmm_server.fleet import Fleet
 from rmm_server.grpc_api.audit_calls import (
     SELF_AUDITED,
     CallAuditor,
+    ResolvedAgents,
     error_outcome,
     is_audited,
+    resolved_agents,
 )
 from rmm_server.operators import Operators
 from rmm_server.ratelimit import RateLimited, RateLimits
@@ -230,6 +232,8 @@ class GuardedCall:
     async def unary(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """Run a call with one response."""
         admitted = False
+        # Each call runs in its own task: the holder is this call's alone.
+        resolved_agents.set(ResolvedAgents())
         try:
             self.guard._admit(self.method, self.metadata, context)
             admitted = True
@@ -252,6 +256,7 @@ class GuardedCall:
     async def stream(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         """Run a call that streams its responses."""
         admitted = False
+        resolved_agents.set(ResolvedAgents())
         try:
             self.guard._admit(self.method, self.metadata, context)
             admitted = True

@@ -22,6 +22,7 @@ from rmm_server.commands import CommandService
 from rmm_server.enrollment import Enrollment
 from rmm_server.fleet import Fleet
 from rmm_server.grpc_api.admin_api import AdminApi
+from rmm_server.grpc_api.audit_calls import note_resolved_agent
 from rmm_server.grpc_api.command_api import CommandApi
 from rmm_server.grpc_api.guard import current_operator
 from rmm_server.grpc_api.script_api import ScriptApi
@@ -317,11 +318,14 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
             )
         word = parse_agent_word(ident)
         if word.kind is WordKind.ID:
-            return resolve_agent(self.store.find_agents(word.value), word)
+            found = resolve_agent(self.store.find_agents(word.value), word)
+            note_resolved_agent(found.id)
+            return found
         named = resolve_agent(self.store.agent_names(), word, require_client=require_client)
         agent = self.store.get_agent(named.id)
         if agent is None:
             raise NotFound(f"agent {named.id} was deleted while being looked up: try again")
+        note_resolved_agent(agent.id)
         return agent
 
     def _agent_detail(self, ident: str) -> operator_pb2.AgentDetail:

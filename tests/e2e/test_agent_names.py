@@ -220,3 +220,18 @@ def test_lookups_of_one_agent_follow_the_same_rules(world: World) -> None:
     assert f"{spoof.hostname} (a hostname, not an id)" in shown
     agents = {a["id"]: a for a in rmm_json(world.server, "agents", "list")}
     assert agents[victim.id]["revoked_at"] is None and agents[clash.id]["revoked_at"] is None
+
+
+def test_the_audit_names_the_resolved_agent_id_not_the_operators_word(world: World) -> None:
+    victim, spoof = world.agents["victim"], world.agents["spoof"]
+    rmm_json(world.server, "agents", "tag", victim.id[:12], "--add", "audited")
+    rmm_json(world.server, "agents", "rotate", f"host={spoof.hostname}")
+    by_victim = rmm_json(world.server, "audit", "list", "--agent", victim.id)
+    tagged = [e for e in by_victim if e["action"] == "UpdateAgent"]
+    assert tagged and tagged[-1]["target"] == victim.id, by_victim
+    # The word the operator typed is kept in the details.
+    assert tagged[-1]["details"]["agent"] == victim.id[:12]
+    by_spoof = rmm_json(world.server, "audit", "list", "--agent", spoof.id)
+    rotated = [e for e in by_spoof if e["action"] == "RotateAgentCredential"]
+    assert rotated and rotated[-1]["target"] == spoof.id, by_spoof
+    assert rotated[-1]["details"]["agent"] == f"host={spoof.hostname}"
