@@ -50,7 +50,12 @@ def window_row(window: operator_pb2.MaintenanceInfo) -> dict[str, Any]:
 @click.option("--timezone", default="UTC", show_default=True, help="IANA zone of the site.")
 @click.option("--client", "clients", multiple=True)
 @click.option("--site", "sites", multiple=True)
-@click.option("--agent", "agents", multiple=True)
+@click.option(
+    "--agent",
+    "agents",
+    multiple=True,
+    help="An agent id, the start of one, or host=NAME (one agent only); the window keeps its id.",
+)
 @click.option("--tag", "tags", multiple=True)
 @click.option("--comment", default="")
 @OUTPUT_OPTION

@@ -328,6 +328,10 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         note_resolved_agent(agent.id)
         return agent
 
+    def _find_agent_ids(self, words: list[str]) -> tuple[str, ...]:
+        """Return the ids of the agents `words` name, each found as _find_agent finds it."""
+        return tuple(dict.fromkeys(self._find_agent(word.strip()).id for word in words))
+
     def _agent_detail(self, ident: str) -> operator_pb2.AgentDetail:
         agent = self._find_agent(ident)
         detail = operator_pb2.AgentDetail(
@@ -473,6 +477,10 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
     ) -> operator_pb2.MaintenanceInfo:
         if not request.name.strip():
             raise InvalidArgument("a maintenance window needs a --name")
+        # Each word is resolved as `rmm agents show` resolves it and the window keeps the full
+        # id: a window matches agents by id only, so a hostname or an id prefix kept as typed
+        # would silently match nothing.
+        agents = await asyncio.to_thread(self._find_agent_ids, list(request.agents))
         window = MaintenanceWindow.create(
             id=new_ident(),
             name=request.name.strip(),
@@ -482,7 +490,7 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
             timezone=request.timezone or "UTC",
             clients=tuple(request.clients),
             sites=tuple(request.sites),
-            agents=tuple(request.agents),
+            agents=agents,
             tags=tuple(request.tags),
             created_by=current_operator.get().name,
             created_at=self.clock(),

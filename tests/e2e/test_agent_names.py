@@ -235,3 +235,25 @@ def test_the_audit_names_the_resolved_agent_id_not_the_operators_word(world: Wor
     rotated = [e for e in by_spoof if e["action"] == "RotateAgentCredential"]
     assert rotated and rotated[-1]["target"] == spoof.id, by_spoof
     assert rotated[-1]["details"]["agent"] == f"host={spoof.hostname}"
+
+
+def test_a_maintenance_window_keeps_the_id_its_agent_word_resolves_to(world: World) -> None:
+    victim, spoof, clash = (world.agents[key] for key in ("victim", "spoof", "clash"))
+    added = []
+    try:
+        window = rmm_json(world.server, "maintenance", "add", "--name", "by-prefix", "--start",
+                          "now", "--duration", "1h", "--agent", victim.id[:12].upper(),
+                          "--agent", f"host={spoof.hostname}")  # fmt: skip
+        added.append(window["id"])
+        assert window["agents"] == [victim.id, spoof.id]
+        for word, needle in (("web-01", "agents of 2 clients"), ("ffff0000", "no agent id")):
+            result = rmm(world.server, "maintenance", "add", "--name", "bad", "--start", "now",
+                         "--duration", "1h", "--agent", word, check=False)  # fmt: skip
+            assert result.returncode != 0 and needle in result.stderr, (word, result.stderr)
+            if word == "web-01":
+                assert victim.id in result.stderr and clash.id in result.stderr
+        listed = rmm_json(world.server, "maintenance", "list")
+        assert [w["name"] for w in listed] == ["by-prefix"]
+    finally:
+        for ident in added:
+            rmm(world.server, "maintenance", "end", ident, check=False)
