@@ -267,7 +267,10 @@ def alerts_show(conn: Connection, alert_id: str, output: str) -> None:
     "--match",
     "matchers",
     required=True,
-    help="Matchers, e.g. 'rule=DiskLow,client=acme' (=, != and =~ regex).",
+    help=(
+        "Matchers, e.g. 'rule=DiskLow,client=acme' (=, != and =~ regex). agent=ID takes an id "
+        "or its start (the full id is kept); hostname= needs client= beside it."
+    ),
 )
 @click.option("--for", "duration", required=True, help="How long, e.g. 2h.")
 @click.option("--comment", required=True, help="Why.")

@@ -36,6 +36,7 @@ from rmm_server.storage.suppressions import (
     NotificationFailure,
     Silence,
     SuppressionStore,
+    check_silence_scope,
     parse_matchers,
 )
 
@@ -562,11 +563,13 @@ class AlertService:
             raise InvalidArgument("--for must be a positive duration, e.g. 2h")
         if not comment.strip():
             raise InvalidArgument("--comment is required: say why these alerts are silenced")
+        parsed = parse_matchers(matchers)
+        check_silence_scope(parsed)
         now = self.clock()
         begin = starts_at or now
         silence = Silence(
             id=new_ident(),
-            matchers=tuple(parse_matchers(matchers)),
+            matchers=tuple(parsed),
             starts_at=begin,
             ends_at=begin + duration,
             created_by=operator,

@@ -36,7 +36,13 @@ from rmm_server.storage import AgentRecord, EnrollmentTokenRecord, Store
 from rmm_server.storage.alerts import AlertQuery, AlertRecord
 from rmm_server.storage.audit import AuditStore
 from rmm_server.storage.store import AgentQuery
-from rmm_server.storage.suppressions import MaintenanceWindow, Silence, format_matchers
+from rmm_server.storage.suppressions import (
+    MaintenanceWindow,
+    Matcher,
+    Silence,
+    format_matchers,
+    parse_matchers,
+)
 
 DEFAULT_PAGE = 500
 MAX_PAGE = 5000
@@ -332,6 +338,20 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         """Return the ids of the agents `words` name, each found as _find_agent finds it."""
         return tuple(dict.fromkeys(self._find_agent(word.strip()).id for word in words))
 
+    def _silence_matchers(self, text: str) -> str:
+        """Return a silence's matchers with each `agent=WORD` made the full id WORD starts.
+
+        Alerts carry the full agent id: an id prefix kept as typed would match nothing.
+        """
+        matchers = parse_matchers(text)
+        resolved = [
+            Matcher(m.name, m.op, self._find_agent(f"agent={m.value}").id)
+            if m.name == "agent" and m.op == "="
+            else m
+            for m in matchers
+        ]
+        return format_matchers(resolved)
+
     def _agent_detail(self, ident: str) -> operator_pb2.AgentDetail:
         agent = self._find_agent(ident)
         detail = operator_pb2.AgentDetail(
@@ -445,8 +465,9 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
     async def CreateSilence(
         self, request: operator_pb2.CreateSilenceRequest, context: grpc.aio.ServicerContext
     ) -> operator_pb2.SilenceInfo:
+        matchers = await asyncio.to_thread(self._silence_matchers, request.matchers)
         silence = await self.alerts.create_silence(
-            request.matchers,
+            matchers,
             request.duration_seconds,
             request.comment,
             current_operator.get().name,

@@ -76,6 +76,26 @@ def parse_matchers(text: str) -> list[Matcher]:
     return matchers
 
 
+def check_silence_scope(matchers: Sequence[Matcher]) -> None:
+    """Refuse a new silence that picks agents by hostname without pinning their client.
+
+    A hostname is what an agent reports of itself, and any agent of any client can report
+    another's: `hostname=web-01` alone would silence every client's web-01, the one meant and
+    any that names itself like it. Silences stored before this rule still load as they are.
+    """
+    by_hostname = [m for m in matchers if m.name == "hostname"]
+    if not by_hostname:
+        return
+    if any(m.name == "client" and m.op == "=" and m.value for m in matchers):
+        return
+    raise InvalidArgument(
+        f"matcher {str(by_hostname[0])!r} picks agents by hostname, which an agent of any client "
+        "can report of itself: add the client whose host is meant "
+        f"(--match '{format_matchers(matchers)},client=NAME'), or match the agent by id "
+        "(agent=ID)"
+    )
+
+
 def format_matchers(matchers: Sequence[Matcher]) -> str:
     """Return matchers in the form parse_matchers reads."""
     return ",".join(str(m) for m in matchers)

@@ -257,3 +257,24 @@ def test_a_maintenance_window_keeps_the_id_its_agent_word_resolves_to(world: Wor
     finally:
         for ident in added:
             rmm(world.server, "maintenance", "end", ident, check=False)
+
+
+def test_a_silence_names_agents_by_id_or_by_hostname_within_a_client(world: World) -> None:
+    victim = world.agents["victim"]
+    made = []
+    try:
+        refused = rmm(world.server, "alerts", "silence", "--match", "hostname=web-01", "--for",
+                      "1h", "--comment", "x", check=False)  # fmt: skip
+        assert refused.returncode == 2 and "client=NAME" in refused.stderr, refused.stderr
+        silence = ("alerts", "silence", "--for", "1h", "--comment", "x", "--match")
+        pinned = rmm_json(world.server, *silence, "hostname=web-01,client=acme")
+        made.append(pinned["id"])
+        by_prefix = rmm_json(world.server, *silence, f"agent={victim.id[:12]},rule=X")
+        made.append(by_prefix["id"])
+        assert by_prefix["matchers"] == f"agent={victim.id},rule=X"
+        unknown = rmm(world.server, "alerts", "silence", "--match", "agent=ffff0000", "--for",
+                      "1h", "--comment", "x", check=False)  # fmt: skip
+        assert unknown.returncode != 0 and "no agent id" in unknown.stderr, unknown.stderr
+    finally:
+        for ident in made:
+            rmm(world.server, "silences", "expire", ident, check=False)

@@ -7,7 +7,12 @@ from datetime import UTC, datetime
 import pytest
 
 from rmm_common.errors import InvalidArgument
-from rmm_server.storage.suppressions import MaintenanceWindow, Silence, parse_matchers
+from rmm_server.storage.suppressions import (
+    MaintenanceWindow,
+    Silence,
+    check_silence_scope,
+    parse_matchers,
+)
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> float:
@@ -107,3 +112,15 @@ def test_window_scope_and_end() -> None:
         }
         with pytest.raises(InvalidArgument):
             MaintenanceWindow.create(**values)
+
+
+def test_a_new_silence_by_hostname_must_pin_the_client() -> None:
+    # Any agent of any client can report a hostname: alone it would silence every client's.
+    for text in ("hostname=web-01", "hostname=~web-.*,rule=DiskLow", "hostname=web-01,client!=b"):
+        with pytest.raises(InvalidArgument, match=r"client=NAME.*agent=ID"):
+            check_silence_scope(parse_matchers(text))
+    check_silence_scope(parse_matchers("hostname=web-01,client=acme"))
+    check_silence_scope(parse_matchers("rule=DiskLow,agent=3f9c"))
+    pinned = Silence("s", tuple(parse_matchers("hostname=web-01,client=acme")), 0, 10, "a", "", 0)
+    assert pinned.silences({"hostname": "web-01", "client": "acme"}, 5)
+    assert not pinned.silences({"hostname": "web-01", "client": "evil"}, 5)
