@@ -63,7 +63,9 @@ def alert_row(alert: operator_pb2.AlertInfo) -> dict[str, Any]:
 )
 @click.option("--client", default="", help="Only this client.")
 @click.option("--severity", type=click.Choice(["info", "warning", "critical"]), default=None)
-@click.option("--agent", default="", help="Only this agent (id).")
+@click.option(
+    "--agent", default="", help="Only this agent (id, id prefix, or host=NAME for a hostname)."
+)
 @click.option(
     "--limit",
     type=click.IntRange(min=0),

@@ -406,11 +406,17 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
             )
         if request.severity not in SEVERITIES:
             raise InvalidArgument(f"severity {request.severity!r} is not info, warning or critical")
+        agent_id = ""
+        if request.agent.strip():
+            # Alerts carry the full id: a word is resolved as `rmm agents show` resolves it, so
+            # an id prefix or a hostname is not a filter that silently matches nothing.
+            agent = await asyncio.to_thread(self._find_agent, request.agent.strip())
+            agent_id = agent.id
         query = AlertQuery(
             states=states,
             client=request.client,
             severity=request.severity,
-            agent_id=request.agent,
+            agent_id=agent_id,
             limit=min(request.limit or DEFAULT_ALERT_LIMIT, MAX_PAGE),
         )
         found = await asyncio.to_thread(self.alerts.query, query)

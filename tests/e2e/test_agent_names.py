@@ -278,3 +278,13 @@ def test_a_silence_names_agents_by_id_or_by_hostname_within_a_client(world: Worl
     finally:
         for ident in made:
             rmm(world.server, "silences", "expire", ident, check=False)
+
+
+def test_alerts_of_one_agent_are_listed_by_the_same_rules(world: World) -> None:
+    victim, clash = world.agents["victim"], world.agents["clash"]
+    assert rmm_json(world.server, "alerts", "list", "--agent", victim.id[:12]) == []
+    for word, needle in (("web-01", "agents of 2 clients"), ("ffff0000", "no agent id")):
+        result = rmm(world.server, "alerts", "list", "--agent", word, check=False)
+        assert result.returncode != 0 and needle in result.stderr, (word, result.stderr)
+        if word == "web-01":
+            assert victim.id in result.stderr and clash.id in result.stderr
