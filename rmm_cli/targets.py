@@ -26,7 +26,7 @@ from rich.table import Table
 
 from rmm_cli.client import EXIT_FAILED, EXIT_USAGE, CliError, Connection
 from rmm_cli.output import emit_json, print_table
-from rmm_common.agent_words import parse_agent_word, printable_name
+from rmm_common.agent_words import agent_label, parse_agent_word, printable_name
 from rmm_common.durations import format_duration, parse_duration
 from rmm_common.errors import InvalidArgument
 from rmm_proto import commands_pb2, operator_pb2
@@ -257,15 +257,6 @@ def printable(text: str) -> str:
     return "".join(
         "\ufffd" if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text
     )
-
-
-def agent_label(hostname: str, agent_id: str) -> str:
-    """Return "web-01 [0123456789ab]": the agent-reported hostname beside its id's start.
-
-    The id is the identity; the hostname alone could be any agent's claim.
-    """
-    host, short = printable_name(hostname), agent_id[:12]
-    return f"{host} [{short}]" if host else short
 
 
 def head(text: str, lines: int = HEAD_LINES, width: int = HEAD_WIDTH) -> str:

@@ -160,6 +160,16 @@ def printable_name(text: str) -> str:
     return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
 
 
+def agent_label(hostname: str, agent_id: str) -> str:
+    """Return "web-01 [0123456789ab]": the agent-reported hostname beside its id's start.
+
+    The id is the identity; the hostname alone could be any agent's claim. For the CLI's
+    tables and the server's log lines alike.
+    """
+    host, short = printable_name(hostname), agent_id[:12]
+    return f"{host} [{short}]" if host else short
+
+
 ID_LIKE_DIGITS = 6  # a hostname of this many hex digits or more could pass for an id's start
 
 

@@ -27,6 +27,7 @@ import grpc
 import grpc.aio
 
 from rmm_common.errors import InvalidArgument, NotFound, StorageError, Unauthenticated
+from rmm_common.logs import agent_label
 from rmm_common.tokens import SecretKind, hash_secret, make_secret
 from rmm_server.background import BackgroundTasks
 from rmm_server.cluster import Cluster
@@ -172,9 +173,8 @@ class AgentCredentials:
         self.cluster.publish("rev", "v", [[agent.id, revoked_at, operator]])
         cut = self._cut_revoked(agent.id, revoked_at, operator)
         log.warning(
-            "agent %s (%s) revoked by %s; %d open calls cut",
-            agent.id,
-            agent.hostname,
+            "agent %s revoked by %s; %d open calls cut",
+            agent_label(agent.hostname, agent.id),
             operator,
             cut,
             extra={"agent_id": agent.id, "operator": operator, "calls_cut": cut},
@@ -232,10 +232,9 @@ class AgentCredentials:
         record.pending_credential_hash = digest
         self.cluster.agent_changed([agent.id])
         log.info(
-            "agent %s (%s) was given a new credential; the old one works until the new one is "
+            "agent %s was given a new credential; the old one works until the new one is "
             "first used",
-            agent.id,
-            agent.hostname,
+            agent_label(agent.hostname, agent.id),
         )
         return credential
 
@@ -256,10 +255,9 @@ class AgentCredentials:
             credential_hash=old,
         )
         log.info(
-            "agent %s (%s) now uses its new credential; the old one is refused from now on "
+            "agent %s now uses its new credential; the old one is refused from now on "
             "(%d calls made with it ended)",
-            record.id,
-            record.hostname,
+            agent_label(record.hostname, record.id),
             cut,
         )
         self._writes.spawn(self._store_promotion(record.id, new))

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rmm_common.logs import agent_label, agent_text
 from rmm_common.tokens import new_ident
 from rmm_proto import commands_pb2
 from rmm_server.background import BackgroundTasks
@@ -159,17 +160,15 @@ class CommandService:
         self.cluster.attach(agent.id)
         if hello.disconnected_at:
             log.info(
-                "agent %s (%s) is back after %.0f s without its command stream (%s)",
-                agent.id,
-                agent.hostname,
+                "agent %s is back after %.0f s without its command stream (%s)",
+                agent_label(agent.hostname, agent.id),
                 max(0.0, now - hello.disconnected_at),
-                hello.disconnect_reason or "reason unknown",
+                agent_text(hello.disconnect_reason or "reason unknown"),
             )
         else:
             log.info(
-                "agent %s (%s) opened its command stream; agent started %.0f s ago, host up %.0f s",
-                agent.id,
-                agent.hostname,
+                "agent %s opened its command stream; agent started %.0f s ago, host up %.0f s",
+                agent_label(agent.hostname, agent.id),
                 max(0.0, now - hello.agent_started_at) if hello.agent_started_at else 0.0,
                 max(0.0, now - hello.boot_time) if hello.boot_time else 0.0,
             )
@@ -435,9 +434,8 @@ class CommandService:
             self._count_refusal("agent_bytes")
             if refusal.first:
                 log.warning(
-                    "refusing the command results of %s (%s): %s",
-                    record.agent_id,
-                    record.hostname,
+                    "refusing the command results of %s: %s",
+                    agent_label(record.hostname, record.agent_id),
                     refusal,
                 )
             return str(refusal)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from google.protobuf.message import DecodeError
 
 from rmm_common.errors import InvalidArgument, StorageError
+from rmm_common.logs import agent_label
 from rmm_proto import agent_pb2
 from rmm_server.budgets import AgentByteBudget, BudgetExceeded, DiskReserveReached, FreeSpaceReserve
 from rmm_server.fleet import Fleet
@@ -225,7 +226,9 @@ class ReportIngestor:
                 self.metrics.reports_refused.labels(budget="agent_bytes").inc()
                 if error.first:
                     log.warning(
-                        "refusing the reports of %s (%s): %s", agent.id, agent.hostname, error
+                        "refusing the reports of %s: %s",
+                        agent_label(agent.hostname, agent.id),
+                        error,
                     )
                 raise
 
@@ -252,12 +255,11 @@ class ReportIngestor:
         if now - self._conflict_said.get(agent.id, -CONFLICT_LOG_SECONDS) >= CONFLICT_LOG_SECONDS:
             self._conflict_said[agent.id] = now  # an agent that lost its state sends many
             log.warning(
-                "agent %s (%s) sent report %d, but the server holds a different report under "
+                "agent %s sent report %d, but the server holds a different report under "
                 "that sequence: refused, not stored (%d such from this agent). It reused sequence "
                 "numbers: its state directory was restored from a copy, lost, or copied to another "
                 "host; a cloned host must enroll again (`rmm-agent enroll --force`)",
-                agent.id,
-                agent.hostname,
+                agent_label(agent.hostname, agent.id),
                 report.sequence,
                 count,
             )
@@ -278,12 +280,11 @@ class ReportIngestor:
         if report.dropped_reports > told:
             self._dropped_told[agent.id] = report.dropped_reports
             log.warning(
-                "agent %s (%s) dropped %d reports it could not deliver, %d in all: its spool "
+                "agent %s dropped %d reports it could not deliver, %d in all: its spool "
                 "reached its bound while the server was out of reach (the gap in its sequence "
                 "numbers is lost data; raise spool_max_reports/spool_max_bytes on the agent "
                 "if outages this long are expected)",
-                agent.id,
-                agent.hostname,
+                agent_label(agent.hostname, agent.id),
                 report.dropped_reports - told,
                 report.dropped_reports,
             )

@@ -10,6 +10,7 @@ import grpc.aio
 from google.protobuf.message import DecodeError
 
 from rmm_common.errors import InvalidArgument, NotFound, RmmError, Unavailable
+from rmm_common.logs import agent_label
 from rmm_common.tokens import SecretKind
 from rmm_proto import agent_pb2, agent_pb2_grpc, commands_pb2
 from rmm_server.agent_credentials import AgentCredentials
@@ -95,9 +96,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         record = enrolled.record
         self.cluster.agent_changed([record.id])
         log.info(
-            "enrolled agent %s (%s) for %s/%s",
-            record.id,
-            record.hostname,
+            "enrolled agent %s for %s/%s",
+            agent_label(record.hostname, record.id),
             record.client,
             record.site,
         )
@@ -147,7 +147,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self.cluster.attach(agent.id)
         reader = asyncio.ensure_future(read())
         self._report_readers.add(reader)
-        log.debug("agent %s (%s) opened its report stream", agent.id, agent.hostname)
+        log.debug("agent %s opened its report stream", agent_label(agent.hostname, agent.id))
         try:
             while (task := await in_flight.get()) is not None:
                 ack = await task
@@ -183,7 +183,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 "this server offers no agent updates (start it with --agent-updates DIR)"
             )
         archive = self.updates.get(request.version)
-        log.info("agent %s (%s) downloads agent %s", agent.id, agent.hostname, archive.version)
+        log.info(
+            "agent %s downloads agent %s", agent_label(agent.hostname, agent.id), archive.version
+        )
         chunks = self.updates.chunks(archive)
         try:
             while (block := await asyncio.to_thread(next, chunks, None)) is not None:

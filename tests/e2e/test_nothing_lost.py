@@ -385,7 +385,7 @@ def test_a_full_spool_drops_the_oldest_and_the_next_report_says_how_many(
     assert shown["dropped_reports"] == dropped
     series = f'rmm_agent_reports_dropped_total{{client="acme",site="hq",agent="{agent.id}"}}'
     assert f"{series} {dropped}\n" in server.metrics()
-    assert f"agent {agent.id} (" in server.log() and f"{dropped} in all" in server.log()
+    assert f" [{agent.id[:12]}] " in server.log() and f"{dropped} in all" in server.log()
     assert server.stop() == 0
 
 
@@ -556,7 +556,7 @@ def test_an_agent_whose_state_was_lost_is_refused_counted_and_resumes_above_the_
         # refusal reached the agent, not one per number the server holds.
         assert 1 <= refused <= 3, shown
         assert f"rmm_server_reports_conflicting_total {float(refused)}" in server.metrics()
-        assert f"agent {agent.id} (" in server.log() and "sent report 1, but the server" in (
+        assert f" [{agent.id[:12]}] " in server.log() and "sent report 1, but the server" in (
             server.log()
         )
         assert f"report numbers resume at {held + 1}" in agent.text()

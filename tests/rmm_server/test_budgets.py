@@ -196,8 +196,9 @@ def test_an_agent_over_its_byte_budget_is_refused_while_another_keeps_reporting(
         assert refused_count(server, "agent_bytes") >= 2
         assert refused_count(server, "free_space") == 0
         log = server.log_path.read_text()
-        assert log.count(f"refusing the reports of {hog_id}") == 1  # once per window
-        assert honest_id not in log.split("refusing the reports of", 1)[1].split("\n", 1)[0]
+        assert log.count("refusing the reports of ") == 1  # once per window
+        assert f" [{hog_id[:12]}]: " in log.split("refusing the reports of", 1)[1].split("\n", 1)[0]
+        assert honest_id[:12] not in log.split("refusing the reports of", 1)[1].split("\n", 1)[0]
     finally:
         channel.close()
         honest.terminate()

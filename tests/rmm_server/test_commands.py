@@ -529,7 +529,7 @@ def test_a_result_over_its_agents_byte_budget_is_stored_as_failed_and_acknowledg
     # Counted each time (the progress result too), logged once in the window.
     assert refusals(h, "agent_bytes") == 3.0 and refusals(h, "free_space") == 0.0
     said = [r for r in caplog.records if "refusing the command results of" in r.getMessage()]
-    assert len(said) == 1 and f"of {hog.id} (host-hog)" in said[0].getMessage()
+    assert len(said) == 1 and f"of host-hog [{hog.id[:12]}]:" in said[0].getMessage()
     outcomes = [entry[4] for entry in h.audited if entry[1] == "command.result"]
     assert sum("failed: agent storage budget reached" in outcome for outcome in outcomes) == 2
 

@@ -353,7 +353,7 @@ def test_dropped_reports_are_said_once_per_rise(
     asyncio.run(run())
     lines = [r.getMessage() for r in caplog.records if "could not deliver" in r.getMessage()]
     assert lines == [
-        f"agent {agent.id} (host) dropped 7 reports it could not deliver, 7 in all: its spool "
+        f"agent host [{agent.id[:12]}] dropped 7 reports it could not deliver, 7 in all: its spool "
         "reached its bound while the server was out of reach (the gap in its sequence numbers "
         "is lost data; raise spool_max_reports/spool_max_bytes on the agent if outages this "
         "long are expected)",
@@ -426,7 +426,7 @@ def test_an_agent_over_its_byte_budget_is_refused_with_its_report_kept_in_its_sp
     assert sample(metrics, "rmm_server_reports_refused_total", budget="agent_bytes") == 2.0
     # Said once a window, naming the agent; the refused reports reached neither store nor fleet.
     said = [r for r in caplog.records if "refusing the reports of" in r.getMessage()]
-    assert len(said) == 1 and f"{agent.id} (host)" in said[0].getMessage()
+    assert len(said) == 1 and f"of host [{agent.id[:12]}]:" in said[0].getMessage()
     live = fleet.get(agent.id)
     assert live is not None and live.last_sequence == 2
 

@@ -118,7 +118,7 @@ def test_a_reused_sequence_with_other_content_is_refused_counted_and_said(
     assert "already stored with other content" in ack.rejected
     assert ack.next_sequence == 4  # the agent resumes above what is stored
     assert conflicting(metrics) == 1.0
-    assert f"agent {agent.id} (host) sent report 2, but the server holds a different" in (
+    assert f"agent host [{agent.id[:12]}] sent report 2, but the server holds a different" in (
         caplog.text
     )
     assert stored_body(store, agent, 2).collectors[0].samples[0].value == 0.25  # unchanged
