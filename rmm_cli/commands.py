@@ -16,13 +16,12 @@ from rmm_cli.client import Connection
 from rmm_cli.output import OUTPUT_OPTION, emit_json, print_table, when
 from rmm_cli.targets import (
     Outcome,
-    agent_label,
     printable,
     result_summary,
     status_cell,
     status_name,
 )
-from rmm_common.agent_words import printable_name
+from rmm_common.agent_words import agent_label, printable_name
 from rmm_common.durations import format_duration
 from rmm_proto import commands_pb2, operator_pb2
 
