@@ -185,4 +185,30 @@ def select_agents(
     ]
     if not selected:
         raise NotFound(f"no agent matches the target {text!r}")
+    _refuse_self_reported_spread(selector, selected, text)
     return sorted(selected, key=lambda agent: (agent.hostname, agent.id))
+
+
+def _refuse_self_reported_spread(
+    selector: operator_pb2.TargetSelector, selected: Sequence[AgentRecord], text: str
+) -> None:
+    """Refuse tag= or os= reaching several clients unless the operator said so.
+
+    An agent enrolls with the tags it names and reports its own OS, so an agent of any client can
+    join `tag=payroll` and receive another client's files and scripts. Across clients such a
+    target must be meant: pinned to a client, or widened with `all`.
+    """
+    if not (selector.tag or selector.os) or selector.client or selector.all or selector.agents:
+        return
+    clients = sorted({agent.client for agent in selected})
+    if len(clients) < 2:
+        return
+    terms = ",".join(
+        f"{key}={getattr(selector, key)}" for key in ("tag", "os") if getattr(selector, key)
+    )
+    raise InvalidArgument(
+        f"target {text!r} reaches agents of {len(clients)} clients ({', '.join(clients)}): "
+        f"{terms} is what agents say of themselves, and an agent of any client can claim it; "
+        f"pin client=NAME to one, or write all,{text} to mean every client. "
+        f"Candidates: {_candidates(list(selected))}"
+    )

@@ -256,3 +256,33 @@ def test_an_id_like_hostname_is_marked_and_invisible_characters_shown() -> None:
     assert shown_hostname_flagged("web-01") == "web-01"
     assert shown_hostname_flagged("dc01") == "dc01"  # too short to pass for an id
     assert shown_hostname_flagged("web\x1b[2J\u200b\u202e") == "web\\x1b[2J\\u200b\\u202e"
+
+
+def test_a_tag_an_agent_of_another_client_claims_does_not_reach_it_unasked() -> None:
+    # Tags are named by the agent at enrollment: another client's agent can claim payroll.
+    payroll = agent("pay-01", tags=["payroll"])
+    claimant = agent("evil-01", client="evil", tags=["payroll"])
+    fleet = fleet_of(payroll, claimant)
+    message = refusal(fleet, tag="payroll")
+    assert "2 clients (acme, evil)" in message and "client=NAME" in message
+    assert payroll.id in message and claimant.id in message
+    assert select(fleet, tag="payroll", client="acme") == [payroll.id]
+    # Meant for every client: said so with `all`.
+    widened = operator_pb2.TargetSelector(tag="payroll", all=True)
+    assert sorted(r.id for r in select_agents(fleet, widened, NOW)) == sorted(
+        [payroll.id, claimant.id]
+    )
+
+
+def test_an_os_target_across_clients_must_be_meant() -> None:
+    linux = agent("web-01", os="linux")
+    other = agent("web-02", client="evil", os="linux")
+    fleet = fleet_of(linux, other)
+    assert "2 clients" in refusal(fleet, os="linux")
+    assert select(fleet, os="linux", client="evil") == [other.id]
+
+
+def test_a_tag_within_one_client_needs_no_pin() -> None:
+    first, second = agent("a", tags=["web"]), agent("b", tags=["web"])
+    fleet = fleet_of(first, second, agent("c", client="evil"))
+    assert sorted(select(fleet, tag="web")) == sorted([first.id, second.id])
