@@ -22,11 +22,13 @@ from rmm_cli.output import (
     print_table,
     ratio,
     sample_value,
+    shown,
     when,
 )
 from rmm_common.agent_words import printable_name, shown_hostname_flagged
 from rmm_common.boundedjson import load_json_bounded
 from rmm_common.durations import format_duration
+from rmm_common.logs import agent_text
 from rmm_proto import operator_pb2
 
 
@@ -286,30 +288,32 @@ def agents_show(conn: Connection, agent: str, output: str) -> None:
             f"{detail.inventory_hash[:12] or '-'} updated {when(detail.inventory_updated_at, now)}",
         ),
     ):
-        facts.add_row(key, str(value))
+        facts.add_row(key, shown(str(value)))
     print_table(facts)
     collectors = Table("COLLECTOR", "STATUS", "TIME")
     for c in detail.collectors:
         collectors.add_row(
-            c.name,
-            "[green]ok[/]" if c.ok else f"[red]{c.error}[/]",
+            shown(c.name),
+            "[green]ok[/]" if c.ok else f"[red]{shown(c.error)}[/]",
             f"{c.duration_seconds * 1000:.1f} ms",
         )
     print_table(collectors)
     services = info.get("services", {})
     if services.get("available") is False:
-        click.echo(f"services: not available ({services.get('reason', 'unknown reason')})")
+        reason = agent_text(services.get("reason", "unknown reason"))
+        click.echo(f"services: not available ({reason})")
     elif services:
         failed = services.get("failed") or []
-        click.echo(f"failed services: {', '.join(failed) if failed else 'none'}")
+        named = ", ".join(agent_text(unit) for unit in failed)
+        click.echo(f"failed services: {named or 'none'}")
     top = info.get("processes", {}).get("top_cpu") or []
     if top:
         processes = Table("PID", "PROCESS", "USER", "CPU", "RSS", title="top processes by CPU")
         for process in top[:5]:
             processes.add_row(
                 str(process.get("pid", "")),
-                str(process.get("name", "")),
-                str(process.get("user") or "-"),
+                shown(str(process.get("name", ""))),
+                shown(str(process.get("user") or "-")),
                 f"{float(process.get('cpu_ratio') or 0) * 100:.1f}%",
                 f"{float(process.get('rss_bytes') or 0) / 2**20:.0f} MiB",
             )

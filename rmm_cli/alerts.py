@@ -13,7 +13,15 @@ from rich.table import Table
 
 from rmm_cli.agents import TABLE_PAGE, agent_row
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
-from rmm_cli.output import OUTPUT_OPTION, emit, emit_json, finite_or_none, print_table, when
+from rmm_cli.output import (
+    OUTPUT_OPTION,
+    emit,
+    emit_json,
+    finite_or_none,
+    print_table,
+    shown,
+    when,
+)
 from rmm_cli.silences import silence_row
 from rmm_common.agent_words import printable_name
 from rmm_common.durations import format_duration, parse_duration
@@ -102,7 +110,7 @@ def alerts_list(
         emit_json([alert_row(alert) for alert in response.alerts])
         return
     more = bool(limit) and len(response.alerts) > limit
-    shown = list(response.alerts)[:limit] if limit else list(response.alerts)
+    listed = list(response.alerts)[:limit] if limit else list(response.alerts)
     now = time.time()
     table = Table(
         "ID",
@@ -120,7 +128,7 @@ def alerts_list(
         "SUMMARY",
     )
     colours = {"critical": "red", "warning": "yellow", "info": "blue"}
-    for alert in shown:
+    for alert in listed:
         colour = colours.get(alert.severity, "white")
         table.add_row(
             alert.id,
@@ -130,12 +138,12 @@ def alerts_list(
             alert.rule,
             f"{alert.client}/{alert.site}",
             escape(f"{printable_name(alert.hostname)} [{alert.agent_id[:12]}]"),
-            ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items())),
+            shown(",".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))),
             "-" if math.isnan(alert.value) else f"{alert.value:g}",
             when(alert.fired_at or alert.started_at, now),
             alert.suppressed_by or "-",
             alert.acknowledged_by or "-",
-            alert.annotations.get("summary", ""),
+            shown(alert.annotations.get("summary", "")),
         )
     print_table(table)
     if not response.alerts:

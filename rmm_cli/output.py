@@ -12,10 +12,12 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rmm_cli.client import EXIT_USAGE, CliError
 from rmm_common.durations import format_duration
+from rmm_common.logs import agent_text
 
 OUTPUT_OPTION = click.option(
     "--output",
@@ -50,6 +52,12 @@ def emit(output: str, data: Any, line: str) -> None:
         emit_json(data)
     else:
         click.echo(line)
+
+
+def shown(text: str) -> str:
+    """Return agent-supplied text for a rich table cell: control characters and terminal escapes
+    shown as escapes, and brackets that rich would read as markup escaped."""
+    return escape(agent_text(text))
 
 
 def print_table(table: Table) -> None:
