@@ -71,6 +71,13 @@ MAX_LABEL_VALUE_CHARS = 256
 MAX_INFO_BYTES = 4 * 1024 * 1024
 # An inventory (hardware and software lists; a workstation's is about 100 KB).
 MAX_INVENTORY_BYTES = 8 * 1024 * 1024
+# Arrays and objects (counted as '[' and '{', strings included) in the JSON one report brings:
+# decoding is what a hostile agent could make the server's event loop do, and a flat document
+# of 4 MiB holds 1.4 million of them (8 s to decode and walk). A real report's info holds about
+# 200 and a workstation's inventory one per package (780 here); the limits bound one report's
+# decoding to tens of milliseconds.
+MAX_INFO_CONTAINERS = 10_000
+MAX_INVENTORY_CONTAINERS = 20_000
 # Sequences are stored as signed 64-bit integers (at most 2^63 - 1); a report with a sequence
 # near that bound would leave its agent no room, and every later report would be acknowledged
 # as a duplicate and dropped. 2^62 leaves more room than any agent can use (4.6e18 reports)
@@ -135,6 +142,7 @@ def validate_report(report: agent_pb2.Report) -> ReportSeries:
     parsed: ReportSeries = []
     total = 0
     info_bytes = 0
+    info_containers = 0
     for index, collector in enumerate(report.collectors):
         cwhere = _check_collector_fields(collector, index, where, collectors)
         total += len(collector.samples)
@@ -145,6 +153,12 @@ def validate_report(report: agent_pb2.Report) -> ReportSeries:
             raise InvalidArgument(
                 f"{cwhere}: info_json is over {MAX_INFO_BYTES // (1024 * 1024)} MiB "
                 "(all collectors' info of one report together)"
+            )
+        info_containers += json_containers(collector.info_json)
+        if info_containers > MAX_INFO_CONTAINERS:
+            raise InvalidArgument(
+                f"{cwhere}: info_json holds over {MAX_INFO_CONTAINERS:,} arrays and objects "
+                "(all collectors' info of one report together, counted as '[' and '{')"
             )
         if collector.info_json:
             check_json_depth(collector.info_json, f"{cwhere}: info_json")
@@ -219,6 +233,12 @@ def _check_inventory(inventory: agent_pb2.Inventory, where: str) -> None:
         raise InvalidArgument(
             f"{where}: inventory.json is {len(raw)} bytes; at most {MAX_INVENTORY_BYTES}"
         )
+    containers = json_containers(raw)
+    if containers > MAX_INVENTORY_CONTAINERS:
+        raise InvalidArgument(
+            f"{where}: inventory.json holds {containers:,} arrays and objects (counted as '[' "
+            f"and '{{'); at most {MAX_INVENTORY_CONTAINERS:,}"
+        )
     expected = inventory_hash(raw)
     if inventory.hash != expected:
         raise InvalidArgument(f"{where}: inventory.hash does not match its content")
@@ -226,6 +246,11 @@ def _check_inventory(inventory: agent_pb2.Inventory, where: str) -> None:
 
 
 _OPENERS = (b"{", b"[")
+
+
+def json_containers(raw: bytes) -> int:
+    """Return an upper bound of the arrays and objects in `raw` (its '[' and '{'), at C speed."""
+    return raw.count(_OPENERS[0]) + raw.count(_OPENERS[1])
 
 
 def check_json_depth(raw: bytes, what: str, limit: int = MAX_JSON_DEPTH) -> None:

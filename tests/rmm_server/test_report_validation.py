@@ -401,3 +401,39 @@ def test_hostile_reports_are_refused_and_metrics_stay_valid(
     assert 'a="v\\"} 1\\n"' in metrics
     code, output = promtool_lint(metrics)
     assert code == 0, output
+
+
+def test_a_flat_json_flood_within_the_byte_limits_is_refused_before_it_is_decoded() -> None:
+    # 1.4 million empty arrays in 4 MiB of info, 2.8 million in 8 MiB of inventory: depth 2 and
+    # within every byte limit, yet decoding and walking them held the server's event loop 8 s.
+    flat_info = b"[" + b"[]," * 1_398_099 + b"[]]"
+    flat_inventory = b"[" + b"[]," * 2_796_200 + b"[]]"
+
+    def flood_info(report: agent_pb2.Report) -> None:
+        report.collectors[0].info_json = flat_info
+
+    def flood_inventory(report: agent_pb2.Report) -> None:
+        report.inventory.json = flat_inventory
+        report.inventory.hash = inventory_hash(flat_inventory)
+
+    for edit, what in ((flood_info, "info_json holds over"), (flood_inventory, "inventory.json")):
+        started = time.perf_counter()
+        message = refused(edit)
+        assert what in message and "arrays and objects" in message
+        # Counted, not decoded: far below the seconds decoding took (a generous bound for a
+        # loaded machine; counting 8 MiB takes a few milliseconds).
+        assert time.perf_counter() - started < 1.0
+
+
+def test_info_of_several_collectors_counts_together() -> None:
+    # 6,000 arrays in each of two collectors: each alone fits, the report does not.
+    part = b"[" + b"[]," * 5_999 + b"[]]"
+
+    def edit(report: agent_pb2.Report) -> None:
+        report.collectors[0].info_json = part
+        report.collectors[1].info_json = part
+
+    assert "all collectors' info of one report together" in refused(edit)
+    report = good_report()
+    report.collectors[0].info_json = part
+    validate_report(report)
