@@ -298,12 +298,16 @@ class AuditLog:
         )
         if pins is None or found is None:
             return result
+        checkpoint_problems = list(pins.problems)
         if through is None:  # an archive's walk stops short of the head on purpose
             pins.finish(checker.last_seq, anchor.head_seq, problem is None)
+            checkpoint_problems = list(pins.problems)
+            if not found.checkpoints and (checker.count or anchor.archived_through):
+                checkpoint_problems.append(_no_checkpoints(anchor, checker.last_seq, found))
         return replace(
             result,
-            ok=result.ok and not pins.problems,
-            checkpoint_problems=tuple(pins.problems),
+            ok=result.ok and not checkpoint_problems,
+            checkpoint_problems=tuple(checkpoint_problems),
             checkpoints=len(found.checkpoints),
             checkpoints_checked=pins.checked,
             newest_checkpoint=found.newest(),
@@ -376,3 +380,16 @@ class AuditLog:
 
 class AuditBroken(ConfigError):
     """The chain does not verify, so an operation that needs a sound chain is refused."""
+
+
+def _no_checkpoints(anchor: Anchor, last_seq: int, found: CheckpointSet) -> str:
+    """Say why a chain with entries but no signed checkpoint at all cannot be trusted."""
+    where = ", ".join(found.sources) or "no checkpoint file in the data directory"
+    return (
+        f"the chain reaches seq {max(last_seq, anchor.archived_through)} but no signed "
+        f"checkpoint was found ({where}): a server writes one at every start and stop, so the "
+        "checkpoint file was deleted or moved, and a rollback or rewrite could not be seen; "
+        "verify against a copy kept elsewhere (the server log's 'audit checkpoint' lines: "
+        "--checkpoints FILE). A database last written by a release before checkpoints gets its "
+        "first one when a server of this release starts"
+    )

@@ -18,7 +18,13 @@ from google.protobuf.message import DecodeError
 from rmm_common.audit_chain import AuditRecord
 from rmm_proto import commands_pb2
 from rmm_server.audit import AuditBroken, AuditLog
-from rmm_server.audit_checkpoints import CONTEXT, CheckpointLog, checkpoint_file_name, parse_line
+from rmm_server.audit_checkpoints import (
+    CONTEXT,
+    CheckpointLog,
+    checkpoint_file_name,
+    parse_line,
+    read_directory,
+)
 from rmm_server.signing import CommandSigner
 from rmm_server.storage import Store, open_store
 from rmm_server.storage.audit import AuditStore
@@ -381,3 +387,21 @@ def test_timer_checkpoints_racing_appends_never_look_like_a_rollback(
     seqs = [json.loads(line)["seq"] for line in checkpoint_file(log).read_text().splitlines()]
     assert seqs == sorted(seqs) and seqs[-1] == 150
     assert log.verify().ok
+
+
+def test_a_chain_with_entries_and_no_checkpoint_file_is_not_trusted(
+    log: AuditLog, store: Store, signer: CommandSigner, tmp_path: Path
+) -> None:
+    # Truncated and re-anchored, with the checkpoint file deleted too: the chain alone is
+    # consistent, and an empty directory must not read as "nothing to check".
+    entries = fill(log, 12)
+    with tamper(store.engine) as conn:
+        conn.execute("DELETE FROM audit_log WHERE seq > 6")
+        conn.execute("UPDATE audit_anchor SET head_seq = 6, head_hash = ?", (entries[5].hash,))
+    checkpoint_file(log).unlink()
+    found = read_directory(tmp_path, signer.public_key)
+    result = AuditLog(AuditStore(store)).verify(found=found)
+    assert not result.ok
+    assert any(
+        "no signed checkpoint was found" in problem for problem in result.checkpoint_problems
+    )
