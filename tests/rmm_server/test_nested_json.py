@@ -16,6 +16,8 @@ from rmm_common.errors import InvalidArgument
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import agent_pb2, agent_pb2_grpc
 from rmm_server.reports import (
+    MAX_INFO_CONTAINERS,
+    MAX_INVENTORY_CONTAINERS,
     LazyInfo,
     compress,
     inventory_hash,
@@ -61,17 +63,24 @@ def test_deep_info_and_inventory_are_refused_at_ingest(depth: int) -> None:
     document = nested(depth)
     with pytest.raises(InvalidArgument) as info:
         validate_report(report(1, info=document))
-    assert str(info.value).startswith("report 1, collector 'processes': info_json nests arrays")
-    assert f"at most {MAX_JSON_DEPTH} levels are accepted" in str(info.value)
+    if depth <= MAX_INFO_CONTAINERS:
+        assert str(info.value).startswith("report 1, collector 'processes': info_json nests arrays")
+        assert f"at most {MAX_JSON_DEPTH} levels are accepted" in str(info.value)
+    else:  # more arrays than a report may bring at all: refused before it is decoded
+        assert f"info_json holds over {MAX_INFO_CONTAINERS:,} arrays and objects" in str(info.value)
     with pytest.raises(InvalidArgument) as inventory:
         validate_report(report(1, inventory=document))
-    assert "report 1: inventory.json nests arrays and objects" in str(inventory.value)
+    if depth <= MAX_INVENTORY_CONTAINERS:
+        assert "report 1: inventory.json nests arrays and objects" in str(inventory.value)
+    else:
+        assert f"inventory.json holds {depth:,} arrays and objects" in str(inventory.value)
 
 
 def test_depth_within_the_limit_and_brackets_in_strings_pass() -> None:
     validate_report(report(1, info=nested(MAX_JSON_DEPTH), inventory=nested(MAX_JSON_DEPTH)))
     # Brackets inside strings are text, not nesting.
-    text = json.dumps({"cmdline": "[" * 10_000, "list": [{"x": "{" * 100}] * 50}).encode()
+    # (Fewer than the report's limit on '[' and '{', which counts those in strings too.)
+    text = json.dumps({"cmdline": "[" * 5_000, "list": [{"x": "{" * 100}] * 40}).encode()
     validate_report(report(1, info=text))
     validate_report(report(1, info=b"not json at all"))  # shown as such by readers
 
@@ -138,7 +147,7 @@ def test_a_stored_deep_row_does_not_break_get_agent_cli_or_the_stream(
                 iter([report(3, info=deep), report(4)]), metadata=metadata, timeout=30
             )
         )
-        assert "info_json nests arrays and objects too deeply to decode" in acks[0].rejected
+        assert "info_json holds over" in acks[0].rejected  # 100,000 arrays: over the limit
         assert not acks[1].rejected
         assert rmm_json(server, "agents", "show", agent_id)["last_sequence"] == 4
     finally:
