@@ -44,6 +44,8 @@ HEARTBEAT_SECONDS = 5.0
 # A replica not heard from for this long is gone: its agents count as connected nowhere.
 REPLICA_TIMEOUT_SECONDS = 15.0
 RECONNECT_SECONDS = 1.0
+# The most stop() waits for the leader election to end and its session to close.
+STOP_SECONDS = 5.0
 # Asked of the PostgreSQL server for the leader's session, so that a leader whose host vanished
 # (no FIN, no RST) loses its lock after about 5 + 3 x 5 = 20 s, not the OS default of 2 hours.
 SERVER_KEEPALIVES = (
@@ -578,13 +580,23 @@ class LeaderElection:
             self._followed = True
 
     async def stop(self) -> None:
-        """Give the lock up (closing the session releases it)."""
+        """Give the lock up (closing the session releases it), within STOP_SECONDS."""
         task = self._task
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # asyncio.wait neither raises the task's CancelledError nor swallows a cancellation
+            # of this stop(), and a session stuck in the driver cannot hold the server's stop.
+            await asyncio.wait({task}, timeout=STOP_SECONDS)
+            if not task.done():
+                log.warning(
+                    "leader election of replica %s did not end within %.0f s; stopping anyway",
+                    self.replica_id,
+                    STOP_SECONDS,
+                )
         conn = self._conn
         if conn is not None:
-            await conn.close()
+            try:
+                await asyncio.wait_for(conn.close(), STOP_SECONDS)
+            except (psycopg.Error, OSError, TimeoutError) as exc:
+                log.warning("closing the leader session failed (%s)", one_line(exc))
         self._set(False, "the server is stopping", expected=True)
