@@ -128,6 +128,12 @@ class _Connection(asyncio.Protocol):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.transport.abort()
 
+    def close_idle(self) -> None:
+        """Close an idle connection gracefully: a response it was just sent, still in the
+        kernel's buffers, reaches the client before the FIN (a reset would drop it)."""
+        if self.transport is not None:
+            self.transport.close()
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
@@ -313,7 +319,7 @@ class HttpApi:
             if idle:
                 victim = min(idle, key=lambda conn: conn.last_active)
                 self._forget(victim)  # counted free now: its descriptor closes this iteration
-                victim.abort()
+                victim.close_idle()
                 if self._closed_for_room is not None:
                     self._closed_for_room.inc()
                 self._note_full()
