@@ -92,7 +92,11 @@ class ProcessWatch:
         lines = []
         for process, seen in survivors:
             where = f"first seen under {seen.first_test}" if seen else "started outside any test"
-            command = seen.command if seen else _command(process)
+            # Its command now, not when first seen: a process noted between its fork and its
+            # exec still carried its parent's command line then.
+            command = _command(process)
+            if command == "?" and seen:
+                command = seen.command
             lines.append(f"  pid {process.pid} ({where}): {command}")
         _kill([process for process, _ in survivors])
         return (
