@@ -7,6 +7,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from rmm_agent.patching.base import PendingUpdate
+
 # NAME, [EPOCH:]VERSION-RELEASE and ARCH, tab-separated (the software collector's format).
 RPM_FORMAT = r"%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\t%{ARCH}\n"
 RPM_QUERY = ("rpm", "-qa", "--qf", RPM_FORMAT)
@@ -25,6 +27,24 @@ def parse_rpm_versions(text: str) -> dict[str, list[str]]:
         if len(fields) == 3 and fields[0]:
             versions.setdefault(f"{fields[0]}.{fields[2]}", []).append(fields[1])
     return versions
+
+
+def installed_after(
+    updates: Sequence[PendingUpdate], versions: dict[str, list[str]]
+) -> dict[str, str | None]:
+    """Return each update's installed version from `parse_rpm_versions`' result.
+
+    Install-only packages (kernels) keep the old version beside the new one: the available
+    version counts as installed when it is among them.
+    """
+    found: dict[str, str | None] = {}
+    for update in updates:
+        have = versions.get(update.name) or []
+        if update.available in have:
+            found[update.id] = update.available
+        else:
+            found[update.id] = have[-1] if have else None
+    return found
 
 
 def read_rpm_lock_holder(locks: Sequence[Path] = RPM_LOCKS) -> str | None:

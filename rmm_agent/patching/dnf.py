@@ -13,6 +13,7 @@ from rmm_agent.patching._rpm import (
     RPM_DB_DIRS,
     RPM_LOCKS,
     RPM_QUERY,
+    installed_after,
     parse_rpm_versions,
     read_rpm_lock_holder,
 )
@@ -239,10 +240,4 @@ class DnfBackend(CommandBackend):
 
     def installed_versions(self, updates: Sequence[PendingUpdate]) -> dict[str, str | None]:
         """Read the installed versions with rpm (the newest of an install-only package)."""
-        versions = parse_rpm_versions(self.query(RPM_QUERY))
-        found: dict[str, str | None] = {}
-        for u in updates:
-            have = versions.get(u.name) or []
-            # Install-only packages keep the old version beside the new one.
-            found[u.id] = u.available if u.available in have else (have[-1] if have else None)
-        return found
+        return installed_after(updates, parse_rpm_versions(self.query(RPM_QUERY)))

@@ -8,7 +8,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
-from rmm_agent.patching._rpm import RPM_LOCKS, RPM_QUERY, parse_rpm_versions, read_rpm_lock_holder
+from rmm_agent.patching._rpm import (
+    RPM_LOCKS,
+    RPM_QUERY,
+    installed_after,
+    parse_rpm_versions,
+    read_rpm_lock_holder,
+)
 from rmm_agent.patching.base import (
     BUGFIX,
     PACKAGE_CLASSIFICATIONS,
@@ -114,9 +120,4 @@ class ZypperBackend(CommandBackend):
 
     def installed_versions(self, updates: Sequence[PendingUpdate]) -> dict[str, str | None]:
         """Read the installed versions with rpm."""
-        versions = parse_rpm_versions(self.query(RPM_QUERY))
-        found: dict[str, str | None] = {}
-        for u in updates:
-            have = versions.get(u.name) or []
-            found[u.id] = u.available if u.available in have else (have[-1] if have else None)
-        return found
+        return installed_after(updates, parse_rpm_versions(self.query(RPM_QUERY)))
