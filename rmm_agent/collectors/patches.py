@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import sys
 import time
@@ -22,6 +24,18 @@ log = logging.getLogger(__name__)
 
 # Enough for any real backlog; a host past it is listed as truncated, its counts stay exact.
 MAX_LISTED = 500
+# The list travels only when it changed; it is sent again this often anyway, so a server that
+# lost it (a new database, a restore from an old backup, a report evicted from the spool before
+# delivery) has it back within this time. The server keeps what it got in its database, so its
+# own restart needs no resend.
+LIST_RESEND_SECONDS = 6 * 3600.0
+
+
+def list_digest(info: dict[str, Any]) -> str:
+    """Return the sha256 of the listed updates (and whether the list is cut), canonical JSON."""
+    listed = {"updates": info.get("updates", []), "truncated": bool(info.get("truncated"))}
+    text = json.dumps(listed, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def default_backends(platform: str, runner: ProcessRunner) -> tuple[UpdateSource, ...]:
@@ -95,6 +109,7 @@ class PatchesCollector:
         wall_clock: Clock = time.time,
         refresh_seconds: float = 3600.0,
         max_listed: int = MAX_LISTED,
+        resend_seconds: float = LIST_RESEND_SECONDS,
     ) -> None:
         self._backends = (
             tuple(backends) if backends is not None else default_backends(platform, runner)
@@ -105,6 +120,10 @@ class PatchesCollector:
         self._refresh = refresh_seconds
         self._max_listed = max_listed
         self._readings: dict[str, Reading] = {}
+        self._resend = resend_seconds
+        # The digest of the list last put in an output, and when (monotonic clock).
+        self._sent_digest = ""
+        self._sent_at = 0.0
 
     def choose_backends(self) -> list[UpdateSource]:
         """Return the backends available on this host, in order of preference."""
@@ -162,4 +181,21 @@ class PatchesCollector:
         lists_at = next((at for b in backends if (at := b.lists_updated_at()) is not None), None)
         if lists_at is not None:
             samples.append(Sample("patches_lists_age_seconds", max(0.0, wall - lists_at)))
+        self._send_list_on_change(info)
         return CollectorOutput(samples=samples, info=info)
+
+    def _send_list_on_change(self, info: dict[str, Any]) -> None:
+        """Keep the list in `info` only when it changed or is due again; the digest always.
+
+        The counts travel every time as samples; the list, up to MAX_LISTED entries of a few
+        hundred bytes each, only when it differs from the one last sent (the server compares
+        digests and stores the list on change) or every `resend_seconds`.
+        """
+        digest = list_digest(info)
+        info["digest"] = digest
+        now = self._clock()
+        if digest == self._sent_digest and now - self._sent_at < self._resend:
+            del info["updates"]
+            return
+        self._sent_digest = digest
+        self._sent_at = now

@@ -146,8 +146,9 @@ def test_apt_is_simulated_again_only_when_its_files_change(tmp_path: Path) -> No
     assert value(first, "patches_pending", classification="security") == 69
     assert value(first, "patches_lists_age_seconds") == 86_400
     clock.advance(5 * HOUR)
+    unlisted = {k: v for k, v in first.info.items() if k != "updates"}
     for _ in range(3):
-        assert collector.collect().info == first.info
+        assert collector.collect().info == unlisted, "same list: the digest only"
     assert len(runner.calls) == 1, "nothing changed: the simulation is not run again"
 
     # dpkg installed the upgrades: re-read at once, the last read being old enough.
@@ -225,3 +226,48 @@ def test_declared_metrics_are_the_ones_emitted() -> None:
     check_output(PatchesCollector, out)
     assert {s.name for s in out.samples} == {spec.name for spec in PatchesCollector.metrics}
     assert PatchesCollector.inventory is False
+
+
+def test_the_list_is_sent_when_it_changes_and_every_resend_seconds() -> None:
+    fake = FakeBackend([update("a"), update("b")], stamp=None)
+    clock = FakeClock()
+    collector = PatchesCollector(
+        backends=[fake], clock=clock, refresh_seconds=60, resend_seconds=6 * HOUR
+    )
+    first = collector.collect().info
+    assert [u["id"] for u in first["updates"]] == ["fake:a", "fake:b"]
+    digest = first["digest"]
+    assert len(digest) == 64
+
+    # Same list, read again or not: counts and digest, no list.
+    for _ in range(3):
+        clock.advance(61)
+        out = collector.collect()
+        assert "updates" not in out.info and out.info["digest"] == digest
+        assert out.info["pending"] == 2 == value(out, "patches_pending", classification="bugfix")
+
+    # One update went (installed elsewhere): the new list at once, under a new digest.
+    fake.updates = [update("b")]
+    clock.advance(61)
+    changed = collector.collect().info
+    assert [u["id"] for u in changed["updates"]] == ["fake:b"]
+    assert changed["digest"] != digest
+    assert "updates" not in collector.collect().info
+
+    # Unchanged for six hours: sent again, for a server that lost it.
+    clock.advance(6 * HOUR)
+    again = collector.collect().info
+    assert [u["id"] for u in again["updates"]] == ["fake:b"]
+    assert again["digest"] == changed["digest"]
+    assert "updates" not in collector.collect().info
+
+
+def test_a_new_version_of_the_same_update_changes_the_digest() -> None:
+    fake = FakeBackend([update("a")], stamp=None)
+    clock = FakeClock()
+    collector = PatchesCollector(backends=[fake], clock=clock, refresh_seconds=1)
+    first = collector.collect().info["digest"]
+    fake.updates = [PendingUpdate("fake:a", "a", "1", "3", "bugfix", "fake", "repo")]
+    clock.advance(2)
+    out = collector.collect().info
+    assert out["digest"] != first and out["updates"][0]["available"] == "3"
