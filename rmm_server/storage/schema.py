@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     Index,
@@ -237,3 +238,77 @@ audit_anchor = Table(
     Column("head_hash", String(64), nullable=False),
 )
 
+# Patching (rmm_server/patching/, docs/patching.md). Each agent's pending updates as its patches
+# collector last listed them, with the decision for each (approved, declined or pending: P1's
+# approval rules and the manual records below, recomputed when either changes) and the outcome
+# of the last install attempt while it is still pending.
+patch_updates = Table(
+    "patch_updates",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("update_id", String(400), primary_key=True),
+    Column("name", String(400), nullable=False),
+    Column("current", String(200)),
+    Column("available", String(200), nullable=False),
+    Column("classification", String(32), nullable=False),
+    Column("backend", String(64), nullable=False),
+    Column("source", String(400), nullable=False, default=""),
+    Column("severity", String(64), nullable=False, default=""),
+    Column("published", Float),
+    Column("size_bytes", BigInteger),
+    Column("reboot_required", Boolean, nullable=False, default=False),
+    Column("first_seen", Float, nullable=False),
+    Column("decision", String(16), nullable=False),  # approved, declined, pending
+    Column("why", Text, nullable=False, default=""),
+    # A rule approves it once its deferral ends, at this time (the decision stays pending).
+    Column("not_before", Float),
+    Column("last_status", String(16), nullable=False, default=""),  # failed, locked, ...
+    Column("last_message", Text, nullable=False, default=""),
+    Column("last_attempt_at", Float),
+)
+Index("ix_patch_updates_update", patch_updates.c.update_id)
+
+# Per agent: which list the server holds (its digest), the digest last reported (different when
+# a report carrying the list was lost: the agent sends it again within 6 h), whether a reboot
+# waits, the last successful install, and an operator's request to install in the next window.
+patch_agents = Table(
+    "patch_agents",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("digest", String(64), nullable=False, default=""),
+    Column("reported_digest", String(64), nullable=False, default=""),
+    Column("listed_at", Float),
+    Column("truncated", Boolean, nullable=False, default=False),
+    Column("reboot_pending", Boolean, nullable=False, default=False),
+    Column("last_install_at", Float),
+    Column("install_requested_at", Float),
+    Column("install_requested_by", String(200), nullable=False, default=""),
+)
+
+# Operators' approve and decline records (rmm_server.patching.model.ManualDecision).
+patch_decisions = Table(
+    "patch_decisions",
+    metadata,
+    Column("update_pattern", String(400), primary_key=True),  # an id or a glob over ids
+    Column("scope", String(16), primary_key=True),  # everywhere, client, site, agent
+    Column("target", String(400), primary_key=True),  # "", client, client/site, agent id
+    Column("action", String(16), nullable=False),  # approve, decline
+    Column("decided_by", String(200), nullable=False),
+    Column("decided_at", Float, nullable=False),
+    Column("comment", Text, nullable=False, default=""),
+)
+
+# The last install outcome of each update an agent was asked to install (from its
+# InstallUpdatesResult): what `rmm patches list --state installed` and the reports show.
+patch_results = Table(
+    "patch_results",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("update_id", String(400), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("message", Text, nullable=False, default=""),
+    Column("version", String(200), nullable=False, default=""),
+    Column("command_id", String(32), nullable=False, default=""),
+    Column("at", Float, nullable=False),
+)
+Index("ix_patch_results_update", patch_results.c.update_id)
