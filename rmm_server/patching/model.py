@@ -210,9 +210,10 @@ class PatchSchedule:
         if self.cron is not None:
             when = f"cron {self.cron!r}"
         else:
-            nth = "last" if self.nth == -1 else f"#{self.nth}"
+            nth = {1: "1st", 2: "2nd", 3: "3rd", -1: "last"}.get(self.nth or 0, f"{self.nth}th")
             when = f"{nth} {self.weekday} + {self.offset_days} days at {self.time}"
-        return f"{when} for {self.duration_seconds:g}s ({self.time_zone} time)"
+        hours = self.duration_seconds / 3600
+        return f"{when} for {hours:g}h ({self.time_zone} time)"
 
 
 class AgentSelector(Protocol):

@@ -42,6 +42,8 @@ from rmm_server.policy.templates import Template, parse_template
 
 API_VERSION = "rmm/v1"
 KIND = "AlertPolicy"
+# Other kinds read from the same files beside alert policies, each by its own parser (load_all).
+OTHER_KINDS = ("PatchPolicy",)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _RULE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -623,7 +625,7 @@ def _check_header(items: _Items, where: Where, context: str) -> None:
             items["kind"][1],
             context,
             f"unsupported kind {scalar(items['kind'][1])!r}",
-            f"use {KIND}",
+            f"use {KIND}" + "".join(f" or {other}" for other in OTHER_KINDS),
         )
 
 
@@ -883,15 +885,55 @@ def _compile_sources(
     return programs
 
 
-def load_documents(paths: list[Path], where_errors: list[str]) -> list[PolicyDoc]:
-    """Parse every document of every file in `paths` (sorted order fixes precedence)."""
+@dataclass(frozen=True)
+class DocumentKind:
+    """Another kind of document read from the policy files beside AlertPolicy (PatchPolicy).
+
+    `parse(node, path, where, order)` returns one document, or None with its errors recorded;
+    `build(documents, errors)` checks what spans documents and returns the loaded set. Both
+    share the documents' header, scope and layers with alert policies (the functions above).
+    """
+
+    parse: Callable[[yaml.Node, str, Where, int], Any]
+    build: Callable[[list[Any], list[str]], Any]
+
+
+def document_kind(node: yaml.Node) -> str | None:
+    """Return the `kind:` a document node says it is, None when it says none readable."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if getattr(key_node, "value", None) == "kind" and isinstance(
+                value_node, yaml.ScalarNode
+            ):
+                return str(value_node.value)
+    return None
+
+
+def load_documents(
+    paths: list[Path],
+    where_errors: list[str],
+    others: Mapping[str, DocumentKind] | None = None,
+    found: dict[str, list[Any]] | None = None,
+) -> list[PolicyDoc]:
+    """Parse every document of every file in `paths` (sorted order fixes precedence).
+
+    Documents of a kind in `others` go to that kind's parser and into `found[kind]`.
+    """
     docs: list[PolicyDoc] = []
     ordinal = 0
+    order = 0
     for path in paths:
         where = Where(str(path), where_errors)
         for node in compose_documents(path, where):
+            kind = document_kind(node)
+            order += 1
             try:
-                doc = parse_document(node, str(path), where, len(docs), ordinal)
+                if others is not None and found is not None and kind is not None and kind in others:
+                    other = others[kind].parse(node, str(path), where, order)
+                    if other is not None:
+                        found.setdefault(kind, []).append(other)
+                    continue
+                doc = parse_document(node, str(path), where, order, ordinal)
             except Unreadable as exc:
                 where.at(
                     exc.node,
@@ -1068,6 +1110,20 @@ def load(
     path: Path, catalog: Mapping[str, MetricSpec] | None = None
 ) -> tuple[list[PolicyDoc], dict[int, Plan], Mapping[str, MetricSpec]]:
     """Load and check every policy under `path`; raise PolicyError listing every problem."""
+    docs, plans, specs, _ = load_all(path, catalog)
+    return docs, plans, specs
+
+
+def load_all(
+    path: Path,
+    catalog: Mapping[str, MetricSpec] | None = None,
+    others: Mapping[str, DocumentKind] | None = None,
+) -> tuple[list[PolicyDoc], dict[int, Plan], Mapping[str, MetricSpec], dict[str, Any]]:
+    """Load alert policies and the `others` kinds under `path`: all valid, or PolicyError.
+
+    Returns the alert documents, their plans, the catalogue and, per other kind, what its
+    `build` returned (built from no documents when the files have none of that kind).
+    """
     specs = agent_catalog() if catalog is None else catalog
     errors: list[str] = []
     if not path.exists():
@@ -1075,8 +1131,21 @@ def load(
     files = policy_files(path)
     if not files:
         raise PolicyError([f"{path}: no *.yaml policy file found"])
-    docs = load_documents(files, errors)
+    found: dict[str, list[Any]] = {}
+    docs = load_documents(files, errors, others, found)
     docs, plans = cross_check(docs, specs, errors)
+    built = {
+        kind: kind_of.build(found.get(kind, []), errors) for kind, kind_of in (others or {}).items()
+    }
     if errors:
         raise PolicyError(errors)
-    return docs, plans, specs
+    return docs, plans, specs, built
+
+
+# What other document kinds share with alert policies, so that their header, scope and layers
+# read and fail exactly alike (rmm_server/patching/policy.py).
+parse_scope = _parse_scope
+parse_metadata = _parse_metadata
+parse_layer = _parse_layer
+check_layer_scope = _check_layer_scope
+parse_duration_node = _duration

@@ -14,8 +14,18 @@ import cel
 
 from rmm_common.errors import PolicyError
 from rmm_common.metric_catalog import MetricSpec
+from rmm_server.patching.policy import KIND as PATCH_KIND
+from rmm_server.patching.policy import KINDS as OTHER_KINDS
+from rmm_server.patching.policy import PatchPolicySet
 from rmm_server.policy import expressions
-from rmm_server.policy.loader import Plan, PolicyDoc, RuleEntry, RuleSpec, check_spec, load
+from rmm_server.policy.loader import (
+    Plan,
+    PolicyDoc,
+    RuleEntry,
+    RuleSpec,
+    check_spec,
+    load_all,
+)
 from rmm_server.policy.model import (
     DEFAULT_CONSENT,
     AgentContext,
@@ -65,8 +75,12 @@ class PolicySet:
         plans: Mapping[int, Plan],
         catalog: Mapping[str, MetricSpec],
         source: str = "",
+        patches: PatchPolicySet | None = None,
     ) -> None:
         self._docs = tuple(sorted(docs, key=lambda d: d.rank))
+        # The PatchPolicy documents loaded from the same files: they reload with the alert
+        # rules, all or nothing, so a refused reload keeps both in force.
+        self.patches = patches if patches is not None else PatchPolicySet(())
         self._plans = dict(plans)  # definition ordinal -> plan; merged plans are added lazily
         self._catalog = catalog
         self.source = source
@@ -418,14 +432,14 @@ def _agent_map(agent: AgentContext, fields: frozenset[str]) -> dict[str, Any]:
 
 def load_policy_dir(path: str | Path, catalog: Mapping[str, MetricSpec] | None = None) -> PolicySet:
     """Load and validate every policy under `path`; raise PolicyError with every problem."""
-    docs, plans, specs = load(Path(path), catalog)
-    return PolicySet(docs, plans, specs, source=str(path))
+    docs, plans, specs, others = load_all(Path(path), catalog, OTHER_KINDS)
+    return PolicySet(docs, plans, specs, source=str(path), patches=others[PATCH_KIND])
 
 
 def validate_path(path: str | Path, catalog: Mapping[str, MetricSpec] | None = None) -> list[str]:
     """Return every problem of the policies under `path` (empty when they are valid)."""
     try:
-        load(Path(path), catalog)
+        load_all(Path(path), catalog, OTHER_KINDS)
     except PolicyError as exc:
         return list(exc.errors)
     return []
