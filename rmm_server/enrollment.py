@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rmm_common.errors import InvalidArgument, NotFound, Unauthenticated
+from rmm_common.text import invisible_problem
 from rmm_common.tokens import (
     SecretKind,
     hash_secret,
@@ -18,7 +19,6 @@ from rmm_common.tokens import (
     secret_matches,
 )
 from rmm_server.fleet import Fleet
-from rmm_server.reports import CONTROL_RE
 from rmm_server.storage import AgentRecord, EnrollmentTokenRecord, Store
 from rmm_server.tls import ClientCerts, parse_csr
 
@@ -56,15 +56,14 @@ def check_tags(tags: Sequence[str]) -> list[str]:
 
 
 def check_host_text(host: dict[str, str], agent_version: str) -> None:
-    """Raise InvalidArgument naming a host fact or the agent version that holds control
-    characters (PostgreSQL refuses NUL in text: the enrollment would fail as a storage error)."""
+    """Raise InvalidArgument naming a host fact or the agent version that holds a control,
+    format or line-separator character (rmm_common.text): a hostname with a bidi override or a
+    zero-width space reads as another, and PostgreSQL refuses NUL."""
     for name, value in [*sorted(host.items()), ("agent_version", agent_version)]:
-        if CONTROL_RE.search(value):
-            where = name if name == "agent_version" else f"host.{name}"
-            raise InvalidArgument(
-                f"enrollment: {where} {value[:80]!r} holds control characters; send the "
-                "value without them"
-            )
+        where = name if name == "agent_version" else f"host.{name}"
+        problem = invisible_problem(f"enrollment: {where}", value)
+        if problem is not None:
+            raise InvalidArgument(problem)
 
 
 class Enrollment:

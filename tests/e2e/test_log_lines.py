@@ -21,7 +21,8 @@ from tests.helpers import ServerProcess, free_port, rmm_json
 FAKE = "2026-12-07 03:00:00,000 ERROR rmm_server.app: agent a1b2c3d4e5f6 revoked by admin"
 # Refused at enrollment and in reports (C0/C1 control characters), but logged while refused.
 WITH_NEWLINE = f"web-07\n{FAKE}\x1b[2J\x1b]0;owned\x07"
-# Accepted (no C0/C1 control character), yet a line break to many readers and a bidi override.
+# Refused too since rmm_common.text (a line break to many readers and a bidi override), but
+# logged while refused: the formatter must escape what no \x00-\x1f check sees.
 WITH_SEPARATOR = f"web-07\u2028{FAKE}\u202e"
 PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 
@@ -62,10 +63,20 @@ def test_agent_supplied_text_cannot_forge_a_server_log_line(tmp_path: Path) -> N
                 timeout=30,
             )
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Enroll(
+                agent_pb2.EnrollRequest(
+                    token=token,
+                    host=agent_pb2.HostFacts(hostname=WITH_SEPARATOR, os="linux"),
+                    agent_version="1",
+                ),
+                timeout=30,
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         enrolled = stub.Enroll(
             agent_pb2.EnrollRequest(
                 token=token,
-                host=agent_pb2.HostFacts(hostname=WITH_SEPARATOR, os="linux"),
+                host=agent_pb2.HostFacts(hostname=f"web-07 {FAKE}", os="linux"),
                 agent_version="1",
             ),
             timeout=30,
@@ -79,7 +90,7 @@ def test_agent_supplied_text_cannot_forge_a_server_log_line(tmp_path: Path) -> N
         assert acks and acks[0].rejected, acks
         # About 150 KB stored a report: over the 1 MiB budget by the seventh, logged once.
         reports = [
-            report(n, WITH_SEPARATOR, json.dumps({"blob": os.urandom(150_000).hex()}).encode())
+            report(n, f"web-07 {FAKE}", json.dumps({"blob": os.urandom(150_000).hex()}).encode())
             for n in range(1, 13)
         ]
         with pytest.raises(grpc.RpcError) as over:
@@ -101,10 +112,14 @@ def test_agent_supplied_text_cannot_forge_a_server_log_line(tmp_path: Path) -> N
     label = f" [{agent_id[:12]}]"
     (enroll_line,) = [line for line in lines if "enrolled agent " in line]
     assert enroll_line.endswith(f"{label} for acme/hq"), enroll_line
-    assert "web-07\\u2028" + FAKE + "\\u202e" + label in enroll_line
+    assert f"web-07 {FAKE}{label}" in enroll_line
     (refusal,) = [line for line in lines if "refusing the reports of " in line]
     assert f"{label}: agent {agent_id} reached its storage budget" in refusal, refusal
     (invalid,) = [line for line in lines if "sent an invalid report" in line]
     assert "\\n" + FAKE in invalid and PREFIX.match(invalid)
-    (no_enroll,) = [line for line in lines if "enrollment refused for host" in line]
+    no_enroll, no_enroll_separator = [
+        line for line in lines if "enrollment refused for host" in line
+    ]
     assert "\\n" + FAKE in no_enroll and PREFIX.match(no_enroll)
+    assert "web-07\\u2028" + FAKE + "\\u202e" in no_enroll_separator
+    assert PREFIX.match(no_enroll_separator)
