@@ -639,6 +639,44 @@ class AlertService:
             for alert in alerts
         ]
 
+    async def raise_server_alert(
+        self, record: AgentRecord, name: str, severity: str, summary: str
+    ) -> None:
+        """Fire an alert the server raises itself (not a policy rule's), e.g. patching's
+        PatchReportBackMissing; the agent's next report resolves it (no rule keeps it)."""
+        rule = EffectiveRule(
+            key=f"server/{name}",
+            name=name,
+            policy="server",
+            source="rmm_server",
+            layer="server",
+            severity=severity,
+            tier="L1",
+            for_seconds=0.0,
+            keep_firing_for_seconds=0.0,
+            has_clear=False,
+            labels={},
+            annotations={"summary": summary},
+            inhibits=(),
+            remediate=None,
+            provenance=(),
+            expr="",
+            clear=None,
+            value=None,
+            match=(),
+            params={},
+        )
+        condition = Condition(rule, {}, True, None, None, {"summary": summary})
+        await self._apply(record, [condition], "server", resolve_missing=False)
+
+    def new_critical_alerts(self, agent_id: str, since: float) -> list[str]:
+        """Return the names of an agent's open critical alerts that started at or after `since`."""
+        return [
+            alert.rule_name
+            for alert in self.manager.open_alerts_of(agent_id)
+            if alert.severity == "critical" and alert.started_at >= since
+        ]
+
     def consent_for(self, record: AgentRecord) -> int:
         """Return the consent mode (rmm.v1.ConsentMode) the policies set for an agent."""
         if self.policies is None:

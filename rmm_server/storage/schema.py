@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    Unicode,
 )
 
 metadata = MetaData()
@@ -237,6 +238,33 @@ audit_anchor = Table(
     Column("head_seq", BigInteger, nullable=False),
     Column("head_hash", String(64), nullable=False),
 )
+
+
+# Patch windows (rmm_server/patching/windows.py): APScheduler's SQLAlchemyJobStore keeps one job
+# per window here, with exactly its own columns (it creates the table only where it is missing).
+patch_jobs = Table(
+    "patch_jobs",
+    metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)
+
+# One row per opened occurrence of a patch window (rmm_server/patching/rollout.py): its rings'
+# progress and each agent's step, as JSON; its commands carry the run's id as their run_id.
+patch_runs = Table(
+    "patch_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("window", String(255), nullable=False),
+    Column("starts_at", Float, nullable=False),
+    Column("ends_at", Float, nullable=False),
+    Column("state", String(16), nullable=False),  # open, closed
+    Column("progress_json", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_patch_runs_window_start", patch_runs.c.window, patch_runs.c.starts_at, unique=True)
+Index("ix_patch_runs_state", patch_runs.c.state)
 
 # Patching (rmm_server/patching/, docs/patching.md). Each agent's pending updates as its patches
 # collector last listed them, with the decision for each (approved, declined or pending: P1's
