@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
-from google.protobuf.json_format import MessageToDict
-from rich.markup import escape
-from rich.table import Table
 
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
 from rmm_cli.output import (
@@ -17,6 +15,7 @@ from rmm_cli.output import (
     confirm_unless_yes,
     emit,
     emit_json,
+    emit_json_rows,
     finite_or_none,
     print_plain_table,
     print_table,
@@ -29,7 +28,12 @@ from rmm_common.agent_words import printable_name, shown_hostname_flagged
 from rmm_common.boundedjson import load_json_bounded
 from rmm_common.durations import format_duration
 from rmm_common.logs import agent_text
-from rmm_proto import operator_pb2
+
+if TYPE_CHECKING:
+    from rmm_proto import operator_pb2
+
+# grpc, the protocol's messages and rich are imported inside the commands that use them: a
+# group's module is imported to run any of its commands, and JSON output needs no rich.
 
 
 @click.group()
@@ -83,6 +87,40 @@ TABLE_PAGE = 100  # rows `rmm agents list` shows in a table unless --limit says 
 # Past this many rows a table is printed as plain aligned text: rich measures and wraps every
 # cell, about 3 ms a row here, so 10,000 agents took half a minute.
 PLAIN_TABLE_ROWS = 500
+# Rows asked for a call when more than a table's page is wanted (the server caps it at its own
+# largest page). Each next page is asked for before this one is printed, so the server reads
+# page n+1 while this process prints page n: 10,000 agents in five calls.
+FETCH_PAGE = 2000
+
+
+def agent_pages(
+    conn: Connection, flt: operator_pb2.AgentFilter, limit: int, page_token: str
+) -> Iterator[operator_pb2.ListAgentsResponse]:
+    """Yield ListAgents pages from `page_token` until the last, or `limit` rows (0: all).
+
+    The call for the next page is made before the current page is yielded.
+    """
+    from rmm_proto import operator_pb2  # noqa: PLC0415
+
+    stub = conn.stub()
+
+    def ask(token: str, fetched: int) -> Any:
+        size = min(limit - fetched, FETCH_PAGE) if limit else FETCH_PAGE
+        request = operator_pb2.ListAgentsRequest(filter=flt, limit=size, page_token=token)
+        return conn.call_future(stub.ListAgents, request)
+
+    pending = ask(page_token, 0)
+    fetched = 0
+    try:
+        while pending is not None:
+            response: operator_pb2.ListAgentsResponse = conn.result(pending)
+            fetched += len(response.agents)
+            more = bool(response.next_page_token) and not (limit and fetched >= limit)
+            pending = ask(response.next_page_token, fetched) if more else None
+            yield response
+    finally:
+        if pending is not None:  # the reader stopped early (an error, a closed pipe)
+            pending.cancel()
 
 
 @agents.command("list")
@@ -114,33 +152,40 @@ def agents_list(
     output: str,
 ) -> None:
     """List agents with their status and key metrics, by client, site and hostname."""
+    from rmm_proto import operator_pb2  # noqa: PLC0415
+
     if limit is None:
         limit = 0 if output == "json" else TABLE_PAGE
-    stub = conn.stub()
-    rows: list[operator_pb2.AgentSummary] = []
-    total = 0
-    while True:
-        # The server's largest page: 10,000 agents in two calls rather than twenty.
-        page_size = min(limit - len(rows), 5000) if limit else 5000
-        response = conn.call(
-            stub.ListAgents,
-            operator_pb2.ListAgentsRequest(
-                filter=operator_pb2.AgentFilter(
-                    client=client, site=site, tag=tag, status=status or ""
-                ),
-                limit=page_size,
-                page_token=page_token,
-            ),
-        )
-        rows.extend(response.agents)
-        total = response.total
-        page_token = response.next_page_token
-        if not page_token or (limit and len(rows) >= limit):
-            break
+    flt = operator_pb2.AgentFilter(client=client, site=site, tag=tag, status=status or "")
+    pages = agent_pages(conn, flt, limit, page_token)
     now = time.time()
     if output == "json":
-        emit_json([agent_row(agent, now) for agent in rows])
+        # Streamed: each page is printed while the next is fetched.
+        emit_json_rows([agent_row(agent, now) for agent in page.agents] for page in pages)
         return
+    rows: list[operator_pb2.AgentSummary] = []
+    total = 0
+    for page in pages:
+        rows.extend(page.agents)
+        total = page.total
+        page_token = page.next_page_token
+    if limit and len(rows) > limit:
+        rows = rows[:limit]
+    print_agent_table(rows, now)
+    if not rows:
+        click.echo("no agents match", err=True)
+    elif page_token:
+        shown = f"{len(rows):,} of {total:,} agents"
+        click.echo(
+            f"{shown}; the next {min(limit, total - len(rows)):,}: rmm agents list "
+            f"--page-token {page_token} (same filters), all: --limit 0, or narrow with "
+            "--client, --site, --tag, --status",
+            err=True,
+        )
+
+
+def print_agent_table(rows: Sequence[operator_pb2.AgentSummary], now: float) -> None:
+    """Print agent summaries as a table: rich up to PLAIN_TABLE_ROWS, plain text past that."""
     header = (
         "ID",
         "HOSTNAME",
@@ -174,25 +219,25 @@ def agents_list(
     ]
     if len(cells) > PLAIN_TABLE_ROWS:
         print_plain_table(header, cells)
-    else:
-        table = Table(*header)
-        for row in cells:
-            table.add_row(
-                *(escape(cell) for cell in row[:6]),
-                STATUS_STYLE[row[6]],
-                *(escape(cell) for cell in row[7:]),
-            )
-        print_table(table)
-    if not rows:
-        click.echo("no agents match", err=True)
-    elif page_token:
-        shown = f"{len(rows):,} of {total:,} agents"
-        click.echo(
-            f"{shown}; the next {min(limit, total - len(rows)):,}: rmm agents list "
-            f"--page-token {page_token} (same filters), all: --limit 0, or narrow with "
-            "--client, --site, --tag, --status",
-            err=True,
+        return
+    from rich.markup import escape  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(*header)
+    for row in cells:
+        table.add_row(
+            *(escape(cell) for cell in row[:6]),
+            STATUS_STYLE[row[6]],
+            *(escape(cell) for cell in row[7:]),
         )
+    print_table(table)
+
+
+def collector_dict(collector: operator_pb2.CollectorStatus) -> dict[str, Any]:
+    """Return a collector's status as JSON-ready data, every field present."""
+    from google.protobuf.json_format import MessageToDict  # noqa: PLC0415
+
+    return MessageToDict(collector, always_print_fields_with_no_presence=True)
 
 
 @agents.command("show")
@@ -201,6 +246,8 @@ def agents_list(
 @click.pass_obj
 def agents_show(conn: Connection, agent: str, output: str) -> None:
     """Show one agent (id, unique id prefix, or host=NAME for a hostname) in full."""
+    from rmm_proto import operator_pb2  # noqa: PLC0415
+
     detail = conn.call(conn.stub().GetAgent, operator_pb2.GetAgentRequest(agent=agent))
     now = time.time()
     # Bounded: an older server passes stored documents as they are, and one nested a thousand
@@ -223,10 +270,7 @@ def agents_show(conn: Connection, agent: str, output: str) -> None:
                 "dropped_reports": detail.dropped_reports,
                 "skipped_sequences": detail.skipped_sequences,
                 "conflicting_reports": detail.conflicting_reports,
-                "collectors": [
-                    MessageToDict(c, always_print_fields_with_no_presence=True)
-                    for c in detail.collectors
-                ],
+                "collectors": [collector_dict(c) for c in detail.collectors],
                 "samples": [
                     {"name": s.name, "labels": dict(s.labels), "value": sample_value(s.value)}
                     for s in detail.samples
@@ -238,6 +282,8 @@ def agents_show(conn: Connection, agent: str, output: str) -> None:
             }
         )
         return
+    from rich.table import Table  # noqa: PLC0415
+
     summary = detail.summary
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
@@ -331,6 +377,8 @@ def agents_revoke(conn: Connection, agent: str, yes: bool, output: str) -> None:
     AGENT is an id, a unique start of one, or host=NAME. The agent stops; to bring the host
     back, enroll it again with a new token.
     """
+    from rmm_proto import operator_pb2  # noqa: PLC0415
+
     confirm_unless_yes(
         yes,
         "rmm agents revoke asks before revoking",
@@ -355,6 +403,8 @@ def agents_rotate(conn: Connection, agent: str, output: str) -> None:
     The old credential keeps working until the agent first uses the new one, so an agent that
     is offline or crashes half-way is never locked out.
     """
+    from rmm_proto import operator_pb2  # noqa: PLC0415
+
     summary = conn.call(
         conn.stub().RotateAgentCredential,
         operator_pb2.RotateAgentCredentialRequest(agent=agent),
@@ -390,6 +440,8 @@ def agents_move(conn: Connection, agent: str, client: str, site: str, output: st
     AGENT is an id, a unique start of one, or host=NAME. /metrics shows the new labels at once;
     the new client's and site's alert policies apply from its next report.
     """
+    from rmm_proto import operator_pb2  # noqa: PLC0415
+
     if not client.strip() and not site.strip():
         raise CliError("say where to: --client CLIENT and/or --site SITE", EXIT_USAGE)
     update_agent(
@@ -414,6 +466,8 @@ def agents_tag(
 
     Policies scoped by tag apply (or stop applying) from its next report.
     """
+    from rmm_proto import operator_pb2  # noqa: PLC0415
+
     if not add_tags and not remove_tags:
         raise CliError("say what to change: --add TAG and/or --remove TAG", EXIT_USAGE)
     update_agent(

@@ -1,20 +1,24 @@
-"""The CLI's connection to the operator API, and what failed calls mean to a person."""
+"""The CLI's connection to the operator API, and what failed calls mean to a person.
+
+grpc and the generated stubs are imported when a call is first made, not when a command module
+imports this one: `rmm --help` and `rmm GROUP --help` never load them (about 150 ms).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import grpc
 
 from rmm_common.errors import ConfigError
-from rmm_common.net import PLAINTEXT_BEYOND_LOOPBACK_FLAG, check_plaintext
-from rmm_common.pinning import describe_connect_failure, fetch_pinned_ca
-from rmm_common.tokens import bearer_metadata
-from rmm_proto import operator_pb2_grpc
+
+if TYPE_CHECKING:
+    import grpc
+
+    from rmm_proto import operator_pb2_grpc
 
 T = TypeVar("T")
 
@@ -23,11 +27,12 @@ EXIT_USAGE = 2
 EXIT_DENIED = 3
 EXIT_NOT_FOUND = 4
 
+# By the status code's name, so that this table needs no grpc import.
 _EXIT_FOR_CODE = {
-    grpc.StatusCode.INVALID_ARGUMENT: EXIT_USAGE,
-    grpc.StatusCode.UNAUTHENTICATED: EXIT_DENIED,
-    grpc.StatusCode.PERMISSION_DENIED: EXIT_DENIED,
-    grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND,
+    "INVALID_ARGUMENT": EXIT_USAGE,
+    "UNAUTHENTICATED": EXIT_DENIED,
+    "PERMISSION_DENIED": EXIT_DENIED,
+    "NOT_FOUND": EXIT_NOT_FOUND,
 }
 
 
@@ -63,6 +68,10 @@ class Connection:
                 "is in the server's data directory, admin.token)",
                 EXIT_USAGE,
             )
+        import grpc  # noqa: PLC0415
+
+        from rmm_proto import operator_pb2_grpc  # noqa: PLC0415
+
         if self._channel is None:
             if self.insecure:
                 self._check_plaintext()
@@ -70,6 +79,8 @@ class Connection:
             else:
                 root = self.ca_cert.read_bytes() if self.ca_cert else None
                 if self.ca_fingerprint:
+                    from rmm_common.pinning import fetch_pinned_ca  # noqa: PLC0415
+
                     try:
                         root = fetch_pinned_ca(self.server, self.ca_fingerprint).encode()
                     except ConfigError as exc:
@@ -81,6 +92,8 @@ class Connection:
 
     def _check_plaintext(self) -> None:
         """Refuse --insecure beyond loopback unless allowed; warn loudly when it is."""
+        from rmm_common.net import PLAINTEXT_BEYOND_LOOPBACK_FLAG, check_plaintext  # noqa: PLC0415
+
         try:
             beyond = check_plaintext(
                 self.server, "your operator token and every command", self.allow_plaintext
@@ -105,8 +118,28 @@ class Connection:
 
     def call(self, method: Callable[..., T], request: Any) -> T:
         """Make one call with the operator's token; turn failures into CliError."""
+        import grpc  # loaded by stub(), which made `method`  # noqa: PLC0415
+
+        from rmm_common.tokens import bearer_metadata  # noqa: PLC0415
+
         try:
             return method(request, metadata=bearer_metadata(self.token), timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise rpc_error_to_cli(error, self) from None
+
+    def call_future(self, method: Any, request: Any) -> Any:
+        """Start one call with the operator's token and return it unfinished (a grpc.Future):
+        its answer is read with result(), and meanwhile this process goes on."""
+        from rmm_common.tokens import bearer_metadata  # noqa: PLC0415
+
+        return method.future(request, metadata=bearer_metadata(self.token), timeout=self.timeout)
+
+    def result(self, future: Any) -> Any:
+        """Wait for a call started by call_future; turn its failure into CliError."""
+        import grpc  # noqa: PLC0415 - loaded by stub(), which made the call
+
+        try:
+            return future.result()
         except grpc.RpcError as error:
             raise rpc_error_to_cli(error, self) from None
 
@@ -119,6 +152,10 @@ class Connection:
         the server ends the stream itself when it gives up waiting. Closing the iterator (or
         Ctrl-C) cancels the call.
         """
+        import grpc  # loaded by stub(), which made `method`  # noqa: PLC0415
+
+        from rmm_common.tokens import bearer_metadata  # noqa: PLC0415
+
         # A grpc call object: an iterator that can also be cancelled.
         call: Any = method(request, metadata=bearer_metadata(self.token), timeout=timeout)
         try:
@@ -136,6 +173,10 @@ class Connection:
 
 def rpc_error_to_cli(error: grpc.RpcError, connection: Connection) -> CliError:
     """Return the CliError that explains a failed call on `connection`."""
+    import grpc  # noqa: PLC0415
+
+    from rmm_common.pinning import describe_connect_failure  # noqa: PLC0415
+
     server = connection.server
     code = error.code()
     details = error.details() or code.name
@@ -159,4 +200,4 @@ def rpc_error_to_cli(error: grpc.RpcError, connection: Connection) -> CliError:
         # The server's details say which limit and when to retry; say it is not a failure of
         # the call itself.
         return CliError(f"rate limited by the server at {server}: {details}")
-    return CliError(details, _EXIT_FOR_CODE.get(code, EXIT_FAILED))
+    return CliError(details, _EXIT_FOR_CODE.get(code.name, EXIT_FAILED))
