@@ -1,0 +1,646 @@
+"""Patching records: each agent's pending updates with their decisions, operators' approve and
+decline records, install outcomes, and per-agent patch state (rmm_server/patching/ decides;
+this module only stores and aggregates).
+
+The effective state of one update on one agent is computed in SQL from its row (STATE_SQL), so
+the fleet-wide view is one GROUP BY, however many agents and updates there are:
+- declined: a decline (manual or a rule) holds it;
+- approved: approved, or pending with a rule's deferral ended (`not_before` passed);
+- failed: approved, and its last install attempt failed or was interrupted;
+- pending: nothing approves it yet.
+"installed" is not a row state: an installed update leaves the agent's list, and its outcome
+stays in patch_results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+
+from rmm_server.storage import schema
+from rmm_server.storage.store import Store, record_values
+
+APPROVED = "approved"
+DECLINED = "declined"
+PENDING = "pending"
+FAILED = "failed"
+INSTALLED = "installed"
+# The states `rmm patches list --state` filters on.
+STATES = (PENDING, APPROVED, DECLINED, FAILED, INSTALLED)
+# Install outcomes that leave an approved update failed until it installs.
+FAILED_STATUSES = ("failed", "interrupted")
+# Bound parameters per statement: SQLite allows 32,766; chunks stay well under.
+CHUNK = 5000
+
+
+@dataclass(slots=True)
+class UpdateRow:
+    """One pending update on one agent, as stored (patch_updates)."""
+
+    agent_id: str
+    update_id: str
+    name: str
+    current: str | None
+    available: str
+    classification: str
+    backend: str
+    source: str
+    severity: str
+    published: float | None
+    size_bytes: int | None
+    reboot_required: bool
+    first_seen: float
+    decision: str  # approved, declined, pending
+    why: str
+    not_before: float | None = None
+    last_status: str = ""
+    last_message: str = ""
+    last_attempt_at: float | None = None
+
+    def state(self, now: float) -> str:
+        """Return the effective state (as STATE_SQL computes it)."""
+        if self.decision == DECLINED:
+            return DECLINED
+        approved = self.decision == APPROVED or (
+            self.not_before is not None and self.not_before <= now
+        )
+        if not approved:
+            return PENDING
+        return FAILED if self.last_status in FAILED_STATUSES else APPROVED
+
+    def same_facts(self, other: UpdateRow) -> bool:
+        """Say whether `other` describes the same update (the decision aside)."""
+        return all(getattr(self, name) == getattr(other, name) for name in FACT_COLUMNS)
+
+
+FACT_COLUMNS = (
+    "name",
+    "current",
+    "available",
+    "classification",
+    "backend",
+    "source",
+    "severity",
+    "published",
+    "size_bytes",
+    "reboot_required",
+)
+
+
+@dataclass(slots=True)
+class DecisionRow:
+    """An operator's approve or decline (patch_decisions)."""
+
+    update_pattern: str  # an update id, or a glob over ids
+    scope: str  # everywhere, client, site, agent
+    target: str  # "", client, "client/site", agent id
+    action: str  # approve, decline
+    decided_by: str
+    decided_at: float
+    comment: str = ""
+
+
+@dataclass(slots=True)
+class ResultRow:
+    """The last install outcome of one update on one agent (patch_results)."""
+
+    agent_id: str
+    update_id: str
+    status: str  # installed, failed, skipped, locked, interrupted
+    message: str
+    version: str
+    command_id: str
+    at: float
+
+
+@dataclass(slots=True)
+class PatchAgentRow:
+    """One agent's patch state (patch_agents)."""
+
+    agent_id: str
+    digest: str = ""
+    reported_digest: str = ""
+    listed_at: float | None = None
+    truncated: bool = False
+    reboot_pending: bool = False
+    last_install_at: float | None = None
+    install_requested_at: float | None = None
+    install_requested_by: str = ""
+
+
+@dataclass(slots=True)
+class FleetUpdate:
+    """One update across the agents asked about: what it is, and how many agents are in each
+    state (the central view)."""
+
+    update_id: str
+    name: str
+    classification: str
+    backend: str
+    severity: str
+    available: str
+    agents: int  # agents listing it as pending
+    pending: int
+    approved: int
+    declined: int
+    failed: int
+    installed: int  # agents whose last install of it succeeded (it left their list)
+    reboot_required: bool
+
+    def count(self, state: str) -> int:
+        """Return how many agents are in `state`."""
+        return int(getattr(self, state))
+
+
+@dataclass(slots=True)
+class AgentCompliance:
+    """One agent's patch compliance (`rmm patches report`)."""
+
+    agent_id: str
+    listed: bool  # the server holds the agent's update list
+    pending: int
+    approved_missing: int  # approved (failed ones too) and not installed
+    declined: int
+    failed: int
+    last_install_at: float | None
+    reboot_pending: bool
+
+    @property
+    def compliant(self) -> bool:
+        """An agent is compliant when it lists its updates and misses none approved for it."""
+        return self.listed and self.approved_missing == 0
+
+
+def _state_sql(now: float) -> Any:
+    """Return the SQL expression of a patch_updates row's effective state at `now`."""
+    table = schema.patch_updates
+    approved = or_(
+        table.c.decision == APPROVED,
+        and_(
+            table.c.decision == PENDING,
+            table.c.not_before.is_not(None),
+            table.c.not_before <= literal(now),
+        ),
+    )
+    return case(
+        (table.c.decision == DECLINED, literal(DECLINED)),
+        (and_(approved, table.c.last_status.in_(FAILED_STATUSES)), literal(FAILED)),
+        (approved, literal(APPROVED)),
+        else_=literal(PENDING),
+    )
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+class PatchStore:
+    """Read and write patching records through the server's Store (same engine and errors)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # --- each agent's list -----------------------------------------------------------------
+
+    def digests(self) -> dict[str, str]:
+        """Return the digest of the list held for each agent that has one."""
+        table = schema.patch_agents
+        with self.store.transaction("read the patch list digests") as conn:
+            return {
+                str(row.agent_id): str(row.digest)
+                for row in conn.execute(select(table.c.agent_id, table.c.digest))
+            }
+
+    def agent_state(self, agent_id: str) -> PatchAgentRow | None:
+        """Return one agent's patch state, or None when it never reported a list."""
+        table = schema.patch_agents
+        with self.store.transaction("read an agent's patch state") as conn:
+            row = conn.execute(select(table).where(table.c.agent_id == agent_id)).mappings().first()
+        return PatchAgentRow(**row) if row is not None else None
+
+    def agent_states(self) -> dict[str, PatchAgentRow]:
+        """Return every agent's patch state."""
+        with self.store.transaction("read the agents' patch state") as conn:
+            return {
+                str(row["agent_id"]): PatchAgentRow(**row)
+                for row in conn.execute(select(schema.patch_agents)).mappings()
+            }
+
+    def agent_updates(self, agent_id: str) -> list[UpdateRow]:
+        """Return the pending updates held for one agent, by name."""
+        table = schema.patch_updates
+        with self.store.transaction("read an agent's pending updates") as conn:
+            rows = conn.execute(
+                select(table)
+                .where(table.c.agent_id == agent_id)
+                .order_by(self.store.text_order(table.c.name), table.c.update_id)
+            ).mappings()
+            return [UpdateRow(**row) for row in rows]
+
+    def agent_results(self, agent_id: str) -> list[ResultRow]:
+        """Return the last install outcome of each update one agent was asked to install."""
+        table = schema.patch_results
+        with self.store.transaction("read an agent's install outcomes") as conn:
+            rows = conn.execute(
+                select(table).where(table.c.agent_id == agent_id).order_by(table.c.update_id)
+            ).mappings()
+            return [ResultRow(**row) for row in rows]
+
+    def write_list(
+        self,
+        agent_id: str,
+        upserts: Sequence[UpdateRow],
+        removed: Sequence[str],
+        digest: str,
+        truncated: bool,
+        now: float,
+    ) -> None:
+        """Make the agent's stored list its new one: `upserts` replace rows (new or changed),
+        `removed` leave, and the agent's state holds `digest`; one transaction."""
+        table = schema.patch_updates
+        gone = [*removed, *(row.update_id for row in upserts)]
+        with self.store.transaction(f"store the pending updates of agent {agent_id}") as conn:
+            for chunk in _chunks(gone):
+                conn.execute(
+                    delete(table).where(
+                        and_(table.c.agent_id == agent_id, table.c.update_id.in_(chunk))
+                    )
+                )
+            if upserts:
+                conn.execute(table.insert(), [record_values(row) for row in upserts])
+            self._put_agent(
+                conn,
+                agent_id,
+                {
+                    "digest": digest,
+                    "reported_digest": digest,
+                    "listed_at": now,
+                    "truncated": truncated,
+                },
+            )
+
+    def note_reported_digest(self, agent_id: str, digest: str) -> None:
+        """Record the digest an agent reported without its list (the server lacks that one)."""
+        with self.store.transaction(f"note the patch digest of agent {agent_id}") as conn:
+            self._put_agent(conn, agent_id, {"reported_digest": digest})
+
+    def set_reboot_pending(self, agent_id: str, pending: bool) -> None:
+        """Record whether the agent waits for a reboot."""
+        with self.store.transaction(f"note the reboot state of agent {agent_id}") as conn:
+            self._put_agent(conn, agent_id, {"reboot_pending": pending})
+
+    def _put_agent(self, conn: Connection, agent_id: str, values: dict[str, Any]) -> None:
+        table = schema.patch_agents
+        changed = conn.execute(
+            update(table).where(table.c.agent_id == agent_id).values(**values)
+        ).rowcount
+        if not changed:
+            conn.execute(
+                table.insert().values({**record_values(PatchAgentRow(agent_id)), **values})
+            )
+
+    # --- decisions -------------------------------------------------------------------------
+
+    def decision_records(self) -> list[DecisionRow]:
+        """Return every operator approve and decline record."""
+        with self.store.transaction("read the patch decisions") as conn:
+            return [
+                DecisionRow(**row)
+                for row in conn.execute(select(schema.patch_decisions)).mappings()
+            ]
+
+    def put_decision_records(self, records: Sequence[DecisionRow]) -> None:
+        """Store approve or decline records, each replacing the one of its update and scope."""
+        table = schema.patch_decisions
+        with self.store.transaction(f"store {len(records)} patch decisions") as conn:
+            for record in records:
+                conn.execute(
+                    delete(table).where(
+                        and_(
+                            table.c.update_pattern == record.update_pattern,
+                            table.c.scope == record.scope,
+                            table.c.target == record.target,
+                        )
+                    )
+                )
+            if records:
+                conn.execute(table.insert(), [record_values(r) for r in records])
+
+    def update_ids(self) -> list[str]:
+        """Return every update id any agent lists."""
+        table = schema.patch_updates
+        with self.store.transaction("read the pending update ids") as conn:
+            return [str(v) for v in conn.execute(select(table.c.update_id).distinct()).scalars()]
+
+    def rows_of_updates(self, update_ids: Sequence[str]) -> list[UpdateRow]:
+        """Return every agent's row of the given updates."""
+        table = schema.patch_updates
+        rows: list[UpdateRow] = []
+        with self.store.transaction("read pending updates") as conn:
+            for chunk in _chunks(list(update_ids)):
+                result = conn.execute(select(table).where(table.c.update_id.in_(chunk)))
+                rows.extend(UpdateRow(**row) for row in result.mappings())
+        return rows
+
+    def all_rows(self) -> list[UpdateRow]:
+        """Return every agent's rows (a policy reload decides them all again)."""
+        with self.store.transaction("read every pending update") as conn:
+            return [
+                UpdateRow(**row) for row in conn.execute(select(schema.patch_updates)).mappings()
+            ]
+
+    def set_decisions(self, changes: Sequence[tuple[str, str, str, str, float | None]]) -> None:
+        """Store decisions as (agent_id, update_id, decision, why, not_before), one statement."""
+        if not changes:
+            return
+        table = schema.patch_updates
+        statement = (
+            update(table)
+            .where(
+                and_(
+                    table.c.agent_id == bindparam("a_id"),
+                    table.c.update_id == bindparam("u_id"),
+                )
+            )
+            .values(decision=bindparam("d"), why=bindparam("w"), not_before=bindparam("nb"))
+        )
+        with self.store.transaction(f"store {len(changes)} patch decisions") as conn:
+            conn.execute(
+                statement,
+                [{"a_id": a, "u_id": u, "d": d, "w": w, "nb": nb} for a, u, d, w, nb in changes],
+            )
+
+    # --- install requests and outcomes -----------------------------------------------------
+
+    def request_install(self, agent_ids: Sequence[str], by: str, now: float) -> None:
+        """Mark agents to install their approved updates in their next window."""
+        with self.store.transaction(f"mark {len(agent_ids)} agents for install") as conn:
+            for agent_id in agent_ids:
+                self._put_agent(
+                    conn, agent_id, {"install_requested_at": now, "install_requested_by": by}
+                )
+
+    def clear_install_requests(self, agent_ids: Sequence[str]) -> None:
+        """Forget the install marks of agents (their window ran)."""
+        table = schema.patch_agents
+        with self.store.transaction("clear install requests") as conn:
+            for chunk in _chunks(list(agent_ids)):
+                conn.execute(
+                    update(table)
+                    .where(table.c.agent_id.in_(chunk))
+                    .values(install_requested_at=None, install_requested_by="")
+                )
+
+    def approved_updates(self, agent_ids: Sequence[str], now: float) -> dict[str, list[str]]:
+        """Return the ids of each agent's approved updates still to install (failed included:
+        a failed install is tried again)."""
+        table = schema.patch_updates
+        state = _state_sql(now)
+        found: dict[str, list[str]] = {}
+        with self.store.transaction("read approved updates") as conn:
+            for chunk in _chunks(list(agent_ids)):
+                rows = conn.execute(
+                    select(table.c.agent_id, table.c.update_id)
+                    .where(and_(table.c.agent_id.in_(chunk), state.in_((APPROVED, FAILED))))
+                    .order_by(table.c.agent_id, table.c.update_id)
+                )
+                for agent_id, update_id in rows:
+                    found.setdefault(str(agent_id), []).append(str(update_id))
+        return found
+
+    def record_results(
+        self, results: Sequence[ResultRow], reboot_required: dict[str, bool]
+    ) -> None:
+        """Store install outcomes: installed updates leave the agent's list (the agent's rescan
+        found them current), the others keep their row with the outcome; agents with an
+        installed update get their last install time, and their reboot state."""
+        updates_table = schema.patch_updates
+        results_table = schema.patch_results
+        with self.store.transaction(f"store {len(results)} install outcomes") as conn:
+            for row in results:
+                conn.execute(
+                    delete(results_table).where(
+                        and_(
+                            results_table.c.agent_id == row.agent_id,
+                            results_table.c.update_id == row.update_id,
+                        )
+                    )
+                )
+                where = and_(
+                    updates_table.c.agent_id == row.agent_id,
+                    updates_table.c.update_id == row.update_id,
+                )
+                if row.status == INSTALLED:
+                    conn.execute(delete(updates_table).where(where))
+                else:
+                    conn.execute(
+                        update(updates_table)
+                        .where(where)
+                        .values(
+                            last_status=row.status,
+                            last_message=row.message,
+                            last_attempt_at=row.at,
+                        )
+                    )
+            if results:
+                conn.execute(results_table.insert(), [record_values(r) for r in results])
+            installed_at: dict[str, float] = {}
+            for row in results:
+                if row.status == INSTALLED:
+                    installed_at[row.agent_id] = max(row.at, installed_at.get(row.agent_id, 0.0))
+            for agent_id in {row.agent_id for row in results} | set(reboot_required):
+                values: dict[str, Any] = {}
+                if agent_id in installed_at:
+                    values["last_install_at"] = installed_at[agent_id]
+                if reboot_required.get(agent_id):
+                    values["reboot_pending"] = True
+                if values:
+                    self._put_agent(conn, agent_id, values)
+
+    # --- views -----------------------------------------------------------------------------
+
+    def fleet_view(self, agent_ids: Sequence[str] | None, now: float) -> list[FleetUpdate]:
+        """Return one entry per update the agents list (None: every agent), with how many agents
+        are in each state; an update no agent lists any more appears when one installed it."""
+        table = schema.patch_updates
+        state = _state_sql(now)
+
+        def count(name: str) -> Any:
+            return func.sum(case((state == literal(name), 1), else_=0))
+
+        columns = (
+            table.c.update_id,
+            func.min(table.c.name),
+            func.min(table.c.classification),
+            func.min(table.c.backend),
+            func.max(table.c.severity),
+            func.max(table.c.available),
+            func.count(),
+            count(PENDING),
+            count(APPROVED),
+            count(DECLINED),
+            count(FAILED),
+            func.max(case((table.c.reboot_required, 1), else_=0)),
+        )
+        merged: dict[str, FleetUpdate] = {}
+        with self.store.transaction("summarise pending updates") as conn:
+            for where in self._agent_filters(table.c.agent_id, agent_ids):
+                query = select(*columns).group_by(table.c.update_id)
+                if where is not None:
+                    query = query.where(where)
+                for row in conn.execute(query):
+                    self._merge(merged, row)
+            results = schema.patch_results
+            for where in self._agent_filters(results.c.agent_id, agent_ids):
+                query = (
+                    select(
+                        results.c.update_id,
+                        func.count(),
+                        func.max(results.c.version),
+                    )
+                    .where(results.c.status == INSTALLED)
+                    .group_by(results.c.update_id)
+                )
+                if where is not None:
+                    query = query.where(where)
+                for update_id, installed, version in conn.execute(query):
+                    entry = merged.get(str(update_id))
+                    if entry is None:
+                        # No agent lists it any more: named by its id's key.
+                        backend, _, key = str(update_id).partition(":")
+                        entry = merged[str(update_id)] = FleetUpdate(
+                            str(update_id),
+                            key or str(update_id),
+                            "",
+                            backend,
+                            "",
+                            str(version or ""),
+                            0,
+                            0,
+                            0,
+                            0,
+                            0,
+                            0,
+                            False,
+                        )
+                    entry.installed += int(installed)
+        return sorted(merged.values(), key=lambda u: (u.name, u.update_id))
+
+    @staticmethod
+    def _merge(merged: dict[str, FleetUpdate], row: Any) -> None:
+        (
+            update_id,
+            name,
+            classification,
+            backend,
+            severity,
+            available,
+            agents,
+            pending,
+            approved,
+            declined,
+            failed,
+            reboot,
+        ) = row
+        entry = merged.get(update_id)
+        if entry is None:
+            merged[update_id] = FleetUpdate(
+                str(update_id),
+                str(name),
+                str(classification),
+                str(backend),
+                str(severity),
+                str(available),
+                int(agents),
+                int(pending),
+                int(approved),
+                int(declined),
+                int(failed),
+                0,
+                bool(reboot),
+            )
+            return
+        entry.agents += int(agents)
+        entry.pending += int(pending)
+        entry.approved += int(approved)
+        entry.declined += int(declined)
+        entry.failed += int(failed)
+        entry.available = max(entry.available, str(available))
+        entry.severity = max(entry.severity, str(severity))
+        entry.reboot_required = entry.reboot_required or bool(reboot)
+
+    @staticmethod
+    def _agent_filters(column: Any, agent_ids: Sequence[str] | None) -> list[Any]:
+        if agent_ids is None:
+            return [None]
+        ids = list(agent_ids)
+        return [column.in_(chunk) for chunk in _chunks(ids)] or [column.in_([])]
+
+    def compliance(self, agent_ids: Sequence[str] | None, now: float) -> list[AgentCompliance]:
+        """Return each agent's compliance (None: every agent with a patch state)."""
+        table = schema.patch_updates
+        state = _state_sql(now)
+
+        def count(*names: str) -> Any:
+            return func.sum(case((state.in_(names), 1), else_=0))
+
+        per_agent: dict[str, tuple[int, int, int, int]] = {}
+        with self.store.transaction("summarise patch compliance") as conn:
+            for where in self._agent_filters(table.c.agent_id, agent_ids):
+                query = select(
+                    table.c.agent_id,
+                    count(PENDING),
+                    count(APPROVED, FAILED),
+                    count(DECLINED),
+                    count(FAILED),
+                ).group_by(table.c.agent_id)
+                if where is not None:
+                    query = query.where(where)
+                for agent_id, pending, missing, declined, failed in conn.execute(query):
+                    per_agent[str(agent_id)] = (
+                        int(pending),
+                        int(missing),
+                        int(declined),
+                        int(failed),
+                    )
+            agents = schema.patch_agents
+            states: dict[str, Any] = {}
+            for where in self._agent_filters(agents.c.agent_id, agent_ids):
+                query = select(agents)
+                if where is not None:
+                    query = query.where(where)
+                for row in conn.execute(query).mappings():
+                    states[str(row["agent_id"])] = row
+        wanted = list(agent_ids) if agent_ids is not None else sorted(states)
+        report: list[AgentCompliance] = []
+        for agent_id in wanted:
+            agent_state = states.get(agent_id)
+            pending, missing, declined, failed = per_agent.get(agent_id, (0, 0, 0, 0))
+            report.append(
+                AgentCompliance(
+                    agent_id=agent_id,
+                    listed=agent_state is not None and bool(agent_state["digest"]),
+                    pending=pending,
+                    approved_missing=missing,
+                    declined=declined,
+                    failed=failed,
+                    last_install_at=agent_state["last_install_at"] if agent_state else None,
+                    reboot_pending=bool(agent_state["reboot_pending"]) if agent_state else False,
+                )
+            )
+        return report
