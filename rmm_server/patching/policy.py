@@ -230,6 +230,16 @@ def _patterns(
     return tuple(out) if ok else None
 
 
+def _item_node(node: yaml.Node, value: str, fold: bool = False) -> yaml.Node:
+    """Return the list item node holding `value` (the list itself when not found)."""
+    for item in node.value if isinstance(node, yaml.SequenceNode) else ():
+        text = str(getattr(item, "value", ""))
+        if (text.casefold() if fold else text) == value:
+            found: yaml.Node = item
+            return found
+    return node
+
+
 def _rule_classifications(node: yaml.Node, where: Where, context: str) -> frozenset[str] | None:
     values = string_list(node, where, context, "classifications")
     if values is None:
@@ -237,7 +247,10 @@ def _rule_classifications(node: yaml.Node, where: Where, context: str) -> frozen
     unknown = [v for v in values if v not in CLASSIFICATIONS]
     for value in unknown:
         where.at(
-            node, context, f"unknown classification {value!r}", f"use {', '.join(CLASSIFICATIONS)}"
+            _item_node(node, value),
+            context,
+            f"unknown classification {value!r}",
+            f"use {', '.join(CLASSIFICATIONS)}",
         )
     if not values:
         where.at(node, context, "classifications must list at least one")
@@ -252,7 +265,12 @@ def _rule_severities(node: yaml.Node, where: Where, context: str) -> frozenset[s
     folded = [v.casefold() for v in values]
     bad = [v for v in folded if v not in SEVERITIES]
     for value in bad:
-        where.at(node, context, f"unknown severity {value!r}", f"use {', '.join(SEVERITIES)}")
+        where.at(
+            _item_node(node, value, fold=True),
+            context,
+            f"unknown severity {value!r}",
+            f"use {', '.join(SEVERITIES)}",
+        )
     return None if bad else frozenset(folded)
 
 

@@ -8,15 +8,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cel
 
 from rmm_common.errors import PolicyError
 from rmm_common.metric_catalog import MetricSpec
-from rmm_server.patching.policy import KIND as PATCH_KIND
-from rmm_server.patching.policy import KINDS as OTHER_KINDS
-from rmm_server.patching.policy import PatchPolicySet
 from rmm_server.policy import expressions
 from rmm_server.policy.loader import (
     Plan,
@@ -35,6 +32,9 @@ from rmm_server.policy.model import (
     Provenance,
     SeriesSample,
 )
+
+if TYPE_CHECKING:
+    from rmm_server.patching.policy import PatchPolicySet
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,11 @@ class PolicySet:
         self._docs = tuple(sorted(docs, key=lambda d: d.rank))
         # The PatchPolicy documents loaded from the same files: they reload with the alert
         # rules, all or nothing, so a refused reload keeps both in force.
-        self.patches = patches if patches is not None else PatchPolicySet(())
+        if patches is None:
+            from rmm_server.patching.policy import PatchPolicySet  # noqa: PLC0415 - see below
+
+            patches = PatchPolicySet(())
+        self.patches = patches
         self._plans = dict(plans)  # definition ordinal -> plan; merged plans are added lazily
         self._catalog = catalog
         self.source = source
@@ -432,14 +436,20 @@ def _agent_map(agent: AgentContext, fields: frozenset[str]) -> dict[str, Any]:
 
 def load_policy_dir(path: str | Path, catalog: Mapping[str, MetricSpec] | None = None) -> PolicySet:
     """Load and validate every policy under `path`; raise PolicyError with every problem."""
-    docs, plans, specs, others = load_all(Path(path), catalog, OTHER_KINDS)
-    return PolicySet(docs, plans, specs, source=str(path), patches=others[PATCH_KIND])
+    # Imported here: rmm_server.patching.model imports this package's model, and this
+    # package's __init__ imports this module, so a module-level import would be a circle.
+    from rmm_server.patching.policy import KIND, KINDS  # noqa: PLC0415
+
+    docs, plans, specs, others = load_all(Path(path), catalog, KINDS)
+    return PolicySet(docs, plans, specs, source=str(path), patches=others[KIND])
 
 
 def validate_path(path: str | Path, catalog: Mapping[str, MetricSpec] | None = None) -> list[str]:
     """Return every problem of the policies under `path` (empty when they are valid)."""
     try:
-        load_all(Path(path), catalog, OTHER_KINDS)
+        from rmm_server.patching.policy import KINDS  # noqa: PLC0415 - see load_policy_dir
+
+        load_all(Path(path), catalog, KINDS)
     except PolicyError as exc:
         return list(exc.errors)
     return []

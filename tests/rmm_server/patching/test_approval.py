@@ -1,0 +1,209 @@
+"""approval.decide: manual records, decline rules, deferral, include/exclude, drivers apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rmm_server.patching import approval
+from rmm_server.patching.approval import ManualIndex, compile_rules, decide, decide_for
+from rmm_server.patching.model import (
+    APPROVED,
+    DECLINED,
+    PENDING,
+    ManualDecision,
+    PatchSettings,
+    UpdateFacts,
+)
+from rmm_server.policy import AgentContext, load_policy_dir
+
+DAY = 86400.0
+NOW = 1_800_000_000.0
+AGENT_ID = "a1" * 16
+
+POLICY = """\
+apiVersion: rmm/v1
+kind: PatchPolicy
+metadata: {name: p}
+scope: {all: true}
+approval:
+  - name: security
+    classifications: [security, critical]
+  - name: bugfix
+    classifications: [bugfix]
+    min_age_days: 7
+    exclude: ["linux-image-*", {regex: "^kernel(-[a-z]+)?$"}]
+  - name: no-previews
+    action: decline
+    classifications: [feature, bugfix, security]
+    include: [{regex: ".*[Pp]review.*"}]
+  - name: browsers
+    classifications: [third-party]
+    include: ["winget:Mozilla.*", "winget:Google.Chrome"]
+  - name: important-only
+    classifications: [feature]
+    severities: [critical, important]
+  - name: nic
+    classifications: [driver]
+    hardware_ids: ["PCI\\\\VEN_8086&DEV_15B8"]
+"""
+
+
+def update(
+    name: str = "openssl",
+    classification: str = "security",
+    published: float | None = NOW - DAY,
+    severity: str = "",
+    uid: str | None = None,
+    hardware_ids: tuple[str, ...] = (),
+) -> UpdateFacts:
+    return UpdateFacts(
+        id=uid or f"apt:{name}",
+        name=name,
+        current="1.0",
+        available="1.1",
+        classification=classification,
+        backend=(uid or "apt:").split(":")[0],
+        severity=severity,
+        published=published,
+        hardware_ids=hardware_ids,
+    )
+
+
+def settings_for(tmp_path: Path, client: str = "acme") -> PatchSettings:
+    (tmp_path / "p.yaml").write_text(POLICY)
+    agent = AgentContext(AGENT_ID, "web01", client, "hq", frozenset(), "linux", 60.0, 1.0, {})
+    return load_policy_dir(tmp_path).patches.settings_for(agent)
+
+
+def manual(
+    update_id: str, action: str, scope: str = "everywhere", target: str = "", at: float = NOW
+) -> ManualDecision:
+    return ManualDecision(update_id, action, scope, target, "alice", at, "ticket 42")
+
+
+def test_rules_approve_by_classification_and_deferral_holds_bugfixes(tmp_path: Path) -> None:
+    rules = approval.rule_book(settings_for(tmp_path).rules)
+    approved = decide(update(), rules, now=NOW)
+    assert approved.state == APPROVED and approved.rule == "p/security"
+    assert 'rule "security"' in approved.why and "p.yaml:6" in approved.why
+    # Released a day ago, a bugfix waits for its seven days, and says until when.
+    waiting = decide(update("bash", "bugfix"), rules, now=NOW)
+    assert waiting.state == PENDING and waiting.not_before == NOW - DAY + 7 * DAY
+    assert waiting.why.startswith('deferred: rule "bugfix"')
+    assert decide(update("bash", "bugfix"), rules, now=NOW + 6 * DAY).state == APPROVED
+    # No release date: the age counts from when the server first saw it, or not at all.
+    undated = update("bash", "bugfix", published=None)
+    assert decide(undated, rules, now=NOW).state == PENDING
+    assert decide(undated, rules, now=NOW, first_seen=NOW - 8 * DAY).state == APPROVED
+    assert decide(undated, rules, now=NOW, first_seen=NOW - DAY).not_before == NOW + 6 * DAY
+
+
+def test_include_and_exclude_by_glob_and_regex(tmp_path: Path) -> None:
+    rules = approval.rule_book(settings_for(tmp_path).rules)
+    old = NOW - 30 * DAY
+    assert decide(update("bash", "bugfix", old), rules, now=NOW).state == APPROVED
+    # Excluded by a glob on the name, and by a whole-name regular expression.
+    image = decide(update("linux-image-6.1", "bugfix", old), rules, now=NOW)
+    assert image.state == PENDING and "no approval rule" in image.why
+    assert decide(update("kernel-core", "bugfix", old), rules, now=NOW).state == PENDING
+    assert decide(update("kernel-core-extra", "bugfix", old), rules, now=NOW).state == APPROVED
+    # Include globs may name ids: only the listed third-party apps.
+    firefox = update("Firefox", "third-party", uid="winget:Mozilla.Firefox")
+    assert decide(firefox, rules, now=NOW).state == APPROVED
+    vlc = update("VLC", "third-party", uid="winget:VideoLAN.VLC")
+    assert decide(vlc, rules, now=NOW).state == PENDING
+    # Severity filter: a feature update approved only when important or critical.
+    assert decide(update("f", "feature", severity="Important"), rules, now=NOW).state == APPROVED
+    assert decide(update("f", "feature", severity="Low"), rules, now=NOW).state == PENDING
+    assert decide(update("f", "feature"), rules, now=NOW).state == PENDING
+
+
+def test_a_decline_rule_wins_over_any_approval(tmp_path: Path) -> None:
+    rules = approval.rule_book(settings_for(tmp_path).rules)
+    preview = decide(update("dotnet-preview", "security"), rules, now=NOW)
+    assert preview.state == DECLINED and preview.rule == "p/no-previews"
+    # The order of the rules in the file does not matter: a decline rule written first or
+    # last declines alike.
+    first = compile_rules(tuple(reversed(settings_for(tmp_path).rules)))
+    assert decide(update("dotnet-preview", "security"), first, now=NOW).state == DECLINED
+
+
+def test_drivers_and_firmware_only_by_their_own_rules_and_pins(tmp_path: Path) -> None:
+    rules = approval.rule_book(settings_for(tmp_path).rules)
+    pinned = update(
+        "Intel NIC",
+        "driver",
+        uid="windows-update:1234",
+        hardware_ids=("pci\\ven_8086&dev_15b8",),
+    )
+    assert decide(pinned, rules, now=NOW).state == APPROVED
+    other = update("Intel NIC", "driver", uid="windows-update:99", hardware_ids=("PCI\\VEN_10EC",))
+    assert decide(other, rules, now=NOW).state == PENDING
+    # The id's key is a hardware id too (fwupd's device id).
+    assert (
+        decide(update("x", "driver", uid="fwupd:PCI\\VEN_8086&DEV_15B8"), rules, now=NOW).state
+        == APPROVED
+    )
+    # No software rule ever reaches firmware, however wide its patterns.
+    firmware = decide(update("UEFI", "firmware", uid="fwupd:abc"), rules, now=NOW)
+    assert firmware.state == PENDING and "firmware" in firmware.why
+
+
+def test_manual_records_override_rules_narrowest_scope_and_latest_win(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    rules = approval.rule_book(settings.rules)
+    openssl = update()
+    index = ManualIndex([manual("apt:openssl", "decline")])
+    declined = decide(openssl, rules, index.for_agent(AGENT_ID, "acme", "hq"), NOW)
+    assert declined.state == DECLINED and declined.manual is not None
+    assert declined.why == "declined by alice everywhere: ticket 42"
+    # A narrower approval (this site) beats the fleet-wide decline, for this site only.
+    index = ManualIndex(
+        [manual("apt:openssl", "decline"), manual("apt:openssl", "approve", "site", "acme/hq")]
+    )
+    assert decide(openssl, rules, index.for_agent(AGENT_ID, "acme", "hq"), NOW).state == APPROVED
+    assert decide(openssl, rules, index.for_agent("b2" * 16, "acme", "lab"), NOW).state == DECLINED
+    # A manual approval beats a decline rule; a glob decline declines what a rule approves.
+    index = ManualIndex(
+        [
+            manual("apt:dotnet-preview", "approve", "agent", AGENT_ID),
+            manual("apt:open*", "decline", "client", "acme"),
+        ]
+    )
+    mine = index.for_agent(AGENT_ID, "acme", "hq")
+    assert decide(update("dotnet-preview"), rules, mine, NOW).state == APPROVED
+    glob = decide(openssl, rules, mine, NOW)
+    assert glob.state == DECLINED and "matching apt:open*" in glob.why
+    # In one scope an exact id beats a glob, then the latest record wins.
+    index = ManualIndex(
+        [
+            manual("apt:open*", "decline", "client", "acme", at=NOW),
+            manual("apt:openssl", "approve", "client", "acme", at=NOW - 10),
+            manual("apt:bash", "approve", "client", "acme", at=NOW - 10),
+            manual("apt:bash", "decline", "client", "acme", at=NOW),
+        ]
+    )
+    mine = index.for_agent(AGENT_ID, "acme", "hq")
+    assert decide(openssl, rules, mine, NOW).state == APPROVED
+    assert decide(update("bash", "bugfix"), rules, mine, NOW).state == DECLINED
+    # Through the settings, as P2 calls it for one update.
+    assert decide_for(openssl, settings, index, "acme", "hq", NOW).state == APPROVED
+
+
+def test_an_unknown_classification_waits_for_an_operator(tmp_path: Path) -> None:
+    rules = approval.rule_book(settings_for(tmp_path).rules)
+    odd = decide(update("x", "optional"), rules, now=NOW)
+    assert odd.state == PENDING and "unknown classification 'optional'" in odd.why
+
+
+def test_equal_rule_tuples_compile_once(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(POLICY)
+    patches = load_policy_dir(tmp_path).patches
+    one = patches.settings_for(
+        AgentContext("a" * 32, "h1", "c", "s", frozenset(), "linux", 60, 1, {})
+    )
+    two = patches.settings_for(
+        AgentContext("b" * 32, "h2", "d", "t", frozenset(), "linux", 60, 1, {})
+    )
+    assert one.rules is two.rules
+    assert approval.rule_book(one.rules) is approval.rule_book(two.rules)
