@@ -14,7 +14,11 @@ import aiosmtplib
 from rmm_common.errors import InvalidArgument
 from rmm_common.yamlnodes import Section
 from rmm_server.notify.model import Notification, NotifierDeps, NotifyError
-from rmm_server.notify.render import html_body, text_body, title
+from rmm_server.notify.render import html_body, shown, text_body, title
+
+# A subject longer than this is cut: RFC 5322 advises lines under 78 characters, and mail
+# clients show about as much.
+SUBJECT_MAX = 200
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,13 @@ class EmailSettings:
     ca_file: str = ""  # a private CA's PEM; the system's CAs otherwise
     timeout: float = 10.0
     hello: str = ""  # the name to greet with (EHLO); this host's name otherwise
+
+
+def subject(notification: Notification) -> str:
+    """Return the notification's title as one header line: no CR, LF or other line break
+    (a header injection, or a refused message, when an agent-supplied value holds one), bounded."""
+    text = " ".join(shown(title(notification)).split())
+    return text if len(text) <= SUBJECT_MAX else text[: SUBJECT_MAX - 1] + "…"
 
 
 def parse_smarthost(value: str) -> tuple[str, int]:
@@ -111,7 +122,7 @@ class EmailNotifier:
     def message(self, notification: Notification) -> EmailMessage:
         """Return the email for `notification`: plain text with an HTML alternative."""
         message = EmailMessage()
-        message["Subject"] = title(notification)
+        message["Subject"] = subject(notification)
         message["From"] = self.settings.sender
         message["To"] = ", ".join(self.settings.to)
         message["Date"] = formatdate(localtime=False)

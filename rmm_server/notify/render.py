@@ -1,10 +1,18 @@
-"""Human-readable forms of a notification shared by email and chat notifiers."""
+"""Human-readable forms of a notification shared by email and chat notifiers.
+
+Most of a notification is text an agent supplied (hostname, series labels such as a mountpoint,
+annotations rendered from them): every such value goes through `shown()` here, so none can
+break a line or hide a character, and each notifier then keeps it out of its own markup (Slack:
+plain_text objects and `escape`; Teams: TextRuns, which no Markdown reaches; email: html.escape
+and a one-line subject).
+"""
 
 from __future__ import annotations
 
 import html
 from datetime import UTC, datetime
 
+from rmm_common.agent_words import printable_name
 from rmm_server.notify.model import AlertNotice, Notification
 
 # Chat messages stay readable (and under Slack's and Teams' size limits) with this many alerts.
@@ -18,11 +26,18 @@ def timestamp(seconds: float | None) -> str | None:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
+def shown(value: str) -> str:
+    """Return agent-supplied `value` on one line, with what cannot be seen (newlines, bidi
+    overrides, zero-width characters) shown as escapes: a label value holding a newline cannot
+    add a made-up alert line to a message."""
+    return printable_name(value)
+
+
 def _common(notification: Notification, name: str) -> str:
     if name in notification.group_labels:
-        return notification.group_labels[name]
+        return shown(notification.group_labels[name])
     values = {str(getattr(alert, name)) for alert in notification.alerts}
-    return values.pop() if len(values) == 1 else ""
+    return shown(values.pop()) if len(values) == 1 else ""
 
 
 def title(notification: Notification) -> str:
@@ -38,30 +53,41 @@ def title(notification: Notification) -> str:
     )
     if place:
         parts.append(place)
-    shown = {"rule", "alertname", "client", "site"}
+    listed = {"rule", "alertname", "client", "site"}
     parts.extend(
-        value for name, value in notification.group_labels.items() if name not in shown and value
+        shown(value)
+        for name, value in notification.group_labels.items()
+        if name not in listed and value
     )
     return " ".join(parts)
 
 
 def alert_line(alert: AlertNotice) -> str:
     """Return one line describing `alert` for a technician."""
-    where = f"{alert.hostname or alert.agent_id} ({alert.client}/{alert.site})"
-    extra = " ".join(f"{name}={value}" for name, value in sorted(alert.labels.items()))
+    host = shown(alert.hostname or alert.agent_id)
+    where = f"{host} ({shown(alert.client)}/{shown(alert.site)})"
+    extra = " ".join(
+        f"{shown(name)}={shown(value)}" for name, value in sorted(alert.labels.items())
+    )
     value = "" if alert.value is None else f" value={alert.value:g}"
-    summary = alert.annotations.get("summary", "")
-    text = f"[{alert.severity}/{alert.tier}] {alert.rule} on {where}"
+    summary = shown(alert.annotations.get("summary", ""))
+    text = f"[{shown(alert.severity)}/{shown(alert.tier)}] {shown(alert.rule)} on {where}"
     if extra:
         text += f" {extra}"
     text += value
     if summary:
         text += f": {summary}"
     if alert.escalated_from:
-        text += f" (escalated from {alert.escalated_from})"
+        text += f" (escalated from {shown(alert.escalated_from)})"
     if alert.acknowledged_by:
-        text += f" (acknowledged by {alert.acknowledged_by})"
+        text += f" (acknowledged by {shown(alert.acknowledged_by)})"
     return text
+
+
+def description_lines(alert: AlertNotice) -> list[str]:
+    """Return the alert's description (a policy's text with agent values in it), line by line,
+    each line shown() so that only the policy's own line breaks remain."""
+    return [shown(line) for line in alert.annotations.get("description", "").splitlines()]
 
 
 def sections(notification: Notification) -> list[tuple[str, list[AlertNotice]]]:
@@ -82,9 +108,7 @@ def text_body(notification: Notification, external_url: str = "") -> str:
                 f"  since {since}"
                 + (f", until {timestamp(alert.ends_at)}" if alert.ends_at else "")
             )
-            description = alert.annotations.get("description")
-            if description:
-                lines.append(f"  {description}")
+            lines.extend(f"  {line}" for line in description_lines(alert))
         lines.append("")
     if external_url:
         lines.append(f"Server: {external_url}")
@@ -97,11 +121,11 @@ def html_body(notification: Notification, external_url: str = "") -> str:
     for name, alerts in sections(notification):
         out.append(f"<h3>{name} ({len(alerts)})</h3><ul>")
         for alert in alerts:
-            description = alert.annotations.get("description", "")
+            description = "<br>".join(html.escape(line) for line in description_lines(alert))
             out.append(
                 f"<li>{html.escape(alert_line(alert))}<br><small>since "
                 f"{html.escape(timestamp(alert.starts_at) or '')}</small>"
-                + (f"<br>{html.escape(description)}" if description else "")
+                + (f"<br>{description}" if description else "")
                 + "</li>"
             )
         out.append("</ul>")

@@ -1,4 +1,11 @@
-"""Slack notifier: an incoming-webhook message in Block Kit."""
+"""Slack notifier: an incoming-webhook message in Block Kit.
+
+Agent-supplied text (hostnames, labels, summaries) reaches Slack only in `plain_text` objects,
+which Slack shows as written: no `*bold*`, `_italic_`, `~strike~`, no `<http://x|links>`, no
+`<!channel>` or `<@U123>` mentions. What must be mrkdwn (the section headings, the context line)
+holds only our own words and `escape()`d values; the message's top-level `text` (the phone's
+notification) is sent with `mrkdwn: false` and escaped too, as Slack parses `<!here>` there.
+"""
 
 from __future__ import annotations
 
@@ -24,31 +31,37 @@ class SlackSettings:
 
 
 def escape(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn gives meaning to."""
+    """Escape the three characters that start Slack's control sequences (links, mentions,
+    entities) in mrkdwn and in a message's top-level text; the only escaping Slack has."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def slack_body(notification: Notification, external_url: str = "") -> dict[str, Any]:
     """Return the incoming-webhook JSON for `notification`."""
     heading = title(notification)
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": heading[:_HEADER_MAX]}}
+        {"type": "header", "text": {"type": "plain_text", "text": _bounded(heading, _HEADER_MAX)}}
     ]
     for name, alerts in sections(notification):
         shown, left_out = listed(alerts)
-        lines = [f"*{name} ({len(alerts)})*"] + [f"• {escape(alert_line(a))}" for a in shown]
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{name} ({len(alerts)})*"}}
+        )
+        lines = [f"• {alert_line(a)}" for a in shown]
         if left_out:
-            lines.append(f"_… and {left_out} more_")
-        text = "\n".join(lines)
-        if len(text) > _SECTION_MAX:
-            text = text[: _SECTION_MAX - 1] + "…"
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+            lines.append(f"… and {left_out} more")
+        text = _bounded("\n".join(lines), _SECTION_MAX)
+        blocks.append({"type": "section", "text": {"type": "plain_text", "text": text}})
     context = f"receiver {escape(notification.receiver)}"
     if external_url:
-        context += f" · <{external_url}|{escape(external_url)}>"
+        context += f" · <{escape(external_url)}|{escape(external_url)}>"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
     # `text` is what the phone's notification and screen readers show.
-    return {"text": heading, "blocks": blocks}
+    return {"text": escape(heading), "mrkdwn": False, "blocks": blocks}
 
 
 class SlackNotifier:

@@ -1,4 +1,10 @@
-"""Microsoft Teams notifier: a webhook (or Workflows) message carrying an Adaptive Card."""
+"""Microsoft Teams notifier: a webhook (or Workflows) message carrying an Adaptive Card.
+
+A TextBlock's text is Markdown to Teams (`**bold**`, `[text](url)` links, `- ` lists), and
+Teams has no dependable escape for it. So agent-supplied text (hostnames, labels, summaries)
+only ever goes into a RichTextBlock's TextRuns, which Adaptive Cards show as written (no
+Markdown); TextBlocks hold only our own words.
+"""
 
 from __future__ import annotations
 
@@ -23,17 +29,21 @@ class TeamsSettings:
     timeout: float = 10.0
 
 
+def text_runs(text: str, **style: Any) -> dict[str, Any]:
+    """Return a RichTextBlock showing `text` exactly as written (no Markdown), with `style`
+    (weight, size, color, isSubtle) on its one TextRun."""
+    return {
+        "type": "RichTextBlock",
+        "inlines": [{"type": "TextRun", "text": text, **style}],
+        "spacing": "None",
+    }
+
+
 def adaptive_card(notification: Notification, external_url: str = "") -> dict[str, Any]:
     """Return the Adaptive Card describing `notification`."""
+    color = "Attention" if notification.status == "firing" else "Good"
     body: list[dict[str, Any]] = [
-        {
-            "type": "TextBlock",
-            "text": title(notification),
-            "weight": "Bolder",
-            "size": "Medium",
-            "wrap": True,
-            "color": "Attention" if notification.status == "firing" else "Good",
-        }
+        text_runs(title(notification), weight="Bolder", size="Medium", color=color)
     ]
     for name, alerts in sections(notification):
         shown, left_out = listed(alerts)
@@ -45,10 +55,7 @@ def adaptive_card(notification: Notification, external_url: str = "") -> dict[st
                 "wrap": True,
             }
         )
-        body.extend(
-            {"type": "TextBlock", "text": f"- {alert_line(alert)}", "wrap": True, "spacing": "None"}
-            for alert in shown
-        )
+        body.extend(text_runs(f"- {alert_line(alert)}") for alert in shown)
         if left_out:
             body.append({"type": "TextBlock", "text": f"… and {left_out} more", "isSubtle": True})
     card: dict[str, Any] = {

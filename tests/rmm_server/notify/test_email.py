@@ -203,3 +203,46 @@ def test_untrusted_certificate_is_refused(smtp: SmtpServer, tmp_path: Path) -> N
     assert smtp.mailbox.messages == []
     assert len(failures) == 1
     assert "ca_file" in failures[0]
+
+
+def test_agent_text_cannot_inject_headers_or_html(smtp: SmtpServer) -> None:
+    """A label value with CR LF and a header after it, grouped on: the subject stays one line
+    (no Bcc added, the message still sent) and the HTML shows the text, never its markup."""
+    config = parse_notify_config(
+        email_config(smtp).replace(
+            "  group_wait: 0s", "  group_wait: 0s\n  group_by: [mountpoint]"
+        ),
+        env={"SMTP_PASSWORD": PASSWORD},
+    )
+    hostile = "/var\r\nBcc: thief@evil.example\r\n\r\n<script>alert(1)</script>\u2028x"
+
+    async def scenario() -> None:
+        fake = FakeTime()
+        dispatcher = Dispatcher(config, fake.clock, fake.sleep)
+        await dispatcher.start()
+        try:
+            await dispatcher.submit(
+                notice(
+                    hostname="srv-<b>1</b>",
+                    labels={"mountpoint": hostile},
+                    annotations={"summary": f"full: {hostile}", "description": hostile},
+                )
+            )
+            await dispatcher.flush()
+        finally:
+            await dispatcher.stop()
+
+    asyncio.run(scenario())
+    ((envelope, message),) = smtp.mailbox.messages
+    assert envelope.rcpt_tos == ["desk@msp.example", "lead@msp.example"]
+    assert message["Bcc"] is None
+    subject = message["Subject"]
+    assert "\r" not in subject and "\n" not in subject and "\u2028" not in subject
+    assert subject.startswith("[FIRING:1] AgentOffline acme/hq /var\\r\\nBcc: thief@evil")
+    html = message.get_body(("html",))
+    plain = message.get_body(("plain",))
+    assert html is not None and plain is not None
+    assert "<script>" not in html.get_content() and "&lt;script&gt;" in html.get_content()
+    assert "srv-&lt;b&gt;1&lt;/b&gt;" in html.get_content()
+    # In the text part every alert is one line: no value starts a line of its own.
+    assert not any(line.startswith("Bcc:") for line in plain.get_content().splitlines())
