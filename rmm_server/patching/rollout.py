@@ -120,11 +120,11 @@ class UpdateState(Protocol):
     """The per-agent update state (rmm_server/patching/inventory.py): what to install, outcomes."""
 
     def approved_updates(self, agent_id: str) -> list[str]:
-        """Return the ids approved and still pending on the agent (declined never included)."""
+        """Return the ids approved and still to install on the agent (never a declined one)."""
         ...
 
-    def record_outcomes(self, agent_id: str, outcomes: Sequence[UpdateOutcome], at: float) -> None:
-        """Record what an install answered for each update."""
+    def record_outcomes(self, records: Sequence[CommandRecord]) -> object:
+        """Record the per-update outcomes of settled install_updates commands."""
         ...
 
 
@@ -500,7 +500,7 @@ class Rollout:
                 f": {command.error}" if command.error else ""
             )
             outcomes = [UpdateOutcome(uid, "failed", why) for uid in asked]
-        await asyncio.to_thread(self.state.record_outcomes, record.id, outcomes, now)
+        await asyncio.to_thread(self.state.record_outcomes, [command])
         for outcome in outcomes:
             key = {"installed": "installed", "locked": "locked_now"}.get(outcome.status, "failed")
             if outcome.status == "skipped":

@@ -322,7 +322,9 @@ class PatchScheduler:
         )
         # Paused: the jobs are brought in line with the policies before any due one runs, so a
         # window missed while the server was down runs with its stored (past) run time.
-        await asyncio.to_thread(scheduler.start, paused=True)
+        # In the loop's thread (APScheduler takes the running loop); it creates the job table
+        # only where the migration has not (a quick query when it exists).
+        scheduler.start(paused=True)
         self.scheduler = scheduler
         await asyncio.to_thread(self._sync, self.windows)
         scheduler.resume()
