@@ -952,3 +952,187 @@ class ArchiveAuditResponse(_message.Message):
     archived_through: int
     anchor_hash: str
     def __init__(self, removed: _Optional[int] = ..., archived_through: _Optional[int] = ..., anchor_hash: _Optional[str] = ...) -> None: ...
+
+class ListPatchesRequest(_message.Message):
+    __slots__ = ("target", "state", "agent")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    target: TargetSelector
+    state: str
+    agent: str
+    def __init__(self, target: _Optional[_Union[TargetSelector, _Mapping]] = ..., state: _Optional[str] = ..., agent: _Optional[str] = ...) -> None: ...
+
+class PatchUpdate(_message.Message):
+    __slots__ = ("update_id", "name", "classification", "backend", "severity", "available", "agents", "pending", "approved", "declined", "failed", "installed", "reboot_required")
+    UPDATE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_FIELD_NUMBER: _ClassVar[int]
+    DECLINED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    INSTALLED_FIELD_NUMBER: _ClassVar[int]
+    REBOOT_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    update_id: str
+    name: str
+    classification: str
+    backend: str
+    severity: str
+    available: str
+    agents: int
+    pending: int
+    approved: int
+    declined: int
+    failed: int
+    installed: int
+    reboot_required: bool
+    def __init__(self, update_id: _Optional[str] = ..., name: _Optional[str] = ..., classification: _Optional[str] = ..., backend: _Optional[str] = ..., severity: _Optional[str] = ..., available: _Optional[str] = ..., agents: _Optional[int] = ..., pending: _Optional[int] = ..., approved: _Optional[int] = ..., declined: _Optional[int] = ..., failed: _Optional[int] = ..., installed: _Optional[int] = ..., reboot_required: _Optional[bool] = ...) -> None: ...
+
+class AgentPatch(_message.Message):
+    __slots__ = ("update_id", "name", "current", "available", "classification", "backend", "severity", "published", "size_bytes", "reboot_required", "state", "why", "not_before", "last_status", "last_message", "last_attempt_at", "first_seen")
+    UPDATE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REBOOT_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    WHY_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    LAST_STATUS_FIELD_NUMBER: _ClassVar[int]
+    LAST_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LAST_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    update_id: str
+    name: str
+    current: str
+    available: str
+    classification: str
+    backend: str
+    severity: str
+    published: float
+    size_bytes: int
+    reboot_required: bool
+    state: str
+    why: str
+    not_before: float
+    last_status: str
+    last_message: str
+    last_attempt_at: float
+    first_seen: float
+    def __init__(self, update_id: _Optional[str] = ..., name: _Optional[str] = ..., current: _Optional[str] = ..., available: _Optional[str] = ..., classification: _Optional[str] = ..., backend: _Optional[str] = ..., severity: _Optional[str] = ..., published: _Optional[float] = ..., size_bytes: _Optional[int] = ..., reboot_required: _Optional[bool] = ..., state: _Optional[str] = ..., why: _Optional[str] = ..., not_before: _Optional[float] = ..., last_status: _Optional[str] = ..., last_message: _Optional[str] = ..., last_attempt_at: _Optional[float] = ..., first_seen: _Optional[float] = ...) -> None: ...
+
+class ListPatchesResponse(_message.Message):
+    __slots__ = ("updates", "agent_updates", "agent_id", "hostname", "agents", "agents_without_list")
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    AGENT_UPDATES_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_WITHOUT_LIST_FIELD_NUMBER: _ClassVar[int]
+    updates: _containers.RepeatedCompositeFieldContainer[PatchUpdate]
+    agent_updates: _containers.RepeatedCompositeFieldContainer[AgentPatch]
+    agent_id: str
+    hostname: str
+    agents: int
+    agents_without_list: int
+    def __init__(self, updates: _Optional[_Iterable[_Union[PatchUpdate, _Mapping]]] = ..., agent_updates: _Optional[_Iterable[_Union[AgentPatch, _Mapping]]] = ..., agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., agents: _Optional[int] = ..., agents_without_list: _Optional[int] = ...) -> None: ...
+
+class PatchDecisionRequest(_message.Message):
+    __slots__ = ("updates", "target", "comment")
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    updates: _containers.RepeatedScalarFieldContainer[str]
+    target: TargetSelector
+    comment: str
+    def __init__(self, updates: _Optional[_Iterable[str]] = ..., target: _Optional[_Union[TargetSelector, _Mapping]] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class PatchDecisionResponse(_message.Message):
+    __slots__ = ("records", "changed", "scope", "unknown")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    records: int
+    changed: int
+    scope: str
+    unknown: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, records: _Optional[int] = ..., changed: _Optional[int] = ..., scope: _Optional[str] = ..., unknown: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class InstallPatchesRequest(_message.Message):
+    __slots__ = ("target", "now", "timeout_seconds")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    NOW_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    target: TargetSelector
+    now: bool
+    timeout_seconds: float
+    def __init__(self, target: _Optional[_Union[TargetSelector, _Mapping]] = ..., now: _Optional[bool] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class PatchInstallEvent(_message.Message):
+    __slots__ = ("agent_id", "hostname", "status", "command_id", "updates", "error", "reboot_required")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    REBOOT_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    hostname: str
+    status: str
+    command_id: str
+    updates: _containers.RepeatedCompositeFieldContainer[_commands_pb2.UpdateInstallResult]
+    error: str
+    reboot_required: bool
+    def __init__(self, agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., status: _Optional[str] = ..., command_id: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[_commands_pb2.UpdateInstallResult, _Mapping]]] = ..., error: _Optional[str] = ..., reboot_required: _Optional[bool] = ...) -> None: ...
+
+class PatchReportRequest(_message.Message):
+    __slots__ = ("client",)
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    def __init__(self, client: _Optional[str] = ...) -> None: ...
+
+class PatchReportAgent(_message.Message):
+    __slots__ = ("agent_id", "hostname", "client", "site", "listed", "pending", "approved_missing", "declined", "failed", "last_install_at", "reboot_pending", "compliant")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    LISTED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_MISSING_FIELD_NUMBER: _ClassVar[int]
+    DECLINED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    LAST_INSTALL_AT_FIELD_NUMBER: _ClassVar[int]
+    REBOOT_PENDING_FIELD_NUMBER: _ClassVar[int]
+    COMPLIANT_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    hostname: str
+    client: str
+    site: str
+    listed: bool
+    pending: int
+    approved_missing: int
+    declined: int
+    failed: int
+    last_install_at: float
+    reboot_pending: bool
+    compliant: bool
+    def __init__(self, agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., listed: _Optional[bool] = ..., pending: _Optional[int] = ..., approved_missing: _Optional[int] = ..., declined: _Optional[int] = ..., failed: _Optional[int] = ..., last_install_at: _Optional[float] = ..., reboot_pending: _Optional[bool] = ..., compliant: _Optional[bool] = ...) -> None: ...
+
+class PatchReportResponse(_message.Message):
+    __slots__ = ("agents",)
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    agents: _containers.RepeatedCompositeFieldContainer[PatchReportAgent]
+    def __init__(self, agents: _Optional[_Iterable[_Union[PatchReportAgent, _Mapping]]] = ...) -> None: ...

@@ -194,6 +194,31 @@ class OperatorServiceStub:
                 request_serializer=rmm__proto_dot_operator__pb2.ArchiveAuditRequest.SerializeToString,
                 response_deserializer=rmm__proto_dot_operator__pb2.ArchiveAuditResponse.FromString,
                 _registered_method=True)
+        self.ListPatches = channel.unary_unary(
+                '/rmm.v1.OperatorService/ListPatches',
+                request_serializer=rmm__proto_dot_operator__pb2.ListPatchesRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ListPatchesResponse.FromString,
+                _registered_method=True)
+        self.ApprovePatches = channel.unary_unary(
+                '/rmm.v1.OperatorService/ApprovePatches',
+                request_serializer=rmm__proto_dot_operator__pb2.PatchDecisionRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.PatchDecisionResponse.FromString,
+                _registered_method=True)
+        self.DeclinePatches = channel.unary_unary(
+                '/rmm.v1.OperatorService/DeclinePatches',
+                request_serializer=rmm__proto_dot_operator__pb2.PatchDecisionRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.PatchDecisionResponse.FromString,
+                _registered_method=True)
+        self.InstallPatches = channel.unary_stream(
+                '/rmm.v1.OperatorService/InstallPatches',
+                request_serializer=rmm__proto_dot_operator__pb2.InstallPatchesRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.PatchInstallEvent.FromString,
+                _registered_method=True)
+        self.GetPatchReport = channel.unary_unary(
+                '/rmm.v1.OperatorService/GetPatchReport',
+                request_serializer=rmm__proto_dot_operator__pb2.PatchReportRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.PatchReportResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServiceServicer:
@@ -399,6 +424,40 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPatches(self, request, context):
+        """Patching (docs/patching.md): the fleet's pending updates, approve and decline, installs,
+        compliance.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApprovePatches(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeclinePatches(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InstallPatches(self, request, context):
+        """Without `now`: marks the agents for their next patch window. With it: sends InstallUpdates
+        with each agent's approved updates and streams one event per agent as its result comes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPatchReport(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -561,6 +620,31 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.ArchiveAudit,
                     request_deserializer=rmm__proto_dot_operator__pb2.ArchiveAuditRequest.FromString,
                     response_serializer=rmm__proto_dot_operator__pb2.ArchiveAuditResponse.SerializeToString,
+            ),
+            'ListPatches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPatches,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ListPatchesRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ListPatchesResponse.SerializeToString,
+            ),
+            'ApprovePatches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApprovePatches,
+                    request_deserializer=rmm__proto_dot_operator__pb2.PatchDecisionRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.PatchDecisionResponse.SerializeToString,
+            ),
+            'DeclinePatches': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeclinePatches,
+                    request_deserializer=rmm__proto_dot_operator__pb2.PatchDecisionRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.PatchDecisionResponse.SerializeToString,
+            ),
+            'InstallPatches': grpc.unary_stream_rpc_method_handler(
+                    servicer.InstallPatches,
+                    request_deserializer=rmm__proto_dot_operator__pb2.InstallPatchesRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.PatchInstallEvent.SerializeToString,
+            ),
+            'GetPatchReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPatchReport,
+                    request_deserializer=rmm__proto_dot_operator__pb2.PatchReportRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.PatchReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1427,6 +1511,141 @@ class OperatorService:
             '/rmm.v1.OperatorService/ArchiveAudit',
             rmm__proto_dot_operator__pb2.ArchiveAuditRequest.SerializeToString,
             rmm__proto_dot_operator__pb2.ArchiveAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ListPatches',
+            rmm__proto_dot_operator__pb2.ListPatchesRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ListPatchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApprovePatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ApprovePatches',
+            rmm__proto_dot_operator__pb2.PatchDecisionRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.PatchDecisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeclinePatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/DeclinePatches',
+            rmm__proto_dot_operator__pb2.PatchDecisionRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.PatchDecisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InstallPatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/rmm.v1.OperatorService/InstallPatches',
+            rmm__proto_dot_operator__pb2.InstallPatchesRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.PatchInstallEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPatchReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/GetPatchReport',
+            rmm__proto_dot_operator__pb2.PatchReportRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.PatchReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

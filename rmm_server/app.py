@@ -55,6 +55,9 @@ from rmm_server.listeners import (
 from rmm_server.notify import Dispatcher, Notification, NotifyError, load_notify_config
 from rmm_server.notify.reload import NotifyReloader
 from rmm_server.operators import Operators
+from rmm_server.patching.inventory import PatchInventory, settings_from
+from rmm_server.patching.metrics import PatchMetrics
+from rmm_server.patching.operations import PatchOperations
 from rmm_server.ratelimit import ENROLL_RATE, OPERATOR_RATE, REPORT_RATE, Rate, RateLimits
 from rmm_server.remediation import Remediator
 from rmm_server.reports import decompress
@@ -143,6 +146,7 @@ class RmmServer:
         self.audit: AuditLog | None = None
         self.tls: ServerTls | None = None
         self.credentials: AgentCredentials | None = None
+        self.patch_inventory: PatchInventory | None = None
         self.cluster: Cluster = Cluster("local")
         self._synced_until = 0.0
         self._background = BackgroundTasks()
@@ -298,11 +302,21 @@ class RmmServer:
             if url.startswith("sqlite")
             else None
         )
+        # Each agent's pending updates, taken from its reports when its list changes and
+        # decided by the patch policies in force (docs/patching.md).
+        self.patch_inventory = patch_inventory = PatchInventory(
+            store,
+            self.fleet.get,
+            settings_from(lambda: alerts.policies.patches if alerts.policies else None),
+        )
+        patch_inventory.on_outcome = PatchMetrics(
+            self.metrics.registry, patch_inventory.patches, self.fleet
+        ).count
         self.ingestor = ReportIngestor(
             store,
             self.fleet,
             self.metrics,
-            after_store=alerts.on_report,
+            after_store=patch_inventory.chained(alerts.on_report),
             offer_update=self.updates.offer_for if self.updates is not None else None,
             byte_budget=byte_budget,
             free_space=free_space,
@@ -338,6 +352,7 @@ class RmmServer:
         )
         commands.cluster = cluster
         commands.start()
+        commands.settled_hooks.append(patch_inventory.record_outcomes)
         alerts.remediate = Remediator(commands, lambda: self.scripts, alerts).on_firing
         self.credentials = credentials = AgentCredentials(store, self.fleet)
         credentials.cluster = cluster
@@ -399,6 +414,9 @@ class RmmServer:
                 credentials=credentials,
                 cluster=cluster,
                 notify=self.notify_reloader,
+                patch_operations=PatchOperations(
+                    patch_inventory, self.fleet, commands, alerts.consent_for
+                ),
             ),
             server,
         )
@@ -672,6 +690,9 @@ class RmmServer:
         await asyncio.to_thread(self.scripts.reload)  # logs why a broken library is refused
         if self.alerts is not None:
             await asyncio.to_thread(self.alerts.reload_policies)
+        if self.patch_inventory is not None:
+            # The rules may have changed: every agent's updates are decided again.
+            await asyncio.to_thread(self.patch_inventory.redecide)
         if self.notify_reloader is not None:
             await self.notify_reloader.reload()  # logs why a broken file is refused
         if self.updates is not None:

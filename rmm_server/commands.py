@@ -122,6 +122,9 @@ class CommandService:
         self._writer: asyncio.Task[None] | None = None
         # The other replicas: who holds which agent, and where to say what changed.
         self.cluster: Cluster = Cluster("local")
+        # Called (in a worker thread) with the commands this process settled, once stored:
+        # patching records InstallUpdates outcomes there.
+        self.settled_hooks: list[Callable[[list[CommandRecord]], object]] = []
         self._background = BackgroundTasks()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -488,6 +491,11 @@ class CommandService:
         self.cluster.publish("res", "c", [record.id for record in records])
         if self.audit is not None:
             await asyncio.to_thread(self._audit_results, records)
+        for hook in self.settled_hooks:
+            try:
+                await asyncio.to_thread(hook, records)
+            except Exception:  # the result is stored and acknowledged: a hook cannot undo it
+                log.exception("a settled-command hook failed for %d commands", len(records))
 
 
 # How much of the agent's own error a refused result keeps.

@@ -63,6 +63,15 @@ REQUIRED_ROLE: dict[str, Role] = {
     "RevokeOperator": Role.ADMIN,
     "ExportAudit": Role.ADMIN,
     "ArchiveAudit": Role.ADMIN,
+    # Patching. Seeing the fleet's updates and compliance is a viewer's. Approving, declining
+    # and installing change what runs on clients' hosts and may reboot them: the role that may
+    # reboot, restart services and run any script (tier2) decides them, for a scope of any
+    # size, as it may reboot `all`; tier1 (first contact, fact gathering) may not.
+    "ListPatches": Role.VIEWER,
+    "GetPatchReport": Role.VIEWER,
+    "ApprovePatches": Role.TIER2,
+    "DeclinePatches": Role.TIER2,
+    "InstallPatches": Role.TIER2,
 }
 
 # The least role each remote action needs (the `action` field of a RunCommandRequest). A library

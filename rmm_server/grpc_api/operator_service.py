@@ -25,9 +25,11 @@ from rmm_server.grpc_api.admin_api import AdminApi
 from rmm_server.grpc_api.audit_calls import note_resolved_agent
 from rmm_server.grpc_api.command_api import CommandApi
 from rmm_server.grpc_api.guard import current_operator
+from rmm_server.grpc_api.patch_api import PatchApi
 from rmm_server.grpc_api.script_api import ScriptApi
 from rmm_server.notify.reload import NotifyReloader
 from rmm_server.operators import Operators
+from rmm_server.patching.operations import PatchOperations
 from rmm_server.placement import AgentPlacement
 from rmm_server.reports import LazyInfo, decompress, readable_json
 from rmm_server.scripts import ScriptLibrary
@@ -172,7 +174,9 @@ def window_to_proto(window: MaintenanceWindow, now: float) -> operator_pb2.Maint
     )
 
 
-class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.OperatorServiceServicer):
+class OperatorServicer(
+    AdminApi, CommandApi, ScriptApi, PatchApi, operator_pb2_grpc.OperatorServiceServicer
+):
     """Convert operator calls to domain calls; the guard has checked the caller's role."""
 
     def __init__(
@@ -190,8 +194,10 @@ class OperatorServicer(AdminApi, CommandApi, ScriptApi, operator_pb2_grpc.Operat
         credentials: AgentCredentials | None = None,
         cluster: Cluster | None = None,
         notify: NotifyReloader | None = None,
+        patch_operations: PatchOperations | None = None,
     ) -> None:
         self.store = store
+        self.patch_operations = patch_operations
         self.enrollment = enrollment
         self.alerts = alerts
         self.clock = clock

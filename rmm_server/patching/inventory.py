@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from rmm_common.logs import agent_label
@@ -35,6 +35,8 @@ from rmm_server.patching.model import (
     PatchSettings,
     UpdateFacts,
 )
+from rmm_server.patching.policy import PatchPolicySet
+from rmm_server.policy.model import AgentContext
 from rmm_server.storage import AgentRecord, Store
 from rmm_server.storage.commands import CommandRecord
 from rmm_server.storage.patches import DecisionRow, PatchStore, ResultRow, UpdateRow
@@ -80,6 +82,30 @@ def list_digest(updates: Any, truncated: bool) -> str:
 def no_policy(agent: AgentRecord) -> PatchSettings:
     """Return the settings of an agent no patch policy covers: only operators approve."""
     return PatchSettings(agent_id=agent.id)
+
+
+def settings_from(policies: Callable[[], PatchPolicySet | None]) -> SettingsFor:
+    """Return the settings function over the patch policies in force (read at each call, so a
+    reload is seen at once)."""
+
+    def settings_for(agent: AgentRecord) -> PatchSettings:
+        found = policies()
+        if found is None:
+            return no_policy(agent)
+        context = AgentContext(
+            agent_id=agent.id,
+            hostname=agent.hostname,
+            client=agent.client,
+            site=agent.site,
+            tags=frozenset(agent.tags),
+            os=agent.os,
+            interval_seconds=float(agent.interval_seconds),
+            seconds_since_report=None,
+            info={},
+        )
+        return found.settings_for(context)
+
+    return settings_for
 
 
 def _cut(value: str, column: str) -> str:
@@ -180,6 +206,27 @@ class PatchInventory:
         self._reboot: dict[str, bool] = {}
 
     # --- ingest ----------------------------------------------------------------------------
+
+    def chained(
+        self, after_store: Callable[..., Awaitable[None]]
+    ) -> Callable[..., Awaitable[None]]:
+        """Return the ingestor's after-store call: `after_store` (alerts), then `observe`, each
+        failure its own (a patch list that cannot be stored must not stop alerting)."""
+
+        async def both(agent: AgentRecord, report: agent_pb2.Report, *rest: Any) -> None:
+            try:
+                await after_store(agent, report, *rest)
+            finally:
+                try:
+                    await self.observe(agent, report)
+                except Exception:
+                    log.exception(
+                        "storing the pending updates of %s failed (kept until its list changes "
+                        "or is resent)",
+                        agent_label(agent.hostname, agent.id),
+                    )
+
+        return both
 
     async def observe(self, agent: AgentRecord, report: agent_pb2.Report) -> None:
         """Take what a stored report says about the agent's updates and reboot; cheap when
