@@ -79,6 +79,8 @@ agent_tags = Table(
 )
 Index("ix_agent_tags_tag", agent_tags.c.tag)
 Index("ix_agents_hostname", agents.c.hostname)
+# The order of `rmm agents list` (storage/agent_list.py): a page is a range of this index.
+Index("ix_agents_list_order", agents.c.client, agents.c.site, agents.c.hostname, agents.c.id)
 
 reports = Table(
     "reports",
