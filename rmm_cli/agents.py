@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -94,9 +94,14 @@ FETCH_PAGE = 2000
 
 
 def agent_pages(
-    conn: Connection, flt: operator_pb2.AgentFilter, limit: int, page_token: str
-) -> Iterator[operator_pb2.ListAgentsResponse]:
-    """Yield ListAgents pages from `page_token` until the last, or `limit` rows (0: all).
+    conn: Connection,
+    flt: operator_pb2.AgentFilter,
+    limit: int,
+    page_token: str,
+    page_size: int = FETCH_PAGE,
+) -> Generator[operator_pb2.ListAgentsResponse, None, None]:
+    """Yield ListAgents pages from `page_token` until the last, or `limit` rows (0: all), at
+    most `page_size` rows a call.
 
     The call for the next page is made before the current page is yielded.
     """
@@ -105,7 +110,7 @@ def agent_pages(
     stub = conn.stub()
 
     def ask(token: str, fetched: int) -> Any:
-        size = min(limit - fetched, FETCH_PAGE) if limit else FETCH_PAGE
+        size = min(limit - fetched, page_size) if limit else page_size
         request = operator_pb2.ListAgentsRequest(filter=flt, limit=size, page_token=token)
         return conn.call_future(stub.ListAgents, request)
 

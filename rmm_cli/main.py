@@ -9,7 +9,6 @@ only what they use (grpc, rich and the protocol's messages cost ~250 ms of start
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,9 @@ class LazyCommand(click.Command):
     def load(self) -> click.Command:
         """Import the command's module and return the command it defines."""
         if self._loaded is None:
-            command = getattr(importlib.import_module(self.module), self.attribute)
+            # __import__ rather than importlib.import_module: `python -X importtime` lists
+            # the group's module only when it comes through the import statement's path.
+            command = getattr(__import__(self.module, fromlist=[self.attribute]), self.attribute)
             if not isinstance(command, click.Command) or command.name != self.name:
                 raise RuntimeError(
                     f"rmm_cli.main GROUPS: {self.module}.{self.attribute} is not the command "
