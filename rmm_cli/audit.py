@@ -24,7 +24,7 @@ from rmm_cli.audit_check import (
     seqs_to_look_up,
 )
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
-from rmm_cli.output import OUTPUT_OPTION, emit_json, iso, print_table
+from rmm_cli.output import OUTPUT_OPTION, emit_json, iso, print_table, shown
 from rmm_common.audit_chain import AuditRecord
 from rmm_common.durations import parse_duration
 from rmm_common.errors import InvalidArgument
@@ -131,14 +131,16 @@ def audit_list(
     table = Table("SEQ", "AT", "OPERATOR", "ACTION", "TARGET", "OUTCOME", "DETAILS")
     for entry in response.entries:
         details = entry.details_json if entry.details_json != "{}" else ""
+        # Targets, outcomes and details quote what operators typed and agents reported: shown
+        # as text, never read as rich markup or terminal escapes.
         table.add_row(
             str(entry.seq),
             iso(entry.at),
-            entry.operator,
-            entry.action,
-            entry.target or "-",
-            entry.outcome,
-            details if len(details) <= 80 else details[:77] + "...",
+            shown(entry.operator),
+            shown(entry.action),
+            shown(entry.target or "-"),
+            shown(entry.outcome),
+            shown(details if len(details) <= 80 else details[:77] + "..."),
         )
     print_table(table)
     if not response.entries:

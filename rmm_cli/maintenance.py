@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
-from rmm_cli.output import OUTPUT_OPTION, emit, emit_json, print_table, when
+from rmm_cli.output import OUTPUT_OPTION, emit, emit_json, print_table, shown, when
 from rmm_common.durations import format_duration, parse_duration
 from rmm_common.errors import InvalidArgument
 from rmm_proto import operator_pb2
@@ -132,11 +132,11 @@ def maintenance_list(conn: Connection, include_ended: bool, output: str) -> None
         )
         table.add_row(
             w.id,
-            w.name,
-            w.schedule or "one-off",
+            shown(w.name),
+            shown(w.schedule or "one-off"),
             format_duration(w.duration_seconds),
-            w.timezone,
-            scope,
+            shown(w.timezone),
+            shown(scope),
             f"until {when(w.current_end)}" if w.active_now else "-",
             when(w.next_start) if w.next_start else "-",
         )

@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 
 from rmm_cli.client import Connection
-from rmm_cli.output import OUTPUT_OPTION, emit_json, print_table, when
+from rmm_cli.output import OUTPUT_OPTION, emit_json, print_table, shown, when
 from rmm_proto import operator_pb2
 
 
@@ -44,10 +44,10 @@ def notifications_failed(conn: Connection, limit: int, output: str) -> None:
     for row in rows:
         table.add_row(
             when(row["at"]),
-            row["receiver"],
-            row["notifier"],
-            row["status"],
+            shown(row["receiver"]),
+            shown(row["notifier"]),
+            shown(row["status"]),
             str(len(row["alert_ids"])),
-            row["error"],
+            shown(row["error"]),  # a receiver's answer, quoted
         )
     print_table(table)

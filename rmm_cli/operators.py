@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from rmm_cli.client import Connection
-from rmm_cli.output import OUTPUT_OPTION, emit, emit_json, print_table, when
+from rmm_cli.output import OUTPUT_OPTION, emit, emit_json, print_table, shown, when
 from rmm_proto import operator_pb2
 
 
@@ -71,11 +71,11 @@ def operators_list(conn: Connection, include_revoked: bool, output: str) -> None
     table = Table("NAME", "ROLE", "STATE", "CREATED", "BY", "ID")
     for info in response.operators:
         table.add_row(
-            info.name,
+            shown(info.name),
             info.role,
             f"revoked {when(info.revoked_at)}" if info.revoked_at else "active",
             when(info.created_at),
-            info.created_by or "-",
+            shown(info.created_by or "-"),
             info.id,
         )
     print_table(table)

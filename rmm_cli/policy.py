@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
-from rmm_cli.output import OUTPUT_OPTION, emit_json, print_table
+from rmm_cli.output import OUTPUT_OPTION, emit_json, print_table, shown
 from rmm_common.boundedjson import load_json_bounded
 from rmm_common.durations import format_duration
 from rmm_common.errors import InvalidArgument
@@ -134,15 +135,18 @@ def policy_explain(conn: Connection, agent: str, output: str) -> None:
         return
     table = Table("RULE", "POLICY", "LAYER", "SEVERITY", "TIER", "FOR", "EXPR", "SET BY")
     for row in rows:
+        # Policy files are text too (and an expression's `[` can read as markup): every cell
+        # escaped, so the table shows exactly what the files say.
         table.add_row(
-            row["name"],
-            row["policy"],
-            row["layer"],
-            row["severity"],
-            row["tier"],
+            shown(row["name"]),
+            shown(row["policy"]),
+            shown(row["layer"]),
+            shown(row["severity"]),
+            shown(row["tier"]),
             format_duration(row["for_seconds"]) if row["for_seconds"] else "-",
-            row["expr"],
-            "\n".join(f"{k}: {v}" for k, v in sorted(row["set_by"].items())) or row["source"],
+            escape(row["expr"]),  # whole, however long
+            "\n".join(shown(f"{k}: {v}") for k, v in sorted(row["set_by"].items()))
+            or shown(row["source"]),
         )
     print_table(table)
 
@@ -260,13 +264,14 @@ def policy_test(
         verdict = "[red]would fire[/]" if row["active"] else "ok"
         if row["active"] and row["for_seconds"]:
             verdict += f" after {format_duration(row['for_seconds'])}"
+        # Labels are the agent's (a mountpoint named "[link=http://evil]x" is shown as such).
         table.add_row(
-            row["rule"],
-            row["severity"],
-            ",".join(f"{k}={v}" for k, v in sorted(row["labels"].items())),
+            shown(row["rule"]),
+            shown(row["severity"]),
+            shown(",".join(f"{k}={v}" for k, v in sorted(row["labels"].items()))),
             verdict,
             "-" if row["value"] is None else f"{row['value']:g}",
-            row["expr"],
+            escape(row["expr"]),
         )
     print_table(table)
     active = sum(1 for row in rows if row["active"])

@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from rmm_cli.client import Connection
-from rmm_cli.output import OUTPUT_OPTION, emit, emit_json, print_table, when
+from rmm_cli.output import OUTPUT_OPTION, emit, emit_json, print_table, shown, when
 from rmm_proto import operator_pb2
 
 
@@ -45,7 +45,9 @@ def silences_list(conn: Connection, include_expired: bool, output: str) -> None:
         return
     table = Table("ID", "STATE", "MATCHERS", "ENDS", "BY", "COMMENT")
     for s in response.silences:
-        table.add_row(s.id, s.state, s.matchers, when(s.ends_at), s.created_by, s.comment)
+        table.add_row(
+            s.id, s.state, shown(s.matchers), when(s.ends_at), shown(s.created_by), shown(s.comment)
+        )
     print_table(table)
 
 

@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
-from rmm_cli.output import OUTPUT_OPTION, emit, emit_json, print_table, when
+from rmm_cli.output import OUTPUT_OPTION, emit, emit_json, print_table, shown, when
 from rmm_common.durations import parse_duration
 from rmm_common.errors import InvalidArgument
 from rmm_common.oneliner import (
@@ -153,13 +153,13 @@ def tokens_list(conn: Connection, include_inactive: bool, output: str) -> None:
     for token in response.tokens:
         table.add_row(
             token.id,
-            token.client,
-            token.site,
+            shown(token.client),
+            shown(token.site),
             token.state,
             f"{token.uses}/{token.max_uses}" if token.max_uses else str(token.uses),
             when(token.expires_at) if token.expires_at else "never",
             when(token.created_at),
-            token.created_by,
+            shown(token.created_by),
         )
     print_table(table)
 
