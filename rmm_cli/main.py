@@ -227,6 +227,12 @@ GROUPS: list[click.Command] = [
         "commands",
         "Remote actions sent before: list them, show one in full.",
     ),
+    LazyCommand(
+        "patches",
+        "rmm_cli.patches",
+        "patches",
+        "Patches: the fleet's pending updates, approval, installs and compliance.",
+    ),
 ]
 for group in GROUPS:
     main.add_command(group)
