@@ -25,6 +25,9 @@ decisions that carry no time are built once and shared. bench/patch_approval.py 
 
 from __future__ import annotations
 
+import fnmatch
+import functools
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -58,7 +61,7 @@ def _rule_words(rule: ApprovalRule) -> str:
     return f'rule "{rule.name}" ({where})'
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity (the _deferred cache)
 class _Compiled:
     """One rule, ready to test updates of one classification."""
 
@@ -145,19 +148,22 @@ def rule_book(rules: tuple[ApprovalRule, ...]) -> RuleBook:
 _SCOPE_RANK = {scope: rank for rank, scope in enumerate(MANUAL_SCOPES)}
 
 
+_Rank = tuple[int, int, float]
+
+
 @dataclass(frozen=True, slots=True)
 class AgentManual:
     """The manual records whose scope holds one agent, ready for lookups."""
 
-    exact: dict[str, tuple[tuple[int, int, float], ManualDecision]]
-    globs: tuple[tuple[tuple[int, int, float], ManualDecision], ...]
+    exact: dict[str, tuple[_Rank, Decision]]
+    globs: tuple[tuple[_Rank, re.Pattern[str], Decision], ...]
 
-    def lookup(self, update_id: str) -> ManualDecision | None:
-        """Return the record that decides `update_id` for this agent, or None."""
+    def lookup(self, update_id: str) -> Decision | None:
+        """Return what the deciding manual record says of `update_id`, or None."""
         best = self.exact.get(update_id)
-        for rank, record in self.globs:
-            if (best is None or rank > best[0]) and record.matches(update_id):
-                best = (rank, record)
+        for rank, pattern, decision in self.globs:
+            if (best is None or rank > best[0]) and pattern.match(update_id) is not None:
+                best = (rank, decision)
         return None if best is None else best[1]
 
 
@@ -168,13 +174,20 @@ class ManualIndex:
     """Manual approve/decline records indexed by scope; build one per change of the records."""
 
     def __init__(self, records: Iterable[ManualDecision] = ()) -> None:
-        self._everywhere: list[ManualDecision] = []
-        self._by_target: dict[tuple[str, str], list[ManualDecision]] = {}
+        self._everywhere: list[_Prepared] = []
+        self._by_target: dict[tuple[str, str], list[_Prepared]] = {}
         for record in records:
+            glob = record.is_glob
+            prepared = _Prepared(
+                record,
+                (_SCOPE_RANK[record.scope], 0 if glob else 1, record.at),
+                re.compile(fnmatch.translate(record.update)) if glob else None,
+                _manual_decision(record),
+            )
             if record.scope == EVERYWHERE:
-                self._everywhere.append(record)
+                self._everywhere.append(prepared)
             else:
-                self._by_target.setdefault((record.scope, record.target), []).append(record)
+                self._by_target.setdefault((record.scope, record.target), []).append(prepared)
         self._empty = not self._everywhere and not self._by_target
 
     def for_agent(self, agent_id: str, client: str, site: str) -> AgentManual:
@@ -184,16 +197,23 @@ class ManualIndex:
         found = list(self._everywhere)
         for key in ((CLIENT, client), (SITE, f"{client}/{site}"), (AGENT, agent_id)):
             found += self._by_target.get(key, ())
-        exact: dict[str, tuple[tuple[int, int, float], ManualDecision]] = {}
-        globs: list[tuple[tuple[int, int, float], ManualDecision]] = []
-        for record in found:
-            glob = record.is_glob
-            rank = (_SCOPE_RANK[record.scope], 0 if glob else 1, record.at)
-            if glob:
-                globs.append((rank, record))
-            elif record.update not in exact or rank > exact[record.update][0]:
-                exact[record.update] = (rank, record)
+        exact: dict[str, tuple[_Rank, Decision]] = {}
+        globs: list[tuple[_Rank, re.Pattern[str], Decision]] = []
+        for item in found:
+            update = item.record.update
+            if item.pattern is not None:
+                globs.append((item.rank, item.pattern, item.decision))
+            elif update not in exact or item.rank > exact[update][0]:
+                exact[update] = (item.rank, item.decision)
         return AgentManual(exact, tuple(globs))
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    record: ManualDecision
+    rank: _Rank
+    pattern: re.Pattern[str] | None  # the glob, compiled (fnmatchcase: case matters in ids)
+    decision: Decision
 
 
 def _manual_decision(record: ManualDecision) -> Decision:
@@ -201,7 +221,7 @@ def _manual_decision(record: ManualDecision) -> Decision:
     verb = "approved" if state == APPROVED else "declined"
     where = "everywhere" if record.scope == EVERYWHERE else f"for {record.scope} {record.target}"
     words = f"{verb} by {record.by or 'an operator'} {where}"
-    if record.update != "" and record.is_glob:
+    if record.is_glob:
         words += f" (matching {record.update})"
     if record.comment:
         words += f": {record.comment}"
@@ -223,9 +243,10 @@ def decide(
 
     `first_seen` (epoch seconds) stands for the release date when the backend gives none.
     """
-    record = manual.lookup(update.id) if manual is not _NO_MANUAL else None
-    if record is not None:
-        return _manual_decision(record)
+    if manual is not _NO_MANUAL:
+        found = manual.lookup(update.id)
+        if found is not None:
+            return found
     classification = update.classification
     for compiled in rules.declines.get(classification, ()):
         if compiled.matches(update):
@@ -252,15 +273,20 @@ def decide(
         if waiting is None or ready < waiting[0]:
             waiting = (ready, compiled)
     if waiting is not None:
-        ready, compiled = waiting
-        return Decision(
-            PENDING,
-            f"deferred: {_rule_words(compiled.rule)} approves it from {_day(ready)}",
-            compiled.key,
-            compiled.rule.source,
-            not_before=ready,
-        )
+        return _deferred(*waiting)
     return rules.pending[classification]
+
+
+@functools.lru_cache(maxsize=4096)
+def _deferred(ready: float, compiled: _Compiled) -> Decision:
+    """Return "pending until `ready`" (cached: a fleet's updates share their release dates)."""
+    return Decision(
+        PENDING,
+        f"deferred: {_rule_words(compiled.rule)} approves it from {_day(ready)}",
+        compiled.key,
+        compiled.rule.source,
+        not_before=ready,
+    )
 
 
 _DISABLED = Decision(PENDING, "patching is disabled for this agent (enabled: false)")
@@ -277,9 +303,9 @@ def decide_for(
 ) -> Decision:
     """Decide one update for the agent of `settings` (convenient; per agent prefer `decide`)."""
     if not settings.enabled:
-        record = manual.for_agent(settings.agent_id, client, site).lookup(update.id)
-        if record is None or record.action == DECLINE:
-            return _manual_decision(record) if record else _DISABLED
+        found = manual.for_agent(settings.agent_id, client, site).lookup(update.id)
+        if found is None or found.state == DECLINED:
+            return found or _DISABLED
     return decide(
         update,
         rule_book(settings.rules),

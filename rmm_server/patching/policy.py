@@ -776,6 +776,7 @@ class PatchPolicySet:
         self._docs = tuple(sorted(docs, key=lambda d: d.rank))
         self._lock = threading.Lock()
         self._cache: dict[tuple[Any, ...], PatchSettings] = {}
+        self._shared: dict[tuple[int, ...], PatchSettings] = {}
         # Equal rule tuples are one object, so approval's compiled rules are shared by agents.
         self._interned: dict[tuple[ApprovalRule, ...], tuple[ApprovalRule, ...]] = {}
 
@@ -793,7 +794,17 @@ class PatchPolicySet:
         found = self._cache.get(key)
         if found is not None:
             return found
-        settings = self._settings(agent, self._merge(agent))
+        # Agents under the same documents share everything but their id and ring: merge once.
+        matched = tuple(i for i, doc in enumerate(self._docs) if doc.scope.matches(agent))
+        shared = self._shared.get(matched)
+        if shared is None:
+            shared = self._settings(agent, self._merge(agent))
+            with self._lock:
+                if len(self._shared) >= _CACHE_LIMIT:
+                    self._shared.clear()
+                self._shared[matched] = shared
+        ring = next((r for r in shared.rings if r.selector.matches(agent)), None)
+        settings = replace(shared, agent_id=agent.agent_id, ring=ring)
         with self._lock:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
