@@ -130,8 +130,12 @@ def policy_explain(conn: Connection, agent: str, output: str) -> None:
         }
         for r in response.rules
     ]
+    patches = [
+        {"name": p.name, "value": p.value, "set_by": list(p.set_by)}
+        for p in response.patch_settings
+    ]
     if output == "json":
-        emit_json({"agent_id": response.agent_id, "rules": rows})
+        emit_json({"agent_id": response.agent_id, "rules": rows, "patch_settings": patches})
         return
     table = Table("RULE", "POLICY", "LAYER", "SEVERITY", "TIER", "FOR", "EXPR", "SET BY")
     for row in rows:
@@ -149,6 +153,15 @@ def policy_explain(conn: Connection, agent: str, output: str) -> None:
             or shown(row["source"]),
         )
     print_table(table)
+    if patches:
+        patch_table = Table("PATCH SETTING", "VALUE", "SET BY")
+        for item in patches:
+            patch_table.add_row(
+                shown(item["name"]),
+                shown(item["value"]),
+                "\n".join(shown(by) for by in item["set_by"]) or "(default)",
+            )
+        print_table(patch_table)
 
 
 def _report_from_agent(conn: Connection, agent: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -554,12 +554,14 @@ class ExplainedRule(_message.Message):
     def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., policy: _Optional[str] = ..., layer: _Optional[str] = ..., source: _Optional[str] = ..., severity: _Optional[str] = ..., tier: _Optional[str] = ..., for_seconds: _Optional[float] = ..., keep_firing_for_seconds: _Optional[float] = ..., expr: _Optional[str] = ..., clear: _Optional[str] = ..., set_by: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ExplainPolicyResponse(_message.Message):
-    __slots__ = ("agent_id", "rules")
+    __slots__ = ("agent_id", "rules", "patch_settings")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
+    PATCH_SETTINGS_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     rules: _containers.RepeatedCompositeFieldContainer[ExplainedRule]
-    def __init__(self, agent_id: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[ExplainedRule, _Mapping]]] = ...) -> None: ...
+    patch_settings: _containers.RepeatedCompositeFieldContainer[ExplainedPatchSetting]
+    def __init__(self, agent_id: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[ExplainedRule, _Mapping]]] = ..., patch_settings: _Optional[_Iterable[_Union[ExplainedPatchSetting, _Mapping]]] = ...) -> None: ...
 
 class ListFailedNotificationsRequest(_message.Message):
     __slots__ = ("limit",)
@@ -1136,3 +1138,13 @@ class PatchReportResponse(_message.Message):
     AGENTS_FIELD_NUMBER: _ClassVar[int]
     agents: _containers.RepeatedCompositeFieldContainer[PatchReportAgent]
     def __init__(self, agents: _Optional[_Iterable[_Union[PatchReportAgent, _Mapping]]] = ...) -> None: ...
+
+class ExplainedPatchSetting(_message.Message):
+    __slots__ = ("name", "value", "set_by")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    SET_BY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: str
+    set_by: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ..., set_by: _Optional[_Iterable[str]] = ...) -> None: ...

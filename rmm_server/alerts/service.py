@@ -25,6 +25,7 @@ from rmm_server.policy.model import (
     Condition,
     EffectiveRule,
     Inhibit,
+    Provenance,
     Remediate,
     SeriesSample,
 )
@@ -690,6 +691,14 @@ class AlertService:
             return []
         context, _ = agent_context(record, None, self.clock())
         return self.policies.explain(context)
+
+    def explain_patches(self, record: AgentRecord) -> list[tuple[str, str, list[Provenance]]]:
+        """Return the agent's patch settings as (setting, value, who set it), none without
+        policies (PatchPolicy documents load and reload with the alert policies)."""
+        if self.policies is None:
+            return []
+        context, _ = agent_context(record, None, self.clock())
+        return self.policies.patches.explain(context)
 
     def record_failure(self, failure: NotificationFailure) -> None:
         """Persist a notification that failed for good (called from the dispatcher)."""

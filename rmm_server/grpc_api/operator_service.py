@@ -615,6 +615,14 @@ class OperatorServicer(
             for item in rule.provenance:
                 explained.set_by[item.field] = f"{item.source} ({item.layer}, {item.policy})"
             response.rules.append(explained)
+        for name, value, sources in self.alerts.explain_patches(agent):
+            response.patch_settings.append(
+                operator_pb2.ExplainedPatchSetting(
+                    name=name,
+                    value=value,
+                    set_by=[f"{p.source} ({p.layer}, {p.policy}) {p.field}" for p in sources],
+                )
+            )
         return response
 
     async def ListFailedNotifications(

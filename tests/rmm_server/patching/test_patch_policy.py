@@ -324,6 +324,7 @@ def test_nth_weekday_plus_offset_finds_the_next_window() -> None:
     assert base.schedule is not None
     # December 2026: Tuesdays are the 1st, 8th...; the second is the 8th, + 3 days = Friday 11th.
     start = next_window_start(base.schedule, datetime(2026, 12, 1, tzinfo=UTC))
+    assert start is not None
     assert start == datetime(2026, 12, 11, 22, 0, tzinfo=start.tzinfo)
     # Between the Tuesday and its Friday, the window of this month is still ahead.
     start = next_window_start(base.schedule, datetime(2026, 12, 9, tzinfo=UTC))
