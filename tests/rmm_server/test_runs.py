@@ -358,6 +358,36 @@ def test_a_refused_environment_and_a_denied_role_are_audited_and_nothing_is_sent
     run_test(tmp_path, test)
 
 
+def test_every_program_config_variable_is_refused_by_the_server_and_nothing_is_sent(
+    tmp_path: Path,
+) -> None:
+    """The review's list: variables programs a script may start read to load code or
+    configuration (and the host's own proxy, CA and HOME), refused whoever sends them."""
+    names = [
+        *("OPENSSL_CONF", "OPENSSL_ENGINES", "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0"),
+        *("GIT_CONFIG_PARAMETERS", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_EXEC_PATH"),
+        *("JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "NODE_OPTIONS", "PERL5OPT"),
+        *("PERL5LIB", "RUBYOPT", "RUBYLIB", "LUA_INIT", "TCLLIBPATH", "GCONV_PATH", "LOCPATH"),
+        *("NLSPATH", "HOSTALIASES", "RESOLV_HOST_CONF", "MALLOC_CHECK_", "GLIBC_TUNABLES"),
+        *("SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "CURL_HOME", "https_proxy"),
+        *("HTTP_PROXY", "HOME"),
+    ]
+
+    async def test(server: Server) -> None:
+        agents = await server.agents(0.0)
+        for name in names:
+            script = commands_pb2.RunScript(body="true", env={name: "/tmp/x"})
+            with pytest.raises(InvalidArgument, match=f"environment variable '{name}'"):
+                await server.runs.start(request(agents, payload=script))
+        assert server.served.commands == []
+        # TMPDIR is neither code nor configuration.
+        ok = commands_pb2.RunScript(body="true", env={"TMPDIR": "/var/tmp"})
+        run = await server.runs.start(request(agents, payload=ok))
+        assert run.targets[0].command_id
+
+    run_test(tmp_path, test)
+
+
 def test_a_run_request_out_of_range_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
     async def test(server: Server) -> None:
         agents = await server.agents(0.0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -330,3 +332,74 @@ def test_a_scripts_environment_lacks_every_denied_name_and_keeps_the_rest(
     names = set(json.loads(result.script.stdout))
     assert {"RMM_KEEP", "RMM_ALSO", "PATH"} <= names
     assert not {n for n in names if denied(n)}, names
+
+
+# Programs a script may start that load code named by their own variables: each body is an
+# innocent script, each environment the attack ({dir} is a private folder, {marker} the file
+# the code would leave behind). Skipped where the program is not installed.
+PROGRAM_ATTACKS: list[tuple[str, str, dict[str, str]]] = [
+    (
+        "git",
+        "git init -q repo && git -C repo status >/dev/null 2>&1; echo ran",
+        {
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "core.fsmonitor",
+            "GIT_CONFIG_VALUE_0": "touch {marker}; false",
+        },
+    ),
+    (
+        "git",
+        "git init -q repo && git -C repo status >/dev/null 2>&1; echo ran",
+        {"GIT_CONFIG_PARAMETERS": "'core.fsmonitor'='touch {marker}; false'"},
+    ),
+    ("perl", "perl -e 1; echo ran", {"PERL5OPT": "-Mevil", "PERL5LIB": "{dir}"}),
+    ("node", "node -e 0; echo ran", {"NODE_OPTIONS": "--require {dir}/evil.js"}),
+]
+
+
+def _program_evil_dir(tmp_path: Path) -> tuple[Path, Path]:
+    evil, marker = _evil_dir(tmp_path)
+    (evil / "evil.pm").write_text(f'system("touch {marker}"); 1;\n')
+    (evil / "evil.js").write_text(f'require("fs").writeFileSync({json.dumps(str(marker))}, "")\n')
+    return evil, marker
+
+
+@pytest.mark.parametrize(("program", "body", "env"), PROGRAM_ATTACKS)
+def test_a_program_config_variable_is_refused_and_never_inherited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, program: str, body: str, env: dict[str, str]
+) -> None:
+    if shutil.which(program) is None:
+        pytest.skip(f"{program} is not installed")
+    evil, marker = _program_evil_dir(tmp_path)
+    filled = _filled(env, evil, marker)
+    # The attack works on this host, so the checks below show something.
+    attacked = subprocess.run(
+        ["bash", "-c", body], env={**os.environ, **filled}, cwd=tmp_path, capture_output=True
+    )
+    assert attacked.returncode == 0 and marker.exists(), attacked.stderr
+    marker.unlink()
+    # Sent with a command: refused before anything runs.
+    result = script("bash", f"{body}\n", tmp_path, env=filled)
+    assert result.status == commands_pb2.COMMAND_REFUSED, result
+    assert "environment variable" in result.error and not marker.exists()
+    # In the agent's own environment: dropped, the script runs clean.
+    for name, value in filled.items():
+        monkeypatch.setenv(name, value)
+    result = script("bash", f"{body}\n", tmp_path)
+    assert result.status == commands_pb2.COMMAND_SUCCEEDED, result
+    assert result.script.stdout == "ran\n" and not marker.exists()
+
+
+def test_host_configuration_is_refused_from_a_command_but_inherited_from_the_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "SSL_CERT_FILE", "CURL_CA_BUNDLE", "HOME"):
+        result = script("bash", "echo ran\n", tmp_path, env={name: "/x"})
+        assert result.status == commands_pb2.COMMAND_REFUSED, name
+        assert f"environment variable {name!r} changes where" in result.error
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.msp.example:3128")
+    monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/private-ca.pem")
+    body = 'echo "$HTTPS_PROXY $SSL_CERT_FILE"\n'
+    result = script("bash", body, tmp_path, env={"TMPDIR": str(tmp_path)})
+    assert result.status == commands_pb2.COMMAND_SUCCEEDED, result
+    assert result.script.stdout == "http://proxy.msp.example:3128 /etc/ssl/private-ca.pem\n"
