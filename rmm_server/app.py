@@ -7,7 +7,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,6 +58,7 @@ from rmm_server.operators import Operators
 from rmm_server.patching.inventory import PatchInventory, settings_from
 from rmm_server.patching.metrics import PatchMetrics
 from rmm_server.patching.operations import PatchOperations
+from rmm_server.patching.scheduling import PatchWindows, build_patch_windows
 from rmm_server.ratelimit import ENROLL_RATE, OPERATOR_RATE, REPORT_RATE, Rate, RateLimits
 from rmm_server.remediation import Remediator
 from rmm_server.reports import decompress
@@ -115,6 +116,10 @@ class ServerConfig:
     # often while the head moves.
     audit_checkpoint_every: int = 100
     audit_checkpoint_seconds: float = 60.0
+    # Patch windows (docs/patching.md): how often open runs advance, and the IANA time zone of
+    # each "client/site" whose schedules say time_zone: site (UTC where none is given).
+    patch_tick_seconds: float = 10.0
+    site_time_zones: dict[str, str] = field(default_factory=dict)
 
 
 class RmmServer:
@@ -148,6 +153,7 @@ class RmmServer:
         self.credentials: AgentCredentials | None = None
         self.patch_inventory: PatchInventory | None = None
         self.cluster: Cluster = Cluster("local")
+        self.patch_windows: PatchWindows | None = None
         self._synced_until = 0.0
         self._background = BackgroundTasks()
 
@@ -354,6 +360,15 @@ class RmmServer:
         commands.start()
         commands.settled_hooks.append(patch_inventory.record_outcomes)
         alerts.remediate = Remediator(commands, lambda: self.scripts, alerts).on_firing
+        self.patch_windows = build_patch_windows(
+            store,
+            commands,
+            self.fleet,
+            alerts,
+            audit.append_many,
+            lambda: self.scripts,
+            site_zones=config.site_time_zones,
+        )
         self.credentials = credentials = AgentCredentials(store, self.fleet)
         credentials.cluster = cluster
         cluster.on("cmd", commands.deliver_forwarded)
@@ -439,7 +454,7 @@ class RmmServer:
         self.http = HttpApi(
             http_host,
             http_port,
-            renderer.render,
+            renderer,
             self._healthy,
             max_connections=budget.http_connections,
             registry=self.metrics.registry,
@@ -500,6 +515,7 @@ class RmmServer:
             max_instances=1,
         )
         self.scheduler.start()
+        await self._start_patch_windows(cluster)
         if server_tls is not None and server_tls.ca_fingerprint:
             log.info(
                 "TLS CA fingerprint %s (agents: rmm-agent enroll --ca-fingerprint %s)",
@@ -530,6 +546,30 @@ class RmmServer:
             budget.limit,
             budget.grpc_connections,
             budget.http_connections,
+        )
+
+    async def _start_patch_windows(self, cluster: Cluster) -> None:
+        """Schedule the policies' patch windows (run by the leader only) and advance their runs."""
+        windows = self.patch_windows
+        if windows is None or self.scheduler is None:
+            return
+        self.scheduler.add_job(
+            self._leading(windows.tick),
+            "interval",
+            seconds=self.config.patch_tick_seconds,
+            id="patch-runs",
+            coalesce=True,
+            max_instances=1,
+        )
+        # New agents under a schedule join its window when it opens (planned again then); a
+        # schedule that only a new agent's settings bring is stored within five minutes.
+        self.scheduler.add_job(
+            self._leading(windows.refresh), "interval", minutes=5, id="patch-plan", coalesce=True
+        )
+        await windows.refresh()
+        await windows.lead(cluster.is_leader)
+        cluster.leadership_callbacks.append(
+            lambda leading: self._background.spawn(windows.lead(leading))
         )
 
     def _load_fleet(self, store: Store) -> None:
@@ -693,6 +733,8 @@ class RmmServer:
         if self.patch_inventory is not None:
             # The rules may have changed: every agent's updates are decided again.
             await asyncio.to_thread(self.patch_inventory.redecide)
+        if self.patch_windows is not None:
+            await self.patch_windows.refresh()
         if self.notify_reloader is not None:
             await self.notify_reloader.reload()  # logs why a broken file is refused
         if self.updates is not None:
@@ -763,6 +805,8 @@ class RmmServer:
         """Stop accepting, finish what is in flight, write what is queued, close."""
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
+        if self.patch_windows is not None:
+            await self.patch_windows.lead(False)
         if self.grpc_server is not None:
             stopping = asyncio.ensure_future(
                 self.grpc_server.stop(self.config.shutdown_grace_seconds)

@@ -10,12 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from rmm_common.errors import ConfigError
+from rmm_server.alerts.service import AlertService, agent_context
+from rmm_server.commands import AuditFn, CommandService
+from rmm_server.fleet import Fleet
+from rmm_server.patching.inventory import PatchInventory, no_policy
+from rmm_server.patching.model import PatchSettings
 from rmm_server.patching.rollout import Rollout
 from rmm_server.patching.windows import DEFAULT_ZONE, PatchScheduler, PatchWindow, plan_windows
-from rmm_server.storage import AgentRecord
+from rmm_server.scripts import ScriptLibrary
+from rmm_server.storage import AgentRecord, Store
+from rmm_server.storage.commands import CommandRecord
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +33,23 @@ SiteZone = Callable[[AgentRecord], str]
 def utc_sites(_record: AgentRecord) -> str:
     """Return UTC for every site (no site time zone is configured)."""
     return DEFAULT_ZONE
+
+
+class InventoryState:
+    """The rollout's view of the per-agent update state (rollout.UpdateState) over the inventory."""
+
+    def __init__(self, inventory: PatchInventory, clock: Callable[[], float] = time.time) -> None:
+        self.inventory = inventory
+        self.clock = clock
+
+    def approved_updates(self, agent_id: str) -> list[str]:
+        """Return the agent's approved updates still to install (failed ones included)."""
+        found = self.inventory.patches.approved_updates([agent_id], self.clock())
+        return found.get(agent_id, [])
+
+    def record_outcomes(self, records: Sequence[CommandRecord]) -> object:
+        """Store the per-update outcomes of settled install commands."""
+        return self.inventory.record_outcomes(records)
 
 
 class PatchWindows:
@@ -81,11 +105,10 @@ class PatchWindows:
 
     async def open(self, key: str) -> None:
         """Open window `key` if its occurrence is open now (a job fired, on time or late)."""
+        # Planned again now: the agents under the schedule are those of this moment (enrolled,
+        # moved or retagged since the last plan).
+        self.windows = await asyncio.to_thread(self.plan)
         window = self.windows.get(key)
-        if window is None:
-            # The job fired before the first plan of this process (a missed window at start).
-            self.windows = await asyncio.to_thread(self.plan)
-            window = self.windows.get(key)
         if window is None:
             log.warning("patch window %s fired, but no policy schedules it any more", key)
             return
@@ -100,3 +123,52 @@ class PatchWindows:
     async def tick(self) -> None:
         """Advance the open runs (server scheduler job, leader only)."""
         await self.rollout.tick()
+
+
+def build_patch_windows(
+    store: Store,
+    commands: CommandService,
+    fleet: Fleet,
+    alerts: AlertService,
+    audit: AuditFn | None,
+    scripts: Callable[[], ScriptLibrary],
+    site_zones: Mapping[str, str] | None = None,
+    inventory: PatchInventory | None = None,
+    clock: Callable[[], float] = time.time,
+) -> PatchWindows:
+    """Return the server's patch windows over its store, commands, fleet, policies and alerts.
+
+    `site_zones` maps "client/site" to an IANA zone for schedules read in the site's zone (UTC
+    where a site has none); `inventory` is the server's PatchInventory when it runs one.
+    """
+    zones = dict(site_zones or {})
+
+    def settings_of(record: AgentRecord) -> PatchSettings | None:
+        policies = alerts.policies
+        if policies is None:
+            return None
+        context, _ = agent_context(record, None, clock())
+        return policies.patches.settings_for(context)
+
+    if inventory is None:
+        inventory = PatchInventory(
+            store, fleet.get, lambda record: settings_of(record) or no_policy(record), clock
+        )
+    rollout = Rollout(
+        store,
+        commands,
+        fleet.get,
+        settings_of,
+        InventoryState(inventory, clock),
+        scripts,
+        alerts=alerts,
+        audit=audit,
+        clock=clock,
+    )
+    return PatchWindows(
+        PatchScheduler(store.engine, lambda _key: asyncio.sleep(0)),
+        rollout,
+        lambda: [state.record for state in fleet.snapshot()],
+        site_zone=lambda record: zones.get(f"{record.client}/{record.site}", DEFAULT_ZONE),
+        clock=clock,
+    )
