@@ -39,8 +39,8 @@ def sync(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
     return run
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def patch_tuesday_plus(days: int, at: str = "22:00", zone: str = "UTC") -> PatchSchedule:
