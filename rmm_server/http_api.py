@@ -13,7 +13,10 @@ process's file descriptors and take gRPC, the database pool and the log down wit
 - reaching the limit is logged once a minute at most, with how many were closed since.
 
 Rendering /metrics runs in a thread of its own, one render at a time: concurrent scrapes share
-the render in progress, so a flood of GETs costs one render, not one each.
+the render in progress, so a flood of GETs costs one render, not one each. `/metrics?shard=K&of=N`
+serves one of N parts of the fleet (exporter.Shard), so that several scrape jobs split a large
+fleet; gzip comes from the renderer when it offers it (a stream of members compressed once per
+change), else the page is compressed here.
 
 Why aiohttp and not Starlette on uvicorn (measured on this 2-core machine; commands in
 docs/deployment.md): /metrics throughput was the same within the noise of the shared machine
@@ -37,11 +40,13 @@ import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from rmm_server.exporter import Shard
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
@@ -174,6 +179,13 @@ class _Rendered:
     body: bytes | None  # None: rendering failed (logged once, not per request)
 
 
+@runtime_checkable
+class MetricsSource(Protocol):
+    """What serves /metrics: the whole page or one shard, plain or gzip-compressed."""
+
+    def scrape(self, shard: Shard | None, compressed: bool) -> bytes: ...
+
+
 class HttpApi:
     """Serve /metrics and /healthz on the running asyncio loop, within a connection limit."""
 
@@ -181,7 +193,7 @@ class HttpApi:
         self,
         host: str,
         port: int,
-        render_metrics: Callable[[], bytes],
+        render_metrics: Callable[[], bytes] | MetricsSource,
         healthy: Callable[[], tuple[bool, str]],
         *,
         max_connections: int,
@@ -202,7 +214,7 @@ class HttpApi:
         self._full_log = RateLimitedLog()
         self._accept_log = RateLimitedLog()
         self._renderer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="metrics")
-        self._rendering: dict[bool, asyncio.Future[_Rendered]] = {}
+        self._rendering: dict[tuple[Shard | None, bool], asyncio.Future[_Rendered]] = {}
         self._closed_for_room: Counter | None = None
         if registry is not None:
             gauge = Gauge(
@@ -368,7 +380,13 @@ class HttpApi:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         compressed = "gzip" in request.headers.get("Accept-Encoding", "")
-        rendered = await self._render_shared(compressed)
+        try:
+            shard = Shard.parse(request.query.get("shard"), request.query.get("of"))
+        except ValueError as exc:
+            return _text(400, f"{exc}\n".encode())
+        if shard is not None and not isinstance(self.render_metrics, MetricsSource):
+            return _text(400, b"this server's /metrics is not sharded: scrape /metrics\n")
+        rendered = await self._render_shared(shard, compressed)
         if rendered.body is None:
             return _text(500, b"rendering metrics failed; see the server log\n")
         headers = {"Content-Type": CONTENT_TYPE_METRICS}
@@ -383,20 +401,25 @@ class HttpApi:
     async def _not_found(self, _request: web.Request) -> web.Response:
         return _text(404, b"not found: try /metrics\n")
 
-    async def _render_shared(self, compressed: bool) -> _Rendered:
-        """Render in the metrics thread; requests arriving meanwhile share that render."""
-        pending = self._rendering.get(compressed)
+    async def _render_shared(self, shard: Shard | None, compressed: bool) -> _Rendered:
+        """Render in the metrics thread; requests for the same page (shard, encoding) arriving
+        meanwhile share that render."""
+        key = (shard, compressed)
+        pending = self._rendering.get(key)
         if pending is None:
             loop = asyncio.get_running_loop()
-            pending = loop.run_in_executor(self._renderer, self._render, compressed)
-            self._rendering[compressed] = pending
-            pending.add_done_callback(lambda _done: self._rendering.pop(compressed, None))
+            pending = loop.run_in_executor(self._renderer, self._render, shard, compressed)
+            self._rendering[key] = pending
+            pending.add_done_callback(lambda _done: self._rendering.pop(key, None))
         # shield: a client hanging up does not cancel the render the others wait for.
         return await asyncio.shield(pending)
 
-    def _render(self, compressed: bool) -> _Rendered:
+    def _render(self, shard: Shard | None, compressed: bool) -> _Rendered:
         try:
-            body = self.render_metrics()
+            source = self.render_metrics
+            if isinstance(source, MetricsSource):
+                return _Rendered(source.scrape(shard, compressed))
+            body = source()
             return _Rendered(gzip.compress(body, 1) if compressed else body)
         except Exception:
             log.exception("rendering /metrics failed")

@@ -101,11 +101,11 @@ def test_validated_samples_render_as_the_report_reads() -> None:
         fragments = render_agent_fragments(agent, sent, validate_report(sent))
         assert fragments == render_agent_fragments(agent, sent)
         labels = 'client="ac\\"me",site="hq",agent="a1"'
-        assert fragments["rmm_network_receive_bytes_total"] == (
+        assert fragments["rmm_network_receive_bytes_total"].decode() == (
             f'rmm_network_receive_bytes_total{{{labels},interface="eth\\\\0\\n",zone="a\\"b"}}'
             " 12.5\n"
         )
-        assert fragments["rmm_system_uptime_seconds"] == (
+        assert fragments["rmm_system_uptime_seconds"].decode() == (
             f"rmm_system_uptime_seconds{{{labels}}} 3\n"
         )
 
@@ -160,9 +160,9 @@ def test_one_agent_cannot_inflate_metrics_past_its_budget(caplog: Any) -> None:
 def test_series_budget_cuts_the_reports_tail_in_order() -> None:
     budget = ExportBudget(max_series=3, max_bytes=10**9)
     fragments = render_agent_fragments(record("a"), flood_report(5, 1), budget=budget)
-    lines = fragments["rmm_flood_ratio"].splitlines()
+    lines = fragments["rmm_flood_ratio"].decode().splitlines()
     assert [line.split('l0="')[1].split('"')[0] for line in lines] == ["0", "1", "2"]
-    assert fragments["rmm_agent_exporter_series_dropped"].endswith(" 2\n")
+    assert fragments["rmm_agent_exporter_series_dropped"].endswith(b" 2\n")
     assert budget.dropped_total == 2
     # A report that fits again shows no cut: the per-agent series goes with it.
     fitting = render_agent_fragments(record("a"), flood_report(3, 1), budget=budget)

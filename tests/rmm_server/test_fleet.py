@@ -44,7 +44,7 @@ def report(sequence: int, value: float = 0.5, interval: int = 60) -> agent_pb2.R
 def exposition(fleet: Fleet, agent_id: str) -> str:
     for state in fleet.snapshot():
         if state.record.id == agent_id:
-            return "".join(state.fragments.values())
+            return b"".join(state.fragments.values()).decode()
     return ""
 
 
@@ -155,7 +155,8 @@ def test_a_snapshot_is_not_changed_by_later_reports() -> None:
     fragments = before.fragments
     apply(fleet, "a1", report(2, 0.75), T0 + 60)
     # The exporter may be writing the old fragments out: they are replaced, never mutated.
-    assert " 0.5" in "".join(fragments.values()) and " 0.75" not in "".join(fragments.values())
+    old = b"".join(fragments.values()).decode()
+    assert " 0.5" in old and " 0.75" not in old
     assert " 0.75" in exposition(fleet, "a1")
 
 

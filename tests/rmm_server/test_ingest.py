@@ -266,7 +266,7 @@ def test_a_stored_report_reaches_the_fleet_metrics_and_alerting(store: GatedStor
     # The first inventory of an agent is not news; the second says what changed.
     assert seen == [(agent.id, 1, (), (), 1), (agent.id, 2, ("c 1",), ("a 1",), 1)]
     (state,) = fleet.snapshot()
-    exposition = "".join(state.fragments.values())
+    exposition = b"".join(state.fragments.values()).decode()
     assert f'agent="{agent.id}"' in exposition and "0.75" in exposition
     saved = store.get_inventory(agent.id)
     assert saved is not None and b'"c"' in decompress(saved)

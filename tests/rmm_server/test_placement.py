@@ -54,7 +54,7 @@ def test_a_move_is_stored_and_another_replica_drops_the_old_labels(store: Store)
     )
     assert elsewhere.apply_report("a1", report, time.time(), {})
     [state] = elsewhere.snapshot()
-    assert any('client="acme"' in text for text in state.fragments.values())
+    assert any(b'client="acme"' in text for text in state.fragments.values())
 
     moved = store.place_agent("a1", "globex", "branch", ["web"])
     assert moved is not None and (moved.client, moved.site, moved.tags) == (
@@ -69,5 +69,5 @@ def test_a_move_is_stored_and_another_replica_drops_the_old_labels(store: Store)
         "branch",
         ["web"],
     )
-    assert not any('client="acme"' in text for text in state.fragments.values())
+    assert not any(b'client="acme"' in text for text in state.fragments.values())
     assert store.place_agent("gone", "globex", "hq", []) is None
