@@ -368,6 +368,7 @@ class RmmServer:
             audit.append_many,
             lambda: self.scripts,
             site_zones=config.site_time_zones,
+            inventory=patch_inventory,
         )
         self.credentials = credentials = AgentCredentials(store, self.fleet)
         credentials.cluster = cluster

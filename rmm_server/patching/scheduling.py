@@ -38,9 +38,17 @@ def utc_sites(_record: AgentRecord) -> str:
 class InventoryState:
     """The rollout's view of the per-agent update state (rollout.UpdateState) over the inventory."""
 
-    def __init__(self, inventory: PatchInventory, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        inventory: PatchInventory,
+        clock: Callable[[], float] = time.time,
+        recorded_on_settle: bool = False,
+    ) -> None:
         self.inventory = inventory
         self.clock = clock
+        # The server records every install's outcomes where command results settle (its
+        # settled hook): the rollout then must not record them a second time.
+        self.recorded_on_settle = recorded_on_settle
 
     def approved_updates(self, agent_id: str) -> list[str]:
         """Return the agent's approved updates still to install (failed ones included)."""
@@ -48,7 +56,9 @@ class InventoryState:
         return found.get(agent_id, [])
 
     def record_outcomes(self, records: Sequence[CommandRecord]) -> object:
-        """Store the per-update outcomes of settled install commands."""
+        """Store the per-update outcomes of settled install commands (unless already stored)."""
+        if self.recorded_on_settle:
+            return 0
         return self.inventory.record_outcomes(records)
 
 
@@ -139,7 +149,8 @@ def build_patch_windows(
     """Return the server's patch windows over its store, commands, fleet, policies and alerts.
 
     `site_zones` maps "client/site" to an IANA zone for schedules read in the site's zone (UTC
-    where a site has none); `inventory` is the server's PatchInventory when it runs one.
+    where a site has none); `inventory` is the server's PatchInventory when it runs one (which
+    records install outcomes where command results settle).
     """
     zones = dict(site_zones or {})
 
@@ -150,6 +161,7 @@ def build_patch_windows(
         context, _ = agent_context(record, None, clock())
         return policies.patches.settings_for(context)
 
+    recorded_on_settle = inventory is not None
     if inventory is None:
         inventory = PatchInventory(
             store, fleet.get, lambda record: settings_of(record) or no_policy(record), clock
@@ -159,7 +171,7 @@ def build_patch_windows(
         commands,
         fleet.get,
         settings_of,
-        InventoryState(inventory, clock),
+        InventoryState(inventory, clock, recorded_on_settle),
         scripts,
         alerts=alerts,
         audit=audit,

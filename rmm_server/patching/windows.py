@@ -352,7 +352,9 @@ class PatchScheduler:
         """Add the jobs of new or changed windows and remove those of windows gone.
 
         A job whose window is unchanged is left alone: replacing it would compute its next run
-        from now and lose the missed run a restart inside a window must still make.
+        from now and lose the missed run a restart inside a window must still make. A new or
+        changed window that is open right now runs at once (its run time is the occurrence's
+        start): the policy says to patch during these hours, and these hours are now.
         """
         scheduler = self.scheduler
         assert scheduler is not None
@@ -362,6 +364,10 @@ class PatchScheduler:
             job = stored.pop(job_id, None)
             if job is not None and job.name == window.fingerprint:
                 continue
+            extra: dict[str, Any] = {}
+            occurrence = window.current(time.time())
+            if occurrence is not None:
+                extra["next_run_time"] = _utc(occurrence[0])
             scheduler.add_job(
                 open_window_job,
                 window.trigger,
@@ -374,6 +380,7 @@ class PatchScheduler:
                 # A start missed while the server was down still opens the window while it is
                 # open; the opener checks the window against `clock` again anyway.
                 misfire_grace_time=max(1, int(window.duration)),
+                **extra,
             )
             log.info("patch window %s scheduled: %s", key, window.schedule.describe())
         for job_id in stored:

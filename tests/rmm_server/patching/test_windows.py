@@ -223,7 +223,8 @@ async def wait_for_opened(opened: Opened, count: int) -> None:
 
 @sync
 async def test_jobs_are_stored_in_the_database_and_survive_a_restart(store: Store) -> None:
-    window = window_of(every_minute(3600), "UTC", "a1")
+    new_year = PatchSchedule(name="m", duration_seconds=60, cron="0 0 1 1 *", policy="p")
+    window = window_of(new_year, "UTC", "a1")
     first = PatchScheduler(store.engine, Opened(), instance="test-restart")
     await first.set_windows({window.key: window})
     assert first.next_run_times() == {}  # not leading: nothing scheduled from here
@@ -303,5 +304,28 @@ async def test_a_changed_schedule_replaces_its_job_and_a_removed_one_goes(store:
         assert next_run is not None and datetime.fromtimestamp(next_run, UTC).hour == 3
         await scheduler.set_windows({})
         assert scheduler.next_run_times() == {}
+    finally:
+        await scheduler.stop()
+
+
+def started_a_minute_ago(duration: float) -> PatchSchedule:
+    """A daily window whose occurrence today began one to two minutes ago."""
+    began = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    cron = f"{began.minute} {began.hour} * * *"
+    return PatchSchedule(name="now", duration_seconds=duration, cron=cron, policy="p")
+
+
+@sync
+async def test_a_new_window_that_is_open_now_opens_at_once(store: Store) -> None:
+    window = window_of(started_a_minute_ago(600), "UTC", "a1")
+    opened = Opened()
+    scheduler = PatchScheduler(store.engine, opened, instance="test-now")
+    await scheduler.set_windows({window.key: window})
+    await scheduler.lead(True)
+    try:
+        await wait_for_opened(opened, 1)
+        assert opened.keys == [window.key]
+        next_run = scheduler.next_run_times()[window.key]
+        assert next_run is not None and next_run > datetime.now(UTC).timestamp() + 3600
     finally:
         await scheduler.stop()
