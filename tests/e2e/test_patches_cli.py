@@ -1,0 +1,216 @@
+"""`rmm patches` against a real server and a real agent whose apt backend reads a local file
+repository (through its own APT_CONFIG: the host's own sources and lists are left alone) and
+installs with the host's dpkg, as root: tiny .debs built here, removed at the end.
+
+The story: the agent lists the updates, the server takes the list once, an operator approves
+one and declines one, a tier1 operator may not, `install --now` installs for real (dpkg-query
+shows the new version) and reports a failing one, compliance reaches 100 % once the failing one
+is declined, the metrics and the audit log say so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import (
+    ServerProcess,
+    end_process,
+    enroll_agent,
+    rmm,
+    rmm_json,
+    start_agent,
+    wait_for,
+)
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("dpkg-deb") is None or shutil.which("apt-get") is None,
+    reason="installs .deb packages with the host's dpkg: needs root on a Debian-like host",
+)
+
+
+def build_deb(root: Path, name: str, version: str, out: Path, preinst: str = "") -> None:
+    """Build a tiny package with dpkg-deb (a failing preinst makes its install fail cleanly:
+    dpkg keeps the old version installed and configured)."""
+    tree = root / f"build-{name}-{version}"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
+        "Maintainer: rmm tests <tests@example.invalid>\nDescription: rmm patches test\n"
+    )
+    (tree / "usr" / "share" / "doc" / name).mkdir(parents=True)
+    (tree / "usr" / "share" / "doc" / name / "VERSION").write_text(version)
+    if preinst:
+        script = tree / "DEBIAN" / "preinst"
+        script.write_text(preinst)
+        script.chmod(0o755)
+    subprocess.run(["dpkg-deb", "--build", str(tree), str(out)], check=True, capture_output=True)
+
+
+def installed_version(name: str) -> str:
+    result = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", name], capture_output=True, text=True
+    )
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+class Repo:
+    """Three packages at 1.0 installed, 1.1 published in a `deb [trusted=yes] file:` repo."""
+
+    def __init__(self, root: Path) -> None:
+        tag = secrets.token_hex(3)
+        self.good = f"rmm-e2e-good-{tag}"
+        self.held = f"rmm-e2e-held-{tag}"
+        self.broken = f"rmm-e2e-broken-{tag}"
+        self.names = (self.good, self.held, self.broken)
+        self.root = root
+        self.conf = root / "apt.conf"
+
+    def create(self) -> None:
+        repo, installed = self.root / "repo", self.root / "installed"
+        for path in (repo, installed, self.root / "lists" / "partial", self.root / "parts",
+                     self.root / "cache" / "archives" / "partial"):  # fmt: skip
+            path.mkdir(parents=True)
+        for name in self.names:
+            build_deb(self.root, name, "1.0", installed / f"{name}_1.0_all.deb")
+            fail = "#!/bin/sh\necho 'refusing to upgrade here' >&2\nexit 1\n"
+            build_deb(self.root, name, "1.1", repo / f"{name}_1.1_all.deb",
+                      preinst=fail if name == self.broken else "")  # fmt: skip
+        packages = subprocess.run(
+            ["dpkg-scanpackages", ".", "/dev/null"], cwd=repo, capture_output=True, check=True
+        ).stdout
+        (repo / "Packages").write_bytes(packages)
+        (self.root / "sources.list").write_text(f"deb [trusted=yes] file:{repo} ./\n")
+        self.conf.write_text(
+            f'Dir::Etc::sourcelist "{self.root / "sources.list"}";\n'
+            f'Dir::Etc::sourceparts "{self.root / "parts"}";\n'
+            f'Dir::State::lists "{self.root / "lists"}/";\n'
+            f'Dir::Cache "{self.root / "cache"}/";\n'
+            'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n'
+        )
+        subprocess.run(
+            ["dpkg", "-i", *sorted(str(p) for p in installed.glob("*.deb"))],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        subprocess.run(
+            ["apt-get", "update"], env={**os.environ, "APT_CONFIG": str(self.conf)},
+            check=True, capture_output=True,
+        )  # fmt: skip
+
+    def remove(self) -> None:
+        present = [name for name in self.names if installed_version(name)]
+        if present:
+            subprocess.run(["dpkg", "--purge", *present], capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Repo]:
+    made = Repo(tmp_path / "apt")
+    try:
+        made.create()
+        yield made
+    finally:
+        made.remove()
+
+
+def fleet_view(server: ServerProcess, *args: str) -> dict[str, Any]:
+    return {u["update_id"]: u for u in rmm_json(server, "patches", "list", *args)["updates"]}
+
+
+def test_list_approve_decline_install_now_and_report(
+    server: ServerProcess, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent_id = enroll_agent(server, tmp_path / "agent")
+    good, held, broken = (f"apt:{name}" for name in repo.names)
+    monkeypatch.setenv("APT_CONFIG", str(repo.conf))  # Popen copies the environment now
+    agent = start_agent(tmp_path / "agent", tmp_path / "agent.log", 1.0)
+    try:
+        view = wait_for(
+            lambda: (v := fleet_view(server)) and all(i in v for i in (good, held, broken)) and v,
+            90,
+            "the agent's three updates in `rmm patches list`",
+            every=1.0,
+        )
+        assert view[good]["available"] == "1.1" and view[good]["agents"] == 1
+        # The shipped policy defers bug fixes a week: pending, saying until when.
+        assert view[good]["pending"] == 1 and view[good]["classification"] == "bugfix"
+        mine = rmm_json(server, "patches", "list", "--agent", agent_id)
+        why = {u["update_id"]: u["why"] for u in mine["updates"]}
+        assert why[good].startswith('deferred: rule "bugfix"'), why[good]
+
+        # A tier1 operator may look but not approve (exit 3: denied).
+        tier1 = rmm_json(server, "operators", "add", "first-line", "--role", "tier1")["token"]
+        assert rmm(server, "patches", "list", token=tier1).returncode == 0
+        denied = rmm(server, "patches", "approve", good, token=tier1, check=False)
+        assert denied.returncode == 3 and "needs tier2" in denied.stderr
+
+        approved = rmm_json(server, "patches", "approve", good, broken, "--comment", "CAB-7")
+        assert approved["scope"] == "everywhere" and approved["changed"] == 2
+        declined = rmm_json(
+            server, "patches", "decline", held, "--target", "client=acme", "--comment", "breaks app"
+        )
+        assert declined["scope"] == "for client acme" and declined["changed"] == 1
+        assert set(fleet_view(server, "--state", "approved")) == {good, broken}
+        assert set(fleet_view(server, "--state", "declined")) == {held}
+
+        result = rmm(
+            server, "patches", "install", "--target", "client=acme", "--now",
+            "--timeout", "5m", "--output", "json", check=False,
+        )  # fmt: skip
+        assert result.returncode == 1, result.stderr  # the broken one failed
+        (event,) = json.loads(result.stdout)
+        outcomes = {u["update_id"]: u for u in event["updates"]}
+        assert outcomes[good]["status"] == "installed" and outcomes[good]["version"] == "1.1"
+        assert outcomes[broken]["status"] == "failed"
+        assert "dpkg returned an error code" in outcomes[broken]["message"]
+        assert held not in outcomes, "a declined update is never sent"
+        assert installed_version(repo.good) == "1.1"
+        assert installed_version(repo.broken) == "1.0"
+        assert installed_version(repo.held) == "1.0"
+
+        after = fleet_view(server)
+        assert after[good]["installed"] == 1 and after[good]["agents"] == 0
+        assert after[broken]["failed"] == 1 and after[held]["declined"] == 1
+        states = {
+            u["update_id"]: u["state"]
+            for u in rmm_json(server, "patches", "list", "--agent", agent_id)["updates"]
+        }
+        assert states == {good: "installed", broken: "failed", held: "declined"}
+        report = rmm_json(server, "patches", "report", "--client", "acme")
+        (row,) = report["agents"]
+        assert (row["approved_missing"], row["failed"], row["compliant"]) == (1, 1, False)
+        assert row["last_install_at"]
+
+        # Declined, the broken update no longer counts as missing: 100 % compliant.
+        rmm(server, "patches", "decline", broken, "--target", agent_id)
+        report = rmm_json(server, "patches", "report")
+        assert report["sites"][0]["compliance_ratio"] == 1.0
+        assert report["agents"][0]["compliant"] is True
+        csv_lines = rmm(server, "patches", "report", "--output", "csv").stdout.splitlines()
+        assert csv_lines[0].startswith("agent_id,") and csv_lines[1].startswith(agent_id)
+        table = rmm(server, "patches", "report").stdout
+        assert "acme" in table and "100%" in table
+
+        metrics = server.metrics()
+        assert 'rmm_patch_installs_total{result="installed"} 1.0' in metrics
+        assert 'rmm_patch_installs_total{result="failed"} 1.0' in metrics
+        assert 'rmm_patch_compliance_ratio{client="acme",site="hq"} 1.0' in metrics
+        assert f'rmm_reboot_pending{{agent="{agent_id}",client="acme",site="hq"}} 0.0' in metrics
+        assert "rmm_patches_pending{" in metrics
+
+        audit = rmm_json(server, "audit", "list", "--limit", "100")
+        actions = [(e["action"], e["outcome"]) for e in audit]
+        assert ("ApprovePatches", "ok") in actions and ("DeclinePatches", "ok") in actions
+        assert any(a == "ApprovePatches" and o.startswith("denied") for a, o in actions)
+        assert ("InstallPatches", "ok") in actions
+        assert any(a == "command.result" for a, _ in actions)
+    finally:
+        end_process(agent)
