@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
 from rmm_cli.agents import TABLE_PAGE, agent_row
 from rmm_cli.client import EXIT_USAGE, CliError, Connection
@@ -22,11 +20,15 @@ from rmm_cli.output import (
     shown,
     when,
 )
-from rmm_cli.silences import silence_row
 from rmm_common.agent_words import printable_name
 from rmm_common.durations import format_duration, parse_duration
 from rmm_common.errors import InvalidArgument
-from rmm_proto import operator_pb2
+
+if TYPE_CHECKING:
+    from rmm_proto import operator_pb2
+
+# grpc, the protocol's messages, rich and rmm_cli.silences (which draws with rich) are imported
+# inside the commands that use them: `rmm alerts list -o json` needs no rich.
 
 
 @click.group()
@@ -93,6 +95,8 @@ def alerts_list(
     output: str,
 ) -> None:
     """List alerts, most recently changed first."""
+    from rmm_proto import operator_pb2  # noqa: PLC0415
+
     if limit is None:
         limit = 0 if output == "json" else TABLE_PAGE
     response = conn.call(
@@ -112,6 +116,9 @@ def alerts_list(
     more = bool(limit) and len(response.alerts) > limit
     listed = list(response.alerts)[:limit] if limit else list(response.alerts)
     now = time.time()
+    from rich.markup import escape  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table(
         "ID",
         "STATE",
@@ -163,6 +170,8 @@ def alerts_list(
 @click.pass_obj
 def alerts_ack(conn: Connection, alert_id: str, comment: str, output: str) -> None:
     """Acknowledge an alert: you own it, and it stops escalating."""
+    from rmm_proto import operator_pb2  # noqa: PLC0415
+
     alert = conn.call(
         conn.stub().AckAlert, operator_pb2.AckAlertRequest(id=alert_id, comment=comment)
     )
@@ -183,6 +192,12 @@ def alerts_show(conn: Connection, alert_id: str, output: str) -> None:
 
     ALERT_ID is its id, or a unique start of an open alert's id.
     """
+    from rich.markup import escape  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    from rmm_cli.silences import silence_row  # noqa: PLC0415
+    from rmm_proto import operator_pb2  # noqa: PLC0415
+
     detail = conn.call(conn.stub().GetAlert, operator_pb2.GetAlertRequest(id=alert_id))
     alert = detail.alert
     notifications = [
@@ -290,6 +305,9 @@ def alerts_silence(
     conn: Connection, matchers: str, duration: str, comment: str, output: str
 ) -> None:
     """Silence notifications of matching alerts for a while (they still show)."""
+    from rmm_cli.silences import silence_row  # noqa: PLC0415
+    from rmm_proto import operator_pb2  # noqa: PLC0415
+
     try:
         seconds = parse_duration(duration)
     except InvalidArgument as exc:
