@@ -17,6 +17,7 @@ both cheap enough for every report:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -283,3 +284,82 @@ class FreeSpaceReserve:
             f"the server's disk is down to its reserve ({format_size(free)} free, "
             f"{format_size(self.reserve)} kept free by --min-free-space): {tail}"
         )
+
+
+# What one agent's reports may cost the event loop: a token bucket of CPU seconds per agent.
+# 2 % of a core each second, with a burst of half a second: a real agent's report costs 0.1 to
+# 0.3 ms to check (structure cached) and its first one, with the inventory, some tens of ms,
+# so honest agents and their spool backlogs after an outage never meet it, while one agent
+# sending 50 reports a second at the JSON limits (~50 ms each) is slowed to one every 2.5 s.
+DEFAULT_AGENT_CPU_SHARE = 0.02
+DEFAULT_AGENT_CPU_BURST_SECONDS = 0.5
+# Longest single wait: a reader sleeping longer would outlive the agent's patience; it is
+# delayed again at its next report if still in debt.
+MAX_CPU_DELAY_SECONDS = 30.0
+
+
+@dataclass(slots=True)
+class _Bucket:
+    level: float  # seconds of CPU the agent may spend now (negative: in debt)
+    at: float
+    told_at: float = -math.inf
+
+
+class AgentCpuBudget:
+    """Event-loop CPU each agent's reports may cost (validation, inventory comparison), as a
+    token bucket: `share` seconds per second, up to `burst` seconds saved. An agent in debt has
+    its next report read only when the debt is paid back (its stream waits; nothing is dropped
+    or refused), so one hostile agent costs the server at most `share` of a core."""
+
+    def __init__(
+        self,
+        share: float = DEFAULT_AGENT_CPU_SHARE,
+        burst: float = DEFAULT_AGENT_CPU_BURST_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if share <= 0 or burst <= 0:
+            raise ConfigError(
+                f"an agent CPU budget needs a share and a burst over 0, not {share} and {burst}"
+            )
+        self.share = share
+        self.burst = burst
+        self.clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+
+    def _bucket(self, agent_id: str) -> _Bucket:
+        now = self.clock()
+        bucket = self._buckets.get(agent_id)
+        if bucket is None:
+            bucket = self._buckets[agent_id] = _Bucket(self.burst, now)
+        else:
+            bucket.level = min(self.burst, bucket.level + (now - bucket.at) * self.share)
+            bucket.at = now
+        return bucket
+
+    def charge(self, agent_id: str, seconds: float) -> None:
+        """Count `seconds` of CPU spent on `agent_id`'s report."""
+        self._bucket(agent_id).level -= seconds
+
+    def delay(self, agent_id: str) -> float:
+        """Return how long the agent's next report must wait for its debt to be paid back
+        (0: it may be read now)."""
+        bucket = self._buckets.get(agent_id)
+        if bucket is None:
+            return 0.0
+        bucket = self._bucket(agent_id)
+        if bucket.level >= 0:
+            return 0.0
+        return min(-bucket.level / self.share, MAX_CPU_DELAY_SECONDS)
+
+    def first_in(self, agent_id: str, seconds: float) -> bool:
+        """Return whether `agent_id` was not said to be slowed in the last `seconds`, noting it
+        as said now (one log line per agent and period)."""
+        bucket = self._bucket(agent_id)
+        if bucket.at - bucket.told_at < seconds:
+            return False
+        bucket.told_at = bucket.at
+        return True
+
+    def forget(self, agent_id: str) -> None:
+        """Drop the agent's bucket (it left)."""
+        self._buckets.pop(agent_id, None)

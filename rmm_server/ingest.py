@@ -18,8 +18,15 @@ from google.protobuf.message import DecodeError
 from rmm_common.errors import InvalidArgument, StorageError
 from rmm_common.logs import agent_label
 from rmm_proto import agent_pb2
-from rmm_server.budgets import AgentByteBudget, BudgetExceeded, DiskReserveReached, FreeSpaceReserve
+from rmm_server.budgets import (
+    AgentByteBudget,
+    AgentCpuBudget,
+    BudgetExceeded,
+    DiskReserveReached,
+    FreeSpaceReserve,
+)
 from rmm_server.fleet import Fleet
+from rmm_server.report_shapes import ReportShapes
 from rmm_server.reports import (
     ReportSeries,
     compress,
@@ -27,7 +34,6 @@ from rmm_server.reports import (
     host_facts,
     software_changes,
     summarize,
-    validate_report,
 )
 from rmm_server.server_metrics import ServerMetrics
 from rmm_server.storage import AgentRecord, Store, StoredReport
@@ -36,6 +42,10 @@ log = logging.getLogger(__name__)
 
 # At most one warning a minute per agent about reports refused as conflicting.
 CONFLICT_LOG_SECONDS = 60.0
+# Reports accepted from streams and not yet written: past this, submit() waits for the writer
+# (backpressure to the agents' streams, which stop reading), instead of holding any number of
+# reports in memory while the database is slow. Four full batches.
+MAX_QUEUED_REPORTS = 2000
 
 
 class _Conflict(Exception):
@@ -96,6 +106,8 @@ class ReportIngestor:
         offer_update: OfferUpdate | None = None,
         byte_budget: AgentByteBudget | None = None,
         free_space: FreeSpaceReserve | None = None,
+        cpu_budget: AgentCpuBudget | None = None,
+        max_queued: int = MAX_QUEUED_REPORTS,
     ) -> None:
         self.store = store
         self.fleet = fleet
@@ -108,7 +120,11 @@ class ReportIngestor:
         # space never used (None: no check).
         self.byte_budget = byte_budget
         self.free_space = free_space
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        # What each agent's reports may cost the event loop; its stream waits when spent.
+        self.cpu_budget = cpu_budget if cpu_budget is not None else AgentCpuBudget()
+        # Each agent's series set, validated once per change.
+        self.shapes = ReportShapes()
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(max(max_queued, 1))
         # The highest dropped_reports announced per agent: a backlog of reports carrying the
         # same count is announced once.
         self._dropped_told: dict[str, int] = {}
@@ -137,13 +153,20 @@ class ReportIngestor:
         """Store `report` from `agent` and return its acknowledgement once it is durable."""
         started = time.perf_counter()
         self.metrics.reports_received.inc()
+        cpu_started = time.thread_time()
+        raw = report.SerializeToString()
+        hits = self.shapes.hits
         try:
-            series = validate_report(report)
+            series = self.shapes.validate(agent.id, report, raw)
         except InvalidArgument as error:
             # Refused for good: the agent drops it instead of resending it forever.
+            self.cpu_budget.charge(agent.id, time.thread_time() - cpu_started)
             self.metrics.reports_rejected.labels(reason="invalid").inc()
             log.warning("agent %s sent an invalid report: %s", agent.id, error)
             return agent_pb2.ReportAck(sequence=report.sequence, rejected=str(error))
+        finally:
+            hit = self.shapes.hits > hits
+            self.metrics.report_shapes.labels(result="hit" if hit else "miss").inc()
         if report.sequence <= agent.last_sequence:
             # Usually a redelivery after a lost acknowledgement; but a reused sequence (agent
             # state restored, lost or cloned) looks the same by number, so the content decides.
@@ -154,7 +177,7 @@ class ReportIngestor:
             # Below the newest yet never stored (an earlier copy failed to store while later
             # ones did, or it was pruned): store it like any other.
         received_at = self.clock()
-        summary = summarize(report)
+        summary = summarize(report, series)
         conflicts = self._conflicts.get(agent.id, int(agent.summary.get("conflicting_reports", 0)))
         if conflicts:  # kept in the stored summary, so it outlives a server restart
             summary["conflicting_reports"] = conflicts
@@ -163,7 +186,7 @@ class ReportIngestor:
             sequence=report.sequence,
             collected_at=report.collected_at,
             received_at=received_at,
-            body=compress(report.SerializeToString()),
+            body=compress(raw),
             host=host_facts(report.host),
             agent_version=report.agent_version,
             interval_seconds=report.interval_seconds or agent.interval_seconds,
@@ -171,14 +194,19 @@ class ReportIngestor:
             inventory_hash=report.inventory.hash if report.HasField("inventory") else "",
             inventory=compress(report.inventory.json) if report.HasField("inventory") else None,
         )
+        self.cpu_budget.charge(agent.id, time.thread_time() - cpu_started)
         self._charge(agent, len(stored.body) + len(stored.inventory or b""))
         added: tuple[str, ...] = ()
         removed: tuple[str, ...] = ()
         if report.HasField("inventory") and agent.inventory_hash not in ("", report.inventory.hash):
             old = await asyncio.to_thread(self.store.get_inventory, agent.id)
-            added, removed = software_changes(
-                decompress(old) if old else None, report.inventory.json
+            # Two inventory documents decoded and compared (tens of ms at the size limits):
+            # in a worker thread, and counted against the agent's CPU budget.
+            diff_started = time.perf_counter()
+            added, removed = await asyncio.to_thread(
+                software_changes, decompress(old) if old else None, report.inventory.json
             )
+            self.cpu_budget.charge(agent.id, time.perf_counter() - diff_started)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self._queue.put((stored, done))
         try:

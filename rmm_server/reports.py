@@ -134,7 +134,7 @@ def validate_report(report: agent_pb2.Report) -> ReportSeries:
     and counts are checked so that no report can break /metrics for the others.
     """
     where = f"report {report.sequence}"
-    _check_report_fields(report, where)
+    check_report_fields(report, where)
     if len(report.collectors) > MAX_COLLECTORS:
         raise InvalidArgument(
             f"{where}: {len(report.collectors)} collectors; at most {MAX_COLLECTORS} are allowed"
@@ -143,27 +143,13 @@ def validate_report(report: agent_pb2.Report) -> ReportSeries:
     series: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
     parsed: ReportSeries = []
     total = 0
-    info_bytes = 0
-    info_containers = 0
+    info_totals = [0, 0]  # bytes and containers of info_json, all collectors together
     for index, collector in enumerate(report.collectors):
         cwhere = _check_collector_fields(collector, index, where, collectors)
         total += len(collector.samples)
         if total > MAX_SAMPLES_PER_REPORT:
             raise InvalidArgument(f"{where}: more than {MAX_SAMPLES_PER_REPORT} samples")
-        info_bytes += len(collector.info_json)
-        if info_bytes > MAX_INFO_BYTES:
-            raise InvalidArgument(
-                f"{cwhere}: info_json is over {MAX_INFO_BYTES // (1024 * 1024)} MiB "
-                "(all collectors' info of one report together)"
-            )
-        info_containers += json_containers(collector.info_json)
-        if info_containers > MAX_INFO_CONTAINERS:
-            raise InvalidArgument(
-                f"{cwhere}: info_json holds over {MAX_INFO_CONTAINERS:,} arrays and objects "
-                "(all collectors' info of one report together, counted as '[' and '{')"
-            )
-        if collector.info_json:
-            check_json_depth(collector.info_json, f"{cwhere}: info_json")
+        _check_collector_info(collector, cwhere, info_totals)
         parsed.append(
             [
                 _validate_sample(sample, cwhere, sample_index, series)
@@ -171,11 +157,42 @@ def validate_report(report: agent_pb2.Report) -> ReportSeries:
             ]
         )
     if report.HasField("inventory"):
-        _check_inventory(report.inventory, where)
+        check_inventory(report.inventory, where)
     return parsed
 
 
-def _check_report_fields(report: agent_pb2.Report, where: str) -> None:
+def check_collector_values(
+    collector: agent_pb2.CollectorResult, cwhere: str, info_totals: list[int]
+) -> None:
+    """Check what may differ between two reports of one shape in a collector: its error,
+    duration and info (`info_totals`: bytes and containers of the info seen so far in the
+    report, updated), in validate_report()'s order and words."""
+    _check_collector_outcome(collector, cwhere)
+    _check_collector_info(collector, cwhere, info_totals)
+
+
+def _check_collector_info(
+    collector: agent_pb2.CollectorResult, cwhere: str, info_totals: list[int]
+) -> None:
+    info = collector.info_json
+    if not info:
+        return
+    info_totals[0] += len(info)
+    if info_totals[0] > MAX_INFO_BYTES:
+        raise InvalidArgument(
+            f"{cwhere}: info_json is over {MAX_INFO_BYTES // (1024 * 1024)} MiB "
+            "(all collectors' info of one report together)"
+        )
+    info_totals[1] += json_containers(info)
+    if info_totals[1] > MAX_INFO_CONTAINERS:
+        raise InvalidArgument(
+            f"{cwhere}: info_json holds over {MAX_INFO_CONTAINERS:,} arrays and objects "
+            "(all collectors' info of one report together, counted as '[' and '{')"
+        )
+    check_json_depth(info, f"{cwhere}: info_json")
+
+
+def check_report_fields(report: agent_pb2.Report, where: str) -> None:
     """Raise InvalidArgument naming the first of the report's own fields that is wrong."""
     if report.sequence == 0:
         raise InvalidArgument("report sequence 0 is invalid: sequences start at 1")
@@ -220,15 +237,19 @@ def _check_collector_fields(
         raise InvalidArgument(f"{where}: collector {name!r} appears twice")
     collectors.add(name)
     cwhere = f"{where}, collector {name!r}"
+    _check_collector_outcome(collector, cwhere)
+    return cwhere
+
+
+def _check_collector_outcome(collector: agent_pb2.CollectorResult, cwhere: str) -> None:
     _check_length(f"{cwhere}: error", collector.error, MAX_COLLECTOR_ERROR_CHARS)
     if not math.isfinite(collector.duration_seconds) or collector.duration_seconds < 0:
         raise InvalidArgument(
             f"{cwhere}: duration_seconds {collector.duration_seconds!r} is not a duration"
         )
-    return cwhere
 
 
-def _check_inventory(inventory: agent_pb2.Inventory, where: str) -> None:
+def check_inventory(inventory: agent_pb2.Inventory, where: str) -> None:
     """Raise InvalidArgument when the inventory is too big, its hash wrong or its JSON too deep."""
     raw = inventory.json
     if len(raw) > MAX_INVENTORY_BYTES:
@@ -380,11 +401,16 @@ def host_facts(host: agent_pb2.HostFacts) -> dict[str, str]:
     return {name: getattr(host, name) for name in HOST_FIELDS}
 
 
-def summarize(report: agent_pb2.Report) -> dict[str, Any]:
-    """Return the key metrics an operator sees in `rmm agents list`."""
+def summarize(report: agent_pb2.Report, series: ReportSeries | None = None) -> dict[str, Any]:
+    """Return the key metrics an operator sees in `rmm agents list` (`series`: the report's
+    samples as validate_report() returned them, which are faster to read than the report's)."""
     summary: dict[str, Any] = {"collector_errors": 0}
     if report.dropped_reports:  # kept, so a server restart does not announce old losses again
         summary["dropped_reports"] = report.dropped_reports
+    if series is not None:
+        summary["collector_errors"] = sum(not collector.ok for collector in report.collectors)
+        _summarize_series(series, summary)
+        return summary
     disk_max = -1.0
     for collector in report.collectors:
         if not collector.ok:
@@ -402,6 +428,25 @@ def summarize(report: agent_pb2.Report) -> dict[str, Any]:
                 summary["disk_used_ratio_max"] = sample.value
                 summary["disk_used_ratio_max_mountpoint"] = sample.labels.get("mountpoint", "")
     return summary
+
+
+def _summarize_series(series: ReportSeries, summary: dict[str, Any]) -> None:
+    """Fill `summary` as summarize() does from a report's samples, from its Series."""
+    disk_max = -1.0
+    for collector in series:
+        for name, labels, value in collector:
+            if name == "cpu_usage_ratio" and not labels:
+                summary["cpu_usage_ratio"] = value
+            elif name == "memory_usage_ratio":
+                summary["memory_used_ratio"] = value
+            elif name == "system_uptime_seconds":
+                summary["uptime_seconds"] = value
+            elif name == "disk_usage_ratio" and value > disk_max:
+                disk_max = value
+                summary["disk_used_ratio_max"] = value
+                summary["disk_used_ratio_max_mountpoint"] = next(
+                    (v for k, v in labels if k == "mountpoint"), ""
+                )
 
 
 def compress(data: bytes) -> bytes:

@@ -62,6 +62,32 @@ class ServerMetrics:
             "per-agent budget of series or bytes (counted per report rendered).",
             registry=self.registry,
         )
+        # Issue #11: what one agent may cost the event loop, and what one agent may hold open.
+        self.reports_slowed = Counter(
+            "rmm_server_reports_slowed",
+            "Reports whose reading was delayed because their agent had spent its share of the "
+            "event loop's CPU (checking reports, comparing inventories): the agent's stream waits, "
+            "nothing is dropped. The log names the agent once a minute.",
+            registry=self.registry,
+        )
+        self.reports_slowed_seconds = Counter(
+            "rmm_server_reports_slowed_seconds",
+            "Seconds agents' report streams waited for their CPU budget.",
+            registry=self.registry,
+        )
+        self.report_streams_replaced = Counter(
+            "rmm_server_report_streams_replaced",
+            "Report streams ended because the same agent opened another one (one report stream "
+            "per agent: the newer one is kept).",
+            registry=self.registry,
+        )
+        self.report_shapes = Counter(
+            "rmm_server_report_shapes",
+            "Reports checked, by whether their series set was the agent's last one (hit: values "
+            "checked only) or not (miss: checked in full).",
+            ["result"],
+            registry=self.registry,
+        )
         self.report_processing = Histogram(
             "rmm_server_report_processing_seconds",
             "Time from receiving a report to acknowledging it (validation, storage, export).",

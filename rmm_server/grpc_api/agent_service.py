@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -26,8 +27,46 @@ from rmm_server.server_metrics import ServerMetrics
 from rmm_server.updates import UpdateIndex
 
 log = logging.getLogger(__name__)
+# Reports read ahead of their acknowledgement on one stream, so a backlog is stored in batches:
+# at most this many, and at most MAX_IN_FLIGHT_BYTES_PER_STREAM of them (one larger report is
+# read alone). A spool backlog of 9 kB reports fills the count long before the bytes; a
+# hostile agent sending reports at the size limits holds at most the bytes plus one message.
 MAX_IN_FLIGHT_PER_STREAM = 64
+MAX_IN_FLIGHT_BYTES_PER_STREAM = 4 * 1024 * 1024
 HELLO_TIMEOUT_SECONDS = 30.0
+# An agent slowed for its CPU budget is said in the log at most once per this many seconds.
+SLOWED_LOG_SECONDS = 60.0
+
+
+class _ByteWindow:
+    """Bytes of reports read and not yet processed on one stream, bounded."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._freed = asyncio.Event()
+
+    async def acquire(self, size: int) -> None:
+        """Wait until `size` more bytes fit (always at once when nothing is held)."""
+        while self.used and self.used + size > self.limit:
+            self._freed.clear()
+            await self._freed.wait()
+        self.used += size
+
+    def release_after(self, size: int, _done: object) -> None:
+        """Give `size` bytes back once the report holding them was processed."""
+        self.used -= size
+        self._freed.set()
+
+
+class _ReportStream:
+    """One agent's open report stream: its reader, and whether a newer stream replaced it."""
+
+    __slots__ = ("reader", "replaced")
+
+    def __init__(self, reader: asyncio.Task[None]) -> None:
+        self.reader = reader
+        self.replaced = False
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
@@ -55,6 +94,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         # Long-lived streams never end by themselves: a stopping server ends them at once instead
         # of holding its shutdown for the whole grace period.
         self._report_readers: set[asyncio.Task[None]] = set()
+        # One report stream per agent: a newer one replaces the older (the agent reconnected
+        # and the old connection is half-open, or a copy of it runs elsewhere), so what one
+        # agent holds in memory is one stream's window.
+        self._report_streams: dict[str, _ReportStream] = {}
 
     def close_streams(self) -> None:
         """End every agent's report and command stream: the server is stopping.
@@ -121,18 +164,23 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         in_flight: asyncio.Queue[asyncio.Task[agent_pb2.ReportAck] | None] = asyncio.Queue(
             MAX_IN_FLIGHT_PER_STREAM
         )
+        window = _ByteWindow(MAX_IN_FLIGHT_BYTES_PER_STREAM)
 
         async def read() -> None:
             try:
                 async for report in request_iterator:
                     if self.limits is not None:
                         await self.limits.pace_report(agent.id)
+                    size = report.ByteSize()
+                    await window.acquire(size)
                     task = asyncio.ensure_future(self.ingestor.submit(agent, report))
+                    task.add_done_callback(functools.partial(window.release_after, size))
                     # When the stream ends on an error (the database is down), the reports read
                     # ahead are never awaited: read their outcome here, or asyncio logs a
                     # traceback for each one.
                     task.add_done_callback(retrieve_exception)
                     await in_flight.put(task)
+                    await self._within_cpu_budget(agent.id, agent.hostname)
             except DecodeError as error:
                 # Bytes no agent of ours can send (protobuf refuses to encode them): refuse the
                 # stream by name, without a traceback in the log.
@@ -147,6 +195,20 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self.cluster.attach(agent.id)
         reader = asyncio.ensure_future(read())
         self._report_readers.add(reader)
+        stream = _ReportStream(reader)
+        older = self._report_streams.get(agent.id)
+        self._report_streams[agent.id] = stream
+        if older is not None:
+            # Its reports read so far are still stored and acknowledged on it; what it has not
+            # read the agent sends again on this one, and the sequence check stores it once.
+            older.replaced = True
+            older.reader.cancel()
+            self.metrics.report_streams_replaced.inc()
+            log.info(
+                "agent %s opened a second report stream: the older one is ended (one report "
+                "stream per agent)",
+                agent_label(agent.hostname, agent.id),
+            )
         log.debug("agent %s opened its report stream", agent_label(agent.hostname, agent.id))
         try:
             while (task := await in_flight.get()) is not None:
@@ -155,15 +217,45 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                     ack.rotate_credential = True
                 yield ack
             await asyncio.wait([reader])
-            if reader.cancelled():  # only close_streams() cancels a reader that is still reading
+            if reader.cancelled():  # only close_streams() or a newer stream cancels a reader
+                if stream.replaced:
+                    raise Unavailable(
+                        "this agent opened another report stream, which replaces this one "
+                        "(one report stream per agent); reports not acknowledged here are "
+                        "sent on the newer stream"
+                    )
                 raise Unavailable("the server is stopping; reconnect to it or another replica")
             reader.result()
         finally:
             self._report_readers.discard(reader)
+            if self._report_streams.get(agent.id) is stream:
+                del self._report_streams[agent.id]
             reader.cancel()
             self.cluster.detach(agent.id)
             self.metrics.connected_agents.dec()
             log.debug("agent %s closed its report stream", agent.id)
+
+    async def _within_cpu_budget(self, agent_id: str, hostname: str) -> None:
+        """Wait before reading the agent's next report while it is over its CPU budget."""
+        budget = self.ingestor.cpu_budget
+        delay = budget.delay(agent_id)
+        if delay <= 0:
+            return
+        self.metrics.reports_slowed.inc()
+        self.metrics.reports_slowed_seconds.inc(delay)
+        if budget.first_in(agent_id, SLOWED_LOG_SECONDS):
+            log.warning(
+                "agent %s: its reports cost the server's event loop more than its share "
+                "(%.0f%% of a core, bursts of %.1f s): its next report is read in %.1f s, and "
+                "its stream waits (nothing is dropped). Its reports are large or change their "
+                "series set every time (names, labels, collector info, inventory): check the "
+                "agent's collectors and plug-ins (rmm_server_reports_slowed_total counts this)",
+                agent_label(hostname, agent_id),
+                budget.share * 100,
+                budget.burst,
+                delay,
+            )
+        await asyncio.sleep(delay)
 
     async def RotateCredential(
         self, request: agent_pb2.RotateCredentialRequest, context: grpc.aio.ServicerContext
