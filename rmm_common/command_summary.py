@@ -143,6 +143,16 @@ def _install_updates(request: commands_pb2.InstallUpdates) -> str:
     return f"install {len(ids)} update(s){only}: {shown}"
 
 
+def _driver_package(request: commands_pb2.DriverPackage) -> str:
+    if request.operation == "rollback":
+        return f"roll back driver {printable(request.kind)} {printable(request.package, 80)}"
+    device = f" on device {printable(request.device, 80)}" if request.device else ""
+    return (
+        f"install driver package {printable(request.file_name, 80)} ({len(request.data)} bytes, "
+        f"sha256 {printable(request.sha256[:16])}){device}"
+    )
+
+
 _DESCRIBERS: dict[str, Callable[[Any], str]] = {
     "run_script": _run_script,
     "list_processes": _list_processes,
@@ -154,4 +164,5 @@ _DESCRIBERS: dict[str, Callable[[Any], str]] = {
     "pull_file": _pull_file,
     "collect_now": _collect_now,
     "install_updates": _install_updates,
+    "driver_package": _driver_package,
 }

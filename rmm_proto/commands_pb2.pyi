@@ -68,7 +68,7 @@ COMMAND_EXPIRED: CommandStatus
 COMMAND_CANCELLED: CommandStatus
 
 class Command(_message.Message):
-    __slots__ = ("id", "agent_id", "issued_at", "expires_at", "timeout_seconds", "operator", "consent", "run_id", "run_script", "list_processes", "kill_process", "list_services", "service_control", "reboot", "push_file", "pull_file", "collect_now", "install_updates")
+    __slots__ = ("id", "agent_id", "issued_at", "expires_at", "timeout_seconds", "operator", "consent", "run_id", "run_script", "list_processes", "kill_process", "list_services", "service_control", "reboot", "push_file", "pull_file", "collect_now", "install_updates", "driver_package")
     ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class Command(_message.Message):
     PULL_FILE_FIELD_NUMBER: _ClassVar[int]
     COLLECT_NOW_FIELD_NUMBER: _ClassVar[int]
     INSTALL_UPDATES_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_PACKAGE_FIELD_NUMBER: _ClassVar[int]
     id: str
     agent_id: str
     issued_at: float
@@ -105,7 +106,8 @@ class Command(_message.Message):
     pull_file: PullFile
     collect_now: CollectNow
     install_updates: InstallUpdates
-    def __init__(self, id: _Optional[str] = ..., agent_id: _Optional[str] = ..., issued_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., timeout_seconds: _Optional[float] = ..., operator: _Optional[str] = ..., consent: _Optional[_Union[ConsentMode, str]] = ..., run_id: _Optional[str] = ..., run_script: _Optional[_Union[RunScript, _Mapping]] = ..., list_processes: _Optional[_Union[ListProcesses, _Mapping]] = ..., kill_process: _Optional[_Union[KillProcess, _Mapping]] = ..., list_services: _Optional[_Union[ListServices, _Mapping]] = ..., service_control: _Optional[_Union[ServiceControl, _Mapping]] = ..., reboot: _Optional[_Union[Reboot, _Mapping]] = ..., push_file: _Optional[_Union[PushFile, _Mapping]] = ..., pull_file: _Optional[_Union[PullFile, _Mapping]] = ..., collect_now: _Optional[_Union[CollectNow, _Mapping]] = ..., install_updates: _Optional[_Union[InstallUpdates, _Mapping]] = ...) -> None: ...
+    driver_package: DriverPackage
+    def __init__(self, id: _Optional[str] = ..., agent_id: _Optional[str] = ..., issued_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., timeout_seconds: _Optional[float] = ..., operator: _Optional[str] = ..., consent: _Optional[_Union[ConsentMode, str]] = ..., run_id: _Optional[str] = ..., run_script: _Optional[_Union[RunScript, _Mapping]] = ..., list_processes: _Optional[_Union[ListProcesses, _Mapping]] = ..., kill_process: _Optional[_Union[KillProcess, _Mapping]] = ..., list_services: _Optional[_Union[ListServices, _Mapping]] = ..., service_control: _Optional[_Union[ServiceControl, _Mapping]] = ..., reboot: _Optional[_Union[Reboot, _Mapping]] = ..., push_file: _Optional[_Union[PushFile, _Mapping]] = ..., pull_file: _Optional[_Union[PullFile, _Mapping]] = ..., collect_now: _Optional[_Union[CollectNow, _Mapping]] = ..., install_updates: _Optional[_Union[InstallUpdates, _Mapping]] = ..., driver_package: _Optional[_Union[DriverPackage, _Mapping]] = ...) -> None: ...
 
 class SignedCommand(_message.Message):
     __slots__ = ("command", "signature")
@@ -343,6 +345,42 @@ class InstallUpdates(_message.Message):
     backend: str
     def __init__(self, update_ids: _Optional[_Iterable[str]] = ..., backend: _Optional[str] = ...) -> None: ...
 
+class DriverPackage(_message.Message):
+    __slots__ = ("operation", "file_name", "data", "sha256", "device", "kind", "package")
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
+    operation: str
+    file_name: str
+    data: bytes
+    sha256: str
+    device: str
+    kind: str
+    package: str
+    def __init__(self, operation: _Optional[str] = ..., file_name: _Optional[str] = ..., data: _Optional[bytes] = ..., sha256: _Optional[str] = ..., device: _Optional[str] = ..., kind: _Optional[str] = ..., package: _Optional[str] = ...) -> None: ...
+
+class DriverPackageResult(_message.Message):
+    __slots__ = ("kind", "package", "version", "previous", "commands", "output", "reboot_required")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    REBOOT_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    package: str
+    version: str
+    previous: str
+    commands: _containers.RepeatedScalarFieldContainer[str]
+    output: str
+    reboot_required: bool
+    def __init__(self, kind: _Optional[str] = ..., package: _Optional[str] = ..., version: _Optional[str] = ..., previous: _Optional[str] = ..., commands: _Optional[_Iterable[str]] = ..., output: _Optional[str] = ..., reboot_required: _Optional[bool] = ...) -> None: ...
+
 class UpdateInstallResult(_message.Message):
     __slots__ = ("update_id", "status", "message", "version", "reboot_required")
     UPDATE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -366,7 +404,7 @@ class InstallUpdatesResult(_message.Message):
     def __init__(self, updates: _Optional[_Iterable[_Union[UpdateInstallResult, _Mapping]]] = ..., reboot_required: _Optional[bool] = ...) -> None: ...
 
 class CommandResult(_message.Message):
-    __slots__ = ("command_id", "status", "error", "started_at", "finished_at", "duplicate", "script", "processes", "kill", "services", "service", "reboot", "file", "collect", "install_updates")
+    __slots__ = ("command_id", "status", "error", "started_at", "finished_at", "duplicate", "script", "processes", "kill", "services", "service", "reboot", "file", "collect", "install_updates", "driver_package")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -382,6 +420,7 @@ class CommandResult(_message.Message):
     FILE_FIELD_NUMBER: _ClassVar[int]
     COLLECT_FIELD_NUMBER: _ClassVar[int]
     INSTALL_UPDATES_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_PACKAGE_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     status: CommandStatus
     error: str
@@ -397,7 +436,8 @@ class CommandResult(_message.Message):
     file: FileResult
     collect: CollectResult
     install_updates: InstallUpdatesResult
-    def __init__(self, command_id: _Optional[str] = ..., status: _Optional[_Union[CommandStatus, str]] = ..., error: _Optional[str] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., duplicate: _Optional[bool] = ..., script: _Optional[_Union[ScriptResult, _Mapping]] = ..., processes: _Optional[_Union[ProcessList, _Mapping]] = ..., kill: _Optional[_Union[KillResult, _Mapping]] = ..., services: _Optional[_Union[ServiceList, _Mapping]] = ..., service: _Optional[_Union[ServiceResult, _Mapping]] = ..., reboot: _Optional[_Union[RebootResult, _Mapping]] = ..., file: _Optional[_Union[FileResult, _Mapping]] = ..., collect: _Optional[_Union[CollectResult, _Mapping]] = ..., install_updates: _Optional[_Union[InstallUpdatesResult, _Mapping]] = ...) -> None: ...
+    driver_package: DriverPackageResult
+    def __init__(self, command_id: _Optional[str] = ..., status: _Optional[_Union[CommandStatus, str]] = ..., error: _Optional[str] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., duplicate: _Optional[bool] = ..., script: _Optional[_Union[ScriptResult, _Mapping]] = ..., processes: _Optional[_Union[ProcessList, _Mapping]] = ..., kill: _Optional[_Union[KillResult, _Mapping]] = ..., services: _Optional[_Union[ServiceList, _Mapping]] = ..., service: _Optional[_Union[ServiceResult, _Mapping]] = ..., reboot: _Optional[_Union[RebootResult, _Mapping]] = ..., file: _Optional[_Union[FileResult, _Mapping]] = ..., collect: _Optional[_Union[CollectResult, _Mapping]] = ..., install_updates: _Optional[_Union[InstallUpdatesResult, _Mapping]] = ..., driver_package: _Optional[_Union[DriverPackageResult, _Mapping]] = ...) -> None: ...
 
 class CommandHello(_message.Message):
     __slots__ = ("agent_started_at", "boot_time", "agent_version", "disconnected_at", "disconnect_reason")

@@ -90,6 +90,8 @@ ACTION_ROLE: dict[str, Role] = {
     "reboot": Role.TIER2,
     "push_file": Role.TIER2,
     "pull_file": Role.TIER2,
+    # A driver changes how the host talks to its hardware: the highest tier.
+    "driver_package": Role.TIER3,
 }
 
 

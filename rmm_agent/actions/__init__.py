@@ -14,6 +14,7 @@ from typing import Any
 
 from rmm_agent.actions import (
     collect_now,
+    driver_package,
     install_updates,
     kill_process,
     list_processes,
@@ -58,12 +59,21 @@ ACTIONS: dict[str, ActionFn] = {
     "pull_file": pull_file.run,
     "collect_now": collect_now.run,
     "install_updates": install_updates.run,
+    "driver_package": driver_package.run,
 }
 
 # Actions that change the host or read its files: in "ask" consent mode a logged-in user must
 # approve them. Listing and collecting only read what the reports show anyway.
 INTERACTIVE = frozenset(
-    {"run_script", "kill_process", "service_control", "reboot", "push_file", "pull_file"}
+    {
+        "run_script",
+        "kill_process",
+        "service_control",
+        "reboot",
+        "push_file",
+        "pull_file",
+        "driver_package",
+    }
 )
 
 

@@ -77,6 +77,7 @@ def test_action_names_come_from_the_command_contract() -> None:
         "pull_file",
         "collect_now",
         "install_updates",
+        "driver_package",
     }
 
 

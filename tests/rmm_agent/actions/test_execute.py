@@ -19,7 +19,15 @@ def test_every_action_of_the_contract_has_a_module() -> None:
     assert set(ACTIONS) == set(ACTION_NAMES)
     assert (
         frozenset(
-            {"run_script", "kill_process", "service_control", "reboot", "push_file", "pull_file"}
+            {
+                "run_script",
+                "kill_process",
+                "service_control",
+                "reboot",
+                "push_file",
+                "pull_file",
+                "driver_package",
+            }
         )
         == INTERACTIVE
     )
