@@ -27,7 +27,6 @@ from rmm_cli.output import (
 from rmm_common.agent_words import printable_name, shown_hostname_flagged
 from rmm_common.boundedjson import load_json_bounded
 from rmm_common.durations import format_duration
-from rmm_common.logs import agent_text
 
 if TYPE_CHECKING:
     from rmm_proto import operator_pb2
@@ -349,6 +348,8 @@ def agents_show(conn: Connection, agent: str, output: str) -> None:
             f"{c.duration_seconds * 1000:.1f} ms",
         )
     print_table(collectors)
+    from rmm_common.logs import agent_text  # noqa: PLC0415
+
     services = info.get("services", {})
     if services.get("available") is False:
         reason = agent_text(services.get("reason", "unknown reason"))

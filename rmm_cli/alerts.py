@@ -15,6 +15,7 @@ from rmm_cli.output import (
     OUTPUT_OPTION,
     emit,
     emit_json,
+    emit_json_rows,
     finite_or_none,
     print_table,
     shown,
@@ -111,7 +112,7 @@ def alerts_list(
         ),
     )
     if output == "json":
-        emit_json([alert_row(alert) for alert in response.alerts])
+        emit_json_rows([[alert_row(alert) for alert in response.alerts]])
         return
     more = bool(limit) and len(response.alerts) > limit
     listed = list(response.alerts)[:limit] if limit else list(response.alerts)

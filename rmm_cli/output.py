@@ -18,7 +18,6 @@ import click
 
 from rmm_cli.client import EXIT_USAGE, CliError
 from rmm_common.durations import format_duration
-from rmm_common.logs import agent_text
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -104,6 +103,8 @@ def shown(text: str) -> str:
     """Return agent-supplied text for a rich table cell: control characters and terminal escapes
     shown as escapes, and brackets that rich would read as markup escaped."""
     from rich.markup import escape  # noqa: PLC0415
+
+    from rmm_common.logs import agent_text  # noqa: PLC0415 - logging, for tables only
 
     return escape(agent_text(text))
 
