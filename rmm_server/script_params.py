@@ -9,6 +9,8 @@ may be set is exactly what the header says. docs/scripts.md describes the keys.
 from __future__ import annotations
 
 import difflib
+import ntpath
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -21,7 +23,18 @@ from rmm_common.script_env import PARAM_PREFIX
 from rmm_common.yamlnodes import Unreadable, scalar
 
 TYPES = ("string", "int", "bool", "choice", "path")
-KEYS = ("name", "type", "description", "required", "default", "choices", "pattern", "min", "max")
+KEYS = (
+    "name",
+    "type",
+    "description",
+    "required",
+    "default",
+    "choices",
+    "pattern",
+    "min",
+    "max",
+    "roots",
+)
 # Lower case so the variable (upper case) and the name never differ but in case; short enough
 # to type on a command line.
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -34,6 +47,31 @@ FALSE = ("false", "no", "off", "0")
 INT = re.compile(r"^[+-]?[0-9]{1,18}$")
 # An absolute path on POSIX (/var/log) or Windows (C:\Temp, C:/Temp).
 ABSOLUTE = re.compile(r"^(/|[A-Za-z]:[\\/])")
+WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]")
+MAX_ROOTS = 32
+
+
+def normalised_path(value: str) -> str:
+    """Return an absolute path (no `..` parts: checked before) in one spelling: `//`, `/./` and
+    a trailing separator gone (`/var//log/./` is `/var/log`), and on Windows `\\` separators
+    and an upper-case drive (`c:/Temp/` is `C:\\Temp`)."""
+    if WINDOWS_ABSOLUTE.match(value):
+        norm = ntpath.normpath(value)
+        return norm[0].upper() + norm[1:]
+    # POSIX keeps a leading `//` as implementation-defined; no root is spelled so.
+    return "/" + posixpath.normpath(value).lstrip("/")
+
+
+def path_is_under(path: str, root: str) -> bool:
+    """Say whether normalised `path` is `root` or inside it, by whole path components (so
+    `/variable` is not under `/var`); Windows paths without regard to case."""
+    windows = WINDOWS_ABSOLUTE.match(root) is not None
+    if windows != (WINDOWS_ABSOLUTE.match(path) is not None):
+        return False
+    sep = "\\" if windows else "/"
+    if windows:
+        path, root = path.casefold(), root.casefold()
+    return path == root or path.startswith(root if root.endswith(sep) else root + sep)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +87,7 @@ class Param:
     pattern: str = ""
     minimum: int | None = None
     maximum: int | None = None
+    roots: tuple[str, ...] = ()  # type path: the value must be one of these or inside one
 
     @property
     def env_name(self) -> str:
@@ -66,6 +105,8 @@ class Param:
             high = "" if self.maximum is None else f" to {self.maximum}"
             return f"a whole number{low}{high}"
         what = "an absolute path (no .. parts)" if self.type == "path" else "one line of text"
+        if self.roots:
+            what += " under " + ", ".join(self.roots)
         if self.pattern:
             what += f" matching the pattern {self.pattern!r}"
         return what
@@ -98,12 +139,22 @@ class Param:
                 raise ValueError("is not one of the choices")
             return value
         if self.type == "path":
-            if not ABSOLUTE.match(value):
-                raise ValueError("is not an absolute path")
-            if ".." in re.split(r"[\\/]", value):
-                raise ValueError("has a .. part")
+            value = self._checked_path(value)
         if self.pattern and re.fullmatch(self.pattern, value) is None:
             raise ValueError("does not match the pattern")
+        return value
+
+    def _checked_path(self, value: str) -> str:
+        """Return a path parameter's value normalised; raise ValueError when it is not absolute,
+        has a `..` part, or lies outside the declared roots."""
+        if not ABSOLUTE.match(value):
+            raise ValueError("is not an absolute path")
+        if ".." in re.split(r"[\\/]", value):
+            raise ValueError("has a .. part")
+        # The agent gets the path in one spelling, the one checked here.
+        value = normalised_path(value)
+        if self.roots and not any(path_is_under(value, root) for root in self.roots):
+            raise ValueError(f"is outside the directories the script allows ({value})")
         return value
 
 
@@ -226,6 +277,7 @@ def _parse_param(node: yaml.Node, problem: Problem) -> Param | None:
     choices = _parse_choices(decl)
     pattern = _parse_pattern(decl)
     low, high = _parse_bounds(decl)
+    roots = _parse_roots(decl)
     if decl.bad:
         return None
     param = Param(
@@ -237,6 +289,7 @@ def _parse_param(node: yaml.Node, problem: Problem) -> Param | None:
         pattern=str(pattern),
         minimum=low,
         maximum=high,
+        roots=roots,
     )
     if "default" not in items:
         return param
@@ -317,7 +370,11 @@ def _checked_name(
 
 def _check_keys_fit_type(decl: _Decl) -> None:
     """Refuse choices, pattern, min and max on a type they do not apply to."""
-    for key, only in (("choices", ("choice",)), ("pattern", ("string", "path"))):
+    for key, only in (
+        ("choices", ("choice",)),
+        ("pattern", ("string", "path")),
+        ("roots", ("path",)),
+    ):
         if key in decl.items and decl.kind not in only:
             decl.refuse(key, f"{key} is for type {' or '.join(only)}, not {decl.kind}")
     for key in ("min", "max"):
@@ -356,6 +413,29 @@ def _parse_pattern(decl: _Decl) -> Any:
     except re.error as exc:
         decl.refuse("pattern", f"pattern is not a regular expression: {exc}")
     return pattern
+
+
+def _parse_roots(decl: _Decl) -> tuple[str, ...]:
+    """Return a path param's allowed roots, normalised (empty: any absolute path)."""
+    if decl.kind != "path" or "roots" not in decl.items:
+        return ()
+    value = decl.get("roots")
+    fix = "write `roots: [/var, /home]`: absolute directories the value must be in"
+    if not isinstance(value, list) or not value or len(value) > MAX_ROOTS:
+        decl.refuse("roots", f"roots must be a list of 1 to {MAX_ROOTS} directories; {fix}")
+        return ()
+    roots: list[str] = []
+    for root in value:
+        if (
+            not isinstance(root, str)
+            or not root.isprintable()
+            or not ABSOLUTE.match(root)
+            or ".." in re.split(r"[\\/]", root)
+        ):
+            decl.refuse("roots", f"root {root!r} is not an absolute path without .. parts; {fix}")
+            return ()
+        roots.append(normalised_path(root))
+    return tuple(dict.fromkeys(roots))
 
 
 def _parse_bounds(decl: _Decl) -> tuple[int | None, int | None]:

@@ -7,6 +7,7 @@ operator tokens of each role, and real bash running the scripts.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.timeout(240)
+
+SHIPPED_LIBRARY = Path(__file__).resolve().parents[2] / "script-library"
 
 # Prints what it was given and whether anything reached its environment that should not have.
 GREET = """#!/usr/bin/env bash
@@ -64,6 +67,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     library = base / "library"
     library.mkdir()
     (library / "greet.sh").write_text(GREET)
+    # The shipped disk-usage, whose path parameter is confined to its header's roots.
+    shutil.copy(SHIPPED_LIBRARY / "disk-usage.sh", library / "disk-usage.sh")
     server = ServerProcess(
         base / "data",
         free_port(),
@@ -242,3 +247,54 @@ def test_bad_params_are_refused_with_what_is_wrong_and_allowed(setup: Setup) -> 
         ("who", "string", "RMM_PARAM_WHO"),
         ("times", "int", "RMM_PARAM_TIMES"),
     ]
+
+
+def disk_usage(setup: Setup, path: str) -> subprocess.CompletedProcess[str]:
+    return rmm(
+        setup.server, "run", "-t", setup.agent_id, "--library", "disk-usage", "--param",
+        f"path={path}", "--output", "json", token=setup.tokens["tier1"], check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("/root", "--param path=/root is outside the directories the script allows (/root)"),
+        ("/root/", "is outside the directories the script allows (/root)"),
+        ("/var/../root", "--param path=/var/../root has a .. part"),
+        ("/", "is outside the directories the script allows (/)"),
+        ("/etc", "is outside the directories the script allows (/etc)"),
+    ],
+)
+def test_tier1_cannot_list_a_directory_outside_the_scripts_roots(
+    setup: Setup, path: str, problem: str
+) -> None:
+    result = disk_usage(setup, path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert problem in result.stderr
+    assert "path takes an absolute path (no .. parts) under /var, /home, /tmp, /srv, /opt" in (
+        result.stderr
+    )
+
+
+def test_tier1_lists_a_directory_inside_the_roots_in_its_normal_spelling(setup: Setup) -> None:
+    result = disk_usage(setup, "/var//log/")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert "== Biggest directories under /var/log (this filesystem only) ==" in row["stdout"]
+    fields = rmm_json(setup.server, "commands", "show", row["command_id"])["fields"]
+    assert fields["env"] == {"RMM_PARAM_PATH": "/var/log"}  # what the agent got
+
+
+def test_a_link_inside_a_root_that_leads_out_is_refused_by_the_script(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # Any local user can make one in /tmp; the server sees only the words, the script checks.
+    link = tmp_path / "to-root"
+    link.symlink_to("/root")
+    assert str(link).startswith("/tmp/")
+    result = disk_usage(setup, str(link))
+    (row,) = json.loads(result.stdout)
+    assert row["exit_code"] == 2, row
+    assert f"{link} is /root, outside /var /home /tmp /srv /opt; refused" in row["stderr"]
+    assert "Biggest directories" not in row["stdout"]

@@ -652,6 +652,115 @@ def test_bad_params_are_refused_naming_the_param_the_problem_and_what_it_takes(
     assert message in str(caught.value)
 
 
+ROOTED = header(
+    "description: Rooted.",
+    "shells: [sh]",
+    "params:",
+    "  - name: path",
+    "    type: path",
+    "    default: /var/",
+    "    roots: [/var, /home/, /tmp//, 'C:/Temp']",
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        ("/var", "/var"),
+        ("/var/log", "/var/log"),
+        ("/var/log/", "/var/log"),
+        ("/var//log/./nginx/", "/var/log/nginx"),
+        ("//var/log", "/var/log"),
+        ("/home/alice", "/home/alice"),
+        ("c:\\temp\\logs\\", "C:\\temp\\logs"),
+        ("C:/Temp/x", "C:\\Temp\\x"),
+    ],
+)
+def test_a_rooted_path_is_sent_normalised_when_inside_a_root(
+    tmp_path: Path, value: str, sent: str
+) -> None:
+    write(tmp_path, "r.sh", ROOTED)
+    script = ScriptLibrary.load(tmp_path).get("r")
+    assert script.params[0].roots == ("/var", "/home", "/tmp", "C:\\Temp")
+    assert script.params[0].default == "/var"
+    assert check_params("r", script.params, {"path": value}) == {"RMM_PARAM_PATH": sent}
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("/root", "is outside the directories the script allows (/root)"),
+        ("/root/", "is outside the directories the script allows (/root)"),
+        ("/var/../root", "has a .. part"),
+        ("/var/./../root", "has a .. part"),
+        ("/variable", "is outside the directories the script allows (/variable)"),
+        ("/", "is outside the directories the script allows (/)"),
+        ("/etc/shadow", "is outside"),
+        ("D:\\Temp", "is outside"),
+        ("C:\\Windows", "is outside"),
+    ],
+)
+def test_a_rooted_path_outside_every_root_is_refused(
+    tmp_path: Path, value: str, problem: str
+) -> None:
+    write(tmp_path, "r.sh", ROOTED)
+    script = ScriptLibrary.load(tmp_path).get("r")
+    with pytest.raises(InvalidArgument) as caught:
+        check_params("r", script.params, {"path": value})
+    assert problem in str(caught.value)
+    assert "path takes an absolute path (no .. parts) under /var, /home, /tmp" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("lines", "problem"),
+    [
+        (("    roots: [var]",), "root 'var' is not an absolute path without .. parts"),
+        (("    roots: [/var/../etc]",), "is not an absolute path without .. parts"),
+        (("    roots: /var",), "roots must be a list of 1 to 32 directories"),
+        (("    roots: []",), "roots must be a list of 1 to 32 directories"),
+        (("    roots: [/var]", "    default: /"), "default '/' is outside the directories"),
+    ],
+)
+def test_bad_roots_are_refused_at_load(
+    tmp_path: Path, lines: tuple[str, ...], problem: str
+) -> None:
+    write(
+        tmp_path,
+        "r.sh",
+        header(
+            "description: R.", "shells: [sh]", "params:", "  - name: p", "    type: path", *lines
+        ),
+    )
+    errors = problems(tmp_path)
+    assert len(errors) == 1 and problem in errors[0], errors
+    write(
+        tmp_path,
+        "r.sh",
+        header("description: R.", "shells: [sh]", "params:", "  - name: p", "    roots: [/var]"),
+    )
+    assert "roots is for type path, not string" in problems(tmp_path)[0]
+
+
+def test_shipped_disk_usage_keeps_tier1_inside_its_roots_even_through_a_link(
+    tmp_path: Path,
+) -> None:
+    params = SHIPPED.get("disk-usage").params
+    for value in ("/root", "/var/../root", "/etc", "/"):
+        with pytest.raises(InvalidArgument, match="--param path="):
+            check_params("disk-usage", params, {"path": value})
+    # The script's own list is the header's roots.
+    body = (SHIPPED_SCRIPT_LIBRARY / "disk-usage.sh").read_text()
+    assert "roots=(" + " ".join(params[0].roots) + ")" in body
+    # A link inside a root that leads out of them passes the server's check of the words, and
+    # the script refuses where it leads.
+    link = tmp_path / "link"
+    link.symlink_to("/etc")
+    env = {**os.environ, **check_params("disk-usage", params, {"path": str(link)})}
+    result = run("disk-usage", env=env)
+    assert result.returncode == 2 and f"{link} is /etc, outside" in result.stderr, result.stderr
+    assert "Biggest directories" not in result.stdout
+
+
 def test_shipped_scripts_read_their_params_from_rmm_param_variables(tmp_path: Path) -> None:
     # As the agent runs them: the server's checked values arrive as RMM_PARAM_<NAME>.
     (tmp_path / "only").mkdir()
