@@ -17,13 +17,18 @@ report and operator rate limits off, is populated through its real APIs:
 
 Then every operator query the `rmm` command line offers is timed `--repeat` times two ways: the
 real CLI process (wall time, Python start-up included) and the gRPC call(s) alone that the CLI
-makes (from this process, over one open channel). `rmm --version` gives the CLI's start-up floor.
+makes (from this process, over one open channel). `rmm --version` gives the CLI's start-up floor
+and `rmm --help` what listing the commands adds. With `--peer-tree DIR` (a source tree of another
+version, e.g. `git archive` of an earlier commit) that version's `rmm` is timed too, against the
+same server, each run right after this tree's: a peer under the same load, for before/after.
 The table shows medians; `--json FILE` keeps every sample.
 
 Run from the repository root:
 
     .venv/bin/python -m bench.operator_queries --json /tmp/queries.json
     .venv/bin/python -m bench.operator_queries --db postgresql://postgres@127.0.0.1:5432/test
+    git archive abf7aec | tar -x -C /tmp/before   # the CLI before issue #16, as the peer
+    .venv/bin/python -m bench.operator_queries --peer-tree /tmp/before --json /tmp/queries.json
 """
 
 from __future__ import annotations
@@ -71,7 +76,7 @@ from bench.ingest_rate import (
     fresh_database,
 )
 from rmm_agent import __version__ as agent_version
-from rmm_cli.agents import TABLE_PAGE
+from rmm_cli.agents import FETCH_PAGE, TABLE_PAGE
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import (
     agent_pb2,
@@ -267,11 +272,12 @@ def queries(sample_agent: str, sample_host: str, run_id: str) -> list[Query]:
     page = TABLE_PAGE  # the rows a table shows unless --limit says otherwise
 
     def agents(flt: operator_pb2.AgentFilter, limit: int = 0, start: int = 0) -> Call:
-        # As `rmm agents list` does: page after page until done or --limit rows.
+        # As `rmm agents list` does: page after page until done or --limit rows, FETCH_PAGE
+        # rows a call (the CLI asks for each next page before printing; here nothing prints).
         def call(stub: operator_pb2_grpc.OperatorServiceStub) -> int:
             rows, token = 0, str(start) if start else ""
             while True:
-                size = min(limit - rows, 5000) if limit else 5000
+                size = min(limit - rows, FETCH_PAGE) if limit else FETCH_PAGE
                 response = stub.ListAgents(
                     operator_pb2.ListAgentsRequest(filter=flt, limit=size, page_token=token),
                     timeout=CALL_TIMEOUT_SECONDS,
@@ -447,8 +453,14 @@ def queries(sample_agent: str, sample_host: str, run_id: str) -> list[Query]:
     ]
 
 
-def time_cli(argv: Sequence[str], env: dict[str, str]) -> tuple[float, int]:
-    """Run the CLI once; return its wall time and how many bytes it printed."""
+def time_cli(
+    argv: Sequence[str], env: dict[str, str], tree: Path | None = None
+) -> tuple[float, int]:
+    """Run the CLI once (the `rmm` of source tree `tree` when given); return its wall time and
+    how many bytes it printed."""
+    if tree is not None:
+        # The same launcher: rmm_* found on PYTHONPATH before the editable install's finder.
+        env = dict(env, PYTHONPATH=str(tree))
     started = time.perf_counter()
     result = subprocess.run(
         [str(BIN / "rmm"), *argv],
@@ -460,45 +472,62 @@ def time_cli(argv: Sequence[str], env: dict[str, str]) -> tuple[float, int]:
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise BenchError(
-            f"rmm {' '.join(argv)} exited {result.returncode}: "
-            f"{result.stderr.decode(errors='replace')[-500:]}"
+            f"rmm {' '.join(argv)}{f' (from {tree})' if tree else ''} exited "
+            f"{result.returncode}: {result.stderr.decode(errors='replace')[-500:]}"
         )
     return wall, len(result.stdout)
 
 
 def measure_queries(
-    address: str, env: dict[str, str], selected: Sequence[Query], repeat: int
+    address: str,
+    env: dict[str, str],
+    selected: Sequence[Query],
+    repeat: int,
+    peer_tree: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Time each query `repeat` times, CLI and gRPC interleaved."""
+    """Time each query `repeat` times: gRPC, this tree's CLI and the peer's, interleaved."""
     channel = grpc.insecure_channel(address, options=OPTIONS)
     token = env["RMM_TOKEN"]
     stub = operator_pb2_grpc.OperatorServiceStub(_AuthChannel(channel, token))
     results: list[dict[str, Any]] = []
-    try:
-        floor = [time_cli(["--version"], env)[0] for _ in range(repeat)]
+
+    def cli_only(name: str, argv: list[str]) -> None:
+        cli, peer = [], []
+        for _ in range(repeat):
+            cli.append(time_cli(argv, env)[0])
+            if peer_tree is not None:
+                peer.append(time_cli(argv, env, peer_tree)[0])
         results.append(
             {
-                "name": "rmm --version (start-up floor)",
-                "argv": ["--version"],
-                "cli_seconds": floor,
+                "name": name,
+                "argv": argv,
+                "cli_seconds": cli,
+                "peer_cli_seconds": peer,
                 "grpc_seconds": [],
                 "rows": None,
                 "cli_bytes": None,
             }
         )
+
+    try:
+        cli_only("rmm --version (start-up floor)", ["--version"])
+        cli_only("rmm --help", ["--help"])
         for query in selected:
-            cli, calls, rows, size = [], [], 0, 0
+            cli, peer, calls, rows, size = [], [], [], 0, 0
             for _ in range(repeat):
                 started = time.perf_counter()
                 rows = query.call(stub)
                 calls.append(time.perf_counter() - started)
                 wall, size = time_cli(query.argv, env)
                 cli.append(wall)
+                if peer_tree is not None:
+                    peer.append(time_cli(query.argv, env, peer_tree)[0])
             results.append(
                 {
                     "name": query.name,
                     "argv": list(query.argv),
                     "cli_seconds": cli,
+                    "peer_cli_seconds": peer,
                     "grpc_seconds": calls,
                     "rows": rows,
                     "cli_bytes": size,
@@ -506,7 +535,9 @@ def measure_queries(
             )
             print(
                 f"  {query.name:<40} grpc {statistics.median(calls) * 1000:8.1f} ms   "
-                f"cli {statistics.median(cli) * 1000:8.1f} ms   rows {rows}",
+                f"cli {statistics.median(cli) * 1000:8.1f} ms"
+                + (f"   peer cli {statistics.median(peer) * 1000:8.1f} ms" if peer else "")
+                + f"   rows {rows}",
                 flush=True,
             )
     finally:
@@ -626,13 +657,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 if args.only is None or args.only in q.name
             ]
-            results = measure_queries(address, env, selected, args.repeat)
+            results = measure_queries(address, env, selected, args.repeat, args.peer_tree)
             ensure_alive(proc, "rmm-server", log_path)
         finally:
             stopped = stop_process(proc)
         problems = log_problems(log_path)
     return {
         "database": "postgresql" if args.db else "sqlite",
+        "peer_tree": str(args.peer_tree) if args.peer_tree else None,
         "population": population,
         "queries": results,
         "loadavg_before": list(load_before),
@@ -659,14 +691,28 @@ def print_report(result: dict[str, Any]) -> None:
         f"{pop['command_runs']} queued runs; load average "
         f"{result['loadavg_before'][0]:.2f} -> {result['loadavg_after'][0]:.2f}"
     )
-    print(f"{'query':<42}{'gRPC ms':>10}{'CLI ms':>10}{'rows':>8}{'CLI bytes':>12}")
+    peer = bool(result.get("peer_tree"))
+    print(
+        f"{'query':<42}{'gRPC ms':>10}{'CLI ms':>10}"
+        + (f"{'peer CLI ms':>13}{'ratio':>7}" if peer else "")
+        + f"{'rows':>8}{'CLI bytes':>12}"
+    )
+    if peer:
+        print(f"(peer: the rmm of {result['peer_tree']}, run right after this tree's each time)")
     slow = []
     for entry in result["queries"]:
         grpc_ms = statistics.median(entry["grpc_seconds"]) * 1000 if entry["grpc_seconds"] else None
         cli_ms = statistics.median(entry["cli_seconds"]) * 1000
+        peer_ms = (
+            statistics.median(entry["peer_cli_seconds"]) * 1000
+            if entry.get("peer_cli_seconds")
+            else None
+        )
         print(
             f"{entry['name']:<42}{'-' if grpc_ms is None else f'{grpc_ms:.1f}':>10}"
-            f"{cli_ms:>10.1f}{'' if entry['rows'] is None else entry['rows']:>8}"
+            f"{cli_ms:>10.1f}"
+            + (f"{peer_ms:>13.1f}{peer_ms / cli_ms:>6.1f}x" if peer_ms is not None else "")
+            + f"{'' if entry['rows'] is None else entry['rows']:>8}"
             f"{'' if entry['cli_bytes'] is None else entry['cli_bytes']:>12}"
         )
         if grpc_ms is not None and grpc_ms >= TARGET_CALL_SECONDS * 1000:
@@ -712,6 +758,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="postgresql://USER@HOST:PORT/DB: a fresh database is "
         "created on that server (and dropped afterwards) instead of SQLite",
     )
+    parser.add_argument(
+        "--peer-tree",
+        type=Path,
+        help="a source tree of another version (git archive COMMIT | tar -x -C DIR): its rmm "
+        "is timed beside this tree's on every query, against the same server",
+    )
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     args = parser.parse_args(argv)
     if not 1 <= args.agents <= 100_000:
@@ -726,6 +778,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--runs-of-commands must be between 1 and --clients x --sites")
     if not 1 <= args.repeat <= 50:
         parser.error("--repeat must be between 1 and 50")
+    if args.peer_tree and not (args.peer_tree / "rmm_cli" / "main.py").is_file():
+        parser.error(f"--peer-tree {args.peer_tree} has no rmm_cli/main.py: not a source tree")
     if args.db and not args.db.startswith("postgresql"):
         parser.error("--db takes a postgresql:// URL (SQLite is the default)")
     return args
