@@ -149,7 +149,9 @@ def main(
 
 # Every command group (and the few top-level commands), each from its own module: its name, its
 # module and attribute, and its one-line help as `rmm --help` lists it (the first line of its
-# docstring; tests/rmm_cli/test_layout.py fails when they differ).
+# docstring; tests/rmm_cli/test_startup.py fails when they differ). A new group is one more
+# LazyCommand line here, never an import of its module at the top of this file: that would load
+# the module, and whatever it imports, for every `rmm` command.
 GROUPS: list[click.Command] = [
     LazyCommand(
         "tokens",
