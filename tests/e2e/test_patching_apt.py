@@ -1,0 +1,369 @@
+"""Patch windows end to end: a real server and a real agent whose apt backend reads a private
+`deb [trusted=yes] file:` repository (through its own APT_CONFIG: the host's sources and lists are
+left alone) and installs with the host's dpkg, as root; tiny .debs built here with dpkg-deb and
+removed at the end, even when a test fails.
+
+The clock a real server process runs on cannot be moved, so these tests move the window
+instead: a policy whose window started a minute ago, loaded with SIGHUP, opens at once (a new
+window that is open now runs at once), and one that starts in the next minutes is missed while
+the server is stopped and caught up when it starts again inside it. The rollout's own decisions
+under a controlled clock are in tests/rmm_server/patching/test_rollout.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import (
+    ServerProcess,
+    end_all,
+    enroll_agent,
+    free_port,
+    rmm,
+    rmm_json,
+    start_agent,
+    wait_for,
+)
+from tests.rmm_agent.patching.aptrepo import hold_lock, packages_entry, run
+
+REPO = Path(__file__).resolve().parents[2]
+DPKG_FRONTEND_LOCK = Path("/var/lib/dpkg/lock-frontend")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(600),
+    pytest.mark.skipif(
+        not hasattr(os, "geteuid") or os.geteuid() != 0,
+        reason="installs .deb packages with the host's dpkg: needs root",
+    ),
+    pytest.mark.skipif(
+        any(shutil.which(p) is None for p in ("dpkg", "dpkg-deb", "dpkg-query", "apt-get")),
+        reason="needs dpkg and apt",
+    ),
+]
+
+
+def build_deb(root: Path, name: str, version: str, out_dir: Path) -> Path:
+    """Build a tiny architecture-independent package `name` at `version` with dpkg-deb."""
+    tree = root / f"tree-{name}-{version}"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "usr/share" / name).mkdir(parents=True)
+    (tree / "usr/share" / name / "version").write_text(version + "\n")
+    (tree / "DEBIAN/control").write_text(
+        f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
+        "Maintainer: RMM tests <tests@rmm.invalid>\nSection: misc\nPriority: optional\n"
+        "Description: RMM patch window test package\n Installed and removed by the test.\n"
+    )
+    deb = out_dir / f"{name}_{version}_all.deb"
+    run("dpkg-deb", "--root-owner-group", "--build", tree, deb)
+    return deb
+
+
+def installed_version(name: str) -> str:
+    done = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", name], capture_output=True, text=True
+    )
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+@dataclass
+class AptRepo:
+    """Packages at 1.0 installed, 1.1 of each in a private repository, and the APT_CONFIG file
+    that points apt (and only the agent's apt) at it."""
+
+    names: tuple[str, ...]
+    conf: Path
+
+    def ids(self) -> tuple[str, ...]:
+        return tuple(f"apt:{name}" for name in self.names)
+
+
+@contextlib.contextmanager
+def apt_repo(root: Path, *roles: str) -> Iterator[AptRepo]:
+    """Install one package per role at 1.0 and publish 1.1; purge them and the repo after."""
+    tag = secrets.token_hex(3)
+    names = tuple(f"rmm-window-{role}-{tag}" for role in roles)
+    # apt reads a file: repository as _apt where it can (as root, with a notice, where not).
+    root.mkdir(parents=True)
+    root.chmod(0o755)
+    repo, installed = root / "repo", root / "installed"
+    for path in (
+        repo,
+        installed,
+        root / "lists/partial",
+        root / "parts",
+        root / "cache/archives/partial",
+    ):
+        path.mkdir(parents=True)
+    try:
+        stanzas = []
+        for name in names:
+            build_deb(root, name, "1.0", installed)
+            new = build_deb(root, name, "1.1", repo)
+            stanzas.append(packages_entry(new, f"./{new.name}"))
+        (repo / "Packages").write_text("".join(stanzas))
+        (root / "sources.list").write_text(f"deb [trusted=yes] file:{repo} ./\n")
+        conf = root / "apt.conf"
+        conf.write_text(
+            f'Dir::Etc::sourcelist "{root / "sources.list"}";\n'
+            f'Dir::Etc::sourceparts "{root / "parts"}";\n'
+            f'Dir::State::lists "{root / "lists"}/";\n'
+            f'Dir::Cache "{root / "cache"}/";\n'
+            # No cache file: apt would otherwise rewrite the machine's own with this view.
+            'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n'
+        )
+        run("dpkg", "-i", *sorted(installed.glob("*.deb")))
+        done = subprocess.run(
+            ["apt-get", "update"],
+            env={**os.environ, "APT_CONFIG": str(conf)},
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield AptRepo(names, conf)
+    finally:
+        present = [name for name in names if installed_version(name)]
+        if present:
+            subprocess.run(["dpkg", "--purge", *present], capture_output=True)
+
+
+def policy_dir(root: Path) -> Path:
+    """The shipped alert policies, and a patch policy of the test's own (written later)."""
+    policies = root / "policies"
+    policies.mkdir()
+    for path in (REPO / "policies").glob("*.yaml"):
+        if path.name != "patching.yaml":
+            shutil.copy(path, policies / path.name)
+    return policies
+
+
+def write_patch_policy(
+    policies: Path, cron: str, duration: str = "20m", exclude: str = "", rings: str = ""
+) -> None:
+    """Approve bug fixes at once (but `exclude`), in a window on `cron` (UTC), no reboot."""
+    excluded = f'\n    exclude: ["{exclude}"]' if exclude else ""
+    (policies / "patching.yaml").write_text(
+        "apiVersion: rmm/v1\nkind: PatchPolicy\nmetadata:\n  name: patching\nscope: {all: true}\n"
+        "approval:\n  - name: bugfix\n    classifications: [bugfix, security]\n"
+        f"    min_age_days: 0{excluded}\n"
+        f'schedule:\n  name: tonight\n  cron: "{cron}"\n  duration: {duration}\n'
+        "  time_zone: UTC\n"
+        f"{rings}"
+        "reboot:\n  mode: never\nreport_back: 10m\n"
+    )
+
+
+def cron_at(when: datetime) -> str:
+    """Return a daily cron firing at `when`'s minute (UTC)."""
+    return f"{when.minute} {when.hour} * * *"
+
+
+def minute_ago() -> datetime:
+    return datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+
+
+def start_server(root: Path, policies: Path) -> ServerProcess:
+    return ServerProcess(
+        data_dir=root / "server",
+        grpc_port=free_port(),
+        http_port=free_port(),
+        log_path=root / "server.log",
+        extra_args=["--policies", str(policies)],
+    ).start()
+
+
+def agent_updates(server: ServerProcess, agent_id: str) -> dict[str, dict[str, Any]]:
+    listed = rmm_json(server, "patches", "list", "--agent", agent_id)["updates"]
+    return {u["update_id"]: u for u in listed}
+
+
+def runs(server: ServerProcess) -> list[dict[str, Any]]:
+    """Return the stored patch runs (the server's SQLite database, read-only)."""
+    with contextlib.closing(
+        sqlite3.connect(f"file:{server.data_dir / 'rmm.sqlite3'}?mode=ro", uri=True)
+    ) as conn:
+        rows = conn.execute(
+            "SELECT window, starts_at, ends_at, state, progress_json FROM patch_runs"
+        ).fetchall()
+    return [
+        {"window": w, "starts_at": s, "ends_at": e, "state": st, "progress": json.loads(p)}
+        for w, s, e, st, p in rows
+    ]
+
+
+def reload(server: ServerProcess) -> None:
+    assert server.process is not None
+    server.process.send_signal(signal.SIGHUP)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def test_a_window_installs_the_approved_update_for_real_and_skips_excluded_and_declined(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policies = policy_dir(root)
+    with apt_repo(root / "apt", "approved", "excluded", "declined") as repo:
+        approved, excluded, declined = repo.ids()
+        # No window yet: New Year's Day only.
+        write_patch_policy(policies, "0 0 1 1 *", exclude=f"{repo.names[1]}")
+        server = start_server(root, policies)
+        agent = None
+        try:
+            agent_id = enroll_agent(server, root / "agent")
+            monkeypatch.setenv("APT_CONFIG", str(repo.conf))  # the agent's apt reads the repo
+            agent = start_agent(root / "agent", root / "agent.log", 1.0)
+            # The agent reports 1.1 pending; the policy approves one, excludes one.
+            listed = wait_for(
+                lambda: (u := agent_updates(server, agent_id)) and len(u) == 3 and u,
+                120,
+                "the agent's three pending updates on the server",
+                every=1.0,
+            )
+            assert listed[approved]["available"] == "1.1"
+            assert listed[approved]["state"] == "approved"
+            assert listed[excluded]["state"] == "pending"
+            rmm(server, "patches", "decline", declined, "--comment", "breaks the app")
+            assert agent_updates(server, agent_id)[declined]["state"] == "declined"
+
+            # The window opens: the policy now says it began a minute ago, for 20 minutes.
+            write_patch_policy(policies, cron_at(minute_ago()), exclude=f"{repo.names[1]}")
+            reload(server)
+            wait_for(
+                lambda: installed_version(repo.names[0]) == "1.1",
+                240,
+                f"the window to install {approved} (agent log: {root / 'agent.log'})",
+                every=1.0,
+            )
+            assert installed_version(repo.names[1]) == "1.0"  # excluded by the rule
+            assert installed_version(repo.names[2]) == "1.0"  # declined by an operator
+            report = wait_for(
+                lambda: (
+                    (r := rmm_json(server, "patches", "report"))
+                    and r["agents"][0]["compliant"]
+                    and r
+                ),
+                60,
+                "compliance to reach 100 %",
+            )
+            assert report["sites"][0]["compliance_ratio"] == 1.0
+
+            # The run takes the result at its next step (every 10 s).
+            (patch_run,) = wait_for(
+                lambda: (
+                    (r := runs(server))
+                    and r[0]["progress"]["agents"][agent_id]["step"] == "done"
+                    and r
+                ),
+                60,
+                "the run to take the install's result",
+            )
+            assert patch_run["window"] == "-/tonight@UTC"
+            progress = patch_run["progress"]["agents"][agent_id]
+            assert progress["installed"] == [approved]
+            assert progress["updates"] == [approved]  # neither excluded nor declined was asked
+            audit = rmm_json(server, "audit", "list", "--limit", "200")
+            actions = [(e["operator"], e["action"]) for e in audit]
+            assert ("patching:-/tonight@UTC", "patch.window.opened") in actions
+            assert ("patching:-/tonight@UTC", "command.sent") in actions
+            assert ("patching:-/tonight@UTC", "command.result") in actions
+            assert 'rmm_patch_installs_total{result="installed"} 1.0' in server.metrics()
+        finally:
+            end_all(agent, server)
+
+
+def test_a_held_dpkg_lock_is_answered_locked_and_kept_for_a_retry_in_the_window(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policies = policy_dir(root)
+    with apt_repo(root / "apt", "locked") as repo:
+        (update,) = repo.ids()
+        write_patch_policy(policies, "0 0 1 1 *")
+        server = start_server(root, policies)
+        agent = holder = None
+        try:
+            agent_id = enroll_agent(server, root / "agent")
+            monkeypatch.setenv("APT_CONFIG", str(repo.conf))
+            agent = start_agent(root / "agent", root / "agent.log", 1.0)
+            wait_for(
+                lambda: update in agent_updates(server, agent_id),
+                120,
+                "the agent's pending update on the server",
+                every=1.0,
+            )
+            holder = hold_lock(DPKG_FRONTEND_LOCK)  # as a running apt or dpkg would
+            write_patch_policy(policies, cron_at(minute_ago()))
+            reload(server)
+            progress = wait_for(
+                lambda: (
+                    (r := runs(server))
+                    and r[0]["progress"]["agents"][agent_id].get("step") == "retry"
+                    and r[0]["progress"]["agents"][agent_id]
+                ),
+                120,
+                "the install to be answered locked and kept for a retry",
+                every=1.0,
+            )
+            assert progress["locked"] == [update]
+            assert progress["retry_at"] < runs(server)[0]["ends_at"]  # inside the window
+            assert installed_version(repo.names[0]) == "1.0"
+            listed = agent_updates(server, agent_id)[update]
+            assert listed["state"] != "installed", listed
+        finally:
+            if holder is not None:
+                holder.kill()
+                holder.wait()
+            end_all(agent, server)
+
+
+def test_a_window_missed_while_the_server_was_down_runs_when_it_is_back_inside_it(
+    root: Path,
+) -> None:
+    policies = policy_dir(root)
+    # The window starts at the next minute boundary at least 20 s away, for ten minutes.
+    start = (datetime.now(UTC) + timedelta(seconds=80)).replace(second=0, microsecond=0)
+    write_patch_policy(policies, cron_at(start), duration="10m")
+    server = start_server(root, policies)
+    try:
+        agent_id = enroll_agent(server, root / "agent")  # offline: its install waits queued
+        reload(server)  # the enrolled agent brings the window (planned again on reload)
+        with contextlib.closing(
+            sqlite3.connect(f"file:{server.data_dir / 'rmm.sqlite3'}?mode=ro", uri=True)
+        ) as conn:
+            stored = wait_for(
+                lambda: conn.execute("SELECT id, next_run_time FROM patch_jobs").fetchall(),
+                30,
+                "the window's job in the database",
+            )
+        assert stored == [("patch-window:-/tonight@UTC", start.timestamp())]
+        server.stop()
+        assert runs(server) == []
+        # Down across the window's start.
+        time.sleep(max(0.0, start.timestamp() - time.time()) + 3)
+        server.start()
+        (patch_run,) = wait_for(
+            lambda: runs(server), 60, f"the missed window to open (log: {server.log_path})"
+        )
+        assert patch_run["starts_at"] == start.timestamp()
+        assert patch_run["ends_at"] == start.timestamp() + 600
+        assert patch_run["progress"]["agents"][agent_id]["step"] == "install"
+        assert "patch window -/tonight@UTC open until" in server.log_path.read_text()
+    finally:
+        end_all(server)
