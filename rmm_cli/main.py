@@ -235,6 +235,12 @@ GROUPS: list[click.Command] = [
         "patches",
         "Patches: the fleet's pending updates, approval, installs and compliance.",
     ),
+    LazyCommand(
+        "drivers",
+        "rmm_cli.drivers",
+        "drivers",
+        "Drivers and firmware: the fleet's pending ones; push a package; roll it back.",
+    ),
 ]
 for group in GROUPS:
     main.add_command(group)
