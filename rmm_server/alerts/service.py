@@ -236,11 +236,18 @@ class AlertService:
         policies = load_policy_dir(directory)
         if self.unknown_scripts is not None:
             references = policies.remediation_scripts()
-            unknown = set(self.unknown_scripts(name for _, name in references))
+            # A patch policy's pre_install / post_install steps are library scripts too.
+            steps = policies.patches.library_scripts()
+            unknown = set(self.unknown_scripts(name for _, name in references + steps))
             errors = [
                 f"{where}: remediate.script {name!r} names no script in the server's script "
                 "library (`rmm scripts list` shows them; add the script there or fix the name)"
                 for where, name in references
+                if name in unknown
+            ] + [
+                f"{where}: patch policy script {name!r} names no script in the server's script "
+                "library (`rmm scripts list` shows them; add the script there or fix the name)"
+                for where, name in steps
                 if name in unknown
             ]
             if errors:

@@ -788,6 +788,15 @@ class PatchPolicySet:
     def __len__(self) -> int:
         return len(self._docs)
 
+    def library_scripts(self) -> list[tuple[str, str]]:
+        """Return (file:line, script name) of every pre_install / post_install step."""
+        found: list[tuple[str, str]] = []
+        for doc in self._docs:
+            for key in ("pre_install", "post_install"):
+                steps, line = doc.settings.get(key, ((), 0))
+                found += [(f"{doc.path}:{line}", step.script) for step in steps]
+        return found
+
     def settings_for(self, agent: AgentContext) -> PatchSettings:
         """Return the agent's effective patch settings, with who set each (cached)."""
         key = (agent.agent_id, agent.hostname, agent.client, agent.site, agent.tags, agent.os)

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from rmm_agent.patching import base as agent_patching
-from rmm_common.errors import PolicyError
+from rmm_common.errors import ConfigError, PolicyError
 from rmm_server.alerts.service import AlertService
 from rmm_server.patching import model
 from rmm_server.patching.policy import next_window_start
@@ -346,3 +346,38 @@ def test_an_alert_policy_load_error_and_a_patch_one_are_reported_together(
         load_policy_dir(tmp_path)
     text = "\n".join(caught.value.errors)
     assert f"{tmp_path / 'a.yaml'}:9:" in text and f"{tmp_path / 'b.yaml'}:6:" in text
+
+
+def test_pre_and_post_install_scripts_must_be_in_the_script_library(tmp_path: Path) -> None:
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "p.yaml").write_text(
+        BASE + "pre_install: [{script: stop-app.sh, args: [--now], timeout: 5m}]\n"
+        "post_install: [{script: start-ap.sh}]\n"
+    )
+    service = AlertService(
+        open_store(f"sqlite:///{tmp_path / 'db.sqlite'}"),
+        CollectorRegistry(),
+        directory,
+        offline_grace_seconds=120,
+        clock=lambda: 1_000_000.0,
+    )
+    library = {"stop-app.sh", "start-app.sh"}
+    service.unknown_scripts = lambda names: [n for n in names if n not in library]
+    with pytest.raises(ConfigError) as caught:
+        service.load()
+    assert (
+        f"{directory / 'p.yaml'}:16: patch policy script 'start-ap.sh' names no script in the "
+        "server's script library (`rmm scripts list` shows them; add the script there or fix "
+        "the name)"
+    ) in str(caught.value)
+    assert "stop-app.sh" not in str(caught.value)
+    (directory / "p.yaml").write_text(
+        BASE + "pre_install: [{script: stop-app.sh, args: [--now], timeout: 5m}]\n"
+    )
+    service.load()
+    assert service.policies is not None
+    steps = service.policies.patches.settings_for(agent()).pre_install
+    assert [(s.script, s.args, s.timeout_seconds) for s in steps] == [
+        ("stop-app.sh", ("--now",), 300.0)
+    ]
