@@ -34,6 +34,7 @@ every few seconds on the leading replica, tests call it after moving their clock
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -285,8 +286,10 @@ class Rollout:
                 return
             for run in runs:
                 try:
+                    before = json.dumps(run.progress, sort_keys=True)
                     await self._advance(run, self.clock())
-                    await asyncio.to_thread(self.runs.save, run)
+                    if run.state != OPEN or json.dumps(run.progress, sort_keys=True) != before:
+                        await asyncio.to_thread(self.runs.save, run)
                 except StorageError as exc:
                     log.error("patch run %s of %s: %s; will retry", run.id, run.window, exc)
 
@@ -336,7 +339,7 @@ class Rollout:
         busy = [a for a in agents if a["step"] not in FINAL_STEPS and not a.get("undelivered")]
         if busy:
             return
-        problems = self._ring_problems(ring, agents, now)
+        problems, waiting = self._ring_problems(ring, agents)
         if problems:
             ring["state"] = HELD
             ring["held"] = "; ".join(problems)
@@ -349,7 +352,8 @@ class Rollout:
             ring["done_at"] = now
         soak = ring.get("soak_seconds", self._soak_of(ring))
         ring["soak_seconds"] = soak
-        if now >= ring["done_at"] + soak:
+        ring["waiting_for"] = waiting
+        if now >= ring["done_at"] + soak and not waiting:
             ring["state"] = "healthy"
             ring["healthy_at"] = now
             log.info("patch window %s: ring %s is healthy", run.window, ring["name"])
@@ -363,9 +367,12 @@ class Rollout:
         return 0.0
 
     def _ring_problems(
-        self, ring: Mapping[str, Any], agents: Sequence[Mapping[str, Any]], now: float
-    ) -> list[str]:
+        self, ring: Mapping[str, Any], agents: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[str], list[str]]:
+        """Return what holds the ring (failures, new critical alerts) and what it waits for
+        (rebooted agents that have not reported again yet)."""
         problems: list[str] = []
+        waiting: list[str] = []
         failed = [
             agent_id
             for agent_id, a in zip(ring["agents"], agents, strict=True)
@@ -377,12 +384,12 @@ class Rollout:
             rebooted = a.get("rebooted_at")
             record = self.agents(agent_id)
             if rebooted and (record is None or (record.last_seen or 0.0) <= rebooted):
-                problems.append(f"agent {agent_id} has not reported since its reboot")
+                waiting.append(f"agent {agent_id} to report again after its reboot")
             if self.alerts is not None and ring.get("started_at") is not None:
                 names = self.alerts.new_critical_alerts(agent_id, ring["started_at"])
                 if names:
                     problems.append(f"new critical alert on {agent_id}: {', '.join(names)}")
-        return problems
+        return problems, waiting
 
     # --- one agent ------------------------------------------------------------------------
 
@@ -402,23 +409,24 @@ class Rollout:
             progress["step"] = MISSED
             progress["why"] = "the agent was removed or revoked"
             return
-        settings = self.settings_of(record) or PatchSettings(agent_id=agent_id)
         if step == WAITING:
-            await self._begin(run, record, settings, progress, now)
+            await self._begin(run, record, self._settings(record), progress, now)
             return
         if step in (RETRY, REBOOT_DEFERRED):
             if now >= progress.get("retry_at", 0.0):
                 if step == RETRY:
                     await self._install(run, record, progress, progress["locked"], now)
                 else:
-                    await self._reboot(run, record, settings.reboot, progress, now)
+                    await self._reboot(run, record, self._settings(record).reboot, progress, now)
             return
         command = commands.get(progress.get("cmd", ""))
         if command is None or not command.final:
+            # Most agents wait here most ticks: no policy is evaluated for them.
             progress["undelivered"] = (
                 command is not None and command.status == Status.COMMAND_QUEUED
             )
             return
+        settings = self._settings(record)
         progress["cmd_final"] = True
         progress.pop("undelivered", None)
         if step == PRE:

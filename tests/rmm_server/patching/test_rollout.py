@@ -531,3 +531,52 @@ async def test_an_occurrence_opened_twice_is_one_run(harness: Harness) -> None:
     second = await harness.open()
     assert first == second
     assert len(harness.received(agent)) == 1
+
+
+@sync
+async def test_the_next_ring_waits_until_every_rebooted_agent_reported_again(
+    harness: Harness,
+) -> None:
+    pilot = harness.add(
+        "pilot1", ring=PILOT, reboot=RebootPolicy(mode=REBOOT_ALWAYS, consent="unattended")
+    )
+    broad = harness.add("broad1", ring=BROAD)
+    await harness.connect(pilot, broad)
+    run_id = await harness.open()
+    (install,) = harness.received(pilot)
+    await harness.answer(pilot, install, Status.COMMAND_SUCCEEDED)
+    await harness.tick(5)
+    (reboot,) = harness.received(pilot)
+    await harness.answer(pilot, reboot, Status.COMMAND_SUCCEEDED)
+    await harness.tick(5)
+    await harness.tick(2 * HOUR)  # soaked long enough, but it has not reported since
+    ring = harness.progress(run_id)["rings"][0]
+    assert ring["state"] == "soaking" and ring["waiting_for"], ring
+    assert harness.received(broad) == []
+    harness.agents[pilot.id].last_seen = harness.clock.now + 1
+    await harness.tick(2)
+    assert harness.progress(run_id)["rings"][0]["state"] == "healthy"
+    await harness.tick()
+    (broad_install,) = harness.received(broad)
+    assert broad_install.HasField("install_updates")
+
+
+@sync
+async def test_a_failed_install_is_asked_for_again_in_the_next_window(harness: Harness) -> None:
+    agent = harness.add("flaky")
+    await harness.connect(agent)
+    await harness.open()
+    (first,) = harness.received(agent)
+    await harness.answer(
+        agent, first, Status.COMMAND_FAILED, {"apt:openssl": commands_pb2.UPDATE_FAILED}
+    )
+    await harness.tick(60)
+    assert harness.received(agent) == []  # not retried in the same window
+    # The next month's window.
+    next_start = harness.window().next_start(START)
+    assert next_start is not None
+    harness.clock.now = next_start
+    run = await harness.rollout.open(harness.window(), next_start, next_start + 4 * HOUR)
+    (second,) = harness.received(agent)
+    assert list(second.install_updates.update_ids) == ["apt:openssl"]
+    assert second.run_id == run.id != first.run_id
