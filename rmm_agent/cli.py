@@ -26,7 +26,14 @@ from rmm_agent.runner import AgentRunner
 from rmm_agent.service.base import ServiceError
 from rmm_agent.service.install import install_service, uninstall_service
 from rmm_agent.state import Identity, StateDir
-from rmm_agent.transport import agent_channel, describe_rpc_error, make_client_key, open_channel
+from rmm_agent.transport import (
+    StreamLink,
+    agent_channel,
+    agent_link,
+    describe_rpc_error,
+    make_client_key,
+    open_channel,
+)
 from rmm_agent.update.command import attach_updater, launch
 from rmm_common.cliparams import checked, server_address
 from rmm_common.errors import ConfigError, RmmError
@@ -313,11 +320,14 @@ class AssembledAgent:
     runner: AgentRunner
     channel: grpc.Channel
     commands: CommandChannel | None
+    link: StreamLink | None = None
 
     def close(self) -> None:
         """Stop the command stream and close the connection (after runner.run() returned)."""
         if self.commands is not None:
             self.commands.stop()
+        if self.link is not None:
+            self.link.close()
         self.channel.close()
 
 
@@ -328,6 +338,9 @@ def assemble_agent(identity: Identity, state_dir: Path, config: AgentConfig) -> 
         timeout_seconds=config.collector_timeout_seconds,
         inventory_interval_seconds=config.inventory_interval_seconds,
     )
+    # The streams go over a grpc.aio channel on one event loop (nothing polls while idle); the
+    # synchronous channel serves an update's download only and connects when one starts.
+    link = agent_link(identity, state_dir)
     channel = agent_channel(identity, state_dir)
     runner = AgentRunner(
         identity,
@@ -337,10 +350,11 @@ def assemble_agent(identity: Identity, state_dir: Path, config: AgentConfig) -> 
         config.interval_seconds,
         spool_max_reports=config.spool_max_reports,
         spool_max_bytes=config.spool_max_bytes,
+        link=link,
     )
     attach_updater(runner)
-    commands = start_commands(identity, state_dir, channel, config, runner)
-    return AssembledAgent(runner, channel, commands)
+    commands = start_commands(identity, state_dir, channel, config, runner, link)
+    return AssembledAgent(runner, channel, commands, link)
 
 
 def start_commands(
@@ -349,6 +363,7 @@ def start_commands(
     channel: grpc.Channel,
     config: AgentConfig,
     runner: AgentRunner,
+    link: StreamLink | None = None,
 ) -> CommandChannel | None:
     """Open the command stream, unless this agent never pinned a server key."""
     if not identity.command_public_key:
@@ -359,7 +374,7 @@ def start_commands(
         return None
     try:
         commands = CommandChannel(
-            identity, state_dir, channel, config, runner.collect_now, runner.stop_event
+            identity, state_dir, channel, config, runner.collect_now, runner.stop_event, link=link
         )
     except (OSError, ValueError, sqlite3.Error) as exc:
         log.error(

@@ -2,20 +2,25 @@
 
 Collection and delivery are apart: the main thread collects on time whether or not the server
 answers, numbering each report and putting it in the on-disk spool (rmm_agent/spool.py); a sender
-thread keeps a stream open and sends what is not yet acknowledged, in order, resending it after a
-reconnect or a restart. The server stores each (agent, sequence) once.
+coroutine on the link's event loop (rmm_agent/transport.py: grpc.aio, nothing polls) keeps a
+stream open and sends what is not yet acknowledged, in order, resending it after a reconnect or a
+restart. The server stores each (agent, sequence) once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
+import grpc.aio
 
 from rmm_agent.config import DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_REPORTS
 from rmm_agent.report import ReportBuilder
@@ -23,7 +28,7 @@ from rmm_agent.sequence import Sequencer, SequenceUnavailable
 from rmm_agent.service.sdnotify import ServiceNotifier
 from rmm_agent.spool import Spool
 from rmm_agent.state import Identity, Runtime, StateDir
-from rmm_agent.transport import describe_rpc_error, is_tls_refusal
+from rmm_agent.transport import StreamLink, describe_rpc_error, is_tls_refusal
 from rmm_agent.update.updater import Updater
 from rmm_common.errors import ConfigError
 from rmm_common.tokens import bearer_metadata
@@ -76,7 +81,11 @@ class AgentRunner:
         notifier: ServiceNotifier | None = None,
         spool_max_reports: int = DEFAULT_SPOOL_MAX_REPORTS,
         spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+        link: StreamLink | None = None,
     ) -> None:
+        """`channel` serves the rare calls made outside the streams (an update's download);
+        `link` runs the report stream (the agent passes its grpc.aio link; without one the
+        stream goes over `channel`, through an adapter, on a loop of the runner's own)."""
         self.identity = identity
         self.state = state
         self.builder = builder
@@ -100,8 +109,12 @@ class AgentRunner:
         self.runtime.sequence = self.sequences.last
         self._runtime_unsaved = False
         self.stop_event = threading.Event()
+        self._owns_link = link is None
+        self.link = link if link is not None else StreamLink.over(channel)
+        # Set (on the link's loop) when a report is added, on stop and when a stream ends.
+        self._changed = asyncio.Event()
         # Ends the sender's back-off early: on stop, and when the channel has the server back.
-        self._reconnect = threading.Event()
+        self._reconnect = asyncio.Event()
         # Set once the main loop made its last report: the stream may end when all is sent.
         self._made_last = threading.Event()
         self.exit_code = EXIT_OK
@@ -118,13 +131,12 @@ class AgentRunner:
         """Ask the loops to finish (safe from a signal handler)."""
         self.stop_event.set()
         self.notifier.stopping()
-        self._reconnect.set()
-        self.spool.wake()
+        self.link.call_soon(self._reconnect.set)
+        self._wake_sender()
 
     def run(self) -> int:
         """Run until stop() or until the server refuses this agent; return an exit code."""
-        sender = threading.Thread(target=self._send_loop, name="sender", daemon=True)
-        sender.start()
+        sending = self.link.submit(self._send_loop())
         next_due = self.monotonic()
         while not self.stop_event.is_set():
             self.collect_now()
@@ -135,13 +147,28 @@ class AgentRunner:
                 next_due = now + self.interval
             self.stop_event.wait(max(0.0, next_due - now))
         self._made_last.set()
-        self.spool.wake()
-        sender.join(timeout=5)
+        self._wake_sender()
+        self._finish_sending(sending)
         waiting = self.spool.pending_estimate  # read while the file is open
         self.spool.close()
         self.sequences.close(waiting, self.spool.dropped)
         self.builder.close()
+        if self._owns_link:
+            self.link.close()
         return self.exit_code
+
+    def _finish_sending(self, sending: concurrent.futures.Future[None]) -> None:
+        """Give the stream 5 s to send what waits and be acknowledged, then cancel it."""
+        try:
+            sending.result(timeout=5)
+            return
+        except concurrent.futures.TimeoutError:
+            sending.cancel()
+        except Exception:  # a bug in the sender must not hide the exit code
+            log.exception("the report stream failed")
+            return
+        with contextlib.suppress(Exception):
+            sending.result(timeout=2)
 
     def collect_now(self) -> int:
         """Build and queue a report now (each interval, or a remote command asked); return its
@@ -177,14 +204,21 @@ class AgentRunner:
         else:
             self._runtime_unsaved = False
         self.spool.add(report)
+        self._wake_sender()
         self.sequences.note_spool(self.spool.pending_estimate, self.spool.dropped)
         return report.sequence
 
-    def _requests(self, generation: int) -> Iterator[agent_pb2.Report]:
+    def _wake_sender(self) -> None:
+        """Wake the report stream's coroutines (from any thread): a report, a stop, a new stream."""
+        self.link.call_soon(self._changed.set)
+
+    async def _requests(self, generation: int) -> AsyncIterator[agent_pb2.Report]:
         sent = 0
         while True:
-            with self.spool.changed:
-                while True:
+            while True:
+                # Cleared before the spool is read: a report added after the read sets it again.
+                self._changed.clear()
+                with self.spool.changed:
                     if generation != self._stream_generation:
                         return
                     pending = self.spool.pending(sent, SEND_BATCH)
@@ -195,8 +229,8 @@ class AgentRunner:
                         break
                     if self._made_last.is_set():
                         break
-                    # Woken by a new report, stop() or a new stream; the timeout is a safety net.
-                    self.spool.changed.wait(30.0)
+                # Woken by a new report, stop() or a new stream; no timeout: nothing to poll.
+                await self._changed.wait()
             if not pending:
                 return  # stopping, and everything was sent: the server acknowledges, then ends
             # On stop what is waiting, the last report included, still goes out (run() bounds how
@@ -205,37 +239,57 @@ class AgentRunner:
                 sent = report.sequence
                 yield report
 
-    def _send_loop(self) -> None:
+    async def _send_loop(self) -> None:
         # The command stream shares the channel and retries every few seconds: once it has the
         # server back, the report stream follows at once, not at the end of its own back-off
         # (up to a minute), so a spooled backlog arrives seconds after a server restart.
-        self.channel.subscribe(self._on_channel_state)
+        watcher = asyncio.ensure_future(self._watch_channel())
         try:
-            self._stream_reports()
+            await self._stream_reports()
         finally:
-            self.channel.unsubscribe(self._on_channel_state)
+            watcher.cancel()
 
-    def _on_channel_state(self, state: grpc.ChannelConnectivity) -> None:
-        if state is grpc.ChannelConnectivity.READY and not self._connected:
-            self._reconnect.set()
+    async def _watch_channel(self) -> None:
+        """Set `_reconnect` when the channel becomes READY while the report stream is down.
 
-    def _stream_reports(self) -> None:
-        stub = agent_pb2_grpc.AgentServiceStub(self.channel)
+        A grpc.aio channel says so without polling; over a synchronous channel (an embedder's)
+        this does nothing and the back-off runs its course."""
+        channel = self.link.channel
+        if not isinstance(channel, grpc.aio.Channel):
+            return
+        state = channel.get_state()
+        while True:
+            await channel.wait_for_state_change(state)
+            state = channel.get_state()
+            if state is grpc.ChannelConnectivity.READY and not self._connected:
+                self._reconnect.set()
+
+    async def _pause(self, delay: float) -> None:
+        """Wait `delay` seconds before reconnecting; a moment only once the channel is back."""
+        try:
+            await asyncio.wait_for(self._reconnect.wait(), delay)
+        except TimeoutError:
+            return
+        if not self.stop_event.is_set():
+            await asyncio.sleep(min(delay, 0.5))
+
+    async def _stream_reports(self) -> None:
+        stub = agent_pb2_grpc.AgentServiceStub(self.link.channel)
         backoff = Backoff()
         while not self.stop_event.is_set():
             self._reconnect.clear()
             # Read for each stream: a credential rotation replaces it between streams.
             metadata = bearer_metadata(self.identity.credential)
             with self.spool.changed:
-                # Wake the previous stream's request generator so its thread ends.
+                # The previous stream's request generator sees the new number and ends.
                 self._stream_generation += 1
-                self.spool.changed.notify_all()
+            self._changed.set()
             call = stub.StreamReports(self._requests(self._stream_generation), metadata=metadata)
             try:
-                for ack in call:
+                async for ack in call:
                     self._on_ack(ack)
                     backoff.reset()
-                    if ack.rotate_credential and self._rotate_credential(stub):
+                    if ack.rotate_credential and await self._rotate_credential(stub):
                         break  # reconnect with the new credential: the server then drops the old
             except grpc.RpcError as error:
                 if self.stop_event.is_set():
@@ -258,9 +312,7 @@ class AgentRunner:
                 else:
                     log.debug("still no server: %s", self._describe(error))
                 self._connected = False
-                delay = backoff.next()
-                if self._reconnect.wait(delay):  # the channel is back: a moment, not the rest
-                    self.stop_event.wait(min(delay, 0.5))
+                await self._pause(backoff.next())
             finally:
                 call.cancel()
                 self._end_stream()
@@ -271,7 +323,7 @@ class AgentRunner:
         with self.spool.changed:
             self._stream_generation += 1
             self.spool.stream_ended()
-            self.spool.changed.notify_all()
+        self._changed.set()
 
     def _describe(self, error: grpc.RpcError) -> str:
         """Say what a failed call means, knowing whether this agent pinned its server's CA."""
@@ -279,7 +331,7 @@ class AgentRunner:
             error, self.identity.server, pinned=bool(self.identity.ca_cert_pem)
         )
 
-    def _rotate_credential(self, stub: agent_pb2_grpc.AgentServiceStub) -> bool:
+    async def _rotate_credential(self, stub: agent_pb2_grpc.AgentServiceStub) -> bool:
         """Get a new credential from the server and save it; True once it is in use.
 
         The server accepts the old credential until the new one is first used, so a failure
@@ -290,7 +342,7 @@ class AgentRunner:
             return False
         self._rotate_not_before = self.monotonic() + ROTATE_RETRY_SECONDS
         try:
-            response = stub.RotateCredential(
+            response = await stub.RotateCredential(
                 agent_pb2.RotateCredentialRequest(),
                 metadata=bearer_metadata(self.identity.credential),
                 timeout=30,

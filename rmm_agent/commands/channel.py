@@ -1,7 +1,8 @@
 """The agent's command stream: receive signed commands, run them, send results back.
 
-One thread keeps the stream open (reconnecting with back-off and jitter) and hands each
-command to a small pool, so a long script never holds up a process listing. Every command is
+A coroutine on the agent's event loop (rmm_agent/transport.py, shared with the report stream)
+keeps the stream open (reconnecting with back-off and jitter) and hands each command to a small
+pool, so a long script never holds up a process listing. Every command is
 checked (signature, addressee, expiry), recorded in the local history before it runs (so a
 redelivered or replayed one never runs twice), shown to or asked of the logged-in users as the
 server's consent mode says, run, and its result kept until the server says it stored it.
@@ -9,34 +10,41 @@ server's consent mode says, run, and its result kept until the server says it st
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import os
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
 from rmm_agent import __version__
-from rmm_agent.actions import INTERACTIVE, clear_pending_reboot, execute, pending_reboot
-from rmm_agent.actions.base import ActionContext
 from rmm_agent.commands.history import CommandHistory, status_word
 from rmm_agent.commands.verify import CommandRefused, CommandVerifier
 from rmm_agent.config import AgentConfig
-from rmm_agent.consent import Consent, ConsentSettings
 from rmm_agent.runner import Backoff
 from rmm_agent.state import Identity
-from rmm_agent.transport import describe_rpc_error
+from rmm_agent.transport import StreamLink, describe_rpc_error, stream_failure
 from rmm_common.command_summary import describe
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import agent_pb2_grpc, commands_pb2
 
+if TYPE_CHECKING:
+    from rmm_agent.consent import Consent
+
 log = logging.getLogger(__name__)
 Status = commands_pb2.CommandStatus
 MAX_PARALLEL_COMMANDS = 4
+# rmm_agent.actions.reboot.PENDING_FILE (a test holds them equal). Looked for here so that an
+# agent with no reboot to confirm does not load every action, and the consent dialogs, at start:
+# they are imported when the first command comes.
+REBOOT_PENDING_FILE = "reboot_pending.json"
 
 
 def _process_started_at(clock: Callable[[], float]) -> float:
@@ -67,7 +75,10 @@ class CommandChannel:
         stop_event: threading.Event,
         consent: Consent | None = None,
         clock: Callable[[], float] = time.time,
+        link: StreamLink | None = None,
     ) -> None:
+        """`link` runs the stream (the agent shares its grpc.aio link with the report stream);
+        without one the stream goes over `channel` on a loop of this channel's own."""
         self.identity = identity
         self.state_dir = state_dir
         self.channel = channel
@@ -75,19 +86,23 @@ class CommandChannel:
         self.collect_now = collect_now
         self.stop_event = stop_event
         self.clock = clock
-        self.consent = consent or Consent(ConsentSettings.from_config(config))
+        self._consent = consent
         self.history = CommandHistory.open(state_dir, clock)
         self.verifier = CommandVerifier(
             bytes.fromhex(identity.command_public_key), identity.agent_id, clock=clock
         )
         self.started_at = _process_started_at(clock)
-        self._outgoing: queue.Queue[commands_pb2.AgentCommandMessage | None] = queue.Queue()
+        self._link = link
+        self._owns_link = link is None
+        # Results and refusals to send, put by the pool's threads through the link's loop; kept
+        # across streams (each result is in the history too, resent if undelivered).
+        self._outgoing: asyncio.Queue[commands_pb2.AgentCommandMessage | None] = asyncio.Queue()
+        # Threads start when the first command comes: an agent never sent one keeps none.
         self._pool = ThreadPoolExecutor(MAX_PARALLEL_COMMANDS, thread_name_prefix="command")
-        self._thread: threading.Thread | None = None
+        self._running: concurrent.futures.Future[None] | None = None
         self._disconnected_at = 0.0
         self._disconnect_reason = ""
         self._connected = False
-        self._call: grpc.Future | None = None
         self._recover()
 
     # --- start-up -------------------------------------------------------------------------
@@ -95,7 +110,11 @@ class CommandChannel:
     def _recover(self) -> None:
         """Finish what the previous agent process left: a reboot to confirm, runs cut short."""
         keep: set[str] = set()
-        confirmed = pending_reboot(self.state_dir, self.clock)
+        confirmed = None
+        if (self.state_dir / REBOOT_PENDING_FILE).exists():
+            from rmm_agent.actions import clear_pending_reboot, pending_reboot  # noqa: PLC0415
+
+            confirmed = pending_reboot(self.state_dir, self.clock)
         if confirmed is not None:
             log.info("back after the reboot asked for by command %s", confirmed.command_id)
             self.history.finish(confirmed)
@@ -117,22 +136,42 @@ class CommandChannel:
             )
         self.history.prune()
 
-    def start(self) -> threading.Thread:
-        """Start the stream thread."""
-        self._thread = threading.Thread(target=self._run, name="commands", daemon=True)
-        self._thread.start()
-        return self._thread
+    @property
+    def consent(self) -> Consent:
+        """How commands are shown to or asked of the logged-in users (made at first use)."""
+        if self._consent is None:
+            from rmm_agent.consent import Consent, ConsentSettings  # noqa: PLC0415
+
+            self._consent = Consent(ConsentSettings.from_config(self.config))
+        return self._consent
+
+    @property
+    def link(self) -> StreamLink:
+        """The loop and channel the stream runs on (made at start() when none was given)."""
+        if self._link is None:
+            self._link = StreamLink.over(self.channel)
+        return self._link
+
+    def start(self) -> concurrent.futures.Future[None]:
+        """Start the stream on the link's loop; return the future of its end."""
+        self._running = self.link.submit(self._run())
+        return self._running
 
     def stop(self) -> None:
         """End the stream; running commands finish in the pool (bounded by their timeouts)."""
         self.stop_event.set()
-        self._outgoing.put(None)
-        call = self._call
-        if call is not None:
-            call.cancel()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        running = self._running
+        if running is not None:
+            running.cancel()  # the call is cancelled with the coroutine
+            with contextlib.suppress(Exception):
+                running.result(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._owns_link and self._link is not None:
+            self._link.close()
+
+    def _post(self, message: commands_pb2.AgentCommandMessage) -> None:
+        """Queue `message` for the stream (from a pool thread or the loop)."""
+        self.link.call_soon(self._outgoing.put_nowait, message)
 
     # --- the stream -----------------------------------------------------------------------
 
@@ -147,41 +186,52 @@ class CommandChannel:
             )
         )
 
-    def _requests(self, call_done: threading.Event) -> Iterator[commands_pb2.AgentCommandMessage]:
+    async def _requests(
+        self, call_done: asyncio.Event
+    ) -> AsyncIterator[commands_pb2.AgentCommandMessage]:
         yield self._hello()
         for result in self.history.undelivered():
             yield commands_pb2.AgentCommandMessage(result=result)
-        while not self.stop_event.is_set() and not call_done.is_set():
-            try:
-                message = self._outgoing.get(timeout=1.0)
-            except queue.Empty:
-                continue
-            if message is None:
-                return
-            yield message
+        ended = asyncio.ensure_future(call_done.wait())
+        try:
+            while not self.stop_event.is_set():
+                # grpc stops reading this generator only when it cancels a call still running:
+                # one that ended by itself must not take the next stream's results.
+                taking = asyncio.ensure_future(self._outgoing.get())
+                await asyncio.wait((taking, ended), return_when=asyncio.FIRST_COMPLETED)
+                if not taking.done():
+                    taking.cancel()  # a cancelled get() takes nothing from the queue
+                    return
+                message = taking.result()
+                if message is None:
+                    return
+                yield message
+        finally:
+            ended.cancel()
 
-    def _run(self) -> None:
-        stub = agent_pb2_grpc.AgentServiceStub(self.channel)
+    async def _run(self) -> None:
+        stub = agent_pb2_grpc.AgentServiceStub(self.link.channel)
         backoff = Backoff()
         while not self.stop_event.is_set():
-            call_done = threading.Event()
+            call_done = asyncio.Event()
             # Read for each stream: the report stream's credential rotation replaces it.
             metadata = bearer_metadata(self.identity.credential)
             call = stub.Commands(self._requests(call_done), metadata=metadata)
-            self._call = call
             try:
-                call.initial_metadata()  # the server sends headers once it took the hello
+                await call.initial_metadata()  # the server sends headers once it took the hello
                 if call.done():
                     # No headers came: the stream never opened (refused, TLS handshake failed,
                     # no server). Counting it as open would reset the back-off: a retry storm
                     # against a server that can never be right.
-                    call.result()  # raises why
+                    failure = await stream_failure(call)
+                    if failure is not None:
+                        raise failure
                     reason = "the server ended the stream at once"
                 else:
                     self._connected = True
                     backoff.reset()
                     log.info("command stream open to %s", self.identity.server)
-                    for message in call:
+                    async for message in call:
                         self._on_message(message)
                     reason = "the server ended the stream"
             except grpc.RpcError as error:
@@ -208,7 +258,7 @@ class CommandChannel:
                 self._disconnected_at = self.clock()
                 self._disconnect_reason = reason
             self._connected = False
-            self.stop_event.wait(backoff.next())
+            await asyncio.sleep(backoff.next())
 
     def _on_message(self, message: commands_pb2.ServerCommandMessage) -> None:
         if message.HasField("command"):
@@ -218,7 +268,7 @@ class CommandChannel:
 
     def _deliver(self, result: commands_pb2.CommandResult) -> None:
         self.history.finish(result)
-        self._outgoing.put(commands_pb2.AgentCommandMessage(result=result))
+        self._post(commands_pb2.AgentCommandMessage(result=result))
 
     # --- one command ----------------------------------------------------------------------
 
@@ -241,7 +291,7 @@ class CommandChannel:
             self.history.refused(refusal.command_id, refusal.operator, "", refusal.reason)
             if refusal.command_id:
                 now = self.clock()
-                self._outgoing.put(
+                self._post(
                     commands_pb2.AgentCommandMessage(
                         result=commands_pb2.CommandResult(
                             command_id=refusal.command_id,
@@ -260,6 +310,9 @@ class CommandChannel:
         log.info("running command %s from %s: %s", command.id, command.operator, summary)
         result = self._with_consent(command, summary)
         if result is None:
+            from rmm_agent.actions import execute  # noqa: PLC0415
+            from rmm_agent.actions.base import ActionContext  # noqa: PLC0415
+
             context = ActionContext(
                 command=command,
                 config=self.config,
@@ -291,7 +344,7 @@ class CommandChannel:
         stored.duplicate = True
         if not stored.error:
             stored.error = "already ran; this is the result kept from then"
-        self._outgoing.put(commands_pb2.AgentCommandMessage(result=stored))
+        self._post(commands_pb2.AgentCommandMessage(result=stored))
 
     def _with_consent(
         self, command: commands_pb2.Command, summary: str
@@ -302,6 +355,8 @@ class CommandChannel:
             if told:
                 log.info("told %s about command %s", ", ".join(told), command.id)
             return None
+        from rmm_agent.actions import INTERACTIVE  # noqa: PLC0415
+
         action = command.WhichOneof("action") or ""
         if command.consent != commands_pb2.CONSENT_ASK or action not in INTERACTIVE:
             return None

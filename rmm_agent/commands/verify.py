@@ -6,14 +6,19 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError
 
 from rmm_proto import commands_pb2
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 # Commands carry the server's clock; an agent whose clock is off by up to this much still
 # accepts a command that has not expired by the server's clock.
 CLOCK_SKEW_SECONDS = 15 * 60.0
+ED25519_PUBLIC_KEY_BYTES = 32
 
 
 class CommandRefused(Exception):
@@ -51,12 +56,15 @@ class CommandVerifier:
         clock: Callable[[], float] = time.time,
         skew_seconds: float = CLOCK_SKEW_SECONDS,
     ) -> None:
-        # Imported here: only an agent that receives commands pays for the crypto library.
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
-            Ed25519PublicKey,
-        )
-
-        self._key = Ed25519PublicKey.from_public_bytes(public_key)
+        # The crypto library (about 6 MB resident) is loaded by the first command, not at start:
+        # most agents go days without one. The length is what from_public_bytes() would refuse.
+        if len(public_key) != ED25519_PUBLIC_KEY_BYTES:
+            raise ValueError(
+                f"the server's command key is {len(public_key)} bytes, not the "
+                f"{ED25519_PUBLIC_KEY_BYTES} of an Ed25519 public key: enroll this agent again"
+            )
+        self._public_key = public_key
+        self._key: Ed25519PublicKey | None = None
         self.agent_id = agent_id
         self.clock = clock
         self.skew_seconds = skew_seconds
@@ -72,6 +80,12 @@ class CommandVerifier:
                 claimed.id,
                 claimed.operator,
             )
+        if self._key is None:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+                Ed25519PublicKey,
+            )
+
+            self._key = Ed25519PublicKey.from_public_bytes(self._public_key)
         try:
             self._key.verify(signed.signature, signed.command)
         except InvalidSignature:

@@ -47,6 +47,9 @@ ExecStart=$exec_start
 Environment=PYTHONUNBUFFERED=1
 # A single-file archive (shiv) unpacks its libraries here instead of root's home.
 Environment=SHIV_ROOT=/var/cache/rmm-agent
+# glibc gives each thread that allocates an arena of its own; two are enough for an agent that
+# mostly sleeps, and keep several MB of RSS that per-thread arenas hold (bench/README.md).
+Environment=MALLOC_ARENA_MAX=2
 CacheDirectory=rmm-agent
 Restart=on-failure
 RestartSec=10s
