@@ -19,6 +19,10 @@ simulated agents that run in separate client processes, as real agents do:
 
 Configurations: (a) `--policies <repo>/policies` and (b) `--no-policies`, alternating
 a, b, a, b... for `--runs` runs; the table shows medians and the ratio (b)/(a) within each run.
+After (b) in each run, the same clients drive **the bare peer**: a grpc.aio AgentService in its
+own process that only decodes each report and acknowledges it (no checks, no storage, no
+policies, same message limits), the ceiling any server in Python with grpcio can reach on this
+machine at this moment; (a)/(bare) is computed within each run (`--no-bare` leaves it out).
 
 Run from the repository root:
 
@@ -406,8 +410,11 @@ SCRAPED = (
 
 
 def scrape(http_url: str) -> dict[str, float]:
-    """Return the server's own counters this benchmark reads, from /metrics."""
+    """Return the server's own counters this benchmark reads, from /metrics (none from the
+    bare peer, which has no HTTP side)."""
     values: dict[str, float] = {}
+    if not http_url:
+        return values
     for line in http_get(http_url + "/metrics").decode().splitlines():
         name, _, rest = line.partition(" ")
         if name in SCRAPED:
@@ -912,6 +919,129 @@ def measure(
 
 
 # --------------------------------------------------------------------------------------------
+# The bare peer: a grpc.aio AgentService that only decodes and acknowledges
+
+
+class BareAgentService(agent_pb2_grpc.AgentServiceServicer):
+    """Enroll anyone; acknowledge every report read (the ceiling of a Python grpc.aio server)."""
+
+    def __init__(self) -> None:
+        self.enrolled = 0
+
+    async def Enroll(
+        self, request: agent_pb2.EnrollRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.EnrollResponse:
+        self.enrolled += 1
+        return agent_pb2.EnrollResponse(
+            agent_id=f"bare-{self.enrolled:05d}", credential="bare", client=CLIENT, site=SITE
+        )
+
+    async def StreamReports(
+        self, request_iterator: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
+        async for report in request_iterator:
+            yield agent_pb2.ReportAck(sequence=report.sequence)
+
+
+async def serve_bare(address: str) -> None:
+    """Serve the bare peer on `address` until SIGTERM."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            ("grpc.max_send_message_length", 16 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(BareAgentService(), server)
+    server.add_insecure_port(address)
+    await server.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await server.stop(grace=None)
+
+
+def measure_bare(
+    run: int,
+    args: argparse.Namespace,
+    template: agent_pb2.Report,
+    inventory_json: bytes,
+) -> dict[str, Any]:
+    """Drive the bare peer with the same clients, agents and window as the real server."""
+    started = datetime.now(UTC).isoformat()
+    with tempfile.TemporaryDirectory(prefix="rmm-bench-bare-") as tmp:
+        log_path = Path(tmp) / "bare.log"
+        grpc_address = f"127.0.0.1:{free_port()}"
+        proc = spawn(
+            [sys.executable, "-m", "bench.ingest_rate", "--bare-server", grpc_address], log_path
+        )
+        server = Server(proc, "", grpc_address, log_path)
+        try:
+
+            def ready() -> bool:
+                ensure_alive(proc, "the bare peer", log_path)
+                channel = grpc.insecure_channel(grpc_address)
+                try:
+                    grpc.channel_ready_future(channel).result(timeout=1.0)
+                    return True
+                except grpc.FutureTimeoutError:
+                    return False
+                finally:
+                    channel.close()
+
+            wait_until(ready, START_TIMEOUT_SECONDS, f"the bare peer on {grpc_address}")
+            agents = enroll_agents(grpc_address, "bare", args.agents, template.host)
+            jobs = [
+                ClientJob(
+                    worker=worker,
+                    address=grpc_address,
+                    agents=tuple(agents[worker :: args.clients]),
+                    template=template.SerializeToString(),
+                    inventory_hash=template.inventory_hash,
+                    inventory_json=inventory_json,
+                    in_flight=args.in_flight,
+                    seed=run,
+                )
+                for worker in range(args.clients)
+            ]
+            print(f"run {run} (bare grpc.aio peer): same load...", flush=True)
+            results, before, after, _pids, _m0, _m1, _sockets = run_clients(
+                jobs,
+                server,
+                args.warmup,
+                args.duration,
+                DRAIN_BASE_SECONDS + args.agents * args.in_flight / DRAIN_REPORTS_PER_SECOND,
+            )
+        finally:
+            stop_process(proc)
+    window = after.at - before.at
+    acks = sum(r.acks_in_window for r in results)
+    latencies = sorted(v for r in results for v in r.latencies_ms)
+    server_cpu = (after.server_ticks - before.server_ticks) / CLK_TCK
+    outcomes = [o for r in results for o in r.agents]
+    return {
+        "config": "bare",
+        "run": run,
+        "started_at": started,
+        "window_seconds": window,
+        "acks_in_window": acks,
+        "problems": sum(bool(o.error or o.timed_out or o.rejected) for o in outcomes),
+        "figures": {
+            "rate_per_second": acks / window,
+            "latency_ms_p50": percentile(latencies, 50),
+            "latency_ms_p99": percentile(latencies, 99),
+            "server_cpu_ms_per_report": ratio(server_cpu * 1000.0, float(acks)),
+            "server_cpu_cores": server_cpu / window,
+            "machine_busy_ratio": ratio(
+                float(after.machine_busy - before.machine_busy),
+                float(after.machine_total - before.machine_total),
+            ),
+        },
+        "loadavg_after": list(os.getloadavg()),
+    }
+
+
+# --------------------------------------------------------------------------------------------
 # Summary and table
 
 
@@ -922,15 +1052,26 @@ def config_label(config: str) -> str:
 def summarise_runs(measurements: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Return per-configuration medians and the within-run ratios (b)/(a)."""
     by_config: dict[str, dict[str, float | None]] = {}
-    for config in CONFIGS:
+    for config in (*CONFIGS, "bare"):
         mine = [m for m in measurements if m["config"] == config]
+        if not mine:
+            continue
         names = list(mine[0]["figures"])
         by_config[config] = {n: median_or_none([m["figures"][n] for m in mine]) for n in names}
     pairs = []
     for run in sorted({m["run"] for m in measurements}):
         a = next(m for m in measurements if m["run"] == run and m["config"] == "policies")
         b = next(m for m in measurements if m["run"] == run and m["config"] == "no-policies")
+        bare = next(
+            (m for m in measurements if m["run"] == run and m["config"] == "bare"), None
+        )
         pairs.append({
+            "rate_a_over_bare": None if bare is None else ratio(
+                a["figures"]["rate_per_second"], bare["figures"]["rate_per_second"]
+            ),
+            "rate_b_over_bare": None if bare is None else ratio(
+                b["figures"]["rate_per_second"], bare["figures"]["rate_per_second"]
+            ),
             "run": run,
             "rate_b_over_a": ratio(
                 b["figures"]["rate_per_second"], a["figures"]["rate_per_second"]
@@ -946,6 +1087,8 @@ def summarise_runs(measurements: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "figures": by_config,
         "pairs": pairs,
         "rate_b_over_a": median_or_none([p["rate_b_over_a"] for p in pairs]),
+        "rate_a_over_bare": median_or_none([p["rate_a_over_bare"] for p in pairs]),
+        "rate_b_over_bare": median_or_none([p["rate_b_over_bare"] for p in pairs]),
         "cpu_per_report_a_over_b": median_or_none([p["cpu_per_report_a_over_b"] for p in pairs]),
         "cpu_ms_per_report_a_minus_b": median_or_none(
             [p["cpu_ms_per_report_a_minus_b"] for p in pairs]
@@ -1013,6 +1156,15 @@ def print_report(
         f"{fmt(summary['cpu_per_report_a_over_b'], '.2f', 'x')} "
         f"(+{fmt(summary['cpu_ms_per_report_a_minus_b'], '.3f')} ms per report with policies)"
     )
+    bare = summary["figures"].get("bare")
+    if bare is not None:
+        print(
+            f"  bare grpc.aio peer (decode + ack only): {fmt(bare['rate_per_second'], '.0f')} "
+            f"reports/s, p99 {fmt(bare['latency_ms_p99'], '.0f')} ms, "
+            f"{fmt(bare['server_cpu_ms_per_report'], '.3f')} ms CPU/report; (a)/bare "
+            f"{fmt(summary['rate_a_over_bare'], '.2f', 'x')}, (b)/bare "
+            f"{fmt(summary['rate_b_over_bare'], '.2f', 'x')} (medians of within-run ratios)"
+        )
     eval_us = fa["policy_eval_us_per_report"]
     mean_rules = (rules["server"] + rules["workstation"]) / 2.0
     print(
@@ -1153,6 +1305,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "fresh database on that server (dropped afterwards) instead of SQLite",
     )
     parser.add_argument("--json", type=Path, help="write every figure to this file")
+    parser.add_argument(
+        "--no-bare", action="store_true", help="leave out the bare grpc.aio peer of each run"
+    )
+    parser.add_argument("--bare-server", metavar="ADDRESS", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.db and not args.db.startswith("postgresql"):
         parser.error("--db takes a postgresql:// URL (SQLite is the default)")
@@ -1173,6 +1329,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.bare_server:  # the bare peer's own process (measure_bare starts it)
+        asyncio.run(serve_bare(args.bare_server))
+        return 0
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     if not sys.platform.startswith("linux"):
         print("ingest_rate needs Linux (/proc)", file=sys.stderr)
@@ -1224,6 +1383,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{fmt(f['server_cpu_ms_per_report'], '.3f')} ms CPU/report",
                     flush=True,
                 )
+            if not args.no_bare:
+                measurements.append(measure_bare(run, args, template, inventory_json))
+                f = measurements[-1]["figures"]
+                print(
+                    f"  {fmt(f['rate_per_second'], '.0f')} reports/s, p99 "
+                    f"{fmt(f['latency_ms_p99'], '.0f')} ms, bare peer "
+                    f"{fmt(f['server_cpu_ms_per_report'], '.3f')} ms CPU/report",
+                    flush=True,
+                )
     except BenchError as exc:
         print(f"ingest_rate: {exc}", file=sys.stderr)
         return 1
@@ -1235,12 +1403,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary=summary,
         targets=judged,
     )
-    print_report(summary, judged, measurements, args, rules)
+    print_report(summary, judged, [m for m in measurements if m["config"] != "bare"], args, rules)
     print(f"\nnproc {result['machine']['nproc']}, load {os.getloadavg()[0]:.2f}")
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"figures written to {args.json}")
-    return 0 if all(m["verification"]["ok"] for m in measurements) else 1
+    real = [m for m in measurements if m["config"] != "bare"]
+    bare_ok = all(not m["problems"] for m in measurements if m["config"] == "bare")
+    return 0 if all(m["verification"]["ok"] for m in real) and bare_ok else 1
 
 
 if __name__ == "__main__":

@@ -538,29 +538,35 @@ class Store:
         if not batch:
             return []
         with self.transaction(f"store {len(batch)} reports") as conn:
-            inserted = conn.execute(
-                self._insert_ignore(schema.reports),
-                [
-                    {
-                        "agent_id": r.agent_id,
-                        "sequence": r.sequence,
-                        "collected_at": r.collected_at,
-                        "received_at": r.received_at,
-                        "body": r.body,
-                    }
-                    for r in batch
-                ],
-            ).rowcount
+            if self.dialect == "sqlite":
+                inserted = _sqlite_insert_reports(conn, batch)
+            else:
+                inserted = conn.execute(
+                    self._insert_ignore(schema.reports),
+                    [
+                        {
+                            "agent_id": r.agent_id,
+                            "sequence": r.sequence,
+                            "collected_at": r.collected_at,
+                            "received_at": r.received_at,
+                            "body": r.body,
+                        }
+                        for r in batch
+                    ],
+                ).rowcount
             # Fewer rows than reports (rare: a redelivery racing its first copy, or a reused
             # sequence): compare what is stored now, in this transaction, with what was sent.
             conflicts = _stored_elsewhere(conn, batch) if inserted != len(batch) else []
             refused = {id(r) for r in conflicts}
             newest, oldest, inventory = _per_agent([r for r in batch if id(r) not in refused])
-            conn.execute(_LATEST_UPDATE, [_latest_params(report) for report in newest.values()])
-            conn.execute(
-                _FIRST_SEQUENCE_UPDATE,
-                [{"b_id": agent, "b_first": first} for agent, first in oldest.items()],
-            )
+            if self.dialect == "sqlite":
+                _sqlite_update_agents(conn, newest, oldest)
+            else:
+                conn.execute(_LATEST_UPDATE, [_latest_params(report) for report in newest.values()])
+                conn.execute(
+                    _FIRST_SEQUENCE_UPDATE,
+                    [{"b_id": agent, "b_first": first} for agent, first in oldest.items()],
+                )
             if inventory:
                 conn.execute(
                     _INVENTORY_UPDATE,
@@ -681,6 +687,90 @@ _INVENTORY_UPDATE = (
         inventory_updated_at=bindparam("b_at"),
     )
 )
+
+
+# SQLite: one statement per chunk of rows, not one statement step per row. Report writes run in
+# a worker thread, and sqlite3 gives up the GIL around every step; getting it back while the
+# event loop runs takes up to the interpreter's switch interval (5 ms). Three steps per report
+# made a batch that takes 5 ms alone take 70-150 ms under load (measured), and the batch
+# writer, not the event loop, set the ingest rate. Same statements as _LATEST_UPDATE and
+# _FIRST_SEQUENCE_UPDATE, written once for many rows (UPDATE ... FROM, SQLite 3.33+).
+_SQLITE_CHUNK_ROWS = 200  # 200 x 12 parameters, far below SQLite's 32,766
+_SQLITE_LATEST_SET = ", ".join(
+    [
+        "last_sequence = v.column2",
+        "last_seen = v.column3",
+        "summary = v.column4",
+        "interval_seconds = v.column5",
+        "agent_version = v.column6",
+        *(
+            f"{column} = coalesce(nullif(v.column{7 + index}, ''), {_agents.name}.{column})"
+            for index, column in enumerate(_HOST_COLUMNS)
+        ),
+    ]
+)
+
+
+def _sqlite_values(rows: int, width: int) -> str:
+    one = "(" + ",".join("?" * width) + ")"
+    return ",".join([one] * rows)
+
+
+def _sqlite_insert_reports(conn: Connection, batch: Sequence[StoredReport]) -> int:
+    """Insert the reports not stored yet, in few statements; return how many were new."""
+    inserted = 0
+    for start in range(0, len(batch), _SQLITE_CHUNK_ROWS):
+        chunk = batch[start : start + _SQLITE_CHUNK_ROWS]
+        params = tuple(
+            value
+            for r in chunk
+            for value in (r.agent_id, r.sequence, r.collected_at, r.received_at, r.body)
+        )
+        inserted += conn.exec_driver_sql(
+            f"INSERT OR IGNORE INTO {schema.reports.name} "
+            "(agent_id, sequence, collected_at, received_at, body) VALUES "
+            + _sqlite_values(len(chunk), 5),
+            params,
+        ).rowcount
+    return inserted
+
+
+def _sqlite_update_agents(
+    conn: Connection, newest: dict[str, StoredReport], oldest: dict[str, int]
+) -> None:
+    """Apply _LATEST_UPDATE and _FIRST_SEQUENCE_UPDATE for many agents in few statements."""
+    latest = list(newest.values())
+    width = 6 + len(_HOST_COLUMNS)
+    for start in range(0, len(latest), _SQLITE_CHUNK_ROWS):
+        chunk = latest[start : start + _SQLITE_CHUNK_ROWS]
+        params: list[Any] = []
+        for report in chunk:
+            params += (
+                report.agent_id,
+                report.sequence,
+                report.received_at,
+                json.dumps(report.summary),
+                report.interval_seconds,
+                report.agent_version,
+            )
+            params += (report.host.get(column, "") for column in _HOST_COLUMNS)
+        conn.exec_driver_sql(
+            f"UPDATE {_agents.name} SET {_SQLITE_LATEST_SET} FROM (VALUES "
+            + _sqlite_values(len(chunk), width)
+            + f") AS v WHERE {_agents.name}.id = v.column1 "
+            f"AND {_agents.name}.last_sequence < v.column2",
+            tuple(params),
+        )
+    firsts = list(oldest.items())
+    for start in range(0, len(firsts), _SQLITE_CHUNK_ROWS):
+        chunk_firsts = firsts[start : start + _SQLITE_CHUNK_ROWS]
+        conn.exec_driver_sql(
+            f"UPDATE {_agents.name} SET first_sequence = v.column2 FROM (VALUES "
+            + _sqlite_values(len(chunk_firsts), 2)
+            + f") AS v WHERE {_agents.name}.id = v.column1 AND "
+            f"({_agents.name}.first_sequence IS NULL OR {_agents.name}.first_sequence > v.column2)",
+            tuple(value for pair in chunk_firsts for value in pair),
+        )
 
 
 def _latest_params(report: StoredReport) -> dict[str, Any]:
