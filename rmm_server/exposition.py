@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
@@ -130,6 +131,18 @@ def _label_suffix(items: tuple[tuple[str, str], ...]) -> str:
     return suffix
 
 
+# Family names, one str object each: every agent's fragments then share their keys, which makes
+# comparing two agents' family lists (exporter.py, per scrape) pointer comparisons. Bounded.
+_family_names: dict[str, str] = {}
+
+
+def _family_name(name: str) -> str:
+    if len(_family_names) >= MAX_CACHED_LABEL_SETS:
+        _family_names.clear()
+    family = _family_names[name] = sys.intern(PREFIX + name)
+    return family
+
+
 def render_agent_fragments(
     record: AgentRecord,
     report: agent_pb2.Report,
@@ -162,7 +175,7 @@ def render_agent_fragments(
             if series_left <= 0:
                 dropped += 1
                 continue
-            family = PREFIX + name
+            family = _family_names.get(name) or _family_name(name)
             line = f"{family}{{{prefix}{_label_suffix(labels)}}} {format_value(value)}\n"
             bytes_left -= len(line)
             series_left -= 1
