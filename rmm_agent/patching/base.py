@@ -54,9 +54,15 @@ class PendingUpdate:
     published: float | None = None
     size_bytes: int | None = None
     reboot_required: bool = False
+    # The hardware a driver or firmware update is for (Windows Update's DriverHardwareID,
+    # fwupd's device GUIDs): a server approval rule may pin them. Empty for software.
+    hardware_ids: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the update as a JSON-ready dict."""
+        """Return the update as a JSON-ready dict (hardware_ids only when there are some)."""
+        extra: dict[str, Any] = (
+            {"hardware_ids": list(self.hardware_ids)} if self.hardware_ids else {}
+        )
         return {
             "id": self.id,
             "name": self.name,
@@ -69,6 +75,7 @@ class PendingUpdate:
             "published": self.published,
             "size_bytes": self.size_bytes,
             "reboot_required": self.reboot_required,
+            **extra,
         }
 
 

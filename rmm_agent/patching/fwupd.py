@@ -48,6 +48,7 @@ def release_update(device: Mapping[str, Any], release: Mapping[str, Any]) -> Pen
         published=float(created) if created else None,
         size_bytes=int(size) if size else None,
         reboot_required=bool(flags & REBOOT_FLAGS) or device.get("Plugin") in REBOOT_PLUGINS,
+        hardware_ids=tuple(str(guid) for guid in device.get("Guid") or ()),
     )
 
 

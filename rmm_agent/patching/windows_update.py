@@ -242,6 +242,9 @@ def parse_windows_updates(updates: Sequence[Mapping[str, Any]]) -> list[PendingU
                 size_bytes=int(size) if size else None,
                 # InstallationBehavior.RebootBehavior: 0 never, 1 always, 2 can request.
                 reboot_required=int(update.get("RebootBehavior") or 0) != 0,
+                hardware_ids=(str(update["DriverHardwareID"]),)
+                if update.get("DriverHardwareID")
+                else (),
             )
         )
     return sort_updates(pending)

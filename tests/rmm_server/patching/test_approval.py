@@ -207,3 +207,26 @@ def test_equal_rule_tuples_compile_once(tmp_path: Path) -> None:
     )
     assert one.rules is two.rules
     assert approval.rule_book(one.rules) is approval.rule_book(two.rules)
+
+
+def test_a_pin_matches_the_hardware_ids_the_agent_reports(tmp_path: Path) -> None:
+    # The agent's own parsers on recorded output, through the JSON the collector sends.
+    from rmm_agent.patching import fwupd, windows_update  # noqa: PLC0415 - tests may cross
+
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "patching"
+    found = windows_update.parse_search_output(
+        (fixtures / "windows_update_search_win11-23H2_powershell5.1.json").read_text()
+    )
+    (driver,) = [u for u in found if u.classification == "driver"]
+    assert driver.hardware_ids == ("PCI\\VEN_8086&DEV_A7A0&SUBSYS_0B141028",)
+    facts = UpdateFacts.from_dict(driver.to_dict())
+    policy = POLICY.replace("DEV_15B8", "DEV_A7A0&SUBSYS_0B141028")
+    (tmp_path / "p.yaml").write_text(policy)
+    agent = AgentContext(AGENT_ID, "web01", "acme", "hq", frozenset(), "windows", 60.0, 1.0, {})
+    settings = load_policy_dir(tmp_path).patches.settings_for(agent)
+    assert decide(facts, approval.rule_book(settings.rules), now=NOW).state == APPROVED
+    firmware = fwupd.parse_get_updates(
+        (fixtures / "fwupdmgr_get-updates_json_debian12-fwupd1.9.json").read_text()
+    )
+    assert firmware[0].hardware_ids and all(len(g) == 36 for g in firmware[0].hardware_ids)
+    assert UpdateFacts.from_dict(firmware[0].to_dict()).hardware_ids == firmware[0].hardware_ids
