@@ -128,6 +128,11 @@ class UpdateState(Protocol):
         """Record the per-update outcomes of settled install_updates commands."""
         ...
 
+    def window_started(self, agent_id: str) -> None:
+        """Note that a window asked the agent for its updates (an operator's `rmm patches
+        install` without --now asked for exactly that: the request is met)."""
+        ...
+
 
 class AlertsLike(Protocol):
     """The parts of AlertService the rollout uses."""
@@ -451,6 +456,7 @@ class Rollout:
             progress["why"] = "its ring started too close to the window's end"
             return
         updates = await asyncio.to_thread(self.state.approved_updates, record.id)
+        await asyncio.to_thread(self.state.window_started, record.id)
         progress["updates"] = updates
         if not updates and settings.reboot.mode != REBOOT_ALWAYS:
             progress["step"] = NOTHING
@@ -759,7 +765,10 @@ class Rollout:
         for agent_id, progress in run.progress["agents"].items():
             if progress["step"] not in FINAL_STEPS:
                 if progress.get("undelivered"):
-                    continue  # expire_overdue settles it as expired: missed on the next tick
+                    # Never delivered, and expired now: the agent refuses it if it comes back.
+                    progress["step"] = MISSED
+                    progress["why"] = "offline until the window closed"
+                    continue
                 waiting = True  # an install or reboot started before the end is still running
                 continue
             acted = progress.get("installed") or progress.get("rebooted_at")

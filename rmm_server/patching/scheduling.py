@@ -55,6 +55,10 @@ class InventoryState:
         found = self.inventory.patches.approved_updates([agent_id], self.clock())
         return found.get(agent_id, [])
 
+    def window_started(self, agent_id: str) -> None:
+        """Clear the agent's request to install in its next window: this is it."""
+        self.inventory.patches.clear_install_requests([agent_id])
+
     def record_outcomes(self, records: Sequence[CommandRecord]) -> object:
         """Store the per-update outcomes of settled install commands (unless already stored)."""
         if self.recorded_on_settle:

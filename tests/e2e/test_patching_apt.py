@@ -372,3 +372,54 @@ def test_a_window_missed_while_the_server_was_down_runs_when_it_is_back_inside_i
         assert "patch window -/tonight@UTC open until" in server.log_path.read_text()
     finally:
         end_all(server)
+
+
+def test_an_agent_back_after_the_window_ended_installs_nothing(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policies = policy_dir(root)
+    with apt_repo(root / "apt", "late") as repo:
+        (update,) = repo.ids()
+        write_patch_policy(policies, "0 0 1 1 *")
+        server = start_server(root, policies)
+        agent = None
+        try:
+            agent_id = enroll_agent(server, root / "agent")
+            monkeypatch.setenv("APT_CONFIG", str(repo.conf))
+            agent = start_agent(root / "agent", root / "agent.log", 1.0)
+            wait_for(
+                lambda: update in agent_updates(server, agent_id),
+                120,
+                "the agent's pending update on the server",
+                every=1.0,
+            )
+            end_all(agent)  # offline from here
+            # A window that began a minute or two ago and closes within the minute.
+            began = minute_ago()
+            write_patch_policy(policies, cron_at(began), duration="3m")
+            reload(server)
+            (patch_run,) = wait_for(lambda: runs(server), 60, "the window's run")
+            progress = patch_run["progress"]["agents"][agent_id]
+            # Queued for the agent until the end, or not started at all if too close to it.
+            assert progress["step"] in ("install", "missed"), progress
+            time.sleep(max(0.0, patch_run["ends_at"] - time.time()) + 1)
+            agent = start_agent(root / "agent", root / "agent.log", 1.0)
+            (closed,) = wait_for(
+                lambda: (r := runs(server)) and r[0]["state"] == "closed" and r,
+                60,
+                "the run to close after the window",
+            )
+            assert closed["progress"]["agents"][agent_id]["step"] == "missed"
+            wait_for(
+                lambda: (
+                    "delivering" not in server.log().split("patch window")[-1]
+                    and rmm_json(server, "agents", "list")[0]["status"] == "online"
+                ),
+                60,
+                "the agent back online",
+            )
+            time.sleep(5)  # time enough for anything still queued to reach it and run
+            assert installed_version(repo.names[0]) == "1.0"
+            assert agent_updates(server, agent_id)[update]["state"] == "approved"
+        finally:
+            end_all(agent, server)

@@ -95,9 +95,13 @@ class Updates:
 
     approved: dict[str, list[str]] = field(default_factory=dict)
     recorded: list[tuple[str, str, str]] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
 
     def approved_updates(self, agent_id: str) -> list[str]:
         return list(self.approved.get(agent_id, []))
+
+    def window_started(self, agent_id: str) -> None:
+        self.started.append(agent_id)
 
     def record_outcomes(self, records: Sequence[CommandRecord]) -> object:
         for record in records:
@@ -286,6 +290,7 @@ async def test_rings_install_in_order_and_promote_on_health(harness: Harness) ->
     await harness.tick()
     (broad_install,) = harness.received(broad)
     assert broad_install.install_updates.update_ids == ["apt:openssl"]
+    assert harness.updates.started == [pilot.id, broad.id]  # `install` requests met
     # Every dispatch is audited before it leaves: both installs, as the window's operator.
     sent = [e for e in harness.audited if e[1] == "command.sent"]
     assert [(e[0], e[2]) for e in sent] == [
