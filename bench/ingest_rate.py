@@ -12,7 +12,10 @@ simulated agents that run in separate client processes, as real agents do:
    alert thresholds, a failed systemd unit, a long uptime) so alerts go pending and fire;
 3. every agent opens its own connection and StreamReports stream and keeps `--in-flight`
    reports unacknowledged (sequence 1, 2, 3..., CPU, memory and uptime moving a little each
-   report); after `--warmup` seconds, acknowledgements are counted for `--duration` seconds;
+   report); after `--warmup` seconds, acknowledgements are counted for `--duration` seconds.
+   With `--rate R` the agents are paced instead (an open loop: each sends a report every
+   agents/R seconds, at random phases) and latency is measured from when each report was due,
+   so it is a response time, not queueing in a closed loop;
 4. the server's CPU (utime+stime, /proc) over that window gives CPU per report; its /metrics
    give policy evaluation time and batch sizes; afterwards the stored reports are checked
    against what was acknowledged (`rmm agents list` / `rmm agents show`).
@@ -136,6 +139,9 @@ class ClientJob:
     inventory_json: bytes
     in_flight: int
     seed: int
+    # Seconds between two reports of one agent (an open loop at a fixed offered rate, latency
+    # measured from when each report was due, so a late send counts); 0: as fast as acked.
+    interval: float = 0.0
 
 
 @dataclass(slots=True)
@@ -241,15 +247,24 @@ async def drive_agent(
     attach = [True]  # a new agent's first report carries its inventory
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
 
+    # Paced agents start at random phases over one interval, so the offered load is even.
+    due = start_at + maker.rng.uniform(0.0, job.interval)
+
     async def write() -> None:
+        nonlocal due
         for sequence in range(1, MAX_REPORTS_PER_STREAM + 1):
+            if job.interval:
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
             await slots.acquire()
             now = time.monotonic()
             if now >= window_end:
                 break
             report = maker.next(sequence, attach[0])
             attach[0] = False
-            sent_at[sequence] = now
+            # Paced: latency from when the report was due, so a server that falls behind (and
+            # holds sends back through the in-flight limit) shows it (no coordinated omission).
+            sent_at[sequence] = min(now, due) if job.interval else now
+            due += job.interval
             await call.write(report)  # serialised here: the message may change afterwards
             outcome.sent = sequence
             if window_start <= now:
@@ -821,6 +836,7 @@ def measure(
                     inventory_json=inventory_json,
                     in_flight=args.in_flight,
                     seed=run,
+                    interval=args.agents / args.rate if args.rate else 0.0,
                 )
                 for worker in range(args.clients)
             ]
@@ -1001,6 +1017,7 @@ def measure_bare(
                     inventory_json=inventory_json,
                     in_flight=args.in_flight,
                     seed=run,
+                    interval=args.agents / args.rate if args.rate else 0.0,
                 )
                 for worker in range(args.clients)
             ]
@@ -1142,7 +1159,9 @@ def print_report(
     print()
     print(
         f"ingest rate of one rmm-server ({database_label(args.db)}): {args.agents} agents x "
-        f"{args.in_flight} in flight, {args.clients} client "
+        f"{args.in_flight} in flight"
+        + (f", paced at {args.rate:g} reports/s offered" if args.rate else ", closed loop")
+        + f", {args.clients} client "
         f"process{'es' if args.clients > 1 else ''}, "
         f"{args.duration:g} s windows; medians over {runs} run{'s' if runs > 1 else ''}"
     )
@@ -1306,14 +1325,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="offered reports/s in all, each agent paced at agents/rate seconds (an open loop: "
+        "latency then means response time); default 0: as fast as acknowledged",
+    )
+    parser.add_argument(
         "--no-bare", action="store_true", help="leave out the bare grpc.aio peer of each run"
     )
     parser.add_argument("--bare-server", metavar="ADDRESS", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.db and not args.db.startswith("postgresql"):
         parser.error("--db takes a postgresql:// URL (SQLite is the default)")
-    if not 1 <= args.agents <= 5000:
-        parser.error("--agents must be between 1 and 5000")
+    if not 1 <= args.agents <= 20000:
+        parser.error("--agents must be between 1 and 20000")
+    if args.rate < 0:
+        parser.error("--rate must be 0 (closed loop) or a positive rate")
     if not 2 <= args.duration <= 600:
         parser.error("--duration must be between 2 and 600 seconds")
     if not 0 <= args.warmup <= 120:
@@ -1351,6 +1379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "warmup_seconds": args.warmup,
             "runs": args.runs,
             "in_flight": args.in_flight,
+            "offered_rate": args.rate or None,
             "clients": args.clients,
             "policies": str(POLICIES),
             "database": "postgresql" if args.db else "sqlite",

@@ -64,20 +64,13 @@ def agent_context(
     inventory_added: tuple[str, ...] = (),
     inventory_removed: tuple[str, ...] = (),
     series: ReportSeries | None = None,
+    needed: Callable[[AgentContext], frozenset[str]] | None = None,
 ) -> tuple[AgentContext, list[SeriesSample]]:
     """Return what the policy engine needs of an agent and its latest report (`series`: its
-    samples as validate_report() returned them, read from the report when not given)."""
-    samples: list[SeriesSample] = []
-    info: Mapping[str, Any] = {}
-    if report is not None:
-        info = LazyInfo(report)
-        if series is None:
-            series = report_series(report)
-        samples = [
-            SeriesSample(name, dict(labels), value)
-            for collector in series
-            for name, labels, value in collector
-        ]
+    samples as validate_report() returned them, read from the report when not given;
+    `needed`: the metric names the agent's rules read (PolicySet.metrics_for), so that only
+    those samples are built; all of them when not given)."""
+    info: Mapping[str, Any] = LazyInfo(report) if report is not None else {}
     context = AgentContext(
         agent_id=record.id,
         hostname=record.hostname,
@@ -91,6 +84,17 @@ def agent_context(
         inventory_added=inventory_added,
         inventory_removed=inventory_removed,
     )
+    samples: list[SeriesSample] = []
+    if report is not None:
+        if series is None:
+            series = report_series(report)
+        wanted = needed(context) if needed is not None else None
+        samples = [
+            SeriesSample(name, dict(labels), value)
+            for collector in series
+            for name, labels, value in collector
+            if wanted is None or name in wanted
+        ]
     return context, samples
 
 
@@ -270,7 +274,13 @@ class AlertService:
         now = self.clock()
         started = time.perf_counter()
         context, samples = agent_context(
-            record, report, now, inventory_added, inventory_removed, series
+            record,
+            report,
+            now,
+            inventory_added,
+            inventory_removed,
+            series,
+            needed=self.policies.metrics_for,
         )
         conditions = self.policies.evaluate(context, samples)
         self.manager.metrics.evaluation_seconds.observe(time.perf_counter() - started)

@@ -227,6 +227,11 @@ class PolicySet:
                 self._bundles[key] = bundle
         return bundle
 
+    def metrics_for(self, agent: AgentContext) -> frozenset[str]:
+        """Return the metric names `agent`'s rules read (evaluate() ignores other samples, so
+        callers need not build them)."""
+        return self._bundle(agent).metrics
+
     def rules_for(self, agent: AgentContext) -> list[EffectiveRule]:
         """Return the enabled rules in force for `agent`, after scope and layering."""
         return [r.rule for r in self._resolve(agent) if r.rule.enabled]
