@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -51,6 +52,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+import psutil
 
 from bench.agent_footprint import (
     BIN,
@@ -455,12 +457,14 @@ def queries(sample_agent: str, sample_host: str, run_id: str) -> list[Query]:
 
 def time_cli(
     argv: Sequence[str], env: dict[str, str], tree: Path | None = None
-) -> tuple[float, int]:
-    """Run the CLI once (the `rmm` of source tree `tree` when given); return its wall time and
-    how many bytes it printed."""
+) -> tuple[float, float, int]:
+    """Run the CLI once (the `rmm` of source tree `tree` when given); return its wall time, its
+    CPU time (user + system: what it costs whatever else the machine runs) and how many bytes it
+    printed."""
     if tree is not None:
         # The same launcher: rmm_* found on PYTHONPATH before the editable install's finder.
         env = dict(env, PYTHONPATH=str(tree))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(
         [str(BIN / "rmm"), *argv],
@@ -470,12 +474,15 @@ def time_cli(
         check=False,
     )
     wall = time.perf_counter() - started
+    # Only the CLI is reaped in between: the server, also a child, is counted when it ends.
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if result.returncode != 0:
         raise BenchError(
             f"rmm {' '.join(argv)}{f' (from {tree})' if tree else ''} exited "
             f"{result.returncode}: {result.stderr.decode(errors='replace')[-500:]}"
         )
-    return wall, len(result.stdout)
+    return wall, cpu, len(result.stdout)
 
 
 def measure_queries(
@@ -484,65 +491,124 @@ def measure_queries(
     selected: Sequence[Query],
     repeat: int,
     peer_tree: Path | None = None,
+    server_pid: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Time each query `repeat` times: gRPC, this tree's CLI and the peer's, interleaved."""
+    """Time each query `repeat` times: gRPC, this tree's CLI and the peer's, interleaved. CPU
+    times are kept beside wall times: on a machine shared with other work they move far less."""
     channel = grpc.insecure_channel(address, options=OPTIONS)
     token = env["RMM_TOKEN"]
     stub = operator_pb2_grpc.OperatorServiceStub(_AuthChannel(channel, token))
+    server = psutil.Process(server_pid) if server_pid else None
     results: list[dict[str, Any]] = []
 
-    def cli_only(name: str, argv: list[str]) -> None:
-        cli, peer = [], []
-        for _ in range(repeat):
-            cli.append(time_cli(argv, env)[0])
-            if peer_tree is not None:
-                peer.append(time_cli(argv, env, peer_tree)[0])
-        results.append(
-            {
-                "name": name,
-                "argv": argv,
-                "cli_seconds": cli,
-                "peer_cli_seconds": peer,
-                "grpc_seconds": [],
-                "rows": None,
-                "cli_bytes": None,
-            }
-        )
+    def server_cpu() -> float:
+        if server is None:
+            return 0.0
+        times = server.cpu_times()
+        return float(times.user + times.system)
+
+    def clis(argv: Sequence[str], samples: dict[str, list[float]]) -> int:
+        wall, cpu, size = time_cli(argv, env)
+        samples["cli_seconds"].append(wall)
+        samples["cli_cpu_seconds"].append(cpu)
+        if peer_tree is not None:
+            wall, cpu, _ = time_cli(argv, env, peer_tree)
+            samples["peer_cli_seconds"].append(wall)
+            samples["peer_cli_cpu_seconds"].append(cpu)
+        return size
+
+    def new_samples() -> dict[str, list[float]]:
+        keys = ("cli", "cli_cpu", "peer_cli", "peer_cli_cpu", "grpc", "server_cpu")
+        return {f"{key}_seconds": [] for key in keys}
 
     try:
-        cli_only("rmm --version (start-up floor)", ["--version"])
-        cli_only("rmm --help", ["--help"])
-        for query in selected:
-            cli, peer, calls, rows, size = [], [], [], 0, 0
+        for name, argv in (
+            ("rmm --version (start-up floor)", ["--version"]),
+            ("rmm --help", ["--help"]),
+        ):
+            samples = new_samples()
             for _ in range(repeat):
+                clis(argv, samples)
+            results.append({"name": name, "argv": argv, **samples, "rows": None, "cli_bytes": None})
+        for query in selected:
+            samples, rows, size = new_samples(), 0, 0
+            for _ in range(repeat):
+                cpu_before = server_cpu()
                 started = time.perf_counter()
                 rows = query.call(stub)
-                calls.append(time.perf_counter() - started)
-                wall, size = time_cli(query.argv, env)
-                cli.append(wall)
-                if peer_tree is not None:
-                    peer.append(time_cli(query.argv, env, peer_tree)[0])
+                samples["grpc_seconds"].append(time.perf_counter() - started)
+                samples["server_cpu_seconds"].append(server_cpu() - cpu_before)
+                size = clis(query.argv, samples)
             results.append(
-                {
-                    "name": query.name,
-                    "argv": list(query.argv),
-                    "cli_seconds": cli,
-                    "peer_cli_seconds": peer,
-                    "grpc_seconds": calls,
-                    "rows": rows,
-                    "cli_bytes": size,
-                }
-            )
-            print(
-                f"  {query.name:<40} grpc {statistics.median(calls) * 1000:8.1f} ms   "
-                f"cli {statistics.median(cli) * 1000:8.1f} ms"
-                + (f"   peer cli {statistics.median(peer) * 1000:8.1f} ms" if peer else "")
-                + f"   rows {rows}",
-                flush=True,
-            )
+                {"name": query.name, "argv": list(query.argv), **samples, "rows": rows,
+                 "cli_bytes": size}
+            )  # fmt: skip
+            print(f"  {query.name:<40} {_medians(results[-1])}   rows {rows}", flush=True)
     finally:
         channel.close()
     return results
+
+
+def _medians(entry: dict[str, Any]) -> str:
+    """Return one line of an entry's medians in milliseconds."""
+    parts = []
+    for key, label in (
+        ("grpc_seconds", "grpc"),
+        ("server_cpu_seconds", "server cpu"),
+        ("cli_seconds", "cli"),
+        ("cli_cpu_seconds", "cli cpu"),
+        ("peer_cli_seconds", "peer cli"),
+        ("peer_cli_cpu_seconds", "peer cli cpu"),
+    ):
+        if entry.get(key):
+            parts.append(f"{label} {statistics.median(entry[key]) * 1000:7.1f}")
+    return "  ".join(parts)
+
+
+def compare_list_paths(db_url: str, repeat: int) -> list[dict[str, Any]]:
+    """CPU time of one ListAgents page built the way before issue #16 (Store.list_agents: whole
+    records, tags by an IN list of the page's ids, agent_to_summary) and the way ListAgents
+    builds it now (storage/agent_list.py, list_row_to_summary), alternately in this process on
+    the server's own database: a peer in the same run, whatever else loads the machine."""
+    from rmm_server.grpc_api.operator_service import (  # noqa: PLC0415 - the server's code
+        agent_to_summary,
+        list_row_to_summary,
+    )
+    from rmm_server.storage.agent_list import list_agent_rows  # noqa: PLC0415
+    from rmm_server.storage.store import AgentQuery, open_store  # noqa: PLC0415
+
+    store = open_store(db_url)
+    pages = [
+        ("5,000 rows (first page)", AgentQuery(limit=5000)),
+        ("2,000 rows at offset 8,000", AgentQuery(limit=2000, offset=8000)),
+        ("100 rows at offset 4,900", AgentQuery(limit=100, offset=4900)),
+        ("100 rows, --tag server", AgentQuery(tag="server", limit=100)),
+    ]
+    found = []
+    try:
+        for name, query in pages:
+            before, after = [], []
+            for _ in range(repeat):
+                now = time.time()
+                started = time.process_time()
+                records, _total = store.list_agents(query, now)
+                old = [agent_to_summary(record, now) for record in records]
+                before.append(time.process_time() - started)
+                started = time.process_time()
+                rows, _total = list_agent_rows(store, query, now)
+                new = [list_row_to_summary(row) for row in rows]
+                after.append(time.process_time() - started)
+                if [m.id for m in old] != [m.id for m in new]:
+                    raise BenchError(f"{name}: the two paths listed different agents")
+            found.append({"name": name, "before_cpu_seconds": before, "after_cpu_seconds": after})
+            print(
+                f"  ListAgents page, {name:<28} before {statistics.median(before) * 1000:7.1f} ms"
+                f"   after {statistics.median(after) * 1000:7.1f} ms CPU",
+                flush=True,
+            )
+    finally:
+        store.close()
+    return found
 
 
 class _AuthChannel:
@@ -657,7 +723,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 if args.only is None or args.only in q.name
             ]
-            results = measure_queries(address, env, selected, args.repeat, args.peer_tree)
+            results = measure_queries(address, env, selected, args.repeat, args.peer_tree, proc.pid)
+            list_paths = compare_list_paths(
+                db_url or f"sqlite:///{data_dir / 'rmm.sqlite3'}", max(args.repeat, 5)
+            )
             ensure_alive(proc, "rmm-server", log_path)
         finally:
             stopped = stop_process(proc)
@@ -667,6 +736,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "peer_tree": str(args.peer_tree) if args.peer_tree else None,
         "population": population,
         "queries": results,
+        "list_paths": list_paths,
         "loadavg_before": list(load_before),
         "loadavg_after": list(os.getloadavg()),
         "server_stop": stopped,
@@ -692,32 +762,43 @@ def print_report(result: dict[str, Any]) -> None:
         f"{result['loadavg_before'][0]:.2f} -> {result['loadavg_after'][0]:.2f}"
     )
     peer = bool(result.get("peer_tree"))
-    print(
-        f"{'query':<42}{'gRPC ms':>10}{'CLI ms':>10}"
-        + (f"{'peer CLI ms':>13}{'ratio':>7}" if peer else "")
-        + f"{'rows':>8}{'CLI bytes':>12}"
-    )
     if peer:
         print(f"(peer: the rmm of {result['peer_tree']}, run right after this tree's each time)")
+    columns = [
+        ("gRPC", "grpc_seconds"),
+        ("srv CPU", "server_cpu_seconds"),
+        ("CLI", "cli_seconds"),
+        ("CLI CPU", "cli_cpu_seconds"),
+    ]
+    if peer:
+        columns += [("peer CLI", "peer_cli_seconds"), ("peer CPU", "peer_cli_cpu_seconds")]
+    print(
+        f"{'query (ms, medians)':<42}"
+        + "".join(f"{label:>10}" for label, _ in columns)
+        + f"{'rows':>8}{'CLI bytes':>12}"
+    )
     slow = []
     for entry in result["queries"]:
-        grpc_ms = statistics.median(entry["grpc_seconds"]) * 1000 if entry["grpc_seconds"] else None
-        cli_ms = statistics.median(entry["cli_seconds"]) * 1000
-        peer_ms = (
-            statistics.median(entry["peer_cli_seconds"]) * 1000
-            if entry.get("peer_cli_seconds")
-            else None
-        )
+        cells = [
+            f"{statistics.median(entry[key]) * 1000:.1f}" if entry.get(key) else "-"
+            for _, key in columns
+        ]
         print(
-            f"{entry['name']:<42}{'-' if grpc_ms is None else f'{grpc_ms:.1f}':>10}"
-            f"{cli_ms:>10.1f}"
-            + (f"{peer_ms:>13.1f}{peer_ms / cli_ms:>6.1f}x" if peer_ms is not None else "")
+            f"{entry['name']:<42}"
+            + "".join(f"{cell:>10}" for cell in cells)
             + f"{'' if entry['rows'] is None else entry['rows']:>8}"
             f"{'' if entry['cli_bytes'] is None else entry['cli_bytes']:>12}"
         )
+        grpc_ms = statistics.median(entry["grpc_seconds"]) * 1000 if entry["grpc_seconds"] else None
         if grpc_ms is not None and grpc_ms >= TARGET_CALL_SECONDS * 1000:
             slow.append(entry["name"])
     print(f"gRPC calls at or over {TARGET_CALL_SECONDS:g} s: {', '.join(slow) or 'none'}")
+    for entry in result.get("list_paths", []):
+        print(
+            f"ListAgents page, {entry['name']}: CPU before issue #16 "
+            f"{statistics.median(entry['before_cpu_seconds']) * 1000:.1f} ms, now "
+            f"{statistics.median(entry['after_cpu_seconds']) * 1000:.1f} ms"
+        )
     if result["server_log"].get("error") or result["server_log"].get("critical"):
         print(f"server log problems: {result['server_log']}")
 
