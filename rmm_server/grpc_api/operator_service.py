@@ -582,7 +582,8 @@ class OperatorServicer(
         return operator_pb2.ReloadPoliciesResponse(
             ok=ok and not script_errors,
             errors=[*errors, *script_errors],
-            policies=len(policies.policies) if policies is not None else 0,
+            # Alert and patch policy documents: both kinds load, and reload, together.
+            policies=len(policies.policies) + len(policies.patches) if policies is not None else 0,
             rules=len(policies) if policies is not None else 0,
             other_replicas=len(others),
             notify_config=self.notify is not None,

@@ -129,6 +129,7 @@ def test_the_wheel_ships_policies_and_scripts_and_its_server_loads_them(
 ) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "rmm_server/_shipped/policies/common.yaml" in names, names
+    assert "rmm_server/_shipped/policies/patching.yaml" in names, names
     assert "rmm_server/_shipped/policies/tests/common_test.yaml" in names
     assert "rmm_server/_shipped/script-library/disk-usage.sh" in names
     env, log_path = server
