@@ -39,6 +39,7 @@ from tests.helpers import (
     start_agent,
     wait_for,
 )
+from tests.host_dpkg import host_dpkg
 from tests.rmm_agent.patching.aptrepo import hold_lock, packages_entry, run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -212,8 +213,10 @@ def reload(server: ServerProcess) -> None:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path
+def root(tmp_path: Path) -> Iterator[Path]:
+    """The test's directory; the test has the host's dpkg to itself meanwhile."""
+    with host_dpkg():
+        yield tmp_path
 
 
 def test_a_window_installs_the_approved_update_for_real_and_skips_excluded_and_declined(

@@ -10,6 +10,7 @@ import pytest
 
 from rmm_agent.patching.apt import DPKG_FRONTEND_LOCK, AptBackend
 from rmm_agent.patching.base import INSTALLED, LOCKED, SKIPPED
+from tests.host_dpkg import host_dpkg
 
 from .aptrepo import NEEDS_ROOT_AND_APT, PACKAGE, Repo, hold_lock, installed_version, local_repo
 
@@ -18,8 +19,8 @@ pytestmark = [*NEEDS_ROOT_AND_APT, pytest.mark.slow, pytest.mark.timeout(300)]
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[Repo]:
-    """Install 1.0 and publish 1.1; both are removed afterwards."""
-    with local_repo(tmp_path) as made:
+    """Install 1.0 and publish 1.1; both are removed afterwards (one test at a time on dpkg)."""
+    with host_dpkg(), local_repo(tmp_path) as made:
         yield made
 
 

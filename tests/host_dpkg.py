@@ -1,0 +1,24 @@
+"""One test at a time on the host's dpkg: tests that install .debs for real run in several
+workers (`--dist loadfile` puts different files on different workers), and two of them at once
+would find each other holding dpkg's lock and fail as "locked"."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+LOCK = Path("/tmp/rmm-tests-host-dpkg.lock")
+
+
+@contextlib.contextmanager
+def host_dpkg() -> Iterator[None]:
+    """Hold the tests' own lock on the host's dpkg (waiting for another test to finish)."""
+    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
