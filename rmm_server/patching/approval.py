@@ -54,6 +54,7 @@ from rmm_server.patching.model import (
 
 _UNKNOWN_SEVERITY = "unknown"
 _CACHE_LIMIT = 10_000
+_AGENTS_LIMIT = 100_000  # one narrowed view per agent of a ManualIndex
 
 
 def _rule_words(rule: ApprovalRule) -> str:
@@ -189,11 +190,23 @@ class ManualIndex:
             else:
                 self._by_target.setdefault((record.scope, record.target), []).append(prepared)
         self._empty = not self._everywhere and not self._by_target
+        # Callers deciding row by row (decide_for) ask again for every update of an agent.
+        self._agents: dict[tuple[str, str, str], AgentManual] = {}
 
     def for_agent(self, agent_id: str, client: str, site: str) -> AgentManual:
-        """Return the records that hold for one agent (call once per agent, then lookup)."""
+        """Return the records that hold for one agent (built once per agent, then cached)."""
         if self._empty:
             return _NO_MANUAL
+        key = (agent_id, client, site)
+        found = self._agents.get(key)
+        if found is None:
+            found = self._build(agent_id, client, site)
+            if len(self._agents) >= _AGENTS_LIMIT:
+                self._agents.clear()
+            self._agents[key] = found
+        return found
+
+    def _build(self, agent_id: str, client: str, site: str) -> AgentManual:
         found = list(self._everywhere)
         for key in ((CLIENT, client), (SITE, f"{client}/{site}"), (AGENT, agent_id)):
             found += self._by_target.get(key, ())
