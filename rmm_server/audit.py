@@ -27,13 +27,21 @@ from rmm_common.audit_chain import (
     details_to_json,
     entry_hash,
 )
-from rmm_common.errors import ConfigError, InvalidArgument
-from rmm_server.audit_checkpoints import Checkpoint, CheckpointLog, CheckpointSet, PinCheck
-from rmm_server.storage.audit import Anchor, AuditStore
+from rmm_common.errors import ConfigError, InvalidArgument, StorageError
+from rmm_server.audit_checkpoints import (
+    Checkpoint,
+    CheckpointLog,
+    CheckpointSet,
+    PinCheck,
+    file_rollback,
+)
+from rmm_server.storage.audit import Anchor, AuditStore, WrittenCheckpoint
 
 log = logging.getLogger(__name__)
 # The lengths of audit_log's operator, action and target columns (rmm_server/storage/schema.py).
 OPERATOR_CHARS, ACTION_CHARS, TARGET_CHARS = 200, 100, 400
+
+
 def _valid_text(text: str) -> str:
     """Return `text` as valid Unicode: a lone surrogate (from a file name decoded with
     surrogateescape, say) could be neither hashed as UTF-8 nor stored."""
@@ -96,6 +104,8 @@ class AuditLog:
         # Verify and archive exclude each other: an archive that deletes entries under a running
         # verify would look like deleted entries to it.
         self._walk_lock = threading.Lock()
+        # Whether this process compared its checkpoint file with the database's record yet.
+        self._file_checked = False
 
     def append(
         self,
@@ -144,7 +154,10 @@ class AuditLog:
             written = self.store.append_many([maker(fields) for fields in cleaned])
             if written and self.checkpoints is not None:
                 try:
-                    self.checkpoints.appended(written[-1].seq, written[-1].hash, len(written))
+                    self._check_file_once()
+                    self._record(
+                        self.checkpoints.appended(written[-1].seq, written[-1].hash, len(written))
+                    )
                 except OSError as exc:
                     # The entries are committed; the next checkpoint (timer, stop) covers them.
                     log.error(
@@ -166,9 +179,36 @@ class AuditLog:
             anchor = self.store.read_anchor()
             if anchor is None:
                 return None  # verify reports the missing row; there is no head to sign
-            return self.checkpoints.checkpoint(
+            if not self._file_checked:
+                self._file_checked = True
+                self.checkpoints.continue_after(anchor.checkpoint)
+            written = self.checkpoints.checkpoint(
                 anchor.head_seq, anchor.head_hash, anchor.archived_through, anchor.anchor_hash
             )
+            self._record(written)
+            return written
+
+    def _check_file_once(self) -> None:
+        """Compare the checkpoint file with the database's record before this process first
+        writes to it (normally done by the checkpoint at start)."""
+        if self._file_checked or self.checkpoints is None:
+            return
+        self._file_checked = True
+        anchor = self.store.read_anchor()
+        self.checkpoints.continue_after(anchor.checkpoint if anchor is not None else None)
+
+    def _record(self, written: Checkpoint | None) -> None:
+        """Remember the line just written in the anchor row: a file later replaced by an older
+        copy of itself then lacks it, which verify reports."""
+        if written is None:
+            return
+        try:
+            self.store.record_checkpoint(
+                WrittenCheckpoint(written.seq, written.at, written.digest, written.replica)
+            )
+        except StorageError as exc:
+            # The line is in the file (and the log); the next checkpoint records again.
+            log.error("cannot record the audit checkpoint in the database: %s", exc)
 
     async def append_async(
         self,
@@ -302,8 +342,9 @@ class AuditLog:
         if through is None:  # an archive's walk stops short of the head on purpose
             pins.finish(checker.last_seq, anchor.head_seq, problem is None)
             checkpoint_problems = list(pins.problems)
-            if not found.checkpoints and (checker.count or anchor.archived_through):
-                checkpoint_problems.append(_no_checkpoints(anchor, checker.last_seq, found))
+            checkpoint_problems.extend(
+                self._file_problems(anchor, checker.count, checker.last_seq, found)
+            )
         return replace(
             result,
             ok=result.ok and not checkpoint_problems,
@@ -314,6 +355,19 @@ class AuditLog:
             archived_pins=tuple(pins.archived),
             checkpoint_sources=tuple(found.sources),
         )
+
+    def _file_problems(
+        self, anchor: Anchor, entries: int, last_seq: int, found: CheckpointSet
+    ) -> builtins.list[str]:
+        """Return what the checkpoint files themselves show: none at all for a chain that has
+        entries, or none of the newest line the database records as written (rolled back)."""
+        if not found.checkpoints:
+            if entries or anchor.archived_through:
+                return [_no_checkpoints(anchor, last_seq, found)]
+            return []
+        own = self.checkpoints.replica if self.checkpoints is not None else None
+        rolled_back = file_rollback(anchor.checkpoint, found, own)
+        return [rolled_back] if rolled_back is not None else []
 
     def _beyond_head(self) -> Problem | None:
         # Read the newest seq before the head: a legitimate append moves the head in the same

@@ -12,6 +12,13 @@ be behind the newest one (else it was rolled back).
 Each line also carries the hash of the line before it in the same file, so removing or
 reordering lines inside the file shows too; signing every line means nobody without the key
 can add or change one.
+
+What no line can show is the file replaced by an older copy of itself: every line left is
+authentic and in order. So the database's anchor row also records the newest line written (its
+seq, time, digest and replica): a verify that does not find that line in the replica's file
+reports the file rolled back, and a server starting on such a file says so and continues its
+chain of lines from the recorded line, not the file's last, so the gap stays visible in the file
+itself (`prev` names a line the file lacks) after the database has moved on.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
+
+from rmm_server.storage.audit import WrittenCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +89,7 @@ class Checkpoint:
     prev: str  # hex SHA-256 of the line before it in its file ("" for the first)
     sig: str = ""  # base64 Ed25519 signature over CONTEXT + payload()
     where: str = ""  # file:line it was read from (not signed)
+    digest: str = ""  # line_digest of its line (not signed; what the next line's prev holds)
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -166,6 +176,9 @@ class CheckpointSet:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    # When the files were read (unix seconds): a checkpoint the database records as written
+    # later is not expected in them.
+    read_at: float = field(default_factory=time.time)
 
     def newest(self) -> Checkpoint | None:
         """Return the checkpoint with the highest seq (the latest written among equals)."""
@@ -216,7 +229,8 @@ def read_lines(lines: Iterable[str], source: str, public_key: bytes, into: Check
             )
             read.append((number, None, ""))
             continue
-        read.append((number, parsed, line_digest(_json_part(text))))
+        digest = line_digest(_json_part(text))
+        read.append((number, replace(parsed, digest=digest), digest))
     # Newest first: a line is authentic when the authentic line after it names its digest, or
     # else by its own signature.
     authentic: set[int] = set()
@@ -263,7 +277,8 @@ def read_lines(lines: Iterable[str], source: str, public_key: bytes, into: Check
                     number,
                     f"{checkpoint.where}: checkpoint seq {checkpoint.seq} does not follow the "
                     f"line before it of replica {replica!r}: lines between them were removed or "
-                    "reordered",
+                    "reordered, or the file was replaced by an older copy of itself before the "
+                    "server wrote this line",
                 )
             )
         last_digest[replica] = digest
@@ -330,6 +345,43 @@ def load_public_key(data_dir: Path) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+def file_rollback(
+    recorded: WrittenCheckpoint | None, found: CheckpointSet, own_replica: str | None = None
+) -> str | None:
+    """Return the problem when the checkpoint files lack the newest line the database records
+    as written to them (a file replaced by an older copy, or lines cut from its end), or None.
+
+    A line written after the files were read is not looked for; nor one of a replica whose
+    file is not among those read (replicas with data directories of their own), unless it is
+    `own_replica`, whose file must be there.
+    """
+    if recorded is None or recorded.at > found.read_at:
+        return None
+    if any(checkpoint.digest == recorded.digest for checkpoint in found.checkpoints):
+        return None
+    theirs = [c for c in found.checkpoints if c.replica == recorded.replica]
+    if not theirs and recorded.replica != own_replica:
+        return None
+    newest = max(theirs, key=lambda c: (c.at, c.seq), default=None)
+    holds = (
+        f"its newest line is seq {newest.seq} of {newest.when()} ({newest.where})"
+        if newest is not None
+        else "no line of it was found"
+    )
+    return (
+        f"rolled back: the database's anchor records that checkpoint seq {recorded.seq} of "
+        f"{_when(recorded.at)} (line digest {recorded.digest[:16]}...) was written to the checkpoint "
+        f"file of replica {recorded.replica!r}, but the files lack it and {holds}: the "
+        "checkpoint file was replaced by an older copy of itself (or lines were cut from its "
+        "end), which hides any rollback or rewrite of the chain since; put the newer file back, "
+        "or verify against the server log's 'audit checkpoint' lines (--checkpoints FILE)"
+    )
+
+
 class CheckpointLog:
     """Sign the chain's head and append it to this server's checkpoint file and log.
 
@@ -364,7 +416,9 @@ class CheckpointLog:
     def read(self, extra: Sequence[tuple[str, Sequence[str]]] = ()) -> CheckpointSet:
         """Read and check this directory's checkpoint files and any (source, lines) given, and
         the checkpoint this process wrote last, which its file must still hold."""
+        read_at = self.clock()
         found = read_directory(self.directory, self.signer.public_key, self.path, extra)
+        found.read_at = read_at
         with self._lock:
             last = self._last
         if last is None or last.where:
@@ -385,7 +439,7 @@ class CheckpointLog:
             found.checkpoints.append(replace(last, where="this server's last checkpoint"))
         return found
 
-    def appended(self, seq: int, digest: str, count: int = 1) -> None:
+    def appended(self, seq: int, digest: str, count: int = 1) -> Checkpoint | None:
         """Count `count` entries just committed (the newest is `seq` with `digest`); checkpoint
         when `every` have gone by, or at once when the head went back (a rollback under us)."""
         with self._lock:
@@ -397,8 +451,43 @@ class CheckpointLog:
             last = self._last
             behind = last is not None and seq <= last.seq
             if self._pending < self.every and not behind:
-                return
-            self._write_locked(seq, digest, *self._archived)
+                return None
+            return self._write_locked(seq, digest, *self._archived)
+
+    def continue_after(self, recorded: WrittenCheckpoint | None) -> str | None:
+        """Check the file against the newest line the database records as written to it; when
+        the file lacks it and ends earlier (an older copy put in its place), say so loudly and
+        continue the chain of lines from the recorded line, so the next line's `prev` names a
+        line the file lacks and every later verify of the file shows the gap. Return the
+        problem, or None."""
+        with self._lock:
+            if self._last is None and self._last_digest is None:
+                self._last = self._read_last()
+                if self._last is not None:
+                    self._archived = (self._last.archived_through, self._last.anchor_hash)
+            last = self._last
+            if (
+                recorded is None
+                or recorded.replica != self.replica
+                or recorded.digest == self._last_digest
+                or (last is not None and last.at >= recorded.at)
+            ):
+                return None
+            file_has = (
+                f"its last line is seq {last.seq} of {last.when()}"
+                if last is not None
+                else "it holds no checkpoint"
+            )
+            problem = (
+                f"AUDIT CHECKPOINT FILE ROLLED BACK: the database records checkpoint seq "
+                f"{recorded.seq} of {_when(recorded.at)} as written to {self.path}, but "
+                f"{file_has}: the file was replaced by an older copy of itself (or cut short); "
+                "new checkpoints continue from the recorded one so the gap stays visible; run "
+                "`rmm audit verify`"
+            )
+            log.error("%s", problem)
+            self._last_digest = recorded.digest
+            return problem
 
     def checkpoint(
         self, head_seq: int, head_hash: str, archived_through: int, anchor_hash: str
@@ -450,6 +539,7 @@ class CheckpointLog:
         signature = self.signer.sign_payload(CONTEXT + unsigned.payload())
         signed = replace(unsigned, sig=base64.b64encode(signature).decode())
         line = signed.line()
+        signed = replace(signed, digest=line_digest(line))
         self._append(line)
         # One log line per checkpoint, the whole signed line: journald or syslog keeps a copy
         # that `rmm audit verify --checkpoints` reads as it reads the file.
@@ -499,7 +589,7 @@ class CheckpointLog:
             log.error("%s; new checkpoints continue after it", exc)
             return None
         self._last_digest = line_digest(lines[-1])
-        return last
+        return replace(last, digest=self._last_digest)
 
 
 class PinCheck:

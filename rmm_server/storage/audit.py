@@ -23,6 +23,16 @@ _anchor = schema.audit_anchor
 
 
 @dataclass(frozen=True, slots=True)
+class WrittenCheckpoint:
+    """What the database remembers of the newest checkpoint line written to a file."""
+
+    seq: int
+    at: float
+    digest: str  # SHA-256 of the line (audit_checkpoints.line_digest)
+    replica: str
+
+
+@dataclass(frozen=True, slots=True)
 class Anchor:
     """Where the database's chain starts (after the archived entries) and where it ends."""
 
@@ -31,6 +41,8 @@ class Anchor:
     head_seq: int
     head_hash: str
     archived_at: float | None = None
+    # The newest checkpoint line the server wrote (audit_checkpoints): None before any.
+    checkpoint: WrittenCheckpoint | None = None
 
 
 def _record(row: Any) -> AuditRecord:
@@ -79,9 +91,7 @@ class AuditStore:
             conn.execute(self.store._insert_ignore(_anchor).values(**_genesis_values()))
             return True
 
-    def append_many(
-        self, makes: Sequence[Callable[[int, str], AuditRecord]]
-    ) -> list[AuditRecord]:
+    def append_many(self, makes: Sequence[Callable[[int, str], AuditRecord]]) -> list[AuditRecord]:
         """In one transaction: lock the head, build each next entry with `make(seq, prev_hash)`,
         each linked to the one before, insert them and move the head to the last."""
         with self.store.transaction(f"write {len(makes)} audit entries") as conn:
@@ -131,13 +141,38 @@ class AuditStore:
             row = conn.execute(select(_anchor).where(_anchor.c.id == ANCHOR_ID)).first()
         if row is None:
             return None
+        written = (
+            WrittenCheckpoint(
+                int(row.checkpoint_seq or 0),
+                float(row.checkpoint_at or 0.0),
+                row.checkpoint_digest,
+                row.checkpoint_replica or "",
+            )
+            if row.checkpoint_digest
+            else None
+        )
         return Anchor(
             archived_through=int(row.archived_through),
             anchor_hash=row.anchor_hash,
             head_seq=int(row.head_seq),
             head_hash=row.head_hash,
             archived_at=row.archived_at,
+            checkpoint=written,
         )
+
+    def record_checkpoint(self, written: WrittenCheckpoint) -> None:
+        """Remember the newest checkpoint line written to a file, in the anchor row."""
+        with self.store.transaction("record the audit checkpoint") as conn:
+            conn.execute(
+                update(_anchor)
+                .where(_anchor.c.id == ANCHOR_ID)
+                .values(
+                    checkpoint_seq=written.seq,
+                    checkpoint_at=written.at,
+                    checkpoint_digest=written.digest,
+                    checkpoint_replica=written.replica,
+                )
+            )
 
     def page(self, after_seq: int, limit: int, through: int | None = None) -> list[AuditRecord]:
         """Return up to `limit` entries with seq > `after_seq` (and <= `through`), in order."""

@@ -239,6 +239,12 @@ audit_anchor = Table(
     Column("archived_at", Float),
     Column("head_seq", BigInteger, nullable=False),
     Column("head_hash", String(64), nullable=False),
+    # The newest signed checkpoint written to a checkpoint file (its head seq, time, the line's
+    # SHA-256 and its replica): a checkpoint file replaced by an older copy of itself lacks it.
+    Column("checkpoint_seq", BigInteger),
+    Column("checkpoint_at", Float),
+    Column("checkpoint_digest", String(64)),
+    Column("checkpoint_replica", String(200)),
 )
 
 

@@ -209,7 +209,14 @@ def test_an_edited_checkpoint_file_is_caught(server: ServerProcess) -> None:
                 f"BROKEN: checkpoints: {path} lacks the checkpoint this server wrote last" in text
             )
             assert "seqs 3..12 were deleted and the head moved back" in text
-            assert offline(server)[0] == 0  # database and file both cut back, no server...
+            # With no server running, the database's anchor still names the newest checkpoint
+            # line written, which the cut file lacks...
+            code, text = offline(server)
+            assert code == 1, text
+            assert "rolled back: the database's anchor records that checkpoint seq" in text
+            with database(server) as conn:  # ...unless whoever cut both erased that too...
+                conn.execute("UPDATE audit_anchor SET checkpoint_digest = NULL")
+            assert offline(server)[0] == 0
             code, text = offline(server, "--checkpoints", str(server.log_path))
             assert code == 1, text  # ...but not the log
             assert f"BROKEN: checkpoints: {server.log_path}:" in text

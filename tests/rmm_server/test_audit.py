@@ -312,7 +312,9 @@ def test_verify_is_fast_at_scale(store: Store) -> None:
     with tamper(store.engine) as conn:
         conn.executemany("INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         conn.execute(
-            "INSERT INTO audit_anchor VALUES (1, 0, ?, NULL, ?, ?)", (GENESIS_HASH, count, prev)
+            "INSERT INTO audit_anchor (id, archived_through, anchor_hash, archived_at, head_seq, "
+            "head_hash) VALUES (1, 0, ?, NULL, ?, ?)",
+            (GENESIS_HASH, count, prev),
         )
     started = time.perf_counter()
     result = log.verify()

@@ -405,3 +405,63 @@ def test_a_chain_with_entries_and_no_checkpoint_file_is_not_trusted(
     assert any(
         "no signed checkpoint was found" in problem for problem in result.checkpoint_problems
     )
+
+
+def test_a_checkpoint_file_put_back_as_an_older_copy_is_caught(
+    store: Store, signer: CommandSigner, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Copy the file, let entries and checkpoints go on, put the old copy back: every line left
+    is authentic and in order, yet the database's anchor names a newer line it lacks."""
+    log = make_log(store, signer, tmp_path)
+    fill(log, 3)
+    path = checkpoint_file(log)
+    old_copy = path.read_bytes()
+    fill(log, 4)
+    assert log.verify().ok
+    path.write_bytes(old_copy)
+    # As `rmm-server audit verify` reads it, with no server running.
+    found = read_directory(tmp_path, signer.public_key)
+    assert not found.problems  # the old copy alone is flawless
+    result = chain_only(store).verify(found=found)
+    assert not result.ok and result.problem is None
+    (problem,) = result.checkpoint_problems
+    assert problem.startswith("rolled back: the database's anchor records that checkpoint seq 7")
+    assert "was written to the checkpoint file of replica 'r1', but the files lack it" in problem
+    assert "its newest line is seq 3 of " in problem and f"({path}:4)" in problem
+    # A server starting on the old copy says so, and continues its lines from the recorded
+    # one: the gap stays in the file after the database has recorded newer lines.
+    with caplog.at_level(logging.ERROR, logger="rmm_server.audit_checkpoints"):
+        restarted = make_log(store, signer, tmp_path)
+    (said,) = [r.getMessage() for r in caplog.records if "ROLLED BACK" in r.getMessage()]
+    assert said.startswith("AUDIT CHECKPOINT FILE ROLLED BACK: the database records checkpoint")
+    assert "seq 7" in said and "its last line is seq 3" in said
+    fill(restarted, 2)
+    for verifier, found_now in (
+        (restarted, None),
+        (chain_only(store), read_directory(tmp_path, signer.public_key)),
+    ):
+        again = verifier.verify(found=found_now)
+        assert not again.ok
+        assert any(
+            f"{path}:5: checkpoint seq 7 does not follow the line before it" in text
+            and "replaced by an older copy" in text
+            for text in again.checkpoint_problems
+        ), again.checkpoint_problems
+
+
+def test_each_replicas_record_is_looked_for_only_where_its_file_is(
+    store: Store, signer: CommandSigner, tmp_path: Path
+) -> None:
+    """Replicas with data directories of their own: one's verify cannot see the other's file,
+    and the database's record of the other's newest line is no problem to it."""
+    mine, theirs = tmp_path / "a", tmp_path / "b"
+    mine.mkdir()
+    theirs.mkdir()
+    log = make_log(store, signer, mine)
+    other = AuditLog(AuditStore(store))
+    other.checkpoints = CheckpointLog(theirs, signer, replica="r2", every=1)
+    fill(log, 2)
+    fill(other, 2)  # the anchor now records r2's newest line
+    assert log.verify().ok
+    (theirs / checkpoint_file_name(None)).unlink()
+    assert log.verify().ok  # r2's file was never among what r1 reads
