@@ -220,7 +220,7 @@ def test_teams_shows_agent_text_only_in_text_runs(http: HttpReceiver) -> None:
     deliver_hostile(http)
     (teams,) = http.on("/teams")
     body = teams["attachments"][0]["content"]["body"]
-    runs = []
+    runs: list[str] = []
     for block in body:
         if block["type"] == "TextBlock":  # Markdown to Teams: our own words only
             assert "web-01" not in block["text"] and "/var" not in block["text"]
