@@ -314,6 +314,7 @@ class RmmServer:
             store,
             self.fleet.get,
             settings_from(lambda: alerts.policies.patches if alerts.policies else None),
+            agents=lambda: [state.record for state in self.fleet.snapshot()],
         )
         patch_inventory.on_outcome = PatchMetrics(
             self.metrics.registry, patch_inventory.patches, self.fleet

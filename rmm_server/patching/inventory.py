@@ -22,8 +22,9 @@ from typing import Any
 
 from rmm_common.logs import agent_label
 from rmm_proto import agent_pb2, commands_pb2
-from rmm_server.patching.approval import ManualIndex, decide_for
+from rmm_server.patching.approval import ManualIndex, compile_rules, decide, decide_for
 from rmm_server.patching.model import (
+    AGENT,
     APPROVE,
     CLIENT,
     DECLINE,
@@ -191,8 +192,11 @@ class PatchInventory:
         settings_for: SettingsFor = no_policy,
         clock: Callable[[], float] = time.time,
         on_outcome: OutcomeSink | None = None,
+        agents: Callable[[], Iterable[AgentRecord]] | None = None,
     ) -> None:
         self.patches = PatchStore(store)
+        # Every agent (revoked ones too: their rows stay until they are removed).
+        self.agents = agents
         self.agent_of = agent_of
         self.settings_for = settings_for
         self.clock = clock
@@ -329,19 +333,63 @@ class PatchInventory:
         by: str,
         comment: str = "",
     ) -> int:
-        """Store approve/decline records for each pattern in each (scope, target), then decide
-        the agents' rows of the updates they name again; return how many rows changed."""
+        """Store approve/decline records for each pattern in each (scope, target) and give the
+        agents' rows the records' decision; return how many rows changed.
+
+        A manual record overrides every rule (approval.py), so no rule is consulted: the rows
+        it decides are its scope's agents but those held by a record that outranks it (a
+        narrower scope, or an exact id over a glob, at the same scope). Without the list of
+        agents (`agents`), every row of the updates is decided again instead (slower).
+        """
         if action not in (APPROVE, DECLINE):
             raise ValueError(f"action {action!r} is not approve or decline")
         now = self.clock()
-        records = []
+        rows = []
         for pattern in update_patterns:
             for scope, target in scopes:
                 if scope not in MANUAL_SCOPES:
                     raise ValueError(f"scope {scope!r} is not one of {MANUAL_SCOPES}")
-                records.append(DecisionRow(pattern, scope, target, action, by, now, comment))
-        self.patches.put_decision_records(records)
-        return self.redecide(update_patterns)
+                rows.append(DecisionRow(pattern, scope, target, action, by, now, comment))
+        self.patches.put_decision_records(rows)
+        if self.agents is None:
+            return self.redecide(update_patterns)
+        agents = list(self.agents())
+        every = [to_manual(r) for r in self.patches.decision_records()]
+        ids = self.patches.update_ids()
+        changed = 0
+        for record in (to_manual(r) for r in rows):
+            matched = [i for i in ids if record.matches(i)] if record.is_glob else [record.update]
+            for update_id in matched:
+                changed += self._apply_record(record, update_id, agents, every, now)
+        return changed
+
+    def _apply_record(
+        self,
+        record: ManualDecision,
+        update_id: str,
+        agents: Sequence[AgentRecord],
+        every: Sequence[ManualDecision],
+        now: float,
+    ) -> int:
+        rank = _rank(record)
+        stronger = [m for m in every if _rank(m) > rank and m.matches(update_id)]
+        held = [a for a in agents if record.applies_to(a.id, a.client, a.site)]
+        excluded = [
+            a.id for a in held if any(m.applies_to(a.id, a.client, a.site) for m in stronger)
+        ]
+        # What the record decides, in approval.py's words, for an agent its scope holds.
+        client, _, site = record.target.partition("/")
+        holder = {
+            AGENT: (record.target, "", ""),
+            SITE: ("", client, site),
+            CLIENT: ("", record.target, ""),
+        }.get(record.scope, ("", "", ""))
+        probe = UpdateFacts(update_id, "", None, "", "", "")
+        decision = decide(probe, _NO_RULES, ManualIndex([record]).for_agent(*holder), now)
+        in_scope = None if record.scope == EVERYWHERE else [a.id for a in held]
+        return self.patches.apply_manual(
+            update_id, in_scope, excluded, decision.state, decision.why
+        )
 
     def redecide(self, update_patterns: Iterable[str] | None = None) -> int:
         """Decide again the rows of the updates the patterns name (None: every row, after a
@@ -418,6 +466,15 @@ class PatchInventory:
             for row in rows:
                 self.on_outcome(row.status)
         return len(rows)
+
+
+_NO_RULES = compile_rules(())
+_SCOPE_RANK = {scope: rank for rank, scope in enumerate(MANUAL_SCOPES)}
+
+
+def _rank(record: ManualDecision) -> tuple[int, int, float]:
+    """Return how strongly a record holds (approval.py's order: scope, exact over glob, time)."""
+    return (_SCOPE_RANK[record.scope], 0 if record.is_glob else 1, record.at)
 
 
 def _collector_info(report: agent_pb2.Report) -> dict[str, Any] | None:

@@ -144,12 +144,14 @@ class PatchOperations:
         updates = await asyncio.to_thread(self.patches.fleet_view, ids, self.clock())
         if state:
             updates = [u for u in updates if u.count(state)]
-        states = await asyncio.to_thread(self.patches.agent_states)
         if selected is None:
             live = [s.record for s in self.fleet.snapshot() if s.record.revoked_at is None]
         else:
             live = selected
-        without = sum(1 for a in live if not (a.id in states and states[a.id].digest))
+        listed = await asyncio.to_thread(
+            self.patches.count_listed, None if selected is None else ids
+        )
+        without = max(0, len(live) - listed)
         return FleetList(updates, len(live), without)
 
     async def agent_list(self, word: str, state: str) -> AgentList:

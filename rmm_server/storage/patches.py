@@ -30,6 +30,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from rmm_server.storage import schema
 from rmm_server.storage.store import Store, record_values
@@ -283,6 +284,7 @@ class PatchStore:
                 )
             if upserts:
                 conn.execute(table.insert(), [record_values(row) for row in upserts])
+                self._put_catalog(conn, upserts, now)
             self._put_agent(
                 conn,
                 agent_id,
@@ -293,6 +295,44 @@ class PatchStore:
                     "truncated": truncated,
                 },
             )
+
+    def _put_catalog(self, conn: Connection, rows: Sequence[UpdateRow], now: float) -> None:
+        """Record what the fleet knows of each update id: its latest report's facts."""
+        table = schema.patch_catalog
+        latest = {row.update_id: row for row in rows}
+        values = [
+            {
+                "update_id": row.update_id,
+                "name": row.name,
+                "classification": row.classification,
+                "backend": row.backend,
+                "severity": row.severity,
+                "available": row.available,
+                "reboot_required": row.reboot_required,
+                "seen_at": now,
+            }
+            for row in latest.values()
+        ]
+        dialect_insert = postgresql.insert if self.store.dialect == "postgresql" else sqlite.insert
+        statement = dialect_insert(table)
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[table.c.update_id],
+                set_={
+                    name: statement.excluded[name]
+                    for name in (
+                        "name",
+                        "classification",
+                        "backend",
+                        "severity",
+                        "available",
+                        "reboot_required",
+                        "seen_at",
+                    )
+                },
+            ),
+            values,
+        )
 
     def note_reported_digest(self, agent_id: str, digest: str) -> None:
         """Record the digest an agent reported without its list (the server lacks that one)."""
@@ -342,10 +382,10 @@ class PatchStore:
                 conn.execute(table.insert(), [record_values(r) for r in records])
 
     def update_ids(self) -> list[str]:
-        """Return every update id any agent lists."""
-        table = schema.patch_updates
-        with self.store.transaction("read the pending update ids") as conn:
-            return [str(v) for v in conn.execute(select(table.c.update_id).distinct()).scalars()]
+        """Return every update id any agent listed (the catalog keeps ids installed since)."""
+        table = schema.patch_catalog
+        with self.store.transaction("read the update ids") as conn:
+            return [str(v) for v in conn.execute(select(table.c.update_id)).scalars()]
 
     def rows_of_updates(self, update_ids: Sequence[str]) -> list[UpdateRow]:
         """Return every agent's row of the given updates."""
@@ -476,113 +516,128 @@ class PatchStore:
 
     def fleet_view(self, agent_ids: Sequence[str] | None, now: float) -> list[FleetUpdate]:
         """Return one entry per update the agents list (None: every agent), with how many agents
-        are in each state; an update no agent lists any more appears when one installed it."""
+        are in each state; an update no agent lists any more appears when one installed it.
+
+        The counts come from ix_patch_updates_state alone (update_id and the state columns: an
+        index-only scan on SQLite), the names and versions from the catalog, one row per id.
+        """
         table = schema.patch_updates
-        state = _state_sql(now)
-
-        def count(name: str) -> Any:
-            return func.sum(case((state == literal(name), 1), else_=0))
-
+        # Three sums, not one per state: the others follow (see STATE_SQL's order).
+        approving = or_(
+            table.c.decision == APPROVED,
+            and_(table.c.decision == PENDING, table.c.not_before <= literal(now)),
+        )
         columns = (
             table.c.update_id,
-            func.min(table.c.name),
-            func.min(table.c.classification),
-            func.min(table.c.backend),
-            func.max(table.c.severity),
-            func.max(table.c.available),
             func.count(),
-            count(PENDING),
-            count(APPROVED),
-            count(DECLINED),
-            count(FAILED),
-            func.max(case((table.c.reboot_required, 1), else_=0)),
+            func.sum(case((table.c.decision == DECLINED, 1), else_=0)),
+            func.sum(case((approving, 1), else_=0)),
+            func.sum(case((and_(approving, table.c.last_status.in_(FAILED_STATUSES)), 1), else_=0)),
         )
-        merged: dict[str, FleetUpdate] = {}
+        # update id -> agents, pending, approved, declined, failed, installed
+        counts: dict[str, list[int]] = {}
+        results = schema.patch_results
         with self.store.transaction("summarise pending updates") as conn:
             for where in self._agent_filters(table.c.agent_id, agent_ids):
                 query = select(*columns).group_by(table.c.update_id)
                 if where is not None:
                     query = query.where(where)
-                for row in conn.execute(query):
-                    self._merge(merged, row)
-            results = schema.patch_results
+                for update_id, *numbers in conn.execute(query):
+                    found = counts.setdefault(str(update_id), [0] * 6)
+                    total, declined, approvals, failed = (int(n) for n in numbers)
+                    found[0] += total
+                    found[1] += total - declined - approvals
+                    found[2] += approvals - failed
+                    found[3] += declined
+                    found[4] += failed
             for where in self._agent_filters(results.c.agent_id, agent_ids):
                 query = (
-                    select(
-                        results.c.update_id,
-                        func.count(),
-                        func.max(results.c.version),
-                    )
+                    select(results.c.update_id, func.count())
                     .where(results.c.status == INSTALLED)
                     .group_by(results.c.update_id)
                 )
                 if where is not None:
                     query = query.where(where)
-                for update_id, installed, version in conn.execute(query):
-                    entry = merged.get(str(update_id))
-                    if entry is None:
-                        # No agent lists it any more: named by its id's key.
-                        backend, _, key = str(update_id).partition(":")
-                        entry = merged[str(update_id)] = FleetUpdate(
-                            str(update_id),
-                            key or str(update_id),
-                            "",
-                            backend,
-                            "",
-                            str(version or ""),
-                            0,
-                            0,
-                            0,
-                            0,
-                            0,
-                            0,
-                            False,
-                        )
-                    entry.installed += int(installed)
-        return sorted(merged.values(), key=lambda u: (u.name, u.update_id))
-
-    @staticmethod
-    def _merge(merged: dict[str, FleetUpdate], row: Any) -> None:
-        (
-            update_id,
-            name,
-            classification,
-            backend,
-            severity,
-            available,
-            agents,
-            pending,
-            approved,
-            declined,
-            failed,
-            reboot,
-        ) = row
-        entry = merged.get(update_id)
-        if entry is None:
-            merged[update_id] = FleetUpdate(
-                str(update_id),
-                str(name),
-                str(classification),
-                str(backend),
-                str(severity),
-                str(available),
-                int(agents),
-                int(pending),
-                int(approved),
-                int(declined),
-                int(failed),
-                0,
-                bool(reboot),
+                for update_id, installed in conn.execute(query):
+                    counts.setdefault(str(update_id), [0] * 6)[5] += int(installed)
+            catalog = self._catalog(conn, list(counts))
+        view = []
+        for update_id, (agents, pending, approved, declined, failed, installed) in counts.items():
+            facts = catalog.get(update_id)
+            backend, _, key = update_id.partition(":")
+            view.append(
+                FleetUpdate(
+                    update_id=update_id,
+                    name=str(facts["name"]) if facts else key or update_id,
+                    classification=str(facts["classification"]) if facts else "",
+                    backend=str(facts["backend"]) if facts else backend,
+                    severity=str(facts["severity"]) if facts else "",
+                    available=str(facts["available"]) if facts else "",
+                    agents=agents,
+                    pending=pending,
+                    approved=approved,
+                    declined=declined,
+                    failed=failed,
+                    installed=installed,
+                    reboot_required=bool(facts["reboot_required"]) if facts else False,
+                )
             )
-            return
-        entry.agents += int(agents)
-        entry.pending += int(pending)
-        entry.approved += int(approved)
-        entry.declined += int(declined)
-        entry.failed += int(failed)
-        entry.available = max(entry.available, str(available))
-        entry.severity = max(entry.severity, str(severity))
-        entry.reboot_required = entry.reboot_required or bool(reboot)
+        return sorted(view, key=lambda u: (u.name, u.update_id))
+
+    def _catalog(self, conn: Connection, update_ids: Sequence[str]) -> dict[str, Any]:
+        table = schema.patch_catalog
+        found: dict[str, Any] = {}
+        for chunk in _chunks(list(update_ids)):
+            for row in conn.execute(select(table).where(table.c.update_id.in_(chunk))).mappings():
+                found[str(row["update_id"])] = row
+        return found
+
+    def count_listed(self, agent_ids: Sequence[str] | None) -> int:
+        """Return how many of the agents (None: all) have their update list held."""
+        table = schema.patch_agents
+        total = 0
+        with self.store.transaction("count the agents with an update list") as conn:
+            for where in self._agent_filters(table.c.agent_id, agent_ids):
+                query = select(func.count()).select_from(table).where(table.c.digest != "")
+                if where is not None:
+                    query = query.where(where)
+                total += int(conn.execute(query).scalar_one())
+        return total
+
+    def apply_manual(
+        self,
+        update_id: str,
+        agent_ids: Sequence[str] | None,
+        excluded: Sequence[str],
+        decision: str,
+        why: str,
+    ) -> int:
+        """Give the rows of one update an operator's decision: those of `agent_ids` (None:
+        every agent) but `excluded` (held by a record that outranks it). Return the rows that
+        changed. A manual record overrides every rule, so no rule is consulted."""
+        table = schema.patch_updates
+        changed = 0
+        differs = or_(
+            table.c.decision != decision, table.c.why != why, table.c.not_before.is_not(None)
+        )
+        with self.store.transaction(f"record a decision on {update_id}") as conn:
+            scopes: list[Any] = (
+                [None]
+                if agent_ids is None
+                else [table.c.agent_id.in_(c) for c in _chunks(list(agent_ids))]
+            )
+            for where in scopes:
+                statement = (
+                    update(table)
+                    .where(and_(table.c.update_id == update_id, differs))
+                    .values(decision=decision, why=why, not_before=None)
+                )
+                if where is not None:
+                    statement = statement.where(where)
+                for chunk in _chunks(list(excluded)):
+                    statement = statement.where(table.c.agent_id.not_in(chunk))
+                changed += conn.execute(statement).rowcount
+        return changed
 
     @staticmethod
     def _agent_filters(column: Any, agent_ids: Sequence[str] | None) -> list[Any]:

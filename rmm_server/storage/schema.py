@@ -302,7 +302,30 @@ patch_updates = Table(
     Column("last_message", Text, nullable=False, default=""),
     Column("last_attempt_at", Float),
 )
-Index("ix_patch_updates_update", patch_updates.c.update_id)
+# The fleet view counts states per update from this index alone (an index-only scan on
+# SQLite: 500,000 rows in a fraction of a second, where reading the table took seconds).
+Index(
+    "ix_patch_updates_state",
+    patch_updates.c.update_id,
+    patch_updates.c.decision,
+    patch_updates.c.last_status,
+    patch_updates.c.not_before,
+)
+
+# What the fleet knows of each update id (name, classification, newest facts reported), so the
+# fleet view reads one row per update instead of every agent's.
+patch_catalog = Table(
+    "patch_catalog",
+    metadata,
+    Column("update_id", String(400), primary_key=True),
+    Column("name", String(400), nullable=False),
+    Column("classification", String(32), nullable=False),
+    Column("backend", String(64), nullable=False),
+    Column("severity", String(64), nullable=False, default=""),
+    Column("available", String(200), nullable=False),
+    Column("reboot_required", Boolean, nullable=False, default=False),
+    Column("seen_at", Float, nullable=False),
+)
 
 # Per agent: which list the server holds (its digest), the digest last reported (different when
 # a report carrying the list was lost: the agent sends it again within 6 h), whether a reboot

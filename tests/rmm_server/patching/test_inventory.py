@@ -15,6 +15,7 @@ from rmm_agent.report import _Outcome, _to_proto
 from rmm_proto import agent_pb2, commands_pb2, common_pb2
 from rmm_server.patching.inventory import PatchInventory
 from rmm_server.patching.model import (
+    AGENT,
     APPROVE,
     CLIENT,
     DECLINE,
@@ -120,15 +121,21 @@ def inventory(
     clock: Clock,
     agents: list[AgentRecord],
     settings: dict[str, PatchSettings] | None = None,
+    fast: bool = True,
 ) -> PatchInventory:
+    """The inventory as the server builds it (`fast`: with the agents' list, so that manual
+    records are applied by scope; without, every row of their updates is decided again)."""
     by_id = {a.id: a for a in agents}
-    chosen = settings or {}
-    return PatchInventory(
+    chosen = settings if settings is not None else {}
+    made = PatchInventory(
         store,
         by_id.get,
         settings_for=lambda a: chosen.get(a.id, PatchSettings(agent_id=a.id)),
         clock=clock,
+        agents=(lambda: list(by_id.values())) if fast else None,
     )
+    made.known = by_id  # type: ignore[attr-defined]  # the test adds agents here
+    return made
 
 
 def listed(store: Store, agent_id: str) -> dict[str, str]:
@@ -200,10 +207,13 @@ def test_a_restarted_server_keeps_the_lists_and_an_unknown_digest_waits_for_the_
     assert set(listed(store, "a1")) == {"apt:openssl", "apt:bash"}
 
 
-def test_manual_records_narrowest_scope_wins_and_the_fleet_view_counts(store: Store) -> None:
+@pytest.mark.parametrize("fast", [True, False], ids=["by-scope", "decide-again"])
+def test_manual_records_narrowest_scope_wins_and_the_fleet_view_counts(
+    store: Store, fast: bool
+) -> None:
     clock = Clock()
     agents = [agent("a1", site="hq"), agent("a2", site="branch"), agent("b1", client="beta")]
-    inv = inventory(store, clock, agents)
+    inv = inventory(store, clock, agents, fast=fast)
     for record in agents:
         host = Host(record, clock, [pkg("openssl"), pkg("curl", classification="bugfix")])
         asyncio.run(inv.observe(record, host.report()))
@@ -225,11 +235,42 @@ def test_manual_records_narrowest_scope_wins_and_the_fleet_view_counts(store: St
     only_acme = {u.update_id: u for u in patches.fleet_view(["a1", "a2"], clock.now)}
     assert only_acme["apt:curl"].agents == 2 and only_acme["apt:openssl"].approved == 1
 
+    # A newer record everywhere does not override the narrower site record.
+    clock.now += 1
+    assert inv.record_decisions(["apt:openssl"], APPROVE, [(EVERYWHERE, "")], "dave") == 2
+    assert listed(store, "a2")["apt:openssl"] == "declined"
+    why_a1 = {r.update_id: r.why for r in patches.agent_updates("a1")}
+    assert "approved by dave everywhere" in why_a1["apt:openssl"]
+    # An agent-scope glob outranks the site's exact id (scope first, then exact over glob).
+    clock.now += 1
+    assert inv.record_decisions(["apt:open*"], APPROVE, [(AGENT, "a2")], "erin") == 1
+    assert listed(store, "a2")["apt:openssl"] == "approved"
+    assert inv.record_decisions(["apt:*"], DECLINE, [(SITE, "acme/branch")], "fred") == 1
+    assert listed(store, "a2") == {"apt:openssl": "approved", "apt:curl": "declined"}
+    clock.now += 1
+    inv.record_decisions(["apt:openssl"], DECLINE, [(SITE, "acme/branch")], "gina")
+    assert listed(store, "a2")["apt:openssl"] == "approved", "the agent's record still holds"
+
     # A new agent's list is decided against the records at once.
     late = agent("a3", site="branch")
-    inv.agent_of = {a.id: a for a in [*agents, late]}.get
+    inv.known[late.id] = late  # type: ignore[attr-defined]
     asyncio.run(inv.observe(late, Host(late, clock, [pkg("openssl")]).report()))
-    assert listed(store, "a3") == {"apt:openssl": "declined"}
+    assert listed(store, "a3") == {"apt:openssl": "declined"}, "the site decline; erin: a2 only"
+
+
+def test_a_policy_reload_decides_every_row_again(store: Store) -> None:
+    clock = Clock()
+    a1 = agent("a1")
+    settings: dict[str, PatchSettings] = {}
+    inv = inventory(store, clock, [a1], settings)
+    updates = [pkg("openssl"), pkg("curl", classification="bugfix")]
+    asyncio.run(inv.observe(a1, Host(a1, clock, updates).report()))
+    inv.record_decisions(["apt:curl"], DECLINE, [(AGENT, "a1")], "alice")
+    assert listed(store, "a1") == {"apt:openssl": "pending", "apt:curl": "declined"}
+    rule = ApprovalRule("all", classifications=frozenset({"security", "bugfix"}))
+    settings["a1"] = PatchSettings(agent_id="a1", rules=(rule,))
+    assert inv.redecide() == 1
+    assert listed(store, "a1") == {"apt:openssl": "approved", "apt:curl": "declined"}
 
 
 def test_a_rule_deferral_becomes_approved_when_it_ends_without_a_write(store: Store) -> None:
