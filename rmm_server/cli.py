@@ -213,6 +213,14 @@ def main() -> None:
     help="...and at least this often while it moves (docs/audit.md).",
 )
 @click.option(
+    "--site-time-zone",
+    "site_time_zones",
+    multiple=True,
+    metavar="CLIENT/SITE=ZONE",
+    help="The IANA time zone of a site, for patch schedules read in the site's time zone "
+    "(time_zone: site); repeat per site [default: UTC].",
+)
+@click.option(
     "--offline-check-interval", default="15s", hidden=True, callback=checked(duration_text)
 )
 @click.option(
@@ -249,6 +257,7 @@ def serve(
     replica_id: str | None,
     audit_checkpoint_every: int,
     audit_checkpoint_interval: str,
+    site_time_zones: tuple[str, ...],
     offline_check_interval: str,
     escalation_check_interval: str,
     log_level: str,
@@ -256,6 +265,7 @@ def serve(
 ) -> None:
     """Serve agents (gRPC), operators (gRPC) and Prometheus (HTTP) until SIGTERM."""
     from rmm_server.app import ServerConfig  # noqa: PLC0415
+    from rmm_server.patching.windows import parse_site_zones  # noqa: PLC0415
     from rmm_server.storage.migrate import wait_until_reachable  # noqa: PLC0415
 
     setup_logging(log_level, log_format)
@@ -302,6 +312,7 @@ def serve(
             replica_id=replica_id,
             audit_checkpoint_every=audit_checkpoint_every,
             audit_checkpoint_seconds=parse_duration(audit_checkpoint_interval),
+            site_time_zones=parse_site_zones(site_time_zones),
         )
         if config.policies_dir is None and not no_policies:
             click.echo(

@@ -74,6 +74,8 @@ MIN_INSTALL_SECONDS = 60.0
 # a reboot asked for near the end still pages nobody.
 REBOOT_QUIET_SECONDS = 1800.0
 REBOOT_TIMEOUT_SECONDS = 600.0
+# A closed window's audit entry names at most this many agents per outcome.
+MAX_LISTED_AGENTS = 100
 
 # Each agent's step in a run.
 WAITING = "waiting"  # its ring has not started
@@ -797,17 +799,32 @@ class Rollout:
                 progress["step"] = MISSED
         if not waiting:
             run.state = CLOSED
-            counts: dict[str, int] = {}
-            for progress in run.progress["agents"].values():
-                counts[progress["step"]] = counts.get(progress["step"], 0) + 1
+            steps = sorted(progress["step"] for progress in run.progress["agents"].values())
+            counts = {step: steps.count(step) for step in dict.fromkeys(steps)}
             run.progress["summary"] = counts
             log.info("patch window %s closed: %s", run.window, counts)
-            await self._audit("patch.window.closed", run.window, run, str(counts))
+            # Who missed the window, failed or was held: listed for the operator, bounded.
+            listed = {
+                step: sorted(a for a, p in run.progress["agents"].items() if p["step"] == step)[
+                    :MAX_LISTED_AGENTS
+                ]
+                for step in (MISSED, FAILED, HELD)
+                if counts.get(step)
+            }
+            await self._audit("patch.window.closed", run.window, run, str(counts), listed)
 
-    async def _audit(self, action: str, target: str, run: PatchRun, outcome: str) -> None:
+    async def _audit(
+        self,
+        action: str,
+        target: str,
+        run: PatchRun,
+        outcome: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         if self.audit is None:
             return
         details = {"run_id": run.id, "starts_at": run.starts_at, "ends_at": run.ends_at}
+        details.update(extra or {})
         await asyncio.to_thread(
             self.audit, [(f"patching:{run.window}", action, target, details, outcome)]
         )

@@ -176,6 +176,22 @@ class NthWeekdayTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 shi
         return f"<NthWeekdayTrigger {self}>"
 
 
+def parse_site_zones(values: Iterable[str]) -> dict[str, str]:
+    """Return {"client/site": zone} of --site-time-zone CLIENT/SITE=ZONE values; ConfigError
+    naming a malformed one or an unknown zone."""
+    zones: dict[str, str] = {}
+    for value in values:
+        site, _, zone_key = value.partition("=")
+        client, slash, site_name = site.strip().partition("/")
+        if not (slash and client and site_name and zone_key.strip()):
+            raise ConfigError(
+                f"--site-time-zone {value!r}: give CLIENT/SITE=ZONE, e.g. acme/berlin=Europe/Berlin"
+            )
+        zone(zone_key.strip())  # raises naming an unknown zone
+        zones[f"{client}/{site_name}"] = zone_key.strip()
+    return zones
+
+
 def zone_name(schedule: PatchSchedule, site_zone: str) -> str:
     """Return the IANA zone a schedule's times are read in: the site's, or its own."""
     return site_zone if schedule.time_zone == SITE_TIME_ZONE else schedule.time_zone

@@ -362,6 +362,10 @@ async def test_an_offline_agent_installs_on_return_or_is_listed_as_missed(
     assert harness.step(run_id, away) == "missed"
     await harness.connect(away)
     assert harness.received(away) == []  # nothing starts after the end
+    harness.agents[back.id].last_seen = harness.clock.now + 1  # it reported after installing
+    await harness.tick(2)
+    (closed,) = [e for e in harness.audited if e[1] == "patch.window.closed"]
+    assert closed[3]["missed"] == [away.id] and closed[4] == "{'done': 1, 'missed': 1}"
 
 
 @sync
