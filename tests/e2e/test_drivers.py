@@ -72,6 +72,9 @@ def test_install_replace_and_roll_back_a_driver_package(
             server, "drivers", "install", "-t", target, str(tmp_path / "server.log"), check=False
         )
         assert bad.returncode == 2 and "a driver package is a .deb" in bad.stderr
+        # This host offers no driver updates of its own: the fleet view lists none.
+        listed = rmm_json(server, "drivers", "list")
+        assert listed["updates"] == [] and listed["agents"] >= 1, listed
         audit = rmm_json(server, "audit", "list", "--limit", "50")
         summaries = [e for e in audit if "driver" in str(e.get("details", "")) + str(e)]
         assert sum("install driver package" in str(e) for e in summaries) >= 2, audit
