@@ -144,6 +144,8 @@ def silence_to_proto(silence: Silence, now: float) -> operator_pb2.SilenceInfo:
     """Convert a silence to its message."""
     if silence.ends_at <= now:
         state = "expired"
+    elif silence.problem:  # stored by an earlier release in a form that may not act
+        state = "ignored"
     elif silence.starts_at > now:
         state = "pending"
     else:

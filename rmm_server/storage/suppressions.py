@@ -13,7 +13,9 @@ the clock jumps).
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +27,8 @@ from sqlalchemy import insert, select, update
 from rmm_common.errors import InvalidArgument
 from rmm_server.storage import schema
 from rmm_server.storage.store import Store
+
+log = logging.getLogger(__name__)
 
 MATCHER_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!=|=)\s*(.*?)\s*$")
 # Alert fields a matcher may name besides the alert's series labels.
@@ -81,7 +85,8 @@ def check_silence_scope(matchers: Sequence[Matcher]) -> None:
 
     A hostname is what an agent reports of itself, and any agent of any client can report
     another's: `hostname=web-01` alone would silence every client's web-01, the one meant and
-    any that names itself like it. Silences stored before this rule still load as they are.
+    any that names itself like it. A silence stored before this rule loads flagged and quiets
+    nothing (stored_silence_problem).
     """
     by_hostname = [m for m in matchers if m.name == "hostname"]
     if not by_hostname:
@@ -93,6 +98,49 @@ def check_silence_scope(matchers: Sequence[Matcher]) -> None:
         "can report of itself: add the client whose host is meant "
         f"(--match '{format_matchers(matchers)},client=NAME'), or match the agent by id "
         "(agent=ID)"
+    )
+
+
+# An agent id as the server makes it (uuid4().hex), which alerts and windows carry.
+FULL_AGENT_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def stored_silence_problem(silence_id: str, matchers: Sequence[Matcher]) -> str:
+    """Return why a silence stored by an earlier release may not act ("" when it may).
+
+    Releases before the rule of check_silence_scope stored `hostname=...` silences without a
+    client (they would quiet that hostname in every client, whoever reports it), and agent=
+    silences holding a hostname or an id's start (alerts carry full ids: they quieted nothing).
+    Such a silence is kept and listed, flagged, and quiets nothing until replaced.
+    """
+    try:
+        check_silence_scope(matchers)
+    except InvalidArgument as exc:
+        return (
+            f"silence {silence_id} was stored by an earlier release and is ignored: {exc}; "
+            f"expire it (rmm silences expire {silence_id}) and silence again"
+        )
+    for matcher in matchers:
+        if matcher.name == "agent" and matcher.op == "=" and not FULL_AGENT_ID.match(matcher.value):
+            return (
+                f"silence {silence_id} was stored by an earlier release and is ignored: matcher "
+                f"{str(matcher)!r} is not a full agent id, and alerts carry full ids; expire it "
+                f"(rmm silences expire {silence_id}) and silence again with agent=ID or its start"
+            )
+    return ""
+
+
+def stored_window_problem(window_id: str, agents: Sequence[str]) -> str:
+    """Return why a window stored by an earlier release names agents it cannot match ("" when
+    it names none such): windows made before --agent was resolved at creation kept the word
+    given (a hostname, an id's start), and a window compares full agent ids."""
+    words = [agent for agent in agents if not FULL_AGENT_ID.match(agent)]
+    if not words:
+        return ""
+    return (
+        f"maintenance window {window_id} was stored by an earlier release and names "
+        f"{', '.join(repr(word) for word in words[:5])}, which are not agent ids: it covers no "
+        f"such agent; end it (rmm maintenance end {window_id}) and add it again with --agent"
     )
 
 
@@ -110,10 +158,11 @@ class Silence:
     created_by: str
     comment: str
     created_at: float
+    problem: str = ""  # why a silence stored by an earlier release is ignored
 
     def active(self, now: float) -> bool:
-        """Say whether the silence is in force at `now`."""
-        return self.starts_at <= now < self.ends_at
+        """Say whether the silence is in force at `now` (an ignored one never is)."""
+        return not self.problem and self.starts_at <= now < self.ends_at
 
     def silences(self, fields: Mapping[str, str], now: float) -> bool:
         """Say whether this silence quiets an alert with these fields now."""
@@ -220,6 +269,13 @@ class SuppressionStore:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # Each stored record's problem is logged once, not at every refresh.
+        self._warned: set[str] = set()
+
+    def _warn_once(self, key: str, problem: str) -> None:
+        if problem and key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s", problem)
 
     def add_silence(self, silence: Silence) -> None:
         """Store a new silence."""
@@ -250,19 +306,26 @@ class SuppressionStore:
         """Return every silence, newest first."""
         table = schema.silences
         with self.store.transaction("list silences") as conn:
-            rows = conn.execute(select(table).order_by(table.c.created_at.desc())).mappings()
-            return [
+            rows = list(conn.execute(select(table).order_by(table.c.created_at.desc())).mappings())
+        silences = []
+        for row in rows:
+            matchers = tuple(parse_matchers(row["matchers"]))
+            problem = stored_silence_problem(row["id"], matchers)
+            if row["ends_at"] > time.time():  # an expired one needs no fixing
+                self._warn_once(f"silence:{row['id']}", problem)
+            silences.append(
                 Silence(
                     id=row["id"],
-                    matchers=tuple(parse_matchers(row["matchers"])),
+                    matchers=matchers,
                     starts_at=row["starts_at"],
                     ends_at=row["ends_at"],
                     created_by=row["created_by"],
                     comment=row["comment"],
                     created_at=row["created_at"],
+                    problem=problem,
                 )
-                for row in rows
-            ]
+            )
+        return silences
 
     def add_window(self, window: MaintenanceWindow) -> None:
         """Store a new maintenance window."""
@@ -307,6 +370,9 @@ class SuppressionStore:
         windows = []
         for row in rows:
             scope = json.loads(row["scope"])
+            if row["ended_at"] is None:
+                problem = stored_window_problem(row["id"], scope.get("agents", ()))
+                self._warn_once(f"window:{row['id']}", problem)
             windows.append(
                 MaintenanceWindow.create(
                     id=row["id"],

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 from datetime import UTC, datetime
 
 import pytest
 
 from rmm_common.errors import InvalidArgument
+from rmm_server.storage import open_store
 from rmm_server.storage.suppressions import (
     MaintenanceWindow,
     Silence,
+    SuppressionStore,
     check_silence_scope,
     parse_matchers,
 )
+from tests.databases import tamper
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> float:
@@ -124,3 +130,55 @@ def test_a_new_silence_by_hostname_must_pin_the_client() -> None:
     pinned = Silence("s", tuple(parse_matchers("hostname=web-01,client=acme")), 0, 10, "a", "", 0)
     assert pinned.silences({"hostname": "web-01", "client": "acme"}, 5)
     assert not pinned.silences({"hostname": "web-01", "client": "evil"}, 5)
+
+
+def test_silences_and_windows_stored_by_an_earlier_release_are_flagged_not_obeyed(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rows as a release before the client= and full-id rules wrote them, read back: a
+    hostname-only silence would quiet every client's host of that name, so it quiets nothing
+    and says why; a window naming a hostname covers nothing, and says so."""
+    store = open_store(db_url)
+    try:
+        agent_id = "0123456789abcdef0123456789abcdef"
+        with tamper(store.engine) as conn:
+            for sid, matchers in (
+                ("old-host", "hostname=web-01"),
+                ("old-agent", "agent=web-01"),
+                ("good", f"hostname=web-01,client=acme,agent={agent_id}"),
+            ):
+                conn.execute(
+                    "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (sid, matchers, 0.0, time.time() + 3600, "bob", "", 0.0),
+                )
+            conn.execute(
+                "INSERT INTO maintenance_windows (id, name, schedule, start_at, duration_seconds,"
+                " timezone, scope, created_by, comment, created_at, ended_at) VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ("w-old", "patch", "", 0.0, 1e9, "UTC", json.dumps({"agents": ["web-01"]}),
+                 "bob", "", 0.0, None),
+            )  # fmt: skip
+        with caplog.at_level(logging.WARNING, logger="rmm_server.storage.suppressions"):
+            suppressions = SuppressionStore(store)
+            silences = {s.id: s for s in suppressions.silences()}
+            windows = suppressions.windows()
+            suppressions.silences()  # a refresh does not say it again
+        fields = {"hostname": "web-01", "client": "evil", "agent": agent_id}
+        assert not silences["old-host"].silences(fields, time.time())
+        assert "picks agents by hostname" in silences["old-host"].problem
+        assert "rmm silences expire old-host" in silences["old-host"].problem
+        assert not silences["old-agent"].active(time.time())
+        assert "'agent=web-01' is not a full agent id" in silences["old-agent"].problem
+        assert silences["good"].silences({**fields, "client": "acme"}, time.time())
+        assert not silences["good"].problem
+        warned = [r.getMessage() for r in caplog.records]
+        assert len(warned) == 3, warned
+        assert any("silence old-host was stored by an earlier release" in m for m in warned)
+        assert any(
+            "maintenance window w-old was stored by an earlier release and names 'web-01'" in m
+            for m in warned
+        )
+        assert not windows[0].covers("acme", "hq", agent_id, frozenset())
+    finally:
+        store.close()
