@@ -223,9 +223,8 @@ class PatchOperations:
             scope, value = scope_of(target.client, target.site)
             return [(scope, value)], f"for {scope} {value}"
         agents = select_agents(self.fleet, target, self.clock())
-        return [(AGENT, a.id) for a in agents], (
-            f"for {len(agents)} agents ({describe_selector(target)})"
-        )
+        count = f"{len(agents)} agent" + ("" if len(agents) == 1 else "s")
+        return [(AGENT, a.id) for a in agents], f"for {count} ({describe_selector(target)})"
 
     # --- install ---------------------------------------------------------------------------
 
