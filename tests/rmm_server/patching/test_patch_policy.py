@@ -112,7 +112,7 @@ approval:
 layer: site
 scope: {sites: [acme/hq]}
 schedule:
-  cron: "0 3 * * 6"
+  cron: "0 3 * * sat"
   duration: 2h
   time_zone: Europe/Paris
 reboot: {mode: never}
@@ -125,7 +125,7 @@ reboot: {mode: never}
     assert bugfix.min_age_seconds == 14 * 86400
     assert [str(p) for p in bugfix.exclude] == ["linux-image-*"]
     assert bugfix.source == f"{tmp_path / 'a.yaml'}:8"  # the definition's place
-    assert hq.schedule is not None and hq.schedule.cron == "0 3 * * 6"
+    assert hq.schedule is not None and hq.schedule.cron == "0 3 * * sat"
     assert hq.schedule.time_zone == "Europe/Paris"
     # reboot merges key by key: the site set mode, the global layer's consent stays.
     assert (hq.reboot.mode, hq.reboot.consent) == ("never", "ask")
@@ -189,6 +189,14 @@ reboot: {mode: never}
             "schedule.cron",
         ),
         (BASE.replace("weekday: tuesday", "weekday: tusday"), "12:34", "'tusday' is unknown"),
+        (
+            BASE.replace(
+                '  nth_weekday: {nth: 2, weekday: tuesday, offset_days: 3, time: "22:00"}\n',
+                '  cron: "0 3 * * 6"\n',
+            ),
+            "12:9",
+            "write the day of week by name",
+        ),
         (BASE.replace("nth: 2,", "nth: 6,"), "12:22", "nth must be 1 to 5"),
         (BASE.replace('"22:00"', '"25:00"'), "12:65", "not HH:MM"),
         (BASE.replace("duration: 4h", "duration: 0s"), "13:13", "must be over 0"),
