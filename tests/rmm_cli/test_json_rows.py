@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -9,6 +10,15 @@ from typing import Any
 import pytest
 
 from rmm_cli.output import emit_json, emit_json_rows
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Name(str):
+    pass
+
 
 ROWS: list[Any] = [
     {
@@ -27,6 +37,7 @@ ROWS: list[Any] = [
     },
     {},
     {"only_nested": [[]]},
+    {"enum": Level.HIGH, "name": Name("x\ty"), "numbered": {2: "a", 1: [2.0, {}]}, "t": ()},
     {"z": 1, "a": (1, 2)},
     [1, [2, 3], {}],
     "a string",
