@@ -427,7 +427,7 @@ def _schedule_when(items: _Items, where: Where, context: str) -> dict[str, Any] 
             node,
             context,
             "a schedule needs exactly one of cron or nth_weekday",
-            'cron: "0 2 * * 6", or nth_weekday: {nth: 2, weekday: tuesday, offset_days: 3}',
+            'cron: "0 2 * * sat", or nth_weekday: {nth: 2, weekday: tuesday, offset_days: 3}',
         )
         return None
     if "cron" in items:

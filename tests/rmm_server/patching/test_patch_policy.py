@@ -230,6 +230,66 @@ reboot: {mode: never}
         (BASE + "rings: [{name: pilot}]\n", "15:9", "missing required key 'select'"),
         (BASE + "rings: [{name: pilot, select: {}}]\n", "15:31", "an empty scope is refused"),
         (BASE.replace("kind: PatchPolicy", "kind: PatchPolcy"), "2:7", "unsupported kind"),
+        (
+            BASE.replace("    min_age_days: 7\n", "    min_age_days: 7\n    include: [1]\n"),
+            "11:15",
+            "each entry of include must be a non-empty string",
+        ),
+        (
+            BASE.replace(
+                "    min_age_days: 7\n", "    min_age_days: 7\n    include: [{regex: a, glob: b}]\n"
+            ),
+            "11:15",
+            "give one of regex or glob",
+        ),
+        (BASE + "rings: pilot\n", "15:8", "rings must be a non-empty list"),
+        (
+            BASE + "rings: [{name: a, select: {all: true}}, {name: a, select: {all: true}}]\n",
+            "15:48",
+            "duplicate ring name 'a'",
+        ),
+        (
+            BASE + "rings: [{name: a, select: {all: true}, soak: soon}]\n",
+            "15:46",
+            "soak: duration 'soon' is not understood",
+        ),
+        (BASE + "pre_install: stop.sh\n", "15:14", "pre_install must be a list"),
+        (BASE + "report_back: 0s\n", "15:14", "report_back must be over 0"),
+        (
+            BASE.replace("consent: ask}", "consent: ask, max_deferrals: -1}"),
+            "14:58",
+            "max_deferrals must be a number from 0 to 100",
+        ),
+        (BASE + "enabled: maybe\n", "15:10", "enabled must be true or false"),
+        (
+            BASE.replace("min_age_days: 7", "min_age_days: -1"),
+            "10:19",
+            "min_age_days must be a number from 0 to 3650",
+        ),
+        (
+            BASE.replace("    min_age_days: 7\n", "    min_age_days: 7\n    action: maybe\n"),
+            "11:13",
+            "action 'maybe' is unknown",
+        ),
+        (BASE.replace("offset_days: 3", "offset_days: 30"), "12:56", "from 0 to 27"),
+        (BASE.replace("weekday: tuesday, ", ""), "12:16", "missing required key 'weekday'"),
+        (
+            BASE.replace("  duration: 4h\n", '  cron: "0 0 * * *"\n  duration: 4h\n'),
+            "13:9",
+            "exactly one of cron or nth_weekday",
+        ),
+        (BASE.replace("rmm/v1", "rmm/v2"), "1:13", "unsupported apiVersion"),
+        (
+            BASE.replace("  - name: bugfix", "  - name: security"),
+            "8:5",
+            "duplicate rule name (approval 1 has it)",
+        ),
+        (BASE.replace("approval:\n", "approval: {}\nx:\n"), "5:11", "approval must be a list"),
+        (
+            HEAD + "metadata: {name: n}\nscope: {all: true}\n",
+            "1:1",
+            "the document sets nothing",
+        ),
     ],
 )
 def test_every_loader_error_names_file_line_and_column(
