@@ -29,7 +29,6 @@ from rmm_agent.state import Identity, StateDir
 from rmm_agent.transport import (
     StreamLink,
     agent_channel,
-    agent_link,
     describe_rpc_error,
     make_client_key,
     open_channel,
@@ -338,10 +337,10 @@ def assemble_agent(identity: Identity, state_dir: Path, config: AgentConfig) -> 
         timeout_seconds=config.collector_timeout_seconds,
         inventory_interval_seconds=config.inventory_interval_seconds,
     )
-    # The streams go over a grpc.aio channel on one event loop (nothing polls while idle); the
-    # synchronous channel serves an update's download only and connects when one starts.
-    link = agent_link(identity, state_dir)
     channel = agent_channel(identity, state_dir)
+    # The streams go over the channel's grpc.aio twin on one event loop (nothing polls while
+    # idle); the synchronous channel serves an update's download only, connecting when one starts.
+    link = StreamLink.for_channel(channel)
     runner = AgentRunner(
         identity,
         StateDir(state_dir),

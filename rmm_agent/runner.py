@@ -84,8 +84,8 @@ class AgentRunner:
         link: StreamLink | None = None,
     ) -> None:
         """`channel` serves the rare calls made outside the streams (an update's download);
-        `link` runs the report stream (the agent passes its grpc.aio link; without one the
-        stream goes over `channel`, through an adapter, on a loop of the runner's own)."""
+        `link` runs the report stream (the agent shares one with the command stream; without
+        one the runner makes its own: StreamLink.for_channel(channel))."""
         self.identity = identity
         self.state = state
         self.builder = builder
@@ -110,7 +110,7 @@ class AgentRunner:
         self._runtime_unsaved = False
         self.stop_event = threading.Event()
         self._owns_link = link is None
-        self.link = link if link is not None else StreamLink.over(channel)
+        self.link = link if link is not None else StreamLink.for_channel(channel)
         # Set (on the link's loop) when a report is added, on stop and when a stream ends.
         self._changed = asyncio.Event()
         # Ends the sender's back-off early: on stop, and when the channel has the server back.

@@ -12,6 +12,7 @@ import functools
 import logging
 import socket
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +25,10 @@ from rmm_common.pinning import TLS_REFUSALS, describe_connect_failure, split_ser
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# How to open the grpc.aio twin of each channel open_channel() returned (see StreamLink).
+_AIO_TWINS: weakref.WeakKeyDictionary[grpc.Channel, Callable[[], grpc.aio.Channel]] = (
+    weakref.WeakKeyDictionary()
+)
 
 CHANNEL_OPTIONS = (
     # Keepalive pings find a dead connection behind a NAT or a cut cable within about a minute.
@@ -69,9 +74,15 @@ def open_channel(
     certificate make it mutual TLS.
     """
     if insecure:
-        return grpc.insecure_channel(server, options=CHANNEL_OPTIONS)
-    credentials = _credentials(ca_cert_pem, client_key_pem, client_cert_pem)
-    return grpc.secure_channel(server, credentials, options=CHANNEL_OPTIONS)
+        channel = grpc.insecure_channel(server, options=CHANNEL_OPTIONS)
+    else:
+        credentials = _credentials(ca_cert_pem, client_key_pem, client_cert_pem)
+        channel = grpc.secure_channel(server, credentials, options=CHANNEL_OPTIONS)
+    # Its grpc.aio twin (same address, same trust) for the streams: StreamLink.for_channel().
+    _AIO_TWINS[channel] = functools.partial(
+        open_aio_channel, server, insecure, ca_cert_pem, client_key_pem, client_cert_pem
+    )
+    return channel
 
 
 def agent_address(identity: Identity) -> str:
@@ -192,6 +203,15 @@ class StreamLink:
         """Run the streams' coroutines over a synchronous channel (which the caller closes)."""
         return cls(lambda loop: SyncChannelAdapter(channel, loop), owns_channel=False)
 
+    @classmethod
+    def for_channel(cls, channel: grpc.Channel) -> StreamLink:
+        """Run the streams over the grpc.aio twin of a channel open_channel() opened (the same
+        address and trust), or over `channel` itself, through the adapter, when it has none."""
+        twin = _AIO_TWINS.get(channel)
+        if twin is None:
+            return cls.over(channel)
+        return cls(lambda _loop: twin())
+
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
@@ -232,20 +252,6 @@ class StreamLink:
         if self._owns_channel:
             await self.channel.close()
         await self.loop.shutdown_asyncgens()
-
-
-def agent_link(identity: Identity, state_dir: Path) -> StreamLink:
-    """Open the enrolled agent's streams' loop and grpc.aio channel (see agent_channel())."""
-    key = StateDir(state_dir).load_client_key() if identity.client_cert_pem else b""
-    return StreamLink(
-        lambda _loop: open_aio_channel(
-            agent_address(identity),
-            identity.insecure,
-            identity.ca_cert_pem,
-            key,
-            identity.client_cert_pem,
-        )
-    )
 
 
 async def stream_failure(call: Any) -> grpc.RpcError | None:

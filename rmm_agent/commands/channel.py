@@ -63,7 +63,7 @@ def _boot_time() -> float:
 
 
 class CommandChannel:
-    """Run the command stream in its own thread until `stop_event` is set."""
+    """Run the command stream on the link's loop until `stop_event` is set."""
 
     def __init__(
         self,
@@ -77,8 +77,8 @@ class CommandChannel:
         clock: Callable[[], float] = time.time,
         link: StreamLink | None = None,
     ) -> None:
-        """`link` runs the stream (the agent shares its grpc.aio link with the report stream);
-        without one the stream goes over `channel` on a loop of this channel's own."""
+        """`link` runs the stream (the agent shares one with the report stream); without one
+        the channel makes its own at start(): StreamLink.for_channel(channel)."""
         self.identity = identity
         self.state_dir = state_dir
         self.channel = channel
@@ -149,7 +149,7 @@ class CommandChannel:
     def link(self) -> StreamLink:
         """The loop and channel the stream runs on (made at start() when none was given)."""
         if self._link is None:
-            self._link = StreamLink.over(self.channel)
+            self._link = StreamLink.for_channel(self.channel)
         return self._link
 
     def start(self) -> concurrent.futures.Future[None]:
