@@ -267,16 +267,19 @@ class MetricsRenderer:
         appenders_of: dict[tuple[str, ...], list[Callable[[bytes], None]]] = {}
         for state in states:
             record = state.record
+            lines = cache.get(record.id)
+            if lines is None or lines.client != record.client or lines.site != record.site:
+                lines = cache[record.id] = _agent_lines(record)
+            mine = shard is None or lines.bucket % shard.count == shard.index
+            if not (mine or fleet_wide):  # another shard's agent: costs this look only
+                continue
             scope = 2 if export_of is None else int(export_of(record.id))
             if not scope:
                 continue
             online = record.online(now)
             if fleet_wide:
                 counts[(record.client, record.site, "online" if online else "offline")] += 1
-            lines = cache.get(record.id)
-            if lines is None or lines.client != record.client or lines.site != record.site:
-                lines = cache[record.id] = _agent_lines(record)
-            if shard is not None and lines.bucket % shard.count != shard.index:
+            if not mine:
                 continue
             up_lines.append(lines.up[online])
             if record.last_seen is not None:
