@@ -285,3 +285,39 @@ def test_firmware_and_rpm_command_lines(tmp_path: Path) -> None:
     back = handle(rollback_request("rpm", "nic-kmod"), context, rpm, "linux")
     assert back.status == Status.COMMAND_SUCCEEDED, back.error
     assert list(back.driver_package.commands) == ["dnf downgrade --assumeyes nic-kmod-1.0-1"]
+
+
+def test_a_deb_that_replaced_a_version_not_kept_rolls_back_from_the_repositories(
+    tmp_path: Path,
+) -> None:
+    # 0.9 came from the distribution, not through this agent: its .deb is not kept here.
+    runner = Recorder(
+        {
+            "dpkg-deb --showformat": [(0, "nic-dkms\n1.1\n")],
+            "dpkg-query --showformat": [(0, "0.9"), (0, "1.1"), (0, "0.9")],
+            "dpkg -i": [(0, "Setting up nic-dkms (1.1) ...")],
+            "apt-get install": [(0, "")],
+        }
+    )
+    context = Agent().context(state_dir=tmp_path)
+    done = handle(install_request("nic-dkms_1.1_all.deb", b"deb"), context, runner, "linux")
+    assert done.status == Status.COMMAND_SUCCEEDED, done.error
+    assert (done.driver_package.previous, done.driver_package.version) == ("0.9", "1.1")
+    back = handle(rollback_request("deb", "nic-dkms"), context, runner, "linux")
+    assert back.status == Status.COMMAND_SUCCEEDED, back.error
+    assert list(back.driver_package.commands) == [
+        "apt-get install --yes --allow-downgrades --no-install-recommends nic-dkms=0.9"
+    ]
+    # A rollback the package manager did not carry out is a failure, not a success.
+    stuck = Recorder(
+        {
+            "dpkg-deb --showformat": [(0, "nic-dkms\n1.1\n")],
+            "dpkg-query --showformat": [(0, "0.9"), (0, "1.1"), (0, "1.1")],
+            "dpkg -i": [(0, "")],
+            "apt-get install": [(0, "")],
+        }
+    )
+    handle(install_request("nic-dkms_1.1_all.deb", b"deb"), context, stuck, "linux")
+    failed = guarded(stuck, "linux")(rollback_request("deb", "nic-dkms"), context)
+    assert failed.status == Status.COMMAND_FAILED
+    assert "rolling back to 0.9 left 1.1 installed" in failed.error
