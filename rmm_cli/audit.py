@@ -103,7 +103,11 @@ def entry_row(entry: operator_pb2.AuditEntry) -> dict[str, Any]:
 @audit.command("list")
 @click.option("--since", help="Only entries from then on: 2h, 7d, 2024-05-01, a unix time.")
 @click.option("--operator", "operator_name", default="", help="Only this operator's entries.")
-@click.option("--agent", default="", help="Only entries about this agent (id or its start).")
+@click.option(
+    "--agent",
+    default="",
+    help="Only entries about this agent: its id, the start of it, or host=NAME (a hostname).",
+)
 @click.option("--limit", type=click.IntRange(min=1, max=5000), default=100, show_default=True)
 @OUTPUT_OPTION
 @click.pass_obj

@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 
 import grpc.aio
 
+from rmm_common.agent_words import WordKind, parse_agent_word
 from rmm_common.audit_chain import AuditRecord
 from rmm_proto import operator_pb2
 from rmm_server.audit import AuditLog
 from rmm_server.grpc_api.guard import current_operator
 from rmm_server.operators import Operators
-from rmm_server.storage import OperatorRecord
+from rmm_server.storage import AgentRecord, OperatorRecord
 
 DEFAULT_AUDIT_LIMIT = 100
 MAX_AUDIT_LIMIT = 5000
@@ -44,6 +45,22 @@ class AdminApi:
     audit: AuditLog
     operators: Operators
 
+    def _find_agent(self, ident: str, require_client: bool = False) -> AgentRecord:
+        """Return the one agent an operator's word names (the servicer's own lookup)."""
+        raise NotImplementedError
+
+    def _audit_agent_filter(self, text: str) -> str:
+        """Return what `rmm audit list --agent WORD` filters entries by: an id word as the id
+        or its start (entries of agents since deleted still match), a hostname resolved to the
+        one agent it names as `rmm agents show` resolves it (ambiguous or unknown: refused with
+        the candidates). Entries name agents by id, never by the hostname an agent reports."""
+        if not text:
+            return ""
+        word = parse_agent_word(text)
+        if word.kind is WordKind.ID:
+            return word.value
+        return self._find_agent(text).id
+
     async def AddOperator(
         self, request: operator_pb2.AddOperatorRequest, context: grpc.aio.ServicerContext
     ) -> operator_pb2.AddOperatorResponse:
@@ -71,11 +88,12 @@ class AdminApi:
     async def ListAudit(
         self, request: operator_pb2.ListAuditRequest, context: grpc.aio.ServicerContext
     ) -> operator_pb2.ListAuditResponse:
+        agent = await asyncio.to_thread(self._audit_agent_filter, request.agent.strip())
         entries = await asyncio.to_thread(
             self.audit.list,
             request.since,
             request.operator.strip(),
-            request.agent.strip(),
+            agent,
             min(request.limit or DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT),
         )
         return operator_pb2.ListAuditResponse(entries=[entry_to_proto(e) for e in entries])

@@ -237,6 +237,22 @@ def test_the_audit_names_the_resolved_agent_id_not_the_operators_word(world: Wor
     assert rotated[-1]["details"]["agent"] == f"host={spoof.hostname}"
 
 
+def test_audit_list_finds_an_agents_entries_by_hostname_by_the_same_rules(world: World) -> None:
+    victim, spoof, clash = (world.agents[key] for key in ("victim", "spoof", "clash"))
+    rmm_json(world.server, "agents", "rotate", f"host={spoof.hostname}")
+    # A hostname that names one agent finds that agent's entries (by its id, as they are kept).
+    by_spoof = rmm_json(world.server, "audit", "list", "--agent", f"host={spoof.hostname}")
+    assert by_spoof and {e["target"] for e in by_spoof} == {spoof.id}, by_spoof
+    # acme's web-01 and evil's WEB-01 look alike: refused with both candidates, not a filter
+    # that silently matches nothing (or the wrong client's agent).
+    for word in ("web-01", "host=web-01"):
+        refused = rmm(world.server, "audit", "list", "--agent", word, check=False)
+        assert refused.returncode == 2 and "agents of 2 clients" in refused.stderr, refused.stderr
+        assert victim.id in refused.stderr and clash.id in refused.stderr
+    unknown = rmm(world.server, "audit", "list", "--agent", "host=no-such-host", check=False)
+    assert unknown.returncode != 0 and "no-such-host" in unknown.stderr, unknown.stderr
+
+
 def test_a_maintenance_window_keeps_the_id_its_agent_word_resolves_to(world: World) -> None:
     victim, spoof, clash = (world.agents[key] for key in ("victim", "spoof", "clash"))
     added = []
