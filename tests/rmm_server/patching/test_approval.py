@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from rmm_server.patching import approval
 from rmm_server.patching.approval import ManualIndex, compile_rules, decide, decide_for
 from rmm_server.patching.model import (
     APPROVED,
+    CLASSIFICATIONS,
     DECLINED,
     PENDING,
+    ApprovalRule,
     ManualDecision,
+    NamePattern,
     PatchSettings,
     UpdateFacts,
 )
 from rmm_server.policy import AgentContext, load_policy_dir
+from tests.fuzz import FUZZ, examples
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
@@ -230,3 +237,57 @@ def test_a_pin_matches_the_hardware_ids_the_agent_reports(tmp_path: Path) -> Non
     )
     assert firmware[0].hardware_ids and all(len(g) == 36 for g in firmware[0].hardware_ids)
     assert UpdateFacts.from_dict(firmware[0].to_dict()).hardware_ids == firmware[0].hardware_ids
+
+
+# ---- properties over random rules and updates --------------------------------------------------
+
+_names = st.sampled_from(["openssl", "linux-image-6.1", "dotnet-preview", "bash", "Intel NIC"])
+_classes = st.sampled_from([*CLASSIFICATIONS, "optional"])
+_rule = st.builds(
+    lambda name, action, classes, severities, days, include, exclude: ApprovalRule(
+        name=name,
+        action=action,
+        classifications=frozenset(classes),
+        severities=frozenset(severities),
+        min_age_seconds=days * DAY,
+        include=tuple(NamePattern.glob(p) for p in include),
+        exclude=tuple(NamePattern.regex(p) for p in exclude),
+        policy="p",
+    ),
+    st.sampled_from(["a", "b", "c", "d"]),
+    st.sampled_from(["approve", "decline"]),
+    st.sets(st.sampled_from(CLASSIFICATIONS), min_size=1, max_size=3),
+    st.sets(st.sampled_from(["critical", "low", "unknown"]), max_size=2),
+    st.integers(0, 10),
+    st.lists(st.sampled_from(["*ssl*", "linux-*", "apt:*", "*"]), max_size=2),
+    st.lists(st.sampled_from([".*preview.*", "bash", "linux-image-[0-9.]+"]), max_size=2),
+)
+_update = st.builds(
+    lambda name, classification, severity, age: update(
+        name, classification, NOW - age * DAY, severity
+    ),
+    _names,
+    _classes,
+    st.sampled_from(["", "Critical", "Low"]),
+    st.integers(0, 12),
+)
+
+
+@settings(FUZZ, max_examples=examples(300))
+@given(st.lists(_rule, max_size=6), _update)
+def test_rule_order_never_matters_and_device_updates_need_their_own_rule(
+    rules: list[ApprovalRule], pending: UpdateFacts
+) -> None:
+    decision = decide(pending, compile_rules(rules), now=NOW)
+    reversed_decision = decide(pending, compile_rules(list(reversed(rules))), now=NOW)
+    assert decision.state == reversed_decision.state
+    if decision.state == APPROVED and pending.classification in ("driver", "firmware"):
+        assert any(pending.classification in r.classifications for r in rules)
+    declining = [
+        r for r in rules if r.action == "decline" and pending.classification in r.classifications
+    ]
+    if decision.state == APPROVED:
+        # Whatever approved it, no decline rule for its class matched it.
+        assert all(
+            decide(pending, compile_rules([r]), now=NOW).state != DECLINED for r in declining
+        )
