@@ -12,7 +12,6 @@ import math
 import re
 import sys
 import time
-import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ from rmm_cli.output import emit_json, print_table
 from rmm_common.agent_words import agent_label, parse_agent_word, printable_name
 from rmm_common.durations import format_duration, parse_duration
 from rmm_common.errors import InvalidArgument
+from rmm_common.text import INVISIBLE_RE
 from rmm_proto import commands_pb2, operator_pb2
 
 # ---- selectors --------------------------------------------------------------------------------
@@ -250,13 +250,17 @@ def printable(text: str) -> str:
     """Return `text` safe for a terminal: no escape sequences or control characters.
 
     Output comes from managed hosts; an escape sequence in it could rewrite the operator's
-    terminal. Lone surrogates cannot be encoded, so they become "?" too.
+    terminal, and a bidi override or zero-width character (rmm_common.text's class) could make
+    it read as something else: each becomes U+FFFD; a line or paragraph separator becomes the
+    newline it is to some readers. Lone surrogates cannot be encoded, so they become "?".
     """
     text = text.encode("utf-8", "replace").decode("utf-8")
     text = _ANSI.sub("", text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", "    "))
-    return "".join(
-        "\ufffd" if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text
-    )
+    return INVISIBLE_RE.sub(_shown_char, text)
+
+
+def _shown_char(found: re.Match[str]) -> str:
+    return "\n" if found.group() in "\n\u2028\u2029" else "\ufffd"
 
 
 def head(text: str, lines: int = HEAD_LINES, width: int = HEAD_WIDTH) -> str:

@@ -174,6 +174,13 @@ def test_head_is_safe_for_a_terminal() -> None:
     assert "caf\ufffd red " in shown and "tab    end" in shown
     shown.encode("utf-8")  # a lone surrogate would make this raise
     assert printable("keep\nnewlines") == "keep\nnewlines"
+    # Bidi overrides, isolates and marks, zero-width characters and BOMs (rmm_common.text's
+    # class) cannot make output read as something else; a line separator is a line break.
+    hostile = "ok\u202egnp.exe \u2066x\u2069 a\u200bb \ufeffc \u200ed one\u2028two\u2029three"
+    assert printable(hostile) == (
+        "ok\ufffdgnp.exe \ufffdx\ufffd a\ufffdb \ufffdc \ufffdd one\ntwo\nthree"
+    )
+    assert head(hostile, lines=5).splitlines()[1:] == ["two", "three"]
 
 
 # ---- JSON ----
