@@ -320,8 +320,15 @@ class MetricsRenderer:
 
     def _gzip(self, shard: Shard | None, page: _Page) -> bytes:
         now = time.monotonic()
+        # Members are kept for the whole page and the shards of one N (the one asked last): the
+        # listener is open to anyone, and a caller asking of=1..1024 in turn must not make the
+        # server hold a compressed copy of the fleet per N.
+        count = None if shard is None else shard.count
         idle = [
-            key for key, used in self._members_used.items() if now - used > MEMBERS_IDLE_SECONDS
+            key
+            for key, used in self._members_used.items()
+            if now - used > MEMBERS_IDLE_SECONDS
+            or (key is not None and count is not None and key.count != count)
         ]
         for gone in idle:
             self._members.pop(gone, None)

@@ -216,6 +216,16 @@ def zlib_members(body: bytes) -> list[bytes]:
     return found
 
 
+def test_compressed_members_are_kept_for_the_page_and_one_shard_count() -> None:
+    renderer = MetricsRenderer(fleet_of(20), ServerMetrics().registry, clock=lambda: NOW)
+    renderer.render_gzip()
+    for count in (2, 3, 5):
+        for index in range(count):
+            renderer.render_gzip(Shard(index, count))
+    kept = set(renderer._members)
+    assert kept == {None, Shard(0, 5), Shard(1, 5), Shard(2, 5), Shard(3, 5), Shard(4, 5)}
+
+
 def test_a_removed_or_revoked_agent_leaves_page_shards_and_gzip() -> None:
     fleet = fleet_of(30)
     renderer = MetricsRenderer(fleet, ServerMetrics().registry, clock=lambda: NOW)
