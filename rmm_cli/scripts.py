@@ -33,6 +33,8 @@ def param_row(param: operator_pb2.ScriptParam) -> dict[str, Any]:
         row["default"] = param.default
     if param.choices:
         row["choices"] = list(param.choices)
+    if param.roots:
+        row["roots"] = list(param.roots)
     for key in ("pattern", "minimum", "maximum"):
         if getattr(param, key):
             row[key] = getattr(param, key)
@@ -46,6 +48,8 @@ def param_usage(param: dict[str, Any]) -> str:
         what += " (" + "|".join(param["choices"]) + ")"
     if "minimum" in param or "maximum" in param:
         what += f" {param.get('minimum', '')}..{param.get('maximum', '')}"
+    if "roots" in param:
+        what += " under " + ", ".join(param["roots"])
     if "pattern" in param:
         what += f" matching {param['pattern']!r}"
     if param["required"]:

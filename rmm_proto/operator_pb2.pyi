@@ -756,7 +756,7 @@ class ScriptInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., shells: _Optional[_Iterable[str]] = ..., default_timeout_seconds: _Optional[float] = ..., min_role: _Optional[str] = ..., body: _Optional[str] = ..., path: _Optional[str] = ..., params: _Optional[_Iterable[_Union[ScriptParam, _Mapping]]] = ...) -> None: ...
 
 class ScriptParam(_message.Message):
-    __slots__ = ("name", "type", "description", "required", "default", "has_default", "choices", "pattern", "minimum", "maximum")
+    __slots__ = ("name", "type", "description", "required", "default", "has_default", "choices", "pattern", "minimum", "maximum", "roots")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -767,6 +767,7 @@ class ScriptParam(_message.Message):
     PATTERN_FIELD_NUMBER: _ClassVar[int]
     MINIMUM_FIELD_NUMBER: _ClassVar[int]
     MAXIMUM_FIELD_NUMBER: _ClassVar[int]
+    ROOTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     description: str
@@ -777,7 +778,8 @@ class ScriptParam(_message.Message):
     pattern: str
     minimum: str
     maximum: str
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., required: _Optional[bool] = ..., default: _Optional[str] = ..., has_default: _Optional[bool] = ..., choices: _Optional[_Iterable[str]] = ..., pattern: _Optional[str] = ..., minimum: _Optional[str] = ..., maximum: _Optional[str] = ...) -> None: ...
+    roots: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., required: _Optional[bool] = ..., default: _Optional[str] = ..., has_default: _Optional[bool] = ..., choices: _Optional[_Iterable[str]] = ..., pattern: _Optional[str] = ..., minimum: _Optional[str] = ..., maximum: _Optional[str] = ..., roots: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListScriptsRequest(_message.Message):
     __slots__ = ()

@@ -33,6 +33,7 @@ def script_to_proto(script: Script, with_body: bool = False) -> operator_pb2.Scr
                 pattern=param.pattern,
                 minimum="" if param.minimum is None else str(param.minimum),
                 maximum="" if param.maximum is None else str(param.maximum),
+                roots=param.roots,
             )
             for param in script.params
         ],

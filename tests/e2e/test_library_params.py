@@ -284,6 +284,10 @@ def test_tier1_lists_a_directory_inside_the_roots_in_its_normal_spelling(setup: 
     assert "== Biggest directories under /var/log (this filesystem only) ==" in row["stdout"]
     fields = rmm_json(setup.server, "commands", "show", row["command_id"])["fields"]
     assert fields["env"] == {"RMM_PARAM_PATH": "/var/log"}  # what the agent got
+    (param,) = rmm_json(setup.server, "scripts", "show", "disk-usage")["params"]
+    assert param["roots"] == ["/var", "/home", "/tmp", "/srv", "/opt"]
+    shown = rmm(setup.server, "scripts", "show", "disk-usage").stdout
+    assert "path under /var, /home, /tmp, /srv, /opt, default '/var'" in shown, shown
 
 
 def test_a_link_inside_a_root_that_leads_out_is_refused_by_the_script(
