@@ -37,6 +37,7 @@ from rmm_common.yamlnodes import (
     string,
     string_list,
 )
+from rmm_server.cron import crontab_trigger
 from rmm_server.patching.model import (
     ACTIONS,
     CLASSIFICATIONS,
@@ -399,7 +400,7 @@ def cron_trigger(schedule: PatchSchedule, zone: str = "UTC") -> CronTrigger:
     """
     tz = ZoneInfo(zone)
     if schedule.cron is not None:
-        return CronTrigger.from_crontab(schedule.cron, timezone=tz)
+        return crontab_trigger(schedule.cron, tz)
     assert schedule.nth is not None and schedule.weekday is not None
     hour, minute = schedule.time.split(":")
     day = f"{_NTH_WORDS[schedule.nth]} {schedule.weekday[:3]}"
@@ -432,18 +433,6 @@ def _schedule_when(items: _Items, where: Where, context: str) -> dict[str, Any] 
         return None
     if "cron" in items:
         text = string(items["cron"][1], where, context, "schedule.cron")
-        fields = text.split() if text is not None else []
-        if len(fields) == 5 and any(char.isdigit() for char in fields[4]):
-            # Cron counts weekdays from Sunday = 0, APScheduler's crontab from Monday = 0:
-            # "6" would be Saturday to the operator and Sunday to the scheduler.
-            where.at(
-                items["cron"][1],
-                context,
-                f"schedule.cron {text!r}: write the day of week by name",
-                "sun, mon, tue, wed, thu, fri, sat, or ranges such as mon-fri: "
-                "weekday numbers differ between cron and the scheduler",
-            )
-            return None
         return None if text is None else {"cron": text}
     node = items["nth_weekday"][1]
     nth_items = mapping(node, where, context, _NTH_KEYS, ("nth", "weekday"))

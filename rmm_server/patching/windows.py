@@ -30,10 +30,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.engine import Engine
 
 from rmm_common.errors import ConfigError
+from rmm_server.cron import crontab_trigger
 from rmm_server.patching.model import SITE_TIME_ZONE, WEEKDAYS, PatchSchedule
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ def trigger_for(schedule: PatchSchedule, zone_key: str) -> BaseTrigger:
         raise ConfigError(f"{where}: duration must be positive")
     if schedule.cron is not None:
         try:
-            return CronTrigger.from_crontab(schedule.cron, timezone=tz)
+            return crontab_trigger(schedule.cron, tz)
         except ValueError as exc:
             raise ConfigError(
                 f"{where}: {schedule.cron!r} is not a 5-field cron expression: {exc}"

@@ -25,6 +25,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import insert, select, update
 
 from rmm_common.errors import InvalidArgument
+from rmm_server.cron import crontab_trigger
 from rmm_server.storage import schema
 from rmm_server.storage.store import Store
 
@@ -205,7 +206,7 @@ class MaintenanceWindow:
             raise InvalidArgument("give either a cron --schedule or a one-off --start, not both")
         if window.schedule:
             try:
-                trigger = CronTrigger.from_crontab(window.schedule, timezone=zone)
+                trigger = crontab_trigger(window.schedule, zone)
             except ValueError as exc:
                 raise InvalidArgument(
                     f"schedule {window.schedule!r} is not a 5-field cron expression: {exc}"

@@ -192,10 +192,10 @@ reboot: {mode: never}
         (
             BASE.replace(
                 '  nth_weekday: {nth: 2, weekday: tuesday, offset_days: 3, time: "22:00"}\n',
-                '  cron: "0 3 * * 6"\n',
+                '  cron: "0 3 * * 8"\n',
             ),
             "12:9",
-            "write the day of week by name",
+            "outside 0-7",
         ),
         (BASE.replace("nth: 2,", "nth: 6,"), "12:22", "nth must be 1 to 5"),
         (BASE.replace('"22:00"', '"25:00"'), "12:65", "not HH:MM"),
