@@ -538,35 +538,13 @@ class Store:
         if not batch:
             return []
         with self.transaction(f"store {len(batch)} reports") as conn:
-            if self.dialect == "sqlite":
-                inserted = _sqlite_insert_reports(conn, batch)
-            else:
-                inserted = conn.execute(
-                    self._insert_ignore(schema.reports),
-                    [
-                        {
-                            "agent_id": r.agent_id,
-                            "sequence": r.sequence,
-                            "collected_at": r.collected_at,
-                            "received_at": r.received_at,
-                            "body": r.body,
-                        }
-                        for r in batch
-                    ],
-                ).rowcount
+            inserted = _insert_reports(conn, batch, self.dialect)
             # Fewer rows than reports (rare: a redelivery racing its first copy, or a reused
             # sequence): compare what is stored now, in this transaction, with what was sent.
             conflicts = _stored_elsewhere(conn, batch) if inserted != len(batch) else []
             refused = {id(r) for r in conflicts}
             newest, oldest, inventory = _per_agent([r for r in batch if id(r) not in refused])
-            if self.dialect == "sqlite":
-                _sqlite_update_agents(conn, newest, oldest)
-            else:
-                conn.execute(_LATEST_UPDATE, [_latest_params(report) for report in newest.values()])
-                conn.execute(
-                    _FIRST_SEQUENCE_UPDATE,
-                    [{"b_id": agent, "b_first": first} for agent, first in oldest.items()],
-                )
+            _update_agents(conn, newest, oldest, self.dialect)
             if inventory:
                 conn.execute(
                     _INVENTORY_UPDATE,
@@ -653,31 +631,6 @@ class Store:
 # in Python were the writer's main cost.
 _HOST_COLUMNS = ("hostname", "os", "os_name", "os_version", "kernel", "arch")
 _agents = schema.agents
-_LATEST_UPDATE = (
-    update(_agents)
-    # A redelivered older report never overwrites a newer state.
-    .where(_agents.c.id == bindparam("b_id"), _agents.c.last_sequence < bindparam("b_seq"))
-    .values(
-        last_sequence=bindparam("b_seq"),
-        last_seen=bindparam("b_seen"),
-        summary=bindparam("b_summary"),
-        interval_seconds=bindparam("b_interval"),
-        agent_version=bindparam("b_version"),
-        # An empty host field (a collector that failed) keeps what the agent said before.
-        **{
-            column: func.coalesce(func.nullif(bindparam(f"b_{column}"), ""), _agents.c[column])
-            for column in _HOST_COLUMNS
-        },
-    )
-)
-_FIRST_SEQUENCE_UPDATE = (
-    update(_agents)
-    .where(
-        _agents.c.id == bindparam("b_id"),
-        or_(_agents.c.first_sequence.is_(None), _agents.c.first_sequence > bindparam("b_first")),
-    )
-    .values(first_sequence=bindparam("b_first"))
-)
 _INVENTORY_UPDATE = (
     update(_agents)
     .where(_agents.c.id == bindparam("b_id"))
@@ -689,60 +642,77 @@ _INVENTORY_UPDATE = (
 )
 
 
-# SQLite: one statement per chunk of rows, not one statement step per row. Report writes run in
-# a worker thread, and sqlite3 gives up the GIL around every step; getting it back while the
-# event loop runs takes up to the interpreter's switch interval (5 ms). Three steps per report
-# made a batch that takes 5 ms alone take 70-150 ms under load (measured), and the batch
-# writer, not the event loop, set the ingest rate. Same statements as _LATEST_UPDATE and
-# _FIRST_SEQUENCE_UPDATE, written once for many rows (UPDATE ... FROM, SQLite 3.33+).
-_SQLITE_CHUNK_ROWS = 200  # 200 x 12 parameters, far below SQLite's 32,766
-_SQLITE_LATEST_SET = ", ".join(
+# One statement per chunk of rows, not one statement (or one step of it) per row. Report writes
+# run in a worker thread, and the database driver gives up the GIL around every step or round
+# trip; getting it back while the event loop runs takes up to the interpreter's switch interval
+# (5 ms). Three statements per report made a batch that takes 5 ms alone take 70-150 ms beside
+# a busy event loop on SQLite (measured), and 1.2-1.5 s for 400 reports on PostgreSQL: the batch
+# writer, not the event loop, set the ingest rate. UPDATE ... FROM (VALUES ...) needs SQLite
+# 3.33 (2020); PostgreSQL has it. The VALUES columns are named column1, column2... (SQLite's own
+# names, given explicitly on PostgreSQL), and typed by casts on PostgreSQL, where a parameter
+# in VALUES has no column to take its type from.
+_CHUNK_ROWS = 200  # 200 x 12 parameters: far below SQLite's 32,766 and PostgreSQL's 65,535
+# The agent's newest report: (id, sequence, seen, summary, interval, version, host columns...).
+_LATEST_TYPES = ("text", "bigint", "double precision", "text", "integer", "text")
+_LATEST_TYPES += ("text",) * len(_HOST_COLUMNS)
+_LATEST_SET = ", ".join(
     [
         "last_sequence = v.column2",
         "last_seen = v.column3",
         "summary = v.column4",
         "interval_seconds = v.column5",
         "agent_version = v.column6",
+        # An empty host field (a collector that failed) keeps what the agent said before.
         *(
             f"{column} = coalesce(nullif(v.column{7 + index}, ''), {_agents.name}.{column})"
             for index, column in enumerate(_HOST_COLUMNS)
         ),
     ]
 )
+_FIRST_TYPES = ("text", "bigint")
 
 
-def _sqlite_values(rows: int, width: int) -> str:
-    one = "(" + ",".join("?" * width) + ")"
-    return ",".join([one] * rows)
+def _values(dialect: str, rows: int, types: Sequence[str]) -> str:
+    """Return `(VALUES (...), ...) AS v` for `rows` rows of `types` in the driver's style."""
+    if dialect == "sqlite":
+        row = "(" + ",".join("?" * len(types)) + ")"
+        alias = "v"
+    else:
+        row = "(" + ",".join(f"%s::{kind}" for kind in types) + ")"
+        alias = "v(" + ",".join(f"column{n + 1}" for n in range(len(types))) + ")"
+    return "(VALUES " + ",".join([row] * rows) + f") AS {alias}"
 
 
-def _sqlite_insert_reports(conn: Connection, batch: Sequence[StoredReport]) -> int:
+def _insert_reports(conn: Connection, batch: Sequence[StoredReport], dialect: str) -> int:
     """Insert the reports not stored yet, in few statements; return how many were new."""
+    mark = "?" if dialect == "sqlite" else "%s"
+    row = "(" + ",".join([mark] * 5) + ")"
     inserted = 0
-    for start in range(0, len(batch), _SQLITE_CHUNK_ROWS):
-        chunk = batch[start : start + _SQLITE_CHUNK_ROWS]
-        params = tuple(
-            value
-            for r in chunk
-            for value in (r.agent_id, r.sequence, r.collected_at, r.received_at, r.body)
-        )
+    for start in range(0, len(batch), _CHUNK_ROWS):
+        chunk = batch[start : start + _CHUNK_ROWS]
         inserted += conn.exec_driver_sql(
-            f"INSERT OR IGNORE INTO {schema.reports.name} "
+            f"INSERT INTO {schema.reports.name} "
             "(agent_id, sequence, collected_at, received_at, body) VALUES "
-            + _sqlite_values(len(chunk), 5),
-            params,
+            + ",".join([row] * len(chunk))
+            + " ON CONFLICT DO NOTHING",
+            tuple(
+                value
+                for r in chunk
+                for value in (r.agent_id, r.sequence, r.collected_at, r.received_at, r.body)
+            ),
         ).rowcount
     return inserted
 
 
-def _sqlite_update_agents(
-    conn: Connection, newest: dict[str, StoredReport], oldest: dict[str, int]
+def _update_agents(
+    conn: Connection, newest: dict[str, StoredReport], oldest: dict[str, int], dialect: str
 ) -> None:
-    """Apply _LATEST_UPDATE and _FIRST_SEQUENCE_UPDATE for many agents in few statements."""
+    """Make each agent's newest report its latest state (never an older one over a newer:
+    a redelivery) and lower its first sequence to its oldest, in few statements."""
+    agents = _agents.name
     latest = list(newest.values())
-    width = 6 + len(_HOST_COLUMNS)
-    for start in range(0, len(latest), _SQLITE_CHUNK_ROWS):
-        chunk = latest[start : start + _SQLITE_CHUNK_ROWS]
+    for start in range(0, len(latest), _CHUNK_ROWS):
+        chunk = latest[start : start + _CHUNK_ROWS]
         params: list[Any] = []
         for report in chunk:
             params += (
@@ -755,36 +725,21 @@ def _sqlite_update_agents(
             )
             params += (report.host.get(column, "") for column in _HOST_COLUMNS)
         conn.exec_driver_sql(
-            f"UPDATE {_agents.name} SET {_SQLITE_LATEST_SET} FROM (VALUES "
-            + _sqlite_values(len(chunk), width)
-            + f") AS v WHERE {_agents.name}.id = v.column1 "
-            f"AND {_agents.name}.last_sequence < v.column2",
+            f"UPDATE {agents} SET {_LATEST_SET} FROM "
+            + _values(dialect, len(chunk), _LATEST_TYPES)
+            + f" WHERE {agents}.id = v.column1 AND {agents}.last_sequence < v.column2",
             tuple(params),
         )
     firsts = list(oldest.items())
-    for start in range(0, len(firsts), _SQLITE_CHUNK_ROWS):
-        chunk_firsts = firsts[start : start + _SQLITE_CHUNK_ROWS]
+    for start in range(0, len(firsts), _CHUNK_ROWS):
+        pairs = firsts[start : start + _CHUNK_ROWS]
         conn.exec_driver_sql(
-            f"UPDATE {_agents.name} SET first_sequence = v.column2 FROM (VALUES "
-            + _sqlite_values(len(chunk_firsts), 2)
-            + f") AS v WHERE {_agents.name}.id = v.column1 AND "
-            f"({_agents.name}.first_sequence IS NULL OR {_agents.name}.first_sequence > v.column2)",
-            tuple(value for pair in chunk_firsts for value in pair),
+            f"UPDATE {agents} SET first_sequence = v.column2 FROM "
+            + _values(dialect, len(pairs), _FIRST_TYPES)
+            + f" WHERE {agents}.id = v.column1 AND "
+            f"({agents}.first_sequence IS NULL OR {agents}.first_sequence > v.column2)",
+            tuple(value for pair in pairs for value in pair),
         )
-
-
-def _latest_params(report: StoredReport) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "b_id": report.agent_id,
-        "b_seq": report.sequence,
-        "b_seen": report.received_at,
-        "b_summary": json.dumps(report.summary),
-        "b_interval": report.interval_seconds,
-        "b_version": report.agent_version,
-    }
-    for column in _HOST_COLUMNS:
-        params[f"b_{column}"] = report.host.get(column, "")
-    return params
 
 
 def _stored_elsewhere(conn: Connection, batch: Sequence[StoredReport]) -> list[StoredReport]:
