@@ -72,6 +72,8 @@ from rmm_server.storage.store import sqlite_url
 from rmm_server.storage.suppressions import NotificationFailure
 from rmm_server.tls import ClientCerts, ServerTls
 from rmm_server.updates import UpdateIndex
+from rmm_server.web import Dashboard, DashboardDeps
+from rmm_server.web.tls_context import http_ssl_context
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -133,6 +135,7 @@ class RmmServer:
         self.grpc_server: grpc.aio.Server | None = None
         self.agent_servicer: AgentServicer | None = None
         self.http: HttpApi | None = None
+        self.dashboard: Dashboard | None = None
         self.storage_watch: StorageWatch | None = None
         self.health_servicer: health.aio.HealthServicer | None = None
         self.ingestor: ReportIngestor | None = None
@@ -453,6 +456,18 @@ class RmmServer:
             self.metrics.registry,
             export_of=cluster.export_of if cluster.replicated else None,
         )
+        self.dashboard = dashboard = Dashboard(
+            DashboardDeps(self.fleet, alerts, operators, audit, store, limits, config.insecure)
+        )
+        told_replicas = operators.revoked
+
+        def revoked(operator_id: str) -> None:
+            # A revoked operator's dashboard sessions end with their token.
+            dashboard.sessions.end_operator(operator_id)
+            if told_replicas is not None:
+                told_replicas(operator_id)
+
+        operators.revoked = revoked
         self.http = HttpApi(
             http_host,
             http_port,
@@ -460,6 +475,8 @@ class RmmServer:
             self._healthy,
             max_connections=budget.http_connections,
             registry=self.metrics.registry,
+            routes=dashboard.add_routes,
+            ssl_context=http_ssl_context(server_tls) if server_tls is not None else None,
         )
         try:
             await self.http.start()

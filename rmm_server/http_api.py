@@ -36,6 +36,7 @@ import errno
 import gzip
 import logging
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -199,8 +200,16 @@ class HttpApi:
         max_connections: int,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SECONDS,
         registry: CollectorRegistry | None = None,
+        routes: Callable[[web.Application], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        # More routes (the dashboard, rmm_server/web), added before the catch-all 404.
+        self.routes = routes
+        # With a context, a connection whose first byte opens a TLS handshake is served over
+        # TLS and any other in plaintext, on the same port: /metrics stays as scrapers have it
+        # and the dashboard gets HTTPS (it refuses plaintext unless the server is --insecure).
+        self.ssl_context = ssl_context
         self.requested_port = port
         self.render_metrics = render_metrics
         self.healthy = healthy
@@ -216,6 +225,7 @@ class HttpApi:
         self._renderer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="metrics")
         self._rendering: dict[tuple[Shard | None, bool], asyncio.Future[_Rendered]] = {}
         self._closed_for_room: Counter | None = None
+        self._sniffing: set[asyncio.Task[None]] = set()
         if registry is not None:
             gauge = Gauge(
                 "rmm_server_http_connections",
@@ -261,6 +271,8 @@ class HttpApi:
         app = web.Application(middlewares=[self._track])
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
+        if self.routes is not None:
+            self.routes(app)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         # keepalive_timeout: aiohttp closes a connection with no complete request this long
         # after it connected or after its last response (its read timeout).
@@ -283,6 +295,8 @@ class HttpApi:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._accepting
             self._accepting = None
+        for task in list(self._sniffing):
+            task.cancel()
         if self._sock is not None:
             self._sock.close()
         if self._runner is not None:
@@ -314,14 +328,57 @@ class HttpApi:
                 continue  # ECONNABORTED and friends: that peer gave up, take the next
             conn = _Connection(handler_factory(), self, time.monotonic())
             self._open[conn] = None
-            try:
-                await loop.connect_accepted_socket(lambda conn=conn: conn, sock)  # type: ignore[misc]
-            except OSError:
-                self._forget(conn)
-                sock.close()
+            if self.ssl_context is None:
+                await self._serve(conn, sock, None)
+            else:
+                # Sniffing waits for the peer's first byte: not in this loop, which accepts.
+                task = loop.create_task(self._sniff_and_serve(conn, sock))
+                self._sniffing.add(task)
+                task.add_done_callback(self._sniffing.discard)
             # sock_accept() returns without yielding while connections are queued: let the
             # requests already accepted be served between two accepts.
             await asyncio.sleep(0)
+
+    async def _serve(
+        self, conn: _Connection, sock: socket.socket, context: ssl.SSLContext | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda conn=conn: conn,  # type: ignore[misc]
+                sock,
+                ssl=context,
+                ssl_handshake_timeout=self.idle_timeout if context is not None else None,
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError):
+            self._forget(conn)
+            sock.close()
+
+    async def _sniff_and_serve(self, conn: _Connection, sock: socket.socket) -> None:
+        """Serve TLS when the first byte is a handshake record (0x16), plaintext otherwise."""
+        loop = asyncio.get_running_loop()
+        readable: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        loop.add_reader(sock.fileno(), ready)
+        try:
+            await asyncio.wait_for(readable, self.idle_timeout)
+            first = sock.recv(1, socket.MSG_PEEK)
+        except (TimeoutError, OSError):
+            first = b""
+        except asyncio.CancelledError:  # the server stops
+            sock.close()
+            raise
+        finally:
+            loop.remove_reader(sock.fileno())
+        if not first:  # silent for the whole timeout, or gone
+            self._forget(conn)
+            sock.close()
+            return
+        await self._serve(conn, sock, self.ssl_context if first == b"\x16" else None)
 
     async def _make_room(self) -> None:
         """Return once a connection may be accepted, closing the longest-idle one if need be."""

@@ -1,0 +1,222 @@
+"""What the dashboard's pages show, computed from the fleet and alerts without any HTTP: the
+routes only read a request's parameters, call these, and render a template."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rmm_proto import agent_pb2
+from rmm_server.storage import AgentRecord
+from rmm_server.storage.alerts import AlertRecord
+
+PAGE_SIZE = 100
+SEVERITIES = ("critical", "warning", "info")
+SORT_KEYS = ("hostname", "client", "site", "os", "status", "last_seen", "alerts")
+
+
+@dataclass(frozen=True, slots=True)
+class FleetFilter:
+    """An overview's filters, sort and page, as its URL carries them."""
+
+    client: str = ""
+    site: str = ""
+    tag: str = ""
+    os: str = ""
+    status: str = ""  # "", "online" or "offline"
+    q: str = ""  # part of a hostname, any case
+    sort: str = "hostname"
+    desc: bool = False
+    page: int = 1
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> FleetFilter:
+        """Read the filters from a URL's query; unknown values fall back to the defaults."""
+        sort = query.get("sort", "hostname")
+        status = query.get("status", "")
+        try:
+            page = max(1, int(query.get("page", "1")))
+        except ValueError:
+            page = 1
+        return cls(
+            client=query.get("client", "").strip(),
+            site=query.get("site", "").strip(),
+            tag=query.get("tag", "").strip(),
+            os=query.get("os", "").strip(),
+            status=status if status in ("online", "offline") else "",
+            q=query.get("q", "").strip(),
+            sort=sort if sort in SORT_KEYS else "hostname",
+            desc=query.get("desc", "") == "1",
+            page=page,
+        )
+
+    def matches(self, agent: AgentRecord, online: bool) -> bool:
+        """Say whether an agent passes every filter."""
+        return (
+            (not self.client or agent.client == self.client)
+            and (not self.site or agent.site == self.site)
+            and (not self.tag or self.tag in agent.tags)
+            and (not self.os or agent.os == self.os)
+            and (not self.status or (self.status == "online") == online)
+            and (not self.q or self.q.lower() in agent.hostname.lower())
+        )
+
+
+@dataclass(slots=True)
+class SiteRow:
+    """One client and site: how many agents are online and offline, firing alerts by severity."""
+
+    client: str
+    site: str
+    online: int = 0
+    offline: int = 0
+    firing: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRow:
+    """One agent in the overview's table."""
+
+    id: str
+    hostname: str
+    client: str
+    site: str
+    os: str
+    tags: Sequence[str]
+    online: bool
+    last_seen: float | None
+    firing: int
+    worst: str  # the most severe firing alert's severity, "" when none
+
+
+@dataclass(slots=True)
+class Overview:
+    """The fleet overview: per site counts, one page of agents, and the filter choices."""
+
+    sites: list[SiteRow]
+    agents: list[AgentRow]
+    matched: int
+    pages: int
+    total: int
+    clients: list[str]
+    oses: list[str]
+    tags: list[str]
+    firing: Counter[str]
+
+
+def _rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+
+
+def overview(
+    agents: Iterable[AgentRecord], open_alerts: Iterable[AlertRecord], now: float, filt: FleetFilter
+) -> Overview:
+    """Build the overview of `agents` with their firing alerts, filtered, sorted and paged."""
+    firing_of: dict[str, list[str]] = {}
+    for alert in open_alerts:
+        if alert.state == "firing":
+            firing_of.setdefault(alert.agent_id, []).append(alert.severity)
+    sites: dict[tuple[str, str], SiteRow] = {}
+    rows: list[AgentRow] = []
+    clients: set[str] = set()
+    oses: set[str] = set()
+    tags: set[str] = set()
+    fleet_firing: Counter[str] = Counter()
+    total = 0
+    for agent in agents:
+        if agent.revoked_at is not None:
+            continue
+        total += 1
+        online = agent.online(now)
+        severities = firing_of.get(agent.id, [])
+        clients.add(agent.client)
+        if agent.os:
+            oses.add(agent.os)
+        tags.update(agent.tags)
+        site = sites.get((agent.client, agent.site))
+        if site is None:
+            site = sites[(agent.client, agent.site)] = SiteRow(agent.client, agent.site)
+        if online:
+            site.online += 1
+        else:
+            site.offline += 1
+        site.firing.update(severities)
+        fleet_firing.update(severities)
+        if filt.matches(agent, online):
+            rows.append(
+                AgentRow(
+                    id=agent.id,
+                    hostname=agent.hostname,
+                    client=agent.client,
+                    site=agent.site,
+                    os=agent.os_name or agent.os,
+                    tags=agent.tags,
+                    online=online,
+                    last_seen=agent.last_seen,
+                    firing=len(severities),
+                    worst=min(severities, key=_rank) if severities else "",
+                )
+            )
+    rows.sort(key=_sort_key(filt.sort), reverse=filt.desc)
+    pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
+    page = min(filt.page, pages)
+    return Overview(
+        sites=sorted(sites.values(), key=lambda s: (s.client, s.site)),
+        agents=rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
+        matched=len(rows),
+        pages=pages,
+        total=total,
+        clients=sorted(clients),
+        oses=sorted(oses),
+        tags=sorted(tags),
+        firing=fleet_firing,
+    )
+
+
+def _sort_key(sort: str) -> Callable[[AgentRow], Any]:
+    keys: dict[str, Callable[[AgentRow], Any]] = {
+        "hostname": lambda r: (r.hostname.lower(), r.id),
+        "client": lambda r: (r.client, r.site, r.hostname.lower()),
+        "site": lambda r: (r.site, r.client, r.hostname.lower()),
+        "os": lambda r: (r.os, r.hostname.lower()),
+        "status": lambda r: (r.online, r.hostname.lower()),
+        "last_seen": lambda r: (r.last_seen or 0.0, r.hostname.lower()),
+        "alerts": lambda r: (r.firing, r.hostname.lower()),
+    }
+    return keys[sort]
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorView:
+    """One collector's latest result on the agent page."""
+
+    name: str
+    ok: bool
+    error: str
+    duration_seconds: float
+    samples: list[tuple[str, str, float]]  # name, labels as text, value
+
+
+def collectors_of(report: agent_pb2.Report | None, per_collector: int = 50) -> list[CollectorView]:
+    """Return each collector's latest samples (at most `per_collector`) and its error."""
+    if report is None:
+        return []
+    views = []
+    for collector in report.collectors:
+        samples = [
+            (
+                sample.name,
+                ", ".join(f"{k}={v}" for k, v in sorted(sample.labels.items())),
+                sample.value,
+            )
+            for sample in list(collector.samples)[:per_collector]
+        ]
+        views.append(
+            CollectorView(
+                collector.name, collector.ok, collector.error, collector.duration_seconds, samples
+            )
+        )
+    return sorted(views, key=lambda v: (v.ok, v.name))

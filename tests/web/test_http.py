@@ -1,0 +1,176 @@
+"""The dashboard over HTTP against a real server: login, cookies, CSRF, roles, 404, escaping."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from rmm_server.roles import Role
+from tests.helpers import rmm_json, wait_for
+from tests.web.client import Browser
+from tests.web.conftest import Fleet
+
+
+def logged_in(fleet: Fleet, role: Role) -> Browser:
+    browser = Browser(fleet.server.http_url)
+    reply = browser.login(fleet.tokens[role])
+    assert reply.status == 303, reply.body
+    return browser
+
+
+def audit(fleet: Fleet, *args: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = rmm_json(fleet.server, "audit", "list", "--limit", "5000", *args)
+    return entries
+
+
+def acknowledged_by(fleet: Fleet, alert_id: str) -> str | None:
+    found = rmm_json(fleet.server, "alerts", "list", "--state", "firing")
+    by: str | None = next(a for a in found if a["id"] == alert_id)["acknowledged_by"]
+    return by
+
+
+def firing_alert(fleet: Fleet) -> dict[str, Any]:
+    found = rmm_json(fleet.server, "alerts", "list", "--state", "firing")
+    open_ones = [a for a in found if not a.get("acknowledged_by")]
+    assert open_ones, found
+    alert: dict[str, Any] = open_ones[0]
+    return alert
+
+
+def test_a_page_without_a_session_goes_to_login_and_back_to_it(fleet: Fleet) -> None:
+    browser = Browser(fleet.server.http_url)
+    asked = "/fleet?client=acme&status=online"
+    reply = browser.get(asked)
+    assert reply.status == 303
+    where = urlsplit(reply.location)
+    assert where.path == "/login" and parse_qs(where.query) == {"next": [asked]}
+    login = browser.login(fleet.tokens[Role.VIEWER], next_path=asked)
+    assert login.status == 303 and login.location == asked
+    page = browser.get(login.location)
+    assert page.status == 200 and "1 of 1 agents match" in page.body
+
+
+def test_the_session_cookie_is_httponly_samesite_strict_and_not_secure_over_plain_http(
+    fleet: Fleet,
+) -> None:
+    browser = Browser(fleet.server.http_url)
+    reply = browser.login(fleet.tokens[Role.VIEWER])
+    session = [c for c in reply.set_cookies() if c.startswith("rmm_session=")]
+    assert len(session) == 1, reply.set_cookies()
+    flags = [part.strip().lower() for part in session[0].split(";")]
+    assert "httponly" in flags and "samesite=strict" in flags and "path=/" in flags
+    assert "secure" not in flags  # plain HTTP (the server runs --insecure): a browser would drop it
+
+
+def test_a_wrong_token_gets_a_clear_message_and_no_session(fleet: Fleet) -> None:
+    browser = Browser(fleet.server.http_url)
+    reply = browser.login("rmm_opr_not-a-real-token")
+    assert reply.status == 401
+    assert "That operator token was not accepted" in reply.body
+    assert "rmm_session" not in browser.cookies
+    assert browser.get("/fleet").status == 303
+
+
+def test_a_login_without_the_forms_csrf_token_is_refused(fleet: Fleet) -> None:
+    browser = Browser(fleet.server.http_url)
+    reply = browser.post("/login", {"token": fleet.tokens[Role.ADMIN], "next": "/fleet"})
+    assert reply.status == 403 and "rmm_session" not in browser.cookies
+
+
+def test_the_fleet_overview_shows_the_agent_and_its_firing_alert(fleet: Fleet) -> None:
+    browser = logged_in(fleet, Role.VIEWER)
+    page = browser.get("/fleet")
+    assert page.status == 200
+    assert f'href="/agents/{fleet.agent_id}"' in page.body
+    assert "acme" in page.body and "hq" in page.body
+    assert 'data-severity="warning">warning 1<' in page.body
+    live = browser.get("/fleet/live?q=no-such-host", headers={"HX-Request": "true"})
+    assert live.status == 200 and "No agent matches these filters." in live.body
+    assert "<html" not in live.body  # a fragment for htmx to swap in
+
+
+def test_the_agent_page_shows_identity_collectors_and_alerts(fleet: Fleet) -> None:
+    browser = logged_in(fleet, Role.VIEWER)
+    page = browser.get(f"/agents/{fleet.agent_id}")
+    assert page.status == 200
+    assert fleet.agent_id in page.body and "web-test" in page.body
+    assert "MemoryInUse" in page.body
+    assert "memory_usage_ratio" in page.body  # the latest report's samples, per collector
+
+
+def test_an_unknown_agent_is_a_404_page_with_a_link_back(fleet: Fleet) -> None:
+    browser = logged_in(fleet, Role.VIEWER)
+    page = browser.get("/agents/no-such-agent")
+    assert page.status == 404
+    assert "There is no agent no-such-agent" in page.body and 'href="/fleet"' in page.body
+    assert "Traceback" not in page.body
+
+
+def test_agent_supplied_text_in_a_url_is_escaped(fleet: Fleet) -> None:
+    browser = logged_in(fleet, Role.VIEWER)
+    page = browser.get("/agents/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+    assert page.status == 404
+    assert "<script>alert(1)" not in page.body and "&lt;script&gt;alert(1)" in page.body
+
+
+def test_an_ack_without_csrf_is_refused_and_changes_nothing(fleet: Fleet) -> None:
+    browser = logged_in(fleet, Role.TIER1)
+    alert = firing_alert(fleet)
+    before = len(audit(fleet))
+    reply = browser.post(f"/alerts/{alert['id']}/ack", {"comment": "on it"})
+    assert reply.status == 403 and "CSRF" in reply.body
+    reply = browser.post(f"/alerts/{alert['id']}/ack", {"comment": "on it", "csrf": "forged"})
+    assert reply.status == 403
+    assert acknowledged_by(fleet, alert["id"]) is None
+    assert len(audit(fleet)) == before
+
+
+def test_a_viewer_sees_alerts_but_may_not_acknowledge(fleet: Fleet) -> None:
+    browser = logged_in(fleet, Role.VIEWER)
+    page = browser.get("/alerts")
+    assert page.status == 200 and "MemoryInUse" in page.body
+    assert "/ack\"" not in page.body  # no acknowledge form
+    alert = firing_alert(fleet)
+    reply = browser.post(
+        f"/alerts/{alert['id']}/ack", {"comment": "mine now", "csrf": page.csrf()}
+    )
+    assert reply.status == 403 and "needs tier1 or higher" in reply.body
+    assert acknowledged_by(fleet, alert["id"]) is None
+
+
+def test_tier1_acknowledges_an_alert_and_it_is_audited(fleet: Fleet) -> None:
+    browser = logged_in(fleet, Role.TIER1)
+    page = browser.get("/alerts")
+    alert = firing_alert(fleet)
+    reply = browser.post(
+        f"/alerts/{alert['id']}/ack",
+        {"comment": "looking at <b>it</b>", "csrf": page.csrf(), "next": "/alerts"},
+    )
+    assert reply.status == 303 and reply.location == "/alerts", reply.body
+    assert acknowledged_by(fleet, alert["id"]) == "web-tier1"
+    entries = [e for e in audit(fleet) if e["action"] == "AckAlert"]
+    assert entries and entries[-1]["operator"] == "web-tier1"
+    assert entries[-1]["target"] == alert["id"] and entries[-1]["outcome"] == "ok"
+    after = browser.get("/alerts")
+    assert "looking at &lt;b&gt;it&lt;/b&gt;" in after.body
+
+
+def test_logout_ends_the_session(fleet: Fleet) -> None:
+    browser = logged_in(fleet, Role.VIEWER)
+    page = browser.get("/fleet")
+    session = browser.cookies["rmm_session"]
+    reply = browser.post("/logout", {"csrf": page.csrf()})
+    assert reply.status == 303 and reply.location == "/login"
+    browser.cookies["rmm_session"] = session  # a copy kept elsewhere is dead too
+    assert browser.get("/fleet").status == 303
+
+
+def test_static_files_are_served_from_the_package(fleet: Fleet) -> None:
+    browser = Browser(fleet.server.http_url)
+    reply = browser.get("/static/htmx-2.0.4.min.js")
+    assert reply.status == 200 and reply.headers["Content-Type"].startswith("text/javascript")
+    assert browser.get("/static/..%2Fviews.py").status == 404
+
+
+def test_metrics_still_served(fleet: Fleet) -> None:
+    wait_for(lambda: "rmm_agents" in fleet.server.metrics(), 10, "/metrics")
