@@ -34,7 +34,6 @@ every few seconds on the leading replica, tests call it after moving their clock
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -57,7 +56,7 @@ from rmm_server.patching.windows import PatchWindow
 from rmm_server.runs import summarize
 from rmm_server.scripts import ScriptLibrary
 from rmm_server.storage import AgentRecord, Store
-from rmm_server.storage.commands import CommandRecord, CommandStore
+from rmm_server.storage.commands import FINAL_STATUSES, CommandRecord, CommandStore
 from rmm_server.storage.patch_runs import CLOSED, OPEN, PatchRun, PatchRunStore
 from rmm_server.storage.suppressions import MaintenanceWindow
 
@@ -201,6 +200,8 @@ class Rollout:
         self.audit = audit
         self.clock = clock
         self._lock = asyncio.Lock()
+        # The open runs, kept while this replica leads (None: read them at the next tick).
+        self._open: dict[str, PatchRun] | None = None
 
     # --- opening --------------------------------------------------------------------------
 
@@ -248,6 +249,8 @@ class Rollout:
             await self._open_maintenance(run, report_back)
             await self._advance(run, now)
             await asyncio.to_thread(self.runs.save, run)
+            if self._open is not None:
+                self._open[run.id] = run
             return run
 
     async def missed(self, window: PatchWindow, scheduled: float) -> None:
@@ -286,26 +289,56 @@ class Rollout:
     async def tick(self) -> None:
         """Advance every open run: settle finished commands, issue next steps, promote rings."""
         async with self._lock:
-            try:
-                runs = await asyncio.to_thread(self.runs.open_runs)
-            except StorageError as exc:
-                log.error("cannot read the open patch runs, will retry: %s", exc)
-                return
-            for run in runs:
+            if self._open is None:
                 try:
-                    before = json.dumps(run.progress, sort_keys=True)
-                    await self._advance(run, self.clock())
-                    if run.state != OPEN or json.dumps(run.progress, sort_keys=True) != before:
-                        await asyncio.to_thread(self.runs.save, run)
+                    runs = await asyncio.to_thread(self.runs.open_runs)
+                except StorageError as exc:
+                    log.error("cannot read the open patch runs, will retry: %s", exc)
+                    return
+                self._open = {run.id: run for run in runs}
+            for run in list(self._open.values()):
+                try:
+                    if await self._advance(run, self.clock()):
+                        # Encoded and written only when something moved: most ticks most
+                        # agents only wait.
+                        text = await asyncio.to_thread(run.progress_json)
+                        if run.state != OPEN or text != run.stored:
+                            await asyncio.to_thread(self.runs.save, run, text)
                 except StorageError as exc:
                     log.error("patch run %s of %s: %s; will retry", run.id, run.window, exc)
+                    self._open = None  # read again: what was saved is what counts
+                    return
+                if run.state != OPEN:
+                    self._open.pop(run.id, None)
 
-    async def _advance(self, run: PatchRun, now: float) -> None:
+    def forget(self) -> None:
+        """Drop the open runs kept in memory (leadership changed: read them again)."""
+        self._open = None
+
+    async def _advance(self, run: PatchRun, now: float) -> bool:
+        """Move the run on; return whether anything may have changed."""
         agents: dict[str, dict[str, Any]] = run.progress["agents"]
-        commands = await asyncio.to_thread(
-            self.command_store.get_many,
-            [a["cmd"] for a in agents.values() if a.get("cmd") and not a.get("cmd_final")],
-        )
+        # Most commands are still on their way most ticks: the run's statuses are read (no
+        # blobs), and only the commands that settled are read whole.
+        statuses = await asyncio.to_thread(self.runs.run_command_statuses, run.id)
+        moved = False
+        due: set[str] = set()
+        settled: list[str] = []
+        for agent_id, progress in agents.items():
+            command_id = progress.get("cmd", "")
+            status = statuses.get(command_id) if command_id else None
+            if status is not None and not progress.get("cmd_final"):
+                queued = status == Status.COMMAND_QUEUED
+                if progress.get("undelivered") != queued:
+                    progress["undelivered"] = queued
+                    moved = True
+                if status in FINAL_STATUSES:
+                    settled.append(command_id)
+                    due.add(agent_id)
+            if progress["step"] in (RETRY, REBOOT_DEFERRED) and now >= progress["retry_at"]:
+                due.add(agent_id)
+        commands = await asyncio.to_thread(self.command_store.get_many, settled)
+        before = [ring["state"] for ring in run.progress["rings"]]
         for index, ring in enumerate(run.progress["rings"]):
             if ring["state"] == WAITING and self._may_start(run, index, now):
                 ring["state"] = "running"
@@ -316,12 +349,17 @@ class Rollout:
                     for agent_id in ring["agents"]:
                         agents[agent_id]["step"] = HELD if ring["state"] == HELD else MISSED
                 continue
+            moved = await self._begin_ring(run, ring, now) or moved
             for agent_id in ring["agents"]:
-                await self._step(run, agent_id, agents[agent_id], commands, now)
+                if agent_id in due or agents[agent_id]["step"] == WAITING:
+                    moved = True
+                    await self._step(run, agent_id, agents[agent_id], commands, now)
             self._judge_ring(run, index, now)
         if now >= run.ends_at:
             await self._report_back(run, now)
+            moved = True
         run.updated_at = now
+        return moved or before != [ring["state"] for ring in run.progress["rings"]]
 
     def _may_start(self, run: PatchRun, index: int, now: float) -> bool:
         if now >= run.ends_at:
@@ -428,11 +466,7 @@ class Rollout:
             return
         command = commands.get(progress.get("cmd", ""))
         if command is None or not command.final:
-            # Most agents wait here most ticks: no policy is evaluated for them.
-            progress["undelivered"] = (
-                command is not None and command.status == Status.COMMAND_QUEUED
-            )
-            return
+            return  # most agents wait here most ticks: no policy is evaluated for them
         settings = self._settings(record)
         progress["cmd_final"] = True
         progress.pop("undelivered", None)
@@ -445,6 +479,38 @@ class Rollout:
         elif step == REBOOT:
             await self._reboot_done(run, record, settings.reboot, progress, command, now)
 
+    async def _begin_ring(self, run: PatchRun, ring: Mapping[str, Any], now: float) -> bool:
+        """Start every waiting agent of a started ring: their approved updates read in one
+        go, and one batch of signed commands for all those that go straight to installing."""
+        agents: dict[str, dict[str, Any]] = run.progress["agents"]
+        waiting = [a for a in ring["agents"] if agents[a]["step"] == WAITING]
+        if not waiting:
+            return False
+        records = {a: r for a in waiting if (r := self.agents(a)) is not None}
+
+        def read() -> dict[str, list[str]]:
+            found = {a: self.state.approved_updates(a) for a in records}
+            for agent_id in records:
+                self.state.window_started(agent_id)
+            return found
+
+        approved = await asyncio.to_thread(read)
+        batch: list[tuple[AgentRecord, dict[str, Any], list[str]]] = []
+        for agent_id, record in records.items():
+            progress = agents[agent_id]
+            settings = self._settings(record)
+            if record.revoked_at is not None or now >= run.ends_at - MIN_INSTALL_SECONDS:
+                continue  # _step says why, one by one
+            updates = approved[agent_id]
+            if updates and not settings.pre_install:
+                progress["updates"] = updates
+                batch.append((record, progress, updates))
+            else:
+                await self._begin(run, record, settings, progress, now, updates)
+        if batch:
+            await self._install_many(run, batch, now)
+        return True
+
     async def _begin(
         self,
         run: PatchRun,
@@ -452,13 +518,15 @@ class Rollout:
         settings: PatchSettings,
         progress: dict[str, Any],
         now: float,
+        updates: list[str] | None = None,
     ) -> None:
         if now >= run.ends_at - MIN_INSTALL_SECONDS:
             progress["step"] = MISSED
             progress["why"] = "its ring started too close to the window's end"
             return
-        updates = await asyncio.to_thread(self.state.approved_updates, record.id)
-        await asyncio.to_thread(self.state.window_started, record.id)
+        if updates is None:
+            updates = await asyncio.to_thread(self.state.approved_updates, record.id)
+            await asyncio.to_thread(self.state.window_started, record.id)
         progress["updates"] = updates
         if not updates and settings.reboot.mode != REBOOT_ALWAYS:
             progress["step"] = NOTHING
@@ -682,6 +750,40 @@ class Rollout:
             INSTALL,
             now,
         )
+
+    async def _install_many(
+        self,
+        run: PatchRun,
+        batch: Sequence[tuple[AgentRecord, dict[str, Any], list[str]]],
+        now: float,
+    ) -> None:
+        """Ask many agents for their updates at once: one signed command each, one batch."""
+        wanted = {record.id: (progress, updates) for record, progress, updates in batch}
+        for progress, updates in wanted.values():
+            progress["attempts"] = progress.get("attempts", 0) + 1
+            progress["asking"] = list(updates)
+
+        def shape(agent: AgentRecord, command: commands_pb2.Command) -> None:
+            command.install_updates.update_ids.extend(wanted[agent.id][1])
+
+        issued = await self.commands.issue(
+            f"patching:{run.window}",
+            [record for record, _, _ in batch],
+            "install_updates",
+            commands_pb2.InstallUpdates(),
+            max(MIN_INSTALL_SECONDS, run.ends_at - now),
+            max(1.0, run.ends_at - now),
+            lambda _agent: commands_pb2.CONSENT_NOTIFY,
+            summarize,
+            run_id=run.id,
+            shape=shape,
+        )
+        for command in issued:
+            progress = wanted[command.agent_id][0]
+            progress["cmd"] = command.id
+            progress["step"] = INSTALL
+            progress.pop("cmd_final", None)
+            progress["undelivered"] = command.status == Status.COMMAND_QUEUED
 
     async def _script(
         self,

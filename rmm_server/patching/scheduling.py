@@ -114,6 +114,9 @@ class PatchWindows:
 
     async def lead(self, leading: bool) -> None:
         """Run the window jobs while this replica leads."""
+        # Runs kept in memory by a leader are read again by the next one (and by this one when
+        # it leads again: another may have moved them meanwhile).
+        self.rollout.forget()
         if self.scheduler is not None:
             await self.scheduler.lead(leading)
 

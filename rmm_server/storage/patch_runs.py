@@ -26,6 +26,12 @@ class PatchRun:
     state: str = OPEN
     progress: dict[str, Any] = field(default_factory=dict)
     updated_at: float = 0.0
+    # The progress as stored (JSON): a run whose progress encodes the same is not written again.
+    stored: str = field(default="", compare=False, repr=False)
+
+    def progress_json(self) -> str:
+        """Return the progress as it is stored."""
+        return json.dumps(self.progress, separators=(",", ":"))
 
 
 def _run_of(row: Any) -> PatchRun:
@@ -37,6 +43,7 @@ def _run_of(row: Any) -> PatchRun:
         state=row.state,
         progress=json.loads(row.progress_json),
         updated_at=row.updated_at,
+        stored=row.progress_json,
     )
 
 
@@ -68,7 +75,7 @@ class PatchRunStore:
                     starts_at=run.starts_at,
                     ends_at=run.ends_at,
                     state=run.state,
-                    progress_json=json.dumps(run.progress, sort_keys=True),
+                    progress_json=run.progress_json(),
                     updated_at=run.updated_at,
                 )
             )
@@ -81,19 +88,21 @@ class PatchRunStore:
                 return _run_of(found)
         return run
 
-    def save(self, run: PatchRun) -> None:
-        """Write a run's state and progress."""
+    def save(self, run: PatchRun, progress_json: str | None = None) -> None:
+        """Write a run's state and progress (`progress_json`: already encoded)."""
         table = schema.patch_runs
+        text = run.progress_json() if progress_json is None else progress_json
         with self.store.transaction(f"save patch run {run.id}") as conn:
             conn.execute(
                 update(table)
                 .where(table.c.id == run.id)
                 .values(
                     state=run.state,
-                    progress_json=json.dumps(run.progress, sort_keys=True),
+                    progress_json=text,
                     updated_at=run.updated_at,
                 )
             )
+        run.stored = text
 
     def open_runs(self) -> list[PatchRun]:
         """Return the runs not closed yet, oldest first."""
@@ -110,6 +119,13 @@ class PatchRunStore:
         with self.store.transaction(f"read patch run {run_id}") as conn:
             row = conn.execute(select(table).where(table.c.id == run_id)).first()
         return _run_of(row) if row is not None else None
+
+    def run_command_statuses(self, run_id: str) -> dict[str, int]:
+        """Return the status of every command of a run (their blobs left unread)."""
+        table = schema.commands
+        with self.store.transaction(f"read the commands of patch run {run_id}") as conn:
+            rows = conn.execute(select(table.c.id, table.c.status).where(table.c.run_id == run_id))
+            return {str(command_id): int(status) for command_id, status in rows}
 
     def recent(self, window: str = "", limit: int = 50) -> list[PatchRun]:
         """Return the newest runs (of one window when given), newest first."""
