@@ -653,8 +653,8 @@ _INVENTORY_UPDATE = (
 # in VALUES has no column to take its type from.
 _CHUNK_ROWS = 200  # 200 x 12 parameters: far below SQLite's 32,766 and PostgreSQL's 65,535
 # The agent's newest report: (id, sequence, seen, summary, interval, version, host columns...).
-_LATEST_TYPES = ("text", "bigint", "double precision", "text", "integer", "text")
-_LATEST_TYPES += ("text",) * len(_HOST_COLUMNS)
+_LATEST_TYPES: tuple[str, ...] = ("text", "bigint", "double precision", "text", "integer")
+_LATEST_TYPES += ("text",) * (1 + len(_HOST_COLUMNS))
 _LATEST_SET = ", ".join(
     [
         "last_sequence = v.column2",
