@@ -85,6 +85,4 @@ class Browser:
     def login(self, token: str, next_path: str = "/fleet") -> Reply:
         page = self.get("/login?" + urlencode({"next": next_path}))
         assert page.status == 200, page.body
-        return self.post(
-            "/login", {"csrf": page.csrf(), "token": token, "next": next_path}
-        )
+        return self.post("/login", {"csrf": page.csrf(), "token": token, "next": next_path})

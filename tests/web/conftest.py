@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -61,7 +60,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         agent = start_agent(tmp / "agent", tmp / "agent.log", 1.0)
         tokens = {Role.ADMIN: server.admin_token}
         for role in (Role.VIEWER, Role.TIER1):
-            added = rmm_json(server, "operators", "add", f"web-{role.name.lower()}", "--role", role.name)
+            added = rmm_json(
+                server, "operators", "add", f"web-{role.name.lower()}", "--role", role.name
+            )
             tokens[role] = added["token"]
         wait_for(
             lambda: rmm_json(server, "alerts", "list", "--state", "firing"),

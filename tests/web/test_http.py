@@ -19,7 +19,9 @@ def logged_in(fleet: Fleet, role: Role) -> Browser:
 
 
 def audit(fleet: Fleet, *args: str) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = rmm_json(fleet.server, "audit", "list", "--limit", "5000", *args)
+    entries: list[dict[str, Any]] = rmm_json(
+        fleet.server, "audit", "list", "--limit", "5000", *args
+    )
     return entries
 
 
@@ -129,11 +131,9 @@ def test_a_viewer_sees_alerts_but_may_not_acknowledge(fleet: Fleet) -> None:
     browser = logged_in(fleet, Role.VIEWER)
     page = browser.get("/alerts")
     assert page.status == 200 and "MemoryInUse" in page.body
-    assert "/ack\"" not in page.body  # no acknowledge form
+    assert '/ack"' not in page.body  # no acknowledge form
     alert = firing_alert(fleet)
-    reply = browser.post(
-        f"/alerts/{alert['id']}/ack", {"comment": "mine now", "csrf": page.csrf()}
-    )
+    reply = browser.post(f"/alerts/{alert['id']}/ack", {"comment": "mine now", "csrf": page.csrf()})
     assert reply.status == 403 and "needs tier1 or higher" in reply.body
     assert acknowledged_by(fleet, alert["id"]) is None
 
