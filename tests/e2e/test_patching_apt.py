@@ -401,7 +401,13 @@ def test_an_agent_back_after_the_window_ended_installs_nothing(
             began = minute_ago()
             write_patch_policy(policies, cron_at(began), duration="3m")
             reload(server)
-            (patch_run,) = wait_for(lambda: runs(server), 60, "the window's run")
+            (patch_run,) = wait_for(
+                lambda: (
+                    (r := runs(server)) and r[0]["progress"]["rings"][0]["state"] != "waiting" and r
+                ),
+                60,
+                "the window's run and its first step",
+            )
             progress = patch_run["progress"]["agents"][agent_id]
             # Queued for the agent until the end, or not started at all if too close to it.
             assert progress["step"] in ("install", "missed"), progress
