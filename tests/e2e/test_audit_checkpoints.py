@@ -317,3 +317,44 @@ def test_replicas_sharing_postgresql_and_a_volume_each_sign_their_own_file(
             b.stop()
     finally:
         a.stop()
+
+
+def test_a_checkpoint_file_put_back_as_an_older_copy_is_caught_before_and_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Copy the checkpoint file, let the server go on, put the old copy back: verify says the
+    file was rolled back; a restarted server says so in its log, and the gap it leaves in the
+    file keeps showing after the database's record has moved on."""
+    process = ServerProcess(
+        data_dir=tmp_path / "server",
+        grpc_port=free_port(),
+        http_port=free_port(),
+        log_path=tmp_path / "server.log",
+        extra_args=["--audit-checkpoint-every", "1", "--audit-checkpoint-interval", "1h"],
+    )
+    process.start()
+    try:
+        for n in range(3):
+            rmm(process, "tokens", "create", "--client", f"c{n}", "--site", "hq")
+        path = checkpoint_file(process)
+        old_copy = path.read_bytes()
+        for n in range(3, 7):
+            rmm(process, "tokens", "create", "--client", f"c{n}", "--site", "hq")
+        assert_intact(process)
+        path.write_bytes(old_copy)
+        code, text = verify(process)  # the running server remembers what it wrote last
+        assert code == 1, text
+        assert f"{path} lacks the checkpoint this server wrote last (seq 7" in text, text
+        process.stop()
+        code, text = offline(process)  # no server: the database's record still shows it
+        assert code == 1 and "the files lack it and its newest line is seq 3" in text, text
+        process.start()
+        rmm(process, "tokens", "create", "--client", "after", "--site", "hq")
+        said = process.log_path.read_text()
+        assert "AUDIT CHECKPOINT FILE ROLLED BACK: the database records checkpoint seq 7" in said
+        code, text = verify(process)
+        assert code == 1, text
+        assert "does not follow the line before it" in text, text
+        assert "replaced by an older copy of itself" in text
+    finally:
+        process.stop()
