@@ -66,6 +66,7 @@ from rmm_server.scripts import ScriptLibrary
 from rmm_server.server_metrics import ServerMetrics
 from rmm_server.signing import CommandSigner
 from rmm_server.storage import Store, open_store
+from rmm_server.storage.agent_history import AgentHistoryStore
 from rmm_server.storage.audit import AuditStore
 from rmm_server.storage.replicas import agents_seen_since
 from rmm_server.storage.store import sqlite_url
@@ -73,6 +74,7 @@ from rmm_server.storage.suppressions import NotificationFailure
 from rmm_server.tls import ClientCerts, ServerTls
 from rmm_server.updates import UpdateIndex
 from rmm_server.web import Dashboard, DashboardDeps
+from rmm_server.web.history import ChartHistory
 from rmm_server.web.tls_context import http_ssl_context
 
 log = logging.getLogger(__name__)
@@ -136,6 +138,7 @@ class RmmServer:
         self.agent_servicer: AgentServicer | None = None
         self.http: HttpApi | None = None
         self.dashboard: Dashboard | None = None
+        self.chart_history: ChartHistory | None = None
         self.storage_watch: StorageWatch | None = None
         self.health_servicer: health.aio.HealthServicer | None = None
         self.ingestor: ReportIngestor | None = None
@@ -322,11 +325,12 @@ class RmmServer:
         patch_inventory.on_outcome = PatchMetrics(
             self.metrics.registry, patch_inventory.patches, self.fleet
         ).count
+        self.chart_history = chart_history = ChartHistory(AgentHistoryStore(store))
         self.ingestor = ReportIngestor(
             store,
             self.fleet,
             self.metrics,
-            after_store=patch_inventory.chained(alerts.on_report),
+            after_store=chart_history.after_store(patch_inventory.chained(alerts.on_report)),
             offer_update=self.updates.offer_for if self.updates is not None else None,
             byte_budget=byte_budget,
             free_space=free_space,
@@ -457,7 +461,9 @@ class RmmServer:
             export_of=cluster.export_of if cluster.replicated else None,
         )
         self.dashboard = dashboard = Dashboard(
-            DashboardDeps(self.fleet, alerts, operators, audit, store, limits, config.insecure)
+            DashboardDeps(
+                self.fleet, alerts, operators, audit, store, limits, config.insecure, chart_history
+            )
         )
         told_replicas = operators.revoked
 
@@ -500,6 +506,15 @@ class RmmServer:
             coalesce=True,
         )
         # On every replica (it syncs liveness first); only the leader raises offline alerts.
+        # Every replica writes the chart points of the agents it holds.
+        self.scheduler.add_job(
+            chart_history.flush_async,
+            "interval",
+            seconds=60,
+            id="chart-history",
+            coalesce=True,
+            max_instances=1,
+        )
         self.scheduler.add_job(
             self._check_offline,
             "interval",

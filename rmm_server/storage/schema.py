@@ -371,3 +371,19 @@ patch_results = Table(
     Column("at", Float, nullable=False),
 )
 Index("ix_patch_results_update", patch_results.c.update_id)
+
+# The dashboard's charts (rmm_server/web/history.py): one row per agent per 5-minute bucket, the
+# bucket's mean CPU and memory use, fullest disk and network rates, kept 24 h. Bounded: 288 rows
+# an agent, pruned by bucket.
+agent_history = Table(
+    "agent_history",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("bucket", Integer, primary_key=True),  # unix seconds at the bucket's start
+    Column("cpu_ratio", Float),
+    Column("memory_ratio", Float),
+    Column("disk_ratio", Float),
+    Column("receive_bytes_per_second", Float),
+    Column("transmit_bytes_per_second", Float),
+    Index("ix_agent_history_bucket", "bucket"),
+)

@@ -41,6 +41,7 @@ from rmm_server.storage import Store
 from rmm_server.storage.alerts import AlertQuery
 from rmm_server.storage.commands import CommandQuery, CommandStore
 from rmm_server.web import views
+from rmm_server.web.history import SERIES, ChartHistory
 from rmm_server.web.sessions import COOKIE, Session, Sessions, csrf_matches
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class DashboardDeps:
     store: Store
     limits: RateLimits | None
     insecure: bool
+    history: ChartHistory | None = None
 
 
 def _environment() -> jinja2.Environment:
@@ -128,6 +130,7 @@ class Dashboard:
         r.add_get("/fleet", self._page(Role.VIEWER, self._fleet))
         r.add_get("/fleet/live", self._page(Role.VIEWER, self._fleet_live))
         r.add_get("/agents/{agent_id}", self._page(Role.VIEWER, self._agent))
+        r.add_get("/agents/{agent_id}/history", self._page(Role.VIEWER, self._history))
         r.add_get("/alerts", self._page(Role.VIEWER, self._alerts))
         r.add_post("/alerts/{alert_id}/ack", self._page(REQUIRED_ROLE["AckAlert"], self._ack))
         r.add_get("/static/{name}", self._static)
@@ -354,6 +357,18 @@ class Dashboard:
             ),
             commands=commands,
         )
+
+    async def _history(self, request: web.Request) -> web.StreamResponse:
+        """The agent's chart points as columns: uPlot's data layout, one array per series."""
+        agent_id = request.match_info["agent_id"]
+        agent = self.deps.fleet.get(agent_id)
+        if agent is None or self.deps.history is None:
+            return web.json_response({"error": f"no agent {agent_id}"}, status=404)
+        points = await asyncio.to_thread(self.deps.history.points, agent_id)
+        columns: dict[str, list[float | None]] = {"time": [float(p.bucket) for p in points]}
+        for name in SERIES:
+            columns[name] = [getattr(p, name) for p in points]
+        return web.json_response(columns, headers=SECURITY_HEADERS)
 
     def _agent_reads(self, agent_id: str) -> tuple[bytes | None, list[Any]]:
         body = self.deps.store.latest_report_body(agent_id)

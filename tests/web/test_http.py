@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from rmm_server.roles import Role
+from rmm_server.web.history import SERIES
 from tests.helpers import rmm_json, wait_for
 from tests.web.client import Browser
 from tests.web.conftest import Fleet
@@ -174,3 +176,13 @@ def test_static_files_are_served_from_the_package(fleet: Fleet) -> None:
 
 def test_metrics_still_served(fleet: Fleet) -> None:
     wait_for(lambda: "rmm_agents" in fleet.server.metrics(), 10, "/metrics")
+
+
+def test_the_chart_history_of_the_agent_has_its_current_point(fleet: Fleet) -> None:
+    browser = logged_in(fleet, Role.VIEWER)
+    reply = browser.get(f"/agents/{fleet.agent_id}/history")
+    assert reply.status == 200 and reply.headers["Content-Type"].startswith("application/json")
+    columns = json.loads(reply.body)
+    assert set(columns) == {"time", *SERIES}
+    assert len(columns["time"]) >= 1 and 0.0 < columns["memory_ratio"][-1] <= 1.0
+    assert Browser(fleet.server.http_url).get(f"/agents/{fleet.agent_id}/history").status == 303
