@@ -74,7 +74,7 @@ def test_prometheus_scrapes_every_shard_and_sees_each_series_once(
         return found if len(found) == count else None
 
     ups = wait_for(all_up, 60, f"all {count} shards up", every=0.5)
-    assert sorted(s["metric"]["shard"] for s in ups) == [str(k) for k in range(count)]
+    assert sorted(int(s["metric"]["shard"]) for s in ups) == list(range(count))
 
     home = next(k for k in range(count) if Shard(k, count).holds(stack.agent_id))
     selector = f'rmm_cpu_usage_ratio{{job="{SERVER_JOB}", agent="{stack.agent_id}"}}'
