@@ -374,8 +374,8 @@ def file_rollback(
     )
     return (
         f"rolled back: the database's anchor records that checkpoint seq {recorded.seq} of "
-        f"{_when(recorded.at)} (line digest {recorded.digest[:16]}...) was written to the checkpoint "
-        f"file of replica {recorded.replica!r}, but the files lack it and {holds}: the "
+        f"{_when(recorded.at)} (line digest {recorded.digest[:16]}...) was written to the "
+        f"checkpoint file of replica {recorded.replica!r}, but the files lack it and {holds}: the "
         "checkpoint file was replaced by an older copy of itself (or lines were cut from its "
         "end), which hides any rollback or rewrite of the chain since; put the newer file back, "
         "or verify against the server log's 'audit checkpoint' lines (--checkpoints FILE)"
