@@ -14,7 +14,9 @@ MONDAY = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)  # a Monday
 
 
 def next_weekday(expression: str) -> str:
-    fire = crontab_trigger(expression, ZoneInfo("UTC")).get_next_fire_time(None, MONDAY)
+    fire: datetime | None = crontab_trigger(expression, ZoneInfo("UTC")).get_next_fire_time(
+        None, MONDAY
+    )
     assert fire is not None
     return fire.strftime("%a")
 
