@@ -6,9 +6,15 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Debian packages: promtool (package prometheus) checks our /metrics output in the tests.
+# Debian packages: promtool (package prometheus) checks our /metrics output in the tests;
+# chromium (and chromium-driver) runs the dashboard's browser tests (tests/web/test_browser.py),
+# driven by Playwright from the dev extra pointed at /usr/bin/chromium.
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# Playwright must never fetch a browser of its own: the tests use Debian's.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq
