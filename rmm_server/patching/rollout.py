@@ -346,8 +346,10 @@ class Rollout:
                 await self._audit("patch.ring.started", run.window, run, ring["name"])
             if ring["state"] in (WAITING, HELD):
                 if now >= run.ends_at or ring["state"] == HELD:
+                    # Those never started (a held ring's own agents keep their outcomes).
                     for agent_id in ring["agents"]:
-                        agents[agent_id]["step"] = HELD if ring["state"] == HELD else MISSED
+                        if agents[agent_id]["step"] == WAITING:
+                            agents[agent_id]["step"] = HELD if ring["state"] == HELD else MISSED
                 continue
             moved = await self._begin_ring(run, ring, now) or moved
             for agent_id in ring["agents"]:

@@ -319,6 +319,7 @@ async def test_a_failed_pilot_holds_the_next_ring_and_stays_pending(harness: Har
     assert ring[0]["state"] == "held" and "installs failed" in ring[0]["held"]
     assert harness.received(broad) == []
     assert harness.step(run_id, broad) == "held"
+    assert harness.step(run_id, pilot) == "done"  # its own outcome stays
     assert harness.updates.recorded == [(pilot.id, "apt:openssl", "failed")]
     # Still approved and not installed: the next window asks for it again.
     assert harness.updates.approved_updates(pilot.id) == ["apt:openssl"]
