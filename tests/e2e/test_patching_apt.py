@@ -154,7 +154,12 @@ def policy_dir(root: Path) -> Path:
 
 
 def write_patch_policy(
-    policies: Path, cron: str, duration: str = "20m", exclude: str = "", rings: str = ""
+    policies: Path,
+    cron: str,
+    duration: str = "20m",
+    exclude: str = "",
+    rings: str = "",
+    reboot: str = "mode: never",
 ) -> None:
     """Approve bug fixes at once (but `exclude`), in a window on `cron` (UTC), no reboot."""
     excluded = f'\n    exclude: ["{exclude}"]' if exclude else ""
@@ -165,7 +170,7 @@ def write_patch_policy(
         f'schedule:\n  name: tonight\n  cron: "{cron}"\n  duration: {duration}\n'
         "  time_zone: UTC\n"
         f"{rings}"
-        "reboot:\n  mode: never\nreport_back: 10m\n"
+        f"reboot: {{{reboot}}}\nreport_back: 10m\n"
     )
 
 
@@ -427,5 +432,54 @@ def test_an_agent_back_after_the_window_ended_installs_nothing(
             time.sleep(5)  # time enough for anything still queued to reach it and run
             assert installed_version(repo.names[0]) == "1.0"
             assert agent_updates(server, agent_id)[update]["state"] == "approved"
+        finally:
+            end_all(agent, server)
+
+
+def test_a_window_reboots_through_the_reboot_action_and_waits_for_the_report(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policies = policy_dir(root)
+    rings = "rings:\n  - name: everyone\n    select: {all: true}\n    soak: 0s\n"
+    always = "mode: always, consent: unattended"
+    with apt_repo(root / "apt", "reboot") as repo:
+        (update,) = repo.ids()
+        write_patch_policy(policies, "0 0 1 1 *", rings=rings, reboot=always)
+        server = start_server(root, policies)
+        agent = None
+        # The host owner's reboot command here kills the agent (its parent) instead of the host:
+        # what the server sees is the same, the agent goes away and comes back.
+        config = root / "agent.yaml"
+        config.write_text('reboot_command: ["sh", "-c", "kill -9 $PPID"]\n')
+        try:
+            agent_id = enroll_agent(server, root / "agent")
+            monkeypatch.setenv("APT_CONFIG", str(repo.conf))
+            agent = start_agent(root / "agent", root / "agent.log", 1.0, "--config", str(config))
+            wait_for(
+                lambda: update in agent_updates(server, agent_id),
+                120,
+                "the agent's pending update on the server",
+                every=1.0,
+            )
+            write_patch_policy(policies, cron_at(minute_ago()), rings=rings, reboot=always)
+            reload(server)
+            # Installed, then rebooted: the agent process ends (SIGKILL from its reboot).
+            assert agent.wait(180) == -signal.SIGKILL, (root / "agent.log").read_text()[-3000:]
+            assert installed_version(repo.names[0]) == "1.1"
+            progress = runs(server)[0]["progress"]
+            assert progress["agents"][agent_id]["step"] == "reboot"
+            assert progress["rings"][0]["state"] == "running"  # not healthy while it is away
+            agent = start_agent(root / "agent", root / "agent.log", 1.0, "--config", str(config))
+            (done,) = wait_for(
+                lambda: (
+                    (r := runs(server)) and r[0]["progress"]["rings"][0]["state"] == "healthy" and r
+                ),
+                120,
+                "the ring to be healthy once the rebooted agent reported again",
+                every=1.0,
+            )
+            mine = done["progress"]["agents"][agent_id]
+            assert mine["step"] == "done" and mine["rebooted_at"] > 0
+            assert mine["installed"] == [update]
         finally:
             end_all(agent, server)
