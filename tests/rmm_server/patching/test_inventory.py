@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 
-import rmm_server.policy  # noqa: F401  (first: model.py <-> policy import order, see report)
 from rmm_agent.collectors.patches import PatchesCollector
 from rmm_agent.patching.base import PendingUpdate
 from rmm_agent.report import _Outcome, _to_proto

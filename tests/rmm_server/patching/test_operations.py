@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 
-import rmm_server.policy  # noqa: F401  (first: model.py <-> policy import order)
 from rmm_common.errors import InvalidArgument, NotFound
 from rmm_proto import operator_pb2
 from rmm_server.fleet import Fleet
