@@ -28,6 +28,7 @@ import jinja2
 from aiohttp import web
 from yarl import URL
 
+from rmm_common.durations import parse_duration
 from rmm_common.errors import InvalidArgument, NotFound, Unauthenticated
 from rmm_proto import agent_pb2
 from rmm_server.alerts.service import AlertService
@@ -62,6 +63,7 @@ SECURITY_HEADERS = {
 }
 STATIC_CACHE = "public, max-age=3600"
 RECENT_COMMANDS = 20
+AUDIT_PAGE = 200
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -133,6 +135,13 @@ class Dashboard:
         r.add_get("/agents/{agent_id}/history", self._page(Role.VIEWER, self._history))
         r.add_get("/alerts", self._page(Role.VIEWER, self._alerts))
         r.add_post("/alerts/{alert_id}/ack", self._page(REQUIRED_ROLE["AckAlert"], self._ack))
+        r.add_get("/alerts/{alert_id}", self._page(Role.VIEWER, self._alert))
+        r.add_post(
+            "/alerts/{alert_id}/silence",
+            self._page(REQUIRED_ROLE["CreateSilence"], self._silence),
+        )
+        r.add_get("/audit", self._page(REQUIRED_ROLE["ListAudit"], self._audit_page))
+        r.add_get("/audit/verify", self._page(REQUIRED_ROLE["VerifyAudit"], self._audit_verify))
         r.add_get("/static/{name}", self._static)
 
     # Rendering.
@@ -389,7 +398,74 @@ class Dashboard:
             alerts=found,
             state=state,
             may_ack=request["session"].may(REQUIRED_ROLE["AckAlert"]),
+            may_silence=request["session"].may(REQUIRED_ROLE["CreateSilence"]),
         )
+
+    async def _alert(self, request: web.Request) -> web.StreamResponse:
+        alert_id = request.match_info["alert_id"]
+        try:
+            alert = await self.deps.alerts.find(alert_id)
+        except (NotFound, InvalidArgument):
+            return self.render(request, "not_found.html", status=404, what=f"alert {alert_id}")
+        return self.render(
+            request,
+            "alert.html",
+            alert=alert,
+            suppressed=self.deps.alerts.suppressed_by(alert, self.clock()),
+            silences=self.deps.alerts.matching_silences(alert),
+        )
+
+    async def _silence(self, request: web.Request) -> web.StreamResponse:
+        """Silence one alert's rule on its agent for a duration, with a comment (tier1+)."""
+        session: Session = request["session"]
+        form = request["form"]
+        alert_id = request.match_info["alert_id"]
+        comment = str(form.get("comment", "")).strip()
+        duration_text = str(form.get("duration", "")).strip()
+        matchers = ""
+        try:
+            if self.deps.limits is not None:
+                self.deps.limits.check_operator(session.operator)
+            alert = await self.deps.alerts.find(alert_id)
+            matchers = f"agent={alert.agent_id},rule={alert.rule_name}"
+            duration = parse_duration(duration_text)
+            silence = await self.deps.alerts.create_silence(
+                matchers, duration, comment, session.operator
+            )
+        except RateLimited as exc:
+            return self._message(request, 429, "Too many requests", str(exc))
+        except (InvalidArgument, NotFound, ValueError) as exc:
+            failed = {"matchers": matchers, "duration": duration_text, "comment": comment}
+            await self._audit(
+                session, "CreateSilence", matchers or alert_id, failed, f"error: {exc}"
+            )
+            status = 404 if isinstance(exc, NotFound) else 400
+            return self._message(request, status, "Not silenced", str(exc))
+        details: dict[str, Any] = {
+            "matchers": matchers,
+            "durationSeconds": duration,
+            "comment": comment,
+            "result_id": silence.id,
+        }
+        await self._audit(session, "CreateSilence", matchers, details, "ok")
+        raise web.HTTPSeeOther(_safe_next(str(form.get("next", "/alerts"))))
+
+    async def _audit_page(self, request: web.Request) -> web.StreamResponse:
+        operator = request.query.get("operator", "").strip()
+        agent = request.query.get("agent", "").strip()
+        entries = await asyncio.to_thread(self.deps.audit.list, 0.0, operator, agent, AUDIT_PAGE)
+        return self.render(
+            request,
+            "audit.html",
+            entries=list(reversed(entries)),
+            operator=operator,
+            agent=agent,
+        )
+
+    async def _audit_verify(self, request: web.Request) -> web.StreamResponse:
+        """The chain's verification (a walk of the whole log), loaded into the audit page."""
+        result = await asyncio.to_thread(self.deps.audit.verify)
+        return self.render(request, "audit_verify.html", result=result)
 
     async def _ack(self, request: web.Request) -> web.StreamResponse:
         session: Session = request["session"]
@@ -402,22 +478,19 @@ class Dashboard:
         except RateLimited as exc:
             return self._message(request, 429, "Too many requests", str(exc))
         except (InvalidArgument, NotFound) as exc:
-            await self._audit(session, "AckAlert", alert_id, comment, f"error: {exc}")
+            details = {"id": alert_id, "comment": comment}
+            await self._audit(session, "AckAlert", alert_id, details, f"error: {exc}")
             status = 404 if isinstance(exc, NotFound) else 400
             return self._message(request, status, "Not acknowledged", str(exc))
-        await self._audit(session, "AckAlert", alert_id, comment, "ok")
+        await self._audit(session, "AckAlert", alert_id, {"id": alert_id, "comment": comment}, "ok")
         raise web.HTTPSeeOther(_safe_next(str(request["form"].get("next", "/alerts"))))
 
     async def _audit(
-        self, session: Session, call: str, target: str, comment: str, outcome: str
+        self, session: Session, call: str, target: str, details: dict[str, Any], outcome: str
     ) -> None:
         # The same action name, target and details as the CLI's call, plus where it came from.
         await self.deps.audit.append_async(
-            session.operator,
-            call,
-            target,
-            {"id": target, "comment": comment, "via": "dashboard"},
-            outcome,
+            session.operator, call, target, {**details, "via": "dashboard"}, outcome
         )
 
     async def _static(self, request: web.Request) -> web.StreamResponse:

@@ -186,3 +186,43 @@ def test_the_chart_history_of_the_agent_has_its_current_point(fleet: Fleet) -> N
     assert set(columns) == {"time", *SERIES}
     assert len(columns["time"]) >= 1 and 0.0 < columns["memory_ratio"][-1] <= 1.0
     assert Browser(fleet.server.http_url).get(f"/agents/{fleet.agent_id}/history").status == 303
+
+
+def test_tier1_silences_an_alert_for_a_duration_with_a_comment(fleet: Fleet) -> None:
+    browser = logged_in(fleet, Role.TIER1)
+    page = browser.get("/alerts")
+    alert = rmm_json(fleet.server, "alerts", "list", "--state", "firing")[0]
+    refused = browser.post(
+        f"/alerts/{alert['id']}/silence",
+        {"duration": "soon", "comment": "x", "csrf": page.csrf()},
+    )
+    assert refused.status == 400 and "is not understood" in refused.body
+    reply = browser.post(
+        f"/alerts/{alert['id']}/silence",
+        {"duration": "2h", "comment": "maintenance call", "csrf": page.csrf(), "next": "/alerts"},
+    )
+    assert reply.status == 303, reply.body
+    silences = rmm_json(fleet.server, "silences", "list")
+    mine = [s for s in silences if s["comment"] == "maintenance call"]
+    assert len(mine) == 1 and mine[0]["created_by"] == "web-tier1"
+    assert fleet.agent_id in mine[0]["matchers"]
+    entry = [e for e in audit(fleet) if e["action"] == "CreateSilence"][-1]
+    assert entry["operator"] == "web-tier1" and entry["outcome"] == "ok"
+    detail = browser.get(f"/alerts/{alert['id']}")
+    assert detail.status == 200 and "maintenance call" in detail.body
+    assert 'id="alert-history"' in detail.body and "firing" in detail.body
+    viewer = logged_in(fleet, Role.VIEWER)
+    denied = viewer.post(
+        f"/alerts/{alert['id']}/silence",
+        {"duration": "1h", "comment": "no", "csrf": viewer.get("/alerts").csrf()},
+    )
+    assert denied.status == 403
+
+
+def test_the_audit_page_is_for_tier3_and_shows_the_chain_verified(fleet: Fleet) -> None:
+    assert logged_in(fleet, Role.TIER1).get("/audit").status == 403
+    admin = logged_in(fleet, Role.ADMIN)
+    page = admin.get("/audit")
+    assert page.status == 200 and "DashboardLogin" in page.body
+    verified = admin.get("/audit/verify", headers={"HX-Request": "true"})
+    assert verified.status == 200 and 'data-verified="ok"' in verified.body
