@@ -45,7 +45,7 @@ def test_logout_and_revocation_end_sessions() -> None:
 def test_csrf_tokens_are_per_session() -> None:
     sessions = Sessions()
     one, two = sessions.create("o1", "a", Role.TIER1), sessions.create("o1", "a", Role.TIER1)
-    assert one.csrf != two.csrf and one.id != one.csrf
+    assert one.csrf not in (two.csrf, one.id)
     assert csrf_matches(one, one.csrf)
     assert (
         not csrf_matches(one, two.csrf)
