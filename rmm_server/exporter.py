@@ -26,7 +26,7 @@ import time
 import zlib
 from collections import defaultdict, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import call
@@ -91,6 +91,7 @@ MAX_SHARDS = 1024
 GZIP_BLOCK_AGENTS = 256
 GZIP_LEVEL = 1
 GZIP_THREADS = 2
+GZIP_IN_FLIGHT = 8  # blocks handed to the threads and not yet taken back
 # Compressed members of a shard nobody scraped for this long are let go.
 MEMBERS_IDLE_SECONDS = 900.0
 
@@ -336,7 +337,11 @@ class MetricsRenderer:
         previous = self._members.get(shard, {})
         current: dict[tuple[str, int], tuple[_Fingerprint, bytes]] = {}
         members: list[bytes | None] = []
-        todo: list[tuple[int, tuple[str, int], _Fingerprint, bytes]] = []
+        # Blocks being compressed, oldest first; a few at a time, so that the text of the
+        # changed blocks (most of a page) is never all held at once beside its members.
+        pending: deque[tuple[int, tuple[str, int], _Fingerprint, Future[bytes]]] = deque()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(GZIP_THREADS, thread_name_prefix="metrics-gzip")
         block = self.gzip_block_agents
         for family, header, lines in page.sections:
             for start in range(0, len(lines), block):
@@ -351,22 +356,31 @@ class MetricsRenderer:
                 if cached is not None and cached[0] == fingerprint:
                     current[key] = cached
                     members.append(cached[1])
-                else:
-                    todo.append((len(members), key, fingerprint, b"".join(piece)))
-                    members.append(None)
-        if todo:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(GZIP_THREADS, thread_name_prefix="metrics-gzip")
-            compressed = self._pool.map(_gzip_member, [item[3] for item in todo])
-            for (position, key, fingerprint, _data), member in zip(todo, compressed, strict=True):
-                members[position] = member
-                current[key] = (fingerprint, member)
+                    continue
+                job = self._pool.submit(_gzip_member, b"".join(piece))
+                pending.append((len(members), key, fingerprint, job))
+                members.append(None)
+                if len(pending) > GZIP_IN_FLIGHT:
+                    self._settle(pending.popleft(), members, current)
+        while pending:
+            self._settle(pending.popleft(), members, current)
         if page.tail:
             members.append(_gzip_member(page.tail))
         self._members[shard] = current
         self._members_used[shard] = now
         body = b"".join(member for member in members if member is not None)
         return body or _gzip_member(b"")  # a shard with no agent: still a gzip body
+
+    @staticmethod
+    def _settle(
+        done: tuple[int, tuple[str, int], _Fingerprint, Future[bytes]],
+        members: list[bytes | None],
+        current: dict[tuple[str, int], tuple[_Fingerprint, bytes]],
+    ) -> None:
+        position, key, fingerprint, job = done
+        member = job.result()
+        members[position] = member
+        current[key] = (fingerprint, member)
 
 
 def _gzip_member(data: bytes) -> bytes:
