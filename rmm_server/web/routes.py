@@ -364,7 +364,7 @@ class Dashboard:
             alerts=sorted(
                 self.deps.alerts.manager.open_alerts_of(agent_id), key=lambda a: -a.started_at
             ),
-            commands=commands,
+            commands=[views.command_view(record) for record in commands],
         )
 
     async def _history(self, request: web.Request) -> web.StreamResponse:

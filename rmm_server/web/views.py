@@ -9,9 +9,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rmm_proto import agent_pb2
+from google.protobuf import text_format
+
+from rmm_proto import agent_pb2, commands_pb2
+from rmm_server.commands import decode_result
 from rmm_server.storage import AgentRecord
 from rmm_server.storage.alerts import AlertRecord
+from rmm_server.storage.commands import CommandRecord
 
 PAGE_SIZE = 100
 SEVERITIES = ("critical", "warning", "info")
@@ -220,3 +224,52 @@ def collectors_of(report: agent_pb2.Report | None, per_collector: int = 50) -> l
             )
         )
     return sorted(views, key=lambda v: (v.ok, v.name))
+
+
+# What the agent page shows of one command's output; the whole is `rmm commands show ID`'s.
+OUTPUT_CHARS = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class CommandView:
+    """One recent command on the agent page: what, who, when, how it ended, its output."""
+
+    id: str
+    issued_at: float
+    operator: str
+    action: str
+    summary: str
+    status: str
+    error: str
+    exit_code: int | None
+    output: str
+
+
+def command_view(record: CommandRecord) -> CommandView:
+    """Return what the agent page shows of a command, its output cut to OUTPUT_CHARS."""
+    result = decode_result(record)
+    exit_code: int | None = None
+    output = ""
+    if result is not None:
+        kind = result.WhichOneof("result")
+        if kind == "script":
+            exit_code = result.script.exit_code
+            output = result.script.stdout + (
+                "\n[stderr]\n" + result.script.stderr if result.script.stderr else ""
+            )
+        elif kind is not None:
+            output = text_format.MessageToString(getattr(result, kind), as_utf8=True)
+    if len(output) > OUTPUT_CHARS:
+        output = output[:OUTPUT_CHARS] + f"\n… ({len(output) - OUTPUT_CHARS} more characters)"
+    status = commands_pb2.CommandStatus.Name(record.status) if record.status else "UNKNOWN"
+    return CommandView(
+        id=record.id,
+        issued_at=record.issued_at,
+        operator=record.operator,
+        action=record.action,
+        summary=record.summary,
+        status=status.removeprefix("COMMAND_").lower(),
+        error=record.error,
+        exit_code=exit_code,
+        output=output,
+    )

@@ -226,3 +226,11 @@ def test_the_audit_page_is_for_tier3_and_shows_the_chain_verified(fleet: Fleet) 
     assert page.status == 200 and "DashboardLogin" in page.body
     verified = admin.get("/audit/verify", headers={"HX-Request": "true"})
     assert verified.status == 200 and 'data-verified="ok"' in verified.body
+
+
+def test_the_agent_page_shows_a_commands_output_escaped(fleet: Fleet) -> None:
+    rmm_json(fleet.server, "run", "-t", fleet.agent_id, "--command", "echo '<i>web-out</i>'")
+    browser = logged_in(fleet, Role.VIEWER)
+    page = browser.get(f"/agents/{fleet.agent_id}")
+    assert "&lt;i&gt;web-out&lt;/i&gt;" in page.body and "<i>web-out" not in page.body
+    assert ">succeeded<" in page.body
