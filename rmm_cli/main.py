@@ -241,6 +241,21 @@ GROUPS: list[click.Command] = [
         "drivers",
         "Drivers and firmware: the fleet's pending ones; push a package; roll it back.",
     ),
+    LazyCommand(
+        "clients",
+        "rmm_cli.clients",
+        "clients",
+        "Clients: the MSP's customers, each with its sites and contract.",
+    ),
+    LazyCommand(
+        "sites", "rmm_cli.sites", "sites", "Sites: a client's locations, each with its time zone."
+    ),
+    LazyCommand(
+        "contracts",
+        "rmm_cli.contracts",
+        "contracts",
+        "Contracts: each client's type, hours or rate, and SLA targets.",
+    ),
 ]
 for group in GROUPS:
     main.add_command(group)

@@ -1152,3 +1152,195 @@ class ExplainedPatchSetting(_message.Message):
     value: str
     set_by: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ..., set_by: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ClientInfo(_message.Message):
+    __slots__ = ("id", "name", "created_at", "created_by", "updated_at", "sites", "agents", "has_contract")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    HAS_CONTRACT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    created_at: float
+    created_by: str
+    updated_at: float
+    sites: int
+    agents: int
+    has_contract: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., created_at: _Optional[float] = ..., created_by: _Optional[str] = ..., updated_at: _Optional[float] = ..., sites: _Optional[int] = ..., agents: _Optional[int] = ..., has_contract: _Optional[bool] = ...) -> None: ...
+
+class CreateClientRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListClientsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListClientsResponse(_message.Message):
+    __slots__ = ("clients",)
+    CLIENTS_FIELD_NUMBER: _ClassVar[int]
+    clients: _containers.RepeatedCompositeFieldContainer[ClientInfo]
+    def __init__(self, clients: _Optional[_Iterable[_Union[ClientInfo, _Mapping]]] = ...) -> None: ...
+
+class GetClientRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class UpdateClientRequest(_message.Message):
+    __slots__ = ("name", "new_name")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NEW_NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    new_name: str
+    def __init__(self, name: _Optional[str] = ..., new_name: _Optional[str] = ...) -> None: ...
+
+class SiteInfo(_message.Message):
+    __slots__ = ("id", "client", "name", "time_zone", "created_at", "created_by", "updated_at", "agents")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    client: str
+    name: str
+    time_zone: str
+    created_at: float
+    created_by: str
+    updated_at: float
+    agents: int
+    def __init__(self, id: _Optional[str] = ..., client: _Optional[str] = ..., name: _Optional[str] = ..., time_zone: _Optional[str] = ..., created_at: _Optional[float] = ..., created_by: _Optional[str] = ..., updated_at: _Optional[float] = ..., agents: _Optional[int] = ...) -> None: ...
+
+class CreateSiteRequest(_message.Message):
+    __slots__ = ("client", "name", "time_zone")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    name: str
+    time_zone: str
+    def __init__(self, client: _Optional[str] = ..., name: _Optional[str] = ..., time_zone: _Optional[str] = ...) -> None: ...
+
+class ListSitesRequest(_message.Message):
+    __slots__ = ("client",)
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    def __init__(self, client: _Optional[str] = ...) -> None: ...
+
+class ListSitesResponse(_message.Message):
+    __slots__ = ("sites",)
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    sites: _containers.RepeatedCompositeFieldContainer[SiteInfo]
+    def __init__(self, sites: _Optional[_Iterable[_Union[SiteInfo, _Mapping]]] = ...) -> None: ...
+
+class GetSiteRequest(_message.Message):
+    __slots__ = ("client", "name")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    name: str
+    def __init__(self, client: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class UpdateSiteRequest(_message.Message):
+    __slots__ = ("client", "name", "new_name", "time_zone")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NEW_NAME_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    name: str
+    new_name: str
+    time_zone: str
+    def __init__(self, client: _Optional[str] = ..., name: _Optional[str] = ..., new_name: _Optional[str] = ..., time_zone: _Optional[str] = ...) -> None: ...
+
+class SlaTarget(_message.Message):
+    __slots__ = ("severity", "acknowledge_seconds", "resolve_seconds", "clock")
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RESOLVE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_FIELD_NUMBER: _ClassVar[int]
+    severity: str
+    acknowledge_seconds: float
+    resolve_seconds: float
+    clock: str
+    def __init__(self, severity: _Optional[str] = ..., acknowledge_seconds: _Optional[float] = ..., resolve_seconds: _Optional[float] = ..., clock: _Optional[str] = ...) -> None: ...
+
+class ContractInfo(_message.Message):
+    __slots__ = ("id", "client", "type", "hours_per_period", "period", "warn_below_hours", "rate", "currency", "business_hours", "sla", "created_at", "created_by", "updated_at", "updated_by")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    HOURS_PER_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    WARN_BELOW_HOURS_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    BUSINESS_HOURS_FIELD_NUMBER: _ClassVar[int]
+    SLA_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    client: str
+    type: str
+    hours_per_period: float
+    period: str
+    warn_below_hours: float
+    rate: float
+    currency: str
+    business_hours: str
+    sla: _containers.RepeatedCompositeFieldContainer[SlaTarget]
+    created_at: float
+    created_by: str
+    updated_at: float
+    updated_by: str
+    def __init__(self, id: _Optional[str] = ..., client: _Optional[str] = ..., type: _Optional[str] = ..., hours_per_period: _Optional[float] = ..., period: _Optional[str] = ..., warn_below_hours: _Optional[float] = ..., rate: _Optional[float] = ..., currency: _Optional[str] = ..., business_hours: _Optional[str] = ..., sla: _Optional[_Iterable[_Union[SlaTarget, _Mapping]]] = ..., created_at: _Optional[float] = ..., created_by: _Optional[str] = ..., updated_at: _Optional[float] = ..., updated_by: _Optional[str] = ...) -> None: ...
+
+class ContractTermsRequest(_message.Message):
+    __slots__ = ("client", "type", "hours_per_period", "warn_below_hours", "rate", "currency", "business_hours", "sla")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    HOURS_PER_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    WARN_BELOW_HOURS_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    BUSINESS_HOURS_FIELD_NUMBER: _ClassVar[int]
+    SLA_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    type: str
+    hours_per_period: float
+    warn_below_hours: float
+    rate: float
+    currency: str
+    business_hours: str
+    sla: _containers.RepeatedCompositeFieldContainer[SlaTarget]
+    def __init__(self, client: _Optional[str] = ..., type: _Optional[str] = ..., hours_per_period: _Optional[float] = ..., warn_below_hours: _Optional[float] = ..., rate: _Optional[float] = ..., currency: _Optional[str] = ..., business_hours: _Optional[str] = ..., sla: _Optional[_Iterable[_Union[SlaTarget, _Mapping]]] = ...) -> None: ...
+
+class ListContractsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListContractsResponse(_message.Message):
+    __slots__ = ("contracts",)
+    CONTRACTS_FIELD_NUMBER: _ClassVar[int]
+    contracts: _containers.RepeatedCompositeFieldContainer[ContractInfo]
+    def __init__(self, contracts: _Optional[_Iterable[_Union[ContractInfo, _Mapping]]] = ...) -> None: ...
+
+class GetContractRequest(_message.Message):
+    __slots__ = ("client",)
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    def __init__(self, client: _Optional[str] = ...) -> None: ...

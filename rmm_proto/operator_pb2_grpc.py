@@ -219,6 +219,66 @@ class OperatorServiceStub:
                 request_serializer=rmm__proto_dot_operator__pb2.PatchReportRequest.SerializeToString,
                 response_deserializer=rmm__proto_dot_operator__pb2.PatchReportResponse.FromString,
                 _registered_method=True)
+        self.CreateClient = channel.unary_unary(
+                '/rmm.v1.OperatorService/CreateClient',
+                request_serializer=rmm__proto_dot_operator__pb2.CreateClientRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ClientInfo.FromString,
+                _registered_method=True)
+        self.ListClients = channel.unary_unary(
+                '/rmm.v1.OperatorService/ListClients',
+                request_serializer=rmm__proto_dot_operator__pb2.ListClientsRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ListClientsResponse.FromString,
+                _registered_method=True)
+        self.GetClient = channel.unary_unary(
+                '/rmm.v1.OperatorService/GetClient',
+                request_serializer=rmm__proto_dot_operator__pb2.GetClientRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ClientInfo.FromString,
+                _registered_method=True)
+        self.UpdateClient = channel.unary_unary(
+                '/rmm.v1.OperatorService/UpdateClient',
+                request_serializer=rmm__proto_dot_operator__pb2.UpdateClientRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ClientInfo.FromString,
+                _registered_method=True)
+        self.CreateSite = channel.unary_unary(
+                '/rmm.v1.OperatorService/CreateSite',
+                request_serializer=rmm__proto_dot_operator__pb2.CreateSiteRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.SiteInfo.FromString,
+                _registered_method=True)
+        self.ListSites = channel.unary_unary(
+                '/rmm.v1.OperatorService/ListSites',
+                request_serializer=rmm__proto_dot_operator__pb2.ListSitesRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ListSitesResponse.FromString,
+                _registered_method=True)
+        self.GetSite = channel.unary_unary(
+                '/rmm.v1.OperatorService/GetSite',
+                request_serializer=rmm__proto_dot_operator__pb2.GetSiteRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.SiteInfo.FromString,
+                _registered_method=True)
+        self.UpdateSite = channel.unary_unary(
+                '/rmm.v1.OperatorService/UpdateSite',
+                request_serializer=rmm__proto_dot_operator__pb2.UpdateSiteRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.SiteInfo.FromString,
+                _registered_method=True)
+        self.CreateContract = channel.unary_unary(
+                '/rmm.v1.OperatorService/CreateContract',
+                request_serializer=rmm__proto_dot_operator__pb2.ContractTermsRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ContractInfo.FromString,
+                _registered_method=True)
+        self.ListContracts = channel.unary_unary(
+                '/rmm.v1.OperatorService/ListContracts',
+                request_serializer=rmm__proto_dot_operator__pb2.ListContractsRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ListContractsResponse.FromString,
+                _registered_method=True)
+        self.GetContract = channel.unary_unary(
+                '/rmm.v1.OperatorService/GetContract',
+                request_serializer=rmm__proto_dot_operator__pb2.GetContractRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ContractInfo.FromString,
+                _registered_method=True)
+        self.UpdateContract = channel.unary_unary(
+                '/rmm.v1.OperatorService/UpdateContract',
+                request_serializer=rmm__proto_dot_operator__pb2.ContractTermsRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ContractInfo.FromString,
+                _registered_method=True)
 
 
 class OperatorServiceServicer:
@@ -458,6 +518,80 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateClient(self, request, context):
+        """The desk (issue #15, docs/desk.md): clients, sites and contracts as records.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListClients(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetClient(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateClient(self, request, context):
+        """Renames the client on its agents and enrollment tokens too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSite(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSites(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSite(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSite(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateContract(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListContracts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetContract(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateContract(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -645,6 +779,66 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.GetPatchReport,
                     request_deserializer=rmm__proto_dot_operator__pb2.PatchReportRequest.FromString,
                     response_serializer=rmm__proto_dot_operator__pb2.PatchReportResponse.SerializeToString,
+            ),
+            'CreateClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateClient,
+                    request_deserializer=rmm__proto_dot_operator__pb2.CreateClientRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ClientInfo.SerializeToString,
+            ),
+            'ListClients': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListClients,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ListClientsRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ListClientsResponse.SerializeToString,
+            ),
+            'GetClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClient,
+                    request_deserializer=rmm__proto_dot_operator__pb2.GetClientRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ClientInfo.SerializeToString,
+            ),
+            'UpdateClient': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateClient,
+                    request_deserializer=rmm__proto_dot_operator__pb2.UpdateClientRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ClientInfo.SerializeToString,
+            ),
+            'CreateSite': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSite,
+                    request_deserializer=rmm__proto_dot_operator__pb2.CreateSiteRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.SiteInfo.SerializeToString,
+            ),
+            'ListSites': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSites,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ListSitesRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ListSitesResponse.SerializeToString,
+            ),
+            'GetSite': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSite,
+                    request_deserializer=rmm__proto_dot_operator__pb2.GetSiteRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.SiteInfo.SerializeToString,
+            ),
+            'UpdateSite': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSite,
+                    request_deserializer=rmm__proto_dot_operator__pb2.UpdateSiteRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.SiteInfo.SerializeToString,
+            ),
+            'CreateContract': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateContract,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ContractTermsRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ContractInfo.SerializeToString,
+            ),
+            'ListContracts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListContracts,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ListContractsRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ListContractsResponse.SerializeToString,
+            ),
+            'GetContract': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetContract,
+                    request_deserializer=rmm__proto_dot_operator__pb2.GetContractRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ContractInfo.SerializeToString,
+            ),
+            'UpdateContract': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateContract,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ContractTermsRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ContractInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1646,6 +1840,330 @@ class OperatorService:
             '/rmm.v1.OperatorService/GetPatchReport',
             rmm__proto_dot_operator__pb2.PatchReportRequest.SerializeToString,
             rmm__proto_dot_operator__pb2.PatchReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/CreateClient',
+            rmm__proto_dot_operator__pb2.CreateClientRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ClientInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListClients(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ListClients',
+            rmm__proto_dot_operator__pb2.ListClientsRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ListClientsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/GetClient',
+            rmm__proto_dot_operator__pb2.GetClientRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ClientInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateClient(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/UpdateClient',
+            rmm__proto_dot_operator__pb2.UpdateClientRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ClientInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/CreateSite',
+            rmm__proto_dot_operator__pb2.CreateSiteRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.SiteInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSites(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ListSites',
+            rmm__proto_dot_operator__pb2.ListSitesRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ListSitesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/GetSite',
+            rmm__proto_dot_operator__pb2.GetSiteRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.SiteInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/UpdateSite',
+            rmm__proto_dot_operator__pb2.UpdateSiteRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.SiteInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateContract(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/CreateContract',
+            rmm__proto_dot_operator__pb2.ContractTermsRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ContractInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListContracts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ListContracts',
+            rmm__proto_dot_operator__pb2.ListContractsRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ListContractsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetContract(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/GetContract',
+            rmm__proto_dot_operator__pb2.GetContractRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ContractInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateContract(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/UpdateContract',
+            rmm__proto_dot_operator__pb2.ContractTermsRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ContractInfo.FromString,
             options,
             channel_credentials,
             insecure,

@@ -20,6 +20,7 @@ from rmm_common.tokens import (
 )
 from rmm_server.fleet import Fleet
 from rmm_server.storage import AgentRecord, EnrollmentTokenRecord, Store
+from rmm_server.storage.desk import DeskStore
 from rmm_server.tls import ClientCerts, parse_csr
 
 NAME_RE = re.compile(r"^[\w][\w .,&()'/+-]{0,199}$")
@@ -111,6 +112,10 @@ class Enrollment:
             expires_at=now + expires_in if expires_in else None,
             max_uses=max_uses or None,
         )
+        # A token is how a new client's or site's first host joins: the desk's records for the
+        # names it carries are created with it (docs/desk.md), as the migration made them for
+        # the names agents carried before the records existed.
+        DeskStore(self.store).ensure_place(record.client, record.site, created_by, now, new_ident)
         self.store.create_token(record)
         return record, secret
 

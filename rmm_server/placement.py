@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 from rmm_common.errors import InvalidArgument, NotFound
+from rmm_common.tokens import new_ident
 from rmm_proto import agent_pb2
 from rmm_server.cluster import Cluster
 from rmm_server.enrollment import check_name, check_tags
 from rmm_server.fleet import Fleet
 from rmm_server.reports import decompress
 from rmm_server.storage import AgentRecord, Store
+from rmm_server.storage.desk import DeskStore
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,10 @@ class AgentPlacement:
                 "(enroll the host again with a token for the client and site you want)"
             )
         client, site, tags = new_placement(agent, client, site, add_tags, remove_tags)
+        # Every name an agent carries has its client and site record (docs/desk.md).
+        await asyncio.to_thread(
+            DeskStore(self.store).ensure_place, client, site, operator, time.time(), new_ident
+        )
         stored = await asyncio.to_thread(self.store.place_agent, agent.id, client, site, tags)
         if stored is None:
             raise NotFound(f"agent {agent.id} does not exist any more: see `rmm agents list`")

@@ -72,6 +72,22 @@ REQUIRED_ROLE: dict[str, Role] = {
     "ApprovePatches": Role.TIER2,
     "DeclinePatches": Role.TIER2,
     "InstallPatches": Role.TIER2,
+    # The desk (docs/desk.md). Reading clients, sites and contracts is a viewer's. Creating a
+    # client or site, renaming one (which renames it on its agents) or setting a site's time
+    # zone changes policy scopes as moving an agent does: tier3, as UpdateAgent. A contract is
+    # what the MSP sold: admin.
+    "ListClients": Role.VIEWER,
+    "GetClient": Role.VIEWER,
+    "ListSites": Role.VIEWER,
+    "GetSite": Role.VIEWER,
+    "ListContracts": Role.VIEWER,
+    "GetContract": Role.VIEWER,
+    "CreateClient": Role.TIER3,
+    "UpdateClient": Role.TIER3,
+    "CreateSite": Role.TIER3,
+    "UpdateSite": Role.TIER3,
+    "CreateContract": Role.ADMIN,
+    "UpdateContract": Role.ADMIN,
 }
 
 # The least role each remote action needs (the `action` field of a RunCommandRequest). A library

@@ -387,3 +387,54 @@ agent_history = Table(
     Column("transmit_bytes_per_second", Float),
     Index("ix_agent_history_bucket", "bucket"),
 )
+
+# The desk (issue #15, docs/desk.md). Clients and sites as records: agents, enrollment tokens and
+# alerts still carry the client's and site's names (every scope, label and list order reads
+# them), and the desk keeps those names and these records in step (a rename changes both in one
+# transaction). Names are unique: a client's among clients, a site's within its client.
+clients = Table(
+    "clients",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_clients_name", "name", unique=True),
+)
+
+sites = Table(
+    "sites",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("client_id", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("time_zone", String(64), nullable=False),  # IANA name, e.g. Europe/Berlin
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_sites_client_name", "client_id", "name", unique=True),
+)
+
+# One contract per client: its type, what it buys (hours a period, or a rate) and its SLA
+# targets per severity as JSON ({"critical": {"acknowledge_seconds": .., "resolve_seconds": ..,
+# "clock": "24x7" | "business"}, ...}).
+contracts = Table(
+    "contracts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("client_id", String(32), nullable=False),
+    Column("type", String(24), nullable=False),  # managed, block-hours, time-and-materials
+    Column("hours_per_period", Float),  # block-hours only
+    Column("period", String(16), nullable=False),  # month
+    Column("warn_below_hours", Float),  # block-hours only: warn the client under this
+    Column("rate", Float),  # time-and-materials only, per hour
+    Column("currency", String(8), nullable=False),
+    Column("business_hours", String(64), nullable=False),  # e.g. "mon-fri 08:00-18:00"
+    Column("sla", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    Index("ix_contracts_client", "client_id", unique=True),
+)

@@ -1,0 +1,213 @@
+"""Clients, sites and contracts as operators see them (docs/desk.md). The logic is
+rmm_server.desk; these only convert. The guard audits every call that changes anything."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from functools import cached_property
+
+import grpc.aio
+
+from rmm_common.errors import InvalidArgument
+from rmm_proto import operator_pb2
+from rmm_server.cluster import Cluster
+from rmm_server.desk.contracts import Contracts, ContractTerms
+from rmm_server.desk.places import Places
+from rmm_server.fleet import Fleet
+from rmm_server.grpc_api.guard import current_operator
+from rmm_server.storage import Store
+from rmm_server.storage.desk import ClientRecord, ContractRecord, SiteRecord, SlaTarget
+
+
+def client_to_proto(client: ClientRecord) -> operator_pb2.ClientInfo:
+    """Convert a client record to its message."""
+    return operator_pb2.ClientInfo(
+        id=client.id,
+        name=client.name,
+        created_at=client.created_at,
+        created_by=client.created_by,
+        updated_at=client.updated_at,
+        sites=client.sites,
+        agents=client.agents,
+        has_contract=client.has_contract,
+    )
+
+
+def site_to_proto(site: SiteRecord) -> operator_pb2.SiteInfo:
+    """Convert a site record to its message."""
+    return operator_pb2.SiteInfo(
+        id=site.id,
+        client=site.client,
+        name=site.name,
+        time_zone=site.time_zone,
+        created_at=site.created_at,
+        created_by=site.created_by,
+        updated_at=site.updated_at,
+        agents=site.agents,
+    )
+
+
+def contract_to_proto(contract: ContractRecord) -> operator_pb2.ContractInfo:
+    """Convert a contract record to its message (unset terms stay unset)."""
+    return operator_pb2.ContractInfo(
+        id=contract.id,
+        client=contract.client,
+        type=contract.type,
+        hours_per_period=contract.hours_per_period,
+        period=contract.period,
+        warn_below_hours=contract.warn_below_hours,
+        rate=contract.rate,
+        currency=contract.currency,
+        business_hours=contract.business_hours,
+        sla=[
+            operator_pb2.SlaTarget(
+                severity=severity,
+                acknowledge_seconds=target.acknowledge_seconds,
+                resolve_seconds=target.resolve_seconds,
+                clock=target.clock,
+            )
+            for severity, target in sorted(contract.sla.items())
+        ],
+        created_at=contract.created_at,
+        created_by=contract.created_by,
+        updated_at=contract.updated_at,
+        updated_by=contract.updated_by,
+    )
+
+
+def terms_from_proto(request: operator_pb2.ContractTermsRequest) -> ContractTerms:
+    """Convert a contract request to the terms it asks for; refuse a severity named twice."""
+    sla: dict[str, SlaTarget] = {}
+    for item in request.sla:
+        severity = item.severity.strip().lower()
+        if severity in sla:
+            raise InvalidArgument(f"SLA for {severity!r} is given twice: give it once")
+        sla[severity] = SlaTarget(
+            item.acknowledge_seconds, item.resolve_seconds, item.clock.strip().lower() or "24x7"
+        )
+    return ContractTerms(
+        type=request.type.strip().lower(),
+        hours_per_period=(
+            request.hours_per_period if request.HasField("hours_per_period") else None
+        ),
+        warn_below_hours=(
+            request.warn_below_hours if request.HasField("warn_below_hours") else None
+        ),
+        rate=request.rate if request.HasField("rate") else None,
+        currency=request.currency,
+        business_hours=request.business_hours,
+        sla=sla,
+    )
+
+
+def _need(value: str, what: str) -> str:
+    value = value.strip()
+    if not value:
+        raise InvalidArgument(f"name the {what}: see `rmm {what}s list`")
+    return value
+
+
+class DeskApi:
+    """OperatorService mixin; built from the servicer's store, fleet, cluster and clock."""
+
+    store: Store
+    fleet: Fleet
+    cluster: Cluster
+    clock: Callable[[], float]
+
+    @cached_property
+    def places(self) -> Places:
+        """Clients and sites, kept in step with the fleet (the servicer's own)."""
+        return Places(self.store, self.fleet, self.cluster, getattr(self, "clock", time.time))
+
+    @cached_property
+    def contracts(self) -> Contracts:
+        """Clients' contracts."""
+        return Contracts(self.store, getattr(self, "clock", time.time))
+
+    async def CreateClient(
+        self, request: operator_pb2.CreateClientRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ClientInfo:
+        by = current_operator.get().name
+        return client_to_proto(await asyncio.to_thread(self.places.create_client, request.name, by))
+
+    async def ListClients(
+        self, request: operator_pb2.ListClientsRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ListClientsResponse:
+        found = await asyncio.to_thread(self.places.list_clients)
+        return operator_pb2.ListClientsResponse(clients=[client_to_proto(c) for c in found])
+
+    async def GetClient(
+        self, request: operator_pb2.GetClientRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ClientInfo:
+        name = _need(request.name, "client")
+        return client_to_proto(await asyncio.to_thread(self.places.get_client, name))
+
+    async def UpdateClient(
+        self, request: operator_pb2.UpdateClientRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ClientInfo:
+        name = _need(request.name, "client")
+        if not request.new_name.strip():
+            raise InvalidArgument(f"client {name!r}: say what to change (--name NEW)")
+        by = current_operator.get().name
+        return client_to_proto(await self.places.rename_client(name, request.new_name, by))
+
+    async def CreateSite(
+        self, request: operator_pb2.CreateSiteRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.SiteInfo:
+        client = _need(request.client, "client")
+        by = current_operator.get().name
+        site = await asyncio.to_thread(
+            self.places.create_site, client, request.name, request.time_zone, by
+        )
+        return site_to_proto(site)
+
+    async def ListSites(
+        self, request: operator_pb2.ListSitesRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ListSitesResponse:
+        found = await asyncio.to_thread(self.places.list_sites, request.client)
+        return operator_pb2.ListSitesResponse(sites=[site_to_proto(s) for s in found])
+
+    async def GetSite(
+        self, request: operator_pb2.GetSiteRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.SiteInfo:
+        client, name = _need(request.client, "client"), _need(request.name, "site")
+        return site_to_proto(await asyncio.to_thread(self.places.get_site, client, name))
+
+    async def UpdateSite(
+        self, request: operator_pb2.UpdateSiteRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.SiteInfo:
+        client, name = _need(request.client, "client"), _need(request.name, "site")
+        by = current_operator.get().name
+        site = await self.places.update_site(client, name, request.new_name, request.time_zone, by)
+        return site_to_proto(site)
+
+    async def CreateContract(
+        self, request: operator_pb2.ContractTermsRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ContractInfo:
+        client = _need(request.client, "client")
+        terms = terms_from_proto(request)
+        by = current_operator.get().name
+        return contract_to_proto(await asyncio.to_thread(self.contracts.create, client, terms, by))
+
+    async def ListContracts(
+        self, request: operator_pb2.ListContractsRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ListContractsResponse:
+        found = await asyncio.to_thread(self.contracts.list)
+        return operator_pb2.ListContractsResponse(contracts=[contract_to_proto(c) for c in found])
+
+    async def GetContract(
+        self, request: operator_pb2.GetContractRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ContractInfo:
+        client = _need(request.client, "client")
+        return contract_to_proto(await asyncio.to_thread(self.contracts.get, client))
+
+    async def UpdateContract(
+        self, request: operator_pb2.ContractTermsRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ContractInfo:
+        client = _need(request.client, "client")
+        terms = terms_from_proto(request)
+        by = current_operator.get().name
+        return contract_to_proto(await asyncio.to_thread(self.contracts.update, client, terms, by))
