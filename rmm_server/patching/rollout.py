@@ -209,6 +209,22 @@ class Rollout:
         """Store the run of this occurrence (once), open its maintenance window, start ring 0."""
         async with self._lock:
             now = self.clock()
+            # A schedule changed while its window was open (a reload) gives the same window a
+            # new start: the run still open goes on, and no second one asks the same agents.
+            for run_id, began, ends in await asyncio.to_thread(
+                self.runs.open_occurrences, window.key
+            ):
+                if began != start and ends > now:
+                    log.warning(
+                        "patch window %s: not opened again at its new start; run %s (until "
+                        "%s) goes on",
+                        window.key,
+                        run_id,
+                        time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ends)),
+                    )
+                    found = await asyncio.to_thread(self.runs.get, run_id)
+                    if found is not None:
+                        return found
             rings: dict[tuple[int, str], list[str]] = {}
             report_back = 0.0
             for agent_id in window.agent_ids:

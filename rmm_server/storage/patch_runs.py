@@ -120,6 +120,17 @@ class PatchRunStore:
             row = conn.execute(select(table).where(table.c.id == run_id)).first()
         return _run_of(row) if row is not None else None
 
+    def open_occurrences(self, window: str) -> list[tuple[str, float, float]]:
+        """Return (id, start, end) of a window's runs not closed yet (progress left unread)."""
+        table = schema.patch_runs
+        with self.store.transaction(f"read the open runs of patch window {window}") as conn:
+            rows = conn.execute(
+                select(table.c.id, table.c.starts_at, table.c.ends_at).where(
+                    table.c.window == window, table.c.state == OPEN
+                )
+            )
+            return [(str(i), float(start), float(end)) for i, start, end in rows]
+
     def run_command_statuses(self, run_id: str) -> dict[str, int]:
         """Return the status of every command of a run (their blobs left unread)."""
         table = schema.commands

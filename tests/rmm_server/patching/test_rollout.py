@@ -590,3 +590,17 @@ async def test_a_failed_install_is_asked_for_again_in_the_next_window(harness: H
     (second,) = harness.received(agent)
     assert list(second.install_updates.update_ids) == ["apt:openssl"]
     assert second.run_id == run.id != first.run_id
+
+
+@sync
+async def test_a_schedule_changed_while_its_window_is_open_opens_no_second_run(
+    harness: Harness,
+) -> None:
+    agent = harness.add("once")
+    await harness.connect(agent)
+    first = await harness.open()
+    harness.clock.now = START + HOUR
+    # Reloaded with a new time: the same window, a new start, while the first run is open.
+    again = await harness.rollout.open(harness.window(), START + HOUR - 60, END + HOUR)
+    assert again.id == first
+    assert len(harness.received(agent)) == 1
