@@ -62,6 +62,7 @@ from rmm_server.patching.scheduling import PatchWindows, build_patch_windows
 from rmm_server.ratelimit import ENROLL_RATE, OPERATOR_RATE, REPORT_RATE, Rate, RateLimits
 from rmm_server.remediation import Remediator
 from rmm_server.reports import decompress
+from rmm_server.runs import RunService
 from rmm_server.scripts import ScriptLibrary
 from rmm_server.server_metrics import ServerMetrics
 from rmm_server.signing import CommandSigner
@@ -462,7 +463,15 @@ class RmmServer:
         )
         self.dashboard = dashboard = Dashboard(
             DashboardDeps(
-                self.fleet, alerts, operators, audit, store, limits, config.insecure, chart_history
+                self.fleet,
+                alerts,
+                operators,
+                audit,
+                store,
+                limits,
+                config.insecure,
+                chart_history,
+                RunService(commands, self.fleet, self.scripts, alerts.consent_for),
             )
         )
         told_replicas = operators.revoked

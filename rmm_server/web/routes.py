@@ -29,7 +29,7 @@ from aiohttp import web
 from yarl import URL
 
 from rmm_common.durations import parse_duration
-from rmm_common.errors import InvalidArgument, NotFound, Unauthenticated
+from rmm_common.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from rmm_proto import agent_pb2
 from rmm_server.alerts.service import AlertService
 from rmm_server.audit import AuditLog
@@ -37,11 +37,13 @@ from rmm_server.fleet import Fleet
 from rmm_server.operators import Operators
 from rmm_server.ratelimit import RateLimited, RateLimits, TokenBuckets
 from rmm_server.reports import decompress
-from rmm_server.roles import REQUIRED_ROLE, Role
+from rmm_server.roles import ACTION_ROLE, LIBRARY_SCRIPT, REQUIRED_ROLE, Role
+from rmm_server.runs import RunService
 from rmm_server.storage import Store
 from rmm_server.storage.alerts import AlertQuery
 from rmm_server.storage.commands import CommandQuery, CommandStore
 from rmm_server.web import views
+from rmm_server.web.commands_page import RememberedRuns, RunForm
 from rmm_server.web.history import SERIES, ChartHistory
 from rmm_server.web.sessions import COOKIE, Session, Sessions, csrf_matches
 
@@ -80,6 +82,7 @@ class DashboardDeps:
     limits: RateLimits | None
     insecure: bool
     history: ChartHistory | None = None
+    runs: RunService | None = None
 
 
 def _environment() -> jinja2.Environment:
@@ -121,6 +124,7 @@ class Dashboard:
         # here as through gRPC, and a wrong guess cannot use up a real operator's allowance.
         self.failed_logins = TokenBuckets(rate) if rate is not None else None
         self._commands = CommandStore(deps.store)
+        self._runs = RememberedRuns()
 
     def add_routes(self, app: web.Application) -> None:
         """Add every dashboard route and the static files to `app`."""
@@ -142,6 +146,10 @@ class Dashboard:
         )
         r.add_get("/audit", self._page(REQUIRED_ROLE["ListAudit"], self._audit_page))
         r.add_get("/audit/verify", self._page(REQUIRED_ROLE["VerifyAudit"], self._audit_verify))
+        r.add_get("/commands", self._page(Role.VIEWER, self._commands_form))
+        r.add_post("/commands", self._page(ACTION_ROLE[LIBRARY_SCRIPT], self._run))
+        r.add_get("/commands/runs/{run_id}", self._page(Role.VIEWER, self._run_page))
+        r.add_get("/commands/runs/{run_id}/live", self._page(Role.VIEWER, self._run_live))
         r.add_get("/static/{name}", self._static)
 
     # Rendering.
@@ -492,6 +500,80 @@ class Dashboard:
         await self.deps.audit.append_async(
             session.operator, call, target, {**details, "via": "dashboard"}, outcome
         )
+
+    # Commands.
+
+    def _scripts(self) -> list[Any]:
+        if self.deps.runs is None:
+            return []
+        library = self.deps.runs.scripts
+        return [library.get(name) for name in library.names()]
+
+    async def _commands_form(self, request: web.Request) -> web.StreamResponse:
+        session: Session = request["session"]
+        return self.render(
+            request,
+            "commands.html",
+            scripts=self._scripts(),
+            may_run=session.may(ACTION_ROLE[LIBRARY_SCRIPT]) and self.deps.runs is not None,
+            form=request.query,
+            error="",
+        )
+
+    async def _run(self, request: web.Request) -> web.StreamResponse:
+        session: Session = request["session"]
+        raw = {k: str(v) for k, v in request["form"].items()}
+        if self.deps.runs is None:
+            return self._message(request, 404, "No commands", "This server sends no commands.")
+        try:
+            if self.deps.limits is not None:
+                self.deps.limits.check_operator(session.operator)
+            run_request = RunForm.parse(raw).request(session.operator, session.role.name.lower())
+            run = await self.deps.runs.start(run_request)
+        except RateLimited as exc:
+            return self._message(request, 429, "Too many requests", str(exc))
+        except (InvalidArgument, NotFound, PermissionDenied) as exc:
+            # A refusal by role or environment is audited by the run service itself.
+            status = 403 if isinstance(exc, PermissionDenied) else 400
+            return self.render(
+                request,
+                "commands.html",
+                status=status,
+                scripts=self._scripts(),
+                may_run=True,
+                form=raw,
+                error=str(exc),
+            )
+        self._runs.add(run)
+        raise web.HTTPSeeOther(f"/commands/runs/{run.id}")
+
+    def _run_view(self, run_id: str) -> dict[str, Any]:
+        records = self._commands.query(CommandQuery(run_id=run_id, limit=10_000))
+        rows = [views.command_view(record) for record in records]
+        hostnames = {record.id: record.hostname for record in records}
+        agents = {record.id: record.agent_id for record in records}
+        unreached = self._runs.unreached(run_id)
+        done = all(record.final for record in records)
+        return {
+            "run_id": run_id,
+            "rows": rows,
+            "hostnames": hostnames,
+            "agents": agents,
+            "unreached": unreached,
+            "done": done,
+            "found": bool(records or unreached),
+        }
+
+    async def _run_page(self, request: web.Request) -> web.StreamResponse:
+        run_id = request.match_info["run_id"]
+        view = await asyncio.to_thread(self._run_view, run_id)
+        if not view["found"]:
+            return self.render(request, "not_found.html", status=404, what=f"run {run_id}")
+        return self.render(request, "run.html", **view)
+
+    async def _run_live(self, request: web.Request) -> web.StreamResponse:
+        view = await asyncio.to_thread(self._run_view, request.match_info["run_id"])
+        return self.render(request, "run_live.html", **view)
 
     async def _static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]

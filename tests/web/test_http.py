@@ -234,3 +234,44 @@ def test_the_agent_page_shows_a_commands_output_escaped(fleet: Fleet) -> None:
     page = browser.get(f"/agents/{fleet.agent_id}")
     assert "&lt;i&gt;web-out&lt;/i&gt;" in page.body and "<i>web-out" not in page.body
     assert ">succeeded<" in page.body
+
+
+def test_tier1_runs_a_library_script_and_sees_each_agents_result(fleet: Fleet) -> None:
+    viewer = logged_in(fleet, Role.VIEWER)
+    form_page = viewer.get("/commands")
+    assert form_page.status == 200 and "disk-usage" in form_page.body
+    assert 'action="/commands"' not in form_page.body  # a viewer gets no form
+    refused = viewer.post(
+        "/commands", {"script": "disk-usage", "agents": fleet.agent_id, "csrf": form_page.csrf()}
+    )
+    assert refused.status == 403
+    browser = logged_in(fleet, Role.TIER1)
+    page = browser.get("/commands")
+    bad = browser.post(
+        "/commands",
+        {"script": "disk-usage", "params": "path", "agents": fleet.agent_id, "csrf": page.csrf()},
+    )
+    assert bad.status == 400 and "is not NAME=VALUE" in bad.body
+    nothing = browser.post("/commands", {"script": "disk-usage", "csrf": page.csrf()})
+    assert nothing.status == 400  # no selection and not "every agent"
+    reply = browser.post(
+        "/commands",
+        {"script": "disk-usage", "params": "path=/tmp", "agents": fleet.agent_id,
+         "csrf": page.csrf()},
+    )  # fmt: skip
+    assert reply.status == 303 and reply.location.startswith("/commands/runs/"), reply.body
+    run = browser.get(reply.location)
+    assert run.status == 200 and f'href="/agents/{fleet.agent_id}"' in run.body
+    done = wait_for(
+        lambda: (
+            (live := browser.get(reply.location + "/live")).body.count('data-done="yes"') and live
+        ),
+        90,
+        "the run's result",
+    )
+    assert 'data-status="succeeded"' in done.body and "Filesystem" in done.body
+    sent = [
+        e for e in audit(fleet) if e["operator"] == "web-tier1" and e["action"] == "command.sent"
+    ]
+    assert sent and sent[-1]["target"] == fleet.agent_id
+    assert browser.get("/commands/runs/no-such-run").status == 404
