@@ -80,6 +80,7 @@ from bench.agent_footprint import (
     machine,
     median_or_none,
     ratio,
+    rss_kb,
     run_command,
     spawn,
     stop_process,
@@ -445,6 +446,7 @@ class Probe:
     client_ticks: list[int]
     machine_busy: int
     machine_total: int
+    server_rss_kb: int = 0
 
 
 def probe(server_pid: int, client_pids: Sequence[int]) -> Probe:
@@ -456,6 +458,7 @@ def probe(server_pid: int, client_pids: Sequence[int]) -> Probe:
         client_ticks=[cpu_ticks(pid) for pid in client_pids],
         machine_busy=busy,
         machine_total=total,
+        server_rss_kb=rss_kb(server_pid),
     )
 
 
@@ -797,6 +800,7 @@ def measure(
                 return (data_dir / "admin.token").exists() and bool(http_get(http_url + "/healthz"))
 
             wait_until(ready, START_TIMEOUT_SECONDS, f"rmm-server on {http_url}/healthz")
+            rss_ready_kb = rss_kb(proc.pid)  # before any agent: the server's own floor
             env = dict(os.environ)
             env.update(
                 RMM_SERVER=grpc_address,
@@ -900,6 +904,10 @@ def measure(
             (delta(m_after, m_before, "rmm_server_storage_batch_seconds_sum") or 0.0) * 1000.0,
             batches,
         ),
+        # At the end of the window, every agent connected and streaming: what each one costs
+        # the server in memory, above the server's RSS before any agent enrolled.
+        "server_rss_mb": after.server_rss_kb / 1024.0,
+        "server_kb_per_agent": (after.server_rss_kb - rss_ready_kb) / args.agents,
     }
     return {
         "config": config,
@@ -1142,6 +1150,8 @@ ROWS = (
     ("policy evaluation us/report (server)", "policy_eval_us_per_report", ".0f", False),
     ("reports per DB batch (mean)", "reports_per_batch", ".1f", False),
     ("DB batch write ms (mean)", "storage_ms_per_batch", ".1f", False),
+    ("server RSS MB, end of window", "server_rss_mb", ".0f", False),
+    ("server KB per connected agent", "server_kb_per_agent", ".1f", False),
     ("client CPU, cores busy (all procs)", "client_cpu_cores", ".2f", False),
     ("machine busy (all CPUs)", "machine_busy_ratio", ".0%", False),
 )
