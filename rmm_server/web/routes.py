@@ -360,7 +360,7 @@ class Dashboard:
         agent = self.deps.fleet.get(agent_id)
         if agent is None or agent.revoked_at is not None:
             return self.render(request, "not_found.html", status=404, what=f"agent {agent_id}")
-        body, commands = await asyncio.to_thread(self._agent_reads, agent_id)
+        body, commands, inventory = await asyncio.to_thread(self._agent_reads, agent_id)
         report = agent_pb2.Report.FromString(decompress(body)) if body else None
         return self.render(
             request,
@@ -373,6 +373,7 @@ class Dashboard:
                 self.deps.alerts.manager.open_alerts_of(agent_id), key=lambda a: -a.started_at
             ),
             commands=[views.command_view(record) for record in commands],
+            inventory=views.inventory_sections(decompress(inventory) if inventory else None),
         )
 
     async def _history(self, request: web.Request) -> web.StreamResponse:
@@ -387,10 +388,11 @@ class Dashboard:
             columns[name] = [getattr(p, name) for p in points]
         return web.json_response(columns, headers=SECURITY_HEADERS)
 
-    def _agent_reads(self, agent_id: str) -> tuple[bytes | None, list[Any]]:
+    def _agent_reads(self, agent_id: str) -> tuple[bytes | None, list[Any], bytes | None]:
         body = self.deps.store.latest_report_body(agent_id)
         commands = self._commands.query(CommandQuery(agent_id=agent_id, limit=RECENT_COMMANDS))
-        return body, commands
+        inventory = self.deps.store.get_inventory(agent_id)
+        return body, commands, inventory
 
     async def _alerts(self, request: web.Request) -> web.StreamResponse:
         state = request.query.get("state", "open")

@@ -3,6 +3,7 @@ routes only read a request's parameters, call these, and render a template."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -273,3 +274,27 @@ def command_view(record: CommandRecord) -> CommandView:
         exit_code=exit_code,
         output=output,
     )
+
+
+# What the agent page shows of each inventory section; `rmm agents show` has the whole.
+INVENTORY_SECTION_CHARS = 20_000
+
+
+def inventory_sections(data: bytes | None) -> list[tuple[str, int, str]]:
+    """Return the stored inventory's sections as (name, entries, indented JSON cut to size)."""
+    if not data:
+        return []
+    try:
+        inventory = json.loads(data)
+    except ValueError:
+        return [("inventory", 0, "the stored inventory is not JSON")]
+    if not isinstance(inventory, dict):
+        inventory = {"inventory": inventory}
+    sections = []
+    for name, value in sorted(inventory.items()):
+        text = json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True)
+        if len(text) > INVENTORY_SECTION_CHARS:
+            text = text[:INVENTORY_SECTION_CHARS] + "\n… (cut: rmm agents show has all of it)"
+        entries = len(value) if isinstance(value, list | dict) else 1
+        sections.append((str(name), entries, text))
+    return sections

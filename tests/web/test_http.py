@@ -100,6 +100,7 @@ def test_the_agent_page_shows_identity_collectors_and_alerts(fleet: Fleet) -> No
     assert fleet.agent_id in page.body and "web-test" in page.body
     assert "MemoryInUse" in page.body
     assert "memory_usage_ratio" in page.body  # the latest report's samples, per collector
+    assert "<h2>Inventory</h2>" in page.body and "No inventory stored yet." not in page.body
 
 
 def test_an_unknown_agent_is_a_404_page_with_a_link_back(fleet: Fleet) -> None:
