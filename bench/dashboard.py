@@ -249,6 +249,11 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:
                 "live": live,
                 "browser": browser,
             }
+        except Exception:
+            # The server's own words on what failed (an HTTP 500 is logged there, not sent).
+            lines = log_path.read_text(errors="replace").splitlines()
+            print("\n".join(line for line in lines if "rror" in line)[-4000:], flush=True)
+            raise
         finally:
             stop_process(proc)
 

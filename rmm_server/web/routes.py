@@ -29,7 +29,13 @@ from aiohttp import web
 from yarl import URL
 
 from rmm_common.durations import parse_duration
-from rmm_common.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from rmm_common.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    StorageError,
+    Unauthenticated,
+)
 from rmm_proto import agent_pb2
 from rmm_server.alerts.service import AlertService
 from rmm_server.audit import AuditLog
@@ -242,7 +248,20 @@ class Dashboard:
                     f"Operator {session.operator} has role {session.role.name.lower()}; this "
                     f"needs {needed.name.lower()} or higher. Nothing was changed.",
                 )
-            return await handler(request)
+            try:
+                return await handler(request)
+            except web.HTTPException:
+                raise
+            except StorageError as exc:
+                log.warning("dashboard %s %s: %s", request.method, request.path, exc)
+                return self._message(
+                    request, 503, "Database unavailable", f"{exc}. Retry in a moment."
+                )
+            except Exception:
+                log.exception("dashboard %s %s failed", request.method, request.path)
+                return self._message(
+                    request, 500, "Server error", "This page failed; the server log says why."
+                )
 
         return wrapped
 
