@@ -493,6 +493,64 @@ def audit_verify(data_dir: Path, db_url: str | None, checkpoint_files: tuple[Pat
     sys.exit(1 if problems else 0)
 
 
+@main.command("patch-runs")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="The server's data directory (its SQLite database, unless --db is given).",
+)
+@click.option(
+    "--db",
+    "db_url",
+    envvar="RMM_DB",
+    callback=checked(database_url),
+    help="The server's PostgreSQL URL; default: the SQLite database inside --data-dir.",
+)
+@click.option("--window", default="", help="Only this window's runs (policy/schedule@zone).")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--output", type=click.Choice(["table", "json"]), default="table")
+def patch_runs(data_dir: Path, db_url: str | None, window: str, limit: int, output: str) -> None:
+    """Patch windows opened, newest first: their rings, and the agents that missed them,
+    failed or were held (read from the database; nothing is written)."""
+    import json  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from rmm_server.patching.scheduling import describe_runs  # noqa: PLC0415
+    from rmm_server.storage import Store  # noqa: PLC0415
+    from rmm_server.storage.patch_runs import PatchRunStore  # noqa: PLC0415
+    from rmm_server.storage.store import create_store_engine, sqlite_url  # noqa: PLC0415
+
+    if db_url is None and not (data_dir / "rmm.sqlite3").is_file():
+        click.echo(
+            f"rmm-server: no database at {data_dir / 'rmm.sqlite3'}: give the server's --db URL "
+            "when it uses PostgreSQL",
+            err=True,
+        )
+        sys.exit(2)
+    engine = create_store_engine(db_url or sqlite_url(data_dir))
+    try:
+        runs = describe_runs(PatchRunStore(Store(engine)).recent(window, limit))
+    except RmmError as error:
+        click.echo(f"rmm-server: {error}", err=True)
+        sys.exit(2)
+    finally:
+        engine.dispose()
+    if output == "json":
+        click.echo(json.dumps(runs, indent=2))
+        return
+    for run in runs:
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(run["starts_at"]))
+        counts = ", ".join(f"{n} {step}" for step, n in run["agents"].items())
+        click.echo(f"{run['window']}  {when}Z  {run['state']}  {counts or 'no agents'}")
+        for ring in run["rings"]:
+            held = f" ({ring['held']})" if ring["held"] else ""
+            click.echo(f"  ring {ring['name']}: {ring['state']}{held}")
+        for step in ("missed", "failed", "held"):
+            if run[step]:
+                click.echo(f"  {step}: {', '.join(run[step])}")
+
+
 async def _serve(config: ServerConfig) -> None:
     from rmm_server.app import RmmServer  # noqa: PLC0415
 

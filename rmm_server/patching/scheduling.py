@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from rmm_common.errors import ConfigError
 from rmm_server.alerts.service import AlertService, agent_context
@@ -23,6 +24,7 @@ from rmm_server.patching.windows import DEFAULT_ZONE, PatchScheduler, PatchWindo
 from rmm_server.scripts import ScriptLibrary
 from rmm_server.storage import AgentRecord, Store
 from rmm_server.storage.commands import CommandRecord
+from rmm_server.storage.patch_runs import PatchRun
 
 log = logging.getLogger(__name__)
 
@@ -191,3 +193,32 @@ def build_patch_windows(
         site_zone=lambda record: zones.get(f"{record.client}/{record.site}", DEFAULT_ZONE),
         clock=clock,
     )
+
+
+def describe_runs(runs: Iterable[PatchRun]) -> list[dict[str, Any]]:
+    """Return each run as operators read it: its window and times, its rings' states, how many
+    agents ended in each step, and which agents missed it, failed or were held."""
+    described: list[dict[str, Any]] = []
+    for run in runs:
+        agents: dict[str, dict[str, Any]] = run.progress.get("agents", {})
+        steps: dict[str, list[str]] = {}
+        for agent_id, progress in sorted(agents.items()):
+            steps.setdefault(str(progress.get("step", "")), []).append(agent_id)
+        described.append(
+            {
+                "id": run.id,
+                "window": run.window,
+                "starts_at": run.starts_at,
+                "ends_at": run.ends_at,
+                "state": run.state,
+                "rings": [
+                    {"name": ring["name"], "state": ring["state"], "held": ring.get("held", "")}
+                    for ring in run.progress.get("rings", [])
+                ],
+                "agents": {step: len(ids) for step, ids in sorted(steps.items())},
+                "missed": steps.get("missed", []),
+                "failed": steps.get("failed", []),
+                "held": steps.get("held", []),
+            }
+        )
+    return described

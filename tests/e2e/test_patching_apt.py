@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import (
+    BIN,
     ServerProcess,
     end_all,
     enroll_agent,
@@ -424,6 +425,20 @@ def test_an_agent_back_after_the_window_ended_installs_nothing(
                 "the run to close after the window",
             )
             assert closed["progress"]["agents"][agent_id]["step"] == "missed"
+            # Operators read who missed it from the server's database.
+            shown = subprocess.run(
+                [str(BIN / "rmm-server"), "patch-runs", "--data-dir", str(server.data_dir),
+                 "--output", "json"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert shown.returncode == 0, shown.stderr
+            (listed,) = json.loads(shown.stdout)
+            assert listed["missed"] == [agent_id] and listed["state"] == "closed"
+            table = subprocess.run(
+                [str(BIN / "rmm-server"), "patch-runs", "--data-dir", str(server.data_dir)],
+                capture_output=True, text=True, timeout=60,
+            ).stdout  # fmt: skip
+            assert f"missed: {agent_id}" in table and "-/tonight@UTC" in table
             wait_for(
                 lambda: rmm_json(server, "agents", "list")[0]["status"] == "online",
                 60,
