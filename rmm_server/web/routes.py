@@ -125,7 +125,9 @@ class Dashboard:
         self.sessions = sessions or Sessions()
         self.clock = clock
         self.env = _environment()
-        rate = deps.limits.operator.rate if deps.limits and deps.limits.operator else None
+        # `is not None`: an empty TokenBuckets is falsy (it has a length).
+        buckets = deps.limits.operator if deps.limits is not None else None
+        rate = buckets.rate if buckets is not None else None
         # Wrong tokens, per source address, at the operator calls' rate: guessing is as slow
         # here as through gRPC, and a wrong guess cannot use up a real operator's allowance.
         self.failed_logins = TokenBuckets(rate) if rate is not None else None
@@ -304,7 +306,7 @@ class Dashboard:
         try:
             record = self.deps.operators.authenticate(token)
         except (Unauthenticated, InvalidArgument) as exc:
-            wait = self.failed_logins.take(address) if self.failed_logins else 0.0
+            wait = self.failed_logins.take(address) if self.failed_logins is not None else 0.0
             if wait:
                 return self._login_page(
                     request,
