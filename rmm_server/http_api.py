@@ -113,6 +113,7 @@ class _Connection(asyncio.Protocol):
         self.fresh = True  # no byte since it connected or since its last response
         self.write_paused = False
         self._stall: asyncio.TimerHandle | None = None
+        self.sniffing: asyncio.Task[None] | None = None  # waiting for the first byte
 
     def evictable(self, now: float) -> bool:
         """Say whether closing this connection loses no request being served or just sent."""
@@ -125,6 +126,7 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         """Close at once: the descriptor is free in the next loop iteration."""
         if self.transport is None:
+            self._stop_sniffing()
             return
         sock = self.transport.get_extra_info("socket")
         if sock is not None:
@@ -139,6 +141,13 @@ class _Connection(asyncio.Protocol):
         kernel's buffers, reaches the client before the FIN (a reset would drop it)."""
         if self.transport is not None:
             self.transport.close()
+        else:
+            self._stop_sniffing()
+
+    def _stop_sniffing(self) -> None:
+        # Still waiting for its first byte (TLS or not): that wait closes the socket.
+        if self.sniffing is not None:
+            self.sniffing.cancel()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -333,6 +342,7 @@ class HttpApi:
             else:
                 # Sniffing waits for the peer's first byte: not in this loop, which accepts.
                 task = loop.create_task(self._sniff_and_serve(conn, sock))
+                conn.sniffing = task
                 self._sniffing.add(task)
                 task.add_done_callback(self._sniffing.discard)
             # sock_accept() returns without yielding while connections are queued: let the
@@ -355,7 +365,11 @@ class HttpApi:
             sock.close()
 
     async def _sniff_and_serve(self, conn: _Connection, sock: socket.socket) -> None:
-        """Serve TLS when the first byte is a handshake record (0x16), plaintext otherwise."""
+        """Serve TLS when the first byte is a handshake record (0x16), plaintext otherwise.
+
+        Cancelled (the server stops, or the connection is evicted to make room) or silent for
+        the idle timeout, the socket is closed here, after its reader is removed.
+        """
         loop = asyncio.get_running_loop()
         readable: asyncio.Future[None] = loop.create_future()
 
@@ -363,21 +377,20 @@ class HttpApi:
             if not readable.done():
                 readable.set_result(None)
 
-        loop.add_reader(sock.fileno(), ready)
+        fd = sock.fileno()
+        loop.add_reader(fd, ready)
+        first = b""
         try:
             await asyncio.wait_for(readable, self.idle_timeout)
             first = sock.recv(1, socket.MSG_PEEK)
         except (TimeoutError, OSError):
-            first = b""
-        except asyncio.CancelledError:  # the server stops
-            sock.close()
-            raise
+            pass
         finally:
-            loop.remove_reader(sock.fileno())
-        if not first:  # silent for the whole timeout, or gone
-            self._forget(conn)
-            sock.close()
-            return
+            loop.remove_reader(fd)
+            conn.sniffing = None
+            if not first:  # silent, gone, evicted or the server stopping
+                self._forget(conn)
+                sock.close()
         await self._serve(conn, sock, self.ssl_context if first == b"\x16" else None)
 
     async def _make_room(self) -> None:
