@@ -144,7 +144,8 @@ class ReportIngestor:
         """Write what is queued, then stop the writer."""
         if self._writer is None:
             return
-        await self._queue.put(None)
+        if not self._writer.done():  # a full queue waits for a writer that is still there
+            await self._queue.put(None)
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
         self._writer = None
