@@ -391,7 +391,8 @@ class HttpApi:
             if not first:  # silent, gone, evicted or the server stopping
                 self._forget(conn)
                 sock.close()
-        await self._serve(conn, sock, self.ssl_context if first == b"\x16" else None)
+        if first:
+            await self._serve(conn, sock, self.ssl_context if first == b"\x16" else None)
 
     async def _make_room(self) -> None:
         """Return once a connection may be accepted, closing the longest-idle one if need be."""
