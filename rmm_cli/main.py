@@ -256,6 +256,12 @@ GROUPS: list[click.Command] = [
         "contracts",
         "Contracts: each client's type, hours or rate, and SLA targets.",
     ),
+    LazyCommand(
+        "tickets",
+        "rmm_cli.tickets",
+        "tickets",
+        "Tickets: work orders with tiers, SLA timers, notes and time.",
+    ),
 ]
 for group in GROUPS:
     main.add_command(group)

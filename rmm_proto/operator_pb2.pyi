@@ -1344,3 +1344,203 @@ class GetContractRequest(_message.Message):
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     client: str
     def __init__(self, client: _Optional[str] = ...) -> None: ...
+
+class TicketEventInfo(_message.Message):
+    __slots__ = ("at", "by", "kind", "text")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    at: float
+    by: str
+    kind: str
+    text: str
+    def __init__(self, at: _Optional[float] = ..., by: _Optional[str] = ..., kind: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class TicketTimeEntry(_message.Message):
+    __slots__ = ("at", "by", "minutes", "note", "period", "billable_amount")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    MINUTES_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    BILLABLE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    at: float
+    by: str
+    minutes: float
+    note: str
+    period: str
+    billable_amount: float
+    def __init__(self, at: _Optional[float] = ..., by: _Optional[str] = ..., minutes: _Optional[float] = ..., note: _Optional[str] = ..., period: _Optional[str] = ..., billable_amount: _Optional[float] = ...) -> None: ...
+
+class TicketInfo(_message.Message):
+    __slots__ = ("id", "client", "site", "agent_id", "alert_id", "title", "tier", "priority", "status", "assignee", "opened_at", "opened_by", "updated_at", "acknowledged_at", "ack_due_at", "resolve_due_at", "sla_breaches", "resolved_at", "resolution", "closed_at", "archived_at", "archived_by", "events", "time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNEE_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_FIELD_NUMBER: _ClassVar[int]
+    OPENED_BY_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _ClassVar[int]
+    ACK_DUE_AT_FIELD_NUMBER: _ClassVar[int]
+    RESOLVE_DUE_AT_FIELD_NUMBER: _ClassVar[int]
+    SLA_BREACHES_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_AT_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVED_AT_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVED_BY_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    client: str
+    site: str
+    agent_id: str
+    alert_id: str
+    title: str
+    tier: str
+    priority: str
+    status: str
+    assignee: str
+    opened_at: float
+    opened_by: str
+    updated_at: float
+    acknowledged_at: float
+    ack_due_at: float
+    resolve_due_at: float
+    sla_breaches: str
+    resolved_at: float
+    resolution: str
+    closed_at: float
+    archived_at: float
+    archived_by: str
+    events: _containers.RepeatedCompositeFieldContainer[TicketEventInfo]
+    time: _containers.RepeatedCompositeFieldContainer[TicketTimeEntry]
+    def __init__(self, id: _Optional[int] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., agent_id: _Optional[str] = ..., alert_id: _Optional[str] = ..., title: _Optional[str] = ..., tier: _Optional[str] = ..., priority: _Optional[str] = ..., status: _Optional[str] = ..., assignee: _Optional[str] = ..., opened_at: _Optional[float] = ..., opened_by: _Optional[str] = ..., updated_at: _Optional[float] = ..., acknowledged_at: _Optional[float] = ..., ack_due_at: _Optional[float] = ..., resolve_due_at: _Optional[float] = ..., sla_breaches: _Optional[str] = ..., resolved_at: _Optional[float] = ..., resolution: _Optional[str] = ..., closed_at: _Optional[float] = ..., archived_at: _Optional[float] = ..., archived_by: _Optional[str] = ..., events: _Optional[_Iterable[_Union[TicketEventInfo, _Mapping]]] = ..., time: _Optional[_Iterable[_Union[TicketTimeEntry, _Mapping]]] = ...) -> None: ...
+
+class OpenTicketRequest(_message.Message):
+    __slots__ = ("client", "title", "priority", "tier", "site", "agent")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    title: str
+    priority: str
+    tier: str
+    site: str
+    agent: str
+    def __init__(self, client: _Optional[str] = ..., title: _Optional[str] = ..., priority: _Optional[str] = ..., tier: _Optional[str] = ..., site: _Optional[str] = ..., agent: _Optional[str] = ...) -> None: ...
+
+class ListTicketsRequest(_message.Message):
+    __slots__ = ("client", "status", "tier", "archived", "limit")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVED_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    status: str
+    tier: str
+    archived: bool
+    limit: int
+    def __init__(self, client: _Optional[str] = ..., status: _Optional[str] = ..., tier: _Optional[str] = ..., archived: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListTicketsResponse(_message.Message):
+    __slots__ = ("tickets",)
+    TICKETS_FIELD_NUMBER: _ClassVar[int]
+    tickets: _containers.RepeatedCompositeFieldContainer[TicketInfo]
+    def __init__(self, tickets: _Optional[_Iterable[_Union[TicketInfo, _Mapping]]] = ...) -> None: ...
+
+class GetTicketRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    def __init__(self, id: _Optional[int] = ...) -> None: ...
+
+class NoteTicketRequest(_message.Message):
+    __slots__ = ("id", "text", "status")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    text: str
+    status: str
+    def __init__(self, id: _Optional[int] = ..., text: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+
+class AssignTicketRequest(_message.Message):
+    __slots__ = ("id", "assignee")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNEE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    assignee: str
+    def __init__(self, id: _Optional[int] = ..., assignee: _Optional[str] = ...) -> None: ...
+
+class EscalateTicketRequest(_message.Message):
+    __slots__ = ("id", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    reason: str
+    def __init__(self, id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ResolveTicketRequest(_message.Message):
+    __slots__ = ("id", "resolution")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    resolution: str
+    def __init__(self, id: _Optional[int] = ..., resolution: _Optional[str] = ...) -> None: ...
+
+class ReopenTicketRequest(_message.Message):
+    __slots__ = ("id", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    reason: str
+    def __init__(self, id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class CloseTicketRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    def __init__(self, id: _Optional[int] = ...) -> None: ...
+
+class ArchiveTicketRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    def __init__(self, id: _Optional[int] = ...) -> None: ...
+
+class LogTicketTimeRequest(_message.Message):
+    __slots__ = ("id", "minutes", "note")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MINUTES_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    minutes: float
+    note: str
+    def __init__(self, id: _Optional[int] = ..., minutes: _Optional[float] = ..., note: _Optional[str] = ...) -> None: ...
+
+class LogTicketTimeResponse(_message.Message):
+    __slots__ = ("ticket", "used_hours", "hours_left", "warning", "billable_amount")
+    TICKET_FIELD_NUMBER: _ClassVar[int]
+    USED_HOURS_FIELD_NUMBER: _ClassVar[int]
+    HOURS_LEFT_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
+    BILLABLE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    ticket: TicketInfo
+    used_hours: float
+    hours_left: float
+    warning: str
+    billable_amount: float
+    def __init__(self, ticket: _Optional[_Union[TicketInfo, _Mapping]] = ..., used_hours: _Optional[float] = ..., hours_left: _Optional[float] = ..., warning: _Optional[str] = ..., billable_amount: _Optional[float] = ...) -> None: ...

@@ -279,6 +279,61 @@ class OperatorServiceStub:
                 request_serializer=rmm__proto_dot_operator__pb2.ContractTermsRequest.SerializeToString,
                 response_deserializer=rmm__proto_dot_operator__pb2.ContractInfo.FromString,
                 _registered_method=True)
+        self.OpenTicket = channel.unary_unary(
+                '/rmm.v1.OperatorService/OpenTicket',
+                request_serializer=rmm__proto_dot_operator__pb2.OpenTicketRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+                _registered_method=True)
+        self.ListTickets = channel.unary_unary(
+                '/rmm.v1.OperatorService/ListTickets',
+                request_serializer=rmm__proto_dot_operator__pb2.ListTicketsRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ListTicketsResponse.FromString,
+                _registered_method=True)
+        self.GetTicket = channel.unary_unary(
+                '/rmm.v1.OperatorService/GetTicket',
+                request_serializer=rmm__proto_dot_operator__pb2.GetTicketRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+                _registered_method=True)
+        self.NoteTicket = channel.unary_unary(
+                '/rmm.v1.OperatorService/NoteTicket',
+                request_serializer=rmm__proto_dot_operator__pb2.NoteTicketRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+                _registered_method=True)
+        self.AssignTicket = channel.unary_unary(
+                '/rmm.v1.OperatorService/AssignTicket',
+                request_serializer=rmm__proto_dot_operator__pb2.AssignTicketRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+                _registered_method=True)
+        self.EscalateTicket = channel.unary_unary(
+                '/rmm.v1.OperatorService/EscalateTicket',
+                request_serializer=rmm__proto_dot_operator__pb2.EscalateTicketRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+                _registered_method=True)
+        self.ResolveTicket = channel.unary_unary(
+                '/rmm.v1.OperatorService/ResolveTicket',
+                request_serializer=rmm__proto_dot_operator__pb2.ResolveTicketRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+                _registered_method=True)
+        self.ReopenTicket = channel.unary_unary(
+                '/rmm.v1.OperatorService/ReopenTicket',
+                request_serializer=rmm__proto_dot_operator__pb2.ReopenTicketRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+                _registered_method=True)
+        self.CloseTicket = channel.unary_unary(
+                '/rmm.v1.OperatorService/CloseTicket',
+                request_serializer=rmm__proto_dot_operator__pb2.CloseTicketRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+                _registered_method=True)
+        self.ArchiveTicket = channel.unary_unary(
+                '/rmm.v1.OperatorService/ArchiveTicket',
+                request_serializer=rmm__proto_dot_operator__pb2.ArchiveTicketRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+                _registered_method=True)
+        self.LogTicketTime = channel.unary_unary(
+                '/rmm.v1.OperatorService/LogTicketTime',
+                request_serializer=rmm__proto_dot_operator__pb2.LogTicketTimeRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.LogTicketTimeResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServiceServicer:
@@ -592,6 +647,73 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenTicket(self, request, context):
+        """Tickets (work orders): every change is audited and stays on the ticket.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTickets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def NoteTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AssignTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EscalateTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReopenTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogTicketTime(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -839,6 +961,61 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.UpdateContract,
                     request_deserializer=rmm__proto_dot_operator__pb2.ContractTermsRequest.FromString,
                     response_serializer=rmm__proto_dot_operator__pb2.ContractInfo.SerializeToString,
+            ),
+            'OpenTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenTicket,
+                    request_deserializer=rmm__proto_dot_operator__pb2.OpenTicketRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.TicketInfo.SerializeToString,
+            ),
+            'ListTickets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTickets,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ListTicketsRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ListTicketsResponse.SerializeToString,
+            ),
+            'GetTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTicket,
+                    request_deserializer=rmm__proto_dot_operator__pb2.GetTicketRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.TicketInfo.SerializeToString,
+            ),
+            'NoteTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.NoteTicket,
+                    request_deserializer=rmm__proto_dot_operator__pb2.NoteTicketRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.TicketInfo.SerializeToString,
+            ),
+            'AssignTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignTicket,
+                    request_deserializer=rmm__proto_dot_operator__pb2.AssignTicketRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.TicketInfo.SerializeToString,
+            ),
+            'EscalateTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.EscalateTicket,
+                    request_deserializer=rmm__proto_dot_operator__pb2.EscalateTicketRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.TicketInfo.SerializeToString,
+            ),
+            'ResolveTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveTicket,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ResolveTicketRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.TicketInfo.SerializeToString,
+            ),
+            'ReopenTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReopenTicket,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ReopenTicketRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.TicketInfo.SerializeToString,
+            ),
+            'CloseTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseTicket,
+                    request_deserializer=rmm__proto_dot_operator__pb2.CloseTicketRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.TicketInfo.SerializeToString,
+            ),
+            'ArchiveTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveTicket,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ArchiveTicketRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.TicketInfo.SerializeToString,
+            ),
+            'LogTicketTime': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogTicketTime,
+                    request_deserializer=rmm__proto_dot_operator__pb2.LogTicketTimeRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.LogTicketTimeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2164,6 +2341,303 @@ class OperatorService:
             '/rmm.v1.OperatorService/UpdateContract',
             rmm__proto_dot_operator__pb2.ContractTermsRequest.SerializeToString,
             rmm__proto_dot_operator__pb2.ContractInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/OpenTicket',
+            rmm__proto_dot_operator__pb2.OpenTicketRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTickets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ListTickets',
+            rmm__proto_dot_operator__pb2.ListTicketsRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ListTicketsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/GetTicket',
+            rmm__proto_dot_operator__pb2.GetTicketRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NoteTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/NoteTicket',
+            rmm__proto_dot_operator__pb2.NoteTicketRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/AssignTicket',
+            rmm__proto_dot_operator__pb2.AssignTicketRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EscalateTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/EscalateTicket',
+            rmm__proto_dot_operator__pb2.EscalateTicketRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ResolveTicket',
+            rmm__proto_dot_operator__pb2.ResolveTicketRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReopenTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ReopenTicket',
+            rmm__proto_dot_operator__pb2.ReopenTicketRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/CloseTicket',
+            rmm__proto_dot_operator__pb2.CloseTicketRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ArchiveTicket',
+            rmm__proto_dot_operator__pb2.ArchiveTicketRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.TicketInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogTicketTime(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/LogTicketTime',
+            rmm__proto_dot_operator__pb2.LogTicketTimeRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.LogTicketTimeResponse.FromString,
             options,
             channel_credentials,
             insecure,

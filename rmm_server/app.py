@@ -35,6 +35,8 @@ from rmm_server.budgets import (
 )
 from rmm_server.cluster import Cluster, PgCluster, default_replica_id
 from rmm_server.commands import CommandService
+from rmm_server.desk.notices import tell_tiers
+from rmm_server.desk.tickets import Tickets
 from rmm_server.enrollment import Enrollment
 from rmm_server.exporter import MetricsRenderer
 from rmm_server.exposition import ExportBudget
@@ -540,6 +542,15 @@ class RmmServer:
             coalesce=True,
             max_instances=1,
         )
+        # Tickets past an SLA target go up a tier, and that tier is told (docs/desk.md).
+        self.scheduler.add_job(
+            self._leading(self._escalate_tickets),
+            "interval",
+            seconds=config.escalation_check_seconds,
+            id="ticket-escalation",
+            coalesce=True,
+            max_instances=1,
+        )
         # On every replica: each signs the head into its own checkpoint file.
         self.scheduler.add_job(
             self._checkpoint_audit,
@@ -700,6 +711,12 @@ class RmmServer:
         self.fleet.refresh(records)
         if newly_revoked:
             self.credentials.revoked_elsewhere({"v": newly_revoked})
+
+    async def _escalate_tickets(self) -> None:
+        if self.store is None:
+            return
+        escalated = await asyncio.to_thread(Tickets(self.store).escalate_due)
+        await tell_tiers(self.alerts.submit if self.alerts is not None else None, escalated)
 
     async def _check_offline(self) -> None:
         if self.cluster.replicated:

@@ -88,6 +88,20 @@ REQUIRED_ROLE: dict[str, Role] = {
     "UpdateSite": Role.TIER3,
     "CreateContract": Role.ADMIN,
     "UpdateContract": Role.ADMIN,
+    # Tickets: tier1 opens, documents, escalates and resolves. Closing one never resolved is
+    # checked again by the service (tier3); archiving needs tier3 (the help-desk audit's rule:
+    # only authorised staff archive).
+    "ListTickets": Role.VIEWER,
+    "GetTicket": Role.VIEWER,
+    "OpenTicket": Role.TIER1,
+    "NoteTicket": Role.TIER1,
+    "AssignTicket": Role.TIER1,
+    "EscalateTicket": Role.TIER1,
+    "ResolveTicket": Role.TIER1,
+    "ReopenTicket": Role.TIER1,
+    "CloseTicket": Role.TIER1,
+    "LogTicketTime": Role.TIER1,
+    "ArchiveTicket": Role.TIER3,
 }
 
 # The least role each remote action needs (the `action` field of a RunCommandRequest). A library

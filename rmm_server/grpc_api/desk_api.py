@@ -12,13 +12,18 @@ import grpc.aio
 
 from rmm_common.errors import InvalidArgument
 from rmm_proto import operator_pb2
+from rmm_server.alerts.service import AlertService
 from rmm_server.cluster import Cluster
 from rmm_server.desk.contracts import Contracts, ContractTerms
+from rmm_server.desk.notices import tell_tiers
 from rmm_server.desk.places import Places
+from rmm_server.desk.tickets import Tickets
 from rmm_server.fleet import Fleet
 from rmm_server.grpc_api.guard import current_operator
-from rmm_server.storage import Store
+from rmm_server.roles import Role
+from rmm_server.storage import AgentRecord, Store
 from rmm_server.storage.desk import ClientRecord, ContractRecord, SiteRecord, SlaTarget
+from rmm_server.storage.tickets import TicketRecord
 
 
 def client_to_proto(client: ClientRecord) -> operator_pb2.ClientInfo:
@@ -211,3 +216,192 @@ class DeskApi:
         terms = terms_from_proto(request)
         by = current_operator.get().name
         return contract_to_proto(await asyncio.to_thread(self.contracts.update, client, terms, by))
+
+
+def ticket_to_proto(ticket: TicketRecord) -> operator_pb2.TicketInfo:
+    """Convert a ticket (with whatever story it was read with) to its message."""
+    return operator_pb2.TicketInfo(
+        id=ticket.id,
+        client=ticket.client,
+        site=ticket.site,
+        agent_id=ticket.agent_id,
+        alert_id=ticket.alert_id,
+        title=ticket.title,
+        tier=ticket.tier,
+        priority=ticket.priority,
+        status=ticket.status,
+        assignee=ticket.assignee,
+        opened_at=ticket.opened_at,
+        opened_by=ticket.opened_by,
+        updated_at=ticket.updated_at,
+        acknowledged_at=ticket.acknowledged_at or 0.0,
+        ack_due_at=ticket.ack_due_at or 0.0,
+        resolve_due_at=ticket.resolve_due_at or 0.0,
+        sla_breaches=ticket.sla_breaches,
+        resolved_at=ticket.resolved_at or 0.0,
+        resolution=ticket.resolution,
+        closed_at=ticket.closed_at or 0.0,
+        archived_at=ticket.archived_at or 0.0,
+        archived_by=ticket.archived_by,
+        events=[
+            operator_pb2.TicketEventInfo(at=e.at, by=e.by, kind=e.kind, text=e.text)
+            for e in ticket.events
+        ],
+        time=[
+            operator_pb2.TicketTimeEntry(
+                at=t.at,
+                by=t.by,
+                minutes=t.minutes,
+                note=t.note,
+                period=t.period,
+                billable_amount=t.billable_amount,
+            )
+            for t in ticket.time
+        ],
+    )
+
+
+def _ticket_id(value: int) -> int:
+    if value <= 0:
+        raise InvalidArgument("name the ticket by its number: see `rmm tickets list`")
+    return value
+
+
+class TicketApi:
+    """OperatorService mixin for tickets; built from the servicer's store, clock and alerts."""
+
+    store: Store
+    alerts: AlertService
+
+    def _find_agent(self, ident: str, require_client: bool = False) -> AgentRecord:
+        raise NotImplementedError  # the servicer's own (OperatorServicer._find_agent)
+
+    @cached_property
+    def tickets(self) -> Tickets:
+        """Tickets on the servicer's store and clock."""
+        return Tickets(self.store, getattr(self, "clock", time.time))
+
+    def _operator(self) -> tuple[str, Role]:
+        operator = current_operator.get()
+        return operator.name, Role.parse(operator.role)
+
+    async def OpenTicket(
+        self, request: operator_pb2.OpenTicketRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.TicketInfo:
+        client, site, agent_id = request.client.strip(), request.site.strip(), ""
+        if request.agent.strip():
+            agent = await asyncio.to_thread(self._find_agent, request.agent.strip())
+            if client and client != agent.client:
+                raise InvalidArgument(
+                    f"agent {agent.id} belongs to client {agent.client!r}, not {client!r}: "
+                    "drop --client or name the right one"
+                )
+            client, site, agent_id = agent.client, site or agent.site, agent.id
+        if not client:
+            raise InvalidArgument("name the ticket's client (--client) or its agent (--agent)")
+        by, _role = self._operator()
+        ticket = await asyncio.to_thread(
+            self.tickets.open,
+            client,
+            request.title,
+            request.priority,
+            by,
+            request.tier,
+            site,
+            agent_id,
+        )
+        return ticket_to_proto(ticket)
+
+    async def ListTickets(
+        self, request: operator_pb2.ListTicketsRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ListTicketsResponse:
+        found = await asyncio.to_thread(
+            self.tickets.find,
+            request.client,
+            request.status,
+            request.tier,
+            request.archived,
+            request.limit or 500,
+        )
+        return operator_pb2.ListTicketsResponse(tickets=[ticket_to_proto(t) for t in found])
+
+    async def GetTicket(
+        self, request: operator_pb2.GetTicketRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.TicketInfo:
+        ticket = await asyncio.to_thread(self.tickets.get, _ticket_id(request.id))
+        return ticket_to_proto(ticket)
+
+    async def NoteTicket(
+        self, request: operator_pb2.NoteTicketRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.TicketInfo:
+        by, _role = self._operator()
+        ticket = await asyncio.to_thread(
+            self.tickets.note, _ticket_id(request.id), request.text, request.status, by
+        )
+        return ticket_to_proto(ticket)
+
+    async def AssignTicket(
+        self, request: operator_pb2.AssignTicketRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.TicketInfo:
+        by, _role = self._operator()
+        ticket = await asyncio.to_thread(
+            self.tickets.assign, _ticket_id(request.id), request.assignee, by
+        )
+        return ticket_to_proto(ticket)
+
+    async def EscalateTicket(
+        self, request: operator_pb2.EscalateTicketRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.TicketInfo:
+        by, _role = self._operator()
+        ticket = await asyncio.to_thread(
+            self.tickets.escalate, _ticket_id(request.id), request.reason, by
+        )
+        await tell_tiers(self.alerts.submit, [ticket])
+        return ticket_to_proto(ticket)
+
+    async def ResolveTicket(
+        self, request: operator_pb2.ResolveTicketRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.TicketInfo:
+        by, _role = self._operator()
+        ticket = await asyncio.to_thread(
+            self.tickets.resolve, _ticket_id(request.id), request.resolution, by
+        )
+        return ticket_to_proto(ticket)
+
+    async def ReopenTicket(
+        self, request: operator_pb2.ReopenTicketRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.TicketInfo:
+        by, _role = self._operator()
+        ticket = await asyncio.to_thread(
+            self.tickets.reopen, _ticket_id(request.id), request.reason, by
+        )
+        return ticket_to_proto(ticket)
+
+    async def CloseTicket(
+        self, request: operator_pb2.CloseTicketRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.TicketInfo:
+        by, role = self._operator()
+        ticket = await asyncio.to_thread(self.tickets.close, _ticket_id(request.id), role, by)
+        return ticket_to_proto(ticket)
+
+    async def ArchiveTicket(
+        self, request: operator_pb2.ArchiveTicketRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.TicketInfo:
+        by, role = self._operator()
+        ticket = await asyncio.to_thread(self.tickets.archive, _ticket_id(request.id), role, by)
+        return ticket_to_proto(ticket)
+
+    async def LogTicketTime(
+        self, request: operator_pb2.LogTicketTimeRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.LogTicketTimeResponse:
+        by, _role = self._operator()
+        logged = await asyncio.to_thread(
+            self.tickets.log_time, _ticket_id(request.id), request.minutes, request.note, by
+        )
+        return operator_pb2.LogTicketTimeResponse(
+            ticket=ticket_to_proto(logged.ticket),
+            used_hours=logged.used_hours,
+            hours_left=logged.hours_left,
+            warning=logged.warning,
+            billable_amount=logged.billable_amount,
+        )

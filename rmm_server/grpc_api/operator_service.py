@@ -24,7 +24,7 @@ from rmm_server.fleet import Fleet
 from rmm_server.grpc_api.admin_api import AdminApi
 from rmm_server.grpc_api.audit_calls import note_resolved_agent
 from rmm_server.grpc_api.command_api import CommandApi
-from rmm_server.grpc_api.desk_api import DeskApi
+from rmm_server.grpc_api.desk_api import DeskApi, TicketApi
 from rmm_server.grpc_api.guard import current_operator
 from rmm_server.grpc_api.patch_api import PatchApi
 from rmm_server.grpc_api.script_api import ScriptApi
@@ -188,7 +188,13 @@ def window_to_proto(window: MaintenanceWindow, now: float) -> operator_pb2.Maint
 
 
 class OperatorServicer(
-    AdminApi, CommandApi, ScriptApi, PatchApi, DeskApi, operator_pb2_grpc.OperatorServiceServicer
+    AdminApi,
+    CommandApi,
+    ScriptApi,
+    PatchApi,
+    DeskApi,
+    TicketApi,
+    operator_pb2_grpc.OperatorServiceServicer,
 ):
     """Convert operator calls to domain calls; the guard has checked the caller's role."""
 

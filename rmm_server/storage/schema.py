@@ -438,3 +438,62 @@ contracts = Table(
     Column("updated_by", String(200), nullable=False),
     Index("ix_contracts_client", "client_id", unique=True),
 )
+
+# Tickets (work orders). Nothing here is ever deleted: a ticket is closed or archived, its
+# events and time entries only appended.
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("client_id", String(32), nullable=False),
+    Column("site", String(200), nullable=False),  # "" when it concerns no one site
+    Column("agent_id", String(64), nullable=False),  # ""
+    Column("alert_id", String(32), nullable=False),  # ""
+    Column("title", Text, nullable=False),
+    Column("tier", String(8), nullable=False),  # L1, L2, L3
+    Column("priority", String(16), nullable=False),  # critical, warning, info
+    Column("status", String(16), nullable=False),  # new, in-progress, waiting, resolved, closed
+    Column("assignee", String(200), nullable=False),
+    Column("opened_at", Float, nullable=False),
+    Column("opened_by", String(200), nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("acknowledged_at", Float),
+    Column("ack_due_at", Float),  # from the contract's SLA; None: no target
+    Column("resolve_due_at", Float),
+    Column("sla_breaches", String(32), nullable=False),  # "acknowledge,resolve": escalated for
+    Column("resolved_at", Float),
+    Column("resolution", Text, nullable=False),
+    Column("closed_at", Float),
+    Column("archived_at", Float),
+    Column("archived_by", String(200), nullable=False),
+    Index("ix_tickets_client_status", "client_id", "status"),
+    Index("ix_tickets_status", "status"),
+)
+
+ticket_events = Table(
+    "ticket_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ticket_id", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("by", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),  # opened, note, status, assign, escalate, time
+    Column("text", Text, nullable=False),
+    Index("ix_ticket_events_ticket", "ticket_id"),
+)
+
+ticket_time = Table(
+    "ticket_time",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ticket_id", Integer, nullable=False),
+    Column("client_id", String(32), nullable=False),
+    Column("period", String(7), nullable=False),  # YYYY-MM (UTC) it counts against
+    Column("at", Float, nullable=False),
+    Column("by", String(200), nullable=False),
+    Column("minutes", Float, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("billable_amount", Float),  # time and materials only
+    Index("ix_ticket_time_client_period", "client_id", "period"),
+    Index("ix_ticket_time_ticket", "ticket_id"),
+)
