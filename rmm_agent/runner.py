@@ -193,6 +193,11 @@ class AgentRunner:
                 self._inventory_carried[report.sequence] = report.inventory.hash
         if self.updater is not None:
             self.updater.decorate(report)
+        # Spooled first, counted after: a kill between the two leaves a report the counter does
+        # not know yet (the Sequencer takes the spool's newest number too), never a counted
+        # number with no report behind it.
+        self.spool.add(report)
+        self._wake_sender()
         try:
             self.state.save_runtime(self.runtime)
         except OSError as exc:
@@ -203,8 +208,6 @@ class AgentRunner:
                 log.warning("cannot save the report counter in %s: %s", self.state.path, exc)
         else:
             self._runtime_unsaved = False
-        self.spool.add(report)
-        self._wake_sender()
         self.sequences.note_spool(self.spool.pending_estimate, self.spool.dropped)
         return report.sequence
 
