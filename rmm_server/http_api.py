@@ -114,9 +114,14 @@ class _Connection(asyncio.Protocol):
         self.write_paused = False
         self._stall: asyncio.TimerHandle | None = None
         self.sniffing: asyncio.Task[None] | None = None  # waiting for the first byte
+        self.waiting: socket.socket | None = None  # the socket, while that wait lasts
+        self.starting = False  # first byte seen, being handed to the protocol (TLS handshake)
 
     def evictable(self, now: float) -> bool:
         """Say whether closing this connection loses no request being served or just sent."""
+        if self.starting or (self.waiting is not None and _has_bytes(self.waiting)):
+            # Its first bytes arrived (or its TLS handshake runs): a request is on its way.
+            return False
         return (
             self.requests == 0
             and not self.write_paused
@@ -379,6 +384,7 @@ class HttpApi:
 
         fd = sock.fileno()
         loop.add_reader(fd, ready)
+        conn.waiting = sock
         first = b""
         try:
             await asyncio.wait_for(readable, self.idle_timeout)
@@ -388,11 +394,18 @@ class HttpApi:
         finally:
             loop.remove_reader(fd)
             conn.sniffing = None
+            conn.waiting = None
             if not first:  # silent, gone, evicted or the server stopping
                 self._forget(conn)
                 sock.close()
         if first:
-            await self._serve(conn, sock, self.ssl_context if first == b"\x16" else None)
+            conn.starting = True
+            try:
+                await self._serve(conn, sock, self.ssl_context if first == b"\x16" else None)
+            finally:
+                conn.starting = False
+                # Its request is still to be read: not idle since it connected.
+                conn.last_active = time.monotonic()
 
     async def _make_room(self) -> None:
         """Return once a connection may be accepted, closing the longest-idle one if need be."""
@@ -495,6 +508,14 @@ class HttpApi:
         except Exception:
             log.exception("rendering /metrics failed")
             return _Rendered(None)
+
+
+def _has_bytes(sock: socket.socket) -> bool:
+    """Say whether a peer has sent something not read yet, without reading it."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))  # b"": it hung up
+    except OSError:  # BlockingIOError: nothing yet; anything else: nothing to lose either
+        return False
 
 
 def _with_server(headers: dict[str, str]) -> dict[str, str]:
