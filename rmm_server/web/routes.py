@@ -48,6 +48,7 @@ from rmm_server.runs import RunService
 from rmm_server.storage import Store
 from rmm_server.storage.alerts import AlertQuery
 from rmm_server.storage.commands import CommandQuery, CommandStore
+from rmm_server.storage.patches import PatchStore
 from rmm_server.web import views
 from rmm_server.web.commands_page import RememberedRuns, RunForm
 from rmm_server.web.history import SERIES, ChartHistory
@@ -72,6 +73,7 @@ SECURITY_HEADERS = {
 STATIC_CACHE = "public, max-age=3600"
 RECENT_COMMANDS = 20
 AUDIT_PAGE = 200
+COMPLIANCE_SECONDS = 60.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -133,6 +135,9 @@ class Dashboard:
         self.failed_logins = TokenBuckets(rate) if rate is not None else None
         self._commands = CommandStore(deps.store)
         self._runs = RememberedRuns()
+        self._compliance: dict[str, bool] = {}
+        self._compliance_at = -COMPLIANCE_SECONDS
+        self._compliance_task: asyncio.Future[dict[str, bool]] | None = None
 
     def add_routes(self, app: web.Application) -> None:
         """Add every dashboard route and the static files to `app`."""
@@ -343,12 +348,34 @@ class Dashboard:
 
     # Pages.
 
-    def _overview(self, request: web.Request) -> tuple[views.FleetFilter, views.Overview]:
+    async def _overview(self, request: web.Request) -> tuple[views.FleetFilter, views.Overview]:
         filt = views.FleetFilter.from_query(request.query)
         agents = [state.record for state in self.deps.fleet.snapshot()]
+        compliance = await self._patch_compliance()
         return filt, views.overview(
-            agents, self.deps.alerts.manager.open_alerts(), self.clock(), filt
+            agents, self.deps.alerts.manager.open_alerts(), self.clock(), filt, compliance
         )
+
+    async def _patch_compliance(self) -> dict[str, bool]:
+        """Each listing agent's compliance, read at most once a minute (a query over every
+        agent's updates: not for every 2 s poll of every open overview)."""
+        now = time.monotonic()
+        if self._compliance_task is None and now - self._compliance_at >= COMPLIANCE_SECONDS:
+            self._compliance_task = asyncio.ensure_future(asyncio.to_thread(self._read_compliance))
+        if self._compliance_task is not None and (
+            self._compliance_task.done() or not self._compliance
+        ):
+            task, self._compliance_task = self._compliance_task, None
+            try:
+                self._compliance = await task
+            except StorageError as exc:
+                log.warning("dashboard: patch compliance not read: %s", exc)
+            self._compliance_at = time.monotonic()
+        return self._compliance
+
+    def _read_compliance(self) -> dict[str, bool]:
+        rows = PatchStore(self.deps.store).compliance(None, self.clock())
+        return {row.agent_id: row.compliant for row in rows if row.listed}
 
     def _query_with(self, filt: views.FleetFilter, **changes: Any) -> str:
         values = {
@@ -369,11 +396,11 @@ class Dashboard:
         return "?" + urlencode(kept) if kept else ""
 
     async def _fleet(self, request: web.Request) -> web.StreamResponse:
-        filt, view = self._overview(request)
+        filt, view = await self._overview(request)
         return self.render(request, "fleet.html", filt=filt, view=view, link=self._query_with)
 
     async def _fleet_live(self, request: web.Request) -> web.StreamResponse:
-        filt, view = self._overview(request)
+        filt, view = await self._overview(request)
         return self.render(request, "fleet_live.html", filt=filt, view=view, link=self._query_with)
 
     async def _agent(self, request: web.Request) -> web.StreamResponse:

@@ -79,6 +79,10 @@ class SiteRow:
     online: int = 0
     offline: int = 0
     firing: Counter[str] = field(default_factory=Counter)
+    # Patch compliance: agents that list their updates, and of those the ones missing none
+    # approved (rmm patches report's rule); (0, 0) where no agent lists its updates.
+    patch_listed: int = 0
+    patch_compliant: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +121,16 @@ def _rank(severity: str) -> int:
 
 
 def overview(
-    agents: Iterable[AgentRecord], open_alerts: Iterable[AlertRecord], now: float, filt: FleetFilter
+    agents: Iterable[AgentRecord],
+    open_alerts: Iterable[AlertRecord],
+    now: float,
+    filt: FleetFilter,
+    compliance: Mapping[str, bool] | None = None,
 ) -> Overview:
-    """Build the overview of `agents` with their firing alerts, filtered, sorted and paged."""
+    """Build the overview of `agents` with their firing alerts, filtered, sorted and paged.
+
+    `compliance` says, of each agent that lists its updates, whether it misses none approved.
+    """
     firing_of: dict[str, list[str]] = {}
     for alert in open_alerts:
         if alert.state == "firing":
@@ -149,6 +160,10 @@ def overview(
         else:
             site.offline += 1
         site.firing.update(severities)
+        compliant = (compliance or {}).get(agent.id)
+        if compliant is not None:
+            site.patch_listed += 1
+            site.patch_compliant += int(compliant)
         fleet_firing.update(severities)
         if filt.matches(agent, online):
             rows.append(
