@@ -141,6 +141,13 @@ class PatchOperations:
             raise InvalidArgument(f"state {state!r} is not one of {', '.join(STATES)}")
         selected = self._selected(target)
         ids = None if selected is None else [agent.id for agent in selected]
+        if ids is None:
+            # A revoked (or removed) agent's rows stay: when there are any, count only the
+            # fleet's (slower: the agents are named, so their rows are read, not the index only).
+            fleet_ids = {s.record.id for s in self.fleet.snapshot()}
+            held = await asyncio.to_thread(self.patches.agent_states)
+            if not fleet_ids.issuperset(held):
+                ids = sorted(fleet_ids)
         updates = await asyncio.to_thread(self.patches.fleet_view, ids, self.clock())
         if state:
             updates = [u for u in updates if u.count(state)]
@@ -148,9 +155,7 @@ class PatchOperations:
             live = [s.record for s in self.fleet.snapshot() if s.record.revoked_at is None]
         else:
             live = selected
-        listed = await asyncio.to_thread(
-            self.patches.count_listed, None if selected is None else ids
-        )
+        listed = await asyncio.to_thread(self.patches.count_listed, ids)
         without = max(0, len(live) - listed)
         return FleetList(updates, len(live), without)
 

@@ -110,6 +110,10 @@ def test_the_fleet_view_filters_by_target_and_state(store: Store) -> None:
         "apt:curl": 0,
         "apt:openssl": 0,
     }
+    # A revoked agent's updates are no longer counted.
+    operations.fleet.revoke("b1", 1.0)
+    after = {u.update_id: u for u in asyncio.run(operations.fleet_list(None, "")).updates}
+    assert after["apt:curl"].agents == 2
     with pytest.raises(InvalidArgument, match="state 'waiting' is not one of"):
         asyncio.run(operations.fleet_list(None, "waiting"))
     one = asyncio.run(operations.agent_list("a1", "approved"))
