@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +35,7 @@ from rmm_server.budgets import (
 )
 from rmm_server.cluster import Cluster, PgCluster, default_replica_id
 from rmm_server.commands import CommandService
+from rmm_server.desk.alert_tickets import AlertTickets
 from rmm_server.desk.notices import tell_tiers
 from rmm_server.desk.tickets import Tickets
 from rmm_server.enrollment import Enrollment
@@ -302,6 +303,8 @@ class RmmServer:
             offline_grace_seconds=config.offline_grace_seconds,
         )
         alerts.unknown_scripts = self.scripts.unknown_scripts
+        # Rules with `ticket: L1|L2|L3` open, reopen and resolve tickets (docs/desk.md).
+        alerts.ticket_hook = AlertTickets(Tickets(store, audit=self._audit_system)).on_transition
         await asyncio.to_thread(alerts.load)
         if config.notify_config is not None:
             await self._start_notifications(config.notify_config, alerts)
@@ -712,10 +715,16 @@ class RmmServer:
         if newly_revoked:
             self.credentials.revoked_elsewhere({"v": newly_revoked})
 
+    def _audit_system(self, by: str, action: str, target: str, details: Mapping[str, Any]) -> None:
+        """Audit a change the server made itself (an alert's ticket, an SLA escalation)."""
+        if self.audit is not None:
+            self.audit.append(by, action, target, details, "ok")
+
     async def _escalate_tickets(self) -> None:
         if self.store is None:
             return
-        escalated = await asyncio.to_thread(Tickets(self.store).escalate_due)
+        tickets = Tickets(self.store, audit=self._audit_system)
+        escalated = await asyncio.to_thread(tickets.escalate_due)
         await tell_tiers(self.alerts.submit if self.alerts is not None else None, escalated)
 
     async def _check_offline(self) -> None:

@@ -47,6 +47,7 @@ OFFLINE_CHECK_SLICE = 100
 
 Submit = Callable[[AlertNotice], Any]
 RemediateHook = Callable[[AlertRecord, Remediate, AgentRecord], Awaitable[None]]
+TicketHook = Callable[[AlertRecord, str, str, AgentRecord], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +187,9 @@ class AlertService:
         self.escalation: EscalationPolicy | None = None
         # Runs a firing rule's `remediate` script (set when the server sends commands).
         self.remediate: RemediateHook | None = None
+        # Told of each firing and resolved alert with the tier its rule opens tickets at ("":
+        # none): the desk opens, reopens and resolves tickets (docs/desk.md).
+        self.ticket_hook: TicketHook | None = None
         # Which of some script names the script library lacks: a rule whose `remediate` names
         # no script is refused when the policies load, not found out when the alert fires.
         self.unknown_scripts: Callable[[Iterable[str]], list[str]] | None = None
@@ -334,6 +338,22 @@ class AlertService:
                         await self.remediate(transition.record, remedy, record)
                     except Exception:  # a failed remediation must never stop evaluation
                         log.exception("remediation for alert %s failed", transition.record.id)
+        if self.ticket_hook is not None and transitions:
+            await self._tickets(transitions, conditions, record)
+
+    async def _tickets(
+        self, transitions: Sequence[Transition], conditions: Sequence[Condition], agent: AgentRecord
+    ) -> None:
+        assert self.ticket_hook is not None
+        tiers = {c.rule.key: c.rule.ticket for c in conditions if c.rule.ticket}
+        for transition in transitions:
+            tier = tiers.get(transition.record.rule_key, "")
+            if transition.event == "firing" and not tier:
+                continue
+            try:
+                await self.ticket_hook(transition.record, transition.event, tier, agent)
+            except Exception:  # a ticket problem must never stop evaluation
+                log.exception("the ticket of alert %s was not updated", transition.record.id)
 
     async def note(self, alert_id: str, event: str, detail: str, by: str = "") -> None:
         """Add an entry to an alert's history (e.g. a remediation's outcome) and save it."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from rmm_common.durations import format_duration
 from rmm_common.errors import InvalidArgument, NotFound, PermissionDenied
+from rmm_common.tokens import new_ident
 from rmm_server.desk.contracts import (
     BLOCK_HOURS,
     SEVERITIES,
@@ -28,7 +29,8 @@ from rmm_server.desk.contracts import (
     parse_business_hours,
 )
 from rmm_server.roles import Role
-from rmm_server.storage import Store
+from rmm_server.storage import AgentRecord, Store
+from rmm_server.storage.alerts import AlertRecord
 from rmm_server.storage.desk import ContractRecord, DeskStore
 from rmm_server.storage.tickets import (
     OPEN_STATUSES,
@@ -48,6 +50,8 @@ MAX_TITLE = 500
 MAX_TEXT = 20_000
 MAX_ENTRY_MINUTES = 24 * 60
 MAX_LIST = 5000
+ALERT_BY = "alert"  # who opens, reopens and resolves a ticket an alert drives
+FACT_METRICS = 20  # the agent's latest metrics copied onto a ticket an alert opens
 
 
 def business_deadline(start: float, seconds: float, hours: BusinessHours, zone: str) -> float:
@@ -72,6 +76,24 @@ def business_deadline(start: float, seconds: float, hours: BusinessHours, zone: 
     raise InvalidArgument("the business hours leave no time to meet the SLA target within years")
 
 
+def alert_facts(alert: AlertRecord, agent: AgentRecord) -> str:
+    """Return what L1 needs to start from: the alert and the agent's latest metrics."""
+    lines = [
+        f"alert {alert.id}: rule {alert.rule_name} ({alert.rule_key}), severity "
+        f"{alert.severity}, value {alert.value}",
+        f"agent {agent.id} ({agent.hostname}, {agent.os_name or agent.os} "
+        f"{agent.os_version}), {agent.client}/{agent.site}",
+    ]
+    lines.extend(f"{name}: {text}" for name, text in sorted(alert.annotations.items()))
+    if alert.series_labels:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.series_labels.items()))
+        lines.append(f"series: {labels}")
+    metrics = sorted(agent.summary.items())[:FACT_METRICS]
+    if metrics:
+        lines.append("latest metrics: " + ", ".join(f"{k}={v}" for k, v in metrics))
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True, slots=True)
 class TimeLogged:
     """A time entry's outcome: the ticket, and what it did to the client's contract."""
@@ -84,6 +106,7 @@ class TimeLogged:
 
 
 EscalationHook = Callable[[TicketRecord, str], None]
+AuditHook = Callable[[str, str, str, Mapping[str, Any]], object]
 
 
 class Tickets:
@@ -95,6 +118,7 @@ class Tickets:
         clock: Callable[[], float] = time.time,
         on_escalated: list[EscalationHook] | None = None,
         on_hours_low: list[Callable[[TicketRecord, str], None]] | None = None,
+        audit: AuditHook | None = None,
     ) -> None:
         self.records = TicketStore(store)
         self.desk = DeskStore(store)
@@ -102,6 +126,21 @@ class Tickets:
         # Told of every escalation (the ticket at its new tier, the reason): how that tier hears.
         self.on_escalated = on_escalated if on_escalated is not None else []
         self.on_hours_low = on_hours_low if on_hours_low is not None else []
+        # Writes the audit entry of a change no operator call made (an alert's, the SLA's):
+        # operator calls are audited by the gRPC guard.
+        self.audit = audit
+
+    def _audited(self, action: str, ticket: TicketRecord, details: dict[str, Any]) -> None:
+        if self.audit is not None:
+            try:
+                self.audit(
+                    ALERT_BY if action != "TicketSlaEscalation" else "sla",
+                    action,
+                    str(ticket.id),
+                    details,
+                )
+            except Exception:  # the change is made; its entry's loss is logged loudly
+                log.exception("AUDIT ENTRY LOST: %s on ticket %d", action, ticket.id)
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -115,8 +154,11 @@ class Tickets:
         site: str = "",
         agent_id: str = "",
         alert_id: str = "",
+        alert_fingerprint: str = "",
+        facts: str = "",
     ) -> TicketRecord:
-        """Open a ticket for `client`, its SLA timers set from the client's contract."""
+        """Open a ticket for `client`, its SLA timers set from the client's contract; `facts`
+        (an alert and the agent's latest metrics) go on its first event."""
         client, title, site = client.strip(), title.strip(), site.strip()
         priority, tier = priority.strip().lower() or "warning", tier.strip().upper() or "L1"
         problems = []
@@ -149,15 +191,15 @@ class Tickets:
             updated_at=now,
             ack_due_at=ack_due,
             resolve_due_at=resolve_due,
+            alert_fingerprint=alert_fingerprint,
         )
         sla = (
             f"; SLA: acknowledge by {_utc(ack_due)}, resolve by {_utc(resolve_due)}"
             if ack_due is not None and resolve_due is not None
             else "; no SLA target (no contract, or none for this priority)"
         )
-        ticket_id = self.records.open(
-            record, TicketEvent(now, by, "opened", f"opened at {tier}, {priority}: {title}{sla}")
-        )
+        text = f"opened at {tier}, {priority}: {title}{sla}" + (f"\n{facts}" if facts else "")
+        ticket_id = self.records.open(record, TicketEvent(now, by, "opened", text))
         log.info("ticket %d opened for %s by %s at %s", ticket_id, client, by, tier)
         return self.records.get(ticket_id)
 
@@ -178,6 +220,76 @@ class Tickets:
                 business_deadline(now, target.resolve_seconds, hours, zone),
             )
         return now + target.acknowledge_seconds, now + target.resolve_seconds
+
+    # --- alerts ----------------------------------------------------------------------------
+
+    def alert_fired(self, alert: AlertRecord, tier: str, agent: AgentRecord) -> TicketRecord:
+        """Open a ticket for a firing alert at `tier`, or reopen (or note on) the ticket of
+        the same problem (rule, agent, series) when it has one that is not closed."""
+        now = self.clock()
+        said = f"alert {alert.id} ({alert.rule_name}, {alert.severity}) fired on {alert.hostname}"
+        existing = self.records.latest_for_alert(fingerprint=alert.fingerprint)
+        if existing is not None and existing.status in (*OPEN_STATUSES, "resolved"):
+
+            def decide(ticket: TicketRecord) -> tuple[dict[str, Any], TicketEvent]:
+                values: dict[str, Any] = {"alert_id": alert.id}
+                if ticket.status == "resolved":
+                    values.update(status="in-progress", resolved_at=None)
+                    return values, TicketEvent(now, ALERT_BY, "status", f"reopened: {said} again")
+                return values, TicketEvent(now, ALERT_BY, "note", f"{said} again")
+
+            changed = self.records.change(existing.id, decide)
+            self._audited(
+                "TicketFromAlert", changed, {"alert": alert.id, "event": changed.events[-1].text}
+            )
+            return changed
+        summary = alert.annotations.get("summary", "")
+        title = f"{alert.rule_name} on {alert.hostname}" + (f": {summary}" if summary else "")
+        # Every name an agent carries has its records; an agent enrolled before a record was
+        # made for its client keeps working too.
+        self.desk.ensure_place(alert.client, alert.site, ALERT_BY, now, new_ident)
+        opened = self.open(
+            alert.client,
+            title[:MAX_TITLE],
+            alert.severity,
+            ALERT_BY,
+            tier,
+            alert.site,
+            alert.agent_id,
+            alert.id,
+            alert.fingerprint,
+            facts=alert_facts(alert, agent),
+        )
+        self._audited(
+            "TicketFromAlert", opened, {"alert": alert.id, "event": "opened", "tier": tier}
+        )
+        return opened
+
+    def alert_resolved(self, alert: AlertRecord) -> TicketRecord | None:
+        """Resolve the open ticket an alert opened, when the alert resolves."""
+        ticket = self.records.latest_for_alert(alert_id=alert.id)
+        if ticket is None or ticket.status not in OPEN_STATUSES:
+            return None
+        now = self.clock()
+
+        def decide(current: TicketRecord) -> tuple[dict[str, Any], TicketEvent]:
+            if current.status not in OPEN_STATUSES:
+                raise _NothingDue
+            text = f"alert {alert.id} ({alert.rule_name}) resolved"
+            values = {
+                "status": "resolved",
+                "resolved_at": now,
+                "resolution": text,
+                **_acknowledged(current, now),
+            }
+            return values, TicketEvent(now, ALERT_BY, "status", f"resolved: {text}")
+
+        try:
+            resolved = self.records.change(ticket.id, decide)
+        except _NothingDue:
+            return None
+        self._audited("TicketFromAlert", resolved, {"alert": alert.id, "event": "resolved"})
+        return resolved
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -305,6 +417,11 @@ class Tickets:
                 changed = self.records.change(ticket_id, decide)
             except _NothingDue:
                 continue  # acknowledged or resolved between the query and the lock
+            self._audited(
+                "TicketSlaEscalation",
+                changed,
+                {"tier": changed.tier, "event": changed.events[-1].text},
+            )
             self._tell(changed, changed.events[-1].text)
             escalated.append(changed)
         return escalated

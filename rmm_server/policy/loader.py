@@ -68,6 +68,7 @@ _RULE_KEYS = (
     "remediate",
     "enabled",
     "params",
+    "ticket",
 )
 # Names every template may use besides the series labels and params.<name>.
 TEMPLATE_NAMES = (
@@ -151,6 +152,8 @@ class RuleSpec:
     remediate: Remediate | None = None
     enabled: bool = True
     params: Mapping[str, Any] = field(default_factory=dict)
+    # The tier at which a firing alert of this rule opens a ticket (docs/desk.md); "": none.
+    ticket: str = ""
 
 
 # Fields merged key by key; every other field given by an override replaces the old value.
@@ -297,6 +300,22 @@ def _rule_choice(node: yaml.Node, where: Where, context: str, key: str) -> Any:
     return value
 
 
+def _rule_ticket(node: yaml.Node, where: Where, context: str, key: str) -> Any:
+    """Return the tier a rule's alerts open tickets at: L1, L2 or L3 ("none": no ticket)."""
+    value = string(node, where, context, key)
+    if value == "none":
+        return ""
+    if value is not None and value not in TIERS:
+        where.at(
+            node,
+            context,
+            f"ticket {value!r} is not a tier",
+            f"use {'|'.join(TIERS)} to open a ticket at that tier, or none",
+        )
+        return None
+    return value
+
+
 def _rule_labels(node: yaml.Node, where: Where, context: str, key: str) -> Any:
     value = string_map(node, where, context, "labels")
     for label in value or {}:
@@ -375,6 +394,7 @@ _RULE_VALUE_PARSERS: dict[str, Callable[[yaml.Node, Where, str, str], Any]] = {
     "remediate": _rule_remediate,
     "enabled": _rule_enabled,
     "params": _rule_params,
+    "ticket": _rule_ticket,
 }
 
 

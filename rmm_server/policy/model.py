@@ -138,6 +138,8 @@ class EffectiveRule:
     enabled: bool = True
     # Label names that make one alert of this rule unique (empty for agent-level rules).
     series_labels: tuple[str, ...] = ()
+    # The tier at which a firing alert opens a ticket (docs/desk.md); "": none.
+    ticket: str = ""
 
     def set_by(self, field_name: str) -> Provenance | None:
         """Return who set `field_name` last, or None when it kept its default."""

@@ -174,6 +174,7 @@ class PolicySet:
                 params=MappingProxyType(dict(spec.params)),
                 enabled=spec.enabled,
                 series_labels=plan.series_labels,
+                ticket=spec.ticket,
             )
             resolved.append(_Resolved(rule, plan))
         result = tuple(resolved)

@@ -468,6 +468,10 @@ tickets = Table(
     Column("archived_by", String(200), nullable=False),
     Index("ix_tickets_client_status", "client_id", "status"),
     Index("ix_tickets_status", "status"),
+    # Revision 0012: the alert episode's fingerprint (rule, agent, series), so that the same
+    # problem firing again reopens its ticket instead of opening another.
+    Column("alert_fingerprint", String(64), nullable=False, server_default=""),
+    Index("ix_tickets_alert_fingerprint", "alert_fingerprint"),
 )
 
 ticket_events = Table(

@@ -64,6 +64,7 @@ class TicketRecord:
     closed_at: float | None = None
     archived_at: float | None = None
     archived_by: str = ""
+    alert_fingerprint: str = ""
     events: list[TicketEvent] = field(default_factory=list)
     time: list[TimeEntry] = field(default_factory=list)
 
@@ -206,6 +207,18 @@ class TicketStore:
         with self.store.transaction("list tickets") as conn:
             rows = conn.execute(select_.order_by(tickets.c.id.desc()).limit(query.limit)).all()
         return [_ticket(row) for row in rows]
+
+    def latest_for_alert(self, fingerprint: str = "", alert_id: str = "") -> TicketRecord | None:
+        """Return the newest unarchived ticket of an alert's fingerprint or of one alert."""
+        tickets = schema.tickets
+        query = self._select().where(tickets.c.archived_at.is_(None))
+        if fingerprint:
+            query = query.where(tickets.c.alert_fingerprint == fingerprint)
+        else:
+            query = query.where(tickets.c.alert_id == alert_id)
+        with self.store.transaction("find an alert's ticket") as conn:
+            row = conn.execute(query.order_by(tickets.c.id.desc()).limit(1)).first()
+        return _ticket(row) if row is not None else None
 
     def due(self, now: float) -> list[int]:
         """Return the open tickets one of whose SLA targets ran out without an escalation yet."""

@@ -1,11 +1,11 @@
-"""Tickets end to end with real processes: a ticket on a real agent escalates from L1 to L2
-when its SLA timer runs out (the server's clock with a short target), L2's receiver is told
-through the notification routing and reads L1's history; time entries draw down the block
-hours and the warning fires; a tier1 cannot archive or close without resolution."""
+"""Tickets end to end with real processes: a real agent's alert opens a ticket at L1,
+which escalates to L2 when its SLA timer runs out (the server's clock, a short target); L2's
+receiver is told through the notification routing and L2 reads L1's history; time entries
+draw down the block hours and the warning fires; a tier1 cannot archive or close without
+resolution; what the server did itself is in the audit chain too."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tests.e2e.test_alerting import Receiver, alerts_in
@@ -20,9 +20,26 @@ from tests.helpers import (
     wait_for,
 )
 
+POLICY = """\
+apiVersion: rmm/v1
+kind: AlertPolicy
+metadata: {name: desk}
+scope: {all: true}
+rules:
+  - name: DeskCpuCounted
+    expr: cpu_logical_cores > 0.0
+    severity: critical
+    ticket: L1
+"""
 
-def test_a_ticket_escalates_on_its_sla_and_time_draws_down_block_hours(tmp_path: Path) -> None:
+
+def test_an_alert_opens_a_ticket_that_escalates_on_its_sla_and_time_draws_down_block_hours(
+    tmp_path: Path,
+) -> None:
     receiver = Receiver()
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "desk.yaml").write_text(POLICY)
     notify = tmp_path / "notify.yaml"
     notify.write_text(
         "receivers:\n"
@@ -38,12 +55,18 @@ def test_a_ticket_escalates_on_its_sla_and_time_draws_down_block_hours(tmp_path:
         grpc_port=free_port(),
         http_port=free_port(),
         log_path=tmp_path / "server.log",
-        extra_args=["--notify-config", str(notify), "--escalation-check-interval", "1s"],
+        extra_args=[
+            "--policies",
+            str(policies),
+            "--notify-config",
+            str(notify),
+            "--escalation-check-interval",
+            "1s",
+        ],
     ).start()
     agent = None
     try:
         agent_id = enroll_agent(server, tmp_path / "agent", client="acme", site="hq")
-        agent = start_agent(tmp_path / "agent", tmp_path / "agent.log", interval=1)
         rmm_json(
             server,
             "contracts",
@@ -56,29 +79,24 @@ def test_a_ticket_escalates_on_its_sla_and_time_draws_down_block_hours(tmp_path:
             "--warn-below",
             "0.5",
             "--sla",
-            "critical=3s/1h",
+            "critical=4s/1h",
         )
         tier1 = rmm_json(server, "operators", "add", "l1-alice", "--role", "tier1")["token"]
+        agent = start_agent(tmp_path / "agent", tmp_path / "agent.log", interval=1)
 
-        opened = rmm(
-            server,
-            "tickets",
-            "open",
-            "--agent",
-            agent_id,
-            "--title",
-            "Mail is down",
-            "--priority",
-            "critical",
-            "--output",
-            "json",
-            token=tier1,
+        # The rule fires and opens a ticket at L1 with the alert, the agent and its metrics.
+        [listed] = wait_for(
+            lambda: rmm_json(server, "tickets", "list", "--client", "acme"), 60, "the ticket"
         )
-        ticket = json.loads(opened.stdout)
-        number = str(ticket["id"])
+        number = str(listed["id"])
+        ticket = rmm_json(server, "tickets", "show", number)
         assert (ticket["client"], ticket["site"], ticket["agent_id"]) == ("acme", "hq", agent_id)
-        assert (ticket["tier"], ticket["status"], ticket["opened_by"]) == ("L1", "new", "l1-alice")
-        assert ticket["ack_due_at"] == ticket["opened_at"] + 3
+        assert (ticket["tier"], ticket["status"], ticket["opened_by"]) == ("L1", "new", "alert")
+        assert ticket["priority"] == "critical" and ticket["alert_id"]
+        assert ticket["ack_due_at"] == ticket["opened_at"] + 4
+        facts = ticket["events"][0]["text"]
+        assert f"alert {ticket['alert_id']}: rule DeskCpuCounted" in facts, facts
+        assert "latest metrics: " in facts and "cpu_usage_ratio=" in facts, facts
         rmm(server, "tickets", "note", number, "mail queue holds 4,000 messages", token=tier1)
 
         # Nobody acknowledged it within 3 s: the server moves it to L2 and tells L2.
@@ -94,7 +112,7 @@ def test_a_ticket_escalates_on_its_sla_and_time_draws_down_block_hours(tmp_path:
         told = wait_for(lambda: receiver.posted("/l2"), 30, "L2's receiver to be told")
         [notice] = alerts_in(told[0])
         assert notice["labels"]["ticket"] == number, notice
-        assert "Mail is down" in str(notice), notice
+        assert "DeskCpuCounted on" in str(notice), notice
         # It stays at L2: one escalation per breach.
         assert rmm_json(server, "tickets", "show", number)["tier"] == "L2"
 
@@ -126,7 +144,6 @@ def test_a_ticket_escalates_on_its_sla_and_time_draws_down_block_hours(tmp_path:
         entries = rmm_json(server, "audit", "list", "--limit", "100")
         actions = {(e["action"], e["outcome"].split(":")[0]) for e in entries}
         for wanted in (
-            "OpenTicket",
             "NoteTicket",
             "LogTicketTime",
             "ResolveTicket",
@@ -135,6 +152,11 @@ def test_a_ticket_escalates_on_its_sla_and_time_draws_down_block_hours(tmp_path:
         ):
             assert (wanted, "ok") in actions, (wanted, actions)
         assert ("ArchiveTicket", "denied") in actions, actions
+        # What the server did itself is in the chain too: the alert's ticket, the escalation.
+        by_server = {(e["operator"], e["action"], e["target"]) for e in entries}
+        assert ("alert", "TicketFromAlert", number) in by_server, by_server
+        assert ("sla", "TicketSlaEscalation", number) in by_server, by_server
+        assert rmm(server, "audit", "verify").returncode == 0
     finally:
         end_process(agent)
         server.stop()
