@@ -161,6 +161,7 @@ class RunOptions:
     queue_offline: bool = False
     expires_in_seconds: float = 0.0
     detach: bool = False
+    ticket: int = 0
 
 
 def option_duration(option: str, text: str | None) -> float:
@@ -201,6 +202,12 @@ def run_options(detach: bool = True) -> Callable[[Callable[..., Any]], Callable[
                 metavar="DURATION",
                 help="With --queue-offline: how long it may wait, e.g. 24h (default 24h).",
             ),
+            click.option(
+                "--ticket",
+                type=click.IntRange(min=1),
+                default=None,
+                help="The ticket this is done for: the run and its outcomes are written on it.",
+            ),
         ]
         if detach:
             options.append(
@@ -222,6 +229,7 @@ def run_options(detach: bool = True) -> Callable[[Callable[..., Any]], Callable[
                 queue_offline=kwargs.pop("queue_offline"),
                 expires_in_seconds=option_duration("--expires", kwargs.pop("expires")),
                 detach=kwargs.pop("detach", False),
+                ticket=kwargs.pop("ticket") or 0,
             )
             return original(**kwargs)
 
@@ -563,6 +571,7 @@ def build_request(
         expires_in_seconds=options.expires_in_seconds,
         parallel=options.parallel,
         detach=options.detach,
+        ticket=options.ticket,
     )
     getattr(request, action).CopyFrom(message)
     return request

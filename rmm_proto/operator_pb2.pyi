@@ -612,7 +612,7 @@ class TargetSelector(_message.Message):
     def __init__(self, agents: _Optional[_Iterable[str]] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., tag: _Optional[str] = ..., os: _Optional[str] = ..., status: _Optional[str] = ..., all: _Optional[bool] = ...) -> None: ...
 
 class RunCommandRequest(_message.Message):
-    __slots__ = ("target", "timeout_seconds", "queue_offline", "expires_in_seconds", "parallel", "detach", "consent", "run_script", "list_processes", "kill_process", "list_services", "service_control", "reboot", "push_file", "pull_file", "collect_now", "driver_package")
+    __slots__ = ("target", "timeout_seconds", "queue_offline", "expires_in_seconds", "parallel", "detach", "consent", "ticket", "run_script", "list_processes", "kill_process", "list_services", "service_control", "reboot", "push_file", "pull_file", "collect_now", "driver_package")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_OFFLINE_FIELD_NUMBER: _ClassVar[int]
@@ -620,6 +620,7 @@ class RunCommandRequest(_message.Message):
     PARALLEL_FIELD_NUMBER: _ClassVar[int]
     DETACH_FIELD_NUMBER: _ClassVar[int]
     CONSENT_FIELD_NUMBER: _ClassVar[int]
+    TICKET_FIELD_NUMBER: _ClassVar[int]
     RUN_SCRIPT_FIELD_NUMBER: _ClassVar[int]
     LIST_PROCESSES_FIELD_NUMBER: _ClassVar[int]
     KILL_PROCESS_FIELD_NUMBER: _ClassVar[int]
@@ -637,6 +638,7 @@ class RunCommandRequest(_message.Message):
     parallel: int
     detach: bool
     consent: _commands_pb2.ConsentMode
+    ticket: int
     run_script: _commands_pb2.RunScript
     list_processes: _commands_pb2.ListProcesses
     kill_process: _commands_pb2.KillProcess
@@ -647,7 +649,7 @@ class RunCommandRequest(_message.Message):
     pull_file: _commands_pb2.PullFile
     collect_now: _commands_pb2.CollectNow
     driver_package: _commands_pb2.DriverPackage
-    def __init__(self, target: _Optional[_Union[TargetSelector, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., queue_offline: _Optional[bool] = ..., expires_in_seconds: _Optional[float] = ..., parallel: _Optional[int] = ..., detach: _Optional[bool] = ..., consent: _Optional[_Union[_commands_pb2.ConsentMode, str]] = ..., run_script: _Optional[_Union[_commands_pb2.RunScript, _Mapping]] = ..., list_processes: _Optional[_Union[_commands_pb2.ListProcesses, _Mapping]] = ..., kill_process: _Optional[_Union[_commands_pb2.KillProcess, _Mapping]] = ..., list_services: _Optional[_Union[_commands_pb2.ListServices, _Mapping]] = ..., service_control: _Optional[_Union[_commands_pb2.ServiceControl, _Mapping]] = ..., reboot: _Optional[_Union[_commands_pb2.Reboot, _Mapping]] = ..., push_file: _Optional[_Union[_commands_pb2.PushFile, _Mapping]] = ..., pull_file: _Optional[_Union[_commands_pb2.PullFile, _Mapping]] = ..., collect_now: _Optional[_Union[_commands_pb2.CollectNow, _Mapping]] = ..., driver_package: _Optional[_Union[_commands_pb2.DriverPackage, _Mapping]] = ...) -> None: ...
+    def __init__(self, target: _Optional[_Union[TargetSelector, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., queue_offline: _Optional[bool] = ..., expires_in_seconds: _Optional[float] = ..., parallel: _Optional[int] = ..., detach: _Optional[bool] = ..., consent: _Optional[_Union[_commands_pb2.ConsentMode, str]] = ..., ticket: _Optional[int] = ..., run_script: _Optional[_Union[_commands_pb2.RunScript, _Mapping]] = ..., list_processes: _Optional[_Union[_commands_pb2.ListProcesses, _Mapping]] = ..., kill_process: _Optional[_Union[_commands_pb2.KillProcess, _Mapping]] = ..., list_services: _Optional[_Union[_commands_pb2.ListServices, _Mapping]] = ..., service_control: _Optional[_Union[_commands_pb2.ServiceControl, _Mapping]] = ..., reboot: _Optional[_Union[_commands_pb2.Reboot, _Mapping]] = ..., push_file: _Optional[_Union[_commands_pb2.PushFile, _Mapping]] = ..., pull_file: _Optional[_Union[_commands_pb2.PullFile, _Mapping]] = ..., collect_now: _Optional[_Union[_commands_pb2.CollectNow, _Mapping]] = ..., driver_package: _Optional[_Union[_commands_pb2.DriverPackage, _Mapping]] = ...) -> None: ...
 
 class CommandInfo(_message.Message):
     __slots__ = ("id", "run_id", "agent_id", "hostname", "operator", "action", "summary", "status", "issued_at", "expires_at", "sent_at", "finished_at", "result", "error", "fields_json")

@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo
 from rmm_common.durations import format_duration
 from rmm_common.errors import InvalidArgument, NotFound, PermissionDenied
 from rmm_common.tokens import new_ident
+from rmm_proto import commands_pb2
+from rmm_server.commands import decode_result
 from rmm_server.desk.contracts import (
     BLOCK_HOURS,
     SEVERITIES,
@@ -220,6 +222,50 @@ class Tickets:
                 business_deadline(now, target.resolve_seconds, hours, zone),
             )
         return now + target.acknowledge_seconds, now + target.resolve_seconds
+
+    # --- commands run for a ticket (`rmm run --ticket N`) -----------------------------------
+
+    def check_open(self, ticket_id: int) -> TicketRecord:
+        """Return the ticket when work may be done for it, or raise saying why not."""
+        ticket = self.records.get(ticket_id)
+        _still_open(ticket, "run a command for")
+        return ticket
+
+    def run_started(self, ticket_id: int, run: Any, by: str) -> TicketRecord:
+        """Write on the ticket what a run sends, to which agents, with its command ids."""
+        what = run.action
+        payload = run.payload
+        if run.action == "run_script":
+            name = getattr(payload, "library_name", "")
+            body = getattr(payload, "body", "")
+            what = f"library script {name}" if name else f"script {body.strip()[:200]!r}"
+        targets = ", ".join(
+            f"{t.agent.hostname or t.agent.id} ({t.command_id or 'not sent'})" for t in run.targets
+        )
+        text = f"run {run.id}: {what} on {len(run.targets)} agent(s): {targets or 'none'}"
+        return self._command_event(ticket_id, text, by)
+
+    def run_ended(self, ticket_id: int, run_id: str, outcomes: list[Any], by: str) -> TicketRecord:
+        """Write each agent's outcome of a run on the ticket (`rmm commands show ID`: output)."""
+        parts = []
+        for outcome in outcomes:
+            status = commands_pb2.CommandStatus.Name(outcome.status).removeprefix("COMMAND_")
+            exit_code = ""
+            result = decode_result(outcome.record) if outcome.record is not None else None
+            if result is not None and result.WhichOneof("result") == "script":
+                exit_code = f", exit {result.script.exit_code}"
+            error = f": {outcome.error}" if outcome.error else ""
+            parts.append(
+                f"{outcome.hostname or outcome.agent_id} {status.lower()}{exit_code}{error}"
+            )
+        text = f"run {run_id} ended: " + ("; ".join(parts) or "no outcome")
+        return self._command_event(ticket_id, text, by)
+
+    def _command_event(self, ticket_id: int, text: str, by: str) -> TicketRecord:
+        def decide(_ticket: TicketRecord) -> tuple[dict[str, Any], TicketEvent]:
+            return {}, TicketEvent(self.clock(), by, "command", text[:MAX_TEXT])
+
+        return self.records.change(ticket_id, decide)
 
     # --- alerts ----------------------------------------------------------------------------
 

@@ -17,13 +17,14 @@ from rmm_common.errors import InvalidArgument, NotFound
 from rmm_proto import operator_pb2
 from rmm_server.command_fields import fields_json, signed_command_fields
 from rmm_server.commands import CommandService, decode_result
+from rmm_server.desk.tickets import Tickets
 from rmm_server.fleet import Fleet
 from rmm_server.grpc_api.audit_calls import note_resolved_agent
 from rmm_server.grpc_api.guard import current_operator
 from rmm_server.runs import Outcome, Run, RunRequest, RunService
 from rmm_server.scripts import ScriptLibrary
 from rmm_server.selection import resolve_agent
-from rmm_server.storage import AgentRecord
+from rmm_server.storage import AgentRecord, Store
 from rmm_server.storage.commands import CommandQuery, CommandRecord
 
 MAX_COMMAND_LIMIT = 1000
@@ -108,6 +109,7 @@ def run_started(run: Run) -> operator_pb2.RunEvent:
 class CommandApi:
     """Mixin for OperatorServicer: the remote-action calls."""
 
+    store: Store
     fleet: Fleet
     commands: CommandService | None
     scripts: ScriptLibrary
@@ -126,11 +128,24 @@ class CommandApi:
     ) -> AsyncIterator[operator_pb2.RunEvent]:
         runs = self._run_service()
         operator = current_operator.get()
+        tickets = Tickets(self.store) if request.ticket else None
+        if tickets is not None:  # refused before anything is sent when it is not open
+            await asyncio.to_thread(tickets.check_open, request.ticket)
         run = await runs.start(run_request(request, operator.name, operator.role))
+        if tickets is not None:
+            await asyncio.to_thread(tickets.run_started, request.ticket, run, operator.name)
         yield run_started(run)
-        async with contextlib.aclosing(run.outcomes()) as outcomes:
-            async for outcome in outcomes:
-                yield operator_pb2.RunEvent(outcome=outcome_info(outcome, run.id))
+        settled: list[Outcome] = []
+        try:
+            async with contextlib.aclosing(run.outcomes()) as outcomes:
+                async for outcome in outcomes:
+                    settled.append(outcome)
+                    yield operator_pb2.RunEvent(outcome=outcome_info(outcome, run.id))
+        finally:
+            if tickets is not None:
+                await asyncio.to_thread(
+                    tickets.run_ended, request.ticket, run.id, settled, operator.name
+                )
 
     async def GetCommand(
         self, request: operator_pb2.GetCommandRequest, context: grpc.aio.ServicerContext

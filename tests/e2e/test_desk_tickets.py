@@ -116,6 +116,18 @@ def test_an_alert_opens_a_ticket_that_escalates_on_its_sla_and_time_draws_down_b
         # It stays at L2: one escalation per breach.
         assert rmm_json(server, "tickets", "show", number)["tier"] == "L2"
 
+        # L2 works on the agent for the ticket: the run and its outcome stay on the ticket.
+        ran = rmm(server, "run", "-t", agent_id, "--command", "echo queue-ok", "--ticket", number)
+        assert "queue-ok" in ran.stdout, ran.stdout
+        events = rmm_json(server, "tickets", "show", number)["events"]
+        commands = [e["text"] for e in events if e["kind"] == "command"]
+        assert len(commands) == 2, events
+        assert (
+            commands[0].startswith("run ")
+            and "script 'echo queue-ok' on 1 agent(s)" in (commands[0])
+        )
+        assert "ended: " in commands[1] and "succeeded, exit 0" in commands[1], commands
+
         # Time draws down the 2 h block; under 0.5 h left the warning fires.
         first = rmm_json(server, "tickets", "log-time", number, "--minutes", "60")
         assert (first["used_hours"], first["hours_left"], first["warning"]) == (1, 1, "")
@@ -140,6 +152,12 @@ def test_an_alert_opens_a_ticket_that_escalates_on_its_sla_and_time_draws_down_b
         assert [t["id"] for t in rmm_json(server, "tickets", "list", "--client", "acme")] == []
         late = rmm(server, "tickets", "log-time", number, "--minutes", "5", check=False)
         assert late.returncode == 2 and "is closed" in late.stderr
+        # Nothing is sent for a closed ticket.
+        refused = rmm(
+            server, "run", "-t", agent_id, "--command", "true", "--ticket", number, check=False
+        )
+        assert refused.returncode == 2 and "cannot run a command for it" in refused.stderr
+        assert len(rmm_json(server, "commands", "list", "--agent", agent_id)) == 1
 
         entries = rmm_json(server, "audit", "list", "--limit", "100")
         actions = {(e["action"], e["outcome"].split(":")[0]) for e in entries}
