@@ -16,7 +16,8 @@ session cookie, over one HTTP/1.1 connection per request (as a browser's first v
 - `history`: GET /agents/<id>/history (the charts' points).
 
 Each is timed `--repeat` times: first byte (the status line read) and complete (body read), medians
-and p90. The live update's cost: the server's CPU (utime+stime from /proc) over `--live-seconds`
+and p90; all of it is measured `--rounds` times on the same populated server (populating 10,000
+agents is most of a run's time) and summarised as medians over rounds, printed after each. The live update's cost: the server's CPU (utime+stime from /proc) over `--live-seconds`
 while one dashboard polls /fleet/live every 2 s, less its CPU over as long with nobody polling
 (measured right before), as a share of one core; and the CPU per poll over a burst of 50.
 
@@ -238,17 +239,26 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:
             ]
             for _, path in paths:  # warm: templates compiled, caches filled
                 session.request("GET", path)
-            load = os.getloadavg()[0]
-            timings = {name: timed(session, path, args.repeat) for name, path in paths}
-            live = live_cost(session, proc.pid, args.live_seconds)
-            browser = browser_load(http_url, token, args.repeat) if args.browser else None
-            return {
-                "population": population,
-                "loadavg_before": load,
-                "timings": timings,
-                "live": live,
-                "browser": browser,
-            }
+            rounds = []
+            for number in range(args.rounds):
+                # Populating is most of a run's time: each round measures everything again on
+                # the same fleet, and the summary takes medians over rounds.
+                load = os.getloadavg()[0]
+                rounds.append(
+                    {
+                        "loadavg_before": load,
+                        "timings": {
+                            name: timed(session, path, args.repeat) for name, path in paths
+                        },
+                        "live": live_cost(session, proc.pid, args.live_seconds),
+                        "browser": (
+                            browser_load(http_url, token, args.repeat) if args.browser else None
+                        ),
+                    }
+                )
+                print(f"  round {number + 1}: load average {load:.1f}", flush=True)
+                print_summary(summarise(rounds), len(rounds), args.agents)
+            return {"population": population, "rounds": rounds}
         except Exception:
             # The server's own words on what failed (an HTTP 500 is logged there, not sent).
             lines = log_path.read_text(errors="replace").splitlines()
@@ -259,6 +269,8 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over rounds (each round: every page timed, the live cost, the browser)."""
+
     def median(get: Callable[[dict[str, Any]], float]) -> float:
         return statistics.median(get(run) for run in runs)
 
@@ -279,7 +291,7 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def print_summary(summary: dict[str, Any], runs: int, agents: int) -> None:
-    print(f"\n{agents} agents, medians of {runs} run(s):")
+    print(f"\n{agents} agents, medians of {runs} round(s):")
     print(f"{'page':<18} {'first byte':>11} {'complete':>10} {'bytes':>9}  target")
     for name, figures in summary.items():
         if not isinstance(figures, dict):
@@ -318,15 +330,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=15, help="requests per page per run")
     parser.add_argument("--live-seconds", type=float, default=30.0)
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=1, help="servers populated and measured")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements per populated server")
     parser.add_argument("--browser", action="store_true", help="also load it in Chromium")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     args = parser.parse_args(argv)
     args.offline = 0  # bench.operator_queries.populate: no agent made to go offline
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     runs = [one_run(args) for _ in range(args.runs)]
-    summary = summarise(runs)
-    print_summary(summary, args.runs, args.agents)
+    rounds = [measured for run in runs for measured in run["rounds"]]
+    summary = summarise(rounds)
+    print_summary(summary, len(rounds), args.agents)
     if args.json:
         args.json.write_text(
             json.dumps(
