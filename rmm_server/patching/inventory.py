@@ -56,6 +56,7 @@ WIDTHS = {
     "source": 400,
     "severity": 64,
     "classification": 32,
+    "hardware_ids": 4000,
 }
 # InstallUpdatesResult statuses by their stored word.
 INSTALL_WORDS = {
@@ -149,7 +150,13 @@ def to_row(agent_id: str, update: UpdateFacts, first_seen: float, decision: Deci
         decision=decision.state,
         why=decision.why,
         not_before=decision.not_before,
+        hardware_ids=_cut(join_hardware_ids(update.hardware_ids), "hardware_ids"),
     )
+
+
+def join_hardware_ids(ids: Sequence[str]) -> str:
+    """Return hardware ids as stored: one a line (a line break inside one cannot split it)."""
+    return "\n".join(" ".join(i.split()) for i in ids if i.strip())
 
 
 def row_facts(row: UpdateRow) -> UpdateFacts:
@@ -166,6 +173,7 @@ def row_facts(row: UpdateRow) -> UpdateFacts:
         size_bytes=row.size_bytes,
         reboot_required=row.reboot_required,
         source=row.source,
+        hardware_ids=tuple(row.hardware_ids.splitlines()),
     )
 
 

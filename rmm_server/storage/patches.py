@@ -71,6 +71,9 @@ class UpdateRow:
     last_status: str = ""
     last_message: str = ""
     last_attempt_at: float | None = None
+    # The hardware ids a driver or firmware update is for, one a line ("" for none): a policy
+    # rule's hardware_ids pin must match the same when decisions are recomputed from here.
+    hardware_ids: str = ""
 
     def state(self, now: float) -> str:
         """Return the effective state (as STATE_SQL computes it)."""
@@ -99,6 +102,7 @@ FACT_COLUMNS = (
     "published",
     "size_bytes",
     "reboot_required",
+    "hardware_ids",
 )
 
 

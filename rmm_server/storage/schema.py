@@ -301,6 +301,8 @@ patch_updates = Table(
     Column("last_status", String(16), nullable=False, default=""),  # failed, locked, ...
     Column("last_message", Text, nullable=False, default=""),
     Column("last_attempt_at", Float),
+    # A driver's or firmware's hardware ids, one a line: policy pins match on them (0013).
+    Column("hardware_ids", Text, nullable=False, default="", server_default=""),
 )
 # The fleet view counts states per update from this index alone (an index-only scan on
 # SQLite: 500,000 rows in a fraction of a second, where reading the table took seconds).

@@ -272,6 +272,46 @@ def test_a_policy_reload_decides_every_row_again(store: Store) -> None:
     assert listed(store, "a1") == {"apt:openssl": "approved", "apt:curl": "declined"}
 
 
+def driver(name: str, *hardware_ids: str) -> PendingUpdate:
+    return PendingUpdate(
+        f"fwupd:{name}", name, "1", "2", "driver", "fwupd", "lvfs", hardware_ids=hardware_ids
+    )
+
+
+def test_a_hardware_id_pin_holds_when_decisions_are_recomputed_from_the_database(
+    store: Store,
+) -> None:
+    clock = Clock()
+    a1 = agent("a1")
+    pinned_nic = "PCI\\VEN_8086&DEV_15B8"
+    rule = ApprovalRule(
+        "this-nic-only", classifications=frozenset({"driver"}),
+        hardware_ids=frozenset({pinned_nic.casefold()}),
+    )  # fmt: skip
+    settings = {"a1": PatchSettings(agent_id="a1", rules=(rule,))}
+    inv = inventory(store, clock, [a1], settings)
+    updates = [
+        driver("e1000e", "PCI\\VEN_8086&DEV_15B8&SUBSYS_0001", pinned_nic),
+        driver("r8169", "PCI\\VEN_10EC&DEV_8168"),
+    ]
+    asyncio.run(inv.observe(a1, Host(a1, clock, updates).report()))
+    decided = {"fwupd:e1000e": "approved", "fwupd:r8169": "pending"}
+    assert listed(store, "a1") == decided, "as the list arrives"
+    rows = {r.update_id: r for r in PatchStore(store).agent_updates("a1")}
+    assert rows["fwupd:e1000e"].hardware_ids.splitlines() == [
+        "PCI\\VEN_8086&DEV_15B8&SUBSYS_0001", pinned_nic
+    ]
+
+    # A policy reload decides every stored row again: the pin still finds its hardware.
+    settings["a1"] = PatchSettings(agent_id="a1", rules=(rule,))
+    inv.redecide()
+    assert listed(store, "a1") == decided, "after a reload, from the database"
+    # And a restarted server (a new inventory over the same database) decides the same.
+    again = inventory(store, clock, [a1], settings, fast=False)
+    again.redecide()
+    assert listed(store, "a1") == decided
+
+
 def test_a_rule_deferral_becomes_approved_when_it_ends_without_a_write(store: Store) -> None:
     clock = Clock()
     a1 = agent("a1")
