@@ -278,8 +278,8 @@ def main() -> int:
         f"{args.tickets // args.clients} are the client's), median of {args.repeat}:"
     )
     for name, figures in medians.items():
-        cpu = f", CPU {figures['cpu'] * 1000:.0f} ms" if "cpu" in figures else ""
-        print(f"  {name:<20} wall {figures['wall'] * 1000:7.0f} ms{cpu}")
+        cpu_text = f", CPU {figures['cpu'] * 1000:.0f} ms" if "cpu" in figures else ""
+        print(f"  {name:<20} wall {figures['wall'] * 1000:7.0f} ms{cpu_text}")
     if args.json is not None:
         args.json.write_text(
             json.dumps(

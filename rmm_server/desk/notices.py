@@ -15,6 +15,7 @@ from rmm_server.storage.tickets import TicketRecord
 log = logging.getLogger(__name__)
 
 RULE = "TicketEscalated"
+HOURS_RULE = "BlockHoursLow"
 
 
 def ticket_notice(ticket: TicketRecord, reason: str) -> AlertNotice:
@@ -56,3 +57,35 @@ async def tell_tiers(submit: Submit | None, escalated: Iterable[TicketRecord]) -
                 await result
         except Exception:  # a notifier problem must not undo the escalation
             log.exception("telling %s of ticket %d failed", ticket.tier, ticket.id)
+
+
+def hours_notice(ticket: TicketRecord, warning: str) -> AlertNotice:
+    """Return the notice that a client's block hours are under its contract's threshold."""
+    return AlertNotice(
+        alert_id=f"hours-{ticket.client_id}",
+        rule=HOURS_RULE,
+        status="firing",
+        severity="warning",
+        tier=ticket.tier,
+        client=ticket.client,
+        site=ticket.site,
+        agent_id=ticket.agent_id,
+        hostname="",
+        labels={"ticket": str(ticket.id)},
+        annotations={"summary": warning, "description": f"time logged on ticket {ticket.id}"},
+        value=None,
+        starts_at=ticket.updated_at,
+        ends_at=None,
+    )
+
+
+async def tell_hours_low(submit: Submit | None, ticket: TicketRecord, warning: str) -> None:
+    """Hand a low-block-hours warning to the notifiers (a notifier's failure is logged only)."""
+    if submit is None or not warning:
+        return
+    try:
+        result = submit(hours_notice(ticket, warning))
+        if asyncio.iscoroutine(result):
+            await result
+    except Exception:  # the time entry is stored; only the warning's delivery failed
+        log.exception("the block hours warning for ticket %d was not handed over", ticket.id)

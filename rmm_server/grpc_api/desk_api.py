@@ -15,7 +15,7 @@ from rmm_proto import operator_pb2
 from rmm_server.alerts.service import AlertService
 from rmm_server.cluster import Cluster
 from rmm_server.desk.contracts import Contracts, ContractTerms
-from rmm_server.desk.notices import tell_tiers
+from rmm_server.desk.notices import tell_hours_low, tell_tiers
 from rmm_server.desk.places import Places
 from rmm_server.desk.tickets import Tickets
 from rmm_server.fleet import Fleet
@@ -398,6 +398,7 @@ class TicketApi:
         logged = await asyncio.to_thread(
             self.tickets.log_time, _ticket_id(request.id), request.minutes, request.note, by
         )
+        await tell_hours_low(self.alerts.submit, logged.ticket, logged.warning)
         return operator_pb2.LogTicketTimeResponse(
             ticket=ticket_to_proto(logged.ticket),
             used_hours=logged.used_hours,

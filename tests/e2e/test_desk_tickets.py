@@ -136,6 +136,19 @@ def test_an_alert_opens_a_ticket_that_escalates_on_its_sla_and_time_draws_down_b
         )
         assert "0.25 h of its 2 h block left" in second.stderr, second.stderr
         assert "BLOCK HOURS LOW" in server.log()
+        # ... and the client's warning reaches the notifiers (the ticket's tier, L2, and the root).
+        hours = wait_for(
+            lambda: [
+                a
+                for body in receiver.posted("/l2")
+                for a in alerts_in(body)
+                if a.get("labels", {}).get("alertname") == "BlockHoursLow"
+                or a.get("rule") == "BlockHoursLow"
+            ],
+            30,
+            "the block hours warning at L2's receiver",
+        )
+        assert "0.25 h of its 2 h block left" in str(hours[0]), hours
 
         # tier1 may not archive, nor close what was never resolved; nothing changes.
         denied = rmm(server, "tickets", "archive", number, token=tier1, check=False)
