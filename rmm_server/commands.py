@@ -93,6 +93,7 @@ class PendingResult:
     agent_id: str
     result: commands_pb2.CommandResult
     link: AgentLink | None
+    stored: Callable[[], object] | None = None  # called once written (or given up on)
 
 
 class CommandService:
@@ -192,12 +193,21 @@ class CommandService:
             del self.links[link.agent_id]
 
     def submit_result(
-        self, agent_id: str, result: commands_pb2.CommandResult, link: AgentLink | None
+        self,
+        agent_id: str,
+        result: commands_pb2.CommandResult,
+        link: AgentLink | None,
+        stored: Callable[[], object] | None = None,
     ) -> None:
-        """Take a result from an agent's stream; it is stored, then acknowledged."""
+        """Take a result from an agent's stream; it is stored, then acknowledged.
+
+        `stored` is called once the result's batch was written or given up on: the stream's
+        reader bounds what one agent holds here by it (the queue itself is not bounded, so the
+        bound is per stream, not first come first served across agents).
+        """
         if self._results is None:
             raise RuntimeError("CommandService.start() was not called")
-        self._results.put_nowait(PendingResult(agent_id, result, link))
+        self._results.put_nowait(PendingResult(agent_id, result, link, stored))
 
     # --- issuing --------------------------------------------------------------------------
 
@@ -373,7 +383,9 @@ class CommandService:
             except Exception:  # a database outage must not end the writer: the agents resend
                 log.exception("could not store %d command results; agents will resend", len(batch))
             finally:
-                for _ in batch:
+                for pending in batch:
+                    if pending.stored is not None:
+                        pending.stored()
                     queue.task_done()
 
     async def _settle(self, batch: list[PendingResult]) -> None:

@@ -39,24 +39,40 @@ SLOWED_LOG_SECONDS = 60.0
 
 
 class _ByteWindow:
-    """Bytes of reports read and not yet processed on one stream, bounded."""
+    """Messages read from one stream and not yet processed: bounded in bytes and, where
+    given, in number (a flood of tiny messages fills the count long before the bytes)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_messages: int | None = None) -> None:
         self.limit = limit
+        self.max_messages = max_messages
         self.used = 0
+        self.messages = 0
         self._freed = asyncio.Event()
+
+    def _full(self, size: int) -> bool:
+        if not self.messages:
+            return False  # one message always fits, however large (its size is gRPC's limit)
+        if self.max_messages is not None and self.messages >= self.max_messages:
+            return True
+        return self.used + size > self.limit
 
     async def acquire(self, size: int) -> None:
         """Wait until `size` more bytes fit (always at once when nothing is held)."""
-        while self.used and self.used + size > self.limit:
+        while self._full(size):
             self._freed.clear()
             await self._freed.wait()
         self.used += size
+        self.messages += 1
+
+    def release(self, size: int) -> None:
+        """Give `size` bytes back once the message holding them was processed."""
+        self.used -= size
+        self.messages -= 1
+        self._freed.set()
 
     def release_after(self, size: int, _done: object) -> None:
-        """Give `size` bytes back once the report holding them was processed."""
-        self.used -= size
-        self._freed.set()
+        """Give `size` bytes back once the report holding them was processed (a done callback)."""
+        self.release(size)
 
 
 class _ReportStream:
@@ -305,11 +321,22 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         # Headers now tell the agent its stream is up even when no command is waiting.
         await context.send_initial_metadata(())
 
+        # Results read and not yet stored are bounded per stream like reports: an agent that
+        # floods results waits on its own stream (gRPC's flow control then holds it back).
+        window = _ByteWindow(MAX_IN_FLIGHT_BYTES_PER_STREAM, MAX_IN_FLIGHT_PER_STREAM)
+
         async def read() -> None:
             try:
                 async for message in incoming:
                     if message.HasField("result"):
-                        commands.submit_result(agent.id, message.result, link)
+                        size = message.result.ByteSize()
+                        await window.acquire(size)
+                        commands.submit_result(
+                            agent.id,
+                            message.result,
+                            link,
+                            stored=functools.partial(window.release, size),
+                        )
             finally:
                 link.close()
 

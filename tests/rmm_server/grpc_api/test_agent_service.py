@@ -6,11 +6,13 @@ messages and of domain errors to status codes."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -24,7 +26,7 @@ from rmm_server.budgets import AgentByteBudget
 from rmm_server.commands import CommandService
 from rmm_server.enrollment import Enrollment
 from rmm_server.fleet import Fleet
-from rmm_server.grpc_api.agent_service import AgentServicer
+from rmm_server.grpc_api.agent_service import MAX_IN_FLIGHT_PER_STREAM, AgentServicer
 from rmm_server.grpc_api.guard import ServiceGuard
 from rmm_server.ingest import ReportIngestor
 from rmm_server.operators import Operators
@@ -311,3 +313,57 @@ def test_a_revoked_agents_calls_are_unauthenticated_and_say_so(tmp_path: Path) -
         assert server.store.report_stats(enrolled.agent_id) == (None, None, 0)
 
     run(tmp_path, test)
+
+
+def test_results_read_ahead_on_a_command_stream_are_bounded(tmp_path: Path) -> None:
+    """An agent flooding its command stream with results while the database is held has at
+    most MAX_IN_FLIGHT_PER_STREAM of them taken off its stream (issue #11: nothing of one agent
+    unbounded in memory); none is dropped: all are answered once the database writes again."""
+    flood = 1_000
+    gate = threading.Event()
+
+    async def test(server: Server) -> None:
+        taken: list[str] = []
+        submit = server.commands.submit_result
+        record_results = server.commands.commands.record_results
+
+        def counting_submit(*args: Any, **kwargs: Any) -> None:
+            taken.append(args[1].command_id)
+            submit(*args, **kwargs)
+
+        def held_record_results(results: Any) -> None:
+            gate.wait(WAIT)
+            record_results(results)
+
+        server.commands.submit_result = counting_submit  # type: ignore[method-assign]
+        server.commands.commands.record_results = held_record_results  # type: ignore[method-assign]
+        enrolled = await enroll(server)
+        call = server.stub.Commands(metadata=bearer_metadata(enrolled.credential))
+        await call.write(
+            commands_pb2.AgentCommandMessage(hello=commands_pb2.CommandHello(agent_version="x"))
+        )
+        await call.initial_metadata()
+
+        async def write() -> None:
+            for n in range(flood):
+                result = commands_pb2.CommandResult(command_id=f"not-mine-{n}")
+                await call.write(commands_pb2.AgentCommandMessage(result=result))
+
+        writer = asyncio.ensure_future(write())
+        await asyncio.sleep(2.0)  # time to read the whole flood, were it allowed
+        # The rest wait in gRPC's own bounded transport buffers (tiny messages all fit there).
+        assert 1 <= len(taken) <= MAX_IN_FLIGHT_PER_STREAM, len(taken)
+        gate.set()
+        answered: list[str] = []
+        while len(answered) < flood:
+            message: commands_pb2.ServerCommandMessage = await call.read()
+            answered.append(message.result_stored)
+        await writer
+        await call.done_writing()
+        assert len(taken) == flood
+        assert sorted(answered) == sorted(f"not-mine-{n}" for n in range(flood))
+
+    try:
+        run(tmp_path, test)
+    finally:
+        gate.set()
