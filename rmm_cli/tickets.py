@@ -306,6 +306,8 @@ def tickets_log_time(
         ),
     }
     left = f", {response.hours_left:g} h left" if response.HasField("hours_left") else ""
+    if response.HasField("billable_amount"):
+        left += f", billable {response.billable_amount:.2f}"
     emit(
         output,
         data,
