@@ -274,7 +274,7 @@ class Tickets:
         the same problem (rule, agent, series) when it has one that is not closed."""
         now = self.clock()
         said = f"alert {alert.id} ({alert.rule_name}, {alert.severity}) fired on {alert.hostname}"
-        existing = self.records.latest_for_alert(fingerprint=alert.fingerprint)
+        existing = self.records.latest_for_alert(alert.fingerprint)
         if existing is not None and existing.status in (*OPEN_STATUSES, "resolved"):
 
             def decide(ticket: TicketRecord) -> tuple[dict[str, Any], TicketEvent]:
@@ -313,7 +313,7 @@ class Tickets:
 
     def alert_resolved(self, alert: AlertRecord) -> TicketRecord | None:
         """Resolve the open ticket an alert opened, when the alert resolves."""
-        ticket = self.records.latest_for_alert(alert_id=alert.id)
+        ticket = self.records.latest_for_alert(alert.fingerprint, alert.id)
         if ticket is None or ticket.status not in OPEN_STATUSES:
             return None
         now = self.clock()

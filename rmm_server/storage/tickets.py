@@ -208,13 +208,14 @@ class TicketStore:
             rows = conn.execute(select_.order_by(tickets.c.id.desc()).limit(query.limit)).all()
         return [_ticket(row) for row in rows]
 
-    def latest_for_alert(self, fingerprint: str = "", alert_id: str = "") -> TicketRecord | None:
-        """Return the newest unarchived ticket of an alert's fingerprint or of one alert."""
+    def latest_for_alert(self, fingerprint: str, alert_id: str = "") -> TicketRecord | None:
+        """Return the newest unarchived ticket of an alert's fingerprint (of one alert episode
+        of it when `alert_id` is given); found through the fingerprint's index."""
         tickets = schema.tickets
-        query = self._select().where(tickets.c.archived_at.is_(None))
-        if fingerprint:
-            query = query.where(tickets.c.alert_fingerprint == fingerprint)
-        else:
+        query = self._select().where(
+            tickets.c.archived_at.is_(None), tickets.c.alert_fingerprint == fingerprint
+        )
+        if alert_id:
             query = query.where(tickets.c.alert_id == alert_id)
         with self.store.transaction("find an alert's ticket") as conn:
             row = conn.execute(query.order_by(tickets.c.id.desc()).limit(1)).first()
