@@ -413,6 +413,7 @@ def measure_agent(duration: float, interval: float, workdir: Path,
                         report_sequence(state_dir),
                     )
                 )
+            threads = len(list(Path(f"/proc/{agent.pid}/task").iterdir()))
             shown = json.loads(
                 run_command([BIN / "rmm", "agents", "show", agent_id, "--output", "json"], env)
             )
@@ -439,6 +440,7 @@ def measure_agent(duration: float, interval: float, workdir: Path,
             for s in samples
         ],
         "steady_window_seconds": last.at - first.at,
+        "threads": threads,
         "rss_mb_median": statistics.median(rss_mb),
         "rss_mb_max": max(rss_mb),
         "rss_mb_first_sample": samples[0].rss_kb / 1024.0,
@@ -787,6 +789,7 @@ def headline(run: dict[str, Any]) -> dict[str, float | None]:
         "agent_rss_mb_slope_per_minute": agent["rss_mb_slope_per_minute"],
         "agent_rss_mb_interpreter": agent["rss_mb_interpreter"],
         "agent_rss_mb_after_imports": agent["rss_mb_after_imports"],
+        "agent_threads": float(agent["threads"]),
         "agent_cpu_ms_per_cycle_process": agent["cpu_ms_per_cycle"],
         "agent_cpu_ms_per_cycle_inprocess_median": inproc["cpu_ms"]["median"],
         "agent_cpu_ms_per_cycle_inprocess_p90": inproc["cpu_ms"]["p90"],
@@ -998,7 +1001,8 @@ def print_report(
                 print(f"    {key.removeprefix('breakdown_step:'):<42} {fmt(value, '.2f'):>7} ms")
     print(f"  agent RSS: a bare interpreter {fmt(f['agent_rss_mb_interpreter'])} MB, after the "
           f"agent's imports {fmt(f['agent_rss_mb_after_imports'])} MB; steady-state trend "
-          f"{fmt(f['agent_rss_mb_slope_per_minute'], '+.2f')} MB/min")
+          f"{fmt(f['agent_rss_mb_slope_per_minute'], '+.2f')} MB/min; "
+          f"{fmt(f.get('agent_threads'), '.0f')} threads")
     if len(runs) > 1:
         print()
         print("each run (the table shows their medians)")
