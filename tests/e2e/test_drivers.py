@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.aptrepo import NEEDS_ROOT_AND_APT
 from tests.helpers import (
     ServerProcess,
     end_process,
@@ -20,8 +21,8 @@ from tests.helpers import (
     start_agent,
     wait_for,
 )
+from tests.host_dpkg import host_dpkg
 from tests.rmm_agent.actions.test_driver_package import PACKAGE, build_deb, installed
-from tests.rmm_agent.patching.aptrepo import NEEDS_ROOT_AND_APT
 
 pytestmark = [*NEEDS_ROOT_AND_APT, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -36,9 +37,11 @@ def streams(server: ServerProcess) -> float:
 
 @pytest.fixture
 def clean_package() -> Iterator[None]:
-    subprocess.run(["dpkg", "-P", PACKAGE], capture_output=True, check=False)
-    yield
-    subprocess.run(["dpkg", "-P", PACKAGE], capture_output=True, check=False)
+    """The host's dpkg to this test alone (tests/host_dpkg.py), the package absent around it."""
+    with host_dpkg():
+        subprocess.run(["dpkg", "-P", PACKAGE], capture_output=True, check=False)
+        yield
+        subprocess.run(["dpkg", "-P", PACKAGE], capture_output=True, check=False)
 
 
 def test_install_replace_and_roll_back_a_driver_package(

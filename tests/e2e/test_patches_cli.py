@@ -14,13 +14,13 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.aptrepo import AptRepo, apt_repo, installed_version
 from tests.helpers import (
     ServerProcess,
     end_process,
@@ -37,88 +37,22 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def build_deb(root: Path, name: str, version: str, out: Path, preinst: str = "") -> None:
-    """Build a tiny package with dpkg-deb (a failing preinst makes its install fail cleanly:
-    dpkg keeps the old version installed and configured)."""
-    tree = root / f"build-{name}-{version}"
-    (tree / "DEBIAN").mkdir(parents=True)
-    (tree / "DEBIAN" / "control").write_text(
-        f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
-        "Maintainer: rmm tests <tests@example.invalid>\nDescription: rmm patches test\n"
-    )
-    (tree / "usr" / "share" / "doc" / name).mkdir(parents=True)
-    (tree / "usr" / "share" / "doc" / name / "VERSION").write_text(version)
-    if preinst:
-        script = tree / "DEBIAN" / "preinst"
-        script.write_text(preinst)
-        script.chmod(0o755)
-    subprocess.run(["dpkg-deb", "--build", str(tree), str(out)], check=True, capture_output=True)
-
-
-def installed_version(name: str) -> str:
-    result = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${Version}", name], capture_output=True, text=True
-    )
-    return result.stdout.strip() if result.returncode == 0 else ""
-
-
 class Repo:
-    """Three packages at 1.0 installed, 1.1 published in a `deb [trusted=yes] file:` repo."""
+    """Three packages at 1.0 installed, 1.1 published; the broken one's 1.1 fails to install."""
 
-    def __init__(self, root: Path) -> None:
-        tag = secrets.token_hex(3)
-        self.good = f"rmm-e2e-good-{tag}"
-        self.held = f"rmm-e2e-held-{tag}"
-        self.broken = f"rmm-e2e-broken-{tag}"
-        self.names = (self.good, self.held, self.broken)
-        self.root = root
-        self.conf = root / "apt.conf"
-
-    def create(self) -> None:
-        repo, installed = self.root / "repo", self.root / "installed"
-        for path in (repo, installed, self.root / "lists" / "partial", self.root / "parts",
-                     self.root / "cache" / "archives" / "partial"):  # fmt: skip
-            path.mkdir(parents=True)
-        for name in self.names:
-            build_deb(self.root, name, "1.0", installed / f"{name}_1.0_all.deb")
-            fail = "#!/bin/sh\necho 'refusing to upgrade here' >&2\nexit 1\n"
-            build_deb(self.root, name, "1.1", repo / f"{name}_1.1_all.deb",
-                      preinst=fail if name == self.broken else "")  # fmt: skip
-        packages = subprocess.run(
-            ["dpkg-scanpackages", ".", "/dev/null"], cwd=repo, capture_output=True, check=True
-        ).stdout
-        (repo / "Packages").write_bytes(packages)
-        (self.root / "sources.list").write_text(f"deb [trusted=yes] file:{repo} ./\n")
-        self.conf.write_text(
-            f'Dir::Etc::sourcelist "{self.root / "sources.list"}";\n'
-            f'Dir::Etc::sourceparts "{self.root / "parts"}";\n'
-            f'Dir::State::lists "{self.root / "lists"}/";\n'
-            f'Dir::Cache "{self.root / "cache"}/";\n'
-            'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n'
-        )
-        subprocess.run(
-            ["dpkg", "-i", *sorted(str(p) for p in installed.glob("*.deb"))],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        subprocess.run(
-            ["apt-get", "update"], env={**os.environ, "APT_CONFIG": str(self.conf)},
-            check=True, capture_output=True,
-        )  # fmt: skip
-
-    def remove(self) -> None:
-        present = [name for name in self.names if installed_version(name)]
-        if present:
-            subprocess.run(["dpkg", "--purge", *present], capture_output=True)
+    def __init__(self, made: AptRepo) -> None:
+        self.good, self.held, self.broken = made.names
+        self.names = made.names
+        self.conf = made.conf
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[Repo]:
-    made = Repo(tmp_path / "apt")
-    try:
-        made.create()
-        yield made
-    finally:
-        made.remove()
+    """The repository, and the host's dpkg to this test alone meanwhile (tests/host_dpkg.py)."""
+    tag = secrets.token_hex(3)
+    names = [f"rmm-e2e-{role}-{tag}" for role in ("good", "held", "broken")]
+    with apt_repo(tmp_path / "apt", names, failing=names[2:]) as made:
+        yield Repo(made)
 
 
 def fleet_view(server: ServerProcess, *args: str) -> dict[str, Any]:

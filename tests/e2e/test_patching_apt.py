@@ -22,13 +22,13 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.aptrepo import apt_repo, hold_lock, installed_version
 from tests.helpers import (
     BIN,
     ServerProcess,
@@ -41,7 +41,6 @@ from tests.helpers import (
     wait_for,
 )
 from tests.host_dpkg import host_dpkg
-from tests.rmm_agent.patching.aptrepo import hold_lock, packages_entry, run
 
 REPO = Path(__file__).resolve().parents[2]
 DPKG_FRONTEND_LOCK = Path("/var/lib/dpkg/lock-frontend")
@@ -60,88 +59,10 @@ pytestmark = [
 ]
 
 
-def build_deb(root: Path, name: str, version: str, out_dir: Path) -> Path:
-    """Build a tiny architecture-independent package `name` at `version` with dpkg-deb."""
-    tree = root / f"tree-{name}-{version}"
-    (tree / "DEBIAN").mkdir(parents=True)
-    (tree / "usr/share" / name).mkdir(parents=True)
-    (tree / "usr/share" / name / "version").write_text(version + "\n")
-    (tree / "DEBIAN/control").write_text(
-        f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
-        "Maintainer: RMM tests <tests@rmm.invalid>\nSection: misc\nPriority: optional\n"
-        "Description: RMM patch window test package\n Installed and removed by the test.\n"
-    )
-    deb = out_dir / f"{name}_{version}_all.deb"
-    run("dpkg-deb", "--root-owner-group", "--build", tree, deb)
-    return deb
-
-
-def installed_version(name: str) -> str:
-    done = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${Version}", name], capture_output=True, text=True
-    )
-    return done.stdout.strip() if done.returncode == 0 else ""
-
-
-@dataclass
-class AptRepo:
-    """Packages at 1.0 installed, 1.1 of each in a private repository, and the APT_CONFIG file
-    that points apt (and only the agent's apt) at it."""
-
-    names: tuple[str, ...]
-    conf: Path
-
-    def ids(self) -> tuple[str, ...]:
-        return tuple(f"apt:{name}" for name in self.names)
-
-
-@contextlib.contextmanager
-def apt_repo(root: Path, *roles: str) -> Iterator[AptRepo]:
-    """Install one package per role at 1.0 and publish 1.1; purge them and the repo after."""
+def tagged(*roles: str) -> list[str]:
+    """Return one package name per role, unique to this run."""
     tag = secrets.token_hex(3)
-    names = tuple(f"rmm-window-{role}-{tag}" for role in roles)
-    # apt reads a file: repository as _apt where it can (as root, with a notice, where not).
-    root.mkdir(parents=True)
-    root.chmod(0o755)
-    repo, installed = root / "repo", root / "installed"
-    for path in (
-        repo,
-        installed,
-        root / "lists/partial",
-        root / "parts",
-        root / "cache/archives/partial",
-    ):
-        path.mkdir(parents=True)
-    try:
-        stanzas = []
-        for name in names:
-            build_deb(root, name, "1.0", installed)
-            new = build_deb(root, name, "1.1", repo)
-            stanzas.append(packages_entry(new, f"./{new.name}"))
-        (repo / "Packages").write_text("".join(stanzas))
-        (root / "sources.list").write_text(f"deb [trusted=yes] file:{repo} ./\n")
-        conf = root / "apt.conf"
-        conf.write_text(
-            f'Dir::Etc::sourcelist "{root / "sources.list"}";\n'
-            f'Dir::Etc::sourceparts "{root / "parts"}";\n'
-            f'Dir::State::lists "{root / "lists"}/";\n'
-            f'Dir::Cache "{root / "cache"}/";\n'
-            # No cache file: apt would otherwise rewrite the machine's own with this view.
-            'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n'
-        )
-        run("dpkg", "-i", *sorted(installed.glob("*.deb")))
-        done = subprocess.run(
-            ["apt-get", "update"],
-            env={**os.environ, "APT_CONFIG": str(conf)},
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        yield AptRepo(names, conf)
-    finally:
-        present = [name for name in names if installed_version(name)]
-        if present:
-            subprocess.run(["dpkg", "--purge", *present], capture_output=True)
+    return [f"rmm-window-{role}-{tag}" for role in roles]
 
 
 def policy_dir(root: Path) -> Path:
@@ -229,7 +150,7 @@ def test_a_window_installs_the_approved_update_for_real_and_skips_excluded_and_d
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     policies = policy_dir(root)
-    with apt_repo(root / "apt", "approved", "excluded", "declined") as repo:
+    with apt_repo(root / "apt", tagged("approved", "excluded", "declined")) as repo:
         approved, excluded, declined = repo.ids()
         # No window yet: New Year's Day only.
         write_patch_policy(policies, "0 0 1 1 *", exclude=f"{repo.names[1]}")
@@ -302,7 +223,7 @@ def test_a_held_dpkg_lock_is_answered_locked_and_kept_for_a_retry_in_the_window(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     policies = policy_dir(root)
-    with apt_repo(root / "apt", "locked") as repo:
+    with apt_repo(root / "apt", tagged("locked")) as repo:
         (update,) = repo.ids()
         write_patch_policy(policies, "0 0 1 1 *")
         server = start_server(root, policies)
@@ -387,7 +308,7 @@ def test_an_agent_back_after_the_window_ended_installs_nothing(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     policies = policy_dir(root)
-    with apt_repo(root / "apt", "late") as repo:
+    with apt_repo(root / "apt", tagged("late")) as repo:
         (update,) = repo.ids()
         write_patch_policy(policies, "0 0 1 1 *")
         server = start_server(root, policies)
@@ -457,7 +378,7 @@ def test_a_window_reboots_through_the_reboot_action_and_waits_for_the_report(
     policies = policy_dir(root)
     rings = "rings:\n  - name: everyone\n    select: {all: true}\n    soak: 0s\n"
     always = "mode: always, consent: unattended"
-    with apt_repo(root / "apt", "reboot") as repo:
+    with apt_repo(root / "apt", tagged("reboot")) as repo:
         (update,) = repo.ids()
         write_patch_policy(policies, "0 0 1 1 *", rings=rings, reboot=always)
         server = start_server(root, policies)

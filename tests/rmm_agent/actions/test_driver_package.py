@@ -18,7 +18,9 @@ from rmm_agent.actions.driver_package import handle
 from rmm_agent.patching.base import ProcessRunner
 from rmm_common.command_summary import describe
 from rmm_proto import commands_pb2
-from tests.rmm_agent.patching.aptrepo import NEEDS_ROOT_AND_APT, run
+from tests.aptrepo import NEEDS_ROOT_AND_APT, installed_version
+from tests.aptrepo import build_deb as build_test_deb
+from tests.host_dpkg import host_dpkg
 
 from .helpers import Agent
 
@@ -29,25 +31,11 @@ Status = commands_pb2.CommandStatus
 
 def build_deb(root: Path, version: str) -> bytes:
     """Build a tiny package of `version` with dpkg-deb; return its bytes."""
-    tree = root / f"{PACKAGE}_{version}"
-    (tree / "DEBIAN").mkdir(parents=True)
-    (tree / "usr/share" / PACKAGE).mkdir(parents=True)
-    (tree / "usr/share" / PACKAGE / "version").write_text(version + "\n")
-    (tree / "DEBIAN/control").write_text(
-        f"Package: {PACKAGE}\nVersion: {version}\nArchitecture: all\n"
-        "Maintainer: RMM tests <tests@rmm.invalid>\nSection: misc\nPriority: optional\n"
-        "Description: RMM driver test package\n Installed and rolled back by a test.\n"
-    )
-    deb = root / f"{PACKAGE}_{version}_all.deb"
-    run("dpkg-deb", "--root-owner-group", "--build", tree, deb)
-    return deb.read_bytes()
+    return build_test_deb(root, PACKAGE, version, root).read_bytes()
 
 
 def installed() -> str:
-    done = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${Version}", PACKAGE], capture_output=True, text=True
-    )
-    return done.stdout.strip() if done.returncode == 0 else ""
+    return installed_version(PACKAGE)
 
 
 def guarded(
@@ -80,9 +68,11 @@ def rollback_request(kind: str, package: str) -> commands_pb2.DriverPackage:
 
 @pytest.fixture
 def no_test_package() -> Iterator[None]:
-    subprocess.run(["dpkg", "-P", PACKAGE], capture_output=True, check=False)
-    yield
-    subprocess.run(["dpkg", "-P", PACKAGE], capture_output=True, check=False)
+    """The host's dpkg to this test alone (tests/host_dpkg.py), the package absent around it."""
+    with host_dpkg():
+        subprocess.run(["dpkg", "-P", PACKAGE], capture_output=True, check=False)
+        yield
+        subprocess.run(["dpkg", "-P", PACKAGE], capture_output=True, check=False)
 
 
 def test_the_action_is_registered_interactive_and_described() -> None:

@@ -12,19 +12,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rmm_agent.actions import execute, install_updates
 from rmm_agent.commands.verify import CommandVerifier
 from rmm_agent.config import AgentConfig
+from rmm_agent.patching.apt import AptBackend
 from rmm_agent.patching.base import InstallOutcome, PendingUpdate
 from rmm_proto import commands_pb2
 from rmm_server.signing import CommandSigner
-from tests.rmm_agent.patching.aptrepo import (
-    NEEDS_ROOT_AND_APT,
-    PACKAGE,
-    installed_version,
-    local_repo,
-)
+from tests.aptrepo import NEEDS_ROOT_AND_APT, apt_repo, installed_version
 
 from .helpers import Agent
 
 AGENT_ID = "agent-1"
+PACKAGE = "rmm-test-hello"
 Status = commands_pb2.CommandStatus
 
 
@@ -184,16 +181,17 @@ def test_a_host_may_forbid_installs(tmp_path: Path) -> None:
 @NEEDS_ROOT_AND_APT[2]
 def test_a_signed_command_installs_a_real_package(tmp_path: Path) -> None:
     signer = CommandSigner(Ed25519PrivateKey.generate())
-    with local_repo(tmp_path / "apt") as repo:
+    with apt_repo(tmp_path / "apt", [PACKAGE]) as repo:
+        backend = AptBackend(apt_options=repo.options, lists_dir=repo.lists)
         request = commands_pb2.InstallUpdates(
             update_ids=[f"apt:{PACKAGE}", "apt:rmm-not-there"], backend="apt"
         )
         command = received(signer, signed_command(signer, request))
         context = Agent().context(command, state_dir=tmp_path, timeout=240)
-        result = install_updates.make_run(lambda: [repo.backend])(command.install_updates, context)
+        result = install_updates.make_run(lambda: [backend])(command.install_updates, context)
         assert statuses(result) == [
             (f"apt:{PACKAGE}", "UPDATE_INSTALLED"),
             ("apt:rmm-not-there", "UPDATE_SKIPPED"),
         ], result
         assert result.install_updates.updates[0].version == "1.1"
-        assert installed_version() == "1.1"
+        assert installed_version(PACKAGE) == "1.1"

@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from rmm_agent.patching.apt import DPKG_FRONTEND_LOCK, AptBackend
 from rmm_agent.patching.base import INSTALLED, LOCKED, SKIPPED
-from tests.host_dpkg import host_dpkg
-
-from .aptrepo import NEEDS_ROOT_AND_APT, PACKAGE, Repo, hold_lock, installed_version, local_repo
+from tests.aptrepo import NEEDS_ROOT_AND_APT, AptRepo, apt_repo, hold_lock, installed_version
 
 pytestmark = [*NEEDS_ROOT_AND_APT, pytest.mark.slow, pytest.mark.timeout(300)]
+
+PACKAGE = "rmm-test-hello"
+
+
+@dataclass
+class Repo:
+    repo: AptRepo
+    backend: AptBackend
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[Repo]:
     """Install 1.0 and publish 1.1; both are removed afterwards (one test at a time on dpkg)."""
-    with host_dpkg(), local_repo(tmp_path) as made:
-        yield made
+    with apt_repo(tmp_path / "apt", [PACKAGE]) as made:
+        yield Repo(made, AptBackend(apt_options=made.options, lists_dir=made.lists))
 
 
 def test_detects_installs_and_verifies_a_real_update(repo: Repo) -> None:
@@ -37,7 +44,7 @@ def test_detects_installs_and_verifies_a_real_update(repo: Repo) -> None:
         (update.id, INSTALLED, "1.1"),
         ("apt:rmm-no-such-package", SKIPPED, None),
     ], outcomes
-    assert installed_version() == "1.1"
+    assert installed_version(PACKAGE) == "1.1"
     assert [u for u in repo.backend.read_updates() if u.name == PACKAGE] == []
 
 
@@ -51,7 +58,7 @@ def test_a_held_dpkg_lock_is_reported_as_locked_at_once(repo: Repo) -> None:
         assert str(DPKG_FRONTEND_LOCK) in outcomes[0].message
         # Without that check, apt-get itself says "Could not get lock" and exits at once.
         unchecked = AptBackend(
-            apt_options=repo.options, lock_file=Path("/nonexistent/lock-frontend")
+            apt_options=repo.repo.options, lock_file=Path("/nonexistent/lock-frontend")
         )
         outcomes = unchecked.install([f"apt:{PACKAGE}"], timeout=60)
         assert [o.status for o in outcomes] == [LOCKED], outcomes
@@ -60,4 +67,4 @@ def test_a_held_dpkg_lock_is_reported_as_locked_at_once(repo: Repo) -> None:
     finally:
         holder.kill()
         holder.wait()
-    assert installed_version() == "1.0"
+    assert installed_version(PACKAGE) == "1.0"
