@@ -50,7 +50,7 @@ class Updates:
     def record_outcomes(self, records: Sequence[CommandRecord]) -> object:
         return None
 
-    def window_started(self, agent_id: str) -> None:
+    def install_request_met(self, agent_id: str) -> None:
         return None
 
 

@@ -150,6 +150,8 @@ def _print_agent(response: operator_pb2.ListPatchesResponse, output: str) -> Non
             {
                 "agent_id": response.agent_id,
                 "hostname": response.hostname,
+                "install_requested_at": response.install_requested_at or None,
+                "install_requested_by": response.install_requested_by or None,
                 "updates": [agent_row(u) for u in response.agent_updates],
             }
         )
@@ -166,6 +168,11 @@ def _print_agent(response: operator_pb2.ListPatchesResponse, output: str) -> Non
         for u in response.agent_updates
     ]
     click.echo(f"{agent_text(response.hostname)} [{response.agent_id[:12]}]")
+    if response.install_requested_at:
+        click.echo(
+            f"install requested by {agent_text(response.install_requested_by)} at "
+            f"{iso(response.install_requested_at)}: its next patch window installs the approved"
+        )
     print_plain_table(["UPDATE", "CURRENT", "AVAILABLE", "CLASS", "STATE", "WHY"], rows)
 
 
@@ -355,6 +362,7 @@ def report_data(agents: list[operator_pb2.PatchReportAgent]) -> dict[str, Any]:
                 "failed": a.failed,
                 "last_install_at": a.last_install_at or None,
                 "reboot_pending": a.reboot_pending,
+                "install_requested_at": a.install_requested_at or None,
             }
             for a in agents
         ],
@@ -430,10 +438,9 @@ def patches_report(conn: Connection, client: str, output: str) -> None:
             str(a["failed"]),
             "yes" if a["reboot_pending"] else "-",
             iso(a["last_install_at"]) if a["last_install_at"] else "-",
+            "next window" if a["install_requested_at"] else "-",
         ]
         for a in data["agents"]
     ]
-    print_plain_table(
-        ["HOST", "CLIENT", "SITE", "COMPLIANT", "MISSING", "FAILED", "REBOOT", "LAST INSTALL"],
-        agent_rows,
-    )
+    header = ["HOST", "CLIENT", "SITE", "COMPLIANT", "MISSING", "FAILED", "REBOOT"]
+    print_plain_table([*header, "LAST INSTALL", "INSTALL"], agent_rows)

@@ -1040,20 +1040,24 @@ class AgentPatch(_message.Message):
     def __init__(self, update_id: _Optional[str] = ..., name: _Optional[str] = ..., current: _Optional[str] = ..., available: _Optional[str] = ..., classification: _Optional[str] = ..., backend: _Optional[str] = ..., severity: _Optional[str] = ..., published: _Optional[float] = ..., size_bytes: _Optional[int] = ..., reboot_required: _Optional[bool] = ..., state: _Optional[str] = ..., why: _Optional[str] = ..., not_before: _Optional[float] = ..., last_status: _Optional[str] = ..., last_message: _Optional[str] = ..., last_attempt_at: _Optional[float] = ..., first_seen: _Optional[float] = ...) -> None: ...
 
 class ListPatchesResponse(_message.Message):
-    __slots__ = ("updates", "agent_updates", "agent_id", "hostname", "agents", "agents_without_list")
+    __slots__ = ("updates", "agent_updates", "agent_id", "hostname", "agents", "agents_without_list", "install_requested_at", "install_requested_by")
     UPDATES_FIELD_NUMBER: _ClassVar[int]
     AGENT_UPDATES_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     AGENTS_FIELD_NUMBER: _ClassVar[int]
     AGENTS_WITHOUT_LIST_FIELD_NUMBER: _ClassVar[int]
+    INSTALL_REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    INSTALL_REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
     updates: _containers.RepeatedCompositeFieldContainer[PatchUpdate]
     agent_updates: _containers.RepeatedCompositeFieldContainer[AgentPatch]
     agent_id: str
     hostname: str
     agents: int
     agents_without_list: int
-    def __init__(self, updates: _Optional[_Iterable[_Union[PatchUpdate, _Mapping]]] = ..., agent_updates: _Optional[_Iterable[_Union[AgentPatch, _Mapping]]] = ..., agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., agents: _Optional[int] = ..., agents_without_list: _Optional[int] = ...) -> None: ...
+    install_requested_at: float
+    install_requested_by: str
+    def __init__(self, updates: _Optional[_Iterable[_Union[PatchUpdate, _Mapping]]] = ..., agent_updates: _Optional[_Iterable[_Union[AgentPatch, _Mapping]]] = ..., agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., agents: _Optional[int] = ..., agents_without_list: _Optional[int] = ..., install_requested_at: _Optional[float] = ..., install_requested_by: _Optional[str] = ...) -> None: ...
 
 class PatchDecisionRequest(_message.Message):
     __slots__ = ("updates", "target", "comment")
@@ -1112,7 +1116,7 @@ class PatchReportRequest(_message.Message):
     def __init__(self, client: _Optional[str] = ...) -> None: ...
 
 class PatchReportAgent(_message.Message):
-    __slots__ = ("agent_id", "hostname", "client", "site", "listed", "pending", "approved_missing", "declined", "failed", "last_install_at", "reboot_pending", "compliant")
+    __slots__ = ("agent_id", "hostname", "client", "site", "listed", "pending", "approved_missing", "declined", "failed", "last_install_at", "reboot_pending", "compliant", "install_requested_at")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
@@ -1125,6 +1129,7 @@ class PatchReportAgent(_message.Message):
     LAST_INSTALL_AT_FIELD_NUMBER: _ClassVar[int]
     REBOOT_PENDING_FIELD_NUMBER: _ClassVar[int]
     COMPLIANT_FIELD_NUMBER: _ClassVar[int]
+    INSTALL_REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     hostname: str
     client: str
@@ -1137,7 +1142,8 @@ class PatchReportAgent(_message.Message):
     last_install_at: float
     reboot_pending: bool
     compliant: bool
-    def __init__(self, agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., listed: _Optional[bool] = ..., pending: _Optional[int] = ..., approved_missing: _Optional[int] = ..., declined: _Optional[int] = ..., failed: _Optional[int] = ..., last_install_at: _Optional[float] = ..., reboot_pending: _Optional[bool] = ..., compliant: _Optional[bool] = ...) -> None: ...
+    install_requested_at: float
+    def __init__(self, agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., listed: _Optional[bool] = ..., pending: _Optional[int] = ..., approved_missing: _Optional[int] = ..., declined: _Optional[int] = ..., failed: _Optional[int] = ..., last_install_at: _Optional[float] = ..., reboot_pending: _Optional[bool] = ..., compliant: _Optional[bool] = ..., install_requested_at: _Optional[float] = ...) -> None: ...
 
 class PatchReportResponse(_message.Message):
     __slots__ = ("agents",)

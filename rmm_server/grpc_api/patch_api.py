@@ -115,6 +115,9 @@ class PatchApi:
             response = operator_pb2.ListPatchesResponse(
                 agent_id=found.agent.id, hostname=found.agent.hostname, agents=1
             )
+            if found.state is not None and found.state.install_requested_at is not None:
+                response.install_requested_at = found.state.install_requested_at
+                response.install_requested_by = found.state.install_requested_by
             response.agent_updates.extend(agent_patch(row, now) for row in found.rows)
             response.agent_updates.extend(
                 installed_patch(r) for r in found.results if r.status == "installed"
@@ -182,6 +185,7 @@ class PatchApi:
                     last_install_at=c.last_install_at or 0.0,
                     reboot_pending=c.reboot_pending,
                     compliant=c.compliant,
+                    install_requested_at=c.install_requested_at or 0.0,
                 )
                 for agent, c in rows
             ]

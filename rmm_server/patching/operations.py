@@ -30,6 +30,7 @@ from rmm_server.storage.patches import (
     STATES,
     AgentCompliance,
     FleetUpdate,
+    PatchAgentRow,
     ResultRow,
     UpdateRow,
 )
@@ -53,6 +54,8 @@ class AgentList:
     agent: AgentRecord
     rows: list[UpdateRow]
     results: list[ResultRow]
+    # Its per-agent patch state (an install request for the next window); None: nothing held.
+    state: PatchAgentRow | None = None
 
 
 @dataclass(slots=True)
@@ -167,6 +170,7 @@ class PatchOperations:
         agent = resolve_agent(known, parse_agent_word(word))
         rows = await asyncio.to_thread(self.patches.agent_updates, agent.id)
         results = await asyncio.to_thread(self.patches.agent_results, agent.id)
+        held = await asyncio.to_thread(self.patches.agent_state, agent.id)
         now = self.clock()
         if state == INSTALLED:
             rows = []
@@ -176,7 +180,7 @@ class PatchOperations:
             results = []
         elif state == INSTALLED:
             results = [r for r in results if r.status == INSTALLED]
-        return AgentList(agent, rows, results)
+        return AgentList(agent, rows, results, held)
 
     # --- approve and decline ---------------------------------------------------------------
 

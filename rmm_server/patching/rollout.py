@@ -129,9 +129,10 @@ class UpdateState(Protocol):
         """Record the per-update outcomes of settled install_updates commands."""
         ...
 
-    def window_started(self, agent_id: str) -> None:
-        """Note that a window asked the agent for its updates (an operator's `rmm patches
-        install` without --now asked for exactly that: the request is met)."""
+    def install_request_met(self, agent_id: str) -> None:
+        """Note that a window installed the agent's approved updates (it answered the install,
+        or had nothing approved): an operator's `rmm patches install` without --now asked for
+        exactly that, so the request is met. An agent the window missed keeps its request."""
         ...
 
 
@@ -507,10 +508,7 @@ class Rollout:
         records = {a: r for a in waiting if (r := self.agents(a)) is not None}
 
         def read() -> dict[str, list[str]]:
-            found = {a: self.state.approved_updates(a) for a in records}
-            for agent_id in records:
-                self.state.window_started(agent_id)
-            return found
+            return {a: self.state.approved_updates(a) for a in records}
 
         approved = await asyncio.to_thread(read)
         batch: list[tuple[AgentRecord, dict[str, Any], list[str]]] = []
@@ -544,8 +542,10 @@ class Rollout:
             return
         if updates is None:
             updates = await asyncio.to_thread(self.state.approved_updates, record.id)
-            await asyncio.to_thread(self.state.window_started, record.id)
         progress["updates"] = updates
+        if not updates:
+            # Nothing approved to install: an operator's request for this window is met.
+            await asyncio.to_thread(self.state.install_request_met, record.id)
         if not updates and settings.reboot.mode != REBOOT_ALWAYS:
             progress["step"] = NOTHING
             return
@@ -603,6 +603,9 @@ class Rollout:
             )
             outcomes = [UpdateOutcome(uid, "failed", why) for uid in asked]
         await asyncio.to_thread(self.state.record_outcomes, [command])
+        # The agent answered this window's install: an operator's request is met (what failed
+        # stays approved, and the next window asks for it again).
+        await asyncio.to_thread(self.state.install_request_met, record.id)
         for outcome in outcomes:
             key = {"installed": "installed", "locked": "locked_now"}.get(outcome.status, "failed")
             if outcome.status == "skipped":

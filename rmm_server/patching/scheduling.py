@@ -57,8 +57,8 @@ class InventoryState:
         found = self.inventory.patches.approved_updates([agent_id], self.clock())
         return found.get(agent_id, [])
 
-    def window_started(self, agent_id: str) -> None:
-        """Clear the agent's request to install in its next window: this is it."""
+    def install_request_met(self, agent_id: str) -> None:
+        """Clear the agent's request to install in its next window: a window installed."""
         self.inventory.patches.clear_install_requests([agent_id])
 
     def record_outcomes(self, records: Sequence[CommandRecord]) -> object:

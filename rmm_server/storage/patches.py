@@ -183,6 +183,8 @@ class AgentCompliance:
     failed: int
     last_install_at: float | None
     reboot_pending: bool
+    # An operator's `rmm patches install` without --now, waiting for the next window.
+    install_requested_at: float | None = None
 
     @property
     def compliant(self) -> bool:
@@ -700,6 +702,9 @@ class PatchStore:
                     failed=failed,
                     last_install_at=agent_state["last_install_at"] if agent_state else None,
                     reboot_pending=bool(agent_state["reboot_pending"]) if agent_state else False,
+                    install_requested_at=(
+                        agent_state["install_requested_at"] if agent_state else None
+                    ),
                 )
             )
         return report

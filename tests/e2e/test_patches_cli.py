@@ -95,6 +95,18 @@ def test_list_approve_decline_install_now_and_report(
         assert set(fleet_view(server, "--state", "approved")) == {good, broken}
         assert set(fleet_view(server, "--state", "declined")) == {held}
 
+        # Without --now: marked for its next patch window, and both views say it is asked for.
+        marked = rmm(server, "patches", "install", "--target", "client=acme", "--output", "json")
+        assert [e["status"] for e in json.loads(marked.stdout)] == ["marked"]
+        mine = rmm_json(server, "patches", "list", "--agent", agent_id)
+        assert mine["install_requested_at"] and mine["install_requested_by"] == "admin"
+        assert "install requested by admin" in rmm(
+            server, "patches", "list", "--agent", agent_id
+        ).stdout
+        (row,) = rmm_json(server, "patches", "report")["agents"]
+        assert row["install_requested_at"] == mine["install_requested_at"]
+        assert "next window" in rmm(server, "patches", "report").stdout
+
         result = rmm(
             server, "patches", "install", "--target", "client=acme", "--now",
             "--timeout", "5m", "--output", "json", check=False,

@@ -299,7 +299,8 @@ def test_a_hardware_id_pin_holds_when_decisions_are_recomputed_from_the_database
     assert listed(store, "a1") == decided, "as the list arrives"
     rows = {r.update_id: r for r in PatchStore(store).agent_updates("a1")}
     assert rows["fwupd:e1000e"].hardware_ids.splitlines() == [
-        "PCI\\VEN_8086&DEV_15B8&SUBSYS_0001", pinned_nic
+        "PCI\\VEN_8086&DEV_15B8&SUBSYS_0001",
+        pinned_nic,
     ]
 
     # A policy reload decides every stored row again: the pin still finds its hardware.

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from rmm_proto import commands_pb2
 from rmm_server.alerts.service import AlertService
 from rmm_server.commands import AgentLink, AuditEntry, CommandService
+from rmm_server.patching.inventory import PatchInventory
 from rmm_server.patching.model import (
     REBOOT_ALWAYS,
     REBOOT_IF_REQUIRED,
@@ -38,6 +39,7 @@ from rmm_server.patching.model import (
     ScriptStep,
 )
 from rmm_server.patching.rollout import Rollout, outcomes_of
+from rmm_server.patching.scheduling import InventoryState
 from rmm_server.patching.windows import PatchWindow, plan_windows
 from rmm_server.policy.model import AgentContext
 from rmm_server.scripts import ScriptLibrary
@@ -45,6 +47,7 @@ from rmm_server.signing import CommandSigner
 from rmm_server.storage import AgentRecord, Store, open_store
 from rmm_server.storage.commands import CommandRecord
 from rmm_server.storage.patch_runs import CLOSED, PatchRunStore
+from rmm_server.storage.patches import PatchStore, UpdateRow
 
 Status = commands_pb2.CommandStatus
 HOUR = 3600.0
@@ -95,13 +98,13 @@ class Updates:
 
     approved: dict[str, list[str]] = field(default_factory=dict)
     recorded: list[tuple[str, str, str]] = field(default_factory=list)
-    started: list[str] = field(default_factory=list)
+    met: list[str] = field(default_factory=list)
 
     def approved_updates(self, agent_id: str) -> list[str]:
         return list(self.approved.get(agent_id, []))
 
-    def window_started(self, agent_id: str) -> None:
-        self.started.append(agent_id)
+    def install_request_met(self, agent_id: str) -> None:
+        self.met.append(agent_id)
 
     def record_outcomes(self, records: Sequence[CommandRecord]) -> object:
         for record in records:
@@ -290,7 +293,8 @@ async def test_rings_install_in_order_and_promote_on_health(harness: Harness) ->
     await harness.tick()
     (broad_install,) = harness.received(broad)
     assert broad_install.install_updates.update_ids == ["apt:openssl"]
-    assert harness.updates.started == [pilot.id, broad.id]  # `install` requests met
+    # `install` requests: the pilot's met by its answer; the broad ring's once it answers.
+    assert harness.updates.met == [pilot.id]
     # Every dispatch is audited before it leaves: both installs, as the window's operator.
     sent = [e for e in harness.audited if e[1] == "command.sent"]
     assert [(e[0], e[2]) for e in sent] == [
@@ -604,3 +608,47 @@ async def test_a_schedule_changed_while_its_window_is_open_opens_no_second_run(
     again = await harness.rollout.open(harness.window(), START + HOUR - 60, END + HOUR)
     assert again.id == first
     assert len(harness.received(agent)) == 1
+
+
+def requested(patches: PatchStore, record: AgentRecord) -> float | None:
+    state = patches.agent_state(record.id)
+    assert state is not None
+    return state.install_requested_at
+
+
+@sync
+async def test_an_install_request_is_met_by_the_window_that_installs_and_kept_when_missed(
+    harness: Harness,
+) -> None:
+    """`rmm patches install` without --now: the next window covering the agent installs its
+    approved updates; the request stays until it did (an agent the window missed keeps it)."""
+    back, away = harness.add("back"), harness.add("away")
+    inventory = PatchInventory(harness.store, harness.agents.get, clock=harness.clock)
+    patches = inventory.patches
+    for record in (back, away):
+        row = UpdateRow(
+            record.id, "apt:openssl", "openssl", "1", "2", "security", "apt", "", "", None,
+            None, False, START - HOUR, "approved", "approved by alice",
+        )  # fmt: skip
+        patches.write_list(record.id, [row], [], "digest", False, START - HOUR)
+    patches.request_install([back.id, away.id], "alice", START - 60)
+    # The real per-agent state (the server's), over the database.
+    harness.rollout.state = InventoryState(inventory, harness.clock)
+    run_id = await harness.open()
+    await harness.tick(HOUR)
+    # The window asked both; neither has installed yet: both requests stand.
+    assert requested(patches, back) == requested(patches, away) == START - 60
+    await harness.connect(back)
+    (install,) = harness.received(back)
+    assert list(install.install_updates.update_ids) == ["apt:openssl"]
+    await harness.answer(back, install, Status.COMMAND_SUCCEEDED)
+    await harness.tick(60)
+    assert harness.step(run_id, back) == "done"
+    assert requested(patches, back) is None, "installed in this window: the request is met"
+    assert patches.approved_updates([back.id], harness.clock.now) == {}
+    # The window ends with the other one offline: missed, and still asked for next time.
+    harness.clock.now = END
+    await harness.commands.expire_overdue()
+    await harness.tick()
+    assert harness.step(run_id, away) == "missed"
+    assert requested(patches, away) == START - 60
