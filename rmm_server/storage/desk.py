@@ -300,6 +300,14 @@ class DeskStore:
                     .where(tokens.c.client == client, tokens.c.site == name)
                     .values(site=new_name)
                 ).rowcount
+                # Tickets name their site too (their client by id: a client rename is free).
+                conn.execute(
+                    update(schema.tickets)
+                    .where(
+                        schema.tickets.c.client_id == client_row.id, schema.tickets.c.site == name
+                    )
+                    .values(site=new_name)
+                )
             conn.execute(update(schema.sites).where(schema.sites.c.id == row.id).values(**values))
             return Renamed(moved, tokens_changed)
 

@@ -4,6 +4,7 @@ hours with a warning, T&M billing, and who may close without resolution or archi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -213,3 +214,16 @@ def test_the_ticket_lifecycle_and_wrong_input(
         desk.get(999)
     with pytest.raises(NotFound, match="client 'acme' has no site 'paris'"):
         desk.open("acme", "x", "info", "l1", site="paris")
+
+
+def test_renames_follow_tickets(
+    tickets: tuple[Tickets, list[tuple[int, str, str]]], store: Store, clock: Clock
+) -> None:
+    desk, _told = tickets
+    ticket = desk.open("acme", "VPN", "info", "l1", site="berlin")
+    places = Places(store, Fleet(), Cluster("local"), clock)
+    asyncio.run(places.rename_client("acme", "Acme Inc", "admin"))
+    asyncio.run(places.update_site("Acme Inc", "berlin", "berlin-mitte", "", "admin"))
+    renamed = desk.get(ticket.id)
+    assert (renamed.client, renamed.site) == ("Acme Inc", "berlin-mitte")
+    assert [t.id for t in desk.find("Acme Inc")] == [ticket.id]
