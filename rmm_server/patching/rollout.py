@@ -859,7 +859,9 @@ class Rollout:
         now: float,
     ) -> None:
         deferrals = progress.get("deferrals", 0)
-        consent = REBOOT_CONSENT.get(policy.consent, commands_pb2.CONSENT_NOTIFY)
+        # The policy's word was checked at load (one of model.REBOOT_CONSENT, each mapped here:
+        # tests/rmm_server/patching/test_rollout.py), so no unknown word is quietly "warn".
+        consent = REBOOT_CONSENT[policy.consent]
         if deferrals >= policy.max_deferrals and consent == commands_pb2.CONSENT_ASK:
             # Deferred as often as the policy allows: the reboot goes ahead, with a warning.
             consent = commands_pb2.CONSENT_NOTIFY

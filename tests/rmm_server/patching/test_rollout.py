@@ -38,6 +38,9 @@ from rmm_server.patching.model import (
     Ring,
     ScriptStep,
 )
+from rmm_server.patching.model import (
+    REBOOT_CONSENT as REBOOT_CONSENT_WORDS,
+)
 from rmm_server.patching.rollout import Rollout, outcomes_of
 from rmm_server.patching.scheduling import InventoryState
 from rmm_server.patching.windows import PatchWindow, plan_windows
@@ -652,3 +655,30 @@ async def test_an_install_request_is_met_by_the_window_that_installs_and_kept_wh
     await harness.tick()
     assert harness.step(run_id, away) == "missed"
     assert requested(patches, away) == START - 60
+
+
+@sync
+async def test_each_reboot_consent_word_reaches_the_agent_as_its_consent_mode(
+    harness: Harness,
+) -> None:
+    """A patch policy's `reboot.consent` maps onto the consent layer's modes (docs/consent.md):
+    unattended: nobody is told; warn: logged-in users are notified (CONSENT_NOTIFY); ask: a
+    logged-in user's yes is awaited (CONSENT_ASK)."""
+    expected = {
+        "unattended": commands_pb2.CONSENT_UNATTENDED,
+        "warn": commands_pb2.CONSENT_NOTIFY,
+        "ask": commands_pb2.CONSENT_ASK,
+    }
+    assert set(expected) == set(REBOOT_CONSENT_WORDS), "every word a policy may give is mapped"
+    hosts = {
+        word: harness.add(f"host-{word}", updates=[], reboot=RebootPolicy(REBOOT_ALWAYS, word))
+        for word in expected
+    }
+    await harness.connect(*hosts.values())
+    await harness.open()
+    for word, host in hosts.items():
+        (reboot,) = harness.received(host)
+        assert reboot.HasField("reboot"), word
+        assert reboot.consent == expected[word], word
+    # The default (no consent key in the policy) is warn: notified, never silently rebooted.
+    assert RebootPolicy(REBOOT_ALWAYS).consent == "warn"
