@@ -444,3 +444,86 @@ def patches_report(conn: Connection, client: str, output: str) -> None:
     ]
     header = ["HOST", "CLIENT", "SITE", "COMPLIANT", "MISSING", "FAILED", "REBOOT"]
     print_plain_table([*header, "LAST INSTALL", "INSTALL"], agent_rows)
+
+
+def run_row(run: operator_pb2.PatchRunInfo) -> dict[str, Any]:
+    """Return one patch run as JSON-ready data."""
+    return {
+        "id": run.id,
+        "window": run.window,
+        "starts_at": run.starts_at,
+        "ends_at": run.ends_at,
+        "state": run.state,
+        "rings": [
+            {
+                "name": r.name,
+                "state": r.state,
+                "held": r.held or None,
+                "agents": r.agents,
+                "installed": r.installed,
+                "failed": r.failed,
+                "missed": r.missed,
+                "held_agents": r.held_agents,
+            }
+            for r in run.rings
+        ],
+        "steps": dict(sorted(run.steps.items())),
+        "installed": list(run.installed),
+        "failed": list(run.failed),
+        "missed": list(run.missed),
+        "held": list(run.held),
+    }
+
+
+@patches.command("runs")
+@click.option("--window", default="", help="Only this window's runs (policy/schedule@zone).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@OUTPUT_OPTION
+@click.pass_obj
+def patches_runs(conn: Connection, window: str, limit: int, output: str) -> None:
+    """The patch windows opened, newest first: each ring's state and its agents that
+    installed, failed, missed the window or were held."""
+    request = operator_pb2.ListPatchRunsRequest(window=window, limit=limit)
+    response = conn.call(conn.stub().ListPatchRuns, request)
+    rows = [run_row(run) for run in response.runs]
+    if output == "json":
+        emit_json(rows)
+        return
+    table = [
+        [
+            agent_text(run["window"]),
+            iso(run["starts_at"]),
+            run["state"],
+            ring["name"],
+            ring["state"] + (f" ({agent_text(ring['held'])})" if ring["held"] else ""),
+            str(ring["agents"]),
+            str(ring["installed"]),
+            str(ring["failed"]),
+            str(ring["missed"]),
+            str(ring["held_agents"]),
+        ]
+        for run in rows
+        for ring in run["rings"] or [_NO_RING]
+    ]
+    header = ["WINDOW", "STARTS", "STATE", "RING", "RING STATE", "AGENTS", "INSTALLED"]
+    print_plain_table([*header, "FAILED", "MISSED", "HELD"], table)
+    for run in rows:
+        for step in ("missed", "failed", "held"):
+            if run[step]:
+                names = ", ".join(run[step][:20]) + (" ..." if len(run[step]) > 20 else "")
+                click.echo(f"{agent_text(run['window'])} {iso(run['starts_at'])} {step}: {names}")
+    if not rows:
+        click.echo("no patch window has opened yet", err=True)
+
+
+# A run without rings (its agents are in none): one line of zeros.
+_NO_RING: dict[str, Any] = {
+    "name": "-",
+    "state": "-",
+    "held": None,
+    "agents": 0,
+    "installed": 0,
+    "failed": 0,
+    "missed": 0,
+    "held_agents": 0,
+}

@@ -1552,3 +1552,70 @@ class LogTicketTimeResponse(_message.Message):
     warning: str
     billable_amount: float
     def __init__(self, ticket: _Optional[_Union[TicketInfo, _Mapping]] = ..., used_hours: _Optional[float] = ..., hours_left: _Optional[float] = ..., warning: _Optional[str] = ..., billable_amount: _Optional[float] = ...) -> None: ...
+
+class ListPatchRunsRequest(_message.Message):
+    __slots__ = ("window", "limit")
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    window: str
+    limit: int
+    def __init__(self, window: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class PatchRunRing(_message.Message):
+    __slots__ = ("name", "state", "held", "agents", "installed", "failed", "missed", "held_agents")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    INSTALLED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    MISSED_FIELD_NUMBER: _ClassVar[int]
+    HELD_AGENTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: str
+    held: str
+    agents: int
+    installed: int
+    failed: int
+    missed: int
+    held_agents: int
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., held: _Optional[str] = ..., agents: _Optional[int] = ..., installed: _Optional[int] = ..., failed: _Optional[int] = ..., missed: _Optional[int] = ..., held_agents: _Optional[int] = ...) -> None: ...
+
+class PatchRunInfo(_message.Message):
+    __slots__ = ("id", "window", "starts_at", "ends_at", "state", "rings", "steps", "installed", "failed", "missed", "held")
+    class StepsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    STARTS_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDS_AT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RINGS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    INSTALLED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    MISSED_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    window: str
+    starts_at: float
+    ends_at: float
+    state: str
+    rings: _containers.RepeatedCompositeFieldContainer[PatchRunRing]
+    steps: _containers.ScalarMap[str, int]
+    installed: _containers.RepeatedScalarFieldContainer[str]
+    failed: _containers.RepeatedScalarFieldContainer[str]
+    missed: _containers.RepeatedScalarFieldContainer[str]
+    held: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., window: _Optional[str] = ..., starts_at: _Optional[float] = ..., ends_at: _Optional[float] = ..., state: _Optional[str] = ..., rings: _Optional[_Iterable[_Union[PatchRunRing, _Mapping]]] = ..., steps: _Optional[_Mapping[str, int]] = ..., installed: _Optional[_Iterable[str]] = ..., failed: _Optional[_Iterable[str]] = ..., missed: _Optional[_Iterable[str]] = ..., held: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListPatchRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[PatchRunInfo]
+    def __init__(self, runs: _Optional[_Iterable[_Union[PatchRunInfo, _Mapping]]] = ...) -> None: ...

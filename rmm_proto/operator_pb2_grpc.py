@@ -334,6 +334,11 @@ class OperatorServiceStub:
                 request_serializer=rmm__proto_dot_operator__pb2.LogTicketTimeRequest.SerializeToString,
                 response_deserializer=rmm__proto_dot_operator__pb2.LogTicketTimeResponse.FromString,
                 _registered_method=True)
+        self.ListPatchRuns = channel.unary_unary(
+                '/rmm.v1.OperatorService/ListPatchRuns',
+                request_serializer=rmm__proto_dot_operator__pb2.ListPatchRunsRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ListPatchRunsResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServiceServicer:
@@ -714,6 +719,13 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPatchRuns(self, request, context):
+        """Patching: the patch windows opened, newest first (docs/patching.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1016,6 +1028,11 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.LogTicketTime,
                     request_deserializer=rmm__proto_dot_operator__pb2.LogTicketTimeRequest.FromString,
                     response_serializer=rmm__proto_dot_operator__pb2.LogTicketTimeResponse.SerializeToString,
+            ),
+            'ListPatchRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPatchRuns,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ListPatchRunsRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ListPatchRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2638,6 +2655,33 @@ class OperatorService:
             '/rmm.v1.OperatorService/LogTicketTime',
             rmm__proto_dot_operator__pb2.LogTicketTimeRequest.SerializeToString,
             rmm__proto_dot_operator__pb2.LogTicketTimeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPatchRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/ListPatchRuns',
+            rmm__proto_dot_operator__pb2.ListPatchRunsRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ListPatchRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

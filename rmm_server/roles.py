@@ -69,6 +69,7 @@ REQUIRED_ROLE: dict[str, Role] = {
     # size, as it may reboot `all`; tier1 (first contact, fact gathering) may not.
     "ListPatches": Role.VIEWER,
     "GetPatchReport": Role.VIEWER,
+    "ListPatchRuns": Role.VIEWER,
     "ApprovePatches": Role.TIER2,
     "DeclinePatches": Role.TIER2,
     "InstallPatches": Role.TIER2,

@@ -4,6 +4,7 @@ operators see it. The logic is rmm_server.patching.operations; these only conver
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc.aio
 
@@ -74,6 +75,23 @@ def installed_patch(result: ResultRow) -> operator_pb2.AgentPatch:
         last_status=result.status,
         last_message=result.message,
         last_attempt_at=result.at,
+    )
+
+
+def patch_run(run: dict[str, Any]) -> operator_pb2.PatchRunInfo:
+    """Return one run as described by patching.scheduling.describe_runs."""
+    return operator_pb2.PatchRunInfo(
+        id=run["id"],
+        window=run["window"],
+        starts_at=run["starts_at"],
+        ends_at=run["ends_at"],
+        state=run["state"],
+        rings=[operator_pb2.PatchRunRing(**ring) for ring in run["rings"]],
+        steps=run["agents"],
+        installed=run["installed"],
+        failed=run["failed"],
+        missed=run["missed"],
+        held=run["held"],
     )
 
 
@@ -165,6 +183,12 @@ class PatchApi:
         )
         async for event in events:
             yield install_event(event)
+
+    async def ListPatchRuns(
+        self, request: operator_pb2.ListPatchRunsRequest, context: grpc.aio.ServicerContext
+    ) -> operator_pb2.ListPatchRunsResponse:
+        runs = await self._patching().runs(request.window.strip(), request.limit or 20)
+        return operator_pb2.ListPatchRunsResponse(runs=[patch_run(r) for r in runs])
 
     async def GetPatchReport(
         self, request: operator_pb2.PatchReportRequest, context: grpc.aio.ServicerContext

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from rmm_common.agent_words import parse_agent_word
 from rmm_common.errors import InvalidArgument, NotFound
@@ -21,10 +22,12 @@ from rmm_server.commands import CommandService, status_name
 from rmm_server.fleet import Fleet
 from rmm_server.patching.inventory import PatchInventory, scope_of
 from rmm_server.patching.model import AGENT, APPROVE, DECLINE, EVERYWHERE
+from rmm_server.patching.scheduling import describe_runs
 from rmm_server.runs import RESULT_GRACE_SECONDS, summarize
 from rmm_server.selection import describe_selector, resolve_agent, select_agents
 from rmm_server.storage import AgentRecord
 from rmm_server.storage.commands import CommandRecord
+from rmm_server.storage.patch_runs import PatchRunStore
 from rmm_server.storage.patches import (
     INSTALLED,
     STATES,
@@ -38,6 +41,8 @@ from rmm_server.storage.patches import (
 log = logging.getLogger(__name__)
 
 DEFAULT_INSTALL_TIMEOUT = 3600.0
+# `rmm patches runs --limit`: newest first, at most this many in one answer.
+MAX_RUNS = 1000
 MAX_INSTALL_TIMEOUT = 6 * 3600.0
 MAX_PATTERNS = 1000
 MAX_PATTERN_LENGTH = 400
@@ -181,6 +186,16 @@ class PatchOperations:
         elif state == INSTALLED:
             results = [r for r in results if r.status == INSTALLED]
         return AgentList(agent, rows, results, held)
+
+    # --- patch runs ---------------------------------------------------------------------
+
+    async def runs(self, window: str, limit: int) -> list[dict[str, Any]]:
+        """Return the newest patch runs (of one window when given) as operators read them:
+        rings, and the agents that installed, failed, missed the window or were held."""
+        if not 0 < limit <= MAX_RUNS:
+            raise InvalidArgument(f"limit {limit} is outside 1..{MAX_RUNS}")
+        found = await asyncio.to_thread(PatchRunStore(self.patches.store).recent, window, limit)
+        return describe_runs(found)
 
     # --- approve and decline ---------------------------------------------------------------
 

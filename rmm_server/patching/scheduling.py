@@ -195,6 +195,18 @@ def build_patch_windows(
     )
 
 
+def _ring_counts(members: Iterable[str], agents: Mapping[str, Any]) -> dict[str, int]:
+    """Return how many of a ring's agents installed, failed, missed it or were held."""
+    progress = [agents.get(a, {}) for a in members]
+    return {
+        "agents": len(progress),
+        "installed": sum(1 for p in progress if p.get("installed")),
+        "failed": sum(1 for p in progress if p.get("step") == "failed"),
+        "missed": sum(1 for p in progress if p.get("step") == "missed"),
+        "held_agents": sum(1 for p in progress if p.get("step") == "held"),
+    }
+
+
 def describe_runs(runs: Iterable[PatchRun]) -> list[dict[str, Any]]:
     """Return each run as operators read it: its window and times, its rings' states, how many
     agents ended in each step, and which agents missed it, failed or were held."""
@@ -204,6 +216,9 @@ def describe_runs(runs: Iterable[PatchRun]) -> list[dict[str, Any]]:
         steps: dict[str, list[str]] = {}
         for agent_id, progress in sorted(agents.items()):
             steps.setdefault(str(progress.get("step", "")), []).append(agent_id)
+        # An agent installed in this run when any update of it did (its step may be done,
+        # rebooting, or failed for another update).
+        installed = sorted(a for a, p in agents.items() if p.get("installed"))
         described.append(
             {
                 "id": run.id,
@@ -212,10 +227,16 @@ def describe_runs(runs: Iterable[PatchRun]) -> list[dict[str, Any]]:
                 "ends_at": run.ends_at,
                 "state": run.state,
                 "rings": [
-                    {"name": ring["name"], "state": ring["state"], "held": ring.get("held", "")}
+                    {
+                        "name": ring["name"],
+                        "state": ring["state"],
+                        "held": ring.get("held", ""),
+                        **_ring_counts(ring.get("agents", []), agents),
+                    }
                     for ring in run.progress.get("rings", [])
                 ],
                 "agents": {step: len(ids) for step, ids in sorted(steps.items())},
+                "installed": installed,
                 "missed": steps.get("missed", []),
                 "failed": steps.get("failed", []),
                 "held": steps.get("held", []),

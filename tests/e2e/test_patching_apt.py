@@ -360,6 +360,20 @@ def test_an_agent_back_after_the_window_ended_installs_nothing(
                 capture_output=True, text=True, timeout=60,
             ).stdout  # fmt: skip
             assert f"missed: {agent_id}" in table and "-/tonight@UTC" in table
+            # And through the operator API: `rmm patches runs`, a viewer's to read.
+            viewer = rmm_json(server, "operators", "add", "watcher", "--role", "viewer")["token"]
+            shown_runs = rmm(server, "patches", "runs", "--output", "json", token=viewer)
+            (seen,) = json.loads(shown_runs.stdout)
+            assert (seen["window"], seen["state"]) == ("-/tonight@UTC", "closed")
+            assert seen["missed"] == [agent_id] and seen["installed"] == []
+            assert seen["steps"] == {"missed": 1}
+            (ring,) = seen["rings"]
+            assert (ring["agents"], ring["missed"], ring["installed"]) == (1, 1, 0)
+            assert rmm_json(server, "patches", "runs", "--window", "no/such@UTC") == []
+            lines = rmm(server, "patches", "runs").stdout.splitlines()
+            assert lines[0].split()[:3] == ["WINDOW", "STARTS", "STATE"]
+            assert "-/tonight@UTC" in lines[1] and "closed" in lines[1]
+            assert any(line.endswith(f"missed: {agent_id}") for line in lines)
             wait_for(
                 lambda: rmm_json(server, "agents", "list")[0]["status"] == "online",
                 60,
