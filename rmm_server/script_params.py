@@ -159,12 +159,13 @@ class Param:
 
 
 def check_params(
-    script: str, params: tuple[Param, ...], given: Mapping[str, str]
+    script: str, params: tuple[Param, ...], given: Mapping[str, str], flag: str = "--param "
 ) -> dict[str, str]:
     """Return the environment a run with `given` parameters gets: RMM_PARAM_<NAME> -> value.
 
     Defaults fill what was not given. Raise InvalidArgument listing every problem: the
-    parameter, what is wrong, and what it takes.
+    parameter, what is wrong, and what it takes. `flag` is how the caller gave a parameter
+    ("--param " on a command line, "params." in a patch policy).
     """
     by_name = {param.name: param for param in params}
     problems: list[str] = []
@@ -174,7 +175,7 @@ def check_params(
             hint = f"did you mean {close[0]!r}? " if close else ""
             declared = ", ".join(by_name) if by_name else "none"
             problems.append(
-                f"--param {_shown(name)}: the script declares no such parameter; {hint}"
+                f"{flag}{_shown(name)}: the script declares no such parameter; {hint}"
                 f"its parameters: {declared} (see `rmm scripts show {script}`)"
             )
     env: dict[str, str] = {}
@@ -182,7 +183,7 @@ def check_params(
         if param.name not in given:
             if param.required:
                 problems.append(
-                    f"--param {param.name} is required: give --param {param.name}=VALUE, "
+                    f"{flag}{param.name} is required: give {flag}{param.name}=VALUE, "
                     f"{param.allowed()}"
                 )
             elif param.default is not None:
@@ -193,7 +194,7 @@ def check_params(
             env[param.env_name] = param.check(value)
         except ValueError as exc:
             problems.append(
-                f"--param {param.name}={_shown(value)} {exc}; {param.name} takes {param.allowed()}"
+                f"{flag}{param.name}={_shown(value)} {exc}; {param.name} takes {param.allowed()}"
             )
     if problems:
         raise InvalidArgument(f"library script {script!r}: " + "; ".join(problems))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from rmm_common.durations import parse_duration
 from rmm_common.errors import ConfigError, InvalidArgument, NotFound
 from rmm_common.yamlnodes import Unreadable, scalar
 from rmm_server.roles import Role
-from rmm_server.script_params import Param, parse_params
+from rmm_server.script_params import Param, check_params, parse_params
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,21 @@ class ScriptLibrary:
             if name not in known and name not in unknown:
                 unknown.append(name)
         return unknown
+
+    def params_problem(self, name: str, given: Mapping[str, str], flag: str) -> str | None:
+        """Return why `given` does not fit the parameters the script `name` declares, or None
+        when they fit (or there is no such script: `unknown_scripts` names that)."""
+        scripts = self._scripts
+        script = scripts.get(name) or next(
+            (s for s in scripts.values() if s.path.name == name), None
+        )
+        if script is None:
+            return None
+        try:
+            check_params(script.name, script.params, given, flag)
+        except InvalidArgument as exc:
+            return str(exc)
+        return None
 
     def __iter__(self) -> Iterator[Script]:
         return iter(self._scripts.values())

@@ -193,6 +193,10 @@ class AlertService:
         # Which of some script names the script library lacks: a rule whose `remediate` names
         # no script is refused when the policies load, not found out when the alert fires.
         self.unknown_scripts: Callable[[Iterable[str]], list[str]] | None = None
+        # Why a patch policy script step's params do not fit its script (ScriptLibrary's).
+        self.script_params_problem: Callable[[str, Mapping[str, str], str], str | None] | None = (
+            None
+        )
         self._inhibitors: dict[str, tuple[Inhibit, ...]] = {}  # rule key -> its inhibitions
         # Changed alerts wait here and one writer saves them in batches: a report's
         # acknowledgement never waits for alert bookkeeping, and the latest state of an alert
@@ -258,9 +262,23 @@ class AlertService:
                 for where, name in steps
                 if name in unknown
             ]
+            errors += self._script_param_errors(policies)
             if errors:
                 raise PolicyError(errors)
         return policies
+
+    def _script_param_errors(self, policies: PolicySet) -> list[str]:
+        """Return an error (file:line:col) per patch script step whose params do not fit the
+        parameters its library script declares (a required one missing, an unknown name, a
+        value of the wrong type), so a bad policy is refused at load, not in a window."""
+        if self.script_params_problem is None:
+            return []
+        errors = []
+        for key, step in policies.patches.script_steps():
+            problem = self.script_params_problem(step.script, dict(step.params), "params.")
+            if problem is not None:
+                errors.append(f"{step.source}: {key} {problem}")
+        return errors
 
     # --- evaluation ----------------------------------------------------------------------------
 

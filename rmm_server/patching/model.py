@@ -246,6 +246,10 @@ class ScriptStep:
     script: str
     args: tuple[str, ...] = ()
     timeout_seconds: float = 600.0
+    # The library script's declared parameters (`params:`), name and value as written: checked
+    # against its header when the policies load and again when sent (script_params.py).
+    params: tuple[tuple[str, str], ...] = ()
+    source: str = field(default="", compare=False)  # file:line:col of the step, for errors
 
 
 @dataclass(frozen=True, slots=True)

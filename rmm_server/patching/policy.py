@@ -99,7 +99,7 @@ _SCHEDULE_KEYS = ("name", "cron", "nth_weekday", "duration", "time_zone")
 _NTH_KEYS = ("nth", "weekday", "offset_days", "time")
 _RING_KEYS = ("name", "select", "soak", "require_reboot_report", "no_new_critical_alert")
 _REBOOT_KEYS = ("mode", "consent", "max_deferrals", "deferral")
-_SCRIPT_KEYS = ("script", "args", "timeout")
+_SCRIPT_KEYS = ("script", "args", "timeout", "params")
 # The vendors' words (MSRC and dnf: Critical, Important, Moderate, Low; fwupd/LVFS: critical,
 # high, medium, low, security); "unknown" matches an update whose backend says none.
 SEVERITIES = ("critical", "important", "high", "moderate", "medium", "low", "security", "unknown")
@@ -595,9 +595,38 @@ def _parse_scripts(
         timeout: float | None = 600.0
         if "timeout" in items:
             timeout = parse_duration_node(items["timeout"][1], where, context, f"{what}.timeout")
-        if script is not None and args is not None and timeout is not None:
-            steps.append(ScriptStep(script, tuple(args), timeout))
+        params: dict[str, str] | None = {}
+        if "params" in items:
+            params = _script_params(items["params"][1], where, context, f"{what}.params")
+        if script is not None and args is not None and timeout is not None and params is not None:
+            source = where.position(items["params"][1] if "params" in items else item)
+            steps.append(ScriptStep(script, tuple(args), timeout, tuple(params.items()), source))
     return tuple(steps) if len(where.errors) == before else None
+
+
+def _script_params(node: yaml.Node, where: Where, context: str, what: str) -> dict[str, str] | None:
+    """Return a step's `params: {name: value}` as written (`5`, `true` and `"5"` alike are the
+    text an operator types after `--param name=`); what each takes is checked against the
+    script's header once the script library is known (AlertService._load_policies)."""
+    if not isinstance(node, yaml.MappingNode):
+        where.at(node, context, f"{what} must be a mapping of name: value", "e.g. {service: nginx}")
+        return None
+    out: dict[str, str] = {}
+    ok = True
+    for key_node, value_node in node.value:
+        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+        if not isinstance(key, str) or not key:
+            where.at(key_node, context, f"{what}: names must be plain strings")
+            ok = False
+        elif key in out:
+            where.at(key_node, context, f"{what}: duplicate parameter {key!r}", "keep one")
+            ok = False
+        elif not isinstance(value_node, yaml.ScalarNode):
+            where.at(value_node, context, f"{what}.{key} must be a single value, not a list or map")
+            ok = False
+        else:
+            out[key] = str(value_node.value)
+    return out if ok else None
 
 
 def _parse_setting(key: str, node: yaml.Node, where: Where, context: str) -> Any:
@@ -796,6 +825,16 @@ class PatchPolicySet:
             for key in ("pre_install", "post_install"):
                 steps, line = doc.settings.get(key, ((), 0))
                 found += [(f"{doc.path}:{line}", step.script) for step in steps]
+        return found
+
+    def script_steps(self) -> list[tuple[str, ScriptStep]]:
+        """Return (pre_install or post_install, step) of every script step, each step knowing
+        its file:line:col, for checking their parameters against the script library."""
+        found: list[tuple[str, ScriptStep]] = []
+        for doc in self._docs:
+            for key in ("pre_install", "post_install"):
+                steps, _line = doc.settings.get(key, ((), 0))
+                found += [(key, step) for step in steps]
         return found
 
     def settings_for(self, agent: AgentContext) -> PatchSettings:

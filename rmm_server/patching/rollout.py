@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rmm_common.errors import NotFound, StorageError
+from rmm_common.errors import InvalidArgument, NotFound, StorageError
 from rmm_common.logs import agent_label
 from rmm_common.tokens import new_ident
 from rmm_proto import commands_pb2
@@ -54,6 +54,7 @@ from rmm_server.patching.model import (
 )
 from rmm_server.patching.windows import PatchWindow
 from rmm_server.runs import summarize
+from rmm_server.script_params import check_params
 from rmm_server.scripts import ScriptLibrary
 from rmm_server.storage import AgentRecord, Store
 from rmm_server.storage.commands import FINAL_STATUSES, CommandRecord, CommandStore
@@ -821,7 +822,10 @@ class Rollout:
         progress["script_index"] = index
         try:
             script = self.scripts().get(wanted.script)
-        except NotFound as exc:
+            given = dict(wanted.params)
+            # Checked at load too; again here, as `rmm run` does: the library may have changed.
+            env = check_params(script.name, script.params, given, "params.")
+        except (NotFound, InvalidArgument) as exc:
             if step == PRE:
                 progress["step"] = FAILED
                 progress["why"] = str(exc)
@@ -842,6 +846,8 @@ class Rollout:
                 body=script.body,
                 args=list(wanted.args),
                 library_name=script.name,
+                params=given,
+                env=env,
             ),
             min(wanted.timeout_seconds, max(1.0, run.ends_at - now)),
             commands_pb2.CONSENT_NOTIFY,

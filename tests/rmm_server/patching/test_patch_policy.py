@@ -14,6 +14,7 @@ from rmm_server.alerts.service import AlertService
 from rmm_server.patching import model
 from rmm_server.patching.policy import next_window_start
 from rmm_server.policy import AgentContext, load_policy_dir, validate_path
+from rmm_server.scripts import ScriptLibrary
 from rmm_server.storage import open_store
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -449,3 +450,88 @@ def test_pre_and_post_install_scripts_must_be_in_the_script_library(tmp_path: Pa
     assert [(s.script, s.args, s.timeout_seconds) for s in steps] == [
         ("stop-app.sh", ("--now",), 300.0)
     ]
+
+
+RESTART_SCRIPT = """#!/bin/sh
+# ---
+# description: restart a service around patching
+# shells: [sh]
+# params:
+#   - name: service
+#     type: string
+#     required: true
+#   - name: wait
+#     type: int
+#     min: 0
+#     max: 600
+#     default: 30
+# ---
+systemctl restart "$RMM_PARAM_SERVICE"
+"""
+
+
+def params_service(tmp_path: Path, steps: str) -> tuple[AlertService, Path]:
+    """A policy directory whose patch policy has `steps`, and an alert service checking it
+    against a real script library holding restart-app (with declared parameters)."""
+    directory, library = tmp_path / "policies", tmp_path / "scripts"
+    directory.mkdir()
+    library.mkdir()
+    (library / "restart-app.sh").write_text(RESTART_SCRIPT)
+    (directory / "p.yaml").write_text(BASE + steps)
+    scripts = ScriptLibrary.load(library)
+    service = AlertService(
+        open_store(f"sqlite:///{tmp_path / 'db.sqlite'}"),
+        CollectorRegistry(),
+        directory,
+        offline_grace_seconds=120,
+        clock=lambda: 1_000_000.0,
+    )
+    service.unknown_scripts = scripts.unknown_scripts
+    service.script_params_problem = scripts.params_problem
+    return service, directory / "p.yaml"
+
+
+def test_script_step_params_are_checked_against_the_scripts_declared_parameters(
+    tmp_path: Path,
+) -> None:
+    service, path = params_service(
+        tmp_path,
+        "pre_install:\n"
+        "  - {script: restart-app, params: {service: nginx, wait: 5}}\n"  # line 16
+        "post_install:\n"
+        "  - script: restart-app\n"  # line 18: service is required
+        "  - script: restart-app\n"
+        "    params: {servce: nginx, wait: soon}\n",  # line 20
+    )
+    with pytest.raises(ConfigError) as caught:
+        service.load()
+    text = str(caught.value)
+    assert f"{path}:18:5: post_install library script 'restart-app': params.service is " in text
+    assert "required: give params.service=VALUE" in text
+    assert (
+        f"{path}:20:13: post_install library script 'restart-app': params.servce: the script "
+        "declares no such parameter; did you mean 'service'?"
+    ) in text
+    assert "params.wait=soon" in text and "wait takes" in text
+    assert f"{path}:16:" not in text, "the first step's params fit"
+    refused = service.policies
+    assert refused is None, "nothing is loaded from a refused set"
+
+    path.write_text(
+        BASE + "pre_install:\n  - {script: restart-app, params: {service: nginx, wait: 5}}\n"
+    )
+    service.load()
+    assert service.policies is not None
+    (step,) = service.policies.patches.settings_for(agent()).pre_install
+    assert step.params == (("service", "nginx"), ("wait", "5"))
+
+
+def test_script_step_params_must_be_a_mapping_of_single_values(tmp_path: Path) -> None:
+    errors = errors_of(
+        tmp_path,
+        BASE + "pre_install:\n  - {script: a, params: [service]}\n"
+        "post_install:\n  - {script: b, params: {service: [a, b]}}\n",
+    )
+    text = "\n".join(errors)
+    assert ":16:25: " in text and "pre_install.params must be a mapping of name: value" in text
+    assert ":18:35: " in text and "post_install.params.service must be a single value" in text

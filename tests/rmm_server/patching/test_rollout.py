@@ -143,6 +143,11 @@ class Harness:
         self.updates = Updates()
         library = tmp_path / "scripts"
         library.mkdir()
+        (library / "restart-app.sh").write_text(
+            "#!/bin/sh\n# ---\n# description: restart a service\n# shells: [sh]\n"
+            "# params:\n#   - {name: service, type: string, required: true}\n"
+            "#   - {name: wait, type: int, default: 30}\n# ---\nexit 0\n"
+        )
         (library / "stop-app.sh").write_text(
             "#!/bin/sh\n# ---\n# description: stop the app before patching\n# shells: [sh]\n"
             "# ---\nexit 0\n"
@@ -490,6 +495,31 @@ async def test_pre_and_post_scripts_run_from_the_library(harness: Harness) -> No
     await harness.answer(agent, post, Status.COMMAND_SUCCEEDED)
     await harness.tick(5)
     assert harness.step(run_id, agent) == "done"
+
+
+@sync
+async def test_a_script_steps_params_reach_the_agent_as_the_library_checks_them(
+    harness: Harness,
+) -> None:
+    agent = harness.add(
+        "app", pre_install=(ScriptStep("restart-app", (), 60.0, (("service", "nginx"),)),)
+    )
+    broken = harness.add(
+        "app2", pre_install=(ScriptStep("restart-app", (), 60.0, (("wait", "soon"),)),)
+    )
+    await harness.connect(agent, broken)
+    run_id = await harness.open()
+    (pre,) = harness.received(agent)
+    # As `rmm run --param` sends them: as given, and checked into RMM_PARAM_<NAME> (the
+    # default filling what the step left out).
+    assert dict(pre.run_script.params) == {"service": "nginx"}
+    assert dict(pre.run_script.env) == {"RMM_PARAM_SERVICE": "nginx", "RMM_PARAM_WAIT": "30"}
+    # A step whose params stopped fitting (the library changed since the load): nothing sent.
+    assert harness.received(broken) == []
+    progress = harness.progress(run_id)["agents"][broken.id]
+    assert progress["step"] == "failed"
+    assert "params.service is required" in progress["why"], progress
+    assert "params.wait=soon" in progress["why"]
 
 
 @sync
