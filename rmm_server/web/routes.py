@@ -400,8 +400,35 @@ class Dashboard:
         return self.render(request, "fleet.html", filt=filt, view=view, link=self._query_with)
 
     async def _fleet_live(self, request: web.Request) -> web.StreamResponse:
+        """The overview's live part, polled every 2 s by each open overview.
+
+        Building it costs a walk, a sort and a render over the whole fleet (about 0.1 s of CPU
+        at 10,000 agents); what a poll must show at once is only a change of firing alerts or
+        of who is online. So it carries an ETag of those (cheap: no sort, no render) and of the
+        minute it was made in: the browser revalidates (If-None-Match) and gets 304
+        while nothing of that changed; the last-seen times refresh every minute.
+        """
+        agents = [state.record for state in self.deps.fleet.snapshot()]
+        etag = (
+            '"'
+            + views.live_version(
+                agents,
+                self.deps.alerts.manager.open_alerts(),
+                self.clock(),
+                request.query_string,
+                self._compliance_at,
+            )
+            + '"'
+        )
+        headers = {**SECURITY_HEADERS, "ETag": etag, "Cache-Control": "private, no-cache"}
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers=headers)
         filt, view = await self._overview(request)
-        return self.render(request, "fleet_live.html", filt=filt, view=view, link=self._query_with)
+        response = self.render(
+            request, "fleet_live.html", filt=filt, view=view, link=self._query_with
+        )
+        response.headers.update(headers)
+        return response
 
     async def _agent(self, request: web.Request) -> web.StreamResponse:
         agent_id = request.match_info["agent_id"]

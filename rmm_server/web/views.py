@@ -3,6 +3,7 @@ routes only read a request's parameters, call these, and render a template."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections import Counter
@@ -313,3 +314,31 @@ def inventory_sections(data: bytes | None) -> list[tuple[str, int, str]]:
         entries = len(value) if isinstance(value, list | dict) else 1
         sections.append((str(name), entries, text))
     return sections
+
+
+# How stale the overview's last-seen times may get between two full live updates.
+LIVE_SLOT_SECONDS = 60
+
+
+def live_version(
+    agents: Iterable[AgentRecord],
+    open_alerts: Iterable[AlertRecord],
+    now: float,
+    query: str,
+    compliance_at: float,
+) -> str:
+    """Return a tag that changes when what a live overview must show at once changes: the
+    firing alerts, who is online per site, the agents known, the patch figures read, the
+    filters; and every LIVE_SLOT_SECONDS (last-seen times)."""
+    digest = hashlib.blake2b(digest_size=12)
+    online: Counter[tuple[str, str]] = Counter()
+    known = 0
+    for agent in agents:
+        if agent.revoked_at is None:
+            known += 1
+            if agent.online(now):
+                online[(agent.client, agent.site)] += 1
+    firing = sorted((a.id, a.severity) for a in open_alerts if a.state == "firing")
+    digest.update(repr((query, known, sorted(online.items()), firing)).encode())
+    digest.update(repr((int(now // LIVE_SLOT_SECONDS), compliance_at)).encode())
+    return digest.hexdigest()
