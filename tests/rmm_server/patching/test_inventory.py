@@ -311,6 +311,10 @@ def test_a_hardware_id_pin_holds_when_decisions_are_recomputed_from_the_database
     again = inventory(store, clock, [a1], settings, fast=False)
     again.redecide()
     assert listed(store, "a1") == decided
+    # An operator's decline by scope (here another agent's) decides every row of the updates it
+    # names again, from the database: a1's pinned driver stays approved.
+    assert again.record_decisions(["fwupd:*"], DECLINE, [(AGENT, "a2")], "alice") == 0
+    assert listed(store, "a1") == decided
 
 
 def test_a_rule_deferral_becomes_approved_when_it_ends_without_a_write(store: Store) -> None:
