@@ -37,6 +37,7 @@ from rmm_server.cluster import Cluster, PgCluster, default_replica_id
 from rmm_server.commands import CommandService
 from rmm_server.desk.alert_tickets import AlertTickets
 from rmm_server.desk.notices import tell_tiers
+from rmm_server.desk.psa import PsaWebhook
 from rmm_server.desk.tickets import Tickets
 from rmm_server.enrollment import Enrollment
 from rmm_server.exporter import MetricsRenderer
@@ -75,6 +76,7 @@ from rmm_server.storage.audit import AuditStore
 from rmm_server.storage.replicas import agents_seen_since
 from rmm_server.storage.store import sqlite_url
 from rmm_server.storage.suppressions import NotificationFailure
+from rmm_server.storage.tickets import TicketEvent, TicketRecord
 from rmm_server.tls import ClientCerts, ServerTls
 from rmm_server.updates import UpdateIndex
 from rmm_server.web import Dashboard, DashboardDeps
@@ -106,6 +108,7 @@ class ServerConfig:
     offline_grace_seconds: float = 120.0
     offline_check_seconds: float = 15.0
     escalation_check_seconds: float = 30.0
+    psa_webhook: str = ""  # URL every ticket event is posted to (docs/desk.md); "": none
     agent_updates_dir: Path | None = None
     script_library_dir: Path | None = None
     # Token buckets (None: no limit): enrollments per source address and per token, operator
@@ -159,6 +162,7 @@ class RmmServer:
         self.scripts = ScriptLibrary()
         self.commands: CommandService | None = None
         self.audit: AuditLog | None = None
+        self.psa: PsaWebhook | None = None
         self.tls: ServerTls | None = None
         self.credentials: AgentCredentials | None = None
         self.patch_inventory: PatchInventory | None = None
@@ -305,7 +309,8 @@ class RmmServer:
         alerts.unknown_scripts = self.scripts.unknown_scripts
         alerts.script_params_problem = self.scripts.params_problem
         # Rules with `ticket: L1|L2|L3` open, reopen and resolve tickets (docs/desk.md).
-        alerts.ticket_hook = AlertTickets(Tickets(store, audit=self._audit_system)).on_transition
+        self.psa = self._start_psa(config.psa_webhook)
+        alerts.ticket_hook = AlertTickets(self._tickets()).on_transition
         await asyncio.to_thread(alerts.load)
         if config.notify_config is not None:
             await self._start_notifications(config.notify_config, alerts)
@@ -432,23 +437,26 @@ class RmmServer:
             cluster=cluster,
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(self.agent_servicer, server)
-        operator_pb2_grpc.add_OperatorServiceServicer_to_server(
-            OperatorServicer(
-                store,
-                enrollment,
-                alerts,
-                commands=commands,
-                consent_for=alerts.consent_for,
-                scripts=self.scripts,
-                audit=audit,
-                operators=operators,
-                credentials=credentials,
-                cluster=cluster,
-                notify=self.notify_reloader,
-                patch_operations=PatchOperations(
-                    patch_inventory, self.fleet, commands, alerts.consent_for
-                ),
+        operator_servicer = OperatorServicer(
+            store,
+            enrollment,
+            alerts,
+            commands=commands,
+            consent_for=alerts.consent_for,
+            scripts=self.scripts,
+            audit=audit,
+            operators=operators,
+            credentials=credentials,
+            cluster=cluster,
+            notify=self.notify_reloader,
+            patch_operations=PatchOperations(
+                patch_inventory, self.fleet, commands, alerts.consent_for
             ),
+        )
+        # Operators' ticket changes go to the PSA too (the server's own: _tickets()).
+        operator_servicer.ticket_events = tuple(self._ticket_events())
+        operator_pb2_grpc.add_OperatorServiceServicer_to_server(
+            operator_servicer,
             server,
         )
         self.health_servicer = health_servicer = health.aio.HealthServicer()
@@ -716,6 +724,27 @@ class RmmServer:
         if newly_revoked:
             self.credentials.revoked_elsewhere({"v": newly_revoked})
 
+    @staticmethod
+    def _start_psa(url: str) -> PsaWebhook | None:
+        if not url:
+            return None
+        psa = PsaWebhook(url)
+        psa.start()
+        log.info("every ticket event is posted to %s (--psa-webhook)", url)
+        return psa
+
+    def _ticket_events(self) -> list[Callable[[TicketRecord, TicketEvent], None]]:
+        return [self.psa] if self.psa is not None else []
+
+    def _tickets(self) -> Tickets:
+        """Return the tickets service the server itself drives (alerts, SLA timers)."""
+        assert self.store is not None
+        return Tickets(
+            self.store,
+            audit=self._audit_system,
+            on_event=self._ticket_events(),
+        )
+
     def _audit_system(self, by: str, action: str, target: str, details: Mapping[str, Any]) -> None:
         """Audit a change the server made itself (an alert's ticket, an SLA escalation)."""
         if self.audit is not None:
@@ -724,8 +753,7 @@ class RmmServer:
     async def _escalate_tickets(self) -> None:
         if self.store is None:
             return
-        tickets = Tickets(self.store, audit=self._audit_system)
-        escalated = await asyncio.to_thread(tickets.escalate_due)
+        escalated = await asyncio.to_thread(self._tickets().escalate_due)
         await tell_tiers(self.alerts.submit if self.alerts is not None else None, escalated)
 
     async def _check_offline(self) -> None:
@@ -896,6 +924,8 @@ class RmmServer:
             await self.alerts.flush()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
+        if self.psa is not None:
+            await asyncio.to_thread(self.psa.stop)
         if self.http is not None:
             await self.http.stop()
         if self.storage_watch is not None:

@@ -149,6 +149,12 @@ def main() -> None:
     help="Notification receivers, routes and tiers (YAML); without it nobody is notified.",
 )
 @click.option(
+    "--psa-webhook",
+    default="",
+    metavar="URL",
+    help="Post every ticket event to this URL as JSON, for a PSA system (docs/desk.md).",
+)
+@click.option(
     "--offline-grace",
     default="2m",
     show_default=True,
@@ -247,6 +253,7 @@ def serve(
     no_policies: bool,
     script_library_dir: Path | None,
     notify_config: Path | None,
+    psa_webhook: str,
     offline_grace: str,
     agent_updates_dir: Path | None,
     enroll_rate: str,
@@ -298,6 +305,7 @@ def serve(
             retention_seconds=parse_duration(retention),
             policies_dir=None if no_policies else (policies_dir or _shipped_policies()),
             notify_config=notify_config,
+            psa_webhook=psa_webhook.strip(),
             offline_grace_seconds=parse_duration(offline_grace),
             offline_check_seconds=parse_duration(offline_check_interval),
             escalation_check_seconds=parse_duration(escalation_check_interval),

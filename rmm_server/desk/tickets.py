@@ -121,6 +121,7 @@ class Tickets:
         on_escalated: list[EscalationHook] | None = None,
         on_hours_low: list[Callable[[TicketRecord, str], None]] | None = None,
         audit: AuditHook | None = None,
+        on_event: list[Callable[[TicketRecord, TicketEvent], None]] | None = None,
     ) -> None:
         self.records = TicketStore(store)
         self.desk = DeskStore(store)
@@ -131,6 +132,18 @@ class Tickets:
         # Writes the audit entry of a change no operator call made (an alert's, the SLA's):
         # operator calls are audited by the gRPC guard.
         self.audit = audit
+        # Told each event as it is written, with the ticket as it is then (the PSA webhook).
+        self.on_event = on_event if on_event is not None else []
+
+    def _emit(self, ticket: TicketRecord) -> TicketRecord:
+        """Hand the ticket's newest event to the on_event hooks (the PSA webhook); return it."""
+        if ticket.events:
+            for hook in self.on_event:
+                try:
+                    hook(ticket, ticket.events[-1])
+                except Exception:  # a hook's failure must not undo or hide the change
+                    log.exception("an event hook failed for ticket %d", ticket.id)
+        return ticket
 
     def _audited(self, action: str, ticket: TicketRecord, details: dict[str, Any]) -> None:
         if self.audit is not None:
@@ -203,7 +216,7 @@ class Tickets:
         text = f"opened at {tier}, {priority}: {title}{sla}" + (f"\n{facts}" if facts else "")
         ticket_id = self.records.open(record, TicketEvent(now, by, "opened", text))
         log.info("ticket %d opened for %s by %s at %s", ticket_id, client, by, tier)
-        return self.records.get(ticket_id)
+        return self._emit(self.records.get(ticket_id))
 
     def _dues(
         self, client: str, priority: str, now: float, zone: str
@@ -265,7 +278,7 @@ class Tickets:
         def decide(_ticket: TicketRecord) -> tuple[dict[str, Any], TicketEvent]:
             return {}, TicketEvent(self.clock(), by, "command", text[:MAX_TEXT])
 
-        return self.records.change(ticket_id, decide)
+        return self._emit(self.records.change(ticket_id, decide))
 
     # --- alerts ----------------------------------------------------------------------------
 
@@ -284,7 +297,7 @@ class Tickets:
                     return values, TicketEvent(now, ALERT_BY, "status", f"reopened: {said} again")
                 return values, TicketEvent(now, ALERT_BY, "note", f"{said} again")
 
-            changed = self.records.change(existing.id, decide)
+            changed = self._emit(self.records.change(existing.id, decide))
             self._audited(
                 "TicketFromAlert", changed, {"alert": alert.id, "event": changed.events[-1].text}
             )
@@ -331,7 +344,7 @@ class Tickets:
             return values, TicketEvent(now, ALERT_BY, "status", f"resolved: {text}")
 
         try:
-            resolved = self.records.change(ticket.id, decide)
+            resolved = self._emit(self.records.change(ticket.id, decide))
         except _NothingDue:
             return None
         self._audited("TicketFromAlert", resolved, {"alert": alert.id, "event": "resolved"})
@@ -384,7 +397,7 @@ class Tickets:
                 said = f"[{ticket.status} -> {status}] {text}"
             return values, TicketEvent(now, by, "note", said)
 
-        return self.records.change(ticket_id, decide)
+        return self._emit(self.records.change(ticket_id, decide))
 
     def assign(self, ticket_id: int, assignee: str, by: str) -> TicketRecord:
         """Give the ticket to an operator; a new ticket moves to in-progress."""
@@ -400,7 +413,7 @@ class Tickets:
                 values["status"] = "in-progress"
             return values, TicketEvent(now, by, "assign", f"assigned to {assignee}")
 
-        return self.records.change(ticket_id, decide)
+        return self._emit(self.records.change(ticket_id, decide))
 
     def escalate(self, ticket_id: int, reason: str, by: str) -> TicketRecord:
         """Move the ticket up one tier, by hand, saying why; tell that tier."""
@@ -419,7 +432,7 @@ class Tickets:
             text = f"escalated {ticket.tier} -> {higher}: {reason}"
             return {"tier": higher}, TicketEvent(self.clock(), by, "escalate", text)
 
-        changed = self.records.change(ticket_id, decide)
+        changed = self._emit(self.records.change(ticket_id, decide))
         self._tell(changed, changed.events[-1].text)
         return changed
 
@@ -460,7 +473,7 @@ class Tickets:
                 return values, TicketEvent(now, "sla", "escalate", text)
 
             try:
-                changed = self.records.change(ticket_id, decide)
+                changed = self._emit(self.records.change(ticket_id, decide))
             except _NothingDue:
                 continue  # acknowledged or resolved between the query and the lock
             self._audited(
@@ -505,7 +518,7 @@ class Tickets:
             }
             return values, TicketEvent(now, by, "status", f"resolved: {resolution}")
 
-        return self.records.change(ticket_id, decide)
+        return self._emit(self.records.change(ticket_id, decide))
 
     def reopen(self, ticket_id: int, reason: str, by: str) -> TicketRecord:
         """Reopen a resolved or closed ticket (not an archived one), saying why."""
@@ -521,7 +534,7 @@ class Tickets:
             values = {"status": "in-progress", "resolved_at": None, "closed_at": None}
             return values, TicketEvent(self.clock(), by, "status", f"reopened: {reason}")
 
-        return self.records.change(ticket_id, decide)
+        return self._emit(self.records.change(ticket_id, decide))
 
     def close(self, ticket_id: int, role: Role, by: str) -> TicketRecord:
         """Close a resolved ticket; closing one never resolved needs tier3 or admin."""
@@ -539,7 +552,7 @@ class Tickets:
             how = "closed" if ticket.status == "resolved" else "closed without resolution"
             return {"status": "closed", "closed_at": now}, TicketEvent(now, by, "status", how)
 
-        return self.records.change(ticket_id, decide)
+        return self._emit(self.records.change(ticket_id, decide))
 
     def archive(self, ticket_id: int, role: Role, by: str) -> TicketRecord:
         """Archive a ticket (tier3 and admin only): hidden from lists, never deleted."""
@@ -559,7 +572,7 @@ class Tickets:
                 values["closed_at"] = now
             return values, TicketEvent(now, by, "status", "archived")
 
-        return self.records.change(ticket_id, decide)
+        return self._emit(self.records.change(ticket_id, decide))
 
     def log_time(self, ticket_id: int, minutes: float, note: str, by: str) -> TimeLogged:
         """Log work on a ticket; it draws down block hours or is billed at the T&M rate."""
@@ -594,6 +607,7 @@ class Tickets:
             )
 
         changed, used = self.records.log_time(ticket_id, decide)
+        self._emit(changed)
         left = None
         warning = ""
         if contract is not None and contract.type == BLOCK_HOURS and contract.hours_per_period:

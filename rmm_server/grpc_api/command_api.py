@@ -26,6 +26,7 @@ from rmm_server.scripts import ScriptLibrary
 from rmm_server.selection import resolve_agent
 from rmm_server.storage import AgentRecord, Store
 from rmm_server.storage.commands import CommandQuery, CommandRecord
+from rmm_server.storage.tickets import TicketEvent, TicketRecord
 
 MAX_COMMAND_LIMIT = 1000
 
@@ -110,6 +111,8 @@ class CommandApi:
     """Mixin for OperatorServicer: the remote-action calls."""
 
     store: Store
+    # Told every ticket event (the PSA webhook): set with TicketApi's.
+    ticket_events: tuple[Callable[[TicketRecord, TicketEvent], None], ...]
     fleet: Fleet
     commands: CommandService | None
     scripts: ScriptLibrary
@@ -128,7 +131,7 @@ class CommandApi:
     ) -> AsyncIterator[operator_pb2.RunEvent]:
         runs = self._run_service()
         operator = current_operator.get()
-        tickets = Tickets(self.store) if request.ticket else None
+        tickets = Tickets(self.store, on_event=list(self.ticket_events)) if request.ticket else None
         if tickets is not None:  # refused before anything is sent when it is not open
             await asyncio.to_thread(tickets.check_open, request.ticket)
         run = await runs.start(run_request(request, operator.name, operator.role))

@@ -23,7 +23,7 @@ from rmm_server.grpc_api.guard import current_operator
 from rmm_server.roles import Role
 from rmm_server.storage import AgentRecord, Store
 from rmm_server.storage.desk import ClientRecord, ContractRecord, SiteRecord, SlaTarget
-from rmm_server.storage.tickets import TicketRecord
+from rmm_server.storage.tickets import TicketEvent, TicketRecord
 
 
 def client_to_proto(client: ClientRecord) -> operator_pb2.ClientInfo:
@@ -272,6 +272,8 @@ class TicketApi:
 
     store: Store
     alerts: AlertService
+    # Told every ticket event operators cause (the server sets the PSA webhook here).
+    ticket_events: tuple[Callable[[TicketRecord, TicketEvent], None], ...] = ()
 
     def _find_agent(self, ident: str, require_client: bool = False) -> AgentRecord:
         raise NotImplementedError  # the servicer's own (OperatorServicer._find_agent)
@@ -279,7 +281,9 @@ class TicketApi:
     @cached_property
     def tickets(self) -> Tickets:
         """Tickets on the servicer's store and clock."""
-        return Tickets(self.store, getattr(self, "clock", time.time))
+        return Tickets(
+            self.store, getattr(self, "clock", time.time), on_event=list(self.ticket_events)
+        )
 
     def _operator(self) -> tuple[str, Role]:
         operator = current_operator.get()

@@ -2,7 +2,8 @@
 which escalates to L2 when its SLA timer runs out (the server's clock, a short target); L2's
 receiver is told through the notification routing and L2 reads L1's history; time entries
 draw down the block hours and the warning fires; a tier1 cannot archive or close without
-resolution; what the server did itself is in the audit chain too."""
+resolution; what the server did itself is in the audit chain too; a PSA's webhook hears every
+event."""
 
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ def test_an_alert_opens_a_ticket_that_escalates_on_its_sla_and_time_draws_down_b
             str(notify),
             "--escalation-check-interval",
             "1s",
+            "--psa-webhook",
+            f"{receiver.url}/psa",
         ],
     ).start()
     agent = None
@@ -188,6 +191,22 @@ def test_an_alert_opens_a_ticket_that_escalates_on_its_sla_and_time_draws_down_b
         assert ("alert", "TicketFromAlert", number) in by_server, by_server
         assert ("sla", "TicketSlaEscalation", number) in by_server, by_server
         assert rmm(server, "audit", "verify").returncode == 0
+
+        # The PSA heard every event of the ticket, in order, whoever caused it.
+        def psa_kinds() -> list[str]:
+            return [
+                body["event"]["kind"]
+                for body in receiver.posted("/psa")
+                if body["ticket"]["id"] == int(number)
+            ]
+
+        wait_for(lambda: psa_kinds()[-1:] == ["status"], 30, "the archive event at the PSA")
+        kinds = psa_kinds()
+        assert kinds[:3] == ["opened", "note", "escalate"], kinds
+        for kind in ("command", "time", "status"):
+            assert kind in kinds, kinds
+        last = receiver.posted("/psa")[-1]
+        assert last["ticket"]["archived_at"] and last["event"]["text"] == "archived", last
     finally:
         end_process(agent)
         server.stop()

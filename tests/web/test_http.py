@@ -276,3 +276,22 @@ def test_tier1_runs_a_library_script_and_sees_each_agents_result(fleet: Fleet) -
     ]
     assert sent and sent[-1]["target"] == fleet.agent_id
     assert browser.get("/commands/runs/no-such-run").status == 404
+
+
+def test_the_live_overview_is_not_sent_again_while_nothing_it_shows_at_once_changed(
+    fleet: Fleet,
+) -> None:
+    browser = logged_in(fleet, Role.VIEWER)
+    statuses = []
+    for _ in range(3):  # a 30-second slot may end between two requests: then the next pair
+        first = browser.get("/fleet/live")
+        etag = first.headers["ETag"]
+        assert first.status == 200 and etag and "no-cache" in first.headers["Cache-Control"]
+        again = browser.get("/fleet/live", headers={"If-None-Match": etag})
+        statuses.append(again.status)
+        if again.status == 304:
+            assert again.body == ""
+            break
+    assert statuses[-1] == 304, statuses
+    other_filter = browser.get("/fleet/live?status=offline", headers={"If-None-Match": etag})
+    assert other_filter.status == 200
