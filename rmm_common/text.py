@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["INVISIBLE_CATEGORIES", "INVISIBLE_RE", "invisible_problem"]
+__all__ = ["INVISIBLE_CATEGORIES", "INVISIBLE_RE", "invisible_problem", "visible_lines"]
 
 INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
@@ -65,3 +65,15 @@ def invisible_problem(what: str, text: str) -> str | None:
         f"category {unicodedata.category(char)}): control, format (bidi, zero-width) and "
         "line-separator characters change how the text is shown; send the value without them"
     )
+
+
+def _escaped(found: re.Match[str]) -> str:
+    char = found.group()
+    return char if char in "\n\t" else ascii(char)[1:-1]
+
+
+def visible_lines(text: str) -> str:
+    """Return text with every character of the class shown as its escape (U+202E as \\u202e),
+    but for line breaks and tabs: for agent text shown over several lines (a command's output
+    on a web page), where a bidi override or zero-width character would make it read otherwise."""
+    return INVISIBLE_RE.sub(_escaped, text) if INVISIBLE_RE.search(text) else text

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import jinja2
+import markupsafe
 from aiohttp import web
 from yarl import URL
 
@@ -36,6 +37,7 @@ from rmm_common.errors import (
     StorageError,
     Unauthenticated,
 )
+from rmm_common.text import visible_lines
 from rmm_proto import agent_pb2
 from rmm_server.alerts.service import AlertService
 from rmm_server.audit import AuditLog
@@ -102,10 +104,19 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Autoescape keeps agent text from being markup; this keeps it from hiding itself: bidi
+        # overrides, zero-width and other invisible characters in any shown value are escapes.
+        finalize=_visible,
     )
     env.filters["iso"] = _iso
     env.filters["ratio"] = lambda v: "" if v is None else f"{100 * float(v):.1f} %"
     return env
+
+
+def _visible(value: object) -> object:
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return visible_lines(value)
+    return value
 
 
 def _iso(when: float | None) -> str:

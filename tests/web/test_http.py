@@ -237,6 +237,16 @@ def test_the_agent_page_shows_a_commands_output_escaped(fleet: Fleet) -> None:
     assert ">succeeded<" in page.body
 
 
+def test_invisible_characters_in_agent_text_are_shown_as_escapes(fleet: Fleet) -> None:
+    # A right-to-left override and a zero-width space in a command's output: escaped text on
+    # the page, so "exe.txt" cannot read as "txt.exe"; its line breaks stay line breaks.
+    rmm_json(fleet.server, "run", "-t", fleet.agent_id, "--command",
+             r"printf 'bidi-\342\200\256exe.txt\nzero\342\200\213width\n'")  # fmt: skip
+    page = logged_in(fleet, Role.VIEWER).get(f"/agents/{fleet.agent_id}")
+    assert "bidi-\\u202eexe.txt\nzero\\u200bwidth" in page.body
+    assert "\u202e" not in page.body and "\u200b" not in page.body
+
+
 def test_tier1_runs_a_library_script_and_sees_each_agents_result(fleet: Fleet) -> None:
     viewer = logged_in(fleet, Role.VIEWER)
     form_page = viewer.get("/commands")
