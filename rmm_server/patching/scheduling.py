@@ -24,6 +24,7 @@ from rmm_server.patching.windows import DEFAULT_ZONE, PatchScheduler, PatchWindo
 from rmm_server.scripts import ScriptLibrary
 from rmm_server.storage import AgentRecord, Store
 from rmm_server.storage.commands import CommandRecord
+from rmm_server.storage.desk import DeskStore
 from rmm_server.storage.patch_runs import PatchRun
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ def build_patch_windows(
     where a site has none); `inventory` is the server's PatchInventory when it runs one (which
     records install outcomes where command results settle).
     """
-    zones = dict(site_zones or {})
+    zones = SiteZones(store, site_zones or {}, clock)
 
     def settings_of(record: AgentRecord) -> PatchSettings | None:
         policies = alerts.policies
@@ -190,9 +191,39 @@ def build_patch_windows(
         PatchScheduler(store.engine, lambda _key: asyncio.sleep(0)),
         rollout,
         lambda: [state.record for state in fleet.snapshot()],
-        site_zone=lambda record: zones.get(f"{record.client}/{record.site}", DEFAULT_ZONE),
+        site_zone=zones,
         clock=clock,
     )
+
+
+class SiteZones:
+    """The time zone a site's windows are read in: `--site-time-zone` first, then the site's
+    record (`rmm sites update --time-zone`), else UTC.
+
+    The records are read again at most every REFRESH_SECONDS: windows are planned for every
+    agent at once (at start, on reload, every few minutes), not a query per agent.
+    """
+
+    REFRESH_SECONDS = 60.0
+
+    def __init__(
+        self, store: Store, overrides: Mapping[str, str], clock: Callable[[], float]
+    ) -> None:
+        self.sites = DeskStore(store)
+        self.overrides = dict(overrides)
+        self.clock = clock
+        self._zones: dict[str, str] = {}
+        self._read_at: float | None = None
+
+    def __call__(self, record: AgentRecord) -> str:
+        key = f"{record.client}/{record.site}"
+        if key in self.overrides:
+            return self.overrides[key]
+        now = self.clock()
+        if self._read_at is None or now - self._read_at >= self.REFRESH_SECONDS:
+            self._zones = {f"{s.client}/{s.name}": s.time_zone for s in self.sites.list_sites()}
+            self._read_at = now
+        return self._zones.get(key) or DEFAULT_ZONE
 
 
 def _ring_counts(members: Iterable[str], agents: Mapping[str, Any]) -> dict[str, int]:

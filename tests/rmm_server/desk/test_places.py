@@ -13,6 +13,7 @@ from rmm_server.cluster import Cluster
 from rmm_server.desk.places import Places
 from rmm_server.enrollment import Enrollment
 from rmm_server.fleet import Fleet
+from rmm_server.patching.scheduling import SiteZones
 from rmm_server.storage import AgentRecord, Store, open_store
 
 
@@ -149,3 +150,24 @@ def test_a_token_for_a_new_client_creates_its_records_once(store: Store, fleet: 
     assert [(s.name, s.time_zone) for s in places.list_sites("newco")] == [
         ("hq", "UTC"), ("lab", "UTC"),
     ]  # fmt: skip
+
+
+def test_patch_windows_read_a_sites_time_zone_from_its_record(store: Store, places: Places) -> None:
+    """A schedule with `time_zone: site` follows the site record (`rmm sites update
+    --time-zone`); `--site-time-zone` still wins; a changed zone is read within a minute."""
+    clock = Clock()
+    places.create_client("acme", "alice")
+    places.create_site("acme", "berlin", "Europe/Berlin", "alice")
+    places.create_site("acme", "hq", "", "alice")
+    zones = SiteZones(store, {"acme/ny": "America/New_York"}, clock)
+
+    def zone_of(site: str) -> str:
+        return zones(AgentRecord("a1", "h", "acme", site, 1.0, hostname="a1"))
+
+    assert [zone_of(s) for s in ("berlin", "hq", "ny", "nowhere")] == [
+        "Europe/Berlin", "UTC", "America/New_York", "UTC",
+    ]  # fmt: skip
+    asyncio.run(places.update_site("acme", "hq", "", "Asia/Tokyo", "alice"))
+    assert zone_of("hq") == "UTC"  # read again at most every minute
+    clock.now += SiteZones.REFRESH_SECONDS
+    assert zone_of("hq") == "Asia/Tokyo"
