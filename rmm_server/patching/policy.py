@@ -27,8 +27,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from apscheduler.triggers.cron import CronTrigger
 
+from rmm_common.errors import ConfigError
 from rmm_common.yamlnodes import (
     Where,
     line_of,
@@ -37,7 +37,6 @@ from rmm_common.yamlnodes import (
     string,
     string_list,
 )
-from rmm_server.cron import crontab_trigger
 from rmm_server.patching.model import (
     ACTIONS,
     CLASSIFICATIONS,
@@ -54,6 +53,7 @@ from rmm_server.patching.model import (
     Ring,
     ScriptStep,
 )
+from rmm_server.patching.windows import trigger_for
 from rmm_server.policy.loader import (
     API_VERSION,
     DocumentKind,
@@ -391,35 +391,6 @@ def _time_zone(node: yaml.Node, where: Where, context: str) -> str | None:
     return text
 
 
-def cron_trigger(schedule: PatchSchedule, zone: str = "UTC") -> CronTrigger:
-    """Return the APScheduler trigger of the schedule's window starts before any day offset.
-
-    A cron schedule is its expression; an Nth-weekday one fires on that weekday of each month
-    at its time (add `offset_days` to each fire time for the window's start: APScheduler's
-    cron has no "+K days").
-    """
-    tz = ZoneInfo(zone)
-    if schedule.cron is not None:
-        return crontab_trigger(schedule.cron, tz)
-    assert schedule.nth is not None and schedule.weekday is not None
-    hour, minute = schedule.time.split(":")
-    day = f"{_NTH_WORDS[schedule.nth]} {schedule.weekday[:3]}"
-    return CronTrigger(day=day, hour=int(hour), minute=int(minute), timezone=tz)
-
-
-def next_window_start(
-    schedule: PatchSchedule, after: datetime, zone: str = "UTC"
-) -> datetime | None:
-    """Return when the schedule's next window opens strictly after `after` (None: never)."""
-    trigger = cron_trigger(schedule, zone)
-    offset = timedelta(days=schedule.offset_days)
-    # The base date may fall before `after` while base + offset falls after: start early.
-    fire: datetime | None = trigger.get_next_fire_time(None, after - offset)
-    while fire is not None and fire + offset <= after:
-        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
-    return None if fire is None else fire + offset
-
-
 def _schedule_when(items: _Items, where: Where, context: str) -> dict[str, Any] | None:
     """Return the cron or nth-weekday fields of a schedule (exactly one must be given)."""
     if ("cron" in items) == ("nth_weekday" in items):
@@ -486,8 +457,8 @@ def _parse_schedule(node: yaml.Node, where: Where, context: str) -> PatchSchedul
 def _check_fires(schedule: PatchSchedule, node: yaml.Node, where: Where, context: str) -> None:
     """Refuse a schedule APScheduler cannot read, or one that never fires (30 February)."""
     try:
-        trigger = cron_trigger(schedule)
-    except ValueError as exc:
+        trigger = trigger_for(schedule, "UTC")  # the windows' own trigger: one reading of it
+    except ConfigError as exc:
         where.at(node, context, f"schedule.cron: {exc}", "five fields: minute hour day month dow")
         return
     # Eight years hold every day-of-month and weekday combination, leap days included.

@@ -12,7 +12,7 @@ from rmm_agent.patching import base as agent_patching
 from rmm_common.errors import ConfigError, PolicyError
 from rmm_server.alerts.service import AlertService
 from rmm_server.patching import model
-from rmm_server.patching.policy import next_window_start
+from rmm_server.patching.windows import trigger_for
 from rmm_server.policy import AgentContext, load_policy_dir, validate_path
 from rmm_server.scripts import ScriptLibrary
 from rmm_server.storage import open_store
@@ -392,14 +392,20 @@ def test_nth_weekday_plus_offset_finds_the_next_window() -> None:
     base = load_policy_dir(ROOT / "policies").patches.settings_for(agent())
     assert base.schedule is not None
     # December 2026: Tuesdays are the 1st, 8th...; the second is the 8th, + 3 days = Friday 11th.
-    start = next_window_start(base.schedule, datetime(2026, 12, 1, tzinfo=UTC))
+    start = trigger_for(base.schedule, "UTC").get_next_fire_time(
+        None, datetime(2026, 12, 1, tzinfo=UTC)
+    )
     assert start is not None
     assert start == datetime(2026, 12, 11, 22, 0, tzinfo=start.tzinfo)
     # Between the Tuesday and its Friday, the window of this month is still ahead.
-    start = next_window_start(base.schedule, datetime(2026, 12, 9, tzinfo=UTC))
+    start = trigger_for(base.schedule, "UTC").get_next_fire_time(
+        None, datetime(2026, 12, 9, tzinfo=UTC)
+    )
     assert start is not None and start.day == 11
     # After it, January 2027: Tuesdays 5th, 12th -> Friday 15th.
-    start = next_window_start(base.schedule, datetime(2026, 12, 12, tzinfo=UTC))
+    start = trigger_for(base.schedule, "UTC").get_next_fire_time(
+        None, datetime(2026, 12, 12, tzinfo=UTC)
+    )
     assert start is not None and (start.month, start.day) == (1, 15)
 
 
