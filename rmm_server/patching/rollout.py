@@ -552,10 +552,8 @@ class Rollout:
             return
         if settings.pre_install:
             await self._script(run, record, settings.pre_install, 0, PRE, progress, now)
-        elif updates:
-            await self._install(run, record, progress, updates, now)
         else:
-            await self._after_install(run, record, settings, progress, now)
+            await self._install_or_go_on(run, record, settings, progress, updates, now)
 
     async def _pre_done(
         self,
@@ -577,8 +575,22 @@ class Rollout:
         index = progress["script_index"] + 1
         if index < len(settings.pre_install):
             await self._script(run, record, settings.pre_install, index, PRE, progress, now)
-        elif progress["updates"]:
-            await self._install(run, record, progress, progress["updates"], now)
+        else:
+            await self._install_or_go_on(run, record, settings, progress, progress["updates"], now)
+
+    async def _install_or_go_on(
+        self,
+        run: PatchRun,
+        record: AgentRecord,
+        settings: PatchSettings,
+        progress: dict[str, Any],
+        updates: Sequence[str],
+        now: float,
+    ) -> None:
+        """Once the pre-install scripts ran: install what is approved, or, with nothing
+        approved, go on to what follows an install (post-install scripts, the reboot)."""
+        if updates:
+            await self._install(run, record, progress, updates, now)
         else:
             await self._after_install(run, record, settings, progress, now)
 
