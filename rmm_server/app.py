@@ -109,6 +109,8 @@ class ServerConfig:
     offline_check_seconds: float = 15.0
     escalation_check_seconds: float = 30.0
     psa_webhook: str = ""  # URL every ticket event is posted to (docs/desk.md); "": none
+    psa_webhook_secret: bytes = b""  # signs every post (X-RMM-Signature); b"": unsigned
+    msp_name: str = "your IT provider"  # who runs this server, named in consent prompts
     agent_updates_dir: Path | None = None
     script_library_dir: Path | None = None
     # Token buckets (None: no limit): enrollments per source address and per token, operator
@@ -309,7 +311,7 @@ class RmmServer:
         alerts.unknown_scripts = self.scripts.unknown_scripts
         alerts.script_params_problem = self.scripts.params_problem
         # Rules with `ticket: L1|L2|L3` open, reopen and resolve tickets (docs/desk.md).
-        self.psa = self._start_psa(config.psa_webhook)
+        self.psa = self._start_psa(config.psa_webhook, config.psa_webhook_secret)
         alerts.ticket_hook = AlertTickets(self._tickets()).on_transition
         await asyncio.to_thread(alerts.load)
         if config.notify_config is not None:
@@ -725,12 +727,16 @@ class RmmServer:
             self.credentials.revoked_elsewhere({"v": newly_revoked})
 
     @staticmethod
-    def _start_psa(url: str) -> PsaWebhook | None:
+    def _start_psa(url: str, secret: bytes) -> PsaWebhook | None:
         if not url:
             return None
-        psa = PsaWebhook(url)
+        psa = PsaWebhook(url, secret=secret)
         psa.start()
-        log.info("every ticket event is posted to %s (--psa-webhook)", url)
+        log.info(
+            "every ticket event is posted to %s (--psa-webhook), %s",
+            url,
+            "signed (X-RMM-Signature)" if secret else "unsigned (no --psa-webhook-secret-file)",
+        )
         return psa
 
     def _ticket_events(self) -> list[Callable[[TicketRecord, TicketEvent], None]]:

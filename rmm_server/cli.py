@@ -156,6 +156,22 @@ def main() -> None:
     help="Post every ticket event to this URL as JSON, for a PSA system (docs/desk.md).",
 )
 @click.option(
+    "--psa-webhook-secret-file",
+    default="",
+    metavar="PATH",
+    envvar="RMM_PSA_WEBHOOK_SECRET_FILE",
+    help="Sign every --psa-webhook post with the secret in this file (header X-RMM-Signature, "
+    "HMAC-SHA256; docs/desk.md says how the PSA checks it).",
+)
+@click.option(
+    "--msp-name",
+    default="your IT provider",
+    show_default=True,
+    envvar="RMM_MSP_NAME",
+    help="Who runs this server, as consent prompts on managed computers name it "
+    '(e.g. "Acme IT"; docs/consent.md).',
+)
+@click.option(
     "--offline-grace",
     default="2m",
     show_default=True,
@@ -255,6 +271,8 @@ def serve(
     script_library_dir: Path | None,
     notify_config: Path | None,
     psa_webhook: str,
+    psa_webhook_secret_file: str,
+    msp_name: str,
     offline_grace: str,
     agent_updates_dir: Path | None,
     enroll_rate: str,
@@ -307,6 +325,8 @@ def serve(
             policies_dir=None if no_policies else (policies_dir or _shipped_policies()),
             notify_config=notify_config,
             psa_webhook=psa_webhook.strip(),
+            psa_webhook_secret=_psa_secret(psa_webhook, psa_webhook_secret_file),
+            msp_name=_msp_name(msp_name),
             offline_grace_seconds=parse_duration(offline_grace),
             offline_check_seconds=parse_duration(offline_check_interval),
             escalation_check_seconds=parse_duration(escalation_check_interval),
@@ -349,6 +369,33 @@ def serve(
     except RmmError as error:
         click.echo(f"rmm-server: {error}", err=True)
         sys.exit(2)
+
+
+def _psa_secret(url: str, path: str) -> bytes:
+    if not path:
+        return b""
+    if not url.strip():
+        raise ConfigError(
+            "--psa-webhook-secret-file signs the posts of --psa-webhook: give the URL too, or "
+            "drop the secret"
+        )
+    from rmm_server.desk.psa import read_secret  # noqa: PLC0415
+
+    return read_secret(path)
+
+
+def _msp_name(name: str) -> str:
+    from rmm_common.text import invisible_problem  # noqa: PLC0415
+
+    problem = invisible_problem("--msp-name", name)
+    if problem is not None:
+        raise ConfigError(problem)
+    if not name.strip() or len(name) > 100:
+        raise ConfigError(
+            f"--msp-name {name[:120]!r}: give the name users know their IT provider by, "
+            "1 to 100 characters"
+        )
+    return name.strip()
 
 
 @main.command()

@@ -3,15 +3,20 @@ the receiver fails, and never blocking or failing the desk when the PSA is down.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rmm_server.desk.psa import PsaWebhook
+from rmm_common.errors import ConfigError
+from rmm_server.desk.psa import PsaWebhook, read_secret, signature
 from rmm_server.storage.tickets import TicketEvent, TicketRecord
 from tests.helpers import wait_for
 
@@ -98,3 +103,115 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking() -> None:
         release.set()
         psa.stop()
     assert len(posted) == 5 - psa.dropped
+
+
+def receiver_check(secret: bytes, header: str, body: bytes, now: float) -> bool:
+    """The receiver's check as docs/desk.md gives it to PSA integrators (the clock passed in)."""
+    parts = dict(item.partition("=")[::2] for item in header.split(","))
+    timestamp, given = parts.get("t", ""), parts.get("v1", "")
+    if not timestamp.isdigit() or abs(now - int(timestamp)) > 300:
+        return False  # missing, or too old: a replay
+    expected = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, given)
+
+
+class SigningReceiver:
+    """A real HTTP server that accepts only posts signed with its secret (401 otherwise)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.bodies: list[Any] = []
+        self.refused = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                header = self.headers.get("X-RMM-Signature", "")
+                if receiver_check(secret, header, raw, time.time()):
+                    receiver.bodies.append(json.loads(raw))
+                    self.send_response(200)
+                else:
+                    receiver.refused += 1
+                    self.send_response(401)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/psa"
+
+
+@pytest.fixture
+def signing_receiver() -> Iterator[SigningReceiver]:
+    found = SigningReceiver(b"the-psa-shared-secret-0123456789")
+    yield found
+    found.server.shutdown()
+    found.server.server_close()
+
+
+def test_signed_posts_are_accepted_by_the_receivers_check(
+    signing_receiver: SigningReceiver,
+) -> None:
+    psa = PsaWebhook(
+        signing_receiver.url, backoff_seconds=0.01, secret=b"the-psa-shared-secret-0123456789"
+    )
+    psa.start()
+    try:
+        psa(ticket(7), TicketEvent(2.0, "alice", "opened", "Printer"))
+        wait_for(lambda: len(signing_receiver.bodies) == 1, 10, "a signed post accepted")
+    finally:
+        psa.stop()
+    assert signing_receiver.refused == 0
+    assert signing_receiver.bodies[0]["ticket"]["id"] == 7
+
+
+@pytest.mark.parametrize(
+    ("secret", "clock_offset"),
+    [
+        (b"a-wrong-secret-the-psa-never-had", 0.0),  # not the shared secret
+        (b"", 0.0),  # unsigned
+        (b"the-psa-shared-secret-0123456789", -3600.0),  # right secret, an hour-old timestamp
+    ],
+    ids=["wrong-secret", "unsigned", "replayed"],
+)
+def test_a_post_not_signed_with_the_shared_secret_now_is_refused(
+    signing_receiver: SigningReceiver, secret: bytes, clock_offset: float
+) -> None:
+    psa = PsaWebhook(
+        signing_receiver.url,
+        backoff_seconds=0.01,
+        secret=secret,
+        clock=lambda: time.time() + clock_offset,
+    )
+    psa.start()
+    try:
+        psa(ticket(7), TicketEvent(2.0, "alice", "opened", "Printer"))
+        wait_for(lambda: signing_receiver.refused == 3, 10, "three refused attempts")
+    finally:
+        psa.stop()
+    assert signing_receiver.bodies == []
+
+
+def test_a_changed_body_fails_the_signature() -> None:
+    body = b'{"ticket":{"id":7},"event":{"kind":"opened"}}'
+    header = signature(b"the-psa-shared-secret-0123456789", 1_800_000_000, body)
+    assert receiver_check(b"the-psa-shared-secret-0123456789", header, body, 1_800_000_000)
+    changed = body.replace(b"opened", b"closed")
+    assert not receiver_check(b"the-psa-shared-secret-0123456789", header, changed, 1_800_000_000)
+
+
+def test_the_secret_file_is_checked(tmp_path: Path) -> None:
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    with pytest.raises(ConfigError, match="at least 16"):
+        read_secret(str(short))
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_secret(str(tmp_path / "missing"))
+    good = tmp_path / "secret"
+    good.write_text("0123456789abcdef0123\n")
+    assert read_secret(str(good)) == b"0123456789abcdef0123"
