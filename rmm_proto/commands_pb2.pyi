@@ -68,7 +68,7 @@ COMMAND_EXPIRED: CommandStatus
 COMMAND_CANCELLED: CommandStatus
 
 class Command(_message.Message):
-    __slots__ = ("id", "agent_id", "issued_at", "expires_at", "timeout_seconds", "operator", "consent", "run_id", "run_script", "list_processes", "kill_process", "list_services", "service_control", "reboot", "push_file", "pull_file", "collect_now", "install_updates", "driver_package")
+    __slots__ = ("id", "agent_id", "issued_at", "expires_at", "timeout_seconds", "operator", "consent", "run_id", "msp", "ticket", "maintenance_window", "run_script", "list_processes", "kill_process", "list_services", "service_control", "reboot", "push_file", "pull_file", "collect_now", "install_updates", "driver_package")
     ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,9 @@ class Command(_message.Message):
     OPERATOR_FIELD_NUMBER: _ClassVar[int]
     CONSENT_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    MSP_FIELD_NUMBER: _ClassVar[int]
+    TICKET_FIELD_NUMBER: _ClassVar[int]
+    MAINTENANCE_WINDOW_FIELD_NUMBER: _ClassVar[int]
     RUN_SCRIPT_FIELD_NUMBER: _ClassVar[int]
     LIST_PROCESSES_FIELD_NUMBER: _ClassVar[int]
     KILL_PROCESS_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +99,9 @@ class Command(_message.Message):
     operator: str
     consent: ConsentMode
     run_id: str
+    msp: str
+    ticket: int
+    maintenance_window: str
     run_script: RunScript
     list_processes: ListProcesses
     kill_process: KillProcess
@@ -107,7 +113,7 @@ class Command(_message.Message):
     collect_now: CollectNow
     install_updates: InstallUpdates
     driver_package: DriverPackage
-    def __init__(self, id: _Optional[str] = ..., agent_id: _Optional[str] = ..., issued_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., timeout_seconds: _Optional[float] = ..., operator: _Optional[str] = ..., consent: _Optional[_Union[ConsentMode, str]] = ..., run_id: _Optional[str] = ..., run_script: _Optional[_Union[RunScript, _Mapping]] = ..., list_processes: _Optional[_Union[ListProcesses, _Mapping]] = ..., kill_process: _Optional[_Union[KillProcess, _Mapping]] = ..., list_services: _Optional[_Union[ListServices, _Mapping]] = ..., service_control: _Optional[_Union[ServiceControl, _Mapping]] = ..., reboot: _Optional[_Union[Reboot, _Mapping]] = ..., push_file: _Optional[_Union[PushFile, _Mapping]] = ..., pull_file: _Optional[_Union[PullFile, _Mapping]] = ..., collect_now: _Optional[_Union[CollectNow, _Mapping]] = ..., install_updates: _Optional[_Union[InstallUpdates, _Mapping]] = ..., driver_package: _Optional[_Union[DriverPackage, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., agent_id: _Optional[str] = ..., issued_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., timeout_seconds: _Optional[float] = ..., operator: _Optional[str] = ..., consent: _Optional[_Union[ConsentMode, str]] = ..., run_id: _Optional[str] = ..., msp: _Optional[str] = ..., ticket: _Optional[int] = ..., maintenance_window: _Optional[str] = ..., run_script: _Optional[_Union[RunScript, _Mapping]] = ..., list_processes: _Optional[_Union[ListProcesses, _Mapping]] = ..., kill_process: _Optional[_Union[KillProcess, _Mapping]] = ..., list_services: _Optional[_Union[ListServices, _Mapping]] = ..., service_control: _Optional[_Union[ServiceControl, _Mapping]] = ..., reboot: _Optional[_Union[Reboot, _Mapping]] = ..., push_file: _Optional[_Union[PushFile, _Mapping]] = ..., pull_file: _Optional[_Union[PullFile, _Mapping]] = ..., collect_now: _Optional[_Union[CollectNow, _Mapping]] = ..., install_updates: _Optional[_Union[InstallUpdates, _Mapping]] = ..., driver_package: _Optional[_Union[DriverPackage, _Mapping]] = ...) -> None: ...
 
 class SignedCommand(_message.Message):
     __slots__ = ("command", "signature")
