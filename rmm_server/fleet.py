@@ -36,6 +36,11 @@ class Fleet:
         # Ids the database did not know: agent ids are random and never reused, so a caller
         # trying made-up ids costs one query per id, not one per call (bounded, oldest first).
         self._unknown: dict[str, None] = {}
+        # Bumped when what the dashboard's overview must show at once may have changed without
+        # time passing: an agent added, removed, revoked, moved, or back online. Going offline
+        # is time's doing and is not counted here (the dashboard counts who is online itself).
+        # Read with no lock: a reader only compares it with the value it saw before.
+        self.version = 0
 
     def __len__(self) -> int:
         return len(self._agents)
@@ -49,6 +54,7 @@ class Fleet:
         )
         with self._lock:
             self._agents[record.id] = AgentState(record, fragments)
+            self.version += 1
 
     def get(self, agent_id: str) -> AgentRecord | None:
         """Return the agent's record, or None."""
@@ -74,6 +80,7 @@ class Fleet:
         credentials, revocation, identity. Unknown agents are added; reported state stays."""
         for fresh in records:
             with self._lock:
+                self.version += 1
                 state = self._agents.get(fresh.id)
                 if state is None:
                     self._agents[fresh.id] = AgentState(fresh)
@@ -102,6 +109,8 @@ class Fleet:
                 continue
             record = state.record
             if record.last_seen is None or last_seen > record.last_seen:
+                if not record.online(last_seen):
+                    self.version += 1
                 record.last_seen = last_seen
                 record.interval_seconds = interval
             record.last_sequence = max(record.last_sequence, last_sequence)
@@ -115,6 +124,7 @@ class Fleet:
                 return None
             state.record.revoked_at = revoked_at
             state.fragments = {}
+            self.version += 1
             return state.record
 
     def place(
@@ -138,6 +148,7 @@ class Fleet:
                 return None
             record = state.record
             record.client, record.site, record.tags = client, site, list(tags)
+            self.version += 1
         fragments = (
             render_agent_fragments(record, latest, budget=self.export_budget)
             if latest is not None and record.revoked_at is None
@@ -151,6 +162,7 @@ class Fleet:
         """Forget an agent, so it disappears from /metrics at once."""
         with self._lock:
             self._agents.pop(agent_id, None)
+            self.version += 1
 
     def apply_report(
         self,
@@ -170,6 +182,8 @@ class Fleet:
         ):
             return False
         record = state.record
+        if not record.online(received_at):
+            self.version += 1  # back online (or first seen): the overview's counts change
         record.last_sequence = report.sequence
         if record.first_sequence is None:
             record.first_sequence = report.sequence

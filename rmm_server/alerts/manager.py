@@ -123,10 +123,14 @@ class AlertManager:
         # With replicas every one holds every open alert: only the leader shows the fleet-wide
         # firing gauge, so summing it over replicas counts each alert once.
         self.shows_firing: Callable[[], bool] = lambda: True
+        # Bumped whenever an open alert starts, changes state or severity, or ends: the
+        # dashboard's live overview compares it instead of walking every open alert per poll.
+        self.version = 0
 
     def load(self) -> int:
         """Load open alerts from storage (at start-up); return how many."""
         self._open, self._by_agent = {}, {}
+        self.version += 1
         for record in self.alert_store.open_alerts():
             self._keep_open(record)
         self._refresh_firing_gauge()
@@ -206,6 +210,7 @@ class AlertManager:
         if after is None:
             if previous is not None:  # a pending alert whose condition went away: forget it
                 self._forget(previous)
+                self.version += 1
                 previous.state = "dropped"
                 previous.updated_at = now
                 changed.append(previous)
@@ -233,6 +238,8 @@ class AlertManager:
             history=[{"at": now, "event": after.state.value}],
         )
         old_state = previous.state if previous else None
+        if old_state != after.state.value or record.severity != rule.severity:
+            self.version += 1
         record.state = after.state.value
         record.last_active_at = after.last_active_at
         record.fired_at = after.fired_at
@@ -265,6 +272,7 @@ class AlertManager:
             record.resolved_at = after.resolved_at
         if record.state == old_state:
             return
+        self.version += 1
         record.updated_at = now
         record.history.append({"at": now, "event": record.state, "detail": "rule or series gone"})
         changed.append(record)
@@ -309,10 +317,12 @@ class AlertManager:
         gone = [self._open[key] for key in self._by_agent.get(agent_id, ())]
         for record in gone:
             self._forget(record)
+        self.version += 1
         return gone
 
     def adopt(self, records: Iterable[AlertRecord]) -> None:
         """Take alerts another replica changed (read back from the database) as they stand."""
+        self.version += 1
         for record in records:
             previous = self._open.get(record.fingerprint)
             if previous is not None and previous.id != record.id:

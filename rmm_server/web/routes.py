@@ -149,6 +149,7 @@ class Dashboard:
         self._compliance: dict[str, bool] = {}
         self._compliance_at = -COMPLIANCE_SECONDS
         self._compliance_task: asyncio.Future[dict[str, bool]] | None = None
+        self._online = views.OnlineCount(deps.fleet)
 
     def add_routes(self, app: web.Application) -> None:
         """Add every dashboard route and the static files to `app`."""
@@ -419,13 +420,14 @@ class Dashboard:
         minute it was made in: the browser revalidates (If-None-Match) and gets 304
         while nothing of that changed; the last-seen times refresh every minute.
         """
-        agents = [state.record for state in self.deps.fleet.snapshot()]
+        now = self.clock()
         etag = (
             '"'
             + views.live_version(
-                agents,
-                self.deps.alerts.manager.open_alerts(),
-                self.clock(),
+                self.deps.fleet.version,
+                self.deps.alerts.manager.version,
+                self._online.count(now),
+                now,
                 request.query_string,
                 self._compliance_at,
             )

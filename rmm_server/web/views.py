@@ -15,6 +15,7 @@ from google.protobuf import text_format
 
 from rmm_proto import agent_pb2, commands_pb2
 from rmm_server.commands import decode_result
+from rmm_server.fleet import Fleet
 from rmm_server.storage import AgentRecord
 from rmm_server.storage.alerts import AlertRecord
 from rmm_server.storage.commands import CommandRecord
@@ -318,27 +319,45 @@ def inventory_sections(data: bytes | None) -> list[tuple[str, int, str]]:
 
 # How stale the overview's last-seen times may get between two full live updates.
 LIVE_SLOT_SECONDS = 60
+# How late an agent going offline (time passing, no event) may show on a live overview.
+ONLINE_RECOUNT_SECONDS = 10.0
+
+
+class OnlineCount:
+    """How many agents are online, counted at most every ONLINE_RECOUNT_SECONDS.
+
+    Shared by every open overview, so their polls cost no walk of the fleet. Coming online,
+    joining, leaving and moving bump Fleet.version at once; between two bumps the set of
+    online agents can only shrink, so its size alone tells whether someone went offline.
+    """
+
+    def __init__(self, fleet: Fleet, every: float = ONLINE_RECOUNT_SECONDS) -> None:
+        self.fleet = fleet
+        self.every = every
+        self._counted_at = -math.inf
+        self._count = 0
+
+    def count(self, now: float) -> int:
+        """Return the count, walking the fleet only when the last count is older than `every`
+        (or the clock went back)."""
+        if not 0.0 <= now - self._counted_at < self.every:
+            self._count = sum(1 for state in self.fleet.snapshot() if state.record.online(now))
+            self._counted_at = now
+        return self._count
 
 
 def live_version(
-    agents: Iterable[AgentRecord],
-    open_alerts: Iterable[AlertRecord],
+    fleet_version: int,
+    alerts_version: int,
+    online: int,
     now: float,
     query: str,
     compliance_at: float,
 ) -> str:
-    """Return a tag that changes when what a live overview must show at once changes: the
-    firing alerts, who is online per site, the agents known, the patch figures read, the
-    filters; and every LIVE_SLOT_SECONDS (last-seen times)."""
-    digest = hashlib.blake2b(digest_size=12)
-    online: Counter[tuple[str, str]] = Counter()
-    known = 0
-    for agent in agents:
-        if agent.revoked_at is None:
-            known += 1
-            if agent.online(now):
-                online[(agent.client, agent.site)] += 1
-    firing = sorted((a.id, a.severity) for a in open_alerts if a.state == "firing")
-    digest.update(repr((query, known, sorted(online.items()), firing)).encode())
-    digest.update(repr((int(now // LIVE_SLOT_SECONDS), compliance_at)).encode())
-    return digest.hexdigest()
+    """Return a tag that changes when what a live overview must show at once may have changed:
+    the fleet (agents joining, leaving, moving, coming online: Fleet.version), the open alerts
+    (AlertManager.version), how many are online (going offline), the patch figures read, the
+    filters; and every LIVE_SLOT_SECONDS (last-seen times). O(1): no walk of the fleet."""
+    slot = int(now // LIVE_SLOT_SECONDS)
+    key = repr((query, fleet_version, alerts_version, online, slot, compliance_at))
+    return hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
