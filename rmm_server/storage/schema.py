@@ -503,3 +503,19 @@ ticket_time = Table(
     Index("ix_ticket_time_client_period", "client_id", "period"),
     Index("ix_ticket_time_ticket", "ticket_id"),
 )
+
+# Contract reports (issue #15, rmm_server/desk/reports.py): each period an agent was offline,
+# recorded by the leader's offline check (rmm_server/desk/availability.py) when the agent
+# missed its report intervals, from its last report until the first report after it
+# (ended_at None while it lasts). Other sources keep no month: agent_history 24 h, reports
+# their retention, and offline alerts only where a policy has such a rule.
+agent_offline = Table(
+    "agent_offline",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agent_id", String(64), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Index("ix_agent_offline_agent_start", "agent_id", "started_at"),
+    Index("ix_agent_offline_ended", "ended_at"),  # the open ones: ended_at IS NULL
+)
