@@ -8,6 +8,50 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class HelpRequest(_message.Message):
+    __slots__ = ("text", "snapshot_json", "local_user")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_JSON_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_USER_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    snapshot_json: bytes
+    local_user: str
+    def __init__(self, text: _Optional[str] = ..., snapshot_json: _Optional[bytes] = ..., local_user: _Optional[str] = ...) -> None: ...
+
+class HelpTicket(_message.Message):
+    __slots__ = ("ticket_id", "verify_code", "tier", "client")
+    TICKET_ID_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_CODE_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    ticket_id: int
+    verify_code: str
+    tier: str
+    client: str
+    def __init__(self, ticket_id: _Optional[int] = ..., verify_code: _Optional[str] = ..., tier: _Optional[str] = ..., client: _Optional[str] = ...) -> None: ...
+
+class VerifyCodeRequest(_message.Message):
+    __slots__ = ("code",)
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    def __init__(self, code: _Optional[str] = ...) -> None: ...
+
+class VerifyCodeResponse(_message.Message):
+    __slots__ = ("match", "ticket_id", "tier", "assignee", "status", "title")
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    TICKET_ID_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNEE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    match: bool
+    ticket_id: int
+    tier: str
+    assignee: str
+    status: str
+    title: str
+    def __init__(self, match: _Optional[bool] = ..., ticket_id: _Optional[int] = ..., tier: _Optional[str] = ..., assignee: _Optional[str] = ..., status: _Optional[str] = ..., title: _Optional[str] = ...) -> None: ...
+
 class RotateCredentialRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

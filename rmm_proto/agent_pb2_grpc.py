@@ -60,6 +60,16 @@ class AgentServiceStub:
                 request_serializer=rmm__proto_dot_agent__pb2.RotateCredentialRequest.SerializeToString,
                 response_deserializer=rmm__proto_dot_agent__pb2.RotateCredentialResponse.FromString,
                 _registered_method=True)
+        self.RequestHelp = channel.unary_unary(
+                '/rmm.v1.AgentService/RequestHelp',
+                request_serializer=rmm__proto_dot_agent__pb2.HelpRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_agent__pb2.HelpTicket.FromString,
+                _registered_method=True)
+        self.VerifyCode = channel.unary_unary(
+                '/rmm.v1.AgentService/VerifyCode',
+                request_serializer=rmm__proto_dot_agent__pb2.VerifyCodeRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_agent__pb2.VerifyCodeResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -105,6 +115,23 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestHelp(self, request, context):
+        """A user on this host asks for help (`rmm-agent help`): a ticket opens at L1 for this agent
+        with the description and a diagnostic snapshot; the answer carries its number and the
+        verification code the user checks a caller with. Rate-limited per agent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyCode(self, request, context):
+        """Whether a code a caller read out belongs to an open ticket of this host (its own, or its
+        client's naming no agent); wrong codes are rate-limited per agent and every check audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +159,16 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.RotateCredential,
                     request_deserializer=rmm__proto_dot_agent__pb2.RotateCredentialRequest.FromString,
                     response_serializer=rmm__proto_dot_agent__pb2.RotateCredentialResponse.SerializeToString,
+            ),
+            'RequestHelp': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestHelp,
+                    request_deserializer=rmm__proto_dot_agent__pb2.HelpRequest.FromString,
+                    response_serializer=rmm__proto_dot_agent__pb2.HelpTicket.SerializeToString,
+            ),
+            'VerifyCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyCode,
+                    request_deserializer=rmm__proto_dot_agent__pb2.VerifyCodeRequest.FromString,
+                    response_serializer=rmm__proto_dot_agent__pb2.VerifyCodeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -269,6 +306,60 @@ class AgentService:
             '/rmm.v1.AgentService/RotateCredential',
             rmm__proto_dot_agent__pb2.RotateCredentialRequest.SerializeToString,
             rmm__proto_dot_agent__pb2.RotateCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestHelp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.AgentService/RequestHelp',
+            rmm__proto_dot_agent__pb2.HelpRequest.SerializeToString,
+            rmm__proto_dot_agent__pb2.HelpTicket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.AgentService/VerifyCode',
+            rmm__proto_dot_agent__pb2.VerifyCodeRequest.SerializeToString,
+            rmm__proto_dot_agent__pb2.VerifyCodeResponse.FromString,
             options,
             channel_credentials,
             insecure,
