@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from rmm_common.durations import format_duration
 from rmm_common.errors import InvalidArgument, NotFound, PermissionDenied
+from rmm_common.helpdesk import new_code
 from rmm_common.tokens import new_ident
 from rmm_proto import commands_pb2
 from rmm_server.commands import decode_result
@@ -171,9 +172,12 @@ class Tickets:
         alert_id: str = "",
         alert_fingerprint: str = "",
         facts: str = "",
+        snapshot: str = "",
     ) -> TicketRecord:
         """Open a ticket for `client`, its SLA timers set from the client's contract; `facts`
-        (an alert and the agent's latest metrics) go on its first event."""
+        (an alert and the agent's latest metrics) go on its first event, `snapshot` (a user's
+        help request's diagnostics, JSON) is kept with it. Every ticket gets its verification
+        code, which the user checks a caller with (rmm-agent verify)."""
         client, title, site = client.strip(), title.strip(), site.strip()
         priority, tier = priority.strip().lower() or "warning", tier.strip().upper() or "L1"
         problems = []
@@ -207,6 +211,8 @@ class Tickets:
             ack_due_at=ack_due,
             resolve_due_at=resolve_due,
             alert_fingerprint=alert_fingerprint,
+            verify_code=new_code(),
+            snapshot=snapshot,
         )
         sla = (
             f"; SLA: acknowledge by {_utc(ack_due)}, resolve by {_utc(resolve_due)}"

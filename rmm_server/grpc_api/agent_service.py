@@ -18,6 +18,7 @@ from rmm_server.agent_credentials import AgentCredentials
 from rmm_server.background import retrieve_exception
 from rmm_server.cluster import Cluster
 from rmm_server.commands import CommandService
+from rmm_server.desk.help import HelpDesk
 from rmm_server.enrollment import Enrollment
 from rmm_server.grpc_api.guard import current_agent
 from rmm_server.ingest import ReportIngestor
@@ -98,6 +99,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         credentials: AgentCredentials | None = None,
         limits: RateLimits | None = None,
         cluster: Cluster | None = None,
+        help_desk: HelpDesk | None = None,
     ) -> None:
         self.enrollment = enrollment
         self.ingestor = ingestor
@@ -107,6 +109,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self.credentials = credentials
         self.limits = limits
         self.cluster = cluster if cluster is not None else Cluster("local")
+        self.help_desk = help_desk
         # Long-lived streams never end by themselves: a stopping server ends them at once instead
         # of holding its shutdown for the whole grace period.
         self._report_readers: set[asyncio.Task[None]] = set()
@@ -281,6 +284,45 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise NotFound("this server does not rotate agent credentials")
         credential = await self.credentials.issue(agent)
         return agent_pb2.RotateCredentialResponse(credential=credential)
+
+    def _desk(self) -> HelpDesk:
+        if self.help_desk is None:
+            raise NotFound("this server has no desk: help requests and codes are not taken")
+        return self.help_desk
+
+    async def RequestHelp(
+        self, request: agent_pb2.HelpRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.HelpTicket:
+        agent = current_agent.get()
+        ticket = await asyncio.to_thread(
+            self._desk().request_help,
+            agent,
+            request.text,
+            request.snapshot_json,
+            request.local_user,
+        )
+        return agent_pb2.HelpTicket(
+            ticket_id=ticket.id,
+            verify_code=ticket.verify_code,
+            tier=ticket.tier,
+            client=ticket.client,
+        )
+
+    async def VerifyCode(
+        self, request: agent_pb2.VerifyCodeRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.VerifyCodeResponse:
+        agent = current_agent.get()
+        ticket = await asyncio.to_thread(self._desk().verify, agent, request.code)
+        if ticket is None:
+            return agent_pb2.VerifyCodeResponse(match=False)
+        return agent_pb2.VerifyCodeResponse(
+            match=True,
+            ticket_id=ticket.id,
+            tier=ticket.tier,
+            assignee=ticket.assignee,
+            status=ticket.status,
+            title=ticket.title,
+        )
 
     async def DownloadUpdate(
         self, request: agent_pb2.DownloadUpdateRequest, context: grpc.aio.ServicerContext

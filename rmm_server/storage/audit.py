@@ -209,6 +209,18 @@ class AuditStore:
         rows.reverse()
         return rows
 
+    def count(self, operator: str, action: str, outcome: str, since: float) -> int:
+        """Return how many entries `operator` wrote of `action` with `outcome` at or after
+        `since` (what bounds an agent's wrong verification codes: rmm_server/desk/help.py)."""
+        query = select(func.count()).where(
+            _log.c.operator == operator,
+            _log.c.action == action,
+            _log.c.outcome == outcome,
+            _log.c.at >= since,
+        )
+        with self.store.transaction("count audit entries") as conn:
+            return int(conn.execute(query).scalar_one())
+
     def archive(self, expected: Anchor, through_seq: int, through_hash: str, now: float) -> int:
         """Delete entries up to `through_seq` and make it the anchor, in one transaction.
 

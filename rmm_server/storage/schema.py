@@ -474,6 +474,11 @@ tickets = Table(
     # problem firing again reopens its ticket instead of opening another.
     Column("alert_fingerprint", String(64), nullable=False, server_default=""),
     Index("ix_tickets_alert_fingerprint", "alert_fingerprint"),
+    # Revision 0015: the code a user checks a caller with (rmm-agent verify), the diagnostic
+    # snapshot (JSON) a user's own help request carries, and a host's tickets found by agent.
+    Column("verify_code", String(16), nullable=False, server_default=""),
+    Column("snapshot", Text, nullable=False, server_default=""),
+    Index("ix_tickets_agent", "agent_id"),
 )
 
 ticket_events = Table(

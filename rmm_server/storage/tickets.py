@@ -65,6 +65,8 @@ class TicketRecord:
     archived_at: float | None = None
     archived_by: str = ""
     alert_fingerprint: str = ""
+    verify_code: str = ""  # what the user checks a caller with (rmm-agent verify)
+    snapshot: str = ""  # JSON: the diagnostic snapshot of a user's help request; "" otherwise
     events: list[TicketEvent] = field(default_factory=list)
     time: list[TimeEntry] = field(default_factory=list)
 
@@ -79,10 +81,12 @@ class TicketQuery:
 
 
 _TICKET_FIELDS = [c for c in schema.tickets.c if c.name != "id"]
+# A list leaves the snapshots out: up to 256 KiB each, read only when one ticket is shown.
+_LIST_COLUMNS = [c for c in schema.tickets.c if c.name != "snapshot"]
 
 
 def _ticket(row: Any) -> TicketRecord:
-    values = {c.name: getattr(row, c.name) for c in _TICKET_FIELDS}
+    values = {c.name: getattr(row, c.name) for c in _TICKET_FIELDS if c.name in row._fields}
     return TicketRecord(id=int(row.id), client=row.client_name, **values)
 
 
@@ -92,9 +96,10 @@ class TicketStore:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def _select(self) -> Any:
+    def _select(self, columns: Any = None) -> Any:
         tickets, clients = schema.tickets, schema.clients
-        return select(tickets, clients.c.name.label("client_name")).join(
+        chosen = columns if columns is not None else [tickets]
+        return select(*chosen, clients.c.name.label("client_name")).join(
             clients, clients.c.id == tickets.c.client_id
         )
 
@@ -193,7 +198,7 @@ class TicketStore:
     def find(self, query: TicketQuery) -> list[TicketRecord]:
         """Return the tickets `query` selects, newest first."""
         tickets = schema.tickets
-        select_ = self._select()
+        select_ = self._select(_LIST_COLUMNS)
         if query.client_id:
             select_ = select_.where(tickets.c.client_id == query.client_id)
         if query.status == "open":
@@ -220,6 +225,29 @@ class TicketStore:
         with self.store.transaction("find an alert's ticket") as conn:
             row = conn.execute(query.order_by(tickets.c.id.desc()).limit(1)).first()
         return _ticket(row) if row is not None else None
+
+    def opened_since(self, agent_id: str, by: str, since: float) -> int:
+        """Return how many tickets `by` opened for an agent at or after `since`."""
+        tickets = schema.tickets
+        query = select(func.count()).where(
+            tickets.c.agent_id == agent_id, tickets.c.opened_by == by, tickets.c.opened_at >= since
+        )
+        with self.store.transaction("count an agent's help requests") as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def open_for_host(self, client_id: str, agent_id: str) -> list[TicketRecord]:
+        """Return the open, unarchived tickets of an agent and those of its client that name
+        no agent (a problem of the whole client), oldest first, without their snapshots."""
+        tickets = schema.tickets
+        query = self._select(_LIST_COLUMNS).where(
+            tickets.c.client_id == client_id,
+            (tickets.c.agent_id == agent_id) | (tickets.c.agent_id == ""),
+            tickets.c.status.in_(OPEN_STATUSES),
+            tickets.c.archived_at.is_(None),
+        )
+        with self.store.transaction("find a host's open tickets") as conn:
+            rows = conn.execute(query.order_by(tickets.c.id)).all()
+        return [_ticket(row) for row in rows]
 
     def due(self, now: float) -> list[int]:
         """Return the open tickets one of whose SLA targets ran out without an escalation yet."""
