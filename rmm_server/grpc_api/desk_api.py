@@ -243,6 +243,8 @@ def ticket_to_proto(ticket: TicketRecord) -> operator_pb2.TicketInfo:
         closed_at=ticket.closed_at or 0.0,
         archived_at=ticket.archived_at or 0.0,
         archived_by=ticket.archived_by,
+        verify_code=ticket.verify_code,
+        snapshot_json=ticket.snapshot,
         events=[
             operator_pb2.TicketEventInfo(at=e.at, by=e.by, kind=e.kind, text=e.text)
             for e in ticket.events
