@@ -237,15 +237,20 @@ async def drive_agent(
     timeline: tuple[float, float, float, float],
     outcome: AgentOutcome,
     result: WorkerResult,
+    first_sequence: int = 1,
+    with_inventory: bool = True,
 ) -> None:
-    """Stream reports for one agent until the window ends, then wait for their acks."""
+    """Stream reports for one agent until the window ends, then wait for their acks.
+
+    `first_sequence` and `with_inventory` let a later stream of the same agent go on where an
+    earlier one stopped (bench.ingest_scale steps the rate over the same agents)."""
     start_at, window_start, window_end, drain_deadline = timeline
     maker = ReportMaker(agent, job)
     stub = agent_pb2_grpc.AgentServiceStub(channel)
     call = stub.StreamReports(metadata=bearer_metadata(agent.credential))
     slots = asyncio.Semaphore(job.in_flight)
     sent_at: dict[int, float] = {}
-    attach = [True]  # a new agent's first report carries its inventory
+    attach = [with_inventory]  # a new agent's first report carries its inventory
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
 
     # Paced agents start at random phases over one interval, so the offered load is even.
@@ -253,7 +258,7 @@ async def drive_agent(
 
     async def write() -> None:
         nonlocal due
-        for sequence in range(1, MAX_REPORTS_PER_STREAM + 1):
+        for sequence in range(first_sequence, first_sequence + MAX_REPORTS_PER_STREAM):
             if job.interval:
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
             await slots.acquire()
@@ -273,7 +278,7 @@ async def drive_agent(
         await call.done_writing()
 
     async def read() -> None:
-        expected = 1
+        expected = first_sequence
         for _ in range(MAX_REPORTS_PER_STREAM + 1):
             ack = await call.read()
             if ack is grpc.aio.EOF:
