@@ -21,7 +21,17 @@ DEFAULT_SCRIPT_OUTPUT_LIMIT = 64 * 1024
 DEFAULT_SPOOL_MAX_REPORTS = 20_000
 DEFAULT_SPOOL_MAX_BYTES = 50 * 1024 * 1024
 # What consent_ask_command / consent_notify_command may contain (rmm_agent/consent/base.py).
-CONSENT_PLACEHOLDERS = ("title", "message", "timeout", "user", "display", "tty")
+CONSENT_PLACEHOLDERS = (
+    "title",
+    "message",
+    "timeout",
+    "user",
+    "display",
+    "tty",
+    "operator",
+    "msp",
+    "ticket",
+)
 # The remote actions an operator may ask for: the fields of Command's `action` oneof.
 ACTION_NAMES = tuple(
     f.name for f in commands_pb2.Command.DESCRIPTOR.oneofs_by_name["action"].fields

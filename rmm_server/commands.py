@@ -114,6 +114,9 @@ class CommandService:
         self.byte_budget = byte_budget
         self.free_space = free_space
         self.signer = signer
+        # Who runs this server (serve --msp-name): every command carries it, signed, for the
+        # consent prompt to name.
+        self.msp_name = ""
         self.audit = audit
         self.metrics = metrics
         self.clock = clock
@@ -224,11 +227,15 @@ class CommandService:
         run_id: str = "",
         shape: Callable[[AgentRecord, commands_pb2.Command], None] | None = None,
         watch: WatchFn | None = None,
+        ticket: int = 0,
+        maintenance_window: str = "",
     ) -> list[CommandRecord]:
         """Sign, store and send one command per target; return the stored records.
 
         `request` is the action's message; `shape` may adjust each agent's copy (e.g. the
-        shell for its OS). `watch` is called with each command's final record.
+        shell for its OS). `watch` is called with each command's final record. `ticket` (0:
+        none) or `maintenance_window` ("": none) is what the action is done for: the consent
+        prompt names it.
         """
         now = self.clock()
         records: list[CommandRecord] = []
@@ -243,6 +250,9 @@ class CommandService:
                 operator=operator,
                 consent=consent(agent),  # type: ignore[arg-type]
                 run_id=run_id,
+                msp=self.msp_name,
+                ticket=ticket,
+                maintenance_window=maintenance_window,
             )
             getattr(command, action).CopyFrom(request)
             if shape is not None:

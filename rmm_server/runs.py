@@ -118,6 +118,7 @@ class RunRequest:
     parallel: int = 0  # 0: every connected target at once
     queue_offline: bool = False
     detach: bool = False
+    ticket: int = 0  # the ticket it is done for (rmm run --ticket N), named in consent prompts
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +180,7 @@ class Run:
     parallel: int = 0
     queue_offline: bool = False
     detached: bool = False
+    ticket: int = 0
     monotonic: Callable[[], float] = time.monotonic
     grace_seconds: float = RESULT_GRACE_SECONDS
     targets: list[RunTarget] = field(default_factory=list, init=False)
@@ -288,6 +290,7 @@ class Run:
             run_id=self.id,
             shape=self._shape,
             watch=self._settled.put_nowait if watched else None,
+            ticket=self.ticket,
         )
         if watched:
             self._watched.extend(record.id for record in records)
@@ -367,6 +370,7 @@ class RunService:
             parallel=request.parallel,
             queue_offline=request.queue_offline,
             detached=request.detach,
+            ticket=request.ticket,
             monotonic=self.monotonic,
             grace_seconds=self.grace_seconds,
         )

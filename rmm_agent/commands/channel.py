@@ -350,8 +350,10 @@ class CommandChannel:
         self, command: commands_pb2.Command, summary: str
     ) -> commands_pb2.CommandResult | None:
         """Tell or ask the logged-in users; return a DECLINED result when they said no."""
+        from rmm_agent.consent import Requester  # noqa: PLC0415 - loaded with the first command
+
         if command.consent == commands_pb2.CONSENT_NOTIFY:
-            told = self.consent.notify(command.operator, summary)
+            told = self.consent.notify(Requester.of(command), summary)
             if told:
                 log.info("told %s about command %s", ", ".join(told), command.id)
             return None
@@ -360,7 +362,7 @@ class CommandChannel:
         action = command.WhichOneof("action") or ""
         if command.consent != commands_pb2.CONSENT_ASK or action not in INTERACTIVE:
             return None
-        answer = self.consent.ask(command.operator, summary)
+        answer = self.consent.ask(Requester.of(command), summary)
         if answer.approved:
             log.info("command %s: %s", command.id, answer.reason)
             return None

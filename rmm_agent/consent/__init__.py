@@ -28,6 +28,7 @@ from rmm_agent.consent.base import (
     ConsentSettings,
     Dialog,
     Host,
+    Requester,
     Session,
     Verdict,
     WindowsApi,
@@ -82,6 +83,7 @@ __all__ = [
     "ConsentAnswer",
     "ConsentOS",
     "ConsentSettings",
+    "Requester",
     "Session",
     "Verdict",
     "WindowsConsole",
@@ -176,14 +178,15 @@ class Consent:
             return f"If you did not expect this, answer No{' and ' + contact if contact else ''}."
         return f"If you did not expect this, {contact or 'tell your IT support'}."
 
-    def notice(self, operator: str, action: str) -> list[str]:
-        """Return the lines of a notification: who, what, and what to do if unexpected."""
+    def notice(self, operator: Requester | str, action: str) -> list[str]:
+        """Return the lines of a notification: who, for what, what, and what to do if
+        unexpected (`operator`: the command's requester, or an operator's name alone)."""
         return [
             f"{who(operator)} is acting on this computer: {clean(action).rstrip('.')}.",
             self._contact_line(asking=False),
         ]
 
-    def question(self, operator: str, action: str, timeout: float) -> list[str]:
+    def question(self, operator: Requester | str, action: str, timeout: float) -> list[str]:
         """Return the lines of a consent question."""
         return [
             f"{who(operator)} asks to act on this computer: {clean(action).rstrip('.')}.",
@@ -193,8 +196,9 @@ class Consent:
 
     # ---- notify ----
 
-    def notify(self, operator: str, action: str) -> list[str]:
+    def notify(self, operator: Requester | str, action: str) -> list[str]:
         """Tell the logged-in users who acts and what; return who was told. Never raises."""
+        requester = operator if isinstance(operator, Requester) else Requester(operator)
         try:
             lines = self.notice(operator, action)
             sessions = self._list()
@@ -202,7 +206,9 @@ class Consent:
                 log.info("consent: nobody is logged in to tell about %s", clean(action))
                 return []
             if self.settings.notify_command:
-                told = [s.user for s in unique(sessions) if self._notify_custom(s, lines)]
+                told = [
+                    s.user for s in unique(sessions) if self._notify_custom(s, lines, requester)
+                ]
             else:
                 told = self._os.notify(sessions, lines, self.settings.timeout_seconds)
             return list(dict.fromkeys(told))
@@ -218,20 +224,21 @@ class Consent:
             log.exception("consent: cannot list the logged-in users")
             return []
 
-    def _notify_custom(self, session: Session, lines: list[str]) -> bool:
+    def _notify_custom(self, session: Session, lines: list[str], requester: Requester) -> bool:
         assert self.settings.notify_command is not None
         argv = fill(
             self.settings.notify_command,
             session,
             "\n".join(lines),
             self.settings.timeout_seconds,
+            requester,
         )
         return run_program(self._os.command(session, argv), session, "consent_notify_command")
 
     # ---- ask ----
 
     def ask(
-        self, operator: str, action: str, timeout_seconds: float | None = None
+        self, operator: Requester | str, action: str, timeout_seconds: float | None = None
     ) -> ConsentAnswer:
         """Ask the logged-in users to allow the action; block up to the timeout.
 
@@ -239,6 +246,7 @@ class Consent:
         ask is a refusal with the reason.
         """
         timeout = self.settings.timeout_seconds if timeout_seconds is None else timeout_seconds
+        requester = operator if isinstance(operator, Requester) else Requester(operator)
         try:
             lines = self.question(operator, action, timeout)
             if not self.settings.ask_command:
@@ -248,13 +256,13 @@ class Consent:
             sessions = self._list()
             if not sessions:
                 return ConsentAnswer(False, "", "no logged-in user to ask")
-            return self._ask_sessions(sessions, lines, timeout)
+            return self._ask_sessions(sessions, lines, timeout, requester)
         except Exception as exc:
             log.exception("consent: asking the logged-in users failed")
             return ConsentAnswer(False, "", f"could not ask the logged-in users: {exc}")
 
     def _ask_sessions(
-        self, sessions: list[Session], lines: list[str], timeout: float
+        self, sessions: list[Session], lines: list[str], timeout: float, requester: Requester
     ) -> ConsentAnswer:
         graphical = unique([s for s in sessions if self._os.can_ask(s)], by_display=True)
         custom = self.settings.ask_command
@@ -275,7 +283,7 @@ class Consent:
         asking: list[Asking] = []
         try:
             for session in targets:
-                built = self._question_command(session, message, timeout)
+                built = self._question_command(session, message, timeout, requester)
                 if built is None:
                     continue
                 argv, read, program = built
@@ -295,9 +303,11 @@ class Consent:
             for item in asking:
                 end(item.child)
 
-    def _question_command(self, session: Session, message: str, timeout: float) -> Dialog | None:
+    def _question_command(
+        self, session: Session, message: str, timeout: float, requester: Requester
+    ) -> Dialog | None:
         """Return the argv asking `session`, how to read its outcome, and its name."""
         if self.settings.ask_command:
-            argv = fill(self.settings.ask_command, session, message, timeout)
+            argv = fill(self.settings.ask_command, session, message, timeout, requester)
             return argv, exit_verdict(timeout_status=None), "consent_ask_command"
         return self._os.dialog(session, message, timeout)

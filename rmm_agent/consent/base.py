@@ -20,6 +20,8 @@ from typing import Literal, Protocol
 
 from rmm_agent.collectors import base as collectors_base
 from rmm_agent.config import CONSENT_PLACEHOLDERS, AgentConfig
+from rmm_common.text import visible_lines
+from rmm_proto import commands_pb2
 
 # One logger for all of consent's modules: log lines name it as they did before the split.
 log = logging.getLogger("rmm_agent.consent")
@@ -54,6 +56,22 @@ class Session:
     # X11 display (":0") or Wayland socket ("wayland-0") of a graphical session, else "".
     display: str
     uid: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who asks for a remote action and for what, as its signed command says: the operator,
+    the MSP running the server, and the ticket (or patch window) it is done for."""
+
+    operator: str
+    msp: str = ""  # "" from a server older than Command.msp: the prompt names no MSP
+    ticket: int = 0  # 0: no ticket
+    maintenance_window: str = ""  # the patch window that sent it, "" when none did
+
+    @classmethod
+    def of(cls, command: commands_pb2.Command) -> Requester:
+        """Return the requester a (verified) command names."""
+        return cls(command.operator, command.msp, command.ticket, command.maintenance_window)
 
 
 @dataclass(slots=True)
@@ -150,25 +168,53 @@ def clean(text: str, limit: int | None = _LIMIT) -> str:
     """Return `text` on one line without control characters, at most `limit` characters
     (None: any length).
 
-    Operator names and action descriptions come from the network: a newline or an escape
-    sequence must not forge a line on someone's terminal or dialog.
+    Operator names, the MSP's name and action descriptions come from the network: a newline
+    or an escape sequence must not forge a line on someone's terminal or dialog, and a bidi
+    override must not make a name read as another. Line breaks and tabs become spaces; every
+    other invisible character is shown as its escape (rmm_common.text: ESC as `\\x1b`,
+    U+202E as `\\u202e`), so the reader sees that something odd is there.
     """
-    shown = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    escaped = " ".join(visible_lines(text).split())
+    # What text.py leaves and a dialog would still not draw (unassigned code points...).
+    shown = "".join(c if c.isprintable() else " " for c in escaped)
     if limit is not None and len(shown) > limit:
         shown = shown[: limit - 1] + "…"
     return shown
 
 
-def who(operator: str) -> str:
-    """Return how the user is told who acts: the operator, or the policy rule that did."""
-    name = clean(operator, 120)
+def who(requester: Requester | str) -> str:
+    """Return how the user is told who acts (the operator, the policy rule or the patch window
+    that did, of which MSP) and for what: a ticket, a maintenance window, or no ticket."""
+    if isinstance(requester, str):
+        requester = Requester(requester)
+    name = clean(requester.operator, 120)
     if name.startswith("policy:"):
-        return f"an automatic rule ({name.removeprefix('policy:')}) (via remote management)"
-    return f"{name or 'an unnamed operator'} (via remote management)"
+        name = f"an automatic rule ({name.removeprefix('policy:')})"
+    elif name.startswith("patching:"):
+        name = "scheduled patching"
+    msp = clean(requester.msp, 100)
+    of = f" of {msp}" if msp else ""
+    return f"{name or 'an unnamed operator'}{of} (via remote management, {reference(requester)})"
 
 
-def fill(template: Sequence[str], session: Session, message: str, timeout: float) -> list[str]:
+def reference(requester: Requester) -> str:
+    """Return what the action is done for: "ticket 42", "maintenance window W", "no ticket"."""
+    if requester.ticket:
+        return f"ticket {requester.ticket}"
+    if requester.maintenance_window:
+        return f"maintenance window {clean(requester.maintenance_window, 100)}"
+    return "no ticket"
+
+
+def fill(
+    template: Sequence[str],
+    session: Session,
+    message: str,
+    timeout: float,
+    requester: Requester | None = None,
+) -> list[str]:
     """Return a consent_*_command with its placeholders replaced (each argument stays one)."""
+    asked = requester or Requester("")
     values = {
         "title": TITLE,
         "message": message,
@@ -176,6 +222,9 @@ def fill(template: Sequence[str], session: Session, message: str, timeout: float
         "user": session.user,
         "display": session.display,
         "tty": session.tty_path,
+        "operator": clean(asked.operator, 120),
+        "msp": clean(asked.msp, 100),
+        "ticket": reference(asked),
     }
     return [_PLACEHOLDER.sub(lambda m: values[m.group(1)], arg) for arg in template]
 

@@ -86,6 +86,7 @@ def run_request(request: operator_pb2.RunCommandRequest, operator: str, role: st
         parallel=request.parallel,
         queue_offline=request.queue_offline,
         detach=request.detach,
+        ticket=request.ticket,
     )
 
 

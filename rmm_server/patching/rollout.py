@@ -108,6 +108,13 @@ REBOOT_CONSENT = {
 CRITICAL = "critical"
 
 
+def shown_window(key: str) -> str:
+    """Return the name a consent prompt gives a window: its schedule's, from its key
+    ("policy/schedule@zone"; windows.window_key), the key itself when it is not one."""
+    schedule = key.partition("/")[2].rpartition("@")[0]
+    return schedule or key
+
+
 @dataclass(frozen=True, slots=True)
 class UpdateOutcome:
     """One update's answer in an install result."""
@@ -749,6 +756,7 @@ class Rollout:
             lambda _agent: consent,
             summarize,
             run_id=run.id,
+            maintenance_window=shown_window(run.window),
         )
         progress["cmd"] = command.id
         progress["step"] = step
@@ -811,6 +819,7 @@ class Rollout:
             summarize,
             run_id=run.id,
             shape=shape,
+            maintenance_window=shown_window(run.window),
         )
         for command in issued:
             progress = wanted[command.agent_id][0]

@@ -18,6 +18,7 @@ from rmm_agent.consent import (
     ConsentAnswer,
     ConsentOS,
     ConsentSettings,
+    Requester,
     Session,
     as_user,
     consent_os,
@@ -46,23 +47,49 @@ from .helpers import (
 def test_notice_and_question_say_who_what_and_whom_to_call() -> None:
     consent = Consent(settings(contact="call Example MSP at 555-0100."), lambda: [])
     assert consent.notice("alice", "restart service nginx.") == [
-        "alice (via remote management) is acting on this computer: restart service nginx.",
+        "alice (via remote management, no ticket) is acting on this computer: restart service "
+        "nginx.",
         "If you did not expect this, call Example MSP at 555-0100.",
     ]
     assert consent.question("alice", "run script cleanup.sh", 120) == [
-        "alice (via remote management) asks to act on this computer: run script cleanup.sh.",
+        "alice (via remote management, no ticket) asks to act on this computer: run script "
+        "cleanup.sh.",
         "Allow it? Without an answer within 2 minutes it is not done.",
         "If you did not expect this, answer No and call Example MSP at 555-0100.",
     ]
     anonymous = Consent(settings(contact=""), lambda: [])
     lines = anonymous.notice("policy:common/DiskSpaceLow", "run script cleanup.sh")
-    assert lines[0].startswith("an automatic rule (common/DiskSpaceLow) (via remote management)")
+    assert lines[0].startswith("an automatic rule (common/DiskSpaceLow) (via remote management")
     assert lines[1] == "If you did not expect this, tell your IT support."
     assert anonymous.question("", "reboot", 45)[1].endswith("within 45 seconds it is not done.")
-    # Text from the network cannot forge lines or send escape sequences.
+    # Text from the network cannot forge lines or send escape sequences: breaks are spaces,
+    # other invisible characters show as their escapes.
     forged = anonymous.notice("eve\x1b[2J\nroot", "reboot\r\nAll is fine")[0]
     assert "\x1b" not in forged and "\n" not in forged and "\r" not in forged
-    assert forged.startswith("eve [2J root (via remote management)")
+    assert forged.startswith("eve\\x1b[2J root (via remote management")
+
+
+def test_prompts_name_the_operator_the_msp_and_the_ticket() -> None:
+    consent = Consent(settings(contact=""), lambda: [])
+    for_ticket = Requester("alice", "Acme IT", ticket=42)
+    assert consent.question(for_ticket, "reboot", 60)[0] == (
+        "alice of Acme IT (via remote management, ticket 42) asks to act on this computer: reboot."
+    )
+    window = Requester("patching:weekly", "Acme IT", maintenance_window="weekly")
+    assert consent.notice(window, "install updates")[0] == (
+        "scheduled patching of Acme IT (via remote management, maintenance window weekly) is "
+        "acting on this computer: install updates."
+    )
+    assert consent.notice(Requester("bob", "Acme IT"), "reboot")[0].startswith(
+        "bob of Acme IT (via remote management, no ticket) is acting"
+    )
+    # A name cannot pass for another (bidi override) nor forge a line (newline) in the MSP.
+    spoofed = Requester("mallory\u202eecila", "Acme IT\nalice of Acme IT", ticket=7)
+    line = consent.notice(spoofed, "reboot")[0]
+    assert line.startswith(
+        "mallory\\u202eecila of Acme IT alice of Acme IT (via remote management, ticket 7)"
+    ), line
+    assert "\u202e" not in line and "\n" not in line
 
 
 def test_settings_come_from_the_agent_configuration() -> None:
@@ -87,7 +114,7 @@ def test_notify_writes_to_a_real_terminal(pty: tuple[int, str]) -> None:
 
     text = read_all(master)
     assert "\a*** Remote action on this computer (" in text
-    assert "bob (via remote management) is acting on this computer: restart service nginx." in text
+    assert "bob (via remote management, no ticket) is acting on this computer: restart" in text
     assert f"If you did not expect this, {CONTACT}." in text
 
 
@@ -208,17 +235,24 @@ def test_ask_command_yes_no_and_its_placeholders(tmp_path: Path) -> None:
     ask = dialog(tmp_path, "ask", 0)
     session = Session("alice", "pts/3", "/dev/pts/3", "", UID)  # terminal-only is fine here
     command = [str(ask), "{title}", "{message}", "--timeout={timeout}", "{user}", "{tty}"]
+    command += ["{operator}", "{msp}", "{ticket}"]
     consent = Consent(settings(ask_command=command), lambda: [session], platform="linux")
+    bob = Requester("bob", "Acme IT", ticket=42)
 
-    assert consent.ask("bob", "reboot", 5) == ConsentAnswer(True, "alice", "approved by alice")
-    message = "\n".join(consent.question("bob", "reboot", 5))
+    assert consent.ask(bob, "reboot", 5) == ConsentAnswer(True, "alice", "approved by alice")
+    message = "\n".join(consent.question(bob, "reboot", 5))
     assert recorded(tmp_path, "ask") == [
         "Remote action",
         message,
         "--timeout=5",
         "alice",
         "/dev/pts/3",
+        "bob",
+        "Acme IT",
+        "ticket 42",
     ]
+    assert consent.ask("bob", "reboot", 5).approved
+    assert recorded(tmp_path, "ask")[-3:] == ["bob", "", "no ticket"]
 
     (tmp_path / "answer").write_text("1")
     assert consent.ask("bob", "reboot", 5) == ConsentAnswer(False, "alice", "declined by alice")

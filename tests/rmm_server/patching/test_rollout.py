@@ -286,6 +286,7 @@ async def test_rings_install_in_order_and_promote_on_health(harness: Harness) ->
     (install,) = harness.received(pilot)
     assert list(install.install_updates.update_ids) == ["apt:openssl"]
     assert install.expires_at == END and install.operator == "patching:-/pt3@UTC"
+    assert install.maintenance_window == "pt3"  # what the consent prompt names
     assert install.run_id == run_id
     assert harness.received(broad) == []  # the broad ring waits for the pilot
     await harness.answer(pilot, install, Status.COMMAND_SUCCEEDED)
