@@ -52,6 +52,7 @@ from rmm_server.storage.alerts import AlertQuery
 from rmm_server.storage.commands import CommandQuery, CommandStore
 from rmm_server.storage.patches import PatchStore
 from rmm_server.web import views
+from rmm_server.web.actions_page import AgentActions
 from rmm_server.web.commands_page import RememberedRuns, RunForm
 from rmm_server.web.history import SERIES, ChartHistory
 from rmm_server.web.sessions import COOKIE, Session, Sessions, csrf_matches
@@ -146,6 +147,15 @@ class Dashboard:
         self.failed_logins = TokenBuckets(rate) if rate is not None else None
         self._commands = CommandStore(deps.store)
         self._runs = RememberedRuns()
+        self.actions = AgentActions(
+            deps.runs,
+            self._commands,
+            deps.limits,
+            self.render,
+            self._message,
+            self._runs.add,
+            SECURITY_HEADERS,
+        )
         self._compliance: dict[str, bool] = {}
         self._compliance_at = -COMPLIANCE_SECONDS
         self._compliance_task: asyncio.Future[dict[str, bool]] | None = None
@@ -176,6 +186,7 @@ class Dashboard:
         r.add_get("/commands/runs/{run_id}", self._page(Role.VIEWER, self._run_page))
         r.add_get("/commands/runs/{run_id}/live", self._page(Role.VIEWER, self._run_live))
         r.add_get("/static/{name}", self._static)
+        self.actions.add_routes(app, self._page)
 
     # Rendering.
 
@@ -450,6 +461,7 @@ class Dashboard:
             return self.render(request, "not_found.html", status=404, what=f"agent {agent_id}")
         body, commands, inventory = await asyncio.to_thread(self._agent_reads, agent_id)
         report = agent_pb2.Report.FromString(decompress(body)) if body else None
+        actions = await asyncio.to_thread(self.actions.view, request["session"], agent, report)
         return self.render(
             request,
             "agent.html",
@@ -462,6 +474,7 @@ class Dashboard:
             ),
             commands=[views.command_view(record) for record in commands],
             inventory=views.inventory_sections(decompress(inventory) if inventory else None),
+            actions=actions,
         )
 
     async def _history(self, request: web.Request) -> web.StreamResponse:
