@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rmm_proto import agent_pb2
+from rmm_server.reports import ReportSeries, report_series
 from rmm_server.storage import AgentRecord
 from rmm_server.storage.agent_history import AgentHistoryStore, HistoryPoint
 
@@ -53,20 +54,26 @@ class _Open:
         return HistoryPoint(agent_id, self.bucket, *(means.get(name) for name in SERIES))
 
 
-def network_totals(report: agent_pb2.Report) -> tuple[float, float] | None:
-    """Return the report's received and sent byte counters summed over real interfaces."""
+_NETWORK_TOTALS = ("network_receive_bytes_total", "network_transmit_bytes_total")
+
+
+def network_totals(series: ReportSeries) -> tuple[float, float] | None:
+    """Return the received and sent byte counters of a report's validated series (ingest's, so
+    the protobuf map of every sample is not read again) summed over real interfaces."""
     received = sent = 0.0
     found = False
-    for collector in report.collectors:
-        for sample in collector.samples:
-            if sample.labels.get("interface", "") in LOOPBACK:
+    for samples in series:
+        for name, labels, value in samples:
+            if name not in _NETWORK_TOTALS:
                 continue
-            if sample.name == "network_receive_bytes_total":
-                received += sample.value
-                found = True
-            elif sample.name == "network_transmit_bytes_total":
-                sent += sample.value
-                found = True
+            interface = next((v for k, v in labels if k == "interface"), "")
+            if interface in LOOPBACK:
+                continue
+            if name == "network_receive_bytes_total":
+                received += value
+            else:
+                sent += value
+            found = True
     return (received, sent) if found else None
 
 
@@ -81,11 +88,20 @@ class ChartHistory:
         self._counters: dict[str, tuple[float, float, float]] = {}  # at, received, sent
         self._lock = threading.Lock()
 
-    def observe(self, agent: AgentRecord, report: agent_pb2.Report, received_at: float) -> None:
-        """Add one report's values to its agent's open bucket."""
+    def observe(
+        self,
+        agent: AgentRecord,
+        report: agent_pb2.Report,
+        received_at: float,
+        series: ReportSeries | None = None,
+    ) -> None:
+        """Add one report's values to its agent's open bucket. `series`: the report's validated
+        series, as ingest has them (read from `report` when not given)."""
         bucket = int(received_at // BUCKET_SECONDS * BUCKET_SECONDS)
         summary = agent.summary
-        rates = self._rates(agent.id, report, received_at)
+        rates = self._rates(
+            agent.id, series if series is not None else report_series(report), received_at
+        )
         with self._lock:
             current = self._open.get(agent.id)
             if current is None or current.bucket != bucket:
@@ -100,9 +116,9 @@ class ChartHistory:
                 current.add("transmit_bytes_per_second", rates[1])
 
     def _rates(
-        self, agent_id: str, report: agent_pb2.Report, now: float
+        self, agent_id: str, series: ReportSeries, now: float
     ) -> tuple[float, float] | None:
-        totals = network_totals(report)
+        totals = network_totals(series)
         if totals is None:
             return None
         before = self._counters.get(agent_id)
@@ -118,12 +134,18 @@ class ChartHistory:
     def after_store(self, then: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
         """Return an ingestor after-store call that observes the report, then calls `then`."""
 
-        async def both(agent: AgentRecord, report: agent_pb2.Report, *rest: Any) -> None:
+        async def both(
+            agent: AgentRecord,
+            report: agent_pb2.Report,
+            added: tuple[str, ...],
+            removed: tuple[str, ...],
+            series: ReportSeries,
+        ) -> None:
             try:
-                self.observe(agent, report, self.clock())
+                self.observe(agent, report, self.clock(), series)
             except Exception:  # the charts must never cost alerting its evaluation
                 log.exception("adding a report of agent %s to the charts failed", agent.id)
-            await then(agent, report, *rest)
+            await then(agent, report, added, removed, series)
 
         return both
 

@@ -3,11 +3,13 @@ buckets written by a flush, points older than 24 h pruned, a bucket written twic
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 
 from rmm_proto import agent_pb2, common_pb2
+from rmm_server.reports import report_series
 from rmm_server.storage import AgentRecord, Store, open_store
 from rmm_server.storage.agent_history import AgentHistoryStore, HistoryPoint
 from rmm_server.web.history import BUCKET_SECONDS, KEEP_SECONDS, ChartHistory
@@ -83,6 +85,32 @@ def test_means_rates_flush_and_prune(store: Store) -> None:
     clock.now = START + KEEP_SECONDS + BUCKET_SECONDS
     assert history.flush() == 1
     assert [p.bucket for p in AgentHistoryStore(store).points("a1", 0)] == [START + BUCKET_SECONDS]
+
+
+def test_the_ingest_hook_reads_rates_from_the_validated_series(store: Store) -> None:
+    # Ingest hands the hook the series it validated: the rates come from them (the report's
+    # protobuf map is not read again), and the next hook gets the same arguments.
+    clock = Clock()
+    history = ChartHistory(AgentHistoryStore(store), clock)
+    passed: list[tuple[object, ...]] = []
+
+    async def then(*args: object) -> None:
+        passed.append(args)
+
+    hook = history.after_store(then)
+    for received, sent in ((1000.0, 100.0), (7000.0, 700.0)):
+        series = report_series(report(received, sent))
+        unread = report(0.0, 0.0)  # what the hook must not take the counters from
+
+        async def call(unread: agent_pb2.Report = unread, series: object = series) -> None:
+            await hook(agent(0.2, 0.5, 0.7), unread, ("pkg",), (), series)
+
+        asyncio.run(call())
+        assert passed[-1][1] is unread and passed[-1][2:] == (("pkg",), (), series)
+        clock.now += 60
+    [point] = history.points("a1")
+    assert point.receive_bytes_per_second == pytest.approx(100.0)
+    assert point.transmit_bytes_per_second == pytest.approx(10.0)
 
 
 def test_a_counter_reset_gives_no_rate(store: Store) -> None:
