@@ -1286,7 +1286,7 @@ class SlaTarget(_message.Message):
     def __init__(self, severity: _Optional[str] = ..., acknowledge_seconds: _Optional[float] = ..., resolve_seconds: _Optional[float] = ..., clock: _Optional[str] = ...) -> None: ...
 
 class ContractInfo(_message.Message):
-    __slots__ = ("id", "client", "type", "hours_per_period", "period", "warn_below_hours", "rate", "currency", "business_hours", "sla", "created_at", "created_by", "updated_at", "updated_by")
+    __slots__ = ("id", "client", "type", "hours_per_period", "period", "warn_below_hours", "rate", "currency", "business_hours", "sla", "created_at", "created_by", "updated_at", "updated_by", "holidays")
     ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -1301,6 +1301,7 @@ class ContractInfo(_message.Message):
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    HOLIDAYS_FIELD_NUMBER: _ClassVar[int]
     id: str
     client: str
     type: str
@@ -1315,10 +1316,11 @@ class ContractInfo(_message.Message):
     created_by: str
     updated_at: float
     updated_by: str
-    def __init__(self, id: _Optional[str] = ..., client: _Optional[str] = ..., type: _Optional[str] = ..., hours_per_period: _Optional[float] = ..., period: _Optional[str] = ..., warn_below_hours: _Optional[float] = ..., rate: _Optional[float] = ..., currency: _Optional[str] = ..., business_hours: _Optional[str] = ..., sla: _Optional[_Iterable[_Union[SlaTarget, _Mapping]]] = ..., created_at: _Optional[float] = ..., created_by: _Optional[str] = ..., updated_at: _Optional[float] = ..., updated_by: _Optional[str] = ...) -> None: ...
+    holidays: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., client: _Optional[str] = ..., type: _Optional[str] = ..., hours_per_period: _Optional[float] = ..., period: _Optional[str] = ..., warn_below_hours: _Optional[float] = ..., rate: _Optional[float] = ..., currency: _Optional[str] = ..., business_hours: _Optional[str] = ..., sla: _Optional[_Iterable[_Union[SlaTarget, _Mapping]]] = ..., created_at: _Optional[float] = ..., created_by: _Optional[str] = ..., updated_at: _Optional[float] = ..., updated_by: _Optional[str] = ..., holidays: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ContractTermsRequest(_message.Message):
-    __slots__ = ("client", "type", "hours_per_period", "warn_below_hours", "rate", "currency", "business_hours", "sla")
+    __slots__ = ("client", "type", "hours_per_period", "warn_below_hours", "rate", "currency", "business_hours", "sla", "holidays", "clear_holidays")
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     HOURS_PER_PERIOD_FIELD_NUMBER: _ClassVar[int]
@@ -1327,6 +1329,8 @@ class ContractTermsRequest(_message.Message):
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     BUSINESS_HOURS_FIELD_NUMBER: _ClassVar[int]
     SLA_FIELD_NUMBER: _ClassVar[int]
+    HOLIDAYS_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_HOLIDAYS_FIELD_NUMBER: _ClassVar[int]
     client: str
     type: str
     hours_per_period: float
@@ -1335,7 +1339,9 @@ class ContractTermsRequest(_message.Message):
     currency: str
     business_hours: str
     sla: _containers.RepeatedCompositeFieldContainer[SlaTarget]
-    def __init__(self, client: _Optional[str] = ..., type: _Optional[str] = ..., hours_per_period: _Optional[float] = ..., warn_below_hours: _Optional[float] = ..., rate: _Optional[float] = ..., currency: _Optional[str] = ..., business_hours: _Optional[str] = ..., sla: _Optional[_Iterable[_Union[SlaTarget, _Mapping]]] = ...) -> None: ...
+    holidays: _containers.RepeatedScalarFieldContainer[str]
+    clear_holidays: bool
+    def __init__(self, client: _Optional[str] = ..., type: _Optional[str] = ..., hours_per_period: _Optional[float] = ..., warn_below_hours: _Optional[float] = ..., rate: _Optional[float] = ..., currency: _Optional[str] = ..., business_hours: _Optional[str] = ..., sla: _Optional[_Iterable[_Union[SlaTarget, _Mapping]]] = ..., holidays: _Optional[_Iterable[str]] = ..., clear_holidays: _Optional[bool] = ...) -> None: ...
 
 class ListContractsRequest(_message.Message):
     __slots__ = ()
@@ -1623,3 +1629,39 @@ class ListPatchRunsResponse(_message.Message):
     RUNS_FIELD_NUMBER: _ClassVar[int]
     runs: _containers.RepeatedCompositeFieldContainer[PatchRunInfo]
     def __init__(self, runs: _Optional[_Iterable[_Union[PatchRunInfo, _Mapping]]] = ...) -> None: ...
+
+class ContractReportRequest(_message.Message):
+    __slots__ = ("client", "month", "time_zone", "html")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    HTML_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    month: str
+    time_zone: str
+    html: bool
+    def __init__(self, client: _Optional[str] = ..., month: _Optional[str] = ..., time_zone: _Optional[str] = ..., html: _Optional[bool] = ...) -> None: ...
+
+class ContractReportResponse(_message.Message):
+    __slots__ = ("report_json", "html")
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    HTML_FIELD_NUMBER: _ClassVar[int]
+    report_json: str
+    html: str
+    def __init__(self, report_json: _Optional[str] = ..., html: _Optional[str] = ...) -> None: ...
+
+class TrendsRequest(_message.Message):
+    __slots__ = ("since_seconds", "client", "limit")
+    SINCE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    since_seconds: float
+    client: str
+    limit: int
+    def __init__(self, since_seconds: _Optional[float] = ..., client: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class TrendsResponse(_message.Message):
+    __slots__ = ("report_json",)
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    report_json: str
+    def __init__(self, report_json: _Optional[str] = ...) -> None: ...
