@@ -262,6 +262,12 @@ GROUPS: list[click.Command] = [
         "tickets",
         "Tickets: work orders with tiers, SLA timers, notes and time.",
     ),
+    LazyCommand(
+        "reports",
+        "rmm_cli.reports",
+        "reports",
+        "Reports: a client's month against its contract; the most frequent problems.",
+    ),
 ]
 for group in GROUPS:
     main.add_command(group)

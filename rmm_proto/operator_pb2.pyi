@@ -1629,3 +1629,39 @@ class ListPatchRunsResponse(_message.Message):
     RUNS_FIELD_NUMBER: _ClassVar[int]
     runs: _containers.RepeatedCompositeFieldContainer[PatchRunInfo]
     def __init__(self, runs: _Optional[_Iterable[_Union[PatchRunInfo, _Mapping]]] = ...) -> None: ...
+
+class ContractReportRequest(_message.Message):
+    __slots__ = ("client", "month", "time_zone", "html")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    HTML_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    month: str
+    time_zone: str
+    html: bool
+    def __init__(self, client: _Optional[str] = ..., month: _Optional[str] = ..., time_zone: _Optional[str] = ..., html: _Optional[bool] = ...) -> None: ...
+
+class ContractReportResponse(_message.Message):
+    __slots__ = ("report_json", "html")
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    HTML_FIELD_NUMBER: _ClassVar[int]
+    report_json: str
+    html: str
+    def __init__(self, report_json: _Optional[str] = ..., html: _Optional[str] = ...) -> None: ...
+
+class TrendsRequest(_message.Message):
+    __slots__ = ("since_seconds", "client", "limit")
+    SINCE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    since_seconds: float
+    client: str
+    limit: int
+    def __init__(self, since_seconds: _Optional[float] = ..., client: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class TrendsResponse(_message.Message):
+    __slots__ = ("report_json",)
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    report_json: str
+    def __init__(self, report_json: _Optional[str] = ...) -> None: ...

@@ -339,6 +339,16 @@ class OperatorServiceStub:
                 request_serializer=rmm__proto_dot_operator__pb2.ListPatchRunsRequest.SerializeToString,
                 response_deserializer=rmm__proto_dot_operator__pb2.ListPatchRunsResponse.FromString,
                 _registered_method=True)
+        self.GetContractReport = channel.unary_unary(
+                '/rmm.v1.OperatorService/GetContractReport',
+                request_serializer=rmm__proto_dot_operator__pb2.ContractReportRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.ContractReportResponse.FromString,
+                _registered_method=True)
+        self.GetTrends = channel.unary_unary(
+                '/rmm.v1.OperatorService/GetTrends',
+                request_serializer=rmm__proto_dot_operator__pb2.TrendsRequest.SerializeToString,
+                response_deserializer=rmm__proto_dot_operator__pb2.TrendsResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServiceServicer:
@@ -726,6 +736,19 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetContractReport(self, request, context):
+        """Reports (docs/desk.md): a client's month against its contract; recurring problems.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrends(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1033,6 +1056,16 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.ListPatchRuns,
                     request_deserializer=rmm__proto_dot_operator__pb2.ListPatchRunsRequest.FromString,
                     response_serializer=rmm__proto_dot_operator__pb2.ListPatchRunsResponse.SerializeToString,
+            ),
+            'GetContractReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetContractReport,
+                    request_deserializer=rmm__proto_dot_operator__pb2.ContractReportRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.ContractReportResponse.SerializeToString,
+            ),
+            'GetTrends': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrends,
+                    request_deserializer=rmm__proto_dot_operator__pb2.TrendsRequest.FromString,
+                    response_serializer=rmm__proto_dot_operator__pb2.TrendsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2682,6 +2715,60 @@ class OperatorService:
             '/rmm.v1.OperatorService/ListPatchRuns',
             rmm__proto_dot_operator__pb2.ListPatchRunsRequest.SerializeToString,
             rmm__proto_dot_operator__pb2.ListPatchRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetContractReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/GetContractReport',
+            rmm__proto_dot_operator__pb2.ContractReportRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.ContractReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrends(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmm.v1.OperatorService/GetTrends',
+            rmm__proto_dot_operator__pb2.TrendsRequest.SerializeToString,
+            rmm__proto_dot_operator__pb2.TrendsResponse.FromString,
             options,
             channel_credentials,
             insecure,

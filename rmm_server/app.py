@@ -36,6 +36,7 @@ from rmm_server.budgets import (
 from rmm_server.cluster import Cluster, PgCluster, default_replica_id
 from rmm_server.commands import CommandService
 from rmm_server.desk.alert_tickets import AlertTickets
+from rmm_server.desk.availability import OfflineRecorder
 from rmm_server.desk.help import HelpDesk
 from rmm_server.desk.notices import tell_tiers
 from rmm_server.desk.psa import PsaWebhook
@@ -157,6 +158,7 @@ class RmmServer:
         self.http_port = 0
         self.admin_token_path: Path | None = None
         self.alerts: AlertService | None = None
+        self._offline: OfflineRecorder | None = None
         self.dispatcher: Dispatcher | None = None
         self.notify_reloader: NotifyReloader | None = None  # with --notify-config only
         self.updates: UpdateIndex | None = None
@@ -771,7 +773,17 @@ class RmmServer:
             # and the leader decides on the newest last_seen of every agent.
             await self._sync_liveness()
         if self.cluster.is_leader and self.alerts is not None:
-            await self.alerts.check_offline([state.record for state in self.fleet.snapshot()])
+            agents = [state.record for state in self.fleet.snapshot()]
+            await self.alerts.check_offline(agents)
+            if self.store is not None:
+                # Offline periods for contract reports (docs/desk.md), after the same grace.
+                if self._offline is None:
+                    grace = self.alerts.started_at + self.alerts.offline_grace_seconds
+                    self._offline = OfflineRecorder(self.store, not_before=grace)
+                try:
+                    await asyncio.to_thread(self._offline.check, agents)
+                except StorageError as exc:
+                    log.warning("offline periods not recorded, will retry: %s", exc)
 
     async def _notification_failed(
         self, receiver: str, notification: Notification, error: NotifyError

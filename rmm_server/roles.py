@@ -103,6 +103,9 @@ REQUIRED_ROLE: dict[str, Role] = {
     "CloseTicket": Role.TIER1,
     "LogTicketTime": Role.TIER1,
     "ArchiveTicket": Role.TIER3,
+    # Reports read what viewers may read already (contracts, tickets, alerts, patches).
+    "GetContractReport": Role.VIEWER,
+    "GetTrends": Role.VIEWER,
 }
 
 # The least role each remote action needs (the `action` field of a RunCommandRequest). A library

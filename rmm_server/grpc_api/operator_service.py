@@ -27,6 +27,7 @@ from rmm_server.grpc_api.command_api import CommandApi
 from rmm_server.grpc_api.desk_api import DeskApi, TicketApi
 from rmm_server.grpc_api.guard import current_operator
 from rmm_server.grpc_api.patch_api import PatchApi
+from rmm_server.grpc_api.report_api import ReportApi
 from rmm_server.grpc_api.script_api import ScriptApi
 from rmm_server.notify.reload import NotifyReloader
 from rmm_server.operators import Operators
@@ -194,6 +195,7 @@ class OperatorServicer(
     PatchApi,
     DeskApi,
     TicketApi,
+    ReportApi,
     operator_pb2_grpc.OperatorServiceServicer,
 ):
     """Convert operator calls to domain calls; the guard has checked the caller's role."""
