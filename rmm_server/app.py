@@ -83,6 +83,7 @@ from rmm_server.tls import ClientCerts, ServerTls
 from rmm_server.updates import UpdateIndex
 from rmm_server.web import Dashboard, DashboardDeps
 from rmm_server.web.history import ChartHistory
+from rmm_server.web.prometheus_charts import PrometheusCharts
 from rmm_server.web.tls_context import http_ssl_context
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ class ServerConfig:
     psa_webhook: str = ""  # URL every ticket event is posted to (docs/desk.md); "": none
     psa_webhook_secret: bytes = b""  # signs every post (X-RMM-Signature); b"": unsigned
     msp_name: str = "your IT provider"  # who runs this server, named in consent prompts
+    prometheus_url: str = ""  # the dashboard's charts ask this Prometheus; "": own history
     agent_updates_dir: Path | None = None
     script_library_dir: Path | None = None
     # Token buckets (None: no limit): enrollments per source address and per token, operator
@@ -493,6 +495,7 @@ class RmmServer:
                 config.insecure,
                 chart_history,
                 RunService(commands, self.fleet, self.scripts, alerts.consent_for),
+                PrometheusCharts(config.prometheus_url) if config.prometheus_url else None,
             )
         )
         told_replicas = operators.revoked

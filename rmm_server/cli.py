@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import click
 
@@ -172,6 +173,13 @@ def main() -> None:
     '(e.g. "Acme IT"; docs/consent.md).',
 )
 @click.option(
+    "--prometheus-url",
+    default="",
+    metavar="URL",
+    help="The dashboard's agent charts ask this Prometheus (which scrapes our /metrics) instead "
+    "of the server's own 24 h history, e.g. http://127.0.0.1:9090 (docs/dashboard.md).",
+)
+@click.option(
     "--offline-grace",
     default="2m",
     show_default=True,
@@ -273,6 +281,7 @@ def serve(
     psa_webhook: str,
     psa_webhook_secret_file: str,
     msp_name: str,
+    prometheus_url: str,
     offline_grace: str,
     agent_updates_dir: Path | None,
     enroll_rate: str,
@@ -327,6 +336,7 @@ def serve(
             psa_webhook=psa_webhook.strip(),
             psa_webhook_secret=_psa_secret(psa_webhook, psa_webhook_secret_file),
             msp_name=_msp_name(msp_name),
+            prometheus_url=_prometheus_url(prometheus_url),
             offline_grace_seconds=parse_duration(offline_grace),
             offline_check_seconds=parse_duration(offline_check_interval),
             escalation_check_seconds=parse_duration(escalation_check_interval),
@@ -369,6 +379,16 @@ def serve(
     except RmmError as error:
         click.echo(f"rmm-server: {error}", err=True)
         sys.exit(2)
+
+
+def _prometheus_url(url: str) -> str:
+    url = url.strip()
+    parts = urlsplit(url)
+    if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+        raise ConfigError(
+            f"--prometheus-url {url!r}: give Prometheus's base URL, e.g. http://127.0.0.1:9090"
+        )
+    return url
 
 
 def _psa_secret(url: str, path: str) -> bytes:

@@ -1,4 +1,4 @@
-// The agent page's charts: the server's 5-minute points (GET <data-src>) drawn with uPlot,
+// The agent page's charts: 5-minute points (GET <data-src>: Prometheus's or the server's) drawn with uPlot,
 // in the browser's time zone, redrawn every minute. No inline script: the page's CSP forbids it.
 "use strict";
 (function () {
@@ -40,6 +40,14 @@
     if (reply.status === 401 || reply.redirected) { window.location.reload(); return; }
     if (!reply.ok) return;
     const data = await reply.json();
+    // Where the points came from: Prometheus (--prometheus-url), or the server's own history,
+    // and why when Prometheus could not be asked.
+    const source = document.getElementById("chart-source");
+    if (source && data.notice) {
+      source.textContent = data.notice;
+      source.dataset.source = data.source || "";
+      source.classList.toggle("error", Boolean(data.fallback));
+    }
     while (plots.length) plots.pop().destroy();
     draw(root, data);
   }
