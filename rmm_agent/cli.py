@@ -5,8 +5,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -450,6 +453,173 @@ def collect(once: bool, output: str, config_path: Path | None) -> None:
         for sample in collector["samples"]:
             labels = ",".join(f"{k}={v}" for k, v in sorted(sample["labels"].items()))
             click.echo(f"    {sample['name']}{{{labels}}} {sample['value']:g}")
+
+
+USER_STATE_DIR_OPTION = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The agent's state directory (default: $RMM_AGENT_STATE_DIR, else /var/lib/rmm-agent).",
+)
+PROMPT_TIMEOUT_SECONDS = 600
+
+
+def ask_description() -> str:
+    """Ask for the problem in a desktop dialog, or fail saying to give it as an argument."""
+    # Imported here: what only `help` and `verify` need stays out of the running agent.
+    from rmm_agent.help import prompt_argv  # noqa: PLC0415
+
+    argv = prompt_argv(os.environ, shutil.which)
+    if argv is None:
+        fail(
+            'give the problem as an argument: rmm-agent help "the printer is offline" (there is '
+            "no desktop session with zenity or kdialog here to ask in)",
+            EXIT_USAGE,
+        )
+        raise AssertionError  # fail() exits
+    try:
+        answer = subprocess.run(
+            argv, capture_output=True, text=True, timeout=PROMPT_TIMEOUT_SECONDS, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        fail(f"cannot ask in a dialog ({exc}): give the problem as an argument", EXIT_USAGE)
+        raise AssertionError from exc
+    if answer.returncode != 0:
+        fail("the dialog was closed without a description: nothing was sent")
+    return answer.stdout.strip()
+
+
+def help_snapshot(state_dir: Path, config: AgentConfig) -> bytes:
+    """Collect a report now and make the help request's snapshot of it (JSON)."""
+    from rmm_agent.help import make_snapshot, read_failed_commands, read_spool  # noqa: PLC0415
+    from rmm_common.helpdesk import MAX_SNAPSHOT_BYTES  # noqa: PLC0415
+
+    builder = ReportBuilder(
+        make_collectors(config.disabled_collectors),
+        timeout_seconds=config.collector_timeout_seconds,
+        wait_for_slow=True,
+    )
+    report = builder.build()
+    builder.close()
+    spool, problems = read_spool(state_dir)
+    failed = read_failed_commands(state_dir, time.time())
+    snapshot = make_snapshot(report_to_dict(report), spool, failed, problems)
+    encoded = json.dumps(snapshot).encode()
+    if len(encoded) > MAX_SNAPSHOT_BYTES:  # the summary always fits; the raw figures may not
+        snapshot.pop("report")
+        encoded = json.dumps(snapshot).encode()
+    return encoded
+
+
+def user_identity(state_dir: Path | None) -> tuple[Path, Identity]:
+    """Return the state directory a user's command means and its identity, or fail."""
+    from rmm_agent.help import check_readable, default_state_dir  # noqa: PLC0415
+
+    path = state_dir if state_dir is not None else default_state_dir(os.environ)
+    try:
+        check_readable(path)
+        return path, StateDir(path).load_identity()
+    except RmmError as exc:
+        fail(str(exc), EXIT_USAGE)
+        raise AssertionError from exc
+
+
+@main.command("help")
+@click.argument("text", required=False)
+@USER_STATE_DIR_OPTION
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Agent configuration file (YAML): the collectors it turns off stay off.",
+)
+@click.option("--output", type=click.Choice(["table", "json"]), default="table")
+def help_request(
+    text: str | None, state_dir: Path | None, config_path: Path | None, output: str
+) -> None:
+    """Ask your support desk for help: opens a ticket with this computer's state attached."""
+    from rmm_agent.help import HelpError, local_user, request_help  # noqa: PLC0415
+    from rmm_common.helpdesk import help_text_problem  # noqa: PLC0415
+
+    if text is None:
+        text = ask_description()
+    problem = help_text_problem(text)
+    if problem is not None:
+        fail(problem, EXIT_USAGE)
+    path, identity = user_identity(state_dir)
+    try:
+        config = read_config(config_path)
+    except RmmError as exc:
+        fail(str(exc), EXIT_USAGE)
+    setup_logging("error")
+    snapshot = help_snapshot(path, config)
+    try:
+        ticket = request_help(identity, path, text.strip(), snapshot, local_user(os.environ))
+    except HelpError as exc:
+        fail(f"help request not sent: {exc}")
+    data = {
+        "ticket": ticket.ticket_id,
+        "verify_code": ticket.verify_code,
+        "tier": ticket.tier,
+        "client": ticket.client,
+    }
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(
+        f"Your support desk has your request: ticket {ticket.ticket_id} (at {ticket.tier}), "
+        "with this computer's state attached.\n"
+        f"Verification code: {ticket.verify_code}\n"
+        "Whoever calls you about it can tell you this code. To check a caller's code: "
+        "rmm-agent verify CODE"
+    )
+
+
+@main.command()
+@click.argument("code")
+@USER_STATE_DIR_OPTION
+@click.option("--output", type=click.Choice(["table", "json"]), default="table")
+def verify(code: str, state_dir: Path | None, output: str) -> None:
+    """Check whether a caller's code belongs to an open ticket of this computer (exit 0: it
+    does, 1: it does not)."""
+    from rmm_agent.help import HelpError, verify_code  # noqa: PLC0415
+    from rmm_common.helpdesk import code_problem, normalize_code  # noqa: PLC0415
+
+    problem = code_problem(code)
+    if problem is not None:
+        fail(problem, EXIT_USAGE)
+    path, identity = user_identity(state_dir)
+    try:
+        answer = verify_code(identity, path, normalize_code(code))
+    except HelpError as exc:
+        fail(f"the code was not checked: {exc}")
+    if output == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "match": answer.match,
+                    "ticket": answer.ticket_id or None,
+                    "tier": answer.tier,
+                    "assignee": answer.assignee,
+                    "status": answer.status,
+                    "title": answer.title,
+                },
+                indent=2,
+            )
+        )
+    elif answer.match:
+        who = f"assigned to {answer.assignee}" if answer.assignee else "not yet assigned"
+        click.echo(
+            f"YES: {normalize_code(code)} is the code of ticket {answer.ticket_id} of this "
+            f"computer's support desk ({answer.tier}, {answer.status}, {who}): {answer.title}"
+        )
+    else:
+        click.echo(
+            f"NO: {normalize_code(code)} is not the code of any open ticket of this computer. "
+            "Whoever gave it to you is not working on a ticket for it: do not let them onto this "
+            "computer; call your support desk at the number you already know."
+        )
+    sys.exit(0 if answer.match else EXIT_FAILURE)
 
 
 main.add_command(exiting(install_service, ServiceError, EXIT_FAILURE))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
@@ -45,8 +46,10 @@ def ticket_row(ticket: operator_pb2.TicketInfo, story: bool = True) -> dict[str,
         "closed_at": at(ticket.closed_at),
         "archived_at": at(ticket.archived_at),
         "archived_by": ticket.archived_by,
+        "verify_code": ticket.verify_code,
     }
     if story:
+        row["snapshot"] = _snapshot(ticket)
         row["events"] = [
             {"at": e.at, "by": e.by, "kind": e.kind, "text": e.text} for e in ticket.events
         ]
@@ -62,6 +65,16 @@ def ticket_row(ticket: operator_pb2.TicketInfo, story: bool = True) -> dict[str,
             for t in ticket.time
         ]
     return row
+
+
+def _snapshot(ticket: operator_pb2.TicketInfo) -> Any:
+    """Return a help request's snapshot as data (None when the ticket has none)."""
+    if not ticket.snapshot_json:
+        return None
+    try:
+        return json.loads(ticket.snapshot_json)
+    except ValueError:
+        return {"unreadable": ticket.snapshot_json[:200]}
 
 
 def _line(ticket: operator_pb2.TicketInfo) -> str:
@@ -82,6 +95,20 @@ def _show(ticket: operator_pb2.TicketInfo) -> None:
         )
     if ticket.agent_id:
         lines.append(f"  agent {ticket.agent_id}")
+    if ticket.verify_code:
+        lines.append(
+            f"  verification code {ticket.verify_code} (tell it to the user when you call: "
+            "`rmm-agent verify CODE` on their computer confirms it)"
+        )
+    snapshot = _snapshot(ticket)
+    if snapshot is not None:
+        taken = snapshot.get("collected_at") if isinstance(snapshot, dict) else None
+        at = f" collected {iso(taken)}" if isinstance(taken, int | float) else ""
+        # The opening event holds the summary (the PSA webhook and the story carry it too).
+        lines.append(
+            f"  diagnostic snapshot{at}: summarised in the opening event below; "
+            "--output json has all of it"
+        )
     for event in ticket.events:
         lines.append(f"  {iso(event.at)}  {event.by:<12} {event.kind:<8} {event.text}")
     total = sum(t.minutes for t in ticket.time)

@@ -55,7 +55,7 @@ def help_text_problem(text: str) -> str | None:
     """Return why `text` cannot describe a problem, or None."""
     stripped = text.strip()
     if not stripped:
-        return "describe the problem in a few words, e.g. rmm-agent help \"the printer is offline\""
+        return 'describe the problem in a few words, e.g. rmm-agent help "the printer is offline"'
     if len(stripped) > MAX_HELP_TEXT:
         return (
             f"the description is {len(stripped)} characters long: at most {MAX_HELP_TEXT}; say "

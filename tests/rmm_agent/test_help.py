@@ -1,0 +1,114 @@
+"""The help request's snapshot from a report collected here by the real collectors, and from
+recorded odd ones; the spool and command history read beside them."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from rmm_agent.collectors.disks import DisksCollector
+from rmm_agent.commands.history import CommandHistory
+from rmm_agent.help import (
+    MAX_SAMPLES_PER_COLLECTOR,
+    SpoolFacts,
+    check_readable,
+    make_snapshot,
+    read_failed_commands,
+    read_spool,
+)
+from rmm_agent.report import ReportBuilder, report_to_dict
+from rmm_agent.spool import Spool
+from rmm_common.errors import ConfigError
+from rmm_common.helpdesk import MAX_SNAPSHOT_BYTES
+
+
+def sample(name: str, value: float, **labels: str) -> dict[str, object]:
+    return {"name": name, "labels": labels, "value": value}
+
+
+def test_a_snapshot_of_a_real_report_has_this_hosts_disks() -> None:
+    builder = ReportBuilder([DisksCollector()], wait_for_slow=True)
+    report = report_to_dict(builder.build())
+    builder.close()
+    snapshot = make_snapshot(report, SpoolFacts(3, 0), [])
+    root = os.statvfs("/")
+    [disk] = [d for d in snapshot["disks"] if d["mountpoint"] == "/"]
+    assert disk["size_bytes"] == root.f_blocks * root.f_frsize
+    assert 0 <= disk["usage_ratio"] <= 1
+    assert snapshot["spool"] == {"waiting": 3, "dropped": 0} and snapshot["errors"] == []
+    assert "failed_services" not in snapshot  # the services collector did not run
+    assert len(json.dumps(snapshot)) < MAX_SNAPSHOT_BYTES
+
+
+def test_failed_services_reboot_patches_and_errors_are_picked_out() -> None:
+    report = {
+        "collected_at": 1.0,
+        "collectors": [
+            {
+                "name": "services",
+                "ok": True,
+                "samples": [
+                    sample("service_failed", 1, unit="cups.service"),
+                    sample("service_failed", 0, unit="ssh.service"),
+                ],
+            },
+            {"name": "system", "ok": True, "samples": [sample("system_reboot_required", 1)]},
+            {
+                "name": "patches",
+                "ok": True,
+                "samples": [sample("patches_pending", 2, classification="security")],
+            },
+            {"name": "sensors", "ok": False, "error": "timed out after 5s", "samples": []},
+            {
+                "name": "processes",
+                "ok": True,
+                "samples": [sample("process_cpu", 1, pid=str(i)) for i in range(1000)],
+            },
+            {
+                "name": "network",
+                "ok": True,
+                "samples": [sample("net_rx", 1, iface=str(i)) for i in range(1000)],
+            },
+        ],
+    }
+    snapshot = make_snapshot(report, SpoolFacts(0, 7), ["remote command x failed: y"], ["odd"])
+    assert snapshot["failed_services"] == ["cups.service"]
+    assert snapshot["reboot_required"] is True
+    assert snapshot["patches_pending"] == {"security": 2}
+    assert snapshot["errors"] == [
+        "collector sensors: timed out after 5s",
+        "7 reports were dropped undelivered since enrollment",
+        "remote command x failed: y",
+        "odd",
+    ]
+    kept = {c["name"]: c for c in snapshot["report"]}
+    assert "processes" not in kept
+    assert len(kept["network"]["samples"]) == MAX_SAMPLES_PER_COLLECTOR
+
+
+def test_the_spool_and_failed_commands_are_read_beside_the_agent(tmp_path: Path) -> None:
+    assert read_spool(tmp_path) == (None, [])
+    spool = Spool.in_state_dir(tmp_path, 100, 10_000_000)
+    spool.close()
+    facts, problems = read_spool(tmp_path)
+    assert facts == SpoolFacts(0, 0) and problems == []
+    history = CommandHistory.open(tmp_path)
+    history.close()
+    assert read_failed_commands(tmp_path, time.time()) == []
+    (tmp_path / "spool.sqlite3").write_bytes(b"not a database at all" * 100)
+    facts, problems = read_spool(tmp_path)
+    assert facts is None and "cannot read the report spool" in problems[0]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_credential_says_to_use_sudo(tmp_path: Path) -> None:
+    identity = tmp_path / "identity.json"
+    identity.write_text("{}")
+    check_readable(tmp_path)  # readable: nothing to say
+    identity.chmod(0)
+    with pytest.raises(ConfigError, match="run the command with sudo"):
+        check_readable(tmp_path)
