@@ -432,7 +432,9 @@ contracts = Table(
     Column("warn_below_hours", Float),  # block-hours only: warn the client under this
     Column("rate", Float),  # time-and-materials only, per hour
     Column("currency", String(8), nullable=False),
-    Column("business_hours", String(64), nullable=False),  # e.g. "mon-fri 08:00-18:00"
+    # e.g. "mon-fri 08:00-18:00; sat 09:00-12:00" (desk/contracts.py parses it)
+    Column("business_hours", String(400), nullable=False),
+    Column("holidays", Text, nullable=False, server_default="[]"),  # JSON: ["2026-12-25", ...]
     Column("sla", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("created_by", String(200), nullable=False),
@@ -523,4 +525,20 @@ agent_offline = Table(
     Column("ended_at", Float),
     Index("ix_agent_offline_agent_start", "agent_id", "started_at"),
     Index("ix_agent_offline_ended", "ended_at"),  # the open ones: ended_at IS NULL
+)
+
+# Dashboard sessions (rmm_server/web/sessions.py), shared by replicas and kept across restarts.
+# Only a hash of each session's id is stored, never the cookie's value: whoever reads this table
+# cannot act as the operator. The CSRF token is derived from the id, so it is stored nowhere.
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # web/sessions.py id_hash(cookie value)
+    Column("operator_id", String(32), nullable=False),
+    Column("operator", String(200), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_used", Float, nullable=False),  # written at most once a minute a session
+    Index("ix_dashboard_sessions_operator", "operator_id"),
+    Index("ix_dashboard_sessions_last_used", "last_used"),
 )

@@ -50,12 +50,12 @@ from rmm_server.runs import RunService
 from rmm_server.storage import Store
 from rmm_server.storage.alerts import AlertQuery
 from rmm_server.storage.commands import CommandQuery, CommandStore
+from rmm_server.storage.dashboard_sessions import SessionStore
 from rmm_server.storage.patches import PatchStore
 from rmm_server.web import views
 from rmm_server.web.actions_page import AgentActions
 from rmm_server.web.commands_page import RememberedRuns, RunForm
-from rmm_server.web.history import ChartHistory
-from rmm_server.web.prometheus_charts import PrometheusCharts, chart_columns
+from rmm_server.web.history import SERIES, ChartHistory
 from rmm_server.web.sessions import COOKIE, Session, Sessions, csrf_matches
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,6 @@ class DashboardDeps:
     insecure: bool
     history: ChartHistory | None = None
     runs: RunService | None = None
-    prometheus: PrometheusCharts | None = None  # --prometheus-url: the charts ask it
 
 
 def _environment() -> jinja2.Environment:
@@ -138,7 +137,7 @@ class Dashboard:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.deps = deps
-        self.sessions = sessions or Sessions()
+        self.sessions = sessions or Sessions(SessionStore(deps.store))
         self.clock = clock
         self.env = _environment()
         # `is not None`: an empty TokenBuckets is falsy (it has a length).
@@ -247,7 +246,7 @@ class Dashboard:
             refused = self._plaintext_refused(request)
             if refused is not None:
                 return refused
-            session = self.sessions.get(request.cookies.get(COOKIE))
+            session = await self.sessions.get_async(request.cookies.get(COOKIE))
             if session is None:
                 if request.method != "GET":
                     return self._message(
@@ -355,7 +354,9 @@ class Dashboard:
                 self.deps.limits.check_operator(record.name)
         except RateLimited as exc:
             return self._login_page(request, str(exc), 429)
-        session = self.sessions.create(record.id, record.name, Role.parse(record.role))
+        session = await asyncio.to_thread(
+            self.sessions.create, record.id, record.name, Role.parse(record.role)
+        )
         await self.deps.audit.append_async(
             record.name, "DashboardLogin", record.name, {"address": address}, "ok"
         )
@@ -366,7 +367,7 @@ class Dashboard:
 
     async def _logout(self, request: web.Request) -> web.StreamResponse:
         session: Session = request["session"]
-        self.sessions.end(session.id)
+        await asyncio.to_thread(self.sessions.end, session.id)
         response = web.HTTPSeeOther("/login")
         response.del_cookie(COOKIE, path="/")
         raise response
@@ -485,7 +486,10 @@ class Dashboard:
         agent = self.deps.fleet.get(agent_id)
         if agent is None or self.deps.history is None:
             return web.json_response({"error": f"no agent {agent_id}"}, status=404)
-        columns = await chart_columns(self.deps.history, self.deps.prometheus, agent_id)
+        points = await asyncio.to_thread(self.deps.history.points, agent_id)
+        columns: dict[str, list[float | None]] = {"time": [float(p.bucket) for p in points]}
+        for name in SERIES:
+            columns[name] = [getattr(p, name) for p in points]
         return web.json_response(columns, headers=SECURITY_HEADERS)
 
     def _agent_reads(self, agent_id: str) -> tuple[bytes | None, list[Any], bytes | None]:
