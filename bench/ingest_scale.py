@@ -101,6 +101,7 @@ from bench.ingest_rate import (
     machine_ticks,
     percentile,
     rules_in_force,
+    scrape,
 )
 from rmm_agent import __version__ as agent_version
 from rmm_proto import agent_pb2, agent_pb2_grpc
@@ -456,6 +457,8 @@ def run_step(
     step = Step((start_at, window_start, window_end, window_end + drain), interval, seed)
     clients.start(step)
     pids = [s.pid for s in servers]
+    time.sleep(max(0.0, window_start - 0.3 - time.monotonic()))
+    metrics0 = [scrape(s.http_url) for s in servers]  # just outside the CPU window
     time.sleep(max(0.0, window_start - time.monotonic()))
     busy0, total0 = machine_ticks()
     cpu0 = [cpu_ticks(pid) for pid in pids]
@@ -467,6 +470,7 @@ def run_step(
     client1 = [cpu_ticks(pid) for pid in clients.pids]
     busy1, total1 = machine_ticks()
     rss = [rss_kb(pid) for pid in pids]  # every agent's stream still open
+    metrics1 = [scrape(s.http_url) for s in servers]
     results = clients.step_results(step)
     window = at1 - at0
     acks = sum(r.acks_in_window for r in results)
@@ -487,8 +491,23 @@ def run_step(
             "timed out" if first.timed_out else "acks out of order"
         )
         reasons.append(f"{len(failed)} streams failed (first: {why})")
+    def summed(name: str) -> float:
+        return sum(m1.get(name, 0.0) - m0.get(name, 0.0)
+                   for m0, m1 in zip(metrics0, metrics1, strict=True))
+
+    batches = summed("rmm_server_storage_batch_seconds_count")
+    processed = summed("rmm_server_report_processing_seconds_count")
     return {
         "prime": prime,
+        # The server's own view (none for the bare peer): from receiving a report to its ack,
+        # and the database batches' size and time, over about the window.
+        "server_processing_ms_mean": ratio(
+            summed("rmm_server_report_processing_seconds_sum") * 1000.0, processed
+        ),
+        "reports_per_db_batch": ratio(processed, batches),
+        "db_batch_ms_mean": ratio(
+            summed("rmm_server_storage_batch_seconds_sum") * 1000.0, batches
+        ),
         "offered_per_second": rate,
         "rate_per_second": rate_done,
         "window_seconds": window,
@@ -561,7 +580,10 @@ def step_rates(
             f"{fmt(result['latency_ms_p50'], '.0f')} ms, p99 {fmt(result['latency_ms_p99'], '.0f')}"
             f" ms, server {fmt(result['server_cpu_ms_per_report'], '.3f')} ms CPU/report "
             f"({result['server_cpu_cores']:.2f} cores), clients {result['client_cpu_cores']:.2f} "
-            f"cores, RSS {result['server_rss_mb']:.0f} MB"
+            f"cores, RSS {result['server_rss_mb']:.0f} MB; server-side "
+            f"{fmt(result['server_processing_ms_mean'], '.1f')} ms a report, DB batch "
+            f"{fmt(result['reports_per_db_batch'], '.1f')} reports in "
+            f"{fmt(result['db_batch_ms_mean'], '.1f')} ms"
             + ("" if result["passed"] else f": FAIL ({result['why_not']})"),
             flush=True,
         )
