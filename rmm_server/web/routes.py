@@ -55,7 +55,8 @@ from rmm_server.storage.patches import PatchStore
 from rmm_server.web import views
 from rmm_server.web.actions_page import AgentActions
 from rmm_server.web.commands_page import RememberedRuns, RunForm
-from rmm_server.web.history import SERIES, ChartHistory
+from rmm_server.web.history import ChartHistory
+from rmm_server.web.prometheus_charts import PrometheusCharts, chart_columns
 from rmm_server.web.sessions import COOKIE, Session, Sessions, csrf_matches
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class DashboardDeps:
     insecure: bool
     history: ChartHistory | None = None
     runs: RunService | None = None
+    prometheus: PrometheusCharts | None = None  # --prometheus-url: the charts ask it
 
 
 def _environment() -> jinja2.Environment:
@@ -486,10 +488,7 @@ class Dashboard:
         agent = self.deps.fleet.get(agent_id)
         if agent is None or self.deps.history is None:
             return web.json_response({"error": f"no agent {agent_id}"}, status=404)
-        points = await asyncio.to_thread(self.deps.history.points, agent_id)
-        columns: dict[str, list[float | None]] = {"time": [float(p.bucket) for p in points]}
-        for name in SERIES:
-            columns[name] = [getattr(p, name) for p in points]
+        columns = await chart_columns(self.deps.history, self.deps.prometheus, agent_id)
         return web.json_response(columns, headers=SECURITY_HEADERS)
 
     def _agent_reads(self, agent_id: str) -> tuple[bytes | None, list[Any], bytes | None]:
