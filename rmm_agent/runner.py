@@ -18,6 +18,7 @@ import random
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import grpc
 import grpc.aio
@@ -29,10 +30,13 @@ from rmm_agent.service.sdnotify import ServiceNotifier
 from rmm_agent.spool import Spool
 from rmm_agent.state import Identity, Runtime, StateDir
 from rmm_agent.transport import StreamLink, describe_rpc_error, is_tls_refusal
-from rmm_agent.update.updater import Updater
 from rmm_common.errors import ConfigError
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import agent_pb2, agent_pb2_grpc
+
+if TYPE_CHECKING:
+    # Only an agent under the self-update launcher makes one (update.command.attach_updater).
+    from rmm_agent.update.updater import Updater
 
 log = logging.getLogger(__name__)
 

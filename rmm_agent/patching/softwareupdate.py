@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import plistlib
 import re
 import time
 from collections.abc import Sequence
@@ -137,6 +136,9 @@ class SoftwareUpdateBackend(CommandBackend):
 
     def lists_updated_at(self) -> float | None:
         """Return LastSuccessfulDate from softwareupdate's preferences."""
+        # Imported here, on macOS only: every other agent would hold it for nothing.
+        import plistlib  # noqa: PLC0415
+
         try:
             with self._plist.open("rb") as f:
                 when = plistlib.load(f).get("LastSuccessfulDate")

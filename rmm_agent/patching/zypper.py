@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,6 +50,10 @@ KERNEL_RE = re.compile(r"^kernel-(default|azure|rt|64kb|preempt)$")
 
 def parse_list_updates(text: str) -> list[PendingUpdate]:
     """Parse `zypper --xmlout list-updates` (package updates; patches are left out)."""
+    # Imported here: every agent loads this backend with the registry, only SUSE hosts parse
+    # its XML (ElementTree is ~0.3 MB resident in an agent that never needs it).
+    import xml.etree.ElementTree as ET  # noqa: PLC0415
+
     start = text.find("<stream")
     if start < 0:
         raise PatchError(f"zypper list-updates printed no XML stream: {text.strip()[:200]!r}")

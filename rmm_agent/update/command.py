@@ -11,13 +11,20 @@ import click
 
 from rmm_agent import __version__
 from rmm_agent.runner import AgentRunner
-from rmm_agent.update.install import exec_launcher, install, running_archive
-from rmm_agent.update.launcher import DEFAULT_CONFIRM_TIMEOUT, EXIT_UPDATE_READY, Layout
-from rmm_agent.update.updater import grpc_fetch, updater_from_env
+from rmm_agent.update.launcher import (
+    DEFAULT_CONFIRM_TIMEOUT,
+    EXIT_UPDATE_READY,
+    LAUNCHER_ENV,
+    LAUNCHER_PROTOCOL,
+    Layout,
+)
 
 
 def attach_updater(runner: AgentRunner, environ: Mapping[str, str] = os.environ) -> None:
     """Let `runner` take update offers when it runs under the launcher."""
+    if environ.get(LAUNCHER_ENV) != LAUNCHER_PROTOCOL:
+        return  # not under the launcher: the updater's modules stay unimported (memory)
+    from rmm_agent.update.updater import grpc_fetch, updater_from_env  # noqa: PLC0415
 
     def restart_into_update() -> None:
         runner.exit_code = EXIT_UPDATE_READY
@@ -68,6 +75,8 @@ def launch(
     """
     # An RmmError (no archive, an unwritable state directory) and the launcher's exit status
     # go up to rmm_agent.cli, which prints the one (exit 2) and exits with the other.
+    from rmm_agent.update.install import exec_launcher, install, running_archive  # noqa: PLC0415
+
     layout = Layout.of(state_dir)
     if archive is None:
         archive = layout.current if layout.current.exists() else running_archive()

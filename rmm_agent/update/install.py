@@ -6,9 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
-import zipfile
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 from rmm_agent.update.launcher import Layout
@@ -17,6 +15,10 @@ from rmm_common.errors import ConfigError
 
 def running_archive(argv0: str = sys.argv[0]) -> Path:
     """Return the agent archive this process runs from, or raise ConfigError."""
+    # zipfile and importlib.resources are imported by the calls that need them: the running
+    # agent imports this module with its CLI and would otherwise hold them for nothing.
+    import zipfile  # noqa: PLC0415
+
     path = Path(argv0).resolve()
     if path.is_file() and zipfile.is_zipfile(path):
         return path
@@ -28,6 +30,8 @@ def running_archive(argv0: str = sys.argv[0]) -> Path:
 
 def launcher_source() -> bytes:
     """Return the launcher's source, shipped inside this package."""
+    from importlib import resources  # noqa: PLC0415
+
     return resources.files("rmm_agent.update").joinpath("launcher.py").read_bytes()
 
 

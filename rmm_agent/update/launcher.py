@@ -15,7 +15,6 @@ State layout under `<state>/agent/` (see docs/self-update.md):
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -441,6 +440,10 @@ class Launcher:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the launcher from the command line."""
+    # Here, not at the top: the running agent imports this module for its constants, and
+    # argparse would stay in its memory for nothing.
+    import argparse  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(
         prog="rmm-agent-launcher",
         description="Run the RMM agent archive, apply updates it downloads, roll back failures.",
