@@ -100,8 +100,8 @@ def _reboot(form: Mapping[str, Any]) -> Message:
     delay = _text(form, "delay") or "0s"
     try:
         delay_seconds = parse_duration(delay)
-    except ValueError as exc:
-        raise InvalidArgument(f"delay: {exc}") from None
+    except (InvalidArgument, ValueError) as exc:
+        raise InvalidArgument(f"reboot delay: {exc}") from None
     return commands_pb2.Reboot(delay_seconds=delay_seconds, reason=_text(form, "reason"))
 
 
@@ -182,6 +182,14 @@ def action_request(
         target=operator_pb2.TargetSelector(agents=[agent_id]),
         detach=True,
     )
+
+
+def allowed_actions(role: Role) -> dict[str, bool]:
+    """Return which of the page's actions `role` may send (RunCommand's and the action's role)."""
+    return {
+        action: role >= max(ACTION_ROLE[action], REQUIRED_ROLE["RunCommand"])
+        for action in ACTION_FORMS
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,11 +305,11 @@ class AgentActions:
         self, session: Session, agent: AgentRecord, report: agent_pb2.Report | None
     ) -> ActionsView:
         """Return the actions section of an agent's page (blocking: reads the database)."""
-        may = {
-            action: self.runs is not None
-            and session.may(max(ACTION_ROLE[action], REQUIRED_ROLE["RunCommand"]))
-            for action in ACTION_FORMS
-        }
+        may = (
+            allowed_actions(session.role)
+            if self.runs is not None
+            else dict.fromkeys(ACTION_FORMS, False)
+        )
         services: list[ServiceRow] = []
         listed_at: float | None = None
         if may["list_services"] or may["service_control"]:
