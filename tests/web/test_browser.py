@@ -3,7 +3,8 @@
 
 One walk through what an operator does: log in, see the fleet, open the agent and see its charts
 drawn, see a critical alert appear without reloading when the agent's host crosses the rule (a
-process named rmmwebhog starts), acknowledge it as tier1, be refused as a viewer, log out. Every
+process named rmmwebhog starts), acknowledge it as tier1, be refused as a viewer, have the agent
+collect now from its page as tier1, log out. Every
 browser, agent, server and helper process is ended in a finally, whatever failed.
 """
 
@@ -163,6 +164,7 @@ def test_an_operators_walk_through_the_dashboard(setup: Setup, browser: Any) -> 
         viewer.wait_for_selector(".chart[data-series=memory_ratio] canvas")
         assert int(viewer.get_attribute(".chart[data-series=memory_ratio]", "data-drawn")) >= 1
         assert "HogRunning" in viewer.inner_text("#agent-alerts")
+        assert viewer.locator("#actions").count() == 0  # a viewer gets no remote action
 
         # A viewer sees the alert but has no acknowledge form, and a forged POST is refused.
         viewer.goto(base + "/alerts")
@@ -190,6 +192,12 @@ def test_an_operators_walk_through_the_dashboard(setup: Setup, browser: Any) -> 
         tier1.wait_for_url(base + "/alerts")
         acked = tier1.locator(f'tr[data-alert="{alert_id}"]').inner_text()
         assert "web-tier1: on the phone with the client" in acked
+
+        # Tier1 acts from the agent's page: collect now, the agent's answer on the run's page.
+        tier1.goto(f"{base}/agents/{setup.agent_id}")
+        tier1.click("#action-collect_now button")
+        tier1.wait_for_url(lambda url: "/commands/runs/" in url)
+        tier1.wait_for_selector('#run-results tr[data-status="succeeded"]')
 
         # Log out: the dashboard is behind the login again.
         viewer.click("form.logout button")
