@@ -58,6 +58,7 @@ class CommandQuery:
     agent_id: str = ""
     run_id: str = ""
     statuses: tuple[int, ...] = ()
+    action: str = ""  # only commands of this action (run_script, list_services, ...)
     limit: int = 100
 
 
@@ -184,6 +185,8 @@ class CommandStore:
             statement = statement.where(table.c.run_id == query.run_id)
         if query.statuses:
             statement = statement.where(table.c.status.in_(query.statuses))
+        if query.action:
+            statement = statement.where(table.c.action == query.action)
         statement = statement.order_by(table.c.issued_at.desc()).limit(query.limit)
         with self.store.transaction("list commands") as conn:
             return [CommandRecord(**row) for row in conn.execute(statement).mappings()]

@@ -45,8 +45,6 @@ MAX_FILE_BYTES = 8 * 1024 * 1024
 UPLOAD_BODY_BYTES = MAX_FILE_BYTES + 64 * 1024
 # The services listed on the page from the agent's last `list_services` answer.
 MAX_SERVICE_ROWS = 1000
-# How far back the page looks for that answer among the agent's succeeded commands.
-SERVICE_LIST_LOOKBACK = 50
 CONSENT_WORDS: dict[int, str] = {
     commands_pb2.CONSENT_UNATTENDED: "unattended: nobody on the host is told or asked",
     commands_pb2.CONSENT_NOTIFY: "notify: logged-in users are told who reboots and why",
@@ -236,16 +234,16 @@ def failed_services(report: agent_pb2.Report | None) -> list[str]:
 
 def listed_services(store: CommandStore, agent_id: str) -> tuple[list[ServiceRow], float | None]:
     """Return the services of the agent's latest succeeded `list_services`, and when it ran."""
+    # That one command only: an agent's other results may be large (pulled files).
     records = store.query(
         CommandQuery(
             agent_id=agent_id,
             statuses=(commands_pb2.COMMAND_SUCCEEDED,),
-            limit=SERVICE_LIST_LOOKBACK,
+            action="list_services",
+            limit=1,
         )
     )
     for record in records:
-        if record.action != "list_services":
-            continue
         result = decode_result(record)
         if result is None or result.WhichOneof("result") != "services":
             continue
