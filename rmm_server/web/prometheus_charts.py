@@ -160,6 +160,13 @@ class PrometheusCharts:
             if isinstance(answer, BaseException):
                 raise answer
             series[name] = answer
+        if not any(series.values()):
+            # Empty charts would read as an idle host; this is a Prometheus that does not
+            # scrape this server (or not yet).
+            raise PrometheusError(
+                f"Prometheus at {self.url} has no series for agent {agent_id} in the last 24 h "
+                "(does it scrape this server's /metrics?)"
+            )
         return merge(series)
 
 

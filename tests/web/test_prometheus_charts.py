@@ -124,6 +124,8 @@ def test_an_error_answer_from_prometheus_is_named(charts: Charts) -> None:
 
     with pytest.raises(PrometheusError, match=r"Prometheus refused .*bad_data"):
         asyncio.run(ask())
+    with pytest.raises(PrometheusError, match="has no series for agent no-such-agent"):
+        asyncio.run(client.columns("no-such-agent"))
 
 
 def test_a_url_that_is_not_prometheus_is_refused_at_start(tmp_path: Path) -> None:
