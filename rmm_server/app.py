@@ -129,6 +129,9 @@ class ServerConfig:
     min_free_space: int = DEFAULT_MIN_FREE_SPACE
     # This process among replicas sharing one PostgreSQL (default hostname:gRPC port).
     replica_id: str | None = None
+    # Share the gRPC port with other replicas on this host (SO_REUSEPORT): several processes
+    # take one host's agents, the kernel spreading their connections (docs/scaling.md).
+    reuse_port: bool = False
     # Signed audit checkpoints (docs/audit.md): after this many entries, and at least this
     # often while the head moves.
     audit_checkpoint_every: int = 100
@@ -137,6 +140,24 @@ class ServerConfig:
     # each "client/site" whose schedules say time_zone: site (UTC where none is given).
     patch_tick_seconds: float = 10.0
     site_time_zones: dict[str, str] = field(default_factory=dict)
+
+
+def _check_reuse_port(config: ServerConfig, dialect: str, default_id: str) -> None:
+    """Raise ConfigError when --reuse-port is asked and cannot work: replicas sharing the port
+    need PostgreSQL and a name each."""
+    if not config.reuse_port:
+        return
+    if dialect != "postgresql":
+        raise ConfigError(
+            "--reuse-port lets several replicas share the gRPC port, and replicas need "
+            "PostgreSQL (--db postgresql://...): an SQLite file has one server process. "
+            "Leave --reuse-port out, or give --db"
+        )
+    if not config.replica_id:
+        raise ConfigError(
+            "--reuse-port: give each replica sharing the port its own --replica-id (the "
+            f"default, {default_id}, would be the same for all of them)"
+        )
 
 
 class RmmServer:
@@ -294,6 +315,7 @@ class RmmServer:
         url = config.db_url or sqlite_url(config.data_dir)
         self.store = store = await asyncio.to_thread(open_store, url)
         replica_id = config.replica_id or default_replica_id(config.grpc_listen)
+        _check_reuse_port(config, store.dialect, replica_id)
         if store.dialect == "postgresql":
             self.cluster = PgCluster(
                 url, replica_id, self.metrics.registry, on_reconnect=self._reread_agents
@@ -431,7 +453,7 @@ class RmmServer:
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                *grpc_listener_options(budget),
+                *grpc_listener_options(budget, reuse_port=config.reuse_port),
             ],
         )
         self.agent_servicer = AgentServicer(

@@ -231,6 +231,14 @@ def main() -> None:
     help="This replica's name among those sharing one PostgreSQL [default: hostname:gRPC port].",
 )
 @click.option(
+    "--reuse-port",
+    is_flag=True,
+    help="Share --grpc-listen's port with other replicas on this host started with it too "
+    "(SO_REUSEPORT: the kernel spreads agents' connections over them), so one host runs "
+    "several ingest processes. Needs --db postgresql://..., and a --replica-id and "
+    "--http-listen of its own for each.",
+)
+@click.option(
     "--audit-checkpoint-every",
     type=click.IntRange(min=1),
     default=100,
@@ -290,6 +298,7 @@ def serve(
     agent_byte_budget: str,
     min_free_space: str,
     replica_id: str | None,
+    reuse_port: bool,
     audit_checkpoint_every: int,
     audit_checkpoint_interval: str,
     site_time_zones: tuple[str, ...],
@@ -349,6 +358,7 @@ def serve(
             agent_budget_window_seconds=budget_window,
             min_free_space=parse_size(min_free_space, "--min-free-space"),
             replica_id=replica_id,
+            reuse_port=reuse_port,
             audit_checkpoint_every=audit_checkpoint_every,
             audit_checkpoint_seconds=parse_duration(audit_checkpoint_interval),
             site_time_zones=parse_site_zones(site_time_zones),

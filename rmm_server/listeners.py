@@ -82,12 +82,17 @@ def raise_descriptor_limit(target: int = RAISE_SOFT_LIMIT_TO) -> int:
     return int(soft)
 
 
-def grpc_listener_options(budget: DescriptorBudget) -> list[tuple[str, int]]:
-    """Return the gRPC server options that bound what its listeners hold."""
+def grpc_listener_options(
+    budget: DescriptorBudget, reuse_port: bool = False
+) -> list[tuple[str, int]]:
+    """Return the gRPC server options that bound what its listeners hold. `reuse_port`: share
+    the port with other replicas on this host that ask for it too (--reuse-port)."""
     return [
         # gRPC sets SO_REUSEPORT by default: a second server on the same port would start and
-        # take half the handshakes. Without it the second one's bind fails, as it should.
-        ("grpc.so_reuseport", 0),
+        # take half the handshakes. Without it the second one's bind fails, as it should;
+        # replicas that mean to share it (each a process of its own on one PostgreSQL) say so,
+        # and the kernel then spreads new connections over them.
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
         # Past this, gRPC closes new connections at once instead of running out of descriptors.
         ("grpc.max_allowed_incoming_connections", budget.grpc_connections),
         ("grpc.server_handshake_timeout_ms", GRPC_HANDSHAKE_TIMEOUT_MS),
