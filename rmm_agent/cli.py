@@ -24,6 +24,7 @@ from rmm_agent.collectors import COLLECTORS, Collector
 from rmm_agent.commands.channel import CommandChannel
 from rmm_agent.commands.history import HISTORY_FILE, CommandHistory
 from rmm_agent.config import AgentConfig, load_config
+from rmm_agent.errorlog import RecentErrors
 from rmm_agent.report import ReportBuilder, report_to_dict
 from rmm_agent.runner import AgentRunner
 from rmm_agent.service.base import ServiceError
@@ -283,6 +284,8 @@ def run(
     except RmmError as exc:
         fail(str(exc), EXIT_USAGE)
     setup_logging(log_level or config.log_level, log_format or config.log_format)
+    # What a user's `rmm-agent help` attaches as this agent's recent errors.
+    logging.getLogger().addHandler(RecentErrors(state_dir))
     if interval is not None:
         if interval < 1:
             fail("--interval must be at least 1 second", EXIT_USAGE)
@@ -491,7 +494,12 @@ def ask_description() -> str:
 
 def help_snapshot(state_dir: Path, config: AgentConfig) -> bytes:
     """Collect a report now and make the help request's snapshot of it (JSON)."""
-    from rmm_agent.help import make_snapshot, read_failed_commands, read_spool  # noqa: PLC0415
+    from rmm_agent.help import (  # noqa: PLC0415
+        make_snapshot,
+        read_failed_commands,
+        read_logged_errors,
+        read_spool,
+    )
     from rmm_common.helpdesk import MAX_SNAPSHOT_BYTES  # noqa: PLC0415
 
     builder = ReportBuilder(
@@ -502,7 +510,9 @@ def help_snapshot(state_dir: Path, config: AgentConfig) -> bytes:
     report = builder.build()
     builder.close()
     spool, problems = read_spool(state_dir)
-    failed = read_failed_commands(state_dir, time.time())
+    failed = read_failed_commands(state_dir, time.time()) + read_logged_errors(
+        state_dir, time.time()
+    )
     snapshot = make_snapshot(report_to_dict(report), spool, failed, problems)
     encoded = json.dumps(snapshot).encode()
     if len(encoded) > MAX_SNAPSHOT_BYTES:  # the summary always fits; the raw figures may not

@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 
 from rmm_agent.commands.history import HISTORY_FILE
+from rmm_agent.errorlog import read_recent_errors
 from rmm_agent.spool import SPOOL_FILE
 from rmm_agent.state import IDENTITY_FILE, Identity
 from rmm_agent.transport import agent_channel, describe_rpc_error
@@ -40,7 +41,7 @@ PROMPT_TEXT = 'What is wrong? One line, e.g. "the printer is offline":'
 # Samples a snapshot keeps per collector: the report's figures without a list of every process.
 MAX_SAMPLES_PER_COLLECTOR = 300
 LEFT_OUT_COLLECTORS = frozenset({"processes"})
-RECENT_COMMANDS_SECONDS = 24 * 3600.0
+RECENT_COMMANDS_SECONDS = 24 * 3600.0  # and recent logged errors
 MAX_ERRORS = 50
 
 
@@ -170,6 +171,16 @@ def read_failed_commands(state_dir: Path, now: float) -> list[str]:
         f"remote command {summary or '?'} by {operator} at "
         f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(at))} failed: {error}"
         for at, operator, summary, error in rows
+    ]
+
+
+def read_logged_errors(state_dir: Path, now: float) -> list[str]:
+    """Return the warnings and errors the running agent logged in the last day, newest first."""
+    return [
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(entry.get('at', 0)))} "
+        f"{entry.get('level', '?')} {entry.get('logger', '?')}: {entry.get('message', '')}"
+        for entry in reversed(read_recent_errors(state_dir))
+        if isinstance(entry.get("at"), int | float) and entry["at"] >= now - RECENT_COMMANDS_SECONDS
     ]
 
 

@@ -4,6 +4,7 @@ recorded odd ones; the spool and command history read beside them."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -12,12 +13,14 @@ import pytest
 
 from rmm_agent.collectors.disks import DisksCollector
 from rmm_agent.commands.history import CommandHistory
+from rmm_agent.errorlog import MAX_KEPT, RECENT_ERRORS_FILE, RecentErrors, read_recent_errors
 from rmm_agent.help import (
     MAX_SAMPLES_PER_COLLECTOR,
     SpoolFacts,
     check_readable,
     make_snapshot,
     read_failed_commands,
+    read_logged_errors,
     read_spool,
 )
 from rmm_agent.report import ReportBuilder, report_to_dict
@@ -112,3 +115,28 @@ def test_an_unreadable_credential_says_to_use_sudo(tmp_path: Path) -> None:
     identity.chmod(0)
     with pytest.raises(ConfigError, match="run the command with sudo"):
         check_readable(tmp_path)
+
+
+def test_the_running_agents_warnings_are_kept_for_a_help_request(tmp_path: Path) -> None:
+    logger = logging.getLogger("rmm_agent.test_help")
+    handler = RecentErrors(tmp_path)
+    logger.addHandler(handler)
+    try:
+        logger.info("not kept: below warning")
+        for i in range(MAX_KEPT + 5):
+            logger.warning("cannot reach the server (%d)", i)
+        logger.error("collector \u202esensors failed")
+    finally:
+        logger.removeHandler(handler)
+    kept = read_recent_errors(tmp_path)
+    assert len(kept) == MAX_KEPT and kept[0]["message"] == "cannot reach the server (6)"
+    assert (tmp_path / RECENT_ERRORS_FILE).stat().st_mode & 0o777 == 0o600
+    # A restarted agent goes on from what was kept.
+    again = RecentErrors(tmp_path)
+    again.emit(logging.LogRecord("x", logging.ERROR, "", 0, "after restart", None, None))
+    assert read_recent_errors(tmp_path)[-2]["message"] == "collector \u202esensors failed"
+    lines = read_logged_errors(tmp_path, time.time())
+    assert lines[0].endswith("ERROR x: after restart") and len(lines) == MAX_KEPT
+    assert read_logged_errors(tmp_path, time.time() + 2 * 86400) == []  # a day old: left out
+    snapshot = make_snapshot({"collectors": []}, None, lines)
+    assert "sensors failed" in snapshot["errors"][1]
