@@ -26,7 +26,7 @@ from rmm_proto import commands_pb2 as rmm__proto_dot_commands__pb2
 from rmm_proto import common_pb2 as rmm__proto_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15rmm_proto/agent.proto\x12\x06rmm.v1\x1a\x18rmm_proto/commands.proto\x1a\x16rmm_proto/common.proto\"F\n\x0bHelpRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rsnapshot_json\x18\x02 \x01(\x0c\x12\x12\n\nlocal_user\x18\x03 \x01(\t\"R\n\nHelpTicket\x12\x11\n\tticket_id\x18\x01 \x01(\x04\x12\x13\n\x0bverify_code\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x0e\n\x06\x63lient\x18\x04 \x01(\t\"!\n\x11VerifyCodeRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"u\n\x12VerifyCodeResponse\x12\r\n\x05match\x18\x01 \x01(\x08\x12\x11\n\tticket_id\x18\x02 \x01(\x04\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x10\n\x08\x61ssignee\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\r\n\x05title\x18\x06 \x01(\t\"\x19\n\x17RotateCredentialRequest\".\n\x18RotateCredentialResponse\x12\x12\n\ncredential\x18\x01 \x01(\t\"l\n\tHostFacts\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\n\n\x02os\x18\x02 \x01(\t\x12\x0f\n\x07os_name\x18\x03 \x01(\t\x12\x12\n\nos_version\x18\x04 \x01(\t\x12\x0e\n\x06kernel\x18\x05 \x01(\t\x12\x0c\n\x04\x61rch\x18\x06 \x01(\t\"u\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x1f\n\x04host\x18\x02 \x01(\x0b\x32\x11.rmm.v1.HostFacts\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x05 \x01(\t\"\xc4\x01\n\x0e\x45nrollResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\x12\x0c\n\x04site\x18\x04 \x01(\t\x12\x1f\n\x17report_interval_seconds\x18\x05 \x01(\r\x12\x1a\n\x12\x63ommand_public_key\x18\x06 \x01(\x0c\x12\x1e\n\x16\x63lient_certificate_pem\x18\x07 \x01(\t\x12\x11\n\tmtls_port\x18\x08 \x01(\r\"\x88\x01\n\x0f\x43ollectorResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\x12\x1f\n\x07samples\x18\x05 \x03(\x0b\x32\x0e.rmm.v1.Sample\x12\x11\n\tinfo_json\x18\x06 \x01(\x0c\"\'\n\tInventory\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x0c\n\x04json\x18\x02 \x01(\x0c\"\xb9\x02\n\x06Report\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x14\n\x0c\x63ollected_at\x18\x02 \x01(\x01\x12\x18\n\x10interval_seconds\x18\x03 \x01(\r\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x1f\n\x04host\x18\x05 \x01(\x0b\x32\x11.rmm.v1.HostFacts\x12+\n\ncollectors\x18\x06 \x03(\x0b\x32\x17.rmm.v1.CollectorResult\x12\x16\n\x0einventory_hash\x18\x07 \x01(\t\x12$\n\tinventory\x18\x08 \x01(\x0b\x32\x11.rmm.v1.Inventory\x12\x17\n\x0f\x64ropped_reports\x18\t \x01(\x04\x12\x16\n\x0eself_updatable\x18\n \x01(\x08\x12\x19\n\x11skipped_sequences\x18\x0b \x01(\x04\"\xbf\x01\n\tReportAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x16\n\x0eneed_inventory\x18\x02 \x01(\x08\x12\x1f\n\x17report_interval_seconds\x18\x03 \x01(\r\x12\x10\n\x08rejected\x18\x04 \x01(\t\x12#\n\x06update\x18\x05 \x01(\x0b\x32\x13.rmm.v1.UpdateOffer\x12\x19\n\x11rotate_credential\x18\x06 \x01(\x08\x12\x15\n\rnext_sequence\x18\x07 \x01(\x04\"<\n\x0bUpdateOffer\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\"(\n\x15\x44ownloadUpdateRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x1b\n\x0bUpdateChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x32\xe6\x03\n\x0c\x41gentService\x12\x37\n\x06\x45nroll\x12\x15.rmm.v1.EnrollRequest\x1a\x16.rmm.v1.EnrollResponse\x12\x36\n\rStreamReports\x12\x0e.rmm.v1.Report\x1a\x11.rmm.v1.ReportAck(\x01\x30\x01\x12\x46\n\x0e\x44ownloadUpdate\x12\x1d.rmm.v1.DownloadUpdateRequest\x1a\x13.rmm.v1.UpdateChunk0\x01\x12I\n\x08\x43ommands\x12\x1b.rmm.v1.AgentCommandMessage\x1a\x1c.rmm.v1.ServerCommandMessage(\x01\x30\x01\x12U\n\x10RotateCredential\x12\x1f.rmm.v1.RotateCredentialRequest\x1a .rmm.v1.RotateCredentialResponse\x12\x36\n\x0bRequestHelp\x12\x13.rmm.v1.HelpRequest\x1a\x12.rmm.v1.HelpTicket\x12\x43\n\nVerifyCode\x12\x19.rmm.v1.VerifyCodeRequest\x1a\x1a.rmm.v1.VerifyCodeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15rmm_proto/agent.proto\x12\x06rmm.v1\x1a\x18rmm_proto/commands.proto\x1a\x16rmm_proto/common.proto\"F\n\x0bHelpRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rsnapshot_json\x18\x02 \x01(\x0c\x12\x12\n\nlocal_user\x18\x03 \x01(\t\"R\n\nHelpTicket\x12\x11\n\tticket_id\x18\x01 \x01(\x04\x12\x13\n\x0bverify_code\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x0e\n\x06\x63lient\x18\x04 \x01(\t\"!\n\x11VerifyCodeRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"\x9b\x01\n\x12VerifyCodeResponse\x12\r\n\x05match\x18\x01 \x01(\x08\x12\x11\n\tticket_id\x18\x02 \x01(\x04\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x10\n\x08\x61ssignee\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\r\n\x05title\x18\x06 \x01(\t\x12\x11\n\topened_by\x18\x07 \x01(\t\x12\x11\n\topened_at\x18\x08 \x01(\x01\"\x19\n\x17RotateCredentialRequest\".\n\x18RotateCredentialResponse\x12\x12\n\ncredential\x18\x01 \x01(\t\"l\n\tHostFacts\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\n\n\x02os\x18\x02 \x01(\t\x12\x0f\n\x07os_name\x18\x03 \x01(\t\x12\x12\n\nos_version\x18\x04 \x01(\t\x12\x0e\n\x06kernel\x18\x05 \x01(\t\x12\x0c\n\x04\x61rch\x18\x06 \x01(\t\"u\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x1f\n\x04host\x18\x02 \x01(\x0b\x32\x11.rmm.v1.HostFacts\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x05 \x01(\t\"\xc4\x01\n\x0e\x45nrollResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\x12\x0c\n\x04site\x18\x04 \x01(\t\x12\x1f\n\x17report_interval_seconds\x18\x05 \x01(\r\x12\x1a\n\x12\x63ommand_public_key\x18\x06 \x01(\x0c\x12\x1e\n\x16\x63lient_certificate_pem\x18\x07 \x01(\t\x12\x11\n\tmtls_port\x18\x08 \x01(\r\"\x88\x01\n\x0f\x43ollectorResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\x12\x1f\n\x07samples\x18\x05 \x03(\x0b\x32\x0e.rmm.v1.Sample\x12\x11\n\tinfo_json\x18\x06 \x01(\x0c\"\'\n\tInventory\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x0c\n\x04json\x18\x02 \x01(\x0c\"\xb9\x02\n\x06Report\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x14\n\x0c\x63ollected_at\x18\x02 \x01(\x01\x12\x18\n\x10interval_seconds\x18\x03 \x01(\r\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x1f\n\x04host\x18\x05 \x01(\x0b\x32\x11.rmm.v1.HostFacts\x12+\n\ncollectors\x18\x06 \x03(\x0b\x32\x17.rmm.v1.CollectorResult\x12\x16\n\x0einventory_hash\x18\x07 \x01(\t\x12$\n\tinventory\x18\x08 \x01(\x0b\x32\x11.rmm.v1.Inventory\x12\x17\n\x0f\x64ropped_reports\x18\t \x01(\x04\x12\x16\n\x0eself_updatable\x18\n \x01(\x08\x12\x19\n\x11skipped_sequences\x18\x0b \x01(\x04\"\xbf\x01\n\tReportAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x16\n\x0eneed_inventory\x18\x02 \x01(\x08\x12\x1f\n\x17report_interval_seconds\x18\x03 \x01(\r\x12\x10\n\x08rejected\x18\x04 \x01(\t\x12#\n\x06update\x18\x05 \x01(\x0b\x32\x13.rmm.v1.UpdateOffer\x12\x19\n\x11rotate_credential\x18\x06 \x01(\x08\x12\x15\n\rnext_sequence\x18\x07 \x01(\x04\"<\n\x0bUpdateOffer\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\"(\n\x15\x44ownloadUpdateRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x1b\n\x0bUpdateChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x32\xe6\x03\n\x0c\x41gentService\x12\x37\n\x06\x45nroll\x12\x15.rmm.v1.EnrollRequest\x1a\x16.rmm.v1.EnrollResponse\x12\x36\n\rStreamReports\x12\x0e.rmm.v1.Report\x1a\x11.rmm.v1.ReportAck(\x01\x30\x01\x12\x46\n\x0e\x44ownloadUpdate\x12\x1d.rmm.v1.DownloadUpdateRequest\x1a\x13.rmm.v1.UpdateChunk0\x01\x12I\n\x08\x43ommands\x12\x1b.rmm.v1.AgentCommandMessage\x1a\x1c.rmm.v1.ServerCommandMessage(\x01\x30\x01\x12U\n\x10RotateCredential\x12\x1f.rmm.v1.RotateCredentialRequest\x1a .rmm.v1.RotateCredentialResponse\x12\x36\n\x0bRequestHelp\x12\x13.rmm.v1.HelpRequest\x1a\x12.rmm.v1.HelpTicket\x12\x43\n\nVerifyCode\x12\x19.rmm.v1.VerifyCodeRequest\x1a\x1a.rmm.v1.VerifyCodeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,32 +39,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HELPTICKET']._serialized_end=237
   _globals['_VERIFYCODEREQUEST']._serialized_start=239
   _globals['_VERIFYCODEREQUEST']._serialized_end=272
-  _globals['_VERIFYCODERESPONSE']._serialized_start=274
-  _globals['_VERIFYCODERESPONSE']._serialized_end=391
-  _globals['_ROTATECREDENTIALREQUEST']._serialized_start=393
-  _globals['_ROTATECREDENTIALREQUEST']._serialized_end=418
-  _globals['_ROTATECREDENTIALRESPONSE']._serialized_start=420
-  _globals['_ROTATECREDENTIALRESPONSE']._serialized_end=466
-  _globals['_HOSTFACTS']._serialized_start=468
-  _globals['_HOSTFACTS']._serialized_end=576
-  _globals['_ENROLLREQUEST']._serialized_start=578
-  _globals['_ENROLLREQUEST']._serialized_end=695
-  _globals['_ENROLLRESPONSE']._serialized_start=698
-  _globals['_ENROLLRESPONSE']._serialized_end=894
-  _globals['_COLLECTORRESULT']._serialized_start=897
-  _globals['_COLLECTORRESULT']._serialized_end=1033
-  _globals['_INVENTORY']._serialized_start=1035
-  _globals['_INVENTORY']._serialized_end=1074
-  _globals['_REPORT']._serialized_start=1077
-  _globals['_REPORT']._serialized_end=1390
-  _globals['_REPORTACK']._serialized_start=1393
-  _globals['_REPORTACK']._serialized_end=1584
-  _globals['_UPDATEOFFER']._serialized_start=1586
-  _globals['_UPDATEOFFER']._serialized_end=1646
-  _globals['_DOWNLOADUPDATEREQUEST']._serialized_start=1648
-  _globals['_DOWNLOADUPDATEREQUEST']._serialized_end=1688
-  _globals['_UPDATECHUNK']._serialized_start=1690
-  _globals['_UPDATECHUNK']._serialized_end=1717
-  _globals['_AGENTSERVICE']._serialized_start=1720
-  _globals['_AGENTSERVICE']._serialized_end=2206
+  _globals['_VERIFYCODERESPONSE']._serialized_start=275
+  _globals['_VERIFYCODERESPONSE']._serialized_end=430
+  _globals['_ROTATECREDENTIALREQUEST']._serialized_start=432
+  _globals['_ROTATECREDENTIALREQUEST']._serialized_end=457
+  _globals['_ROTATECREDENTIALRESPONSE']._serialized_start=459
+  _globals['_ROTATECREDENTIALRESPONSE']._serialized_end=505
+  _globals['_HOSTFACTS']._serialized_start=507
+  _globals['_HOSTFACTS']._serialized_end=615
+  _globals['_ENROLLREQUEST']._serialized_start=617
+  _globals['_ENROLLREQUEST']._serialized_end=734
+  _globals['_ENROLLRESPONSE']._serialized_start=737
+  _globals['_ENROLLRESPONSE']._serialized_end=933
+  _globals['_COLLECTORRESULT']._serialized_start=936
+  _globals['_COLLECTORRESULT']._serialized_end=1072
+  _globals['_INVENTORY']._serialized_start=1074
+  _globals['_INVENTORY']._serialized_end=1113
+  _globals['_REPORT']._serialized_start=1116
+  _globals['_REPORT']._serialized_end=1429
+  _globals['_REPORTACK']._serialized_start=1432
+  _globals['_REPORTACK']._serialized_end=1623
+  _globals['_UPDATEOFFER']._serialized_start=1625
+  _globals['_UPDATEOFFER']._serialized_end=1685
+  _globals['_DOWNLOADUPDATEREQUEST']._serialized_start=1687
+  _globals['_DOWNLOADUPDATEREQUEST']._serialized_end=1727
+  _globals['_UPDATECHUNK']._serialized_start=1729
+  _globals['_UPDATECHUNK']._serialized_end=1756
+  _globals['_AGENTSERVICE']._serialized_start=1759
+  _globals['_AGENTSERVICE']._serialized_end=2245
 # @@protoc_insertion_point(module_scope)

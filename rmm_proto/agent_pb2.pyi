@@ -37,20 +37,24 @@ class VerifyCodeRequest(_message.Message):
     def __init__(self, code: _Optional[str] = ...) -> None: ...
 
 class VerifyCodeResponse(_message.Message):
-    __slots__ = ("match", "ticket_id", "tier", "assignee", "status", "title")
+    __slots__ = ("match", "ticket_id", "tier", "assignee", "status", "title", "opened_by", "opened_at")
     MATCH_FIELD_NUMBER: _ClassVar[int]
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     ASSIGNEE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
+    OPENED_BY_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_FIELD_NUMBER: _ClassVar[int]
     match: bool
     ticket_id: int
     tier: str
     assignee: str
     status: str
     title: str
-    def __init__(self, match: _Optional[bool] = ..., ticket_id: _Optional[int] = ..., tier: _Optional[str] = ..., assignee: _Optional[str] = ..., status: _Optional[str] = ..., title: _Optional[str] = ...) -> None: ...
+    opened_by: str
+    opened_at: float
+    def __init__(self, match: _Optional[bool] = ..., ticket_id: _Optional[int] = ..., tier: _Optional[str] = ..., assignee: _Optional[str] = ..., status: _Optional[str] = ..., title: _Optional[str] = ..., opened_by: _Optional[str] = ..., opened_at: _Optional[float] = ...) -> None: ...
 
 class RotateCredentialRequest(_message.Message):
     __slots__ = ()
