@@ -60,6 +60,7 @@ def contract_row(contract: operator_pb2.ContractInfo) -> dict[str, Any]:
         "rate": optional("rate"),
         "currency": contract.currency,
         "business_hours": contract.business_hours,
+        "holidays": list(contract.holidays),
         "sla": {
             target.severity: {
                 "acknowledge_seconds": target.acknowledge_seconds,
@@ -100,7 +101,9 @@ def _line(contract: operator_pb2.ContractInfo) -> str:
     sla = _sla_text(contract) or "no SLA targets"
     return (
         f"contract of {contract.client}: {contract.type}, {_terms(contract)}; SLA {sla} "
-        f"(business hours {contract.business_hours})"
+        f"(business hours {contract.business_hours}"
+        + (f"; holidays {', '.join(contract.holidays)}" if contract.holidays else "")
+        + ")"
     )
 
 
@@ -113,6 +116,8 @@ def _request(
     currency: str,
     business_hours: str,
     sla: tuple[str, ...],
+    holidays: tuple[str, ...] = (),
+    clear_holidays: bool = False,
 ) -> operator_pb2.ContractTermsRequest:
     request = operator_pb2.ContractTermsRequest(
         client=client,
@@ -120,6 +125,8 @@ def _request(
         currency=currency,
         business_hours=business_hours,
         sla=[parse_sla(item) for item in sla],
+        holidays=holidays,
+        clear_holidays=clear_holidays,
     )
     if hours is not None:
         request.hours_per_period = hours
@@ -151,8 +158,17 @@ def _term_options(required_type: bool) -> Callable[[F], F]:
                 click.option(
                     "--business-hours",
                     default="",
-                    help="When a business-hours SLA clock runs, in each site's time zone "
-                    "(default 'mon-fri 08:00-18:00').",
+                    help="When a business-hours SLA clock runs, in each site's time zone: "
+                    "DAYS HH:MM-HH:MM clauses joined by ';', e.g. 'mon-fri 08:00-18:00; sat "
+                    "09:00-12:00' (default 'mon-fri 08:00-18:00').",
+                ),
+                click.option(
+                    "--holiday",
+                    "holidays",
+                    multiple=True,
+                    metavar="YYYY-MM-DD",
+                    help="A day without business hours (repeat it); on update the dates given "
+                    "replace the list.",
                 ),
                 click.option(
                     "--sla",
@@ -182,11 +198,14 @@ def contracts_create(
     rate: float | None,
     currency: str,
     business_hours: str,
+    holidays: tuple[str, ...],
     sla: tuple[str, ...],
     output: str,
 ) -> None:
     """Give CLIENT its contract (admin)."""
-    request = _request(client, kind, hours, warn_below, rate, currency, business_hours, sla)
+    request = _request(
+        client, kind, hours, warn_below, rate, currency, business_hours, sla, holidays
+    )
     contract = conn.call(conn.stub().CreateContract, request)
     emit(output, contract_row(contract), f"created {_line(contract)}")
 
@@ -219,6 +238,7 @@ def contracts_show(conn: Connection, client: str, output: str) -> None:
 @contracts.command("update")
 @click.argument("client")
 @_term_options(required_type=False)
+@click.option("--clear-holidays", is_flag=True, help="The contract has no holidays any more.")
 @OUTPUT_OPTION
 @click.pass_obj
 def contracts_update(
@@ -230,10 +250,27 @@ def contracts_update(
     rate: float | None,
     currency: str,
     business_hours: str,
+    holidays: tuple[str, ...],
     sla: tuple[str, ...],
+    clear_holidays: bool,
     output: str,
 ) -> None:
     """Change the terms given of CLIENT's contract; SLA targets severity by severity (admin)."""
-    request = _request(client, kind or "", hours, warn_below, rate, currency, business_hours, sla)
+    if holidays and clear_holidays:
+        raise click.UsageError(
+            "--holiday replaces the list and --clear-holidays empties it: give one of them"
+        )
+    request = _request(
+        client,
+        kind or "",
+        hours,
+        warn_below,
+        rate,
+        currency,
+        business_hours,
+        sla,
+        holidays,
+        clear_holidays,
+    )
     contract = conn.call(conn.stub().UpdateContract, request)
     emit(output, contract_row(contract), f"updated {_line(contract)}")

@@ -10,8 +10,11 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from itertools import pairwise
+from zoneinfo import ZoneInfo
 
 from rmm_common.errors import InvalidArgument
 from rmm_common.tokens import new_ident
@@ -30,41 +33,170 @@ PERIOD = "month"
 DEFAULT_CURRENCY = "USD"
 DEFAULT_BUSINESS_HOURS = "mon-fri 08:00-18:00"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-BUSINESS_HOURS_RE = re.compile(
-    r"^(mon|tue|wed|thu|fri|sat|sun)(?:-(mon|tue|wed|thu|fri|sat|sun))?\s+"
-    r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$"
-)
+_DAY = "(mon|tue|wed|thu|fri|sat|sun)"
+DAY_ITEM_RE = re.compile(rf"^{_DAY}(?:-{_DAY})?$")
+RANGE_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+MAX_BUSINESS_HOURS = 400  # characters: the column's width
+MAX_HOLIDAYS = 1000  # about three years of every day: a list, not a calendar
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+# Ten years of calendar: ample for any SLA target, and a bound on a calendar with no hours.
+_SEARCH_DAYS = 3700
+
+Ranges = tuple[tuple[int, int], ...]  # (start minute, end minute) of one day, in order
 
 
 @dataclass(frozen=True, slots=True)
 class BusinessHours:
-    """The days (0 = Monday) and the local hours a business-hours SLA clock runs."""
+    """When a business-hours SLA clock runs: per weekday (0 = Monday) the local hours, as
+    minutes of the day, and the dates (holidays) with none. Wall-clock hours in the zone the
+    deadline is asked for, so a daylight-saving change moves them with it."""
 
-    first_day: int
-    last_day: int
-    start_minute: int
-    end_minute: int
+    week: tuple[Ranges, ...]  # seven entries, Monday first
+    holidays: frozenset[date] = frozenset()
+
+    def ranges(self, day: date) -> Ranges:
+        """Return the business hours of one local date (none on a holiday)."""
+        return () if day in self.holidays else self.week[day.weekday()]
+
+    def deadline(self, start: float, seconds: float, zone: str) -> float:
+        """Return when `seconds` of business time after `start` have passed, on the local
+        clock of `zone`; raise InvalidArgument when ten years do not hold that much."""
+        tz = ZoneInfo(zone)
+        cursor = datetime.fromtimestamp(start, tz)
+        remaining = seconds
+        for _day in range(_SEARCH_DAYS):
+            day = cursor.date()
+            midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
+            for first, last in self.ranges(day):
+                opens = (midnight + timedelta(minutes=first)).timestamp()
+                closes = (midnight + timedelta(minutes=last)).timestamp()
+                begin = max(cursor.timestamp(), opens)
+                if begin >= closes:
+                    continue
+                if begin + remaining <= closes:
+                    return begin + remaining
+                remaining -= closes - begin
+            following = day + timedelta(days=1)
+            cursor = datetime(following.year, following.month, following.day, tzinfo=tz)
+        raise InvalidArgument(
+            "the business hours leave no time to meet the SLA target within ten years"
+        )
+
+    def elapsed(self, start: float, end: float, zone: str) -> float:
+        """Return the business seconds between `start` and `end` on the local clock of `zone`."""
+        if end <= start:
+            return 0.0
+        tz = ZoneInfo(zone)
+        total = 0.0
+        day = datetime.fromtimestamp(start, tz).date()
+        last_day = datetime.fromtimestamp(end, tz).date()
+        while day <= last_day:
+            midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
+            for first, last in self.ranges(day):
+                opens = (midnight + timedelta(minutes=first)).timestamp()
+                closes = (midnight + timedelta(minutes=last)).timestamp()
+                total += max(0.0, min(end, closes) - max(start, opens))
+            day += timedelta(days=1)
+        return total
 
 
-def parse_business_hours(text: str) -> BusinessHours:
-    """Parse `mon-fri 08:00-18:00` (in the site's time zone), or raise InvalidArgument."""
-    found = BUSINESS_HOURS_RE.match(text.strip().lower())
+def _days(item: str, clause: str) -> list[int]:
+    found = DAY_ITEM_RE.match(item)
     if not found:
         raise InvalidArgument(
-            f"business hours {text!r} are not understood: write DAY[-DAY] HH:MM-HH:MM, e.g. "
+            f"--business-hours {clause!r}: {item!r} is not a day or a range of days (mon, "
+            "mon-fri, sat-sun)"
+        )
+    first = DAYS.index(found.group(1))
+    last = DAYS.index(found.group(2)) if found.group(2) else first
+    # fri-mon wraps over the weekend, as people write it.
+    return [(first + step) % 7 for step in range((last - first) % 7 + 1)]
+
+
+def _ranges(text: str, clause: str) -> Ranges:
+    out: list[tuple[int, int]] = []
+    for item in text.split(","):
+        found = RANGE_RE.match(item.strip())
+        if not found:
+            raise InvalidArgument(
+                f"--business-hours {clause!r}: {item.strip()!r} is not HH:MM-HH:MM (e.g. "
+                "08:00-18:00; 24:00 ends at midnight)"
+            )
+        h1, m1, h2, m2 = (int(g) for g in found.groups())
+        first, last = h1 * 60 + m1, h2 * 60 + m2
+        if last <= first or last > 24 * 60:
+            raise InvalidArgument(
+                f"--business-hours {clause!r}: {item.strip()} ends at or before it starts: the "
+                "day's end comes after its start (hours that cross midnight are not supported: "
+                "write the two days' parts, e.g. fri 22:00-24:00; sat 00:00-02:00)"
+            )
+        out.append((first, last))
+    out.sort()
+    for (_, end), (start, _) in pairwise(out):
+        if start < end:
+            raise InvalidArgument(
+                f"--business-hours {clause!r}: its hours overlap; give each time of day once"
+            )
+    return tuple(out)
+
+
+def parse_business_hours(text: str, holidays: Iterable[str] = ()) -> BusinessHours:
+    """Parse `mon-fri 08:00-18:00; sat 09:00-12:00` (each site's time zone) and the holiday
+    dates (YYYY-MM-DD), or raise InvalidArgument naming the field and the part at fault.
+
+    A clause is DAYS HOURS: days as `mon`, `mon-fri` or a list `mon,wed,fri`, hours as
+    `08:00-18:00` or a list `08:00-12:00,13:00-17:00`; a day named in two clauses is an error.
+    """
+    normal = " ".join(text.lower().split())
+    if not normal:
+        raise InvalidArgument(
+            f"--business-hours is empty: write DAYS HH:MM-HH:MM[; ...], e.g. "
             f"{DEFAULT_BUSINESS_HOURS!r}"
         )
-    first, last, h1, m1, h2, m2 = found.groups()
-    start, end = int(h1) * 60 + int(m1), int(h2) * 60 + int(m2)
-    if end <= start or end > 24 * 60:
+    if len(normal) > MAX_BUSINESS_HOURS:
         raise InvalidArgument(
-            f"business hours {text!r} end at or before they start: the day's end comes after "
-            "its start (hours that cross midnight are not supported)"
+            f"--business-hours is {len(normal)} characters; at most {MAX_BUSINESS_HOURS}"
         )
-    first_day = DAYS.index(first)
-    last_day = DAYS.index(last) if last else first_day
-    return BusinessHours(first_day, last_day, start, end)
+    week: list[Ranges | None] = [None] * 7
+    for clause in (c.strip() for c in normal.split(";")):
+        if not clause:
+            continue
+        days_text, _, hours_text = clause.partition(" ")
+        if not hours_text.strip():
+            raise InvalidArgument(
+                f"--business-hours {clause!r} is not understood: write DAYS HH:MM-HH:MM, e.g. "
+                f"{DEFAULT_BUSINESS_HOURS!r} or 'mon-fri 08:00-18:00; sat 09:00-12:00'"
+            )
+        days = [day for item in days_text.split(",") for day in _days(item, clause)]
+        ranges = _ranges(hours_text.replace(" ", ""), clause)
+        for day in days:
+            if week[day] is not None:
+                raise InvalidArgument(
+                    f"--business-hours {normal!r}: {DAYS[day]} is given twice; name each day "
+                    "once (list its hours with commas: 08:00-12:00,13:00-17:00)"
+                )
+            week[day] = ranges
+    return BusinessHours(tuple(day or () for day in week), frozenset(parse_holidays(holidays)))
+
+
+def parse_holidays(texts: Iterable[str]) -> list[date]:
+    """Return the holiday dates, sorted and once each, or raise InvalidArgument naming one."""
+    days: set[date] = set()
+    for text in texts:
+        try:
+            days.add(date.fromisoformat(text.strip()))
+        except ValueError:
+            raise InvalidArgument(
+                f"--holiday {text!r} is not a date: write YYYY-MM-DD, e.g. 2026-12-25"
+            ) from None
+    if len(days) > MAX_HOLIDAYS:
+        raise InvalidArgument(f"--holiday: {len(days)} dates; at most {MAX_HOLIDAYS}")
+    return sorted(days)
+
+
+def business_calendar(contract: ContractRecord) -> BusinessHours:
+    """Return the business hours of a stored contract, with its holidays."""
+    return parse_business_hours(contract.business_hours, contract.holidays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +210,7 @@ class ContractTerms:
     currency: str = ""
     business_hours: str = ""
     sla: Mapping[str, SlaTarget] = field(default_factory=dict)
+    holidays: tuple[str, ...] | None = None  # YYYY-MM-DD; None keeps them, () clears them
 
 
 def check_sla(severity: str, target: SlaTarget) -> list[str]:
@@ -133,7 +266,7 @@ def check_terms(record: ContractRecord) -> None:
     if not CURRENCY_RE.match(record.currency):
         problems.append(f"currency {record.currency!r} is not a 3-letter code such as USD or EUR")
     try:
-        parse_business_hours(record.business_hours)
+        parse_business_hours(record.business_hours, record.holidays)
     except InvalidArgument as exc:
         problems.append(str(exc))
     for severity, target in sorted(record.sla.items()):
@@ -163,7 +296,8 @@ class Contracts:
             type=terms.type,
             period=PERIOD,
             currency=(terms.currency or DEFAULT_CURRENCY).strip().upper(),
-            business_hours=(terms.business_hours or DEFAULT_BUSINESS_HOURS).strip().lower(),
+            business_hours=_normal(terms.business_hours) or DEFAULT_BUSINESS_HOURS,
+            holidays=_holidays(terms.holidays or ()),
             created_at=now,
             created_by=by,
             updated_at=now,
@@ -210,7 +344,8 @@ class Contracts:
             ),
             rate=_kept(terms.rate, current.rate, kind == TIME_AND_MATERIALS),
             currency=terms.currency.strip().upper() or current.currency,
-            business_hours=terms.business_hours.strip().lower() or current.business_hours,
+            business_hours=_normal(terms.business_hours) or current.business_hours,
+            holidays=current.holidays if terms.holidays is None else _holidays(terms.holidays),
             sla={**current.sla, **terms.sla},
             updated_at=self.clock(),
             updated_by=by,
@@ -223,6 +358,18 @@ class Contracts:
         self.records.replace_contract(changed)
         log.info("contract of %s updated by %s", current.client, by)
         return self.records.get_contract(current.client)
+
+
+def _normal(business_hours: str) -> str:
+    return " ".join(business_hours.lower().split())
+
+
+def _holidays(given: Iterable[str]) -> tuple[str, ...]:
+    """Return the dates as stored (sorted, once each); a wrong one is named by check_terms."""
+    try:
+        return tuple(day.isoformat() for day in parse_holidays(given))
+    except InvalidArgument:
+        return tuple(given)
 
 
 def _kept(given: float | None, current: float | None, applies: bool) -> float | None:

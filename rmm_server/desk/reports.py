@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import and_, case, func, or_, select
 
 from rmm_common.errors import InvalidArgument, NotFound
-from rmm_server.desk.contracts import SEVERITIES, parse_business_hours
+from rmm_server.desk.contracts import SEVERITIES, business_calendar
 from rmm_server.desk.tickets import TIERS, business_deadline
 from rmm_server.storage import Store, schema
 from rmm_server.storage.availability import AvailabilityStore
@@ -323,7 +323,7 @@ class Reports:
                     alerts.c.fired_at < until,
                 )
             ).all()
-        hours = parse_business_hours(contract.business_hours) if contract else None
+        hours = business_calendar(contract) if contract else None
         by_severity: dict[str, list[Any]] = defaultdict(list)
         for row in rows:
             by_severity[row.severity].append(row)

@@ -14,9 +14,8 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from rmm_common.durations import format_duration
 from rmm_common.errors import InvalidArgument, NotFound, PermissionDenied
@@ -29,7 +28,7 @@ from rmm_server.desk.contracts import (
     SEVERITIES,
     TIME_AND_MATERIALS,
     BusinessHours,
-    parse_business_hours,
+    business_calendar,
 )
 from rmm_server.roles import Role
 from rmm_server.storage import AgentRecord, Store
@@ -59,24 +58,9 @@ FACT_METRICS = 20  # the agent's latest metrics copied onto a ticket an alert op
 
 def business_deadline(start: float, seconds: float, hours: BusinessHours, zone: str) -> float:
     """Return when `seconds` of business time after `start` have passed, on the local clock of
-    `zone` (business hours are wall-clock hours: a DST change moves them with it)."""
-    tz = ZoneInfo(zone)
-    cursor = datetime.fromtimestamp(start, tz)
-    remaining = seconds
-    for _day in range(3700):  # ten years of calendar: ample for any SLA target
-        day = cursor.date()
-        if hours.first_day <= day.weekday() <= hours.last_day:
-            midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
-            opens = (midnight + timedelta(minutes=hours.start_minute)).timestamp()
-            closes = (midnight + timedelta(minutes=hours.end_minute)).timestamp()
-            begin = max(cursor.timestamp(), opens)
-            if begin < closes:
-                if begin + remaining <= closes:
-                    return begin + remaining
-                remaining -= closes - begin
-        following = day + timedelta(days=1)
-        cursor = datetime(following.year, following.month, following.day, tzinfo=tz)
-    raise InvalidArgument("the business hours leave no time to meet the SLA target within years")
+    `zone` (business hours are wall-clock hours: a DST change moves them with it; holidays
+    have none)."""
+    return hours.deadline(start, seconds, zone)
 
 
 def alert_facts(alert: AlertRecord, agent: AgentRecord) -> str:
@@ -235,7 +219,7 @@ class Tickets:
         if target is None:
             return None, None
         if target.clock == "business":
-            hours = parse_business_hours(contract.business_hours)
+            hours = business_calendar(contract)
             return (
                 business_deadline(now, target.acknowledge_seconds, hours, zone),
                 business_deadline(now, target.resolve_seconds, hours, zone),

@@ -66,6 +66,7 @@ def contract_to_proto(contract: ContractRecord) -> operator_pb2.ContractInfo:
         rate=contract.rate,
         currency=contract.currency,
         business_hours=contract.business_hours,
+        holidays=list(contract.holidays),
         sla=[
             operator_pb2.SlaTarget(
                 severity=severity,
@@ -104,6 +105,10 @@ def terms_from_proto(request: operator_pb2.ContractTermsRequest) -> ContractTerm
         currency=request.currency,
         business_hours=request.business_hours,
         sla=sla,
+        # An update keeps the holidays unless dates are given or the list is cleared.
+        holidays=()
+        if request.clear_holidays
+        else (tuple(request.holidays) if request.holidays else None),
     )
 
 

@@ -72,6 +72,7 @@ class ContractRecord:
     warn_below_hours: float | None = None
     rate: float | None = None
     sla: dict[str, SlaTarget] = field(default_factory=dict)
+    holidays: tuple[str, ...] = ()  # YYYY-MM-DD, sorted: days without business hours
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,6 +507,7 @@ def _contract(row: Any) -> ContractRecord:
         warn_below_hours=row.warn_below_hours,
         rate=row.rate,
         sla=sla_from_json(row.sla),
+        holidays=tuple(json.loads(row.holidays or "[]")),
     )
 
 
@@ -520,6 +522,7 @@ def _contract_values(record: ContractRecord) -> dict[str, Any]:
         "rate": record.rate,
         "currency": record.currency,
         "business_hours": record.business_hours,
+        "holidays": json.dumps(list(record.holidays)),
         "sla": sla_to_json(record.sla),
         "created_at": record.created_at,
         "created_by": record.created_by,

@@ -432,7 +432,9 @@ contracts = Table(
     Column("warn_below_hours", Float),  # block-hours only: warn the client under this
     Column("rate", Float),  # time-and-materials only, per hour
     Column("currency", String(8), nullable=False),
-    Column("business_hours", String(64), nullable=False),  # e.g. "mon-fri 08:00-18:00"
+    # e.g. "mon-fri 08:00-18:00; sat 09:00-12:00" (desk/contracts.py parses it)
+    Column("business_hours", String(400), nullable=False),
+    Column("holidays", Text, nullable=False, server_default="[]"),  # JSON: ["2026-12-25", ...]
     Column("sla", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("created_by", String(200), nullable=False),

@@ -146,6 +146,22 @@ def test_clients_sites_and_contracts_end_to_end(tmp_path: Path) -> None:
         assert rmm_json(server, "clients", "show", "Acme Inc")["has_contract"] is True
         table = rmm(server, "contracts", "list").stdout
         assert "Acme Inc" in table and "30 h a month" in table, table
+        # Business hours per weekday and holidays; a wrong date is named, nothing changes.
+        calendar = rmm_json(
+            server, "contracts", "update", "Acme Inc",
+            "--business-hours", "mon-fri 08:00-18:00; sat 09:00-12:00",
+            "--holiday", "2026-12-26", "--holiday", "2026-12-25",
+        )  # fmt: skip
+        assert calendar["business_hours"] == "mon-fri 08:00-18:00; sat 09:00-12:00"
+        assert calendar["holidays"] == ["2026-12-25", "2026-12-26"]
+        wrong = rmm(
+            server, "contracts", "update", "Acme Inc", "--holiday", "2026-12-32", check=False
+        )
+        assert wrong.returncode == 2 and "--holiday '2026-12-32' is not a date" in wrong.stderr
+        shown = rmm(server, "contracts", "show", "Acme Inc").stdout
+        assert "holidays 2026-12-25, 2026-12-26" in shown, shown
+        cleared = rmm_json(server, "contracts", "update", "Acme Inc", "--clear-holidays")
+        assert cleared["holidays"] == []
 
         # Every change, the refused ones too, in the audit chain.
         actions = [

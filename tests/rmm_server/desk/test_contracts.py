@@ -3,8 +3,10 @@ severity, every wrong term named at once and nothing written."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import date
 
 import pytest
 
@@ -96,7 +98,7 @@ def test_bad_terms_are_all_named_and_nothing_is_written(contracts: Contracts, st
         "cannot be met by its own definition",
         "'urgent': unknown severity",
         "clock 'sometimes' is not one of 24x7, business",
-        "business hours 'weekdays 9-5' are not understood",
+        "--business-hours 'weekdays 9-5': 'weekdays' is not a day",
     ):
         assert part in message, message
     with pytest.raises(NotFound, match="client 'acme' has no contract: create one"):
@@ -132,9 +134,67 @@ def test_an_update_changes_only_what_is_given_and_checks_the_whole(contracts: Co
 
 def test_business_hours_parse() -> None:
     hours = parse_business_hours("Mon-Fri 08:00-18:00")
-    assert (hours.first_day, hours.last_day, hours.start_minute, hours.end_minute) == (
-        0, 4, 480, 1080,
-    )  # fmt: skip
-    assert parse_business_hours("sat 10:00-24:00").end_minute == 1440
-    with pytest.raises(InvalidArgument, match="end at or before they start"):
+    assert hours.week == ((((480, 1080),),) * 5) + ((), ())
+    assert parse_business_hours("sat 10:00-24:00").week[5] == ((600, 1440),)
+    with pytest.raises(InvalidArgument, match="ends at or before it starts"):
         parse_business_hours("mon-fri 18:00-08:00")
+
+
+def test_business_hours_per_weekday_with_holidays() -> None:
+    hours = parse_business_hours(
+        "mon-thu 08:00-12:00,13:00-17:00; fri 08:00-14:00;  SAT 09:00-12:00", ["2026-12-25"]
+    )
+    assert hours.week[0] == hours.week[3] == ((480, 720), (780, 1020))
+    assert hours.week[4] == ((480, 840),) and hours.week[5] == ((540, 720),)
+    assert hours.week[6] == ()
+    assert hours.ranges(date(2026, 12, 25)) == ()  # a Friday, but a holiday
+    assert hours.ranges(date(2026, 12, 18)) == ((480, 840),)
+    # Lists of days, and a range over the weekend.
+    assert parse_business_hours("mon,wed 09:00-10:00").week[2] == ((540, 600),)
+    wrapped = parse_business_hours("fri-mon 10:00-11:00").week
+    assert [bool(day) for day in wrapped] == [True, False, False, False, True, True, True]
+
+
+@pytest.mark.parametrize(
+    ("text", "holidays", "message"),
+    [
+        ("", [], "--business-hours is empty"),
+        ("mon-fri", [], "--business-hours 'mon-fri' is not understood"),
+        ("mon-fry 08:00-18:00", [], "'mon-fry' is not a day"),
+        ("mon 8-18", [], "'8-18' is not HH:MM-HH:MM"),
+        ("mon 08:00-18:00; mon 19:00-20:00", [], "mon is given twice"),
+        ("mon 08:00-12:00,11:00-13:00", [], "its hours overlap"),
+        ("mon 22:00-02:00", [], "hours that cross midnight are not supported"),
+        ("mon 08:00-18:00", ["2026-02-30"], "--holiday '2026-02-30' is not a date"),
+        ("mon 08:00-18:00", ["25.12.2026"], "write YYYY-MM-DD"),
+    ],
+)
+def test_business_hours_errors_name_the_field(text: str, holidays: list[str], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=re.escape(message)):
+        parse_business_hours(text, holidays)
+
+
+def test_holidays_are_stored_replaced_and_cleared(contracts: Contracts) -> None:
+    created = contracts.create(
+        "acme",
+        block_hours(
+            business_hours="Mon-Fri 08:00-18:00;sat 09:00-12:00",
+            holidays=("2026-12-26", "2026-12-25", "2026-12-25"),
+        ),
+        "ceo",
+    )
+    assert created.business_hours == "mon-fri 08:00-18:00;sat 09:00-12:00"
+    assert created.holidays == ("2026-12-25", "2026-12-26")  # sorted, once each
+    assert contracts.get("acme").holidays == ("2026-12-25", "2026-12-26")
+    replaced = contracts.update("acme", ContractTerms(holidays=("2027-01-01",)), "ceo")
+    assert replaced.holidays == ("2027-01-01",)
+    kept = contracts.update("acme", ContractTerms(rate=None, hours_per_period=30), "ceo")
+    assert kept.holidays == ("2027-01-01",)  # not given: kept
+    assert contracts.update("acme", ContractTerms(holidays=()), "ceo").holidays == ()
+    with pytest.raises(InvalidArgument, match=r"not saved: --holiday '2027-13-01' is not a date"):
+        contracts.update("acme", ContractTerms(holidays=("2027-13-01",)), "ceo")
+    with pytest.raises(InvalidArgument, match="mon is given twice"):
+        contracts.update(
+            "acme", ContractTerms(business_hours="mon 08:00-09:00; mon-fri 10:00-11:00"), "ceo"
+        )
+    assert contracts.get("acme").holidays == ()  # nothing half written

@@ -12,7 +12,12 @@ import pytest
 
 from rmm_common.errors import InvalidArgument, NotFound, PermissionDenied
 from rmm_server.cluster import Cluster
-from rmm_server.desk.contracts import Contracts, ContractTerms, parse_business_hours
+from rmm_server.desk.contracts import (
+    Contracts,
+    ContractTerms,
+    business_calendar,
+    parse_business_hours,
+)
 from rmm_server.desk.places import Places
 from rmm_server.desk.tickets import Tickets, business_deadline
 from rmm_server.fleet import Fleet
@@ -120,6 +125,41 @@ def test_business_hours_timers_follow_the_sites_clock(
     assert business_deadline(utc(2026, 10, 23, 15, 0), 2 * HOUR, hours, "Europe/Berlin") == utc(
         2026, 10, 26, 8, 0
     )
+
+
+def test_a_business_timer_skips_the_weekend_and_a_holiday_and_escalates_on_it(
+    tickets: tuple[Tickets, list[tuple[int, str, str]]], store: Store, clock: Clock
+) -> None:
+    desk, told = tickets
+    Places(store, Fleet(), Cluster("local"), clock).create_site(
+        "initech", "vienna", "Europe/Vienna", "admin"
+    )
+    Contracts(store, clock).create(
+        "initech",
+        ContractTerms(
+            type="managed",
+            business_hours="mon-fri 08:00-18:00; sat 09:00-12:00",
+            holidays=("2026-12-25",),
+            sla={"warning": SlaTarget(2 * HOUR, 6 * HOUR, "business")},
+        ),
+        "admin",
+    )
+    # Thursday 24 December 2026, 17:00 in Vienna (CET, UTC+1): one business hour left that day.
+    clock.now = utc(2026, 12, 24, 16, 0)
+    ticket = desk.open("initech", "Scanner", "warning", "l1", site="vienna")
+    # By hand: Thu 17:00-18:00 = 1 h; Fri 25th a holiday = 0; Sat 09:00-12:00 = 3 h; Sun 0.
+    # Acknowledge (2 h): 1 h Thursday + 1 h Saturday -> Sat 26th 10:00 Vienna = 09:00 UTC.
+    assert ticket.ack_due_at == utc(2026, 12, 26, 9, 0)
+    # Resolve (6 h): 1 + 3 = 4 h by Saturday noon, 2 h on Monday -> Mon 28th 10:00 = 09:00 UTC.
+    assert ticket.resolve_due_at == utc(2026, 12, 28, 9, 0)
+    hours = business_calendar(Contracts(store, clock).get("initech"))
+    assert hours.elapsed(ticket.opened_at, utc(2026, 12, 28, 9, 0), "Europe/Vienna") == 6 * HOUR
+    # The timer runs out on Saturday at 10:00, not before.
+    clock.now = utc(2026, 12, 26, 8, 59)
+    assert desk.escalate_due() == []
+    clock.now = utc(2026, 12, 26, 9, 1)
+    [escalated] = desk.escalate_due()
+    assert escalated.tier == "L2" and told[-1][0] == ticket.id
 
 
 def test_time_draws_down_block_hours_and_warns_under_the_threshold(
