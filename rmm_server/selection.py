@@ -84,6 +84,7 @@ def resolve_agent(
     client: str = "",
     site: str = "",
     require_client: bool = False,
+    clients: int | None = None,
 ) -> A:
     """Return the one agent `word` names among `agents`; refuse an ambiguous or unknown word.
 
@@ -94,6 +95,8 @@ def resolve_agent(
     `require_client` (a command that acts), a hostname must also come with `client` once the
     agents span several clients: otherwise an agent of any client could take a hostname first
     (one not enrolled yet, revoked, or mistyped) and receive what was meant for another.
+    `clients`, when given, is how many clients the whole fleet spans: then `agents` may be only
+    the hostname's candidates (storage/agent_lookup.py), not every agent.
     """
     if word.kind is WordKind.ID:
         matches = [agent for agent in agents if agent.id.lower().startswith(word.value)]
@@ -126,17 +129,18 @@ def resolve_agent(
             f"no agent{where} reports the hostname {shown_hostname(word.value)}: see rmm agents "
             "list"
         )
-    clients_here = {agent.client for agent in agents}
-    if len(matches) == 1 and require_client and not client and len(clients_here) > 1:
+    if clients is None:
+        clients = len({agent.client for agent in agents})
+    if len(matches) == 1 and require_client and not client and clients > 1:
         raise InvalidArgument(
             f"hostname {shown_hostname(word.value)} names no client, and an agent of any of the "
-            f"{len(clients_here)} clients could report it of itself: add client=NAME to the "
+            f"{clients} clients could report it of itself: add client=NAME to the "
             "target (and site=NAME), or name the agent by id. "
             f"Candidates: {_candidates(matches)}"
         )
     if len(matches) > 1:
-        clients = {agent.client for agent in matches}
-        spread = f"agents of {len(clients)} clients" if len(clients) > 1 else "agents"
+        spread_over = {agent.client for agent in matches}
+        spread = f"agents of {len(spread_over)} clients" if len(spread_over) > 1 else "agents"
         raise InvalidArgument(
             f"hostname {shown_hostname(word.value)} is reported (or imitated) by {len(matches)} "
             f"{spread}{where}; a hostname is what an agent says of itself and must name exactly "

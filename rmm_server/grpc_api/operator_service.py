@@ -38,6 +38,7 @@ from rmm_server.scripts import ScriptLibrary
 from rmm_server.selection import resolve_agent
 from rmm_server.storage import AgentRecord, EnrollmentTokenRecord, Store
 from rmm_server.storage.agent_list import AgentListRow, list_agent_rows
+from rmm_server.storage.agent_lookup import agents_by_hostname, client_count
 from rmm_server.storage.alerts import AlertQuery, AlertRecord
 from rmm_server.storage.audit import AuditStore
 from rmm_server.storage.store import AgentQuery
@@ -357,7 +358,13 @@ class OperatorServicer(
             found = resolve_agent(self.store.find_agents(word.value), word)
             note_resolved_agent(found.id)
             return found
-        named = resolve_agent(self.store.agent_names(), word, require_client=require_client)
+        # The hostname's look-alikes through their index, not every agent's name (issue #16).
+        named = resolve_agent(
+            agents_by_hostname(self.store, word.value),
+            word,
+            require_client=require_client,
+            clients=client_count(self.store) if require_client else None,
+        )
         agent = self.store.get_agent(named.id)
         if agent is None:
             raise NotFound(f"agent {named.id} was deleted while being looked up: try again")

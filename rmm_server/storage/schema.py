@@ -68,8 +68,20 @@ agents = Table(
     # credential), and the new credential's hash, valid beside the old one until first used.
     Column("rotate_requested_at", Float),
     Column("pending_credential_hash", String(64)),
+    # `host=NAME` lookups (storage/agent_lookup.py): the hostname's look-alike key, and the
+    # hostname it was made from; rows whose hostname changed since are keyed at the next lookup.
+    Column("hostname_key", String(255), nullable=False, server_default=""),
+    Column("hostname_keyed", String(255), nullable=False, server_default=""),
 )
 Index("ix_agents_client_site", agents.c.client, agents.c.site)
+Index("ix_agents_hostname_key", agents.c.hostname_key)
+# Only the rows to key: empty while no agent was enrolled or renamed since the last lookup.
+Index(
+    "ix_agents_hostname_unkeyed",
+    agents.c.id,
+    sqlite_where=agents.c.hostname_keyed != agents.c.hostname,
+    postgresql_where=agents.c.hostname_keyed != agents.c.hostname,
+)
 
 agent_tags = Table(
     "agent_tags",

@@ -142,7 +142,10 @@ class AgentQuery:
     offset: int = 0
 
 
-_AGENT_COLUMNS = [c for c in schema.agents.c if c.name != "inventory"]
+# Not the inventory (read on its own), nor the hostname lookup's key (storage/agent_lookup.py).
+_AGENT_COLUMNS = [
+    c for c in schema.agents.c if c.name not in ("inventory", "hostname_key", "hostname_keyed")
+]
 
 
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
