@@ -465,6 +465,7 @@ USER_STATE_DIR_OPTION = click.option(
     help="The agent's state directory (default: $RMM_AGENT_STATE_DIR, else /var/lib/rmm-agent).",
 )
 PROMPT_TIMEOUT_SECONDS = 600
+HELP_OPENED_BY = "user"  # how the server names who opened a help request's ticket
 
 
 def ask_description() -> str:
@@ -613,6 +614,9 @@ def verify(code: str, state_dir: Path | None, output: str) -> None:
                     "assignee": answer.assignee,
                     "status": answer.status,
                     "title": answer.title,
+                    "opened_by": answer.opened_by,
+                    "opened_at": answer.opened_at or None,
+                    "opened_here": answer.opened_by == HELP_OPENED_BY,
                 },
                 indent=2,
             )
@@ -623,6 +627,15 @@ def verify(code: str, state_dir: Path | None, output: str) -> None:
             f"YES: {normalize_code(code)} is the code of ticket {answer.ticket_id} of this "
             f"computer's support desk ({answer.tier}, {answer.status}, {who}): {answer.title}"
         )
+        if answer.opened_by == HELP_OPENED_BY:
+            opened = time.strftime("%Y-%m-%d %H:%M", time.localtime(answer.opened_at))
+            # Whoever controls this computer remotely can ask for help on it and read the code
+            # out: such a code proves a ticket exists, not who is calling.
+            click.echo(
+                f"Note: this ticket was opened from this computer (rmm-agent help) at {opened}. "
+                "If you did not ask for help then, someone else did, maybe the caller: hang up "
+                "and call your support desk at the number you already know."
+            )
     else:
         click.echo(
             f"NO: {normalize_code(code)} is not the code of any open ticket of this computer. "

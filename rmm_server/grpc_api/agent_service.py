@@ -322,6 +322,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             assignee=ticket.assignee,
             status=ticket.status,
             title=ticket.title,
+            opened_by=ticket.opened_by,
+            opened_at=ticket.opened_at,
         )
 
     async def DownloadUpdate(

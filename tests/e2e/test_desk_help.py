@@ -84,6 +84,9 @@ def test_help_opens_a_ticket_with_a_snapshot_and_its_code_verifies(
     assert said.returncode == 0, said.stderr
     assert said.stdout.startswith("YES") and f"ticket {number}" in said.stdout, said.stdout
     assert "L1" in said.stdout and "not yet assigned" in said.stdout, said.stdout
+    # It was opened from this very computer: the user is told, since whoever controls the
+    # computer remotely could have asked for help to get a code that matches.
+    assert "this ticket was opened from this computer" in said.stdout, said.stdout
     # ... a wrong code is not, nor is this code on another computer of the same client.
     wrong = "".join("A" if c != "A" else "B" for c in code)
     refused = agent("verify", wrong, "--state-dir", str(home))
@@ -91,6 +94,16 @@ def test_help_opens_a_ticket_with_a_snapshot_and_its_code_verifies(
     elsewhere = agent("verify", code, "--state-dir", str(other))
     assert elsewhere.returncode == 1 and elsewhere.stdout.startswith("NO"), elsewhere
     assert agent("verify", "12", "--state-dir", str(home)).returncode == 2  # not a code
+
+    # A ticket the desk opened for this host, or for its whole client, is the desk's.
+    called = rmm_json(server, "tickets", "open", "--agent", agent_id, "--title", "Updates due")
+    rmm(server, "tickets", "assign", str(called["id"]), "--to", "alice")
+    said = agent("verify", called["verify_code"], "--state-dir", str(home))
+    assert said.returncode == 0 and "assigned to alice" in said.stdout, said
+    assert "opened from this computer" not in said.stdout, said.stdout
+    everyone = rmm_json(server, "tickets", "open", "--client", "acme", "--title", "VPN drops")
+    said = agent("verify", everyone["verify_code"], "--state-dir", str(other))
+    assert said.returncode == 0 and f"ticket {everyone['id']}" in said.stdout, said
 
     # Once the ticket is closed its code proves nothing.
     rmm(server, "tickets", "resolve", number, "--resolution", "printer cable replaced")
@@ -100,7 +113,7 @@ def test_help_opens_a_ticket_with_a_snapshot_and_its_code_verifies(
 
     audit = rmm_json(server, "audit", "list", "--agent", agent_id)
     outcomes = [e["outcome"] for e in audit if e["action"] == "VerifyTicketCode"]
-    assert outcomes == ["match", "no match", "no match"], audit
+    assert outcomes == ["match", "no match", "match", "no match"], audit
     assert [e["outcome"] for e in audit if e["action"] == "RequestHelp"] == ["ok"]
 
 
