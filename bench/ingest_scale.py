@@ -55,7 +55,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -746,6 +746,17 @@ def print_table(rows: Sequence[dict[str, Any]]) -> None:
         )
 
 
+def save(result: dict[str, Any], combos: Sequence[Combination], path: Path | None) -> None:
+    """Write what is measured so far (with the summary rows) to `path`, if given."""
+    if path is None:
+        return
+    result["summary"] = [summary_row(c) for c in combos]
+    result["combinations"] = [
+        {k: getattr(c, k) for k in Combination.__dataclass_fields__} for c in combos
+    ]
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def int_list(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
@@ -824,53 +835,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rules_in_force": rules_in_force(),
     }
     combos: list[Combination] = []
+
+    def run(combo: Combination, measure: Callable[[], None]) -> None:
+        combos.append(combo)
+        if combo.skipped:
+            print(f"{combo.label()}: skipped: {combo.skipped}", flush=True)
+        else:
+            print(f"{combo.label()} (load {os.getloadavg()[0]:.1f})...", flush=True)
+            try:
+                measure()
+            except BenchError as exc:
+                combo.error = str(exc)
+                print(f"  error: {exc}", flush=True)
+        save(result, combos, args.json)  # after each: a long matrix cut short keeps its figures
+
     for agents in args.agents:
         for processes in args.processes:
             for db in args.dbs:
-                combos.append(Combination("rmm", agents, processes,
-                                          "sqlite" if db == "sqlite" else "postgresql"))
-                combo = combos[-1]
+                combo = Combination("rmm", agents, processes,
+                                    "sqlite" if db == "sqlite" else "postgresql")
                 if db == "sqlite" and processes > 1:
                     combo.skipped = ("an SQLite file has one server process; replicas need "
                                      "PostgreSQL")
                 else:
                     combo.skipped = fd_problem(agents, processes, args.clients)
-                if combo.skipped:
-                    print(f"{combo.label()}: skipped: {combo.skipped}", flush=True)
-                    continue
-                print(f"{combo.label()} (load {os.getloadavg()[0]:.1f})...", flush=True)
-                try:
-                    measure_rmm(combo, None if db == "sqlite" else db, args, template,
-                                inventory_json)
-                except BenchError as exc:
-                    combo.error = str(exc)
-                    print(f"  error: {exc}", flush=True)
+                url = None if db == "sqlite" else db
+                run(combo, lambda combo=combo, url=url: measure_rmm(  # type: ignore[misc]
+                    combo, url, args, template, inventory_json))
             if not args.no_bare:
-                combos.append(Combination("bare", agents, processes, "-"))
-                combo = combos[-1]
+                combo = Combination("bare", agents, processes, "-")
                 combo.skipped = fd_problem(agents, processes, args.clients)
-                if combo.skipped:
-                    print(f"{combo.label()}: skipped: {combo.skipped}", flush=True)
-                    continue
-                print(f"{combo.label()} (load {os.getloadavg()[0]:.1f})...", flush=True)
-                try:
-                    measure_bare(combo, args, template, inventory_json)
-                except BenchError as exc:
-                    combo.error = str(exc)
-                    print(f"  error: {exc}", flush=True)
-    rows = [summary_row(c) for c in combos]
-    print_table(rows)
+                run(combo, lambda combo=combo: measure_bare(  # type: ignore[misc]
+                    combo, args, template, inventory_json))
+    print_table([summary_row(c) for c in combos])
     print(f"\nnproc {result['machine']['nproc']}, load {os.getloadavg()[0]:.2f} "
           "(clients and servers share these cores: server CPU per report is the firm figure)")
-    result.update(
-        finished_at=datetime.now(UTC).isoformat(),
-        summary=rows,
-        combinations=[
-            {k: getattr(c, k) for k in Combination.__dataclass_fields__} for c in combos
-        ],
-    )
+    result["finished_at"] = datetime.now(UTC).isoformat()
+    save(result, combos, args.json)
     if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"figures written to {args.json}")
     bad = [c for c in combos if c.error or (c.verification and not c.verification.get("ok"))]
     return 1 if bad else 0
