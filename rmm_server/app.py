@@ -37,7 +37,7 @@ from rmm_server.cluster import Cluster, PgCluster, default_replica_id
 from rmm_server.commands import CommandService
 from rmm_server.desk.alert_tickets import AlertTickets
 from rmm_server.desk.availability import OfflineRecorder
-from rmm_server.desk.help import HelpDesk
+from rmm_server.desk.help import HelpDesk, open_alerts_of
 from rmm_server.desk.notices import tell_tiers
 from rmm_server.desk.psa import PsaWebhook
 from rmm_server.desk.tickets import Tickets
@@ -465,7 +465,7 @@ class RmmServer:
             credentials=credentials,
             limits=limits,
             cluster=cluster,
-            help_desk=HelpDesk(self._tickets(), audit, alerts.manager.open_alerts_of),
+            help_desk=HelpDesk(self._tickets(), audit, open_alerts_of(alerts)),
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(self.agent_servicer, server)
         operator_servicer = OperatorServicer(

@@ -27,11 +27,12 @@ from rmm_common.helpdesk import (
 )
 from rmm_common.text import invisible_problem
 from rmm_common.tokens import new_ident
+from rmm_server.alerts.service import AlertService
 from rmm_server.audit import AuditLog
 from rmm_server.desk.tickets import MAX_TITLE, Tickets
 from rmm_server.ratelimit import RateLimited
 from rmm_server.storage import AgentRecord
-from rmm_server.storage.alerts import AlertRecord
+from rmm_server.storage.alerts import AlertQuery, AlertRecord
 from rmm_server.storage.tickets import TicketRecord
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,21 @@ class HelpLimits:
 
     help_per_hour: int = 5
     wrong_codes_per_hour: int = 10
+
+
+def open_alerts_of(alerts: AlertService) -> Callable[[str], list[AlertRecord]]:
+    """Return how the desk reads an agent's pending and firing alerts: those this replica
+    evaluates, with their live values, and those the database holds (another replica may hold
+    the agent's report stream), oldest first."""
+
+    def read(agent_id: str) -> list[AlertRecord]:
+        found = {alert.id: alert for alert in alerts.manager.open_alerts_of(agent_id)}
+        query = AlertQuery(states=("pending", "firing"), agent_id=agent_id, limit=100)
+        for alert in alerts.alert_store.query(query):
+            found.setdefault(alert.id, alert)
+        return sorted(found.values(), key=lambda alert: alert.started_at)
+
+    return read
 
 
 def audit_name(agent: AgentRecord) -> str:

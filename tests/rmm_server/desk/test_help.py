@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from rmm_common.errors import InvalidArgument
 from rmm_common.helpdesk import (
@@ -20,9 +22,10 @@ from rmm_common.helpdesk import (
     normalize_code,
     snapshot_lines,
 )
+from rmm_server.alerts.service import AlertService
 from rmm_server.audit import AuditLog
 from rmm_server.cluster import Cluster
-from rmm_server.desk.help import HelpDesk, HelpLimits
+from rmm_server.desk.help import HelpDesk, HelpLimits, open_alerts_of
 from rmm_server.desk.places import Places
 from rmm_server.desk.tickets import Tickets
 from rmm_server.fleet import Fleet
@@ -203,3 +206,17 @@ def test_a_snapshot_summary_escapes_what_cannot_be_seen_and_survives_odd_values(
     assert "open alerts: none" in text and "... and 2 more" in text
     assert snapshot_lines([1]) == ["snapshot: not readable"]
     assert "failed services: not collected" in "\n".join(snapshot_lines({}))
+
+
+def test_open_alerts_are_read_from_the_database_too(db_url: str) -> None:
+    """Another replica may evaluate the agent: its alerts in the database count."""
+    store = open_store(db_url)
+    try:
+        service = AlertService(store, CollectorRegistry(), None)
+        resolved = replace(ALERT, id="al0", fingerprint="e" * 64, state="resolved")
+        other = replace(ALERT, id="al2", fingerprint="d" * 64, agent_id="a2")
+        service.alert_store.save([ALERT, resolved, other])
+        assert [a.id for a in open_alerts_of(service)("a1")] == ["al1"]
+        assert open_alerts_of(service)("a9") == []
+    finally:
+        store.close()
