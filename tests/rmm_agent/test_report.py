@@ -147,3 +147,31 @@ def test_a_slow_collector_never_holds_a_report() -> None:
         assert {c.name for c in waiting.build().collectors} == {"fine", "slow"}
     finally:
         waiting.close()
+
+
+class Odd:
+    name: ClassVar[str] = "odd"
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    inventory: ClassVar[bool] = False
+
+    def collect(self) -> CollectorOutput:
+        return CollectorOutput(
+            [
+                Sample("odd_value", float("nan")),
+                Sample("odd_value", 1.5, {"mount": "/", "fs": "ext4"}),
+                Sample("odd_value", float("inf"), {"mount": "/boot"}),
+                Sample("odd_value", -0.25, {"mount": "/srv"}),
+            ]
+        )
+
+
+def test_samples_keep_their_labels_and_values_and_non_finite_ones_are_left_out() -> None:
+    builder = ReportBuilder([Odd()])
+    try:
+        (odd,) = builder.build().collectors
+        assert [(s.name, dict(s.labels), s.value) for s in odd.samples] == [
+            ("odd_value", {"mount": "/", "fs": "ext4"}, 1.5),
+            ("odd_value", {"mount": "/srv"}, -0.25),
+        ]
+    finally:
+        builder.close()
