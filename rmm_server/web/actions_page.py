@@ -178,6 +178,8 @@ def action_request(
         action=action,
         payload=parse(form),
         target=operator_pb2.TargetSelector(agents=[agent_id]),
+        # As --queue-offline: sent when the agent reconnects, within a day.
+        queue_offline=_text(form, "queue_offline") == "yes",
         detach=True,
     )
 

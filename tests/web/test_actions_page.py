@@ -127,6 +127,11 @@ def test_forms_become_the_messages_the_cli_sends() -> None:
     )
     assert reboot.payload == commands_pb2.Reboot(delay_seconds=120, reason="kernel")
     assert list(reboot.target.agents) == ["a1"] and reboot.detach and reboot.role == "tier2"
+    assert not reboot.queue_offline
+    queued = action_request(
+        "a1", "reboot", {"confirm": "yes", "queue_offline": "yes"}, "al", "tier2"
+    )
+    assert queued.queue_offline
     windows = action_request("a1", "pull_file", {"path": "C:\\logs\\app.log"}, "alice", "tier2")
     assert windows.payload == commands_pb2.PullFile(
         path="C:\\logs\\app.log", max_bytes=MAX_FILE_BYTES
