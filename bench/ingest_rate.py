@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import multiprocessing
@@ -271,11 +272,15 @@ async def drive_agent(
             # holds sends back through the in-flight limit) shows it (no coordinated omission).
             sent_at[sequence] = min(now, due) if job.interval else now
             due += job.interval
-            await call.write(report)  # serialised here: the message may change afterwards
+            try:
+                await call.write(report)  # serialised here: the message may change afterwards
+            except asyncio.InvalidStateError:
+                return  # the call ended (cancelled, or an error read() reports)
             outcome.sent = sequence
             if window_start <= now:
                 result.sent_in_window += 1
-        await call.done_writing()
+        with contextlib.suppress(asyncio.InvalidStateError):
+            await call.done_writing()
 
     async def read() -> None:
         expected = first_sequence
