@@ -163,6 +163,9 @@ def test_an_operators_walk_through_the_dashboard(setup: Setup, browser: Any) -> 
         assert "browser-test" in viewer.inner_text("dl.facts")
         viewer.wait_for_selector(".chart[data-series=memory_ratio] canvas")
         assert int(viewer.get_attribute(".chart[data-series=memory_ratio]", "data-drawn")) >= 1
+        source = viewer.locator("#chart-source")
+        assert source.get_attribute("data-source") == "server"  # no --prometheus-url here
+        assert source.inner_text() == "5-minute means kept by the server."
         assert "HogRunning" in viewer.inner_text("#agent-alerts")
         assert viewer.locator("#actions").count() == 0  # a viewer gets no remote action
 
