@@ -226,7 +226,10 @@ def prompt_argv(env: Mapping[str, str], which: Callable[[str], str | None]) -> l
 
 
 def _call(identity: Identity, state_dir: Path, method: str, request: Any) -> Any:
-    channel = agent_channel(identity, state_dir)
+    try:
+        channel = agent_channel(identity, state_dir)
+    except ConfigError as error:  # the client key is missing or unreadable: nothing was sent
+        raise HelpError(str(error)) from None
     try:
         stub = agent_pb2_grpc.AgentServiceStub(channel)
         return getattr(stub, method)(

@@ -16,15 +16,18 @@ from rmm_agent.commands.history import CommandHistory
 from rmm_agent.errorlog import MAX_KEPT, RECENT_ERRORS_FILE, RecentErrors, read_recent_errors
 from rmm_agent.help import (
     MAX_SAMPLES_PER_COLLECTOR,
+    HelpError,
     SpoolFacts,
     check_readable,
     make_snapshot,
     read_failed_commands,
     read_logged_errors,
     read_spool,
+    verify_code,
 )
 from rmm_agent.report import ReportBuilder, report_to_dict
 from rmm_agent.spool import Spool
+from rmm_agent.state import Identity
 from rmm_common.errors import ConfigError
 from rmm_common.helpdesk import MAX_SNAPSHOT_BYTES
 
@@ -140,3 +143,17 @@ def test_the_running_agents_warnings_are_kept_for_a_help_request(tmp_path: Path)
     assert read_logged_errors(tmp_path, time.time() + 2 * 86400) == []  # a day old: left out
     snapshot = make_snapshot({"collectors": []}, None, lines)
     assert "sensors failed" in snapshot["errors"][1]
+
+
+def test_a_missing_client_key_is_said_before_anything_is_sent(tmp_path: Path) -> None:
+    identity = Identity(
+        agent_id="a1",
+        credential="rmma_a1_x",
+        server="127.0.0.1:1",
+        client="acme",
+        site="hq",
+        client_cert_pem="-----BEGIN CERTIFICATE-----\n",
+        mtls_port=2,
+    )
+    with pytest.raises(HelpError, match="cannot read the TLS client key"):
+        verify_code(identity, tmp_path, "ABCDEF")
