@@ -248,7 +248,13 @@ class Dashboard:
             refused = self._plaintext_refused(request)
             if refused is not None:
                 return refused
-            session = await self.sessions.get_async(request.cookies.get(COOKIE))
+            try:
+                session = await self.sessions.get_async(request.cookies.get(COOKIE))
+            except StorageError as exc:
+                log.warning("dashboard %s %s: %s", request.method, request.path, exc)
+                return self._message(
+                    request, 503, "Database unavailable", f"{exc}. Retry in a moment."
+                )
             if session is None:
                 if request.method != "GET":
                     return self._message(
@@ -354,11 +360,14 @@ class Dashboard:
         try:
             if self.deps.limits is not None:
                 self.deps.limits.check_operator(record.name)
+            session = await asyncio.to_thread(
+                self.sessions.create, record.id, record.name, Role.parse(record.role)
+            )
         except RateLimited as exc:
             return self._login_page(request, str(exc), 429)
-        session = await asyncio.to_thread(
-            self.sessions.create, record.id, record.name, Role.parse(record.role)
-        )
+        except StorageError as exc:
+            log.warning("dashboard login of %s: %s", record.name, exc)
+            return self._login_page(request, f"Not logged in: {exc}. Retry in a moment.", 503)
         await self.deps.audit.append_async(
             record.name, "DashboardLogin", record.name, {"address": address}, "ok"
         )

@@ -16,15 +16,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rmm_common.errors import StorageError
 from rmm_server.roles import Role
 from rmm_server.storage.dashboard_sessions import SessionRow, SessionStore
 
+log = logging.getLogger(__name__)
 COOKIE = "rmm_session"
 # Idle sessions end after this long; any session after ABSOLUTE_SECONDS, whatever its use.
 IDLE_SECONDS = 30 * 60.0
@@ -142,7 +145,21 @@ class Sessions:
         with self._lock:
             entry = self._cache.get(key)
         if entry is None or not 0.0 <= now - entry.read_at < self.cache_seconds:
-            row = self.store.get(key)
+            try:
+                row = self.store.get(key)
+            except StorageError:
+                if entry is None:
+                    raise
+                # The database is away for a moment: what was read stands until it is back (a
+                # logout elsewhere cannot have been written meanwhile either).
+                row = SessionRow(
+                    key,
+                    entry.session.operator_id,
+                    entry.session.operator,
+                    entry.session.role.name.lower(),
+                    entry.session.created,
+                    entry.stored_last_used,
+                )
             if row is None:
                 self._forget(key)
                 return None
@@ -165,8 +182,15 @@ class Sessions:
             return None
         session.last_used = now
         if now - entry.stored_last_used >= self.touch_seconds:
-            self.store.touch(key, now)
-            entry.stored_last_used = now
+            try:
+                self.store.touch(key, now)
+                entry.stored_last_used = now
+            except StorageError as exc:
+                log.warning(
+                    "dashboard session of %s: use not written (next time): %s",
+                    session.operator,
+                    exc,
+                )
         return session
 
     def _from_cache(self, key: str, now: float) -> Session | None:

@@ -5,10 +5,12 @@ the id stored, CSRF bound to the session."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from rmm_common.errors import StorageError
 from rmm_server.roles import Role
 from rmm_server.storage import Store, open_store, schema
 from rmm_server.storage.dashboard_sessions import SessionStore
@@ -108,3 +110,21 @@ def test_csrf_tokens_are_per_session(store: Store) -> None:
         and not csrf_matches(one, "")
         and not csrf_matches(one, None)
     )
+
+
+def test_a_known_session_outlasts_a_database_blip_and_an_unknown_one_is_an_error(
+    tmp_path: Path,
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'rmm.sqlite3'}")
+    try:
+        clock = Clock()
+        sessions = sessions_on(store, clock)
+        known = sessions.create("o1", "ann", Role.TIER1)
+        with store.transaction("break the table") as conn:
+            conn.execute(text("ALTER TABLE dashboard_sessions RENAME TO away"))
+        clock.now += sessions.touch_seconds  # a query is due: read again and a use to write
+        assert sessions.get(known.id) is not None
+        with pytest.raises(StorageError, match="dashboard session"):
+            sessions.get("never-seen")
+    finally:
+        store.close()
