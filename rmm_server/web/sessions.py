@@ -178,7 +178,10 @@ class Sessions:
         session = entry.session
         if self._expired(session, now):
             self._forget(key)
-            self.store.delete(key)
+            try:
+                self.store.delete(key)
+            except StorageError as exc:  # the next login's prune deletes it
+                log.warning("expired dashboard session not deleted: %s", exc)
             return None
         session.last_used = now
         if now - entry.stored_last_used >= self.touch_seconds:
