@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import and_, bindparam, case, null, select, update
 
 from rmm_proto import commands_pb2
 from rmm_server.storage import schema
@@ -60,6 +60,8 @@ class CommandQuery:
     statuses: tuple[int, ...] = ()
     action: str = ""  # only commands of this action (run_script, list_services, ...)
     limit: int = 100
+    # Pages that list commands: a pulled file's result (its data, up to 8 MiB) is left out.
+    without_file_data: bool = False
 
 
 class CommandStore:
@@ -179,6 +181,10 @@ class CommandStore:
         """Return matching commands, newest first."""
         table = schema.commands
         statement = select(table)
+        if query.without_file_data:
+            result = case((table.c.action == "pull_file", null()), else_=table.c.result)
+            columns = [column for column in table.c if column.name != "result"]
+            statement = select(*columns, result.label("result"))
         if query.agent_id:
             statement = statement.where(table.c.agent_id == query.agent_id)
         if query.run_id:

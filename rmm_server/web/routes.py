@@ -502,7 +502,9 @@ class Dashboard:
 
     def _agent_reads(self, agent_id: str) -> tuple[bytes | None, list[Any], bytes | None]:
         body = self.deps.store.latest_report_body(agent_id)
-        commands = self._commands.query(CommandQuery(agent_id=agent_id, limit=RECENT_COMMANDS))
+        commands = self._commands.query(
+            CommandQuery(agent_id=agent_id, limit=RECENT_COMMANDS, without_file_data=True)
+        )
         inventory = self.deps.store.get_inventory(agent_id)
         return body, commands, inventory
 
@@ -662,7 +664,9 @@ class Dashboard:
         raise web.HTTPSeeOther(f"/commands/runs/{run.id}")
 
     def _run_view(self, run_id: str) -> dict[str, Any]:
-        records = self._commands.query(CommandQuery(run_id=run_id, limit=10_000))
+        records = self._commands.query(
+            CommandQuery(run_id=run_id, limit=10_000, without_file_data=True)
+        )
         rows = [views.command_view(record) for record in records]
         hostnames = {record.id: record.hostname for record in records}
         agents = {record.id: record.agent_id for record in records}

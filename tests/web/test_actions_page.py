@@ -1,11 +1,10 @@
 """The agent page's actions without a server: forms to requests, roles to forms, the services
-the page lists (from a real SQLite store) and its template's buttons per role."""
+the page lists (SQLite and PostgreSQL) and its template's buttons per role."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -15,8 +14,7 @@ from rmm_common.errors import InvalidArgument, NotFound
 from rmm_proto import agent_pb2, commands_pb2
 from rmm_server.roles import Role
 from rmm_server.storage import Store, open_store
-from rmm_server.storage.commands import CommandRecord, CommandStore
-from rmm_server.storage.store import sqlite_url
+from rmm_server.storage.commands import CommandQuery, CommandRecord, CommandStore
 from rmm_server.web.actions_page import (
     MAX_FILE_BYTES,
     ActionsView,
@@ -34,8 +32,8 @@ Status = commands_pb2.CommandStatus
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = open_store(sqlite_url(tmp_path))
+def store(db_url: str) -> Iterator[Store]:
+    store = open_store(db_url)
     yield store
     store.close()
 
@@ -82,6 +80,22 @@ def test_the_page_lists_the_latest_succeeded_service_list(store: Store) -> None:
     )
     rows, listed_at = listed_services(commands, "a1")
     assert [row.name for row in rows] == ["a.service", "z.service"] and listed_at == 2.0
+
+
+def test_listing_pages_read_no_pulled_files_data(store: Store) -> None:
+    commands = CommandStore(store)
+    pulled = commands_pb2.CommandResult(file=commands_pb2.FileResult(path="/x", data=b"\0" * 4096))
+    commands.insert(
+        [
+            stored("p1", "pull_file", Status.COMMAND_SUCCEEDED, pulled),
+            stored("s22", "list_services", Status.COMMAND_SUCCEEDED, services("a.service")),
+        ]
+    )
+    light = {r.id: r for r in commands.query(CommandQuery(agent_id="a1", without_file_data=True))}
+    assert light["p1"].result is None and light["p1"].summary == "pull_file"
+    assert light["s22"].result == services("a.service").SerializeToString()
+    full = commands.get("p1")
+    assert full is not None and full.result == pulled.SerializeToString()
 
 
 def test_failed_units_come_from_the_latest_report() -> None:
