@@ -47,6 +47,7 @@ def ticket_row(ticket: operator_pb2.TicketInfo, story: bool = True) -> dict[str,
         "archived_at": at(ticket.archived_at),
         "archived_by": ticket.archived_by,
         "verify_code": ticket.verify_code,
+        "category": ticket.category,
     }
     if story:
         row["snapshot"] = _snapshot(ticket)
@@ -133,6 +134,9 @@ def _changed(output: str, ticket: operator_pb2.TicketInfo, what: str) -> None:
     show_default=True,
 )
 @click.option("--tier", type=click.Choice(["L1", "L2", "L3"]), default="L1", show_default=True)
+@click.option(
+    "--category", default="", help="What it is about, e.g. printing (rmm reports trends counts it)."
+)
 @OUTPUT_OPTION
 @click.pass_obj
 def tickets_open(
@@ -143,13 +147,20 @@ def tickets_open(
     title: str,
     priority: str,
     tier: str,
+    category: str,
     output: str,
 ) -> None:
     """Open a ticket; its SLA timers come from the client's contract."""
     ticket = conn.call(
         conn.stub().OpenTicket,
         operator_pb2.OpenTicketRequest(
-            client=client, agent=agent, site=site, title=title, priority=priority, tier=tier
+            client=client,
+            agent=agent,
+            site=site,
+            title=title,
+            priority=priority,
+            tier=tier,
+            category=category,
         ),
     )
     _changed(output, ticket, "opened")

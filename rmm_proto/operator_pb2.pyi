@@ -1388,7 +1388,7 @@ class TicketTimeEntry(_message.Message):
     def __init__(self, at: _Optional[float] = ..., by: _Optional[str] = ..., minutes: _Optional[float] = ..., note: _Optional[str] = ..., period: _Optional[str] = ..., billable_amount: _Optional[float] = ...) -> None: ...
 
 class TicketInfo(_message.Message):
-    __slots__ = ("id", "client", "site", "agent_id", "alert_id", "title", "tier", "priority", "status", "assignee", "opened_at", "opened_by", "updated_at", "acknowledged_at", "ack_due_at", "resolve_due_at", "sla_breaches", "resolved_at", "resolution", "closed_at", "archived_at", "archived_by", "events", "time", "verify_code", "snapshot_json")
+    __slots__ = ("id", "client", "site", "agent_id", "alert_id", "title", "tier", "priority", "status", "assignee", "opened_at", "opened_by", "updated_at", "acknowledged_at", "ack_due_at", "resolve_due_at", "sla_breaches", "resolved_at", "resolution", "closed_at", "archived_at", "archived_by", "events", "time", "verify_code", "snapshot_json", "category")
     ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
@@ -1415,6 +1415,7 @@ class TicketInfo(_message.Message):
     TIME_FIELD_NUMBER: _ClassVar[int]
     VERIFY_CODE_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_JSON_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
     id: int
     client: str
     site: str
@@ -1441,23 +1442,26 @@ class TicketInfo(_message.Message):
     time: _containers.RepeatedCompositeFieldContainer[TicketTimeEntry]
     verify_code: str
     snapshot_json: str
-    def __init__(self, id: _Optional[int] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., agent_id: _Optional[str] = ..., alert_id: _Optional[str] = ..., title: _Optional[str] = ..., tier: _Optional[str] = ..., priority: _Optional[str] = ..., status: _Optional[str] = ..., assignee: _Optional[str] = ..., opened_at: _Optional[float] = ..., opened_by: _Optional[str] = ..., updated_at: _Optional[float] = ..., acknowledged_at: _Optional[float] = ..., ack_due_at: _Optional[float] = ..., resolve_due_at: _Optional[float] = ..., sla_breaches: _Optional[str] = ..., resolved_at: _Optional[float] = ..., resolution: _Optional[str] = ..., closed_at: _Optional[float] = ..., archived_at: _Optional[float] = ..., archived_by: _Optional[str] = ..., events: _Optional[_Iterable[_Union[TicketEventInfo, _Mapping]]] = ..., time: _Optional[_Iterable[_Union[TicketTimeEntry, _Mapping]]] = ..., verify_code: _Optional[str] = ..., snapshot_json: _Optional[str] = ...) -> None: ...
+    category: str
+    def __init__(self, id: _Optional[int] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., agent_id: _Optional[str] = ..., alert_id: _Optional[str] = ..., title: _Optional[str] = ..., tier: _Optional[str] = ..., priority: _Optional[str] = ..., status: _Optional[str] = ..., assignee: _Optional[str] = ..., opened_at: _Optional[float] = ..., opened_by: _Optional[str] = ..., updated_at: _Optional[float] = ..., acknowledged_at: _Optional[float] = ..., ack_due_at: _Optional[float] = ..., resolve_due_at: _Optional[float] = ..., sla_breaches: _Optional[str] = ..., resolved_at: _Optional[float] = ..., resolution: _Optional[str] = ..., closed_at: _Optional[float] = ..., archived_at: _Optional[float] = ..., archived_by: _Optional[str] = ..., events: _Optional[_Iterable[_Union[TicketEventInfo, _Mapping]]] = ..., time: _Optional[_Iterable[_Union[TicketTimeEntry, _Mapping]]] = ..., verify_code: _Optional[str] = ..., snapshot_json: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
 
 class OpenTicketRequest(_message.Message):
-    __slots__ = ("client", "title", "priority", "tier", "site", "agent")
+    __slots__ = ("client", "title", "priority", "tier", "site", "agent", "category")
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
     client: str
     title: str
     priority: str
     tier: str
     site: str
     agent: str
-    def __init__(self, client: _Optional[str] = ..., title: _Optional[str] = ..., priority: _Optional[str] = ..., tier: _Optional[str] = ..., site: _Optional[str] = ..., agent: _Optional[str] = ...) -> None: ...
+    category: str
+    def __init__(self, client: _Optional[str] = ..., title: _Optional[str] = ..., priority: _Optional[str] = ..., tier: _Optional[str] = ..., site: _Optional[str] = ..., agent: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
 
 class ListTicketsRequest(_message.Message):
     __slots__ = ("client", "status", "tier", "archived", "limit")

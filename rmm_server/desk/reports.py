@@ -199,7 +199,7 @@ class Reports:
             "complete": until >= end,
             "generated_at": now,
             "contract": _contract_terms(contract),
-            "availability": self._availability(agents, start, until, now),
+            "availability": self._availability(record.name, agents, start, until, now),
             "alerts": self._alerts(client, contract, zones, start, until, now),
             "tickets": self._tickets(record.id, start, until),
             "hours": self._hours(record.id, contract, f"{year:04}-{number:02}"),
@@ -244,11 +244,19 @@ class Reports:
         ]
 
     def _availability(
-        self, agents: list[dict[str, Any]], start: float, until: float, now: float
+        self, client: str, agents: list[dict[str, Any]], start: float, until: float, now: float
     ) -> dict[str, Any]:
         ids = [agent["id"] for agent in agents]
         offline = AvailabilityStore(self.store).periods(ids, start, until)
-        windows = SuppressionStore(self.store).windows()
+        known = set(ids)
+        # Only windows that may cover one of these agents: fleet-wide windows and the client's
+        # (a window per agent elsewhere in the fleet would be checked for every agent here).
+        windows = [
+            window
+            for window in SuppressionStore(self.store).windows()
+            if (not window.clients or client in window.clients)
+            and (not window.agents or known.intersection(window.agents))
+        ]
         occurring = [(window, occurrences(window, start, until)) for window in windows]
         compliance = {row.agent_id: row for row in PatchStore(self.store).compliance(ids, now)}
         rows: list[dict[str, Any]] = []
@@ -350,6 +358,11 @@ class Reports:
                     ("acknowledge", target.acknowledge_seconds, answered),
                     ("resolve", target.resolve_seconds, row.resolved_at),
                 ):
+                    if done is not None and done - row.fired_at <= seconds:
+                        # Business time never runs faster than the wall clock: met, and no
+                        # calendar walk needed (most alerts of a month).
+                        sla[name]["met"] += 1
+                        continue
                     due = (
                         business_deadline(row.fired_at, seconds, hours, zone)
                         if target.clock == "business" and hours is not None
@@ -484,7 +497,10 @@ class Reports:
             alerts.c.fired_at, [alerts.c.agent_id, alerts.c.hostname, alerts.c.client], alert_where
         )
         clients = grouped(alerts.c.fired_at, [alerts.c.client], alert_where)
-        category = func.coalesce(alerts.c.rule_name, "")
+        # A ticket's own category, else its alert's rule; "" (shown "(none)") for neither.
+        category = func.coalesce(
+            func.nullif(tickets.c.category, ""), func.coalesce(alerts.c.rule_name, "")
+        )
         categories_query = (
             select(
                 category,
@@ -519,8 +535,8 @@ class Reports:
                 hosts, lambda row: {"agent_id": row[0], "hostname": row[1], "client": row[2]}
             ),
             "clients": ranked(clients, lambda row: {"client": row[0]}),
-            # Tickets have no category of their own: an alert's ticket counts under its rule,
-            # one opened by hand or by a user under "(none)".
+            # A ticket's category (rmm tickets open --category), else its alert's rule, else
+            # "(none)".
             "ticket_categories": ranked(categories, lambda row: {"category": row[0] or "(none)"}),
         }
 

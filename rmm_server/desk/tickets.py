@@ -49,6 +49,7 @@ TIERS = ("L1", "L2", "L3")
 STATUSES = ("new", "in-progress", "waiting", "resolved", "closed")
 SETTABLE = ("in-progress", "waiting")  # what a note may move a ticket to
 MAX_TITLE = 500
+MAX_CATEGORY = 100
 MAX_TEXT = 20_000
 MAX_ENTRY_MINUTES = 24 * 60
 MAX_LIST = 5000
@@ -157,6 +158,7 @@ class Tickets:
         alert_fingerprint: str = "",
         facts: str = "",
         snapshot: str = "",
+        category: str = "",
     ) -> TicketRecord:
         """Open a ticket for `client`, its SLA timers set from the client's contract; `facts`
         (an alert and the agent's latest metrics) go on its first event, `snapshot` (a user's
@@ -171,6 +173,11 @@ class Tickets:
             problems.append(f"priority {priority!r} is not one of {', '.join(SEVERITIES)}")
         if tier not in TIERS:
             problems.append(f"tier {tier!r} is not one of {', '.join(TIERS)}")
+        category = category.strip()
+        if len(category) > MAX_CATEGORY or not category.isprintable():
+            problems.append(
+                f"a category is at most {MAX_CATEGORY} printable characters, e.g. printing"
+            )
         if problems:
             raise InvalidArgument("ticket not opened: " + "; ".join(problems))
         client_id = self.desk.client_id(client)
@@ -197,6 +204,7 @@ class Tickets:
             alert_fingerprint=alert_fingerprint,
             verify_code=new_code(),
             snapshot=snapshot,
+            category=category,
         )
         sla = (
             f"; SLA: acknowledge by {_utc(ack_due)}, resolve by {_utc(resolve_due)}"

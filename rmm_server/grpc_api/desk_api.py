@@ -250,6 +250,7 @@ def ticket_to_proto(ticket: TicketRecord) -> operator_pb2.TicketInfo:
         archived_by=ticket.archived_by,
         verify_code=ticket.verify_code,
         snapshot_json=ticket.snapshot,
+        category=ticket.category,
         events=[
             operator_pb2.TicketEventInfo(at=e.at, by=e.by, kind=e.kind, text=e.text)
             for e in ticket.events
@@ -320,6 +321,7 @@ class TicketApi:
             request.tier,
             site,
             agent_id,
+            category=request.category,
         )
         return ticket_to_proto(ticket)
 

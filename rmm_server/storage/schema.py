@@ -149,6 +149,9 @@ alerts = Table(
 Index("ix_alerts_state", alerts.c.state)
 Index("ix_alerts_fingerprint", alerts.c.fingerprint)
 Index("ix_alerts_agent", alerts.c.agent_id)
+# Reports (migration 0019): a client's month of alerts, and every client's over a period.
+Index("ix_alerts_client_fired", alerts.c.client, alerts.c.fired_at)
+Index("ix_alerts_fired", alerts.c.fired_at)
 
 silences = Table(
     "silences",
@@ -493,6 +496,8 @@ tickets = Table(
     Column("verify_code", String(16), nullable=False, server_default=""),
     Column("snapshot", Text, nullable=False, server_default=""),
     Index("ix_tickets_agent", "agent_id"),
+    # Revision 0019: what the problem is about (rmm tickets open --category), for trends.
+    Column("category", String(100), nullable=False, server_default=""),
 )
 
 ticket_events = Table(

@@ -67,6 +67,7 @@ class TicketRecord:
     alert_fingerprint: str = ""
     verify_code: str = ""  # what the user checks a caller with (rmm-agent verify)
     snapshot: str = ""  # JSON: the diagnostic snapshot of a user's help request; "" otherwise
+    category: str = ""  # what the problem is about (rmm tickets open --category); "" none
     events: list[TicketEvent] = field(default_factory=list)
     time: list[TimeEntry] = field(default_factory=list)
 

@@ -107,10 +107,15 @@ def test_a_real_outage_in_the_contract_report_and_every_format(tmp_path: Path) -
         assert html.startswith("<!DOCTYPE html>") and "<script" not in html
         assert "acme" in html and "<h2>Availability</h2>" in html
 
+        opened = rmm_json(
+            server, "tickets", "open", "--client", "acme", "--title", "x", "--category", "printing"
+        )
+        assert opened["category"] == "printing"
         trends = json.loads(
             rmm(server, "reports", "trends", "--since", "1d", "--output", "json").stdout
         )
         assert set(trends) >= {"alert_rules", "hosts", "clients", "ticket_categories"}
+        assert trends["ticket_categories"][0]["category"] == "printing"
         assert rmm(server, "reports", "trends", "--client", "acme").returncode == 0
 
         def exit_of(*args: str) -> tuple[int, str]:

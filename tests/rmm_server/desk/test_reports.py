@@ -312,7 +312,20 @@ def test_trends_rank_by_count_against_the_period_before(month: tuple[Store, Cloc
     ]
     saved += [alert(40, "critical", now - 2 * HOUR, None, None, client="globex", host="db")]
     AlertStore(store).save(saved)
+    tickets = Tickets(store, clock)
+    clock.now = now - day
+    for category in ("printing", "printing", "", " printing "):
+        tickets.open("acme", "a problem", "info", "bob", category=category)
+    tickets.open("acme", "disk", "warning", "alert", alert_id="al10")  # its rule: DiskFull
+    with pytest.raises(InvalidArgument, match="category"):
+        tickets.open("acme", "x", "info", "bob", category="a\nb")
+    clock.now = now
     trends = Reports(store, clock).trends(7 * day)
+    assert [(c["category"], c["count"]) for c in trends["ticket_categories"]] == [
+        ("printing", 3),
+        ("(none)", 1),
+        ("DiskFull", 1),
+    ]
     assert [(r["rule"], r["count"], r["previous"]) for r in trends["alert_rules"]] == [
         ("DiskFull", 4, 0),
         ("CpuHigh", 1, 4),
