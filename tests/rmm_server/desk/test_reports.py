@@ -18,6 +18,7 @@ from rmm_server.cluster import Cluster
 from rmm_server.desk.availability import OfflineRecorder
 from rmm_server.desk.contracts import Contracts, ContractTerms
 from rmm_server.desk.places import Places
+from rmm_server.desk.report_html import render_html
 from rmm_server.desk.reports import Reports, availability, merged, occurrences
 from rmm_server.desk.tickets import Tickets
 from rmm_server.fleet import Fleet
@@ -220,6 +221,11 @@ def test_availability_excludes_maintenance_from_both_sides_and_counts_enrolled_t
     assert rows["web3"]["availability"] == pytest.approx((360 - 12) / 360)
     overall = (720 - 4 + 720 - 5 + 360 - 12) / (718 + 715 + 360)
     assert report["availability"]["overall"] == pytest.approx(overall)
+    # The page escapes what agents report of themselves.
+    rows["web1"]["hostname"] = "<script>alert(1)</script>"
+    page = render_html(report)
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "99.721 %" in page  # (720 - 2 - 2) / (720 - 2)
     # The current month counts up to now: web3 has been offline since Nov 30 12:00.
     december = Reports(store, clock).contract("acme", "2026-12")
     assert december["complete"] is False
