@@ -30,6 +30,7 @@ from tests.helpers import (
     rmm_json,
     wait_for,
 )
+from tests.rmm_server.desk.test_psa import SigningReceiver
 
 pytestmark = pytest.mark.skipif(
     os.name != "posix" or os.geteuid() != 0 or shutil.which("unshare") is None,
@@ -118,15 +119,23 @@ def test_the_prompt_names_operator_msp_and_ticket_or_no_ticket(tmp_path: Path) -
     config.write_text(
         f"consent_ask_command: [{dialog}, '{{message}}', '{{operator}}', '{{msp}}', '{{ticket}}']\n"
     )
+    # The same server signs its PSA posts: the option's path from the command line to the post.
+    secret = tmp_path / "psa-secret"
+    secret.write_text("the-psa-shared-secret-0123456789\n")
+    psa = SigningReceiver(b"the-psa-shared-secret-0123456789")
     server = ServerProcess(
         data_dir=tmp_path / "server",
         grpc_port=free_port(),
         http_port=free_port(),
         log_path=tmp_path / "server.log",
-        extra_args=["--policies", str(policies), "--msp-name", "Acme IT"],
-    ).start()
+        extra_args=[
+            "--policies", str(policies), "--msp-name", "Acme IT",
+            "--psa-webhook", psa.url, "--psa-webhook-secret-file", str(secret),
+        ],
+    )  # fmt: skip
     agent = None
     try:
+        server.start()
         agent_id = enroll_agent(server, tmp_path / "agent", client="acme", site="hq")
         alice = rmm_json(server, "operators", "add", "alice", "--role", "tier2")["token"]
         agent = start_agent_with_a_user(tmp_path / "agent", tmp_path / "agent.log", config)
@@ -160,6 +169,13 @@ def test_the_prompt_names_operator_msp_and_ticket_or_no_ticket(tmp_path: Path) -
             "alice of Acme IT (via remote management, no ticket) asks to act"
         ), message
         assert (operator, msp, ticket) == ("alice", "Acme IT", "no ticket")
+
+        # Every ticket event reached the PSA signed with the secret in the file.
+        wait_for(lambda: [b["event"]["kind"] for b in psa.bodies][:1] == ["opened"], 30, "the PSA")
+        assert psa.refused == 0 and psa.bodies[0]["ticket"]["id"] == int(number)
     finally:
         end_process(agent)
-        server.stop()
+        if server.process is not None:
+            server.stop()
+        psa.server.shutdown()
+        psa.server.server_close()

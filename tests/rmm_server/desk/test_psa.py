@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from rmm_common.errors import ConfigError
+from rmm_server.cli import main as serve_main
 from rmm_server.desk.psa import PsaWebhook, read_secret, signature
 from rmm_server.storage.tickets import TicketEvent, TicketRecord
 from tests.helpers import wait_for
@@ -215,3 +217,26 @@ def test_the_secret_file_is_checked(tmp_path: Path) -> None:
     good = tmp_path / "secret"
     good.write_text("0123456789abcdef0123\n")
     assert read_secret(str(good)) == b"0123456789abcdef0123"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--psa-webhook-secret-file", "SECRET"], "give the URL too"),
+        (
+            ["--psa-webhook", "http://127.0.0.1:9/", "--psa-webhook-secret-file", "SHORT"],
+            "at least 16",
+        ),
+        (["--msp-name", "Acme\u202eTI"], "--msp-name 'Acme\\u202eTI' holds control characters"),
+    ],
+    ids=["secret-without-url", "short-secret", "msp-name-with-bidi"],
+)
+def test_serve_refuses_wrong_options_before_it_starts(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "SECRET").write_text("0123456789abcdef0123")
+    (tmp_path / "SHORT").write_text("abc")
+    args = [str(tmp_path / a) if a in ("SECRET", "SHORT") else a for a in args]
+    result = CliRunner().invoke(serve_main, ["serve", "--data-dir", str(tmp_path / "d"), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output, result.output
