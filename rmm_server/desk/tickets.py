@@ -181,7 +181,7 @@ class Tickets:
         if problems:
             raise InvalidArgument("ticket not opened: " + "; ".join(problems))
         client_id = self.desk.client_id(client)
-        zone = self.desk.get_site(client, site).time_zone if site else "UTC"
+        zone = self.desk.get_site(client, site).time_zone if site else self._client_zone(client)
         now = self.clock()
         ack_due, resolve_due = self._dues(client, priority, now, zone)
         record = TicketRecord(
@@ -215,6 +215,14 @@ class Tickets:
         ticket_id = self.records.open(record, TicketEvent(now, by, "opened", text))
         log.info("ticket %d opened for %s by %s at %s", ticket_id, client, by, tier)
         return self._emit(self.records.get(ticket_id))
+
+    def _client_zone(self, client: str) -> str:
+        """Return the time zone a ticket of no one site keeps business hours in: the one the
+        client's sites share, else its site with the most agents', UTC without sites."""
+        sites = self.desk.list_sites(client)
+        if not sites:
+            return "UTC"
+        return max(sites, key=lambda site: site.agents).time_zone
 
     def _dues(
         self, client: str, priority: str, now: float, zone: str

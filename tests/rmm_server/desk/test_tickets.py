@@ -152,14 +152,18 @@ def test_a_business_timer_skips_the_weekend_and_a_holiday_and_escalates_on_it(
     assert ticket.ack_due_at == utc(2026, 12, 26, 9, 0)
     # Resolve (6 h): 1 + 3 = 4 h by Saturday noon, 2 h on Monday -> Mon 28th 10:00 = 09:00 UTC.
     assert ticket.resolve_due_at == utc(2026, 12, 28, 9, 0)
+    # A ticket of no one site keeps the hours of the client's sites' zone (here one, Vienna).
+    fax = desk.open("initech", "Fax", "warning", "l1")
+    assert (fax.ack_due_at, fax.resolve_due_at) == (ticket.ack_due_at, ticket.resolve_due_at)
     hours = business_calendar(Contracts(store, clock).get("initech"))
     assert hours.elapsed(ticket.opened_at, utc(2026, 12, 28, 9, 0), "Europe/Vienna") == 6 * HOUR
     # The timer runs out on Saturday at 10:00, not before.
     clock.now = utc(2026, 12, 26, 8, 59)
     assert desk.escalate_due() == []
     clock.now = utc(2026, 12, 26, 9, 1)
-    [escalated] = desk.escalate_due()
-    assert escalated.tier == "L2" and told[-1][0] == ticket.id
+    escalated = desk.escalate_due()
+    assert sorted((t.id, t.tier) for t in escalated) == [(ticket.id, "L2"), (fax.id, "L2")]
+    assert sorted(t[0] for t in told) == [ticket.id, fax.id]
 
 
 def test_time_draws_down_block_hours_and_warns_under_the_threshold(
