@@ -471,9 +471,9 @@ HELP_OPENED_BY = "user"  # how the server names who opened a help request's tick
 def ask_description() -> str:
     """Ask for the problem in a desktop dialog, or fail saying to give it as an argument."""
     # Imported here: what only `help` and `verify` need stays out of the running agent.
-    from rmm_agent.help import prompt_argv  # noqa: PLC0415
+    from rmm_agent.help import prompt_command  # noqa: PLC0415
 
-    argv = prompt_argv(os.environ, shutil.which)
+    argv = prompt_command(os.environ, shutil.which, sys.platform, os.geteuid())
     if argv is None:
         fail(
             'give the problem as an argument: rmm-agent help "the printer is offline" (there is '

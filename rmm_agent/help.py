@@ -222,6 +222,26 @@ def prompt_argv(env: Mapping[str, str], which: Callable[[str], str | None]) -> l
     return None
 
 
+def prompt_command(
+    env: Mapping[str, str], which: Callable[[str], str | None], platform: str, euid: int
+) -> list[str] | None:
+    """Return the command that asks for a description: the dialog of prompt_argv(), run as
+    the user behind sudo in their own session (consent's way: runuser and their session bus on
+    Linux), so it opens on their desktop, Wayland too; None when there is no dialog."""
+    argv = prompt_argv(env, which)
+    user = env.get("SUDO_USER", "")
+    if argv is None or euid != 0 or not user or user == "root":
+        return argv
+    # Imported here: consent is what remote actions need; a help request needs only this.
+    from rmm_agent.consent import as_user  # noqa: PLC0415
+    from rmm_agent.consent.base import Session  # noqa: PLC0415
+
+    uid = env.get("SUDO_UID", "")
+    display = env.get("DISPLAY") or env.get("WAYLAND_DISPLAY", "")
+    session = Session(user, "", "", display, int(uid) if uid.isdigit() else None)
+    return as_user(session, argv, platform, euid)
+
+
 # --- the calls ------------------------------------------------------------------------------
 
 

@@ -36,7 +36,9 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProce
 
 def agent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run `rmm-agent` as a user would, without a desktop unless `env` gives one."""
-    base = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    # No desktop, and no one behind sudo (the dialog would be run as them).
+    unset = ("DISPLAY", "WAYLAND_DISPLAY", "SUDO_USER", "SUDO_UID")
+    base = {k: v for k, v in os.environ.items() if k not in unset}
     return subprocess.run(
         [str(BIN / "rmm-agent"), *args],
         capture_output=True,

@@ -20,6 +20,8 @@ from rmm_agent.help import (
     SpoolFacts,
     check_readable,
     make_snapshot,
+    prompt_argv,
+    prompt_command,
     read_failed_commands,
     read_logged_errors,
     read_spool,
@@ -157,3 +159,19 @@ def test_a_missing_client_key_is_said_before_anything_is_sent(tmp_path: Path) ->
     )
     with pytest.raises(HelpError, match="cannot read the TLS client key"):
         verify_code(identity, tmp_path, "ABCDEF")
+
+
+def test_the_prompt_runs_as_the_user_behind_sudo_in_their_session() -> None:
+    def which(name: str) -> str | None:
+        return "/usr/bin/zenity" if name == "zenity" else None
+
+    desktop = {"DISPLAY": ":0", "SUDO_USER": "anna", "SUDO_UID": "1000"}
+    argv = prompt_command(desktop, which, "linux", 0)
+    assert argv is not None
+    assert argv[:4] == ["runuser", "-u", "anna", "--"], argv
+    assert "DISPLAY=:0" in argv and "XDG_RUNTIME_DIR=/run/user/1000" in argv
+    assert argv[argv.index("/usr/bin/zenity") + 1] == "--entry"
+    # Not root, or no one behind sudo: the dialog as it is.
+    assert prompt_command(desktop, which, "linux", 1000) == prompt_argv(desktop, which)
+    assert prompt_command({"DISPLAY": ":0"}, which, "linux", 0) == prompt_argv(desktop, which)
+    assert prompt_command({"SUDO_USER": "anna"}, which, "linux", 0) is None  # no display
