@@ -88,3 +88,35 @@ def test_host_without_sensors_is_not_an_error(tmp_path: Path) -> None:
     out = SensorsCollector(psutil_module=bare, sys_root=tmp_path, platform="darwin").collect()
     assert out.samples == []
     assert out.info["available"] is False and out.info["reason"]
+
+
+def test_a_host_without_sensors_is_looked_at_again_only_every_rescan_interval(
+    tmp_path: Path,
+) -> None:
+    reads: list[str] = []
+    temps: dict[str, list[Temp]] = {}
+
+    def temperatures() -> dict[str, list[Temp]]:
+        reads.append("temperatures")
+        return temps
+
+    bare = SimpleNamespace(
+        sensors_temperatures=temperatures, sensors_fans=dict, sensors_battery=lambda: None
+    )
+    now = [100.0]
+    collector = SensorsCollector(
+        psutil_module=bare, sys_root=tmp_path, clock=lambda: now[0], empty_rescan_seconds=600
+    )
+    for _ in range(3):
+        out = collector.collect()
+        assert out.samples == [] and out.info["available"] is False and out.info["reason"]
+    assert reads == ["temperatures"], "psutil's globs not run again within the interval"
+    temps["acpitz"] = [Temp("", 27.8, None, None)]  # a sensor appears (a driver loaded)
+    now[0] += 599
+    assert collector.collect().samples == []
+    now[0] += 1
+    out = collector.collect()
+    assert value(out, "sensor_temperature_celsius", chip="acpitz", sensor="temp1") == 27.8
+    assert "available" not in out.info
+    collector.collect()
+    assert len(reads) == 3, "a host with sensors is read every cycle"
