@@ -25,6 +25,7 @@ from rmm_server.fleet import Fleet
 from rmm_server.roles import Role
 from rmm_server.storage import Store, open_store, schema
 from rmm_server.storage.alerts import AlertRecord, AlertStore
+from rmm_server.storage.availability import AvailabilityStore
 from rmm_server.storage.desk import SlaTarget
 from rmm_server.storage.suppressions import MaintenanceWindow, SuppressionStore
 
@@ -300,6 +301,25 @@ def test_bad_input_is_named(month: tuple[Store, Clock]) -> None:
         reports.trends(0)
     with pytest.raises(NotFound, match="nobody"):
         reports.trends(86400, client="nobody")
+    # A client without a contract or agents: a report with nothing to hold against.
+    clock.now = utc(12, 7)
+    bare = reports.contract("globex", "2026-11")
+    assert bare["contract"] is None and bare["availability"]["overall"] is None
+    assert bare["hours"]["included"] is None and bare["alerts"]["critical"]["sla"] is None
+
+
+def test_no_outage_begins_within_the_grace_after_the_server_starts(store: Store) -> None:
+    clock = Clock()
+    Places(store, Fleet(), Cluster("local"), clock).create_client("acme", "admin")
+    add_agent(store, A1, "web1", utc(10, 1))
+    seen(store, A1, utc(10, 31, 23))  # the server was down from then until Nov 1
+    recorder = OfflineRecorder(store, clock, not_before=utc(11, 1, 0, 2))
+    agent = store.get_agent(A1)
+    assert agent is not None
+    assert recorder.check([agent]) == (0, 0)
+    clock.now = utc(11, 1, 0, 3)  # past the grace and still not reporting: an outage
+    assert recorder.check([agent]) == (1, 0)
+    assert AvailabilityStore(store).open_periods() == {A1: utc(10, 31, 23)}
 
 
 def test_trends_rank_by_count_against_the_period_before(month: tuple[Store, Clock]) -> None:
