@@ -124,6 +124,11 @@ class PatchesCollector:
         # The digest of the list last put in an output, and when (monotonic clock).
         self._sent_digest = ""
         self._sent_at = 0.0
+        # The readings the last counts, list and digest were made from, and those: while no
+        # backend is read again (hours), each collection reuses them instead of hashing the
+        # whole list again (0.19 ms of CPU for 121 updates, every cycle).
+        self._made_from: tuple[tuple[str, Reading], ...] = ()
+        self._made: tuple[list[Sample], dict[str, Any], str] | None = None
 
     def choose_backends(self) -> list[UpdateSource]:
         """Return the backends available on this host, in order of preference."""
@@ -168,11 +173,19 @@ class PatchesCollector:
         errors = {n: r.error for n, r in readings.items() if r.error is not None}
         if len(errors) == len(readings):
             raise next(iter(errors.values())).with_traceback(None)
-        updates = [u for r in readings.values() for u in r.updates or ()]
-        samples, info = summarise(backends, updates, self._max_listed)
-        if errors:
-            info["errors"] = {n: f"{type(e).__name__}: {e}" for n, e in errors.items()}
+        made_from = tuple(readings.items())
+        if self._made is None or not _same_readings(made_from, self._made_from):
+            updates = [u for r in readings.values() for u in r.updates or ()]
+            made_samples, made_info = summarise(backends, updates, self._max_listed)
+            if errors:
+                made_info["errors"] = {n: f"{type(e).__name__}: {e}" for n, e in errors.items()}
+            self._made_from = made_from
+            self._made = (made_samples, made_info, list_digest(made_info))
+        made_samples, made_info, digest = self._made
+        # Copies: the ages are appended below, the list is taken out of `info` when unchanged.
+        samples, info = list(made_samples), dict(made_info)
         wall = self._wall_clock()
+        updates = [u for r in readings.values() for u in r.updates or ()]
         published = [u.published for u in updates if u.published is not None]
         if published:
             samples.append(
@@ -181,17 +194,16 @@ class PatchesCollector:
         lists_at = next((at for b in backends if (at := b.lists_updated_at()) is not None), None)
         if lists_at is not None:
             samples.append(Sample("patches_lists_age_seconds", max(0.0, wall - lists_at)))
-        self._send_list_on_change(info)
+        self._send_list_on_change(info, digest)
         return CollectorOutput(samples=samples, info=info)
 
-    def _send_list_on_change(self, info: dict[str, Any]) -> None:
+    def _send_list_on_change(self, info: dict[str, Any], digest: str) -> None:
         """Keep the list in `info` only when it changed or is due again; the digest always.
 
         The counts travel every time as samples; the list, up to MAX_LISTED entries of a few
         hundred bytes each, only when it differs from the one last sent (the server compares
         digests and stores the list on change) or every `resend_seconds`.
         """
-        digest = list_digest(info)
         info["digest"] = digest
         now = self._clock()
         if digest == self._sent_digest and now - self._sent_at < self._resend:
@@ -199,3 +211,13 @@ class PatchesCollector:
             return
         self._sent_digest = digest
         self._sent_at = now
+
+
+def _same_readings(
+    now: tuple[tuple[str, Reading], ...], before: tuple[tuple[str, Reading], ...]
+) -> bool:
+    """Tell whether the same backends gave the very same readings (none was read again)."""
+    return len(now) == len(before) and all(
+        name == old_name and reading is old
+        for (name, reading), (old_name, old) in zip(now, before, strict=True)
+    )

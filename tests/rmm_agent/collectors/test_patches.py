@@ -271,3 +271,34 @@ def test_a_new_version_of_the_same_update_changes_the_digest() -> None:
     clock.advance(2)
     out = collector.collect().info
     assert out["digest"] != first and out["updates"][0]["available"] == "3"
+
+
+def test_collections_between_reads_reuse_the_list_and_still_move_the_ages() -> None:
+    fake = FakeBackend([update("a", "security", 100.0), update("b")], stamp="same")
+    fake.lists_at = 50.0
+    clock, wall = FakeClock(), [1_000.0]
+    collector = PatchesCollector(
+        backends=[fake], clock=clock, wall_clock=lambda: wall[0], resend_seconds=6 * HOUR
+    )
+    first = collector.collect()
+    assert [u["id"] for u in first.info["updates"]] == ["fake:a", "fake:b"]
+    for step in range(1, 4):
+        clock.advance(60)
+        wall[0] += 60
+        out = collector.collect()
+        assert "updates" not in out.info and out.info["digest"] == first.info["digest"]
+        assert value(out, "patches_pending_oldest_age_seconds") == 900.0 + 60 * step
+        assert value(out, "patches_lists_age_seconds") == 950.0 + 60 * step
+        assert value(out, "patches_pending", classification="security") == 1
+    assert fake.reads == 1, "not due: read once"
+    # Taking the list out of one output left it whole for the resend.
+    clock.advance(6 * HOUR)
+    again = collector.collect().info
+    assert again["updates"] == first.info["updates"] and again["pending"] == 2
+    # A due read with another answer makes new counts, list and digest at once.
+    fake.version, fake.updates = "changed", [update("b")]
+    clock.advance(HOUR)
+    changed = collector.collect()
+    assert [u["id"] for u in changed.info["updates"]] == ["fake:b"]
+    assert changed.info["digest"] != first.info["digest"]
+    assert value(changed, "patches_pending", classification="security") == 0
