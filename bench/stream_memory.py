@@ -11,6 +11,10 @@ goes through; after each the server's RSS growth over its RSS before any agent, 
 3. after 1, then `--reports` reports each (a real report of this host, as the agent sends it),
    the stream still open, as it stays between an agent's reports.
 
+Each stage twice (`--read`): the server reading the stream by `async for` over grpc.aio's
+request iterator, and by `context.read()` (what rmm-server does since this bench found the
+iterator holding the last report it gave, about 40 KB, while it waits for the next).
+
 Each stage is a fresh server. `--option NAME=INT` passes gRPC channel arguments to the server
 (repeatable) to see whether one changes the figures.
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import multiprocessing
 import multiprocessing.queues
@@ -42,8 +47,21 @@ from rmm_proto import agent_pb2, agent_pb2_grpc
 SETTLE_SECONDS = 1.0  # for the server's allocations to be done before its RSS is read
 
 
-def serve(address: str, options: list[tuple[str, int]], ready: multiprocessing.queues.Queue[Any]
-          ) -> None:
+class ContextReadService(agent_pb2_grpc.AgentServiceServicer):
+    """The bare peer reading with context.read() instead of iterating over the requests, as
+    rmm-server's report stream does."""
+
+    async def StreamReports(
+        self, request_iterator: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
+        while (report := await context.read()) is not grpc.aio.EOF:
+            sequence = report.sequence
+            del report  # not held while the next one is awaited
+            yield agent_pb2.ReportAck(sequence=sequence)
+
+
+def serve(address: str, options: list[tuple[str, int]], ready: multiprocessing.queues.Queue[Any],
+          read: str = "iterator") -> None:
     """The server process: a bare AgentService on `address` until terminated."""
 
     async def main() -> None:
@@ -55,7 +73,8 @@ def serve(address: str, options: list[tuple[str, int]], ready: multiprocessing.q
                 *options,
             ]
         )
-        agent_pb2_grpc.add_AgentServiceServicer_to_server(BareAgentService(), server)
+        service = ContextReadService() if read == "context" else BareAgentService()
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(service, server)
         server.add_insecure_port(address)
         await server.start()
         ready.put(os.getpid())
@@ -94,11 +113,11 @@ async def load(address: str, agents: int, stage: str, reports: int, body: bytes,
 
 
 def one_stage(agents: int, stage: str, reports: int, body: bytes,
-              options: list[tuple[str, int]]) -> dict[str, float]:
+              options: list[tuple[str, int]], read: str) -> dict[str, float]:
     ctx = multiprocessing.get_context("spawn")
     ready: multiprocessing.queues.Queue[Any] = ctx.Queue()
     address = f"127.0.0.1:{free_port()}"
-    proc = ctx.Process(target=serve, args=(address, options, ready), daemon=True)
+    proc = ctx.Process(target=serve, args=(address, options, ready, read), daemon=True)
     proc.start()
     try:
         pid = int(ready.get(timeout=60))
@@ -126,6 +145,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs, medians shown (default 3)")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=INT",
                         help="a gRPC channel argument for the server (repeatable)")
+    parser.add_argument("--read", nargs="+", choices=("iterator", "context"),
+                        default=["iterator", "context"],
+                        help="how the server reads the report stream: `async for` over the "
+                        "request iterator, or context.read() (default both)")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     args = parser.parse_args(argv)
     if not 1 <= args.agents <= 15_000:
@@ -144,9 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stages = [("connected", 0), ("stream open", 0)] + [("reports", n) for n in args.reports]
     rows: dict[str, list[dict[str, float]]] = {}
     for run in range(1, args.runs + 1):
-        for stage, reports in stages:
+        for (stage, reports), read in itertools.product(stages, args.read):
             label = f"after {reports} report(s)" if stage == "reports" else stage
-            figures = one_stage(args.agents, stage, reports, body, args.options)
+            label = f"{label}, {read}"
+            figures = one_stage(args.agents, stage, reports, body, args.options, read)
             rows.setdefault(label, []).append(figures)
             print(f"run {run}: {label}: {figures['kb_per_agent']:.1f} KB an agent", flush=True)
     print(f"\nbare grpc.aio server (grpcio {grpc.__version__}), {args.agents} agents, a report "
@@ -155,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = {}
     for label, measured in rows.items():
         summary[label] = statistics.median(f["kb_per_agent"] for f in measured)
-        print(f"  {label:22s} {summary[label]:7.1f} KB an agent")
+        print(f"  {label:32s} {summary[label]:7.1f} KB an agent")
     if args.json is not None:
         args.json.write_text(json.dumps({
             "benchmark": "stream_memory", "machine": machine(), "grpcio": grpc.__version__,
