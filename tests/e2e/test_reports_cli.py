@@ -1,5 +1,7 @@
 """Reports end to end with real processes: the server records a real agent's outage (stopped,
-started again) and the month's contract report counts it; every output format parses (json
+started again) and the month's contract report counts it; a second outage inside a maintenance
+window counts on neither side (the figures checked against ones worked out in the test from
+the window's start, the agent's enrolment and the report's end); every output format parses (json
 loads, csv reads as one table per section, html is one escaped page); a viewer may read
 reports; bad input exits as the rest of the CLI does. The figures themselves are checked
 against hand-worked numbers in tests/rmm_server/desk/test_reports.py."""
@@ -12,6 +14,8 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import (
     ServerProcess,
@@ -84,7 +88,36 @@ def test_a_real_outage_in_the_contract_report_and_every_format(tmp_path: Path) -
         )
         assert restarted - stopped - 1 <= seconds <= most, (seconds, stopped, restarted, back)
         (row,) = report()["availability"]["agents"]  # type: ignore[index]
-        assert 0 < row["availability"] < 1
+        assert 0 < row["availability"] < 1 and row["maintenance_seconds"] == 0
+
+        # A second outage wholly inside a maintenance window counts on neither side: the
+        # offline time stays as it was, the window's time leaves the enrolled time.
+        window = rmm_json(
+            server, "maintenance", "add", "--name", "swap", "--start", "now", "--duration",
+            "1h", "--agent", agent_id,
+        )  # fmt: skip
+        added = time.time()  # the window counts from when the server made it, before this
+        wait_for(lambda: last_seen() > added, 30, "a report inside the window")
+        outages = server.log().count("1 agents went offline")
+        end_process(agent)
+        agent = None
+        # Recorded, so what follows shows it excluded, not missed.
+        wait_for(lambda: server.log().count("1 agents went offline") > outages, 30, "an outage")
+        restarted = time.time()
+        agent = start_agent(tmp_path / "agent", tmp_path / "agent.log", 1.0)
+        wait_for(lambda: last_seen() > restarted, 60, "the agent's report after its restart")
+        wait_for(lambda: offline() == seconds, 30, "the offline time as before the window")
+        (listed,) = rmm_json(server, "agents", "list")
+        full = report()
+        (row,) = full["availability"]["agents"]  # type: ignore[index]
+        end = float(full["end"])  # type: ignore[arg-type]
+        enrolled = end - max(float(full["start"]), float(listed["enrolled_at"]))  # type: ignore[arg-type]
+        planned = end - window["start_at"]
+        assert row["enrolled_seconds"] == pytest.approx(enrolled, abs=0.01)
+        assert row["maintenance_seconds"] == pytest.approx(planned, abs=1.0)
+        assert row["offline_seconds"] == seconds
+        counted = row["enrolled_seconds"] - row["maintenance_seconds"]
+        assert row["availability"] == pytest.approx((counted - seconds) / counted)
 
         table = rmm(server, "reports", "contract", "--client", "acme", "--month", month)
         assert "availability" in table.stdout and "L1" in table.stdout
