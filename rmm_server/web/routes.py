@@ -161,6 +161,9 @@ class Dashboard:
         )
         self._compliance: dict[str, bool] = {}
         self._compliance_at = -COMPLIANCE_SECONDS
+        # Bumped when a read finds other figures: a read that changes nothing does not make every
+        # open overview render again.
+        self._compliance_version = 0
         self._compliance_task: asyncio.Future[dict[str, bool]] | None = None
         self._online = views.OnlineCount(deps.fleet)
 
@@ -404,7 +407,10 @@ class Dashboard:
         ):
             task, self._compliance_task = self._compliance_task, None
             try:
-                self._compliance = await task
+                fresh = await task
+                if fresh != self._compliance:
+                    self._compliance = fresh
+                    self._compliance_version += 1
             except StorageError as exc:
                 log.warning("dashboard: patch compliance not read: %s", exc)
             self._compliance_at = time.monotonic()
@@ -454,7 +460,7 @@ class Dashboard:
                 self._online.count(now),
                 now,
                 request.query_string,
-                self._compliance_at,
+                self._compliance_version,
             )
             + '"'
         )

@@ -366,12 +366,13 @@ def live_version(
     online: int,
     now: float,
     query: str,
-    compliance_at: float,
+    compliance_version: int,
 ) -> str:
     """Return a tag that changes when what a live overview must show at once may have changed:
     the fleet (agents joining, leaving, moving, coming online: Fleet.version), the open alerts
-    (AlertManager.version), how many are online (going offline), the patch figures read, the
-    filters; and every LIVE_SLOT_SECONDS (last-seen times). O(1): no walk of the fleet."""
+    (AlertManager.version), how many are online (going offline), the patch figures (their
+    version: bumped when a read finds other figures), the filters; and every LIVE_SLOT_SECONDS
+    (last-seen times). O(1): no walk of the fleet."""
     slot = int(now // LIVE_SLOT_SECONDS)
-    key = repr((query, fleet_version, alerts_version, online, slot, compliance_at))
+    key = repr((query, fleet_version, alerts_version, online, slot, compliance_version))
     return hashlib.blake2b(key.encode(), digest_size=12).hexdigest()

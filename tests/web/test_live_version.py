@@ -66,7 +66,7 @@ def test_tag_follows_firing_alerts_online_count_filters_and_the_minute(tmp_path:
         agent = AgentIdentity("agent1", "web01", "acme", "hq")
 
         def tag(online: int = 5, query: str = "", now: float = NOW) -> str:
-            return live_version(7, manager.version, online, now, query, 0.0)
+            return live_version(7, manager.version, online, now, query, 0)
 
         before = tag()
         assert tag() == before
