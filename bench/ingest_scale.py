@@ -703,7 +703,6 @@ def measure_bare(
 
 def summary_row(combo: Combination) -> dict[str, Any]:
     best = combo.best()
-    first = next((s for s in combo.steps if not s["prime"]), None)
     last = combo.steps[-1] if combo.steps else None
     failed = last if last is not None and not last["passed"] and not last["prime"] else None
     return {
@@ -723,7 +722,10 @@ def summary_row(combo: Combination) -> dict[str, Any]:
         "server_cpu_ms_per_report_median": median_or_none(
             [s["server_cpu_ms_per_report"] for s in combo.steps if not s["prime"]]
         ),
-        "server_kb_per_agent": first.get("server_kb_per_agent") if first else None,
+        # The lowest rate's last attempt (a first attempt that failed does not carry it).
+        "server_kb_per_agent": next(
+            (s["server_kb_per_agent"] for s in combo.steps if "server_kb_per_agent" in s), None
+        ),
         "verified": combo.verification.get("ok") if combo.verification else None,
     }
 
