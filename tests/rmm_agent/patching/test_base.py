@@ -13,6 +13,7 @@ from rmm_agent.patching import BACKENDS, CLASSIFICATIONS, default_backends
 from rmm_agent.patching._rpm import RPM_QUERY
 from rmm_agent.patching.base import (
     INTERRUPTED,
+    CachedWhich,
     ProcessTimedOut,
     ProgramMissing,
     run_process,
@@ -87,3 +88,29 @@ def test_an_install_killed_at_its_timeout_is_interrupted(tmp_path: Path) -> None
     [outcome] = backend.install(["zypper:tzdata.noarch"], 600)
     assert outcome.status == INTERRUPTED
     assert "killed after 42s (timeout)" in outcome.message
+
+
+def test_which_answers_are_kept_a_while_for_the_same_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tool = tmp_path / "bin" / "pkgtool"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tool.parent))
+    now = [0.0]
+    which = CachedWhich(ttl=60, clock=lambda: now[0])
+    assert which("pkgtool") == str(tool)
+    tool.unlink()
+    now[0] = 59.0
+    assert which("pkgtool") == str(tool), "believed for the ttl"
+    now[0] = 60.0
+    assert which("pkgtool") is None, "looked for again after it"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    assert which("pkgtool") is None, "a missing program is believed for the ttl too"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "pkgtool").symlink_to(tool)
+    monkeypatch.setenv("PATH", str(other))
+    assert which("pkgtool") == str(other / "pkgtool"), "another PATH is looked up at once"
