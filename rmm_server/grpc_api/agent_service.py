@@ -360,10 +360,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         if self.commands is None:
             raise NotFound("this server does not send commands")
         commands = self.commands
-        incoming = request_iterator.__aiter__()
+        # context.read(), not request_iterator, as on the report stream: the iterator would
+        # hold the last message (a command's result, up to megabytes) for as long as the
+        # stream then stays quiet, which for most agents is until their next command.
         try:
-            first = await asyncio.wait_for(incoming.__anext__(), HELLO_TIMEOUT_SECONDS)
-        except (StopAsyncIteration, TimeoutError):
+            first = await asyncio.wait_for(context.read(), HELLO_TIMEOUT_SECONDS)
+        except TimeoutError:
+            return
+        if first is grpc.aio.EOF:
             return
         if not first.HasField("hello"):
             raise InvalidArgument("the command stream must start with a hello message")
@@ -377,7 +381,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
         async def read() -> None:
             try:
-                async for message in incoming:
+                while (message := await context.read()) is not grpc.aio.EOF:
                     if message.HasField("result"):
                         size = message.result.ByteSize()
                         await window.acquire(size)
@@ -387,6 +391,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                             link,
                             stored=functools.partial(window.release, size),
                         )
+                    del message  # submit_result holds the result while needed
             finally:
                 link.close()
 
