@@ -8,7 +8,8 @@ For every combination of `--agents`, `--db` and `--processes`:
    sharing it and one data directory, each on its own gRPC and HTTP port (what a TCP load
    balancer in front of them does is done here by the agents: agent i connects to replica
    i mod P, so each holds 1/P of the streams and owns those agents' alert state: see
-   rmm_server/cluster.py);
+   rmm_server/cluster.py; with `--reuse-port` the replicas share one port instead, as
+   `rmm-server serve --reuse-port` on one host, and the kernel spreads the connections);
 2. the agents are enrolled through replica 0's Enroll RPC (`--enroll-concurrency` at a time),
    and spread over `--clients` client processes (grpc.aio, one TCP connection per agent, the
    real collectors' report as template, a quarter of them "hot": bench.ingest_rate's agents);
@@ -295,15 +296,17 @@ class Proc:
 
 @contextmanager
 def real_servers(
-    count: int, db_url: str | None, workdir: Path
+    count: int, db_url: str | None, workdir: Path, reuse_port: bool = False
 ) -> Iterator[tuple[list[Proc], dict[str, str]]]:
     """Start `count` rmm-server replicas on `db_url` (SQLite when None) with one data
-    directory; yield them and the environment for `rmm` against the first."""
+    directory; yield them and the environment for `rmm` against the first. `reuse_port`: the
+    replicas share one gRPC port (`--reuse-port`, the kernel spreading the connections)."""
     data_dir = workdir / "server"
     servers: list[Proc] = []
+    shared = f"127.0.0.1:{free_port()}"
     try:
         for index in range(count):
-            grpc_address = f"127.0.0.1:{free_port()}"
+            grpc_address = shared if reuse_port else f"127.0.0.1:{free_port()}"
             http_url = f"http://127.0.0.1:{free_port()}"
             log_path = workdir / f"server-{index}.log"
             argv: list[str | Path] = [
@@ -311,6 +314,7 @@ def real_servers(
                 "--grpc-listen", grpc_address, "--http-listen", http_url.removeprefix("http://"),
                 "--insecure", "--log-format", "json", "--policies", POLICIES,
                 *RATE_LIMITS_OFF, "--replica-id", f"bench-{index}",
+                *(["--reuse-port"] if reuse_port else []),
             ]
             if db_url:
                 argv += ["--db", db_url]
@@ -631,7 +635,10 @@ def measure_rmm(
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rmm-scale-")))
         db_url = stack.enter_context(fresh_database(db))
-        servers, env = stack.enter_context(real_servers(combo.processes, db_url, workdir))
+        reuse = args.reuse_port and db_url is not None and combo.processes > 1
+        servers, env = stack.enter_context(
+            real_servers(combo.processes, db_url, workdir, reuse_port=reuse)
+        )
         try:
             floor = sum(rss_kb(s.pid) for s in servers)
             combo.rss_before_agents_mb = floor / 1024.0
@@ -797,6 +804,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="unacknowledged reports per stream at most (default 4)")
     parser.add_argument("--enroll-concurrency", type=int, default=16,
                         help="Enroll calls in flight (default 16)")
+    parser.add_argument("--reuse-port", action="store_true",
+                        help="replicas share one gRPC port (rmm-server serve --reuse-port) and "
+                        "every agent connects to it, instead of a port each with agents spread "
+                        "over them")
     parser.add_argument("--no-bare", action="store_true", help="leave out the bare peer")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     args = parser.parse_args(argv)
