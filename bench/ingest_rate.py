@@ -261,6 +261,11 @@ async def drive_agent(
         nonlocal due
         for sequence in range(first_sequence, first_sequence + MAX_REPORTS_PER_STREAM):
             if job.interval:
+                if due >= window_end:
+                    # Not due within the window: end the stream now, not after sleeping there
+                    # (with more agents than the rate, agents/rate seconds can outlast the drain,
+                    # and the stream then ended by its own deadline, counted as failed).
+                    break
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
             await slots.acquire()
             now = time.monotonic()
