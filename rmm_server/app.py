@@ -518,6 +518,7 @@ class RmmServer:
                 chart_history,
                 RunService(commands, self.fleet, self.scripts, alerts.consent_for),
                 PrometheusCharts(config.prometheus_url) if config.prometheus_url else None,
+                tuple(self._ticket_events()),
             )
         )
         told_replicas = operators.revoked

@@ -17,6 +17,7 @@ from rmm_common.errors import InvalidArgument, NotFound
 from rmm_proto import operator_pb2
 from rmm_server.command_fields import fields_json, signed_command_fields
 from rmm_server.commands import CommandService, decode_result
+from rmm_server.desk.ticket_runs import start_for_ticket
 from rmm_server.desk.tickets import Tickets
 from rmm_server.fleet import Fleet
 from rmm_server.grpc_api.audit_calls import note_resolved_agent
@@ -133,11 +134,9 @@ class CommandApi:
         runs = self._run_service()
         operator = current_operator.get()
         tickets = Tickets(self.store, on_event=list(self.ticket_events)) if request.ticket else None
-        if tickets is not None:  # refused before anything is sent when it is not open
-            await asyncio.to_thread(tickets.check_open, request.ticket)
-        run = await runs.start(run_request(request, operator.name, operator.role))
-        if tickets is not None:
-            await asyncio.to_thread(tickets.run_started, request.ticket, run, operator.name)
+        run = await start_for_ticket(
+            runs, run_request(request, operator.name, operator.role), tickets
+        )
         yield run_started(run)
         settled: list[Outcome] = []
         try:

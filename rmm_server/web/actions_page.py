@@ -27,6 +27,8 @@ from rmm_common.durations import parse_duration
 from rmm_common.errors import InvalidArgument, NotFound, PermissionDenied
 from rmm_proto import agent_pb2, commands_pb2, operator_pb2
 from rmm_server.commands import decode_result
+from rmm_server.desk.ticket_runs import start_for_ticket, ticket_number
+from rmm_server.desk.tickets import Tickets
 from rmm_server.ratelimit import RateLimited, RateLimits
 from rmm_server.roles import ACTION_ROLE, REQUIRED_ROLE, Role
 from rmm_server.runs import Run, RunRequest, RunService
@@ -181,6 +183,8 @@ def action_request(
         # As --queue-offline: sent when the agent reconnects, within a day.
         queue_offline=_text(form, "queue_offline") == "yes",
         detach=True,
+        # As --ticket: checked open, the run written on it, named in consent prompts.
+        ticket=ticket_number(_text(form, "ticket")),
     )
 
 
@@ -212,11 +216,20 @@ class ActionsView:
     services: list[ServiceRow]
     services_listed_at: float | None
     failed_services: list[str]
+    # The ticket the page was opened for (?ticket=N): every form sends it, as rmm's --ticket.
+    ticket: str = ""
 
     @property
     def any(self) -> bool:
         """Say whether the operator may send any action at all."""
         return any(self.may.values())
+
+
+def _shown_ticket(text: str) -> str:
+    try:
+        return str(ticket_number(text) or "")
+    except InvalidArgument:
+        return ""  # a link's bad ?ticket= is not carried into the forms: they send none
 
 
 def failed_services(report: agent_pb2.Report | None) -> list[str]:
@@ -276,8 +289,10 @@ class AgentActions:
         message: Callable[[web.Request, int, str, str], web.Response],
         remember: Callable[[Run], None],
         headers: Mapping[str, str],
+        tickets: Callable[[], Tickets] | None = None,
     ) -> None:
         self.runs = runs
+        self.tickets = tickets  # a run's ticket is checked and written on through these
         self.commands = commands
         self.limits = limits
         self.render = render
@@ -302,7 +317,11 @@ class AgentActions:
         )
 
     def view(
-        self, session: Session, agent: AgentRecord, report: agent_pb2.Report | None
+        self,
+        session: Session,
+        agent: AgentRecord,
+        report: agent_pb2.Report | None,
+        ticket: str = "",
     ) -> ActionsView:
         """Return the actions section of an agent's page (blocking: reads the database)."""
         may = (
@@ -322,6 +341,7 @@ class AgentActions:
             services=services,
             services_listed_at=listed_at,
             failed_services=failed_services(report),
+            ticket=_shown_ticket(ticket),
         )
 
     async def _act(self, request: web.Request) -> web.StreamResponse:
@@ -341,7 +361,8 @@ class AgentActions:
                 session.operator,
                 session.role.name.lower(),
             )
-            run = await self.runs.start(run_request)
+            tickets = self.tickets() if self.tickets is not None else None
+            run = await start_for_ticket(self.runs, run_request, tickets)
         except RateLimited as exc:
             return self.message(request, 429, "Too many requests", str(exc))
         except (InvalidArgument, NotFound, PermissionDenied) as exc:

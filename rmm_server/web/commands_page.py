@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from rmm_common.errors import InvalidArgument
 from rmm_proto import commands_pb2, operator_pb2
+from rmm_server.desk.ticket_runs import ticket_number
 from rmm_server.runs import Run, RunRequest
 from rmm_server.storage import AgentRecord
 
@@ -36,6 +37,7 @@ class RunForm:
     status: str
     everyone: bool
     queue_offline: bool
+    ticket: int  # as rmm run --ticket N; 0: none
 
     @classmethod
     def parse(cls, form: Mapping[str, str]) -> RunForm:
@@ -63,6 +65,7 @@ class RunForm:
             status=form.get("status", "").strip(),
             everyone=form.get("all", "") == "1",
             queue_offline=form.get("queue_offline", "") == "1",
+            ticket=ticket_number(form.get("ticket", "")),
         )
 
     def request(self, operator: str, role: str) -> RunRequest:
@@ -87,6 +90,7 @@ class RunForm:
             target=selector,
             queue_offline=self.queue_offline,
             detach=True,
+            ticket=self.ticket,
         )
 
 

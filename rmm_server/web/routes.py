@@ -41,6 +41,8 @@ from rmm_common.text import visible_lines
 from rmm_proto import agent_pb2
 from rmm_server.alerts.service import AlertService
 from rmm_server.audit import AuditLog
+from rmm_server.desk.ticket_runs import start_for_ticket
+from rmm_server.desk.tickets import Tickets
 from rmm_server.fleet import Fleet
 from rmm_server.operators import Operators
 from rmm_server.ratelimit import RateLimited, RateLimits, TokenBuckets
@@ -52,6 +54,7 @@ from rmm_server.storage.alerts import AlertQuery
 from rmm_server.storage.commands import CommandQuery, CommandStore
 from rmm_server.storage.dashboard_sessions import SessionStore
 from rmm_server.storage.patches import PatchStore
+from rmm_server.storage.tickets import TicketEvent, TicketRecord
 from rmm_server.web import views
 from rmm_server.web.actions_page import AgentActions
 from rmm_server.web.commands_page import RememberedRuns, RunForm
@@ -97,6 +100,8 @@ class DashboardDeps:
     history: ChartHistory | None = None
     runs: RunService | None = None
     prometheus: PrometheusCharts | None = None  # --prometheus-url: the charts ask it
+    # Told every ticket event a run from the dashboard writes (the PSA webhook).
+    ticket_events: tuple[Callable[[TicketRecord, TicketEvent], None], ...] = ()
 
 
 def _environment() -> jinja2.Environment:
@@ -158,6 +163,7 @@ class Dashboard:
             self._message,
             self._runs.add,
             SECURITY_HEADERS,
+            self._tickets,
         )
         self._compliance: dict[str, bool] = {}
         self._compliance_at = -COMPLIANCE_SECONDS
@@ -481,7 +487,9 @@ class Dashboard:
             return self.render(request, "not_found.html", status=404, what=f"agent {agent_id}")
         body, commands, inventory = await asyncio.to_thread(self._agent_reads, agent_id)
         report = agent_pb2.Report.FromString(decompress(body)) if body else None
-        actions = await asyncio.to_thread(self.actions.view, request["session"], agent, report)
+        actions = await asyncio.to_thread(
+            self.actions.view, request["session"], agent, report, request.query.get("ticket", "")
+        )
         return self.render(
             request,
             "agent.html",
@@ -651,7 +659,7 @@ class Dashboard:
             if self.deps.limits is not None:
                 self.deps.limits.check_operator(session.operator)
             run_request = RunForm.parse(raw).request(session.operator, session.role.name.lower())
-            run = await self.deps.runs.start(run_request)
+            run = await start_for_ticket(self.deps.runs, run_request, self._tickets())
         except RateLimited as exc:
             return self._message(request, 429, "Too many requests", str(exc))
         except (InvalidArgument, NotFound, PermissionDenied) as exc:
@@ -668,6 +676,10 @@ class Dashboard:
             )
         self._runs.add(run)
         raise web.HTTPSeeOther(f"/commands/runs/{run.id}")
+
+    def _tickets(self) -> Tickets:
+        # As the gRPC TicketApi's: every ticket event also reaches the PSA webhook.
+        return Tickets(self.deps.store, on_event=list(self.deps.ticket_events))
 
     def _run_view(self, run_id: str) -> dict[str, Any]:
         records = self._commands.query(

@@ -227,3 +227,31 @@ def raw(
         return response.status, response.headers, response.read()
     finally:
         conn.close()
+
+
+def test_an_action_for_a_ticket_is_written_on_it_and_a_closed_ticket_sends_nothing(
+    host: Host,
+) -> None:
+    ticket = rmm_json(
+        host.server, "tickets", "open", "--agent", host.agent_id, "--title", "slow host"
+    )["id"]
+    browser = Browser(host.server.http_url)
+    assert browser.login(host.tokens[Role.TIER1]).status == 303
+    page = browser.get(f"/agents/{host.agent_id}?ticket={ticket}")
+    assert f'name="ticket" value="{ticket}"' in page.body
+    reply = browser.post(
+        f"/agents/{host.agent_id}/actions/collect_now", {"csrf": page.csrf(), "ticket": ticket}
+    )
+    assert reply.status == 303, reply.body
+    run_id = reply.location.rsplit("/", 1)[-1]
+    events = rmm_json(host.server, "tickets", "show", str(ticket))["events"]
+    assert [e for e in events if run_id in e["text"] and "collect_now" in e["text"]], events
+    assert [e["by"] for e in events if run_id in e["text"]] == ["act-tier1"]
+
+    before = len(commands(host))
+    for bad, status in ((str(ticket + 1000), 404), ("abc", 400)):
+        refused = browser.post(
+            f"/agents/{host.agent_id}/actions/collect_now", {"csrf": page.csrf(), "ticket": bad}
+        )
+        assert refused.status == status and "ticket" in refused.body, refused.body
+    assert len(commands(host)) == before

@@ -265,12 +265,22 @@ def test_tier1_runs_a_library_script_and_sees_each_agents_result(fleet: Fleet) -
     assert bad.status == 400 and "is not NAME=VALUE" in bad.body
     nothing = browser.post("/commands", {"script": "disk-usage", "csrf": page.csrf()})
     assert nothing.status == 400  # no selection and not "every agent"
+    for ticket in ("abc", "999999"):  # not a number; no such ticket: nothing sent
+        no_ticket = browser.post(
+            "/commands",
+            {"script": "disk-usage", "agents": fleet.agent_id, "ticket": ticket,
+             "csrf": page.csrf()},
+        )  # fmt: skip
+        assert no_ticket.status == 400 and "ticket" in no_ticket.body, no_ticket.body
+    ticket = rmm_json(fleet.server, "tickets", "open", "--agent", fleet.agent_id, "--title", "disk")
     reply = browser.post(
         "/commands",
         {"script": "disk-usage", "params": "path=/tmp", "agents": fleet.agent_id,
-         "csrf": page.csrf()},
+         "ticket": str(ticket["id"]), "csrf": page.csrf()},
     )  # fmt: skip
     assert reply.status == 303 and reply.location.startswith("/commands/runs/"), reply.body
+    noted = rmm_json(fleet.server, "tickets", "show", str(ticket["id"]))["events"]
+    assert [e for e in noted if "library script disk-usage" in e["text"]], noted
     run = browser.get(reply.location)
     assert run.status == 200 and f'href="/agents/{fleet.agent_id}"' in run.body
     done = wait_for(
