@@ -247,15 +247,19 @@ async def drive_agent(
     earlier one stopped (bench.ingest_scale steps the rate over the same agents)."""
     start_at, window_start, window_end, drain_deadline = timeline
     maker = ReportMaker(agent, job)
+    # Paced agents start at random phases over one interval, so the offered load is even.
+    due = start_at + maker.rng.uniform(0.0, job.interval)
+    if job.interval and due >= window_end:
+        # Nothing due before the window ends (more agents than rate x window): no stream. One
+        # opened and half-closed without a message never ends (no EOF comes back), and its
+        # deadline would end it as CANCELLED, a failure that is the load generator's.
+        return
     stub = agent_pb2_grpc.AgentServiceStub(channel)
     call = stub.StreamReports(metadata=bearer_metadata(agent.credential))
     slots = asyncio.Semaphore(job.in_flight)
     sent_at: dict[int, float] = {}
     attach = [with_inventory]  # a new agent's first report carries its inventory
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-
-    # Paced agents start at random phases over one interval, so the offered load is even.
-    due = start_at + maker.rng.uniform(0.0, job.interval)
 
     async def write() -> None:
         nonlocal due
