@@ -160,6 +160,30 @@ def populate(data_dir: Path, clients: int, agents: int, tickets: int) -> list[st
     return names
 
 
+def spawn_server(
+    data_dir: Path, log_path: Path, db_url: str = ""
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a plaintext `rmm-server serve` on loopback ports over `data_dir` (and `db_url`
+    when given); return it and its gRPC port."""
+    port = free_port()
+    server = spawn(
+        [
+            BIN / "rmm-server",
+            "serve",
+            "--data-dir",
+            data_dir,
+            *(["--db", db_url] if db_url else []),
+            "--insecure",
+            "--grpc-listen",
+            f"127.0.0.1:{port}",
+            "--http-listen",
+            f"127.0.0.1:{free_port()}",
+        ],
+        log_path,
+    )
+    return server, port
+
+
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     """Run a CLI process; return its wall seconds, its CPU seconds and its stdout's bytes."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -191,22 +215,8 @@ def main() -> int:
             f"populated {args.agents} agents, {args.tickets} tickets over {args.clients} "
             f"clients in {time.perf_counter() - started:.1f} s"
         )
-        port = free_port()
         log_path = Path(tmp) / "server.log"
-        server = spawn(
-            [
-                BIN / "rmm-server",
-                "serve",
-                "--data-dir",
-                data_dir,
-                "--insecure",
-                "--grpc-listen",
-                f"127.0.0.1:{port}",
-                "--http-listen",
-                f"127.0.0.1:{free_port()}",
-            ],
-            log_path,
-        )
+        server, port = spawn_server(data_dir, log_path)
         try:
             token = wait_until(
                 lambda: (data_dir / "admin.token").read_text().strip(), 60, "the admin token"

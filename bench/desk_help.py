@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.agent_footprint import BIN, free_port, machine, spawn, stop_process, wait_until
+from bench.agent_footprint import BIN, machine, stop_process, wait_until
+from bench.desk import spawn_server
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
@@ -42,21 +43,7 @@ def main() -> None:
     loads = []
     with tempfile.TemporaryDirectory(prefix="bench-desk-help-") as tmp:
         data_dir = Path(tmp) / "server"
-        port = free_port()
-        server = spawn(
-            [
-                BIN / "rmm-server",
-                "serve",
-                "--data-dir",
-                data_dir,
-                "--insecure",
-                "--grpc-listen",
-                f"127.0.0.1:{port}",
-                "--http-listen",
-                f"127.0.0.1:{free_port()}",
-            ],
-            Path(tmp) / "server.log",
-        )
+        server, port = spawn_server(data_dir, Path(tmp) / "server.log")
         try:
             token = wait_until(
                 lambda: (data_dir / "admin.token").read_text().strip(), 60, "the admin token"

@@ -103,6 +103,7 @@ from bench.ingest_rate import (
     percentile,
     rules_in_force,
     scrape,
+    stop_clients,
 )
 from rmm_agent import __version__ as agent_version
 from rmm_proto import agent_pb2, agent_pb2_grpc
@@ -262,13 +263,7 @@ class Clients:
             inbox.put(None)
         for proc in self.processes:
             proc.join(10.0)
-        for proc in self.processes:
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(5.0)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5.0)
+        stop_clients(self.processes)
         self.outbox.close()
         for inbox in self.inboxes:
             inbox.close()

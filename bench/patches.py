@@ -114,10 +114,13 @@ def floor_scan(store: Store) -> int:
         return int(conn.execute(text("SELECT count(*) FROM patch_updates")).scalar_one())
 
 
-def open_database(db: str | None, workdir: Path) -> tuple[Store, Callable[[], None]]:
-    """Open a store at head: a SQLite file in `workdir`, or a fresh database on `db`'s server."""
+def open_database(db: str | None, workdir: Path) -> tuple[Store, str, Callable[[], None]]:
+    """Open a store at head: a SQLite file in `workdir` (where `rmm-server serve --data-dir
+    workdir` finds it), or a fresh database on `db`'s server; return it, its URL and how to
+    drop it."""
     if not db:
-        return open_store(f"sqlite:///{workdir / 'rmm.sqlite3'}"), lambda: None
+        url = f"sqlite:///{workdir / 'rmm.sqlite3'}"
+        return open_store(url), url, lambda: None
     name = f"rmm_bench_{os.getpid()}"
     admin = create_engine(engine_url(db), poolclass=NullPool, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -132,7 +135,7 @@ def open_database(db: str | None, workdir: Path) -> tuple[Store, Callable[[], No
             conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
 
-    return store, drop
+    return store, url, drop
 
 
 async def populate(
@@ -161,7 +164,7 @@ async def observe_cpu(inventory: PatchInventory, agent: AgentRecord,
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    store, drop = open_database(args.db, workdir)
+    store, _url, drop = open_database(args.db, workdir)
     try:
         return asyncio.run(measure(args, store))
     finally:

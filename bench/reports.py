@@ -33,48 +33,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import insert, text
 
-from bench.agent_footprint import BIN, free_port, machine, spawn, stop_process, wait_until
-from bench.desk import timed
+from bench.agent_footprint import BIN, machine, stop_process, wait_until
+from bench.desk import spawn_server, timed
+from bench.patches import open_database
 from rmm_server.desk.reports import Reports
-from rmm_server.storage import Store, open_store, schema
+from rmm_server.storage import Store, schema
 from rmm_server.storage.desk import SlaTarget, sla_to_json
-from rmm_server.storage.migrate import engine_url
 
 CHUNK = 5000
 DAY = 86400.0
 SEVERITIES = ("critical", "warning", "info")
 TIERS = ("L1", "L2", "L3")
-
-
-def open_database(db: str, workdir: Path) -> tuple[Store, str, Callable[[], None]]:
-    """Open a store at head: a SQLite file in `workdir`, or a fresh database on `db`'s server;
-    return it, its URL and how to drop it."""
-    if not db:
-        url = f"sqlite:///{workdir / 'rmm.sqlite3'}"
-        return open_store(url), url, lambda: None
-    name = f"rmm_bench_reports_{os.getpid()}"
-    admin = create_engine(engine_url(db), poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    url = db.rsplit("/", 1)[0] + "/" + name
-    store = open_store(url)
-
-    def drop() -> None:
-        store.close()
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
-
-    return store, url, drop
 
 
 def last_month(now: float) -> tuple[str, float, float]:
@@ -411,21 +386,8 @@ def measure(
 ) -> tuple[dict[str, list[dict[str, float]]], dict[str, Any]]:
     """Time the report in-process and through a real server and CLI; return the samples."""
     reports = Reports(store)
-    port = free_port()
-    server = spawn(
-        [
-            BIN / "rmm-server",
-            "serve",
-            "--data-dir",
-            data_dir,
-            *(["--db", url] if store.dialect == "postgresql" else []),
-            "--insecure",
-            "--grpc-listen",
-            f"127.0.0.1:{port}",
-            "--http-listen",
-            f"127.0.0.1:{free_port()}",
-        ],
-        tmp / "server.log",
+    server, port = spawn_server(
+        data_dir, tmp / "server.log", url if store.dialect == "postgresql" else ""
     )
     samples: dict[str, list[dict[str, float]]] = {
         "report_inprocess": [],
