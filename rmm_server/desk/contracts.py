@@ -58,6 +58,17 @@ class BusinessHours:
         """Return the business hours of one local date (none on a holiday)."""
         return () if day in self.holidays else self.week[day.weekday()]
 
+    def _spans(self, day: date, tz: ZoneInfo) -> list[tuple[float, float]]:
+        """Return the business hours of one local date as (opens, closes) unix times."""
+        midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
+        return [
+            (
+                (midnight + timedelta(minutes=first)).timestamp(),
+                (midnight + timedelta(minutes=last)).timestamp(),
+            )
+            for first, last in self.ranges(day)
+        ]
+
     def deadline(self, start: float, seconds: float, zone: str) -> float:
         """Return when `seconds` of business time after `start` have passed, on the local
         clock of `zone`; raise InvalidArgument when ten years do not hold that much."""
@@ -66,10 +77,7 @@ class BusinessHours:
         remaining = seconds
         for _day in range(_SEARCH_DAYS):
             day = cursor.date()
-            midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
-            for first, last in self.ranges(day):
-                opens = (midnight + timedelta(minutes=first)).timestamp()
-                closes = (midnight + timedelta(minutes=last)).timestamp()
+            for opens, closes in self._spans(day, tz):
                 begin = max(cursor.timestamp(), opens)
                 if begin >= closes:
                     continue
@@ -91,10 +99,7 @@ class BusinessHours:
         day = datetime.fromtimestamp(start, tz).date()
         last_day = datetime.fromtimestamp(end, tz).date()
         while day <= last_day:
-            midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
-            for first, last in self.ranges(day):
-                opens = (midnight + timedelta(minutes=first)).timestamp()
-                closes = (midnight + timedelta(minutes=last)).timestamp()
+            for opens, closes in self._spans(day, tz):
                 total += max(0.0, min(end, closes) - max(start, opens))
             day += timedelta(days=1)
         return total
