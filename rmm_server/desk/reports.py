@@ -30,7 +30,7 @@ from sqlalchemy import and_, case, func, or_, select
 
 from rmm_common.errors import InvalidArgument, NotFound
 from rmm_server.desk.contracts import SEVERITIES, business_calendar
-from rmm_server.desk.tickets import TIERS, business_deadline
+from rmm_server.desk.tickets import TIERS, business_deadline, client_zone
 from rmm_server.storage import Store, schema
 from rmm_server.storage.availability import AvailabilityStore
 from rmm_server.storage.desk import ContractRecord, DeskStore
@@ -174,7 +174,7 @@ class Reports:
         client = client.strip()
         record = self.desk.get_client(client)  # NotFound: the clearest error first
         sites = {site.name: site for site in self.desk.list_sites(client)}
-        zone_name = time_zone.strip() or _client_zone(sites.values())
+        zone_name = time_zone.strip() or client_zone(sites.values())
         zone = _zone(zone_name)
         start, end = month_bounds(year, number, zone)
         now = self.clock()
@@ -545,15 +545,6 @@ def _outcome(done: float | None, due: float, now: float) -> str:
     if done is not None:
         return "met" if done <= due else "missed"
     return "missed" if now > due else "open"
-
-
-def _client_zone(sites: Iterable[Any]) -> str:
-    """The zone the client's sites share, else its busiest site's (UTC without sites)."""
-    ranked = sorted(sites, key=lambda site: (-site.agents, site.name))
-    zones = {site.time_zone for site in ranked}
-    if len(zones) == 1:
-        return str(zones.pop())
-    return str(ranked[0].time_zone) if ranked else "UTC"
 
 
 def _contract_terms(contract: ContractRecord | None) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +33,7 @@ from rmm_server.desk.contracts import (
 from rmm_server.roles import Role
 from rmm_server.storage import AgentRecord, Store
 from rmm_server.storage.alerts import AlertRecord
-from rmm_server.storage.desk import ContractRecord, DeskStore
+from rmm_server.storage.desk import ContractRecord, DeskStore, SiteRecord
 from rmm_server.storage.tickets import (
     OPEN_STATUSES,
     TicketEvent,
@@ -62,6 +62,14 @@ def business_deadline(start: float, seconds: float, hours: BusinessHours, zone: 
     `zone` (business hours are wall-clock hours: a DST change moves them with it; holidays
     have none)."""
     return hours.deadline(start, seconds, zone)
+
+
+def client_zone(sites: Iterable[SiteRecord]) -> str:
+    """Return the time zone a client keeps when no one site is meant (a ticket of no site, a
+    contract report): the one its sites share, else its site with the most agents' (by name
+    on a tie), UTC without sites."""
+    busiest = min(sites, key=lambda site: (-site.agents, site.name), default=None)
+    return busiest.time_zone if busiest is not None else "UTC"
 
 
 def alert_facts(alert: AlertRecord, agent: AgentRecord) -> str:
@@ -181,7 +189,10 @@ class Tickets:
         if problems:
             raise InvalidArgument("ticket not opened: " + "; ".join(problems))
         client_id = self.desk.client_id(client)
-        zone = self.desk.get_site(client, site).time_zone if site else self._client_zone(client)
+        if site:
+            zone = self.desk.get_site(client, site).time_zone
+        else:
+            zone = client_zone(self.desk.list_sites(client))
         now = self.clock()
         ack_due, resolve_due = self._dues(client, priority, now, zone)
         record = TicketRecord(
@@ -215,14 +226,6 @@ class Tickets:
         ticket_id = self.records.open(record, TicketEvent(now, by, "opened", text))
         log.info("ticket %d opened for %s by %s at %s", ticket_id, client, by, tier)
         return self._emit(self.records.get(ticket_id))
-
-    def _client_zone(self, client: str) -> str:
-        """Return the time zone a ticket of no one site keeps business hours in: the one the
-        client's sites share, else its site with the most agents', UTC without sites."""
-        sites = self.desk.list_sites(client)
-        if not sites:
-            return "UTC"
-        return max(sites, key=lambda site: site.agents).time_zone
 
     def _dues(
         self, client: str, priority: str, now: float, zone: str
