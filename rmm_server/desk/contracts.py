@@ -152,7 +152,7 @@ def parse_business_hours(text: str, holidays: Iterable[str] = ()) -> BusinessHou
     A clause is DAYS HOURS: days as `mon`, `mon-fri` or a list `mon,wed,fri`, hours as
     `08:00-18:00` or a list `08:00-12:00,13:00-17:00`; a day named in two clauses is an error.
     """
-    normal = " ".join(text.lower().split())
+    normal = _normal(text)
     if not normal:
         raise InvalidArgument(
             f"--business-hours is empty: write DAYS HH:MM-HH:MM[; ...], e.g. "
