@@ -128,7 +128,8 @@ class PatchesCollector:
         # backend is read again (hours), each collection reuses them instead of hashing the
         # whole list again (0.19 ms of CPU for 121 updates, every cycle).
         self._made_from: tuple[tuple[str, Reading], ...] = ()
-        self._made: tuple[list[Sample], dict[str, Any], str] | None = None
+        # The last element: the oldest update's publication time (None: none says it).
+        self._made: tuple[list[Sample], dict[str, Any], str, float | None] | None = None
 
     def choose_backends(self) -> list[UpdateSource]:
         """Return the backends available on this host, in order of preference."""
@@ -179,18 +180,16 @@ class PatchesCollector:
             made_samples, made_info = summarise(backends, updates, self._max_listed)
             if errors:
                 made_info["errors"] = {n: f"{type(e).__name__}: {e}" for n, e in errors.items()}
+            published = [u.published for u in updates if u.published is not None]
+            oldest = min(published) if published else None
             self._made_from = made_from
-            self._made = (made_samples, made_info, list_digest(made_info))
-        made_samples, made_info, digest = self._made
+            self._made = (made_samples, made_info, list_digest(made_info), oldest)
+        made_samples, made_info, digest, oldest = self._made
         # Copies: the ages are appended below, the list is taken out of `info` when unchanged.
         samples, info = list(made_samples), dict(made_info)
         wall = self._wall_clock()
-        updates = [u for r in readings.values() for u in r.updates or ()]
-        published = [u.published for u in updates if u.published is not None]
-        if published:
-            samples.append(
-                Sample("patches_pending_oldest_age_seconds", max(0.0, wall - min(published)))
-            )
+        if oldest is not None:
+            samples.append(Sample("patches_pending_oldest_age_seconds", max(0.0, wall - oldest)))
         lists_at = next((at for b in backends if (at := b.lists_updated_at()) is not None), None)
         if lists_at is not None:
             samples.append(Sample("patches_lists_age_seconds", max(0.0, wall - lists_at)))
