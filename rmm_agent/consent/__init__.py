@@ -198,7 +198,7 @@ class Consent:
 
     def notify(self, operator: Requester | str, action: str) -> list[str]:
         """Tell the logged-in users who acts and what; return who was told. Never raises."""
-        requester = operator if isinstance(operator, Requester) else Requester(operator)
+        requester = Requester.given(operator)
         try:
             lines = self.notice(operator, action)
             sessions = self._list()
@@ -246,7 +246,7 @@ class Consent:
         ask is a refusal with the reason.
         """
         timeout = self.settings.timeout_seconds if timeout_seconds is None else timeout_seconds
-        requester = operator if isinstance(operator, Requester) else Requester(operator)
+        requester = Requester.given(operator)
         try:
             lines = self.question(operator, action, timeout)
             if not self.settings.ask_command:

@@ -73,6 +73,11 @@ class Requester:
         """Return the requester a (verified) command names."""
         return cls(command.operator, command.msp, command.ticket, command.maintenance_window)
 
+    @classmethod
+    def given(cls, operator: Requester | str) -> Requester:
+        """Return `operator` as a requester: an operator's name alone asks for nothing more."""
+        return operator if isinstance(operator, Requester) else cls(operator)
+
 
 @dataclass(slots=True)
 class ConsentAnswer:
@@ -185,8 +190,7 @@ def clean(text: str, limit: int | None = _LIMIT) -> str:
 def who(requester: Requester | str) -> str:
     """Return how the user is told who acts (the operator, the policy rule or the patch window
     that did, of which MSP) and for what: a ticket, a maintenance window, or no ticket."""
-    if isinstance(requester, str):
-        requester = Requester(requester)
+    requester = Requester.given(requester)
     name = clean(requester.operator, 120)
     if name.startswith("policy:"):
         name = f"an automatic rule ({name.removeprefix('policy:')})"
