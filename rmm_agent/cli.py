@@ -465,7 +465,6 @@ USER_STATE_DIR_OPTION = click.option(
     help="The agent's state directory (default: $RMM_AGENT_STATE_DIR, else /var/lib/rmm-agent).",
 )
 PROMPT_TIMEOUT_SECONDS = 600
-HELP_OPENED_BY = "user"  # how the server names who opened a help request's ticket
 
 
 def ask_description() -> str:
@@ -594,7 +593,7 @@ def verify(code: str, state_dir: Path | None, output: str) -> None:
     """Check whether a caller's code belongs to an open ticket of this computer (exit 0: it
     does, 1: it does not)."""
     from rmm_agent.help import HelpError, verify_code  # noqa: PLC0415
-    from rmm_common.helpdesk import code_problem, normalize_code  # noqa: PLC0415
+    from rmm_common.helpdesk import HELP_OPENED_BY, code_problem, normalize_code  # noqa: PLC0415
 
     problem = code_problem(code)
     if problem is not None:

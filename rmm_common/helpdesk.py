@@ -14,6 +14,7 @@ from rmm_common.text import invisible_problem
 __all__ = [
     "CODE_ALPHABET",
     "CODE_LENGTH",
+    "HELP_OPENED_BY",
     "MAX_HELP_TEXT",
     "MAX_SNAPSHOT_BYTES",
     "help_text_problem",
@@ -25,6 +26,9 @@ __all__ = [
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 6  # 31**6: about 887 million codes; wrong guesses are rate-limited per agent
 MAX_HELP_TEXT = 1000
+# Who a ticket a user asked for on their own computer is opened by: the server opens it so,
+# and `rmm-agent verify` tells the user when a caller's code is of such a ticket.
+HELP_OPENED_BY = "user"
 # The diagnostic snapshot a help request carries (JSON); a full report with every process and
 # the inventory is left out, so this bounds a host with many disks and services.
 MAX_SNAPSHOT_BYTES = 256 * 1024

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from rmm_common.errors import InvalidArgument, NotFound
 from rmm_common.helpdesk import (
+    HELP_OPENED_BY,
     MAX_SNAPSHOT_BYTES,
     code_problem,
     help_text_problem,
@@ -37,7 +38,6 @@ from rmm_server.storage.tickets import TicketRecord
 
 log = logging.getLogger(__name__)
 
-HELP_BY = "user"  # who opened a ticket a user asked for on their own computer
 HELP_ACTION = "RequestHelp"
 VERIFY_ACTION = "VerifyTicketCode"
 NO_MATCH = "no match"
@@ -130,12 +130,12 @@ class HelpDesk:
             ]
         )
         # An agent enrolled before its client's record existed still gets its ticket.
-        self.tickets.desk.ensure_place(agent.client, agent.site, HELP_BY, now, new_ident)
+        self.tickets.desk.ensure_place(agent.client, agent.site, HELP_OPENED_BY, now, new_ident)
         ticket = self.tickets.open(
             agent.client,
             title,
             "warning",
-            HELP_BY,
+            HELP_OPENED_BY,
             "L1",
             agent.site,
             agent.id,
@@ -170,7 +170,7 @@ class HelpDesk:
         if not isinstance(data, dict):
             raise InvalidArgument("help request refused: its snapshot is not a JSON object")
         since = self.clock() - WINDOW_SECONDS
-        asked = self.tickets.records.opened_since(agent.id, HELP_BY, since)
+        asked = self.tickets.records.opened_since(agent.id, HELP_OPENED_BY, since)
         if asked >= self.limits.help_per_hour:
             raise RateLimited(
                 f"this computer ({agent.hostname}) asked for help {asked} times in the last "
