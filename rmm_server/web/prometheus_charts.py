@@ -21,6 +21,7 @@ import aiohttp
 from yarl import URL
 
 from rmm_common.errors import ConfigError
+from rmm_server.web.history import LOOPBACK as LOOPBACK_INTERFACES
 from rmm_server.web.history import SERIES, ChartHistory
 
 STEP_SECONDS = 300
@@ -28,8 +29,9 @@ SPAN_SECONDS = 24 * 3600
 TIMEOUT_SECONDS = 5.0
 # A day of 5-minute points is a few kilobytes a series; anything far bigger is not an answer.
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
-# Traffic that never leaves the host, left out as the server's own history leaves it out.
-LOOPBACK = '"lo|lo0|Loopback Pseudo-Interface 1"'
+# Traffic that never leaves the host, left out as the server's own history leaves it out (its
+# interface names, none with a regex metacharacter, as a PromQL alternation).
+LOOPBACK = '"' + "|".join(LOOPBACK_INTERFACES) + '"'
 # One expression per chart series over the agent's exported series ({sel} selects the agent).
 # Aggregations collapse the copies a series has when several replicas or jobs export it.
 QUERIES: dict[str, str] = {
