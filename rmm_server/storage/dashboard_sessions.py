@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import delete, func, or_, select, update
 
@@ -34,7 +34,7 @@ class SessionStore:
         """Store a new session; the operator's oldest beyond `keep_per_operator` go (a flood of
         logins with a valid token cannot grow the table without end)."""
         with self.store.transaction("store a dashboard session") as conn:
-            conn.execute(_sessions.insert().values(_values(row)))
+            conn.execute(_sessions.insert().values(asdict(row)))
             count = conn.execute(
                 select(func.count()).where(_sessions.c.operator_id == row.operator_id)
             ).scalar_one()
@@ -91,14 +91,3 @@ class SessionStore:
         """Return how many sessions are stored."""
         with self.store.transaction("count dashboard sessions") as conn:
             return int(conn.execute(select(func.count()).select_from(_sessions)).scalar_one())
-
-
-def _values(row: SessionRow) -> dict[str, object]:
-    return {
-        "id_hash": row.id_hash,
-        "operator_id": row.operator_id,
-        "operator": row.operator,
-        "role": row.role,
-        "created_at": row.created_at,
-        "last_used": row.last_used,
-    }
