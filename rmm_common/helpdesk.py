@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 
+from rmm_common.agent_words import printable_name
 from rmm_common.text import invisible_problem
 
 __all__ = [
@@ -78,8 +79,7 @@ SHOWN_ERRORS = 10
 
 
 def _shown(value: object, limit: int = 200) -> str:
-    text = str(value)[:limit]
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    return printable_name(str(value)[:limit])
 
 
 def _size(value: object) -> str:
