@@ -335,6 +335,10 @@ class RmmServer:
             config.policies_dir,
             offline_grace_seconds=config.offline_grace_seconds,
         )
+        # Offline periods for contract reports (docs/desk.md), after the alerts' same grace.
+        self._offline = OfflineRecorder(
+            store, not_before=alerts.started_at + alerts.offline_grace_seconds
+        )
         alerts.unknown_scripts = self.scripts.unknown_scripts
         alerts.script_params_problem = self.scripts.params_problem
         # Rules with `ticket: L1|L2|L3` open, reopen and resolve tickets (docs/desk.md).
@@ -801,11 +805,7 @@ class RmmServer:
         if self.cluster.is_leader and self.alerts is not None:
             agents = [state.record for state in self.fleet.snapshot()]
             await self.alerts.check_offline(agents)
-            if self.store is not None:
-                # Offline periods for contract reports (docs/desk.md), after the same grace.
-                if self._offline is None:
-                    grace = self.alerts.started_at + self.alerts.offline_grace_seconds
-                    self._offline = OfflineRecorder(self.store, not_before=grace)
+            if self._offline is not None:
                 try:
                     await asyncio.to_thread(self._offline.check, agents)
                 except StorageError as exc:
