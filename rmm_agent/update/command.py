@@ -14,15 +14,14 @@ from rmm_agent.runner import AgentRunner
 from rmm_agent.update.launcher import (
     DEFAULT_CONFIRM_TIMEOUT,
     EXIT_UPDATE_READY,
-    LAUNCHER_ENV,
-    LAUNCHER_PROTOCOL,
     Layout,
+    under_launcher,
 )
 
 
 def attach_updater(runner: AgentRunner, environ: Mapping[str, str] = os.environ) -> None:
     """Let `runner` take update offers when it runs under the launcher."""
-    if environ.get(LAUNCHER_ENV) != LAUNCHER_PROTOCOL:
+    if not under_launcher(environ):
         return  # not under the launcher: the updater's modules stay unimported (memory)
     from rmm_agent.update.updater import grpc_fetch, updater_from_env  # noqa: PLC0415
 

@@ -42,6 +42,11 @@ STABLE_AFTER_SECONDS = 60.0  # a child that ran this long resets the restart bac
 log = logging.getLogger("rmm_agent.launcher")
 
 
+def under_launcher(environ: Mapping[str, str]) -> bool:
+    """Tell whether this process is a launcher's child (it set LAUNCHER_ENV to its protocol)."""
+    return environ.get(LAUNCHER_ENV) == LAUNCHER_PROTOCOL
+
+
 @dataclass(frozen=True, slots=True)
 class Layout:
     """Where the launcher and the agent keep archives and update state."""

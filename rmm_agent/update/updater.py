@@ -17,11 +17,10 @@ import grpc
 
 from rmm_agent.transport import describe_rpc_error
 from rmm_agent.update.launcher import (
-    LAUNCHER_ENV,
-    LAUNCHER_PROTOCOL,
     Layout,
     read_json,
     read_rejected,
+    under_launcher,
     write_json,
 )
 from rmm_common.errors import RmmError
@@ -247,6 +246,6 @@ def updater_from_env(
     environ: Mapping[str, str] = os.environ,
 ) -> Updater | None:
     """Return an Updater when this agent runs under the launcher, else None."""
-    if environ.get(LAUNCHER_ENV) != LAUNCHER_PROTOCOL:
+    if not under_launcher(environ):
         return None
     return Updater(Layout.of(state_dir), version, fetch, on_ready)
