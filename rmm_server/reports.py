@@ -190,7 +190,7 @@ def _check_collector_info(
             f"{cwhere}: info_json holds over {MAX_INFO_CONTAINERS:,} arrays and objects "
             "(all collectors' info of one report together, counted as '[' and '{')"
         )
-    check_json_depth(info, f"{cwhere}: info_json", containers=containers)
+    check_json_depth(info, f"{cwhere}: info_json", containers)
 
 
 def check_report_fields(report: agent_pb2.Report, where: str) -> None:
@@ -266,7 +266,7 @@ def check_inventory(inventory: agent_pb2.Inventory, where: str) -> None:
     expected = inventory_hash(raw)
     if inventory.hash != expected:
         raise InvalidArgument(f"{where}: inventory.hash does not match its content")
-    check_json_depth(raw, f"{where}: inventory.json", containers=containers)
+    check_json_depth(raw, f"{where}: inventory.json", containers)
 
 
 _OPENERS = (b"{", b"[")
@@ -277,19 +277,15 @@ def json_containers(raw: bytes) -> int:
     return raw.count(_OPENERS[0]) + raw.count(_OPENERS[1])
 
 
-def check_json_depth(
-    raw: bytes, what: str, limit: int = MAX_JSON_DEPTH, containers: int | None = None
-) -> None:
+def check_json_depth(raw: bytes, what: str, containers: int, limit: int = MAX_JSON_DEPTH) -> None:
     """Raise InvalidArgument naming `what` when the JSON document `raw` nests arrays and
     objects deeper than `limit`. A document that is not JSON at all passes: readers show it as
     such (LazyInfo), and refusing it here would change what agents may send.
 
-    Cost: a document with at most `limit` brackets in all (most collectors' info) is passed on
-    two C-speed counts (none when the caller counted them already: `containers`, which is
-    json_containers(raw)); others are decoded once (about 100 us for a 4 KB process list).
+    Cost: a document with at most `limit` brackets in all (`containers`, json_containers(raw),
+    which its caller counted for its own bound; most collectors' info) is passed without
+    another look; others are decoded once (about 100 us for a 4 KB process list).
     """
-    if containers is None:
-        containers = json_containers(raw)
     if containers <= limit:
         return  # it cannot hold more arrays and objects than brackets
     try:
