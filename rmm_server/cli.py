@@ -9,7 +9,6 @@ import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import click
 
@@ -392,13 +391,11 @@ def serve(
 
 
 def _prometheus_url(url: str) -> str:
-    url = url.strip()
-    parts = urlsplit(url)
-    if url and (parts.scheme not in ("http", "https") or not parts.hostname):
-        raise ConfigError(
-            f"--prometheus-url {url!r}: give Prometheus's base URL, e.g. http://127.0.0.1:9090"
-        )
-    return url
+    # Checked here too, not only when the server builds its charts: a wrong URL stops the
+    # server before it opens its database.
+    from rmm_server.web.prometheus_charts import check_url  # noqa: PLC0415
+
+    return check_url(url) if url.strip() else ""
 
 
 def _psa_secret(url: str, path: str) -> bytes:
