@@ -403,6 +403,7 @@ class CommandService:
         known = await asyncio.to_thread(self._load, ids)
         now = self.clock()
         updates: list[tuple[str, int, bytes, str, float | None]] = []
+        notes: dict[str, str] = {}
         settled: list[CommandRecord] = []
         acks: list[tuple[AgentLink | None, str]] = []
         for pending in batch:
@@ -429,13 +430,16 @@ class CommandService:
             record.result = result.SerializeToString()
             record.error = result.error
             record.finished_at = now if final else None
+            record.result_note = result_note(result)
+            if record.result_note:
+                notes[record.id] = record.result_note
             updates.append(
                 (record.id, record.status, record.result, record.error, record.finished_at)
             )
             if final:
                 settled.append(record)
                 acks.append((pending.link, result.command_id))
-        await asyncio.to_thread(self.commands.record_results, updates)
+        await asyncio.to_thread(self.commands.record_results, updates, notes)
         for link, command_id in acks:
             if link is not None:
                 link.send(commands_pb2.ServerCommandMessage(result_stored=command_id))
@@ -544,6 +548,15 @@ def refused_result(result: commands_pb2.CommandResult, reason: str) -> commands_
         kept.script.stdout_truncated = script.stdout_truncated or bool(script.stdout)
         kept.script.stderr_truncated = script.stderr_truncated or bool(script.stderr)
     return kept
+
+
+def result_note(result: commands_pb2.CommandResult) -> str:
+    """Return what a listing shows of `result` when it does not read it: a file's path, size
+    and sha256 (never its data), else nothing."""
+    if result.WhichOneof("result") != "file":
+        return ""
+    file = result.file
+    return f"{file.path}: {file.size} bytes, sha256 {file.sha256}"
 
 
 def decode_result(record: CommandRecord) -> commands_pb2.CommandResult | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, case, null, select, update
@@ -47,6 +47,8 @@ class CommandRecord:
     finished_at: float | None = None
     result: bytes | None = None
     error: str = ""
+    # What listings show instead of a result they leave out: a pulled file's path, size, sha256.
+    result_note: str = ""
 
     @property
     def final(self) -> bool:
@@ -60,7 +62,8 @@ class CommandQuery:
     statuses: tuple[int, ...] = ()
     action: str = ""  # only commands of this action (run_script, list_services, ...)
     limit: int = 100
-    # Pages that list commands: a pulled file's result (its data, up to 8 MiB) is left out.
+    # Pages that list commands: a pulled file's result (its data, up to 8 MiB) is left out; its
+    # result_note says what it was.
     without_file_data: bool = False
 
 
@@ -124,8 +127,14 @@ class CommandStore:
         with self.store.transaction("mark commands sent") as conn:
             conn.execute(statement)
 
-    def record_results(self, results: Sequence[tuple[str, int, bytes, str, float | None]]) -> None:
-        """Store (id, status, result, error, finished_at) unless the command is final already."""
+    def record_results(
+        self,
+        results: Sequence[tuple[str, int, bytes, str, float | None]],
+        notes: Mapping[str, str] | None = None,
+    ) -> None:
+        """Store (id, status, result, error, finished_at) unless the command is final already,
+        with each command's result note from `notes` (by id; none when absent)."""
+        notes = notes or {}
         if not results:
             return
         table = schema.commands
@@ -143,6 +152,7 @@ class CommandStore:
                 result=bindparam("b_result"),
                 error=bindparam("b_error"),
                 finished_at=bindparam("b_finished_at"),
+                result_note=bindparam("b_note"),
             )
         )
         rows = [
@@ -152,6 +162,7 @@ class CommandStore:
                 "b_result": result,
                 "b_error": error,
                 "b_finished_at": finished_at,
+                "b_note": notes.get(command_id, ""),
             }
             for command_id, status, result, error, finished_at in results
         ]

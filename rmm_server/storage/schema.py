@@ -214,6 +214,8 @@ commands = Table(
     Column("signed", LargeBinary, nullable=False),  # rmm.v1.SignedCommand
     Column("result", LargeBinary),  # rmm.v1.CommandResult
     Column("error", Text, nullable=False, default=""),
+    # What listings show of a result they leave out (a pulled file's), revision 0020.
+    Column("result_note", Text, nullable=False, server_default=""),
 )
 Index("ix_commands_agent_status", commands.c.agent_id, commands.c.status)
 Index("ix_commands_run", commands.c.run_id)

@@ -14,7 +14,7 @@ from typing import Any
 from google.protobuf import text_format
 
 from rmm_proto import agent_pb2, commands_pb2
-from rmm_server.commands import decode_result
+from rmm_server.commands import decode_result, result_note
 from rmm_server.fleet import Fleet
 from rmm_server.storage import AgentRecord
 from rmm_server.storage.alerts import AlertRecord
@@ -287,10 +287,11 @@ def command_view(record: CommandRecord) -> CommandView:
         elif kind == "file":
             # Never the data: a pulled file of 8 MiB as text is ~2 s of CPU on the loop, for
             # every view of the page; its run's page has the download.
-            pulled = result.file
-            output = f"{pulled.path}: {pulled.size} bytes, sha256 {pulled.sha256}"
+            output = result_note(result)
         elif kind is not None:
             output = text_format.MessageToString(getattr(result, kind), as_utf8=True)
+    elif record.result_note:  # a pulled file's result, left out of listings
+        output = record.result_note
     if len(output) > OUTPUT_CHARS:
         output = output[:OUTPUT_CHARS] + f"\n… ({len(output) - OUTPUT_CHARS} more characters)"
     status = commands_pb2.CommandStatus.Name(record.status) if record.status else "UNKNOWN"

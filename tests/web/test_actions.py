@@ -162,6 +162,8 @@ def test_tier2_pushes_a_file_pulls_it_back_and_downloads_it(host: Host) -> None:
     done = finished(browser, pulled.location, "succeeded")
     command_id = next(c["command_id"] for c in commands(host) if c["action"] == "pull_file")
     assert f'href="/commands/{command_id}/file"' in done.body
+    digest = hashlib.sha256(data).hexdigest()
+    assert f"{remote}: {len(data)} bytes, sha256 {digest}" in done.body
     assert "from the dashboard" not in done.body  # the page never carries the file itself
     status, headers, body = raw(browser, "GET", f"/commands/{command_id}/file")
     assert status == 200 and body == data

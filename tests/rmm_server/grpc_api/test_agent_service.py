@@ -331,9 +331,9 @@ def test_results_read_ahead_on_a_command_stream_are_bounded(tmp_path: Path) -> N
             taken.append(args[1].command_id)
             submit(*args, **kwargs)
 
-        def held_record_results(results: Any) -> None:
+        def held_record_results(results: Any, notes: Any = None) -> None:
             gate.wait(WAIT)
-            record_results(results)
+            record_results(results, notes)
 
         server.commands.submit_result = counting_submit  # type: ignore[method-assign]
         server.commands.commands.record_results = held_record_results  # type: ignore[method-assign]
