@@ -26,8 +26,7 @@ import grpc
 
 from rmm_agent.commands.history import HISTORY_FILE
 from rmm_agent.errorlog import read_recent_errors
-from rmm_agent.spool import SPOOL_FILE
-from rmm_agent.state import IDENTITY_FILE, Identity
+from rmm_agent.state import IDENTITY_FILE, SEQUENCE_FILE, Identity, StateDir
 from rmm_agent.transport import agent_channel, describe_rpc_error
 from rmm_common.errors import ConfigError, RmmError
 from rmm_common.tokens import bearer_metadata
@@ -134,20 +133,17 @@ def make_snapshot(
 
 
 def read_spool(state_dir: Path) -> tuple[SpoolFacts | None, list[str]]:
-    """Return the spool's counts (read only, beside a running agent), or None and why not."""
-    path = state_dir / SPOOL_FILE
-    if not path.exists():
+    """Return the spool's counts as the agent last noted them (sequence.json), or None and why.
+
+    Not from the spool itself: a running agent holds it in SQLite's exclusive locking mode, so
+    a reader waits and fails ("database is locked") exactly when the agent is up.
+    """
+    if not (state_dir / SEQUENCE_FILE).exists():
         return None, []
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
-        try:
-            waiting = int(db.execute("SELECT count(*) FROM reports").fetchone()[0])
-            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        return None, [f"cannot read the report spool {path}: {exc}"]
-    return SpoolFacts(waiting, int(meta.get("dropped", 0))), []
+    record = StateDir(state_dir).load_sequence()
+    if record is None:
+        return None, [f"cannot read the spool's counts in {state_dir / SEQUENCE_FILE}"]
+    return SpoolFacts(record.spool_pending, record.spool_dropped), []
 
 
 def read_failed_commands(state_dir: Path, now: float) -> list[str]:

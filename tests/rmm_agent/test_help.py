@@ -29,7 +29,7 @@ from rmm_agent.help import (
 )
 from rmm_agent.report import ReportBuilder, report_to_dict
 from rmm_agent.spool import Spool
-from rmm_agent.state import Identity
+from rmm_agent.state import Identity, SequenceRecord, StateDir
 from rmm_common.errors import ConfigError
 from rmm_common.helpdesk import MAX_SNAPSHOT_BYTES
 
@@ -100,16 +100,22 @@ def test_failed_services_reboot_patches_and_errors_are_picked_out() -> None:
 
 def test_the_spool_and_failed_commands_are_read_beside_the_agent(tmp_path: Path) -> None:
     assert read_spool(tmp_path) == (None, [])
+    # Held open as the running agent holds it (SQLite's exclusive locking mode).
     spool = Spool.in_state_dir(tmp_path, 100, 10_000_000)
-    spool.close()
+    try:
+        StateDir(tmp_path).save_sequence(
+            SequenceRecord(spool_pending=3, spool_dropped=1), durable=False
+        )
+        facts, problems = read_spool(tmp_path)
+        assert facts == SpoolFacts(3, 1) and problems == []
+        history = CommandHistory.open(tmp_path)
+        history.close()
+        assert read_failed_commands(tmp_path, time.time()) == []
+    finally:
+        spool.close()
+    (tmp_path / "sequence.json").write_bytes(b"not JSON at all")
     facts, problems = read_spool(tmp_path)
-    assert facts == SpoolFacts(0, 0) and problems == []
-    history = CommandHistory.open(tmp_path)
-    history.close()
-    assert read_failed_commands(tmp_path, time.time()) == []
-    (tmp_path / "spool.sqlite3").write_bytes(b"not a database at all" * 100)
-    facts, problems = read_spool(tmp_path)
-    assert facts is None and "cannot read the report spool" in problems[0]
+    assert facts is None and "cannot read the spool's counts" in problems[0]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
