@@ -468,6 +468,11 @@ class LazyInfo(Mapping[str, Any]):
         self._raw = {c.name: c.info_json for c in report.collectors if c.info_json}
         self._decoded: dict[str, Any] = {}
 
+    @property
+    def raw(self) -> Mapping[str, bytes]:
+        """Return each collector's info as its undecoded JSON bytes (what is decoded from)."""
+        return self._raw
+
     def __getitem__(self, name: str) -> Any:
         if name not in self._decoded:
             raw = self._raw[name]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,6 +28,8 @@ from rmm_server.alerts.lifecycle import (
 from rmm_server.storage.alerts import AlertRecord, AlertStore
 
 log = logging.getLogger(__name__)
+# Fingerprints remembered, about one per rule and series of each agent (cleared when full).
+FINGERPRINT_MEMO_LIMIT = 500_000
 
 
 class RuleLike(RuleTiming, Protocol):
@@ -126,6 +128,8 @@ class AlertManager:
         # Bumped whenever an open alert starts, changes state or severity, or ends: the
         # dashboard's live overview compares it instead of walking every open alert per poll.
         self.version = 0
+        # (rule key, agent id, series labels in their order) -> fingerprint.
+        self._fingerprints: dict[tuple[str, str, tuple[tuple[str, str], ...]], str] = {}
 
     def load(self) -> int:
         """Load open alerts from storage (at start-up); return how many."""
@@ -162,10 +166,14 @@ class AlertManager:
         seen: set[str] = set()
         for condition in conditions:
             rule = condition.rule
-            labels = dict(condition.series_labels)
-            key = fingerprint(rule.key, agent.agent_id, labels)
+            key = self._fingerprint(rule.key, agent.agent_id, condition.series_labels)
             seen.add(key)
             previous = self._open.get(key)
+            if previous is None and not condition.active:
+                # No alert and a condition that does not hold: advance() keeps it that way
+                # whatever the time (the steady state of most rules on most agents).
+                continue
+            labels = dict(condition.series_labels)
             before = _to_lifecycle(previous) if previous else None
             after = advance(
                 before,
@@ -196,6 +204,17 @@ class AlertManager:
         if transitions:
             self._refresh_firing_gauge()
         return changed, transitions
+
+    def _fingerprint(self, rule_key: str, agent_id: str, labels: Mapping[str, str]) -> str:
+        """Return fingerprint(rule_key, agent_id, labels), remembered: each report asks again
+        for every rule and series of its agent, and a hash each time adds up."""
+        memo_key = (rule_key, agent_id, tuple(labels.items()))
+        found = self._fingerprints.get(memo_key)
+        if found is None:
+            if len(self._fingerprints) >= FINGERPRINT_MEMO_LIMIT:
+                self._fingerprints.clear()
+            found = self._fingerprints[memo_key] = fingerprint(rule_key, agent_id, labels)
+        return found
 
     def _record(
         self,

@@ -71,7 +71,8 @@ def agent_context(
     samples as validate_report() returned them, read from the report when not given;
     `needed`: the metric names the agent's rules read (PolicySet.metrics_for), so that only
     those samples are built; all of them when not given)."""
-    info: Mapping[str, Any] = LazyInfo(report) if report is not None else {}
+    lazy = LazyInfo(report) if report is not None else None
+    info: Mapping[str, Any] = lazy if lazy is not None else {}
     context = AgentContext(
         agent_id=record.id,
         hostname=record.hostname,
@@ -84,6 +85,7 @@ def agent_context(
         info=info,
         inventory_added=inventory_added,
         inventory_removed=inventory_removed,
+        info_raw=lazy.raw if lazy is not None else {},
     )
     samples: list[SeriesSample] = []
     if report is not None:
@@ -304,7 +306,7 @@ class AlertService:
             series,
             needed=self.policies.metrics_for,
         )
-        conditions = self.policies.evaluate(context, samples)
+        conditions = self.policies.evaluate(context, samples, reuse=True)
         self.manager.metrics.evaluation_seconds.observe(time.perf_counter() - started)
         await self._apply(record, conditions, "report", resolve_missing=True)
 

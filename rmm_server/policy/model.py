@@ -37,6 +37,11 @@ class AgentContext:
     info: Mapping[str, Any]
     inventory_added: tuple[str, ...] = ()
     inventory_removed: tuple[str, ...] = ()
+    # The undecoded info of each collector `info` is read from (its JSON bytes), when the
+    # caller has them: a rule calling an info function is then known to see the same info as
+    # at its previous evaluation by comparing bytes (PolicySet.evaluate with reuse). None: not
+    # known, so such rules are always evaluated.
+    info_raw: Mapping[str, bytes] | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,35 @@ _CACHE_LIMIT = 100_000
 class _Resolved:
     rule: EffectiveRule
     plan: Plan
+    # The collectors whose info the rule's functions read: () none, None any (info_value).
+    info_sections: tuple[str, ...] | None = ()
+
+
+# The info each function of expressions.FUNCTIONS reads (None: a collector named at run time).
+_FUNCTION_INFO: dict[str, tuple[str, ...] | None] = {
+    "service_state": ("services",),
+    "process_running": ("processes",),
+    "info_value": None,
+}
+assert set(_FUNCTION_INFO) == set(expressions.FUNCTIONS)
+
+
+def _info_sections(rule: EffectiveRule) -> tuple[str, ...] | None:
+    """Return the collectors whose info `rule` may read through functions (by name in its
+    sources: a name inside a string literal only makes this wider, never narrower)."""
+    sources = " ".join(s for s in (rule.expr, rule.clear, rule.value) if s)
+    sections: list[str] = []
+    for function, read in _FUNCTION_INFO.items():
+        if function in sources:
+            if read is None:
+                return None
+            sections += read
+    return tuple(sections)
+
+
+# One rule's outcome at its last evaluation for an agent: the rule as resolved then, what it
+# read (its signature) and the conditions it gave.
+_Outcome = tuple[_Resolved, tuple[Any, ...], tuple[Condition, ...]]
 
 
 def _format_value(value: float | None) -> str:
@@ -64,6 +94,10 @@ class _Bundle:
     scalars: tuple[str, ...]
     agent_fields: frozenset[str]
     inventory: bool
+    # Whether a rule's outcome may be reused while its inputs are unchanged: not when an
+    # agent-level rule reads `labels`, which only a series rule run before it binds (its
+    # outcome then depends on another rule's inputs).
+    reusable: bool = True
 
 
 class PolicySet:
@@ -93,6 +127,9 @@ class PolicySet:
         self._merged: dict[tuple[int, ...], Plan | None] = {}
         self._bundles: dict[tuple[Any, ...], _Bundle] = {}
         self._consents: dict[tuple[Any, ...], ConsentSetting] = {}
+        # Agent id -> rule key -> that rule's outcome at its last evaluation (evaluate with
+        # reuse); a reload makes a new PolicySet, so outcomes never outlive their rules.
+        self._outcomes: dict[str, dict[str, _Outcome]] = {}
 
     @property
     def policies(self) -> tuple[str, ...]:
@@ -176,7 +213,7 @@ class PolicySet:
                 series_labels=plan.series_labels,
                 ticket=spec.ticket,
             )
-            resolved.append(_Resolved(rule, plan))
+            resolved.append(_Resolved(rule, plan, _info_sections(rule)))
         result = tuple(resolved)
         with self._lock:
             if len(self._cache) >= _CACHE_LIMIT:
@@ -221,6 +258,7 @@ class PolicySet:
                 scalars=scalars,
                 agent_fields=frozenset().union(*(p.agent_fields for p in plans)),
                 inventory=any(p.uses_inventory for p in plans),
+                reusable=not any(p.uses_labels and p.driver is None for p in plans),
             )
             with self._lock:
                 if len(self._bundles) >= _CACHE_LIMIT:
@@ -261,13 +299,47 @@ class PolicySet:
         """Return every rule whose scope includes `agent`, disabled ones too, with provenance."""
         return [r.rule for r in self._resolve(agent)]
 
-    def evaluate(self, agent: AgentContext, samples: Sequence[SeriesSample]) -> list[Condition]:
-        """Evaluate the agent's rules on its latest samples; one Condition per rule and series."""
+    def evaluate(
+        self, agent: AgentContext, samples: Sequence[SeriesSample], reuse: bool = False
+    ) -> list[Condition]:
+        """Evaluate the agent's rules on its latest samples; one Condition per rule and series.
+
+        With `reuse`, a rule whose inputs are the same as at its last evaluation for this agent
+        (the same resolved rule, bit for bit the same values and labels of every metric it
+        reads, the same agent fields, inventory changes and collector info) is not run again:
+        its conditions of then are returned, which running it would give again (CEL reads
+        nothing else). A rule reading `agent.seconds_since_report` (time) always runs. What
+        the conditions mean over time (`for:`, `keep_firing_for:`, resolution) is the alert
+        manager's, which sees every condition at every evaluation either way.
+        """
         bundle = self._bundle(agent)
         if not bundle.rules:
             return []
         scalars, series = _split_samples(samples, bundle.metrics)
-        context = _prepare_context(bundle, agent, scalars)
+        memory = self._memory(agent.agent_id) if reuse and bundle.reusable else None
+        # Per rule in order: its conditions of last time, or its signature (None: unknown)
+        # when it runs now.
+        plan_of_run: list[tuple[_Resolved, tuple[Any, ...] | None]] = []
+        reused: dict[int, tuple[Condition, ...]] = {}  # position in plan_of_run -> conditions
+        for item in bundle.rules:
+            if any(name not in scalars for name in item.plan.scalars):
+                continue  # the agent does not report this metric: nothing to judge
+            signature = None
+            if memory is not None:
+                signature = _signature(item, agent, scalars, series)
+                held = memory.get(item.rule.key)
+                if (
+                    signature is not None
+                    and held is not None
+                    and held[0] is item
+                    and held[1] == signature
+                ):
+                    reused[len(plan_of_run)] = held[2]
+                    plan_of_run.append((item, None))
+                    continue
+            plan_of_run.append((item, signature))
+        running = [item for index, (item, _) in enumerate(plan_of_run) if index not in reused]
+        context = _prepare_context(running, bundle, agent, scalars) if running else None
         base_values = {
             "agent": agent.agent_id,
             "hostname": agent.hostname,
@@ -278,18 +350,36 @@ class PolicySet:
             "inventory_removed": ", ".join(agent.inventory_removed),
         }
         conditions: list[Condition] = []
-        for item in bundle.rules:
+        for index, (item, signature) in enumerate(plan_of_run):
+            if index in reused:
+                conditions += reused[index]
+                continue
+            assert context is not None
+            first = len(conditions)
             plan = item.plan
-            if any(name not in scalars for name in plan.scalars):
-                continue  # the agent does not report this metric: nothing to judge
             if plan.driver is not None:
                 self._run_series(item, plan.driver, context, series, base_values, conditions)
-                continue
-            first = scalars[plan.scalars[0]] if plan.scalars else None
-            condition = self._run(item, context, first, _EMPTY, base_values)
-            if condition is not None:
-                conditions.append(condition)
+            else:
+                value = scalars[plan.scalars[0]] if plan.scalars else None
+                condition = self._run(item, context, value, _EMPTY, base_values)
+                if condition is not None:
+                    conditions.append(condition)
+            if memory is not None:
+                if signature is None:
+                    memory.pop(item.rule.key, None)
+                else:
+                    memory[item.rule.key] = (item, signature, tuple(conditions[first:]))
         return conditions
+
+    def _memory(self, agent_id: str) -> dict[str, _Outcome]:
+        """Return the rule outcomes kept for `agent_id` (bounded like the other caches)."""
+        memory = self._outcomes.get(agent_id)
+        if memory is None:
+            with self._lock:
+                if len(self._outcomes) >= _CACHE_LIMIT:
+                    self._outcomes.clear()
+                memory = self._outcomes.setdefault(agent_id, {})
+        return memory
 
     def _run_series(
         self,
@@ -381,17 +471,70 @@ def _split_samples(
     return scalars, series
 
 
+def _signature(
+    item: _Resolved,
+    agent: AgentContext,
+    scalars: Mapping[str, float],
+    series: Mapping[str, list[SeriesSample]],
+) -> tuple[Any, ...] | None:
+    """Return everything `item`'s rule reads of the agent this time, comparable with ==, or
+    None when that cannot be told (it reads the time since the last report, or collector info
+    the caller gave no bytes of). Floats are compared as their bytes: == would take -0.0 for
+    0.0 (which a rule's value shows) and never take a NaN for itself."""
+    plan = item.plan
+    if "seconds_since_report" in plan.agent_fields:
+        return None
+    values = [scalars[name] for name in plan.scalars]
+    labels: tuple[Any, ...] = ()
+    if plan.driver is not None:
+        found = [s for name in (plan.driver, *plan.joined) for s in series.get(name, ())]
+        labels = tuple((s.name, tuple(s.labels.items())) for s in found)
+        values += [s.value for s in found]
+    info: tuple[Any, ...] = ()
+    if item.info_sections != ():
+        raw = agent.info_raw
+        if raw is None:
+            return None
+        if item.info_sections is None:
+            info = tuple(raw.items())
+        else:
+            info = tuple(raw.get(name) for name in item.info_sections)
+    # Agent facts that are not part of the resolved rule's identity (the rule is cached per
+    # agent id, hostname, client, site, tags and os), and what templates may show.
+    facts = (agent.interval_seconds,) if plan.agent_fields else ()
+    return (
+        struct.pack(f"{len(values)}d", *values),
+        labels,
+        info,
+        facts,
+        agent.inventory_added,
+        agent.inventory_removed,
+    )
+
+
 def _prepare_context(
-    bundle: _Bundle, agent: AgentContext, scalars: Mapping[str, float]
+    running: Sequence[_Resolved],
+    bundle: _Bundle,
+    agent: AgentContext,
+    scalars: Mapping[str, float],
 ) -> cel.Context:
-    """Return a CEL context holding the agent's scalars and the variables the rules read."""
+    """Return a CEL context holding the variables the `running` rules read (each rule reads
+    its own variables only: the scalars it names, `agent`, `inventory`, the functions)."""
     context = cel.Context()
-    for name in bundle.scalars:
+    if len(running) == len(bundle.rules):
+        names: Sequence[str] = bundle.scalars
+        agent_fields = bundle.agent_fields
+        inventory = bundle.inventory
+    else:
+        names = tuple(dict.fromkeys(m for r in running for m in r.plan.scalars))
+        agent_fields = frozenset().union(*(r.plan.agent_fields for r in running))
+        inventory = any(r.plan.uses_inventory for r in running)
+    for name in names:
         if name in scalars:
             context.add_variable(name, scalars[name])
-    if bundle.agent_fields:
-        context.add_variable("agent", _agent_map(agent, bundle.agent_fields))
-    if bundle.inventory:
+    if agent_fields:
+        context.add_variable("agent", _agent_map(agent, agent_fields))
+    if inventory:
         context.add_variable(
             "inventory",
             {"added": list(agent.inventory_added), "removed": list(agent.inventory_removed)},
