@@ -15,8 +15,7 @@ from rmm_cli.output import (
     confirm_unless_yes,
     emit,
     emit_json,
-    emit_json_rows,
-    finite_or_none,
+    emit_json_texts,
     print_plain_table,
     print_table,
     ratio,
@@ -24,9 +23,11 @@ from rmm_cli.output import (
     shown,
     when,
 )
+from rmm_common import agent_rows
 from rmm_common.agent_words import printable_name, shown_hostname_flagged
 from rmm_common.boundedjson import load_json_bounded
 from rmm_common.durations import format_duration
+from rmm_common.json_text import list_item_text
 
 if TYPE_CHECKING:
     from rmm_proto import operator_pb2
@@ -40,46 +41,16 @@ def agents() -> None:
     """Enrolled agents: their state and latest metrics."""
 
 
-def agent_status(agent: operator_pb2.AgentSummary) -> str:
-    """Return revoked, online or offline."""
-    if agent.revoked_at:
-        return "revoked"
-    return "online" if agent.online else "offline"
-
+# An agent's JSON row and status, shared with the server, which renders `agents list --output
+# json` rows too; the other commands take them from here.
+agent_row = agent_rows.agent_row
+agent_status = agent_rows.agent_status
 
 STATUS_STYLE = {
     "online": "[green]online[/]",
     "offline": "[red]offline[/]",
     "revoked": "[red]revoked[/]",
 }
-
-
-def agent_row(agent: operator_pb2.AgentSummary, now: float) -> dict[str, Any]:
-    """Return an agent summary as JSON-ready data."""
-    return {
-        "id": agent.id,
-        "hostname": agent.hostname,
-        "client": agent.client,
-        "site": agent.site,
-        "tags": list(agent.tags),
-        "os": agent.os,
-        "os_name": agent.os_name,
-        "os_version": agent.os_version,
-        "agent_version": agent.agent_version,
-        "status": agent_status(agent),
-        "revoked_at": agent.revoked_at or None,
-        "enrolled_at": agent.enrolled_at,
-        "last_seen": agent.last_seen or None,
-        "last_seen_seconds_ago": (now - agent.last_seen) if agent.last_seen else None,
-        "interval_seconds": agent.interval_seconds,
-        "last_sequence": agent.last_sequence,
-        "cpu_usage_ratio": finite_or_none(agent.cpu_usage_ratio),
-        "memory_used_ratio": finite_or_none(agent.memory_used_ratio),
-        "disk_used_ratio_max": finite_or_none(agent.disk_used_ratio_max),
-        "disk_used_ratio_max_mountpoint": agent.disk_used_ratio_max_mountpoint or None,
-        "uptime_seconds": finite_or_none(agent.uptime_seconds),
-        "collector_errors": agent.collector_errors,
-    }
 
 
 TABLE_PAGE = 100  # rows `rmm agents list` shows in a table unless --limit says otherwise
@@ -90,6 +61,8 @@ PLAIN_TABLE_ROWS = 500
 # largest page). Each next page is asked for before this one is printed, so the server reads
 # page n+1 while this process prints page n: 10,000 agents in five calls.
 FETCH_PAGE = 2000
+# Rows asked for a call as JSON text: the server's largest page (its text is cut at a few MiB).
+FETCH_JSON_PAGE = 5000
 
 
 def agent_pages(
@@ -98,19 +71,29 @@ def agent_pages(
     limit: int,
     page_token: str,
     page_size: int = FETCH_PAGE,
+    json_now: float | None = None,
 ) -> Generator[operator_pb2.ListAgentsResponse, None, None]:
     """Yield ListAgents pages from `page_token` until the last, or `limit` rows (0: all), at
-    most `page_size` rows a call.
+    most `page_size` rows a call. With `json_now`, each page is asked for as the text of its
+    rows (json_rows, last_seen_seconds_ago counted from `json_now`); a server older than that
+    answers with messages all the same.
 
     The call for the next page is made before the current page is yielded.
     """
     from rmm_proto import operator_pb2  # noqa: PLC0415
 
     stub = conn.stub()
+    as_json = json_now is not None
 
     def ask(token: str, fetched: int) -> Any:
         size = min(limit - fetched, page_size) if limit else page_size
-        request = operator_pb2.ListAgentsRequest(filter=flt, limit=size, page_token=token)
+        request = operator_pb2.ListAgentsRequest(
+            filter=flt,
+            limit=size,
+            page_token=token,
+            json_rows=as_json,
+            json_now=json_now or 0.0,
+        )
         return conn.call_future(stub.ListAgents, request)
 
     pending = ask(page_token, 0)
@@ -118,7 +101,7 @@ def agent_pages(
     try:
         while pending is not None:
             response: operator_pb2.ListAgentsResponse = conn.result(pending)
-            fetched += len(response.agents)
+            fetched += len(response.agents) or response.json_row_count
             more = bool(response.next_page_token) and not (limit and fetched >= limit)
             pending = ask(response.next_page_token, fetched) if more else None
             yield response
@@ -161,12 +144,14 @@ def agents_list(
     if limit is None:
         limit = 0 if output == "json" else TABLE_PAGE
     flt = operator_pb2.AgentFilter(client=client, site=site, tag=tag, status=status or "")
-    pages = agent_pages(conn, flt, limit, page_token)
     now = time.time()
     if output == "json":
-        # Streamed: each page is printed while the next is fetched.
-        emit_json_rows([agent_row(agent, now) for agent in page.agents] for page in pages)
+        # The server renders the rows' text (kept per agent, made again when the agent
+        # changes): printed as it comes, undecoded, each page while the next is fetched.
+        json_pages = agent_pages(conn, flt, limit, page_token, FETCH_JSON_PAGE, json_now=now)
+        emit_json_texts(page_json(page, now) for page in json_pages)
         return
+    pages = agent_pages(conn, flt, limit, page_token)
     rows: list[operator_pb2.AgentSummary] = []
     total = 0
     for page in pages:
@@ -186,6 +171,14 @@ def agents_list(
             "--client, --site, --tag, --status",
             err=True,
         )
+
+
+def page_json(page: operator_pb2.ListAgentsResponse, now: float) -> bytes:
+    """Return a page's rows as `--output json` prints them inside its list: the text the server
+    rendered, or, from a server older than json_rows, the text of its messages."""
+    if page.agents:
+        return ",\n".join(list_item_text(agent_row(agent, now)) for agent in page.agents).encode()
+    return page.json_rows
 
 
 def print_agent_table(rows: Sequence[operator_pb2.AgentSummary], now: float) -> None:

@@ -10,14 +10,16 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from rmm_cli.client import EXIT_USAGE, CliError
+from rmm_common import json_text
 from rmm_common.durations import format_duration
+from rmm_common.json_text import list_item_text
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -37,82 +39,35 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, allow_nan=False, default=str))
 
 
-# json.dumps with indent runs the pure-Python encoder: a generator per nested value and a new
-# encoder per call made 10,000 agents' JSON cost ~0.5 s. This writes the same text (indent 2,
-# sorted keys, ASCII, no NaN, default=str) with one function call per value; what it does not
-# handle itself (a dict with keys other than strings) goes to json.dumps.
-_INDENT = "  "
-_encode_str = json.encoder.encode_basestring_ascii
-
-
-def _float_text(value: float) -> str:
-    if not math.isfinite(value):
-        raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
-    return float.__repr__(value)
-
-
-# Exact types only (a subclass, an IntEnum say, takes the general path): one lookup per value.
-_SCALARS: dict[type, Callable[[Any], str]] = {
-    str: _encode_str,
-    int: int.__repr__,
-    float: _float_text,
-    bool: lambda value: "true" if value else "false",
-    type(None): lambda _value: "null",
-}
-_KEYS: dict[str, str] = {}  # a key's text with its ": ", the same keys on every row
-
-
-def _json_text(value: Any, level: int) -> str:
-    """Return `value` as json.dumps(value, indent=2, sort_keys=True, allow_nan=False,
-    default=str) writes it when nested `level` deep."""
-    scalar = _SCALARS.get(type(value))
-    if scalar is not None:
-        return scalar(value)
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        if not all(isinstance(key, str) for key in value):
-            text = json.dumps(value, indent=2, sort_keys=True, allow_nan=False, default=str)
-            return text.replace("\n", "\n" + _INDENT * level)
-        parts = []
-        for key in sorted(value):
-            item = value[key]
-            prefix = _KEYS.get(key)
-            if prefix is None:
-                prefix = f"{_encode_str(key)}: "
-                if len(_KEYS) < 1000:  # bounded: nested maps (labels) bring keys of their own
-                    _KEYS[key] = prefix
-            scalar = _SCALARS.get(type(item))
-            parts.append(prefix + (scalar(item) if scalar else _json_text(item, level + 1)))
-        inner = "\n" + _INDENT * (level + 1)
-        return "{" + inner + ("," + inner).join(parts) + "\n" + _INDENT * level + "}"
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return "[]"
-        inner = "\n" + _INDENT * (level + 1)
-        items = [_json_text(item, level + 1) for item in value]
-        return "[" + inner + ("," + inner).join(items) + "\n" + _INDENT * level + "]"
-    if isinstance(value, str):  # subclasses of the scalars, as json.dumps writes them
-        return str(_encode_str(value))
-    if isinstance(value, int):
-        return int.__repr__(value)
-    if isinstance(value, float):
-        return _float_text(value)
-    return str(_encode_str(str(value)))  # default=str
-
-
 def emit_json_rows(pages: Iterable[Iterable[Any]]) -> None:
     """Print rows as one JSON list, byte for byte as emit_json(list) would, a page at a time:
     the first rows are out while later pages are still being fetched, and no page is held
     twice (as data and as text)."""
     started = False
     for page in pages:
-        text = ",\n".join(_INDENT + _json_text(row, 1) for row in page)
+        text = ",\n".join(list_item_text(row) for row in page)
         if not text:
             continue
         click.echo(("[\n" if not started else ",\n") + text, nl=False)
         started = True
     click.echo("\n]" if started else "[]")
+
+
+def emit_json_texts(pages: Iterable[bytes]) -> None:
+    """Print pages of rows already in JSON text (each row an indented list item, rows joined by
+    ",\n", as emit_json_rows makes a page) as one JSON list, byte for byte as emit_json(list)
+    would: copied to stdout as they come, never decoded."""
+    sys.stdout.flush()  # whatever was printed as text before goes first
+    out = sys.stdout.buffer
+    started = False
+    for text in pages:
+        if not text:
+            continue
+        out.write(b",\n" if started else b"[\n")
+        out.write(text)
+        started = True
+    out.write(b"\n]\n" if started else b"[]\n")
+    out.flush()
 
 
 def confirm_unless_yes(yes: bool, asks_before: str, question: str) -> None:
@@ -178,9 +133,8 @@ def ratio(value: float) -> str:
     return "-" if math.isnan(value) else f"{value * 100:.0f}%"
 
 
-def finite_or_none(value: float) -> float | None:
-    """Return JSON-safe numbers: NaN and infinities become null."""
-    return value if math.isfinite(value) else None
+# NaN and infinities as null: the one shared with the server's agent rows.
+finite_or_none = json_text.finite_or_none
 
 
 def sample_value(value: float) -> float | str:

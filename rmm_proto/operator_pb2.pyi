@@ -85,14 +85,18 @@ class AgentFilter(_message.Message):
     def __init__(self, client: _Optional[str] = ..., site: _Optional[str] = ..., tag: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
 
 class ListAgentsRequest(_message.Message):
-    __slots__ = ("filter", "limit", "page_token")
+    __slots__ = ("filter", "limit", "page_token", "json_rows", "json_now")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    JSON_ROWS_FIELD_NUMBER: _ClassVar[int]
+    JSON_NOW_FIELD_NUMBER: _ClassVar[int]
     filter: AgentFilter
     limit: int
     page_token: str
-    def __init__(self, filter: _Optional[_Union[AgentFilter, _Mapping]] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    json_rows: bool
+    json_now: float
+    def __init__(self, filter: _Optional[_Union[AgentFilter, _Mapping]] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., json_rows: _Optional[bool] = ..., json_now: _Optional[float] = ...) -> None: ...
 
 class AgentSummary(_message.Message):
     __slots__ = ("id", "hostname", "client", "site", "tags", "os", "os_name", "os_version", "enrolled_at", "last_seen", "online", "interval_seconds", "cpu_usage_ratio", "memory_used_ratio", "disk_used_ratio_max", "disk_used_ratio_max_mountpoint", "uptime_seconds", "collector_errors", "last_sequence", "agent_version", "revoked_at")
@@ -141,14 +145,18 @@ class AgentSummary(_message.Message):
     def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., client: _Optional[str] = ..., site: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., os: _Optional[str] = ..., os_name: _Optional[str] = ..., os_version: _Optional[str] = ..., enrolled_at: _Optional[float] = ..., last_seen: _Optional[float] = ..., online: _Optional[bool] = ..., interval_seconds: _Optional[int] = ..., cpu_usage_ratio: _Optional[float] = ..., memory_used_ratio: _Optional[float] = ..., disk_used_ratio_max: _Optional[float] = ..., disk_used_ratio_max_mountpoint: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., collector_errors: _Optional[int] = ..., last_sequence: _Optional[int] = ..., agent_version: _Optional[str] = ..., revoked_at: _Optional[float] = ...) -> None: ...
 
 class ListAgentsResponse(_message.Message):
-    __slots__ = ("agents", "next_page_token", "total")
+    __slots__ = ("agents", "next_page_token", "total", "json_rows", "json_row_count")
     AGENTS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    JSON_ROWS_FIELD_NUMBER: _ClassVar[int]
+    JSON_ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
     agents: _containers.RepeatedCompositeFieldContainer[AgentSummary]
     next_page_token: str
     total: int
-    def __init__(self, agents: _Optional[_Iterable[_Union[AgentSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ...) -> None: ...
+    json_rows: bytes
+    json_row_count: int
+    def __init__(self, agents: _Optional[_Iterable[_Union[AgentSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ..., json_rows: _Optional[bytes] = ..., json_row_count: _Optional[int] = ...) -> None: ...
 
 class RevokeAgentRequest(_message.Message):
     __slots__ = ("agent",)

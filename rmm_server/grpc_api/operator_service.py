@@ -15,6 +15,7 @@ from rmm_common.errors import ConfigError, InvalidArgument, NotFound
 from rmm_common.tokens import new_ident
 from rmm_proto import agent_pb2, commands_pb2, common_pb2, operator_pb2, operator_pb2_grpc
 from rmm_server.agent_credentials import AgentCredentials
+from rmm_server.agent_list_json import AgentRowTexts
 from rmm_server.alerts.service import NOTIFY_EVENTS, AlertService
 from rmm_server.audit import AuditLog
 from rmm_server.cluster import Cluster
@@ -37,7 +38,7 @@ from rmm_server.reports import LazyInfo, decompress, readable_json
 from rmm_server.scripts import ScriptLibrary
 from rmm_server.selection import resolve_agent
 from rmm_server.storage import AgentRecord, EnrollmentTokenRecord, Store
-from rmm_server.storage.agent_list import AgentListRow, list_agent_rows
+from rmm_server.storage.agent_list import AgentListRow, list_agent_columns, list_agent_rows
 from rmm_server.storage.agent_lookup import agents_by_hostname, client_count
 from rmm_server.storage.alerts import AlertQuery, AlertRecord
 from rmm_server.storage.audit import AuditStore
@@ -238,6 +239,9 @@ class OperatorServicer(
         # Reloads --notify-config with the policies (None: the server runs without one).
         self.notify = notify
         self.placement = AgentPlacement(store, self.fleet, self.cluster)
+        # `rmm agents list --output json` rows, each rendered once per change (ListAgents with
+        # json_rows): the page is the cached rows' text, the CLI prints it without decoding.
+        self.agent_row_texts = AgentRowTexts(list_row_to_summary)
 
     async def CreateEnrollmentToken(
         self,
@@ -294,6 +298,8 @@ class OperatorServicer(
             offset=offset,
         )
         # Messages built in the worker thread too: 5,000 of them hold the event loop ~50 ms.
+        if request.json_rows:
+            return await asyncio.to_thread(self._agents_json_page, query, request.json_now)
         return await asyncio.to_thread(self._agents_page, query)
 
     def _agents_page(self, query: AgentQuery) -> operator_pb2.ListAgentsResponse:
@@ -301,6 +307,19 @@ class OperatorServicer(
         next_offset = query.offset + len(rows)
         return operator_pb2.ListAgentsResponse(
             agents=[list_row_to_summary(row) for row in rows],
+            total=total,
+            next_page_token=str(next_offset) if next_offset < total else "",
+        )
+
+    def _agents_json_page(self, query: AgentQuery, now: float) -> operator_pb2.ListAgentsResponse:
+        """The page as `rmm agents list --output json` prints its rows, `now` the CLI's clock
+        (last_seen_seconds_ago); online is decided by this server's clock, as for messages."""
+        rows, tags, total = list_agent_columns(self.store, query, self.clock())
+        page = self.agent_row_texts.page(rows, tags, now)
+        next_offset = query.offset + page.rows
+        return operator_pb2.ListAgentsResponse(
+            json_rows=page.text,
+            json_row_count=page.rows,
             total=total,
             next_page_token=str(next_offset) if next_offset < total else "",
         )

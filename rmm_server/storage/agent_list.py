@@ -99,44 +99,59 @@ def _page(store: Store, select_: Select[Any], query: AgentQuery, where: Any) -> 
     return select_.where(where).order_by(*order).limit(query.limit).offset(query.offset)
 
 
-def list_agent_rows(store: Store, query: AgentQuery, now: float) -> tuple[list[AgentListRow], int]:
-    """Return one page of the agents matching `query` in list order, and how many match in all."""
+# One row of list_agent_columns: the _ROW_COLUMNS in their order, then online.
+AgentColumns = tuple[Any, ...]
+
+
+def list_agent_columns(
+    store: Store, query: AgentQuery, now: float
+) -> tuple[list[AgentColumns], dict[str, list[str]], int]:
+    """Return one page of the agents matching `query` in list order as plain tuples (the
+    _ROW_COLUMNS, then online), each listed agent's tags by id (in tag order), and how many
+    agents match in all."""
     where = _where(query, now)
     online = online_clause(now).label("online")
+    tags: dict[str, list[str]] = {}
     with store.transaction("list agents") as conn:
         total = int(
             conn.execute(select(func.count()).select_from(_agents).where(where)).scalar_one()
         )
         rows = conn.execute(_page(store, select(*_ROW_COLUMNS, online), query, where)).all()
         if not rows:
-            return [], total
+            return [], tags, total
         page_ids = _page(store, select(_agents.c.id), query, where)
-        tags: dict[str, list[str]] = {}
         for agent_id, tag in conn.execute(
             select(_tags.c.agent_id, _tags.c.tag)
             .where(_tags.c.agent_id.in_(page_ids.scalar_subquery()))
             .order_by(store.text_order(_tags.c.tag))
         ):
             tags.setdefault(agent_id, []).append(tag)
-    loads = json.loads
-    return [
-        AgentListRow(
-            id=row[0],
-            hostname=row[1] or "",
-            client=row[2],
-            site=row[3],
-            tags=tags.get(row[0], []),
-            os=row[4] or "",
-            os_name=row[5] or "",
-            os_version=row[6] or "",
-            agent_version=row[7] or "",
-            enrolled_at=row[8],
-            last_seen=row[9],
-            interval_seconds=row[10],
-            last_sequence=row[11],
-            revoked_at=row[12],
-            summary=loads(row[13] or "{}"),
-            online=bool(row[14]),
-        )
-        for row in rows
-    ], total
+    return [tuple(row) for row in rows], tags, total
+
+
+def row_from_columns(row: AgentColumns, tags: list[str]) -> AgentListRow:
+    """Return the AgentListRow of one list_agent_columns row and its tags."""
+    return AgentListRow(
+        id=row[0],
+        hostname=row[1] or "",
+        client=row[2],
+        site=row[3],
+        tags=tags,
+        os=row[4] or "",
+        os_name=row[5] or "",
+        os_version=row[6] or "",
+        agent_version=row[7] or "",
+        enrolled_at=row[8],
+        last_seen=row[9],
+        interval_seconds=row[10],
+        last_sequence=row[11],
+        revoked_at=row[12],
+        summary=json.loads(row[13] or "{}"),
+        online=bool(row[14]),
+    )
+
+
+def list_agent_rows(store: Store, query: AgentQuery, now: float) -> tuple[list[AgentListRow], int]:
+    """Return one page of the agents matching `query` in list order, and how many match in all."""
+    rows, tags, total = list_agent_columns(store, query, now)
+    return [row_from_columns(row, tags.get(row[0], [])) for row in rows], total
