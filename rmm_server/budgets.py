@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -140,13 +141,19 @@ class AgentByteBudget:
         self.clock = clock
         # One small record per agent that stored something: bounded by the enrolled agents.
         self._windows: dict[str, _Window] = {}
+        # Reports are charged in the ingest writer thread, command results on the event loop.
+        self._lock = threading.Lock()
 
     def charge(self, agent_id: str, size: int, what: str = REPORT) -> None:
         """Count `size` bytes about to be stored for `agent_id`, or raise BudgetExceeded
         (counting nothing) when they do not fit in what is left of its budget. `what`: REPORT
-        or COMMAND_RESULT, for the message (one budget counts both)."""
+        or COMMAND_RESULT, for the message (one budget counts both). Thread-safe."""
         if self.limit <= 0:
             return
+        with self._lock:
+            self._charge(agent_id, size, what)
+
+    def _charge(self, agent_id: str, size: int, what: str) -> None:
         now = self.clock()
         # Windows are aligned to the clock (e.g. on the hour), so "resets at" is one time for
         # every agent and survives a restart's new counters only as a fresh window.
@@ -228,10 +235,16 @@ class FreeSpaceReserve:
         self._free = 0
         self._since_probe = 0
         self.low = False  # under the reserve at the last check
+        # Reports are charged in the ingest writer thread, command results on the event loop.
+        self._lock = threading.Lock()
 
     def free_bytes(self) -> int:
         """Return the free bytes of the filesystem (for unprivileged writers), probed at most
         once per `probe_seconds`, less what was charged since."""
+        with self._lock:
+            return self._free_bytes()
+
+    def _free_bytes(self) -> int:
         now = self.clock()
         if now - self._probed_at >= self.probe_seconds:
             try:
@@ -249,10 +262,14 @@ class FreeSpaceReserve:
     def charge(self, size: int, what: str = REPORT) -> None:
         """Count `size` bytes about to be written, or raise DiskReserveReached when the
         filesystem would be left with less than the reserve. `what`: REPORT or COMMAND_RESULT,
-        for the message."""
+        for the message. Thread-safe."""
         if self.reserve <= 0:
             return
-        free = self.free_bytes()
+        with self._lock:
+            self._charge(size, what)
+
+    def _charge(self, size: int, what: str) -> None:
+        free = self._free_bytes()
         if free - size >= self.reserve:
             self._since_probe += size
             if self.low:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
@@ -82,7 +83,15 @@ def same_report(held: bytes, report: agent_pb2.Report) -> bool:
     )
 
 
-_Pending = tuple[StoredReport, "asyncio.Future[None]"]
+@dataclass(slots=True)
+class _Pending:
+    """A report waiting for the writer: its body and inventory not yet compressed."""
+
+    stored: StoredReport
+    agent: AgentRecord
+    done: asyncio.Future[None]
+
+
 # Called once a report is stored: (agent, report, packages added, packages removed).
 AfterStore = Callable[
     [AgentRecord, agent_pb2.Report, tuple[str, ...], tuple[str, ...], ReportSeries],
@@ -182,21 +191,23 @@ class ReportIngestor:
         conflicts = self._conflicts.get(agent.id, int(agent.summary.get("conflicting_reports", 0)))
         if conflicts:  # kept in the stored summary, so it outlives a server restart
             summary["conflicting_reports"] = conflicts
+        # Body and inventory as received: the writer thread compresses them (zlib lets go of
+        # the GIL, so on another core than this event loop's) and charges the agent's byte
+        # budget with what is stored, before the write.
         stored = StoredReport(
             agent_id=agent.id,
             sequence=report.sequence,
             collected_at=report.collected_at,
             received_at=received_at,
-            body=compress(raw),
+            body=raw,
             host=host_facts(report.host),
             agent_version=report.agent_version,
             interval_seconds=report.interval_seconds or agent.interval_seconds,
             summary=summary,
             inventory_hash=report.inventory.hash if report.HasField("inventory") else "",
-            inventory=compress(report.inventory.json) if report.HasField("inventory") else None,
+            inventory=report.inventory.json if report.HasField("inventory") else None,
         )
         self.cpu_budget.charge(agent.id, time.thread_time() - cpu_started)
-        self._charge(agent, len(stored.body) + len(stored.inventory or b""))
         added: tuple[str, ...] = ()
         removed: tuple[str, ...] = ()
         if report.HasField("inventory") and agent.inventory_hash not in ("", report.inventory.hash):
@@ -209,9 +220,9 @@ class ReportIngestor:
             )
             self.cpu_budget.charge(agent.id, time.perf_counter() - diff_started)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put((stored, done))
+        await self._queue.put(_Pending(stored, agent, done))
         try:
-            await done
+            await done  # BudgetExceeded, DiskReserveReached: refused, never written
         except _Conflict:  # another copy was stored first (same batch, or a race): compare
             held = await asyncio.to_thread(self.store.report_body, agent.id, report.sequence)
             return self._duplicate_or_conflict(agent, report, held or b"")
@@ -241,7 +252,8 @@ class ReportIngestor:
 
     def _charge(self, agent: AgentRecord, size: int) -> None:
         """Count `size` stored bytes against the disk reserve and `agent`'s budget, or raise
-        (the agent's stream ends with that status; its report stays in its spool)."""
+        (the agent's stream ends with that status; its report stays in its spool). Called in
+        the writer thread (the budgets take a lock)."""
         if self.free_space is not None:
             try:
                 self.free_space.charge(size)
@@ -336,12 +348,31 @@ class ReportIngestor:
                 batch.append(item)
             await self._write(batch)
 
+    def _compress_and_write(
+        self, batch: list[_Pending]
+    ) -> tuple[list[StoredReport], dict[int, Exception]]:
+        """In the writer thread: compress each report, charge its stored size, write those
+        that fit in one transaction. Return the conflicting reports (write_reports') and the
+        refusal of each report over a budget, by id of its _Pending."""
+        over: dict[int, Exception] = {}
+        writable: list[StoredReport] = []
+        for pending in batch:
+            stored = pending.stored
+            stored.body = compress(stored.body)
+            if stored.inventory is not None:
+                stored.inventory = compress(stored.inventory)
+            try:
+                self._charge(pending.agent, len(stored.body) + len(stored.inventory or b""))
+            except (BudgetExceeded, DiskReserveReached) as error:
+                over[id(pending)] = error
+                continue
+            writable.append(stored)
+        return (self.store.write_reports(writable) if writable else []), over
+
     async def _write(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            refused = await asyncio.to_thread(
-                self.store.write_reports, [stored for stored, _ in batch]
-            )
+            refused, over = await asyncio.to_thread(self._compress_and_write, batch)
         except StorageError as exc:
             self.metrics.storage_errors.inc()
             log.log(
@@ -353,19 +384,22 @@ class ReportIngestor:
                 " ".join(str(exc).split()),
             )
             self._failing = True
-            for _, done in batch:
-                if not done.done():
-                    done.set_exception(exc)
+            for pending in batch:
+                if not pending.done.done():
+                    pending.done.set_exception(exc)
             return
         self.metrics.storage_batch.observe(time.perf_counter() - started)
         if self._failing:
             self._failing = False
             log.info("storing reports again")
         conflicting = {id(stored) for stored in refused}
-        for stored, done in batch:
+        for pending in batch:
+            done = pending.done
             if done.done():
                 continue
-            if id(stored) in conflicting:
+            if id(pending) in over:
+                done.set_exception(over[id(pending)])
+            elif id(pending.stored) in conflicting:
                 done.set_exception(_Conflict())
             else:
                 done.set_result(None)

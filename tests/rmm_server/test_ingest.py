@@ -552,3 +552,56 @@ def test_a_redelivery_reaches_neither_the_fleet_nor_alerting_again(
     assert len(store.batches) == 1  # nor stored twice
     live = fleet.get(agent.id)
     assert live is not None and live.last_seen == 100.0
+
+
+def test_a_report_over_its_budget_inside_a_batch_is_refused_alone(
+    sqlite_store: GatedStore,
+) -> None:
+    """Bodies are compressed and budgets charged in the writer thread, per batch: the report
+    that does not fit is refused (never written, so its resending later stores it once); the
+    others of its batch are written and acknowledged."""
+    store = sqlite_store
+    fleet, metrics = Fleet(), ServerMetrics()
+    agent, neighbour = new_agent(store, fleet), new_agent(store, fleet)
+    now = [10.0]
+    # Room for exactly three reports of the agent (each is charged its compressed size).
+    limit = sum(len(compress(make_report(s).SerializeToString())) for s in (1, 2, 3))
+    budget = AgentByteBudget(limit=limit, window_seconds=3600, clock=lambda: now[0])
+
+    async def run() -> list[BaseException | agent_pb2.ReportAck]:
+        ingestor = ReportIngestor(store, fleet, metrics, byte_budget=budget)
+        ingestor.start()
+        try:
+            store.gate.clear()
+            first = asyncio.ensure_future(ingestor.submit(agent, make_report(1)))
+            await asyncio.to_thread(store.entered.wait, WAIT)  # [1] waits at the gate
+            rest = [
+                asyncio.ensure_future(ingestor.submit(who, make_report(sequence)))
+                for who, sequence in ((agent, 2), (agent, 3), (agent, 4), (neighbour, 1))
+            ]
+            # All four queue behind [1]: the budget is charged when their batch is written.
+            deadline = time.monotonic() + WAIT
+            while ingestor._queue.qsize() < len(rest) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert ingestor._queue.qsize() == len(rest)
+            store.gate.set()
+            outcomes = await asyncio.gather(first, *rest, return_exceptions=True)
+            now[0] += 3600  # a new window: the refused report, resent, is stored
+            outcomes.append(await ingestor.submit(agent, make_report(4)))
+            outcomes.append(await ingestor.submit(agent, make_report(4)))  # and only once
+            return list(outcomes)
+        finally:
+            store.gate.set()
+            await ingestor.stop()
+
+    outcomes = asyncio.run(run())
+    kinds = [type(o).__name__ for o in outcomes]
+    assert kinds == ["ReportAck"] * 3 + ["BudgetExceeded"] + ["ReportAck"] * 3
+    assert store.batches[:2] == [[1], [2, 3, 1]]  # report 4 never reached the database then
+    assert store.report_stats(agent.id) == (1, 4, 4)
+    assert store.report_stats(neighbour.id) == (1, 1, 1)
+    assert sample(metrics, "rmm_server_reports_refused_total", budget="agent_bytes") == 1.0
+    assert sample(metrics, "rmm_server_reports_duplicate_total") == 1.0
+    stored = store.report_body(agent.id, 4)
+    assert stored is not None
+    assert decompress(stored) == make_report(4).SerializeToString()
