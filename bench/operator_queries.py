@@ -78,7 +78,7 @@ from bench.ingest_rate import (
     fresh_database,
 )
 from rmm_agent import __version__ as agent_version
-from rmm_cli.agents import FETCH_PAGE, TABLE_PAGE
+from rmm_cli.agents import FETCH_JSON_PAGE, FETCH_PAGE, TABLE_PAGE
 from rmm_common.tokens import bearer_metadata
 from rmm_proto import (
     agent_pb2,
@@ -273,18 +273,29 @@ def queries(sample_agent: str, sample_host: str, run_id: str) -> list[Query]:
     client, site = client_name(1), site_name(1)
     page = TABLE_PAGE  # the rows a table shows unless --limit says otherwise
 
-    def agents(flt: operator_pb2.AgentFilter, limit: int = 0, start: int = 0) -> Call:
+    def agents(
+        flt: operator_pb2.AgentFilter, limit: int = 0, start: int = 0, as_json: bool = False
+    ) -> Call:
         # As `rmm agents list` does: page after page until done or --limit rows, FETCH_PAGE
-        # rows a call (the CLI asks for each next page before printing; here nothing prints).
+        # rows a call (the CLI asks for each next page before printing; here nothing prints);
+        # with --output json, FETCH_JSON_PAGE rows a call as the server's text (json_rows).
+        fetch = FETCH_JSON_PAGE if as_json else FETCH_PAGE
+
         def call(stub: operator_pb2_grpc.OperatorServiceStub) -> int:
             rows, token = 0, str(start) if start else ""
             while True:
-                size = min(limit - rows, FETCH_PAGE) if limit else FETCH_PAGE
+                size = min(limit - rows, fetch) if limit else fetch
                 response = stub.ListAgents(
-                    operator_pb2.ListAgentsRequest(filter=flt, limit=size, page_token=token),
+                    operator_pb2.ListAgentsRequest(
+                        filter=flt,
+                        limit=size,
+                        page_token=token,
+                        json_rows=as_json,
+                        json_now=time.time() if as_json else 0.0,
+                    ),
                     timeout=CALL_TIMEOUT_SECONDS,
                 )
-                rows += len(response.agents)
+                rows += len(response.agents) or response.json_row_count
                 token = response.next_page_token
                 if not token or (limit and rows >= limit):
                     return rows
@@ -307,7 +318,11 @@ def queries(sample_agent: str, sample_host: str, run_id: str) -> list[Query]:
     return [
         Query("agents list", ("agents", "list"), agents(flt(), page)),
         Query("agents list --limit 0 (all)", ("agents", "list", "--limit", "0"), agents(flt())),
-        Query("agents list --output json (all)", ("agents", "list", *json_out), agents(flt())),
+        Query(
+            "agents list --output json (all)",
+            ("agents", "list", *json_out),
+            agents(flt(), as_json=True),
+        ),
         Query(
             "agents list --page-token (page 50)",
             ("agents", "list", "--page-token", str(page * 49)),
@@ -331,7 +346,7 @@ def queries(sample_agent: str, sample_host: str, run_id: str) -> list[Query]:
         Query(
             "agents list --tag server --output json",
             ("agents", "list", "--tag", "server", *json_out),
-            agents(flt(tag="server")),
+            agents(flt(tag="server"), as_json=True),
         ),
         Query(
             "agents list --status offline",
@@ -483,6 +498,25 @@ def time_cli(
             f"{result.returncode}: {result.stderr.decode(errors='replace')[-500:]}"
         )
     return wall, cpu, len(result.stdout)
+
+
+def with_bytecode(env: dict[str, str], cache: Path) -> dict[str, str]:
+    """Return `env` for an `rmm` that runs as an installed one does, from compiled bytecode
+    (kept in `cache`), whatever PYTHONDONTWRITEBYTECODE this environment sets: pip compiles an
+    installed package's modules, a source checkout run without bytecode compiles every module
+    it imports at every start."""
+    env = {key: value for key, value in env.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    return dict(env, PYTHONPYCACHEPREFIX=str(cache))
+
+
+def warm_bytecode(env: dict[str, str], selected: Sequence[Query], peer: Path | None) -> None:
+    """Run each command group once (its --help imports its module), and one call to the server,
+    so that timed runs find every module compiled, for this tree and the peer's."""
+    argvs = [["--version"], ["agents", "list", "--limit", "1"], ["alerts", "list", "--limit", "1"]]
+    argvs += [[group, "--help"] for group in dict.fromkeys(query.argv[0] for query in selected)]
+    for argv in argvs:
+        for tree in (None, peer) if peer else (None,):
+            time_cli(argv, env, tree)
 
 
 def measure_queries(
@@ -723,7 +757,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 if args.only is None or args.only in q.name
             ]
-            results = measure_queries(address, env, selected, args.repeat, args.peer_tree, proc.pid)
+            cli_env = env
+            if args.cli_bytecode:
+                cli_env = with_bytecode(env, workdir / "pycache")
+                warm_bytecode(cli_env, selected, args.peer_tree)
+            results = measure_queries(
+                address, cli_env, selected, args.repeat, args.peer_tree, proc.pid
+            )
             list_paths = compare_list_paths(
                 db_url or f"sqlite:///{data_dir / 'rmm.sqlite3'}", max(args.repeat, 5)
             )
@@ -844,6 +884,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         help="a source tree of another version (git archive COMMIT | tar -x -C DIR): its rmm "
         "is timed beside this tree's on every query, against the same server",
+    )
+    parser.add_argument(
+        "--cli-bytecode",
+        action="store_true",
+        help="run every rmm from compiled bytecode, as an installed rmm runs (its cache in the "
+        "work directory, warmed first), even where PYTHONDONTWRITEBYTECODE is set",
     )
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     args = parser.parse_args(argv)
