@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,7 +17,7 @@ import psutil
 
 from rmm_agent.collectors._common import Clock, PsutilModule
 from rmm_agent.collectors.base import CollectorOutput, Sample
-from rmm_agent.collectors.processes_linux import ProcStat, read_proc_stats
+from rmm_agent.collectors.processes_linux import ProcStat, ProcStatReader
 from rmm_common import metric_catalog
 from rmm_common.metric_catalog import MetricSpec
 
@@ -93,9 +94,10 @@ class ProcessesCollector:
     ) -> None:
         if reader is None:
             # One read of /proc/<pid>/stat per process costs a fifth of psutil.process_iter()
-            # with the same attributes (1.5 ms against 7.8 ms for 81 processes, measured).
+            # with the same attributes (1.5 ms against 7.8 ms for 81 processes, measured); with
+            # each file kept open and unchanged lines not parsed again, about half of that.
             if platform.startswith("linux"):
-                reader = partial(read_proc_stats, proc_root)
+                reader = ProcStatReader(proc_root)
             else:
                 reader = partial(read_psutil_stats, psutil_module)
         self._read = reader
@@ -130,7 +132,7 @@ class ProcessesCollector:
         # pid 0 is Windows' "System Idle Process": its CPU time is idle time, not load.
         ranked = [st for st in stats if st.pid != 0]
         top_cpu = heapq.nlargest(self._top_n, ranked, key=cpu_rank)
-        top_memory = heapq.nlargest(self._top_n, ranked, key=lambda st: st.rss_bytes)
+        top_memory = heapq.nlargest(self._top_n, ranked, key=attrgetter("rss_bytes"))
         self._names = {key: v for key, v in self._names.items() if key in cpu_now}
 
         statuses = Counter(st.status for st in stats)
