@@ -10,10 +10,10 @@ import math
 import platform
 import socket
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -50,6 +50,10 @@ def fallback_host_facts() -> dict[str, str]:
     }
 
 
+# How long one collector may run before another worker takes the rest of its cycle.
+STALL_SECONDS = 0.25
+
+
 @dataclass(slots=True)
 class _Outcome:
     name: str
@@ -57,6 +61,20 @@ class _Outcome:
     error: str
     duration: float
     output: CollectorOutput | None
+
+
+class _Cycle:
+    """One report's collectors, taken one at a time by whichever worker is free."""
+
+    __slots__ = ("abandoned", "background", "expected", "lock", "outcomes", "waiting")
+
+    def __init__(self, lock: threading.Condition) -> None:
+        self.lock = lock
+        self.waiting: deque[Collector] = deque()
+        self.background: deque[Collector] = deque()  # slow ones: nobody waits for them
+        self.outcomes: dict[str, _Outcome] = {}
+        self.expected = 0
+        self.abandoned = False  # the report went without the ones still running
 
 
 class ReportBuilder:
@@ -80,7 +98,12 @@ class ReportBuilder:
         self.monotonic = monotonic
         # A hung collector keeps its worker; enough workers that the others still run.
         self._pool = DaemonPool(min(4, max(1, len(self.collectors))), "collector")
-        self._busy: dict[str, Future[_Outcome]] = {}
+        # How long one collector may run before another worker takes the rest of its cycle.
+        self.stall_seconds = min(STALL_SECONDS, timeout_seconds / 4)
+        # Guards the cycles, _claimed and _latest_slow, which workers update.
+        self._lock = threading.Condition()
+        # Collectors queued or running: one still at it is not started a second time.
+        self._claimed: set[str] = set()
         self._inventory_due = 0.0
         self._inventory_results: dict[str, _Outcome] = {}
         self.inventory_json = b""
@@ -113,53 +136,92 @@ class ReportBuilder:
             )
         return _Outcome(collector.name, True, "", time.perf_counter() - started, output)
 
-    def _run(self, collectors: Sequence[Collector]) -> list[_Outcome]:
-        futures: list[tuple[Collector, Future[_Outcome] | None]] = []
-        for collector in collectors:
-            if collector.name in self._busy and not self._busy[collector.name].done():
-                futures.append((collector, None))
-                continue
-            submitted = self._pool.submit(partial(self._run_one, collector))
-            self._busy[collector.name] = submitted
-            futures.append((collector, submitted))
-        deadline = self.monotonic() + self.timeout
-        outcomes = []
-        for collector, future in futures:
-            if future is None:
-                outcomes.append(
-                    _Outcome(
-                        collector.name,
-                        False,
-                        "still running since an earlier report (hung?)",
-                        0.0,
-                        None,
-                    )
-                )
-                continue
-            try:
-                outcomes.append(future.result(timeout=max(0.0, deadline - self.monotonic())))
-            except FutureTimeout:
-                log.warning("collector %s timed out after %gs", collector.name, self.timeout)
-                outcomes.append(
-                    _Outcome(
-                        collector.name,
-                        False,
-                        f"timed out after {self.timeout:g}s",
-                        self.timeout,
-                        None,
-                    )
-                )
-        return outcomes
+    def _drain(self, cycle: _Cycle) -> None:
+        """Run the cycle's collectors one after the other until none waits (on a worker).
 
-    def _run_in_background(self, collector: Collector) -> _Outcome | None:
-        """Start the collector if it is idle; return its latest finished reading, if any."""
-        running = self._busy.get(collector.name)
-        if running is not None and running.done():
-            self._latest_slow[collector.name] = running.result()
-            running = None
-        if running is None:
-            self._busy[collector.name] = self._pool.submit(partial(self._run_one, collector))
-        return self._latest_slow.get(collector.name)
+        One worker takes a whole cycle: one hand-off to it and one back, not one of each per
+        collector. Should a collector hang, the report loop starts another worker on the rest
+        (see _run), so a hung one holds the others for at most `stall_seconds`."""
+        while True:
+            with cycle.lock:
+                if cycle.waiting:
+                    collector, regular = cycle.waiting.popleft(), True
+                elif cycle.background:
+                    collector, regular = cycle.background.popleft(), False
+                else:
+                    return
+            outcome = self._run_one(collector)
+            with cycle.lock:
+                self._claimed.discard(collector.name)
+                if not regular:
+                    self._latest_slow[collector.name] = outcome
+                elif not cycle.abandoned:
+                    cycle.outcomes[collector.name] = outcome
+                    if len(cycle.outcomes) == cycle.expected:
+                        cycle.lock.notify_all()
+
+    def _run(
+        self, collectors: Sequence[Collector], background: Sequence[Collector] = ()
+    ) -> list[_Outcome]:
+        """Run `collectors` and return their outcomes in their order; start `background` ones
+        (slow) after them, without waiting for those."""
+        cycle = _Cycle(self._lock)
+        outcomes: list[_Outcome | None] = []
+        with cycle.lock:
+            for collector in collectors:
+                if collector.name in self._claimed:
+                    outcomes.append(
+                        _Outcome(
+                            collector.name,
+                            False,
+                            "still running since an earlier report (hung?)",
+                            0.0,
+                            None,
+                        )
+                    )
+                    continue
+                self._claimed.add(collector.name)
+                cycle.waiting.append(collector)
+                outcomes.append(None)
+            for collector in background:
+                if collector.name not in self._claimed:
+                    self._claimed.add(collector.name)
+                    cycle.background.append(collector)
+            cycle.expected = len(cycle.waiting)
+        if not cycle.waiting and not cycle.background:
+            return [outcome for outcome in outcomes if outcome is not None]
+        self._pool.start(partial(self._drain, cycle))
+        deadline = self.monotonic() + self.timeout
+        workers = 1
+        with cycle.lock:
+            while len(cycle.outcomes) < cycle.expected:
+                left = deadline - self.monotonic()
+                if left <= 0:
+                    break
+                if cycle.lock.wait(min(left, self.stall_seconds)):
+                    continue
+                if cycle.waiting and workers < self._pool.size:
+                    # The collector in hand takes long (hung?): another worker takes the rest.
+                    self._pool.start(partial(self._drain, cycle))
+                    workers += 1
+            if len(cycle.outcomes) < cycle.expected:
+                # Those not started are not started later: the next report asks them again.
+                for collector in (*cycle.waiting, *cycle.background):
+                    self._claimed.discard(collector.name)
+                cycle.waiting.clear()
+                cycle.background.clear()
+                cycle.abandoned = True
+            finished = cycle.outcomes
+        result = []
+        for collector, known in zip(collectors, outcomes, strict=True):
+            outcome = known or finished.get(collector.name)
+            if outcome is None:
+                log.warning("collector %s timed out after %gs", collector.name, self.timeout)
+                outcome = _Outcome(
+                    collector.name, False, f"timed out after {self.timeout:g}s", self.timeout, None
+                )
+            result.append(outcome)
+        return result
 
     def build(self) -> agent_pb2.Report:
         """Collect now and return a report without sequence (the sender numbers it)."""
@@ -170,11 +232,13 @@ class ReportBuilder:
         )
         regular = [c for c in self.collectors if not c.inventory and c not in slow]
         inventory = [c for c in self.collectors if c.inventory]
-        outcomes = self._run(regular)
-        for collector in slow:
-            latest = self._run_in_background(collector)
-            if latest is not None:
-                outcomes.append(latest)
+        # A slow collector is started again once idle, after this cycle's regular ones and on
+        # the same worker; the report carries its latest finished reading, if any.
+        outcomes = self._run(regular, background=slow)
+        with self._lock:
+            outcomes.extend(
+                self._latest_slow[c.name] for c in slow if c.name in self._latest_slow
+            )
         refreshed: set[str] = set()
         if inventory and self.monotonic() >= self._inventory_due:
             for outcome in self._run(inventory):
@@ -236,11 +300,17 @@ def _to_proto(
     result.duration_seconds = outcome.duration
     if outcome.output is not None:
         # add() builds each sample in place; append() of a Sample built apart copied it, about
-        # half of this function's time (0.1 ms a cycle for ~100 samples, measured).
+        # half of this function's time (0.1 ms a cycle for ~100 samples, measured). Labels are
+        # set one by one: add(labels=...) fills the map through Python's MutableMapping.update,
+        # twice the time of the whole loop (143 -> 66 us for 98 samples, measured).
         add = result.samples.add
         for sample in outcome.output.samples:
             if math.isfinite(sample.value):
-                add(name=sample.name, labels=sample.labels, value=sample.value)
+                added = add(name=sample.name, value=sample.value)
+                if sample.labels:
+                    labels = added.labels
+                    for key, value in sample.labels.items():
+                        labels[key] = value
         if with_info and outcome.output.info:
             result.info_json = canonical_json(outcome.output.info)
     return result

@@ -8,21 +8,24 @@ workers are daemon threads, abandoned at exit.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any, TypeVar
 
-T = TypeVar("T")
-_Job = tuple[Callable[[], Any], "Future[Any]"]
+log = logging.getLogger(__name__)
 
 
 class DaemonPool:
-    """A fixed set of daemon threads running submitted calls, each result in a Future."""
+    """A fixed set of daemon threads running queued calls.
+
+    No Future is made for a call (each has a Condition of its own): the caller hands its
+    results back the way it needs (rmm_agent.report gives a whole report's collectors to one
+    call and waits once)."""
 
     def __init__(self, workers: int, name: str) -> None:
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
+        self.size = workers
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{index}", daemon=True)
             for index in range(workers)
@@ -30,11 +33,10 @@ class DaemonPool:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, call: Callable[[], T]) -> Future[T]:
-        """Queue `call` and return the Future of its result."""
-        future: Future[T] = Future()
-        self._jobs.put((call, future))
-        return future
+    def start(self, call: Callable[[], object]) -> None:
+        """Queue `call` for the first idle worker; it must handle its own errors (one that
+        escapes is logged and the worker goes on)."""
+        self._jobs.put(call)
 
     def shutdown(self) -> None:
         """Let idle workers end; a busy one is abandoned (it is a daemon thread)."""
@@ -42,11 +44,8 @@ class DaemonPool:
             self._jobs.put(None)
 
     def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            call, future = job
-            if not future.set_running_or_notify_cancel():
-                continue
+        while (call := self._jobs.get()) is not None:
             try:
-                future.set_result(call())
-            except BaseException as exc:  # handed to whoever waits on the future
-                future.set_exception(exc)
+                call()
+            except Exception:  # a bug in the call must not end the worker
+                log.exception("a job on %s failed", threading.current_thread().name)

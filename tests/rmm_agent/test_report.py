@@ -175,3 +175,59 @@ def test_samples_keep_their_labels_and_values_and_non_finite_ones_are_left_out()
         ]
     finally:
         builder.close()
+
+
+class Pausing:
+    """A collector that takes `pause` seconds and notes the thread it ran on."""
+
+    name: ClassVar[str] = "pausing"
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    inventory: ClassVar[bool] = False
+
+    def __init__(self, pause: float, threads: list[str]) -> None:
+        self.pause = pause
+        self.threads = threads
+
+    def collect(self) -> CollectorOutput:
+        self.threads.append(threading.current_thread().name)
+        time.sleep(self.pause)
+        return CollectorOutput()
+
+
+def pausing(name: str, pause: float, threads: list[str]) -> Pausing:
+    """A Pausing collector registered as `name`."""
+    named: type[Pausing] = type(f"Pausing_{name}", (Pausing,), {"name": name})
+    return named(pause, threads)
+
+
+def test_one_worker_takes_a_whole_cycle() -> None:
+    """One hand-off a cycle, not one a collector: each of these would hold a worker of its own
+    while it sleeps, had each its own hand-off."""
+    threads: list[str] = []
+    builder = ReportBuilder([pausing(f"p{i}", 0.02, threads) for i in range(3)])
+    try:
+        report = builder.build()
+        assert [c.ok for c in report.collectors] == [True] * 3
+        assert len(threads) == 3 and len(set(threads)) == 1, threads
+        assert threads[0] != threading.current_thread().name
+    finally:
+        builder.close()
+
+
+def test_a_hung_collector_holds_the_others_only_a_moment() -> None:
+    """Hung first in its cycle: another worker takes the rest, which make the report."""
+    hanging = Hanging()
+    threads: list[str] = []
+    builder = ReportBuilder([hanging, Fine(), pausing("after", 0.0, threads)], timeout_seconds=1)
+    try:
+        started = time.monotonic()
+        by_name = {c.name: c for c in builder.build().collectors}
+        assert time.monotonic() - started < 3
+        assert "timed out after 1s" in by_name["hanging"].error
+        assert by_name["fine"].ok and by_name["after"].ok and threads
+        again = {c.name: c for c in builder.build().collectors}
+        assert "still running" in again["hanging"].error and hanging.calls == 1
+        assert again["fine"].ok and again["after"].ok
+    finally:
+        hanging.release.set()
+        builder.close()
