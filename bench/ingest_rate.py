@@ -986,6 +986,10 @@ class BareAgentService(agent_pb2_grpc.AgentServiceServicer):
             yield agent_pb2.ReportAck(sequence=report.sequence)
 
 
+# rmm-server's figure for the most agents one process holds here (pending_calls()).
+BARE_PENDING_CALLS = 60_000
+
+
 async def serve_bare(address: str) -> None:
     """Serve the bare peer on `address` until SIGTERM."""
     server = grpc.aio.server(
@@ -993,6 +997,10 @@ async def serve_bare(address: str) -> None:
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ("grpc.max_send_message_length", 16 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
+            # As rmm-server sets them (rmm_server/listeners.py): a burst of new streams waits
+            # for the server instead of gRPC core ending those past 1,000-3,000 waiting.
+            ("grpc.server.max_pending_requests", BARE_PENDING_CALLS),
+            ("grpc.server.max_pending_requests_hard_limit", BARE_PENDING_CALLS),
         ]
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(BareAgentService(), server)

@@ -38,6 +38,11 @@ GRPC_KEEPALIVE_TIME_MS = 60_000
 GRPC_KEEPALIVE_TIMEOUT_MS = 20_000
 # Streams one connection may open at once: an agent uses three, the CLI one or two.
 GRPC_MAX_CONCURRENT_STREAMS = 100
+# gRPC core's own hard limit of calls waiting to be taken by the server.
+DEFAULT_MAX_PENDING_CALLS = 3_000
+# Calls a connected agent may have open at once (report and command streams, a file transfer):
+# what a fleet reconnecting at once (a server restart, a network back) asks for in one burst.
+CALLS_PER_AGENT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +106,19 @@ def grpc_listener_options(
         ("grpc.keepalive_timeout_ms", GRPC_KEEPALIVE_TIMEOUT_MS),
         ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
         ("grpc.max_concurrent_streams", GRPC_MAX_CONCURRENT_STREAMS),
+        # New calls wait in gRPC core until the Python server takes them, one at a time on its
+        # event loop. Core's defaults end calls beyond 1,000 waiting (at random) and all beyond
+        # 3,000, as CANCELLED or "INTERNAL: Internal error from Core": a burst of 5,000 streams
+        # (1,700 agents reconnecting) lost two thirds of them. Every agent the descriptor budget
+        # admits may wait instead; core still ends a call not taken within 30 s.
+        ("grpc.server.max_pending_requests", pending_calls(budget)),
+        ("grpc.server.max_pending_requests_hard_limit", pending_calls(budget)),
     ]
+
+
+def pending_calls(budget: DescriptorBudget) -> int:
+    """New calls that may wait for the server at once: every admitted agent's, reconnecting."""
+    return max(DEFAULT_MAX_PENDING_CALLS, budget.grpc_connections * CALLS_PER_AGENT)
 
 
 def join_host_port(host: str, port: int) -> str:
