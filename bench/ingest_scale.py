@@ -13,13 +13,16 @@ For every combination of `--agents`, `--db` and `--processes`:
 2. the agents are enrolled through replica 0's Enroll RPC (`--enroll-concurrency` at a time),
    and spread over `--clients` client processes (grpc.aio, one TCP connection per agent, the
    real collectors' report as template, a quarter of them "hot": bench.ingest_rate's agents);
-3. every agent connects and sends one report carrying its inventory (the priming step, not
-   measured: what a fleet does once when the server starts), then the offered rate is stepped:
-   `--start-rate`, times `--growth` each step; at each, every agent's stream is paced at
-   agents/rate seconds (an open loop, random phases, latency from when each report was due),
-   `--warmup` s then `--duration` s measured. A step passes when p99 <= `--p99-ms`, at least
-   95% of the offered rate was acknowledged in the window, and no stream failed or report was
-   rejected; the first failing step ends the stepping (`--max-steps` at most);
+3. every agent connects, opens its report stream and sends one report carrying its inventory
+   (the priming step, not measured: what a fleet does once when the server starts), then the
+   offered rate is stepped: `--start-rate`, times `--growth` each step; at each, every agent's
+   reports are paced at agents/rate seconds on the stream it holds from step to step, as a real
+   agent holds one (at 10,000 agents and 300/s an agent reports every 33 s: a stream per step
+   would be a new stream per report, which no fleet does); an open loop, random phases,
+   latency from when each report was due; `--warmup` s then `--duration` s measured. A step
+   passes when p99 <= `--p99-ms`, at least 95% of the offered rate was acknowledged in the
+   window, and no stream failed or report was rejected; the first failing step ends the
+   stepping (`--max-steps` at most);
 4. the server's CPU (all P processes, /proc) per report in the window (on 2 cores the clients
    and the servers share the machine: this is the honest figure, the rate is what this machine
    does with its load generator on it), server RSS at the end of each step's window and, at the
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import multiprocessing
@@ -93,10 +97,10 @@ from bench.ingest_rate import (
     SITE,
     AgentOutcome,
     ClientJob,
+    ReportMaker,
     SimAgent,
     WorkerResult,
     capture_template,
-    drive_agent,
     fresh_database,
     is_hot,
     machine_ticks,
@@ -106,6 +110,7 @@ from bench.ingest_rate import (
     stop_clients,
 )
 from rmm_agent import __version__ as agent_version
+from rmm_common.tokens import bearer_metadata
 from rmm_proto import agent_pb2, agent_pb2_grpc
 
 START_SECONDS = 60.0
@@ -122,7 +127,7 @@ SPARE_FDS = 500
 
 
 # --------------------------------------------------------------------------------------------
-# Client processes: connect once, then one stream per agent per step
+# Client processes: connect once, hold one report stream per agent, step the rate on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +150,137 @@ class Step:
     seed: int
 
 
+class HeldStream:
+    """One agent's report stream, opened once and held across steps, as a real agent holds it.
+
+    Each step paces the agent's reports at the step's interval on the same stream; the reader
+    runs for the stream's life and credits each acknowledgement to the step whose report it is.
+    A stream that fails is counted against its step and opened again at the next one (the
+    sequence goes on, as an agent's does)."""
+
+    def __init__(self, agent: SimAgent, channel: grpc.aio.Channel, maker: ReportMaker,
+                 in_flight: int) -> None:
+        self.agent = agent
+        self.channel = channel
+        self.maker = maker
+        self.slots = asyncio.Semaphore(in_flight)
+        self.in_flight = in_flight
+        self.call: Any = None
+        self.reader: asyncio.Task[None] | None = None
+        self.next_sequence = 1
+        self.expected = 1
+        self.attach = True  # a new agent's first report carries its inventory
+        # sequence -> (latency origin, the step's tallies, this agent's outcome in that step)
+        self.pending: dict[int, tuple[float, WorkerResult, AgentOutcome, Step]] = {}
+        self.settled = asyncio.Event()  # nothing pending
+        self.settled.set()
+        self.error = ""
+
+    def _open(self) -> None:
+        stub = agent_pb2_grpc.AgentServiceStub(self.channel)
+        self.call = stub.StreamReports(metadata=bearer_metadata(self.agent.credential))
+        self.error = ""
+        self.expected = self.next_sequence
+        self.slots = asyncio.Semaphore(self.in_flight)
+        self.reader = asyncio.create_task(self._read(self.call))
+
+    async def _read(self, call: Any) -> None:
+        try:
+            while True:
+                ack = await call.read()
+                if ack is grpc.aio.EOF:
+                    return
+                now = time.monotonic()
+                entry = self.pending.pop(ack.sequence, None)
+                self.slots.release()
+                if entry is None:
+                    continue
+                origin, result, outcome, step = entry
+                if ack.sequence != self.expected:
+                    outcome.out_of_order += 1
+                self.expected = ack.sequence + 1
+                if ack.rejected:
+                    outcome.rejected += 1
+                    outcome.first_rejection = outcome.first_rejection or ack.rejected
+                else:
+                    outcome.acked += 1
+                    outcome.last_acked = max(outcome.last_acked, ack.sequence)
+                if outcome.first_ack_at is None:
+                    outcome.first_ack_at = now - step.timeline[0]
+                if ack.need_inventory:
+                    outcome.need_inventory += 1
+                    self.attach = True
+                record_ack(result, step, now, origin)
+                if not self.pending:
+                    self.settled.set()
+        except grpc.aio.AioRpcError as error:
+            self.error = f"{error.code().name}: {error.details()}"
+        finally:
+            for _origin, _result, outcome, step in self.pending.values():
+                outcome.error = outcome.error or self.error or "stream ended without an ack"
+                outcome.error_at = time.monotonic() - step.timeline[0]
+            self.pending.clear()
+            self.settled.set()
+
+    async def run_step(self, step: Step, result: WorkerResult, outcome: AgentOutcome) -> None:
+        start_at, window_start, window_end, drain_deadline = step.timeline
+        due = start_at + self.maker.rng.uniform(0.0, step.interval)
+        while due < window_end:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            if self.call is None or self.reader is None or self.reader.done():
+                self._open()
+            try:
+                await asyncio.wait_for(self.slots.acquire(), drain_deadline - time.monotonic())
+            except TimeoutError:
+                outcome.timed_out = True
+                return
+            now = time.monotonic()
+            if now >= window_end:
+                self.slots.release()
+                break
+            sequence = self.next_sequence
+            report = self.maker.next(sequence, self.attach)
+            self.attach = False
+            # Latency from when the report was due: a server that falls behind shows it.
+            self.pending[sequence] = (min(now, due), result, outcome, step)
+            self.settled.clear()
+            try:
+                await self.call.write(report)
+            except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+                break  # the reader ends the call's pending reports with its error
+            self.next_sequence += 1
+            outcome.sent = sequence
+            if window_start <= now:
+                result.sent_in_window += 1
+            due += step.interval
+        try:
+            await asyncio.wait_for(self.settled.wait(), max(1.0, drain_deadline - time.monotonic()))
+        except TimeoutError:
+            outcome.timed_out = True
+
+    async def close(self) -> None:
+        if self.call is not None and self.reader is not None and not self.reader.done():
+            with contextlib.suppress(asyncio.InvalidStateError, grpc.aio.AioRpcError):
+                await self.call.done_writing()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.reader, DRAIN_SECONDS)
+        if self.reader is not None and not self.reader.done():
+            self.reader.cancel()
+
+
+def record_ack(result: WorkerResult, step: Step, now: float, origin: float) -> None:
+    """Count an acknowledgement in its step's window (latency) or warm-up."""
+    start_at, window_start, window_end, _ = step.timeline
+    if window_start <= now < window_end:
+        result.acks_in_window += 1
+        second = min(int(now - window_start), len(result.acks_by_second) - 1)
+        result.acks_by_second[second] += 1
+        result.latencies_ms.append((now - origin) * 1000.0)
+    elif start_at <= now < window_start:
+        second = min(int(now - start_at), len(result.acks_by_second_warmup) - 1)
+        result.acks_by_second_warmup[second] += 1
+
+
 async def run_scale_client(
     job: ScaleJob,
     inbox: multiprocessing.queues.Queue[Any],
@@ -159,6 +295,15 @@ async def run_scale_client(
         grpc.aio.insecure_channel(job.addresses[agent.index % len(job.addresses)], options=options)
         for agent in job.agents
     ]
+    makers_job = ClientJob(
+        worker=job.worker, address="", agents=job.agents, template=job.template,
+        inventory_hash=job.inventory_hash, inventory_json=job.inventory_json,
+        in_flight=job.in_flight, seed=job.worker,
+    )
+    streams = [
+        HeldStream(agent, channel, ReportMaker(agent, makers_job), job.in_flight)
+        for agent, channel in zip(job.agents, channels, strict=True)
+    ]
     try:
         await asyncio.wait_for(
             asyncio.gather(*(c.channel_ready() for c in channels)),
@@ -166,7 +311,6 @@ async def run_scale_client(
         )
         outbox.put(("ready", job.worker, os.getpid()))
         loop = asyncio.get_running_loop()
-        next_sequence = [1] * len(job.agents)
         while True:
             step: Step | None = await loop.run_in_executor(None, inbox.get)
             if step is None:
@@ -176,27 +320,13 @@ async def run_scale_client(
             result.acks_by_second = [0] * max(1, math.ceil(window_end - window_start))
             result.acks_by_second_warmup = [0] * max(1, math.ceil(window_start - start_at))
             result.agents = [AgentOutcome(agent.agent_id) for agent in job.agents]
-            paced = ClientJob(
-                worker=job.worker, address="", agents=job.agents, template=job.template,
-                inventory_hash=job.inventory_hash, inventory_json=job.inventory_json,
-                in_flight=job.in_flight, seed=step.seed, interval=step.interval,
-            )
-            firsts = list(next_sequence)
             await asyncio.gather(
-                *(
-                    drive_agent(
-                        agent, channel, paced, step.timeline, outcome, result,
-                        first_sequence=first, with_inventory=first == 1,
-                    )
-                    for agent, channel, outcome, first in zip(
-                        job.agents, channels, result.agents, firsts, strict=True
-                    )
-                )
+                *(stream.run_step(step, result, outcome)
+                  for stream, outcome in zip(streams, result.agents, strict=True))
             )
-            for index, outcome in enumerate(result.agents):
-                next_sequence[index] = max(next_sequence[index], outcome.sent + 1)
             outbox.put(("done", job.worker, result))
     finally:
+        await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)
         await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
 
 
