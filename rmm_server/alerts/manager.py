@@ -28,6 +28,7 @@ from rmm_server.alerts.lifecycle import (
 from rmm_server.storage.alerts import AlertRecord, AlertStore
 
 log = logging.getLogger(__name__)
+_FIRING = AlertState.FIRING.value
 # Fingerprints remembered, about one per rule and series of each agent (cleared when full).
 FINGERPRINT_MEMO_LIMIT = 500_000
 
@@ -172,6 +173,18 @@ class AlertManager:
             if previous is None and not condition.active:
                 # No alert and a condition that does not hold: advance() keeps it that way
                 # whatever the time (the steady state of most rules on most agents).
+                continue
+            if previous is not None and condition.active and previous.state == _FIRING:
+                # Firing and still holding: all advance() and _record() do is note the time
+                # and the value (time cannot end or move a firing alert whose condition holds).
+                if previous.severity != rule.severity:
+                    self.version += 1
+                previous.last_active_at = now
+                previous.value = condition.value
+                if condition.annotations:
+                    previous.annotations = dict(condition.annotations)
+                previous.labels = dict(rule.labels)
+                previous.severity = rule.severity
                 continue
             labels = dict(condition.series_labels)
             before = _to_lifecycle(previous) if previous else None
