@@ -3,7 +3,9 @@
 Five measurements, each repeated `--runs` times (figures are medians across runs):
 
 1. in-process: one `ReportBuilder` over every collector, warmed up once, then `--cycles`
-   `build()` calls timed with `time.process_time()` (CPU of every thread of this process);
+   `build()` calls timed with `time.process_time()` (CPU of every thread of this process), its
+   clock moved `--interval` between two (a collector read at most every few seconds is read
+   as often as in the real agent);
 2. the real agent: `rmm-server serve --insecure` and `rmm-agent run --interval 1` as real
    processes on loopback; VmRSS sampled every second for `--duration` seconds, and CPU per
    report (utime+stime over reports made) over the last half of that window;
@@ -218,9 +220,18 @@ def run_command(argv: Sequence[str | Path], env: dict[str, str] | None = None,
 # 1. One collection cycle, in this process
 
 
-def measure_in_process(cycles: int) -> dict[str, Any]:
-    """Time `cycles` ReportBuilder.build() calls (after one warm-up) in CPU and wall time."""
-    builder = ReportBuilder(make_collectors([]))
+def measure_in_process(cycles: int, interval: float) -> dict[str, Any]:
+    """Time `cycles` ReportBuilder.build() calls (after one warm-up) in CPU and wall time.
+
+    The builds follow each other at once, but the builder's clock moves `interval` seconds
+    between two, as the real agent's does: a collector read at most every few seconds
+    (`min_interval_seconds`) is then read as often as in the real agent at that interval."""
+    skipped = [0.0]
+
+    def agent_clock() -> float:
+        return time.monotonic() + skipped[0]
+
+    builder = ReportBuilder(make_collectors([]), monotonic=agent_clock)
     try:
         cpu0, wall0 = time.process_time(), time.perf_counter()
         warm = builder.build()
@@ -236,6 +247,7 @@ def measure_in_process(cycles: int) -> dict[str, Any]:
         failures: dict[str, str] = {}
         report = warm
         for _ in range(cycles):
+            skipped[0] += interval
             cpu0, wall0 = time.process_time(), time.perf_counter()
             report = builder.build()
             cpu_ms.append((time.process_time() - cpu0) * 1000.0)
@@ -244,8 +256,8 @@ def measure_in_process(cycles: int) -> dict[str, Any]:
                 if not result.ok:
                     failures[result.name] = result.error
                 # Inventory results are carried over from the warm-up (re-read hourly): their
-                # duration is the warm-up's, not this cycle's.
-                if result.name not in inventory:
+                # duration is the warm-up's, not this cycle's; a reading repeated (not due) has 0.
+                if result.name not in inventory and result.duration_seconds > 0:
                     durations.setdefault(result.name, []).append(result.duration_seconds * 1000.0)
     finally:
         builder.close()
@@ -258,6 +270,8 @@ def measure_in_process(cycles: int) -> dict[str, Any]:
         "collector_wall_ms_median": {
             name: statistics.median(values) for name, values in durations.items()
         },
+        # Cycles in which each collector ran (not carrying a reading over).
+        "collector_runs": {name: len(values) for name, values in durations.items()},
         "collector_wall_ms_p90": {
             name: summarise(values)["p90"] for name, values in durations.items()
         },
@@ -842,7 +856,7 @@ def one_run(index: int, cycles: int, duration: float, interval: float, binary: P
     with tempfile.TemporaryDirectory(prefix="rmm-bench-footprint-") as tmp:
         workdir = Path(tmp)
         print(f"run {index}: in-process, {cycles} cycles...", flush=True)
-        in_process = measure_in_process(cycles)
+        in_process = measure_in_process(cycles, interval)
         print(f"run {index}: node_exporter, {cycles} scrapes...", flush=True)
         node_exporter = measure_node_exporter(binary, cycles, workdir)
         print(f"run {index}: real agent and server, {duration:g} s...", flush=True)
@@ -1010,12 +1024,16 @@ def print_report(
             values = " / ".join(fmt(r["figures"][key], spec) for r in runs)
             print(f"  {label:<36} {values}")
     print()
-    print("agent collectors, wall ms per cycle (median; they overlap on 4 worker threads)")
+    print("agent collectors, wall ms per cycle they ran in (median; first run's count of "
+          "cycles they ran in)")
     series = summ["series_by_collector"]
+    ran = runs[0]["in_process"].get("collector_runs", {})
+    cycles = runs[0]["in_process"]["cycles"]
     for name, value in sorted(
         summ["collector_wall_ms_median"].items(), key=lambda kv: -(kv[1] or 0.0)
     ):
-        print(f"  {name:<12} {fmt(value, '.2f'):>8} ms  {series.get(name, 0):>4} series")
+        print(f"  {name:<12} {fmt(value, '.2f'):>8} ms  {series.get(name, 0):>4} series  "
+              f"ran in {ran.get(name, 0)} of {cycles} cycles")
     for name, value in summ["inventory_collector_wall_ms_warmup"].items():
         print(f"  {name:<12} {fmt(value, '.2f'):>8} ms  {series.get(name, 0):>4} series  "
               "(inventory: warm-up only, re-read hourly)")

@@ -3,6 +3,7 @@ the others go on."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -52,6 +53,9 @@ def fallback_host_facts() -> dict[str, str]:
 
 # How long one collector may run before another worker takes the rest of its cycle.
 STALL_SECONDS = 0.25
+# A collector's min_interval_seconds counts as passed at 90% of it: reports come on a schedule
+# with some jitter, and one due a millisecond early must not wait a whole interval more.
+SPACING_SLACK = 0.9
 
 
 @dataclass(slots=True)
@@ -92,6 +96,10 @@ class ReportBuilder:
         self.collectors = list(collectors)
         self.wait_for_slow = wait_for_slow
         self._latest_slow: dict[str, _Outcome] = {}
+        # Collectors with a min_interval_seconds: when each was last read, and what it said.
+        self._spaced: dict[str, tuple[float, _Outcome]] = {}
+        # Slow collectors with a min_interval_seconds: when each was last started.
+        self._slow_started: dict[str, float] = {}
         self.timeout = timeout_seconds
         self.inventory_interval = inventory_interval_seconds
         self.clock = clock
@@ -232,9 +240,33 @@ class ReportBuilder:
         )
         regular = [c for c in self.collectors if not c.inventory and c not in slow]
         inventory = [c for c in self.collectors if c.inventory]
+        # A collector with a `min_interval_seconds` read less than that long ago is not run
+        # again: its last good reading is reported, with time 0 (as an inventory's is); a slow
+        # one is not started again (its latest finished reading is reported, as always).
+        now = self.monotonic()
+        reused: dict[str, _Outcome] = {}
+        for collector in regular:
+            last = self._spaced.get(collector.name)
+            if last is not None and not _due(collector, now, last[0]):
+                reused[collector.name] = dataclasses.replace(last[1], duration=0.0)
+        started_slow = [c for c in slow if _due(c, now, self._slow_started.get(c.name))]
+        for collector in started_slow:
+            self._slow_started[collector.name] = now
         # A slow collector is started again once idle, after this cycle's regular ones and on
         # the same worker; the report carries its latest finished reading, if any.
-        outcomes = self._run(regular, background=slow)
+        ran = {
+            outcome.name: outcome
+            for outcome in self._run(
+                [c for c in regular if c.name not in reused], background=started_slow
+            )
+        }
+        outcomes = [reused.get(c.name) or ran[c.name] for c in regular]
+        for collector in regular:
+            if collector.name in ran and getattr(collector, "min_interval_seconds", 0.0) > 0:
+                if ran[collector.name].ok:
+                    self._spaced[collector.name] = (now, ran[collector.name])
+                else:  # a failed reading is not repeated: the next report tries again
+                    self._spaced.pop(collector.name, None)
         with self._lock:
             outcomes.extend(
                 self._latest_slow[c.name] for c in slow if c.name in self._latest_slow
@@ -287,6 +319,12 @@ class ReportBuilder:
         if self.inventory_json:
             report.inventory.hash = self.inventory_hash
             report.inventory.json = self.inventory_json
+
+
+def _due(collector: Collector, now: float, last: float | None) -> bool:
+    """Tell whether `collector` is to be read at `now`, last read at `last` (None: never)."""
+    spacing = getattr(collector, "min_interval_seconds", 0.0)
+    return spacing <= 0 or last is None or now - last >= spacing * SPACING_SLACK
 
 
 def _to_proto(

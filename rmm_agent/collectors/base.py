@@ -40,7 +40,9 @@ class Collector(Protocol):
     # Inventory collectors change rarely: their info is sent only when its hash changes.
     inventory: ClassVar[bool]
     # A collector may also say `slow: ClassVar[bool] = True`: it then runs in the background
-    # and each report carries its latest finished reading instead of waiting for it.
+    # and each report carries its latest finished reading instead of waiting for it. It may say
+    # `min_interval_seconds: ClassVar[float] = S`: a report made less than S seconds after its
+    # last good reading carries that reading again instead of running it (rmm_agent.report).
 
     def collect(self) -> CollectorOutput: ...
 

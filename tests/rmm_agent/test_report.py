@@ -231,3 +231,80 @@ def test_a_hung_collector_holds_the_others_only_a_moment() -> None:
     finally:
         hanging.release.set()
         builder.close()
+
+
+class Spaced:
+    """A collector read at most every 5 s; fails while `failing` is set."""
+
+    name: ClassVar[str] = "spaced"
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (MetricSpec("spaced_value", "gauge", "A value."),)
+    inventory: ClassVar[bool] = False
+    min_interval_seconds: ClassVar[float] = 5.0
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.failing = False
+
+    def collect(self) -> CollectorOutput:
+        self.calls += 1
+        if self.failing:
+            raise OSError("not now")
+        return CollectorOutput([Sample("spaced_value", float(self.calls))], {"call": self.calls})
+
+
+def test_a_collector_with_a_minimum_interval_repeats_its_last_good_reading_until_due() -> None:
+    now = [0.0]
+    spaced, fine = Spaced(), Fine()
+    builder = ReportBuilder([spaced, fine], monotonic=lambda: now[0])
+    try:
+
+        def reading() -> tuple[float, float, str]:
+            by_name = {c.name: c for c in builder.build().collectors}
+            assert by_name["fine"].ok, "the others run every time"
+            result = by_name["spaced"]
+            return result.samples[0].value, result.duration_seconds, result.info_json.decode()
+
+        value, duration, info = reading()
+        assert (value, info, spaced.calls) == (1.0, '{"call":1}', 1) and duration > 0
+        now[0] = 4.0
+        assert reading() == (1.0, 0.0, '{"call":1}') and spaced.calls == 1
+        now[0] = 4.99  # due, give or take the schedule's jitter
+        assert reading()[0] == 2.0 and spaced.calls == 2
+        spaced.failing = True
+        now[0] = 10.0
+        failed = {c.name: c for c in builder.build().collectors}["spaced"]
+        assert not failed.ok and "not now" in failed.error
+        now[0] = 11.0  # a failure is not repeated: read again at once
+        spaced.failing = False
+        assert reading()[0] == 4.0 and spaced.calls == 4
+    finally:
+        builder.close()
+
+
+class SpacedSlow(Slow):
+    name: ClassVar[str] = "spaced_slow"
+    min_interval_seconds: ClassVar[float] = 5.0
+
+
+def test_a_slow_collector_with_a_minimum_interval_is_started_only_when_due() -> None:
+    now = [0.0]
+    slow = SpacedSlow()
+    slow.release.set()
+    builder = ReportBuilder([Fine(), slow], monotonic=lambda: now[0])
+    try:
+
+        def settled() -> dict[str, float]:
+            """Build once, wait for the background reading, return what a report then shows."""
+            builder.build()
+            deadline = time.monotonic() + 5
+            while builder._claimed and time.monotonic() < deadline:  # the reading is on its way
+                time.sleep(0.01)
+            return {c.name: c.samples[0].value for c in builder.build().collectors}
+
+        assert settled()["spaced_slow"] == 1.0 and slow.calls == 1
+        now[0] = 3.0
+        assert settled()["spaced_slow"] == 1.0 and slow.calls == 1, "not due: not started"
+        now[0] = 6.0
+        assert settled()["spaced_slow"] == 2.0 and slow.calls == 2
+    finally:
+        builder.close()
