@@ -249,9 +249,7 @@ class RmmServer:
         alerts.saved = lambda ids: cluster.publish("alert", "c", ids)
         alerts.suppressions_changed = lambda: cluster.publish("quiet")
         cluster.on("quiet", lambda _message: self._background.spawn(alerts.reload_suppressions()))
-        alerts.manager.shows_firing = lambda: cluster.is_leader
-        cluster.leadership_callbacks.append(lambda _leading: alerts.manager.refresh_firing_gauge())
-        alerts.manager.refresh_firing_gauge()
+        alerts.manager.shows_firing = lambda: cluster.is_leader  # asked at every scrape
         cluster.on("alert", self._alerts_changed)
 
     def _listen_grpc(

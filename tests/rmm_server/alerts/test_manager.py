@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from rmm_server.alerts.manager import AgentIdentity, AlertManager
 from rmm_server.storage import open_store
 from rmm_server.storage.alerts import AlertQuery, AlertStore
+from rmm_server.storage.store import sqlite_url
 
 
 @dataclass(frozen=True)
@@ -102,3 +104,41 @@ def test_an_alert_whose_series_disappears_resolves(db_url: str) -> None:
     _, transitions = manager.apply(AGENT, [fast], "report")
     _, transitions = manager.apply(AGENT, [], "offline-check", resolve_missing=False)
     assert transitions == [] and len(manager.open_alerts()) == 1
+
+
+def firing_gauge(registry: CollectorRegistry) -> dict[tuple[str, str, str], float]:
+    return {
+        (s.labels["severity"], s.labels["client"], s.labels["rule"]): s.value
+        for family in registry.collect()
+        if family.name == "rmm_alerts_firing"
+        for s in family.samples
+    }
+
+
+def test_the_firing_gauge_counts_what_fires_when_scraped(tmp_path: Path) -> None:
+    now = [1000.0]
+    registry = CollectorRegistry()
+    manager = AlertManager(
+        AlertStore(open_store(sqlite_url(tmp_path))), registry, clock=lambda: now[0]
+    )
+    manager.load()
+    other = AgentIdentity("agent2", "web02", "globex", "hq")
+    manager.apply(AGENT, [disk("/", 0.95), disk("/var", 0.95)], "report")
+    manager.apply(other, [disk("/", 0.95)], "report")
+    assert firing_gauge(registry) == {}  # pending is not firing
+    now[0] = 1061
+    manager.apply(AGENT, [disk("/", 0.95), disk("/var", 0.95)], "report")
+    manager.apply(other, [disk("/", 0.95)], "report")
+    assert firing_gauge(registry) == {
+        ("warning", "acme", "DiskLow"): 2.0,
+        ("warning", "globex", "DiskLow"): 1.0,
+    }
+    manager.apply(AGENT, [disk("/", 0.5), disk("/var", 0.95)], "report")  # / resolves
+    assert firing_gauge(registry) == {
+        ("warning", "acme", "DiskLow"): 1.0,
+        ("warning", "globex", "DiskLow"): 1.0,
+    }
+    manager.shows_firing = lambda: False  # another replica leads: it shows them
+    assert firing_gauge(registry) == {}
+    manager.shows_firing = lambda: True
+    assert sum(firing_gauge(registry).values()) == 2.0
