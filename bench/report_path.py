@@ -76,15 +76,13 @@ def stages(report: agent_pb2.Report) -> dict[str, Callable[[], object]]:
     raw = report.SerializeToString()
     shapes = ReportShapes()
     shapes.validate(record.id, agent_pb2.Report.FromString(raw), raw)
-    shape = shapes.shape_of(record.id)
-    keys = shape.keys if shape is not None else None  # the line heads, as ingest passes them
     # The server checks each report once, as decoded from the wire: parse it afresh (the parse
     # is counted; protobuf's first access to each sample of a new message is its real cost).
     return {
         "validate_known_shape": lambda: shapes.validate(
             record.id, agent_pb2.Report.FromString(raw), raw
         ),
-        "render_fragments": lambda: render_agent_fragments(record, report, series, keys=keys),
+        "render_fragments": lambda: render_agent_fragments(record, report, series),
         "policy_input": lambda: agent_context(
             record, report, time.time(), series=series, needed=needed
         ),

@@ -144,50 +144,15 @@ def _family_name(name: str) -> str:
     return family
 
 
-# The series keys of a validated report, per collector: (name, sorted labels) of each sample,
-# as report_shapes.Shape.keys holds them (one tuple per shape, shared by its reports).
-ShapeKeys = tuple[tuple[tuple[str, tuple[tuple[str, str], ...]], ...], ...]
-# Per collector, per sample: its family and its line up to the value (`family{labels} `).
-LineHeads = tuple[tuple[tuple[str, str], ...], ...]
-# Line heads of one shape under one agent's labels, remembered by the shape's keys (held, so
-# that their id is not reused): an agent's reports keep their shape, and then its lines differ
-# only in their values. About one entry per agent; cleared when full.
-MAX_CACHED_HEADS = 50_000
-_line_heads_cache: dict[tuple[int, str], tuple[ShapeKeys, LineHeads]] = {}
-
-
-def _line_heads(prefix: str, keys: ShapeKeys) -> LineHeads:
-    """Return the line heads of the series `keys` under the agent labels `prefix`."""
-    cache_key = (id(keys), prefix)
-    found = _line_heads_cache.get(cache_key)
-    if found is not None and found[0] is keys:
-        return found[1]
-    heads = tuple(
-        tuple(_line_head(prefix, name, labels) for name, labels in collector) for collector in keys
-    )
-    if len(_line_heads_cache) >= MAX_CACHED_HEADS:
-        _line_heads_cache.clear()
-    _line_heads_cache[cache_key] = (keys, heads)
-    return heads
-
-
-def _line_head(prefix: str, name: str, labels: tuple[tuple[str, str], ...]) -> tuple[str, str]:
-    family = _family_names.get(name) or _family_name(name)
-    return family, f"{family}{{{prefix}{_label_suffix(labels)}}} "
-
-
 def render_agent_fragments(
     record: AgentRecord,
     report: agent_pb2.Report,
     series: ReportSeries | None = None,
     budget: ExportBudget | None = None,
-    keys: ShapeKeys | None = None,
 ) -> AgentFragments:
     """Turn one agent's latest report into exposition lines grouped by family; `series` is
     the report's samples as validate_report() returned them, read here when not given. Reported
-    samples beyond `budget` (default: ExportBudget's defaults) are left out and counted.
-    `keys`: the series keys of the report's shape (ReportShapes.shape_of() right after it
-    validated this report): the lines up to their values are then rendered once per shape."""
+    samples beyond `budget` (default: ExportBudget's defaults) are left out and counted."""
     prefix = agent_label_prefix(record)
     lines: dict[str, list[str]] = defaultdict(list)
     if series is None:
@@ -197,8 +162,7 @@ def render_agent_fragments(
     series_left = budget.max_series
     bytes_left = budget.max_bytes
     dropped = kept = 0
-    heads = _line_heads(prefix, keys) if keys is not None and series else None
-    for index, (collector, samples) in enumerate(zip(report.collectors, series, strict=True)):
+    for collector, samples in zip(report.collectors, series, strict=True):
         # One label after the agent's: no sorting to do.
         collector_labels = f'{{{prefix},collector="{escape_label_value(collector.name)}"}}'
         lines["rmm_agent_collector_success"].append(
@@ -209,21 +173,6 @@ def render_agent_fragments(
             f"{format_value(collector.duration_seconds)}\n"
         )
         # Cut the report's tail: what is shown is its first series, in the agent's order.
-        if heads is not None:
-            for (family, head), sample in zip(heads[index], samples, strict=True):
-                if series_left <= 0:
-                    dropped += 1
-                    continue
-                line = f"{head}{format_value(sample[2])}\n"
-                bytes_left -= len(line)
-                series_left -= 1
-                if bytes_left < 0:
-                    dropped += 1
-                    series_left = 0
-                    continue
-                kept += 1
-                lines[family].append(line)
-            continue
         for name, labels, value in samples:
             if series_left <= 0:
                 dropped += 1

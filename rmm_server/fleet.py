@@ -11,12 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from rmm_proto import agent_pb2
-from rmm_server.exposition import (
-    AgentFragments,
-    ExportBudget,
-    ShapeKeys,
-    render_agent_fragments,
-)
+from rmm_server.exposition import AgentFragments, ExportBudget, render_agent_fragments
 from rmm_server.reports import ReportSeries, host_facts
 from rmm_server.storage import AgentRecord
 
@@ -176,11 +171,9 @@ class Fleet:
         received_at: float,
         summary: dict[str, object],
         series: ReportSeries | None = None,
-        keys: ShapeKeys | None = None,
     ) -> bool:
         """Make `report` the agent's latest if it is newer; return whether it was. `series`:
-        its samples as validate_report() returned them; `keys`: its shape's series keys
-        (render_agent_fragments)."""
+        its samples as validate_report() returned them."""
         state = self._agents.get(agent_id)
         if (
             state is None
@@ -204,7 +197,7 @@ class Fleet:
         if report.HasField("inventory"):
             record.inventory_hash = report.inventory.hash
             record.inventory_updated_at = received_at
-        fragments = render_agent_fragments(record, report, series, self.export_budget, keys)
+        fragments = render_agent_fragments(record, report, series, self.export_budget)
         with self._lock:
             state.fragments = fragments
         return True

@@ -168,9 +168,6 @@ class ReportIngestor:
         hits = self.shapes.hits
         try:
             series = self.shapes.validate(agent.id, report, raw)
-            # This report's shape, taken now: another report of the agent may be validated
-            # while this one waits for its write.
-            shape = self.shapes.shape_of(agent.id)
         except InvalidArgument as error:
             # Refused for good: the agent drops it instead of resending it forever.
             self.cpu_budget.charge(agent.id, time.thread_time() - cpu_started)
@@ -230,8 +227,7 @@ class ReportIngestor:
             held = await asyncio.to_thread(self.store.report_body, agent.id, report.sequence)
             return self._duplicate_or_conflict(agent, report, held or b"")
         self._tell_dropped(agent, report)
-        keys = shape.keys if shape is not None else None
-        self.fleet.apply_report(agent.id, report, received_at, summary, series, keys)
+        self.fleet.apply_report(agent.id, report, received_at, summary, series)
         current = self.fleet.get(agent.id)
         need_inventory = bool(
             report.inventory_hash

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,8 +31,6 @@ from rmm_server.storage.alerts import AlertRecord, AlertStore
 
 log = logging.getLogger(__name__)
 _FIRING = AlertState.FIRING.value
-# Fingerprints remembered, about one per rule and series of each agent (cleared when full).
-FINGERPRINT_MEMO_LIMIT = 500_000
 
 
 class RuleLike(RuleTiming, Protocol):
@@ -156,8 +154,6 @@ class AlertManager:
         # Bumped whenever an open alert starts, changes state or severity, or ends: the
         # dashboard's live overview compares it instead of walking every open alert per poll.
         self.version = 0
-        # (rule key, agent id, series labels in their order) -> fingerprint.
-        self._fingerprints: dict[tuple[str, str, tuple[tuple[str, str], ...]], str] = {}
 
     def load(self) -> int:
         """Load open alerts from storage (at start-up); return how many."""
@@ -191,9 +187,14 @@ class AlertManager:
         changed: list[AlertRecord] = []
         transitions: list[Transition] = []
         seen: set[str] = set()
+        # Most agents have no open alert: then a condition that does not hold changes nothing
+        # and needs no fingerprint (seen only matters for open alerts).
+        has_open = agent.agent_id in self._by_agent
         for condition in conditions:
+            if not has_open and not condition.active:
+                continue
             rule = condition.rule
-            key = self._fingerprint(rule.key, agent.agent_id, condition.series_labels)
+            key = fingerprint(rule.key, agent.agent_id, condition.series_labels)
             seen.add(key)
             previous = self._open.get(key)
             if previous is None and not condition.active:
@@ -224,6 +225,7 @@ class AlertManager:
                 dict(condition.annotations),
             )
             self._record(agent, rule, previous, after, now, changed, transitions)
+            has_open = agent.agent_id in self._by_agent  # it may have just opened one
         if resolve_missing:
             for key in list(self._by_agent.get(agent.agent_id, ())):
                 record = self._open[key]
@@ -241,17 +243,6 @@ class AlertManager:
                 self._record_gone(record, after, now, changed, transitions)
         self.metrics.evaluations.labels(trigger=trigger).inc()
         return changed, transitions
-
-    def _fingerprint(self, rule_key: str, agent_id: str, labels: Mapping[str, str]) -> str:
-        """Return fingerprint(rule_key, agent_id, labels), remembered: each report asks again
-        for every rule and series of its agent, and a hash each time adds up."""
-        memo_key = (rule_key, agent_id, tuple(labels.items()))
-        found = self._fingerprints.get(memo_key)
-        if found is None:
-            if len(self._fingerprints) >= FINGERPRINT_MEMO_LIMIT:
-                self._fingerprints.clear()
-            found = self._fingerprints[memo_key] = fingerprint(rule_key, agent_id, labels)
-        return found
 
     def _record(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import struct
 import threading
@@ -321,12 +322,13 @@ class PolicySet:
         # when it runs now.
         plan_of_run: list[tuple[_Resolved, tuple[Any, ...] | None]] = []
         reused: dict[int, tuple[Condition, ...]] = {}  # position in plan_of_run -> conditions
+        digests: dict[bytes | None, bytes] = {}
         for item in bundle.rules:
             if any(name not in scalars for name in item.plan.scalars):
                 continue  # the agent does not report this metric: nothing to judge
             signature = None
             if memory is not None:
-                signature = _signature(item, agent, scalars, series)
+                signature = _signature(item, agent, scalars, series, digests)
                 held = memory.get(item.rule.key)
                 if (
                     signature is not None
@@ -471,11 +473,23 @@ def _split_samples(
     return scalars, series
 
 
+def _info_digest(raw: bytes | None, digests: dict[bytes | None, bytes]) -> bytes:
+    """Return a digest of one collector's info (kept instead of the info itself, a few kB an
+    agent); `digests`: those of this evaluation, so each info is hashed once."""
+    found = digests.get(raw)
+    if found is None:
+        found = digests[raw] = (
+            b"" if raw is None else hashlib.blake2b(raw, digest_size=16).digest() + b"+"
+        )
+    return found
+
+
 def _signature(
     item: _Resolved,
     agent: AgentContext,
     scalars: Mapping[str, float],
     series: Mapping[str, list[SeriesSample]],
+    digests: dict[bytes | None, bytes],
 ) -> tuple[Any, ...] | None:
     """Return everything `item`'s rule reads of the agent this time, comparable with ==, or
     None when that cannot be told (it reads the time since the last report, or collector info
@@ -495,10 +509,8 @@ def _signature(
         raw = agent.info_raw
         if raw is None:
             return None
-        if item.info_sections is None:
-            info = tuple(raw.items())
-        else:
-            info = tuple(raw.get(name) for name in item.info_sections)
+        names = tuple(raw) if item.info_sections is None else item.info_sections
+        info = tuple((name, _info_digest(raw.get(name), digests)) for name in names)
     # Agent facts that are not part of the resolved rule's identity (the rule is cached per
     # agent id, hostname, client, site, tags and os), and what templates may show.
     facts = (agent.interval_seconds,) if plan.agent_fields else ()
