@@ -154,6 +154,7 @@ class AlertManager:
         # Bumped whenever an open alert starts, changes state or severity, or ends: the
         # dashboard's live overview compares it instead of walking every open alert per poll.
         self.version = 0
+        self.metrics.firing.source = self._firing_source
 
     def load(self) -> int:
         """Load open alerts from storage (at start-up); return how many."""
