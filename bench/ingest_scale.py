@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import math
@@ -588,7 +589,10 @@ def run_step(
     clients.start(step)
     pids = [s.pid for s in servers]
     time.sleep(max(0.0, window_start - 0.3 - time.monotonic()))
-    metrics0 = [scrape(s.http_url) for s in servers]  # just outside the CPU window
+    # Read in the background: a busy server may take longer to answer than the window lasts,
+    # and the window's CPU and time must start when the clients' window starts.
+    scraper = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(servers)))
+    before = [scraper.submit(scrape, s.http_url) for s in servers]
     time.sleep(max(0.0, window_start - time.monotonic()))
     busy0, total0 = machine_ticks()
     cpu0 = [cpu_ticks(pid) for pid in pids]
@@ -601,6 +605,8 @@ def run_step(
     busy1, total1 = machine_ticks()
     rss = [rss_kb(pid) for pid in pids]  # every agent's stream still open
     metrics1 = [scrape(s.http_url) for s in servers]
+    metrics0 = [future.result() for future in before]
+    scraper.shutdown()
     results = clients.step_results(step)
     window = at1 - at0
     acks = sum(r.acks_in_window for r in results)
@@ -608,7 +614,7 @@ def run_step(
     outcomes = [o for r in results for o in r.agents]
     failed = [o for o in outcomes if o.error or o.timed_out or o.rejected or o.out_of_order]
     server_cpu = sum(b - a for a, b in zip(cpu0, cpu1, strict=True)) / CLK_TCK
-    rate_done = acks / window
+    rate_done = acks / (window_end - window_start)  # the clients count acks in that window
     p99 = percentile(latencies, 99)
     reasons = []
     if p99 is None or p99 > p99_ms:
