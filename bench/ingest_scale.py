@@ -95,6 +95,7 @@ from bench.ingest_rate import (
     CLIENT,
     POLICIES,
     RATE_LIMITS_OFF,
+    REPORT_INTERVAL_SECONDS,
     SITE,
     AgentOutcome,
     ClientJob,
@@ -225,6 +226,12 @@ class HeldStream:
 
     async def run_step(self, step: Step, result: WorkerResult, outcome: AgentOutcome) -> None:
         start_at, window_start, window_end, drain_deadline = step.timeline
+        # The interval the agent says it reports at is the one it keeps: an agent paced slower
+        # than it says is "offline" between two reports (AgentOffline opening and resolving
+        # all the time, which no fleet does).
+        self.maker.report.interval_seconds = max(
+            REPORT_INTERVAL_SECONDS, math.ceil(step.interval)
+        )
         due = start_at + self.maker.rng.uniform(0.0, step.interval)
         while due < window_end:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
