@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 from pathlib import Path
 from typing import NamedTuple
 
@@ -80,6 +79,9 @@ class ProcStatReader:
     def __init__(self, proc_root: Path = Path("/proc"), max_open: int | None = None) -> None:
         self._root = str(proc_root)
         if max_open is None:
+            # POSIX only, and this module is imported on Windows too (for ProcStat).
+            import resource  # noqa: PLC0415
+
             soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             max_open = MAX_KEPT_OPEN if soft == resource.RLIM_INFINITY else soft // 4
             max_open = min(MAX_KEPT_OPEN, max_open)
