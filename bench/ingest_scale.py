@@ -704,6 +704,8 @@ def step_rates(
         # A failed step is run again up to --retries times: on a machine shared with other
         # work one stall of a few hundred ms in a 10 s window is enough to miss the p99.
         for attempt in range(args.retries + 1):
+            print(f"  offered {rate:.0f}/s: running ({args.warmup:g} s warm-up, "
+                  f"{args.duration:g} s measured)...", flush=True)
             result = run_step(clients, servers, combo.agents, rate, args.warmup, args.duration,
                               number * 10 + attempt, False, args.p99_ms)
             last_acked.update(result.pop("_last_acked"))
