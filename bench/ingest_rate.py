@@ -163,6 +163,21 @@ class AgentOutcome:
     error_at: float | None = None  # seconds after the load started
     first_ack_at: float | None = None
 
+    def count_ack(self, ack: agent_pb2.ReportAck, expected: int) -> None:
+        """Count one acknowledgement (`expected`: the sequence due next on its stream)."""
+        if ack.sequence != expected:
+            self.out_of_order += 1
+        if ack.rejected:
+            self.rejected += 1
+            self.first_rejection = self.first_rejection or ack.rejected
+        else:
+            self.acked += 1
+            self.last_acked = max(self.last_acked, ack.sequence)
+        if ack.need_inventory:
+            self.need_inventory += 1
+            if len(self.need_inventory_sequences) < 5:
+                self.need_inventory_sequences.append(ack.sequence)
+
 
 @dataclass(slots=True)
 class WorkerResult:
@@ -301,19 +316,9 @@ async def drive_agent(
             now = time.monotonic()
             if outcome.first_ack_at is None:
                 outcome.first_ack_at = now - start_at
-            if ack.sequence != expected:
-                outcome.out_of_order += 1
+            outcome.count_ack(ack, expected)
             expected = ack.sequence + 1
-            if ack.rejected:
-                outcome.rejected += 1
-                outcome.first_rejection = outcome.first_rejection or ack.rejected
-            else:
-                outcome.acked += 1
-                outcome.last_acked = max(outcome.last_acked, ack.sequence)
             if ack.need_inventory:
-                outcome.need_inventory += 1
-                if len(outcome.need_inventory_sequences) < 5:
-                    outcome.need_inventory_sequences.append(ack.sequence)
                 attach[0] = True
             sent = sent_at.pop(ack.sequence, None)
             if window_start <= now < window_end:

@@ -198,19 +198,11 @@ class HeldStream:
                 if entry is None:
                     continue
                 origin, result, outcome, step = entry
-                if ack.sequence != self.expected:
-                    outcome.out_of_order += 1
+                outcome.count_ack(ack, self.expected)
                 self.expected = ack.sequence + 1
-                if ack.rejected:
-                    outcome.rejected += 1
-                    outcome.first_rejection = outcome.first_rejection or ack.rejected
-                else:
-                    outcome.acked += 1
-                    outcome.last_acked = max(outcome.last_acked, ack.sequence)
                 if outcome.first_ack_at is None:
                     outcome.first_ack_at = now - step.timeline[0]
                 if ack.need_inventory:
-                    outcome.need_inventory += 1
                     self.attach = True
                 record_ack(result, step, now, origin)
                 if not self.pending:
