@@ -22,6 +22,7 @@ from typing import Any
 
 from rmm_common.logs import agent_label
 from rmm_proto import agent_pb2, commands_pb2
+from rmm_server.keyed_locks import KeyedLocks
 from rmm_server.patching.approval import ManualIndex, compile_rules, decide, decide_for
 from rmm_server.patching.model import (
     AGENT,
@@ -216,6 +217,7 @@ class PatchInventory:
         self._lacking: dict[str, str] = {}
         # Whether each agent waits for a reboot, as its latest report said.
         self._reboot: dict[str, bool] = {}
+        self._observing = KeyedLocks()
 
     # --- ingest ----------------------------------------------------------------------------
 
@@ -242,7 +244,13 @@ class PatchInventory:
 
     async def observe(self, agent: AgentRecord, report: agent_pb2.Report) -> None:
         """Take what a stored report says about the agent's updates and reboot; cheap when
-        nothing changed."""
+        nothing changed. One agent's reports are taken one at a time, in the order they
+        came (a resent batch is processed side by side: two lists stored at once could leave
+        the older one held)."""
+        async with self._observing.hold(agent.id):
+            await self._observe(agent, report)
+
+    async def _observe(self, agent: AgentRecord, report: agent_pb2.Report) -> None:
         reboot = _reboot_required(report)
         if reboot is not None and self._reboot.get(agent.id) != reboot:
             await asyncio.to_thread(self.patches.set_reboot_pending, agent.id, reboot)

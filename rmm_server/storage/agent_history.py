@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import delete, select
 
 from rmm_server.storage import schema
 from rmm_server.storage.store import Store
@@ -24,6 +24,10 @@ class HistoryPoint:
     transmit_bytes_per_second: float | None
 
 
+_KEYS = ("agent_id", "bucket")
+_COLUMNS = [c.name for c in schema.agent_history.c if c.name not in _KEYS]
+
+
 class AgentHistoryStore:
     """Write, read and prune chart points through the server's Store."""
 
@@ -37,15 +41,9 @@ class AgentHistoryStore:
             return
         table = schema.agent_history
         with self.store.transaction("store chart points") as conn:
-            # Delete then insert: portable across SQLite and PostgreSQL, one transaction.
+            # An upsert: two replicas may flush one agent's bucket at once (the agent moved).
             conn.execute(
-                delete(table).where(
-                    table.c.agent_id == bindparam("a"), table.c.bucket == bindparam("b")
-                ),
-                [{"a": p.agent_id, "b": p.bucket} for p in points],
-            )
-            conn.execute(
-                table.insert(),
+                self.store.upsert(table, _KEYS, _COLUMNS),
                 [
                     {
                         "agent_id": p.agent_id,
@@ -56,7 +54,8 @@ class AgentHistoryStore:
                         "receive_bytes_per_second": p.receive_bytes_per_second,
                         "transmit_bytes_per_second": p.transmit_bytes_per_second,
                     }
-                    for p in points
+                    # One statement cannot touch a row twice: the last point of a bucket stands.
+                    for p in {(p.agent_id, p.bucket): p for p in points}.values()
                 ],
             )
 

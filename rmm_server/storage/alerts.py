@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from rmm_server.storage import schema
 from rmm_server.storage.store import Store, record_values
@@ -70,6 +69,9 @@ def _from_row(row: Any) -> AlertRecord:
     return AlertRecord(**values)
 
 
+_UPDATED_COLUMNS = [column.name for column in schema.alerts.c if column.name != "id"]
+
+
 class AlertStore:
     """Read and write alerts through the server's Store (same engine, same errors)."""
 
@@ -80,13 +82,7 @@ class AlertStore:
         """Insert or update alerts in one transaction."""
         if not records:
             return
-        table = schema.alerts
-        dialect_insert = postgresql.insert if self.store.dialect == "postgresql" else sqlite.insert
-        statement = dialect_insert(table)
-        statement = statement.on_conflict_do_update(
-            index_elements=[table.c.id],
-            set_={c.name: statement.excluded[c.name] for c in table.c if c.name != "id"},
-        )
+        statement = self.store.upsert(schema.alerts, ["id"], _UPDATED_COLUMNS)
         with self.store.transaction(f"save {len(records)} alerts") as conn:
             conn.execute(statement, [_to_row(record) for record in records])
 

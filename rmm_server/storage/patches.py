@@ -30,7 +30,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from rmm_server.storage import schema
 from rmm_server.storage.store import Store, record_values
@@ -46,6 +45,17 @@ STATES = (PENDING, APPROVED, DECLINED, FAILED, INSTALLED)
 FAILED_STATUSES = ("failed", "interrupted")
 # Bound parameters per statement: SQLite allows 32,766; chunks stay well under.
 CHUNK = 5000
+_UPDATE_KEYS = ("agent_id", "update_id")
+_UPDATE_COLUMNS = tuple(c.name for c in schema.patch_updates.c if c.name not in _UPDATE_KEYS)
+_CATALOG_COLUMNS = (
+    "name",
+    "classification",
+    "backend",
+    "severity",
+    "available",
+    "reboot_required",
+    "seen_at",
+)
 
 
 @dataclass(slots=True)
@@ -280,16 +290,20 @@ class PatchStore:
         """Make the agent's stored list its new one: `upserts` replace rows (new or changed),
         `removed` leave, and the agent's state holds `digest`; one transaction."""
         table = schema.patch_updates
-        gone = [*removed, *(row.update_id for row in upserts)]
         with self.store.transaction(f"store the pending updates of agent {agent_id}") as conn:
-            for chunk in _chunks(gone):
+            for chunk in _chunks(removed):
                 conn.execute(
                     delete(table).where(
                         and_(table.c.agent_id == agent_id, table.c.update_id.in_(chunk))
                     )
                 )
             if upserts:
-                conn.execute(table.insert(), [record_values(row) for row in upserts])
+                # An upsert, not delete-then-insert: another writer of the same list (a
+                # resent report, another replica) may insert a row this one did not see.
+                conn.execute(
+                    self.store.upsert(table, _UPDATE_KEYS, _UPDATE_COLUMNS),
+                    [record_values(row) for row in upserts],
+                )
                 self._put_catalog(conn, upserts, now)
             self._put_agent(
                 conn,
@@ -319,26 +333,7 @@ class PatchStore:
             }
             for row in latest.values()
         ]
-        dialect_insert = postgresql.insert if self.store.dialect == "postgresql" else sqlite.insert
-        statement = dialect_insert(table)
-        conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=[table.c.update_id],
-                set_={
-                    name: statement.excluded[name]
-                    for name in (
-                        "name",
-                        "classification",
-                        "backend",
-                        "severity",
-                        "available",
-                        "reboot_required",
-                        "seen_at",
-                    )
-                },
-            ),
-            values,
-        )
+        conn.execute(self.store.upsert(table, ["update_id"], _CATALOG_COLUMNS), values)
 
     def note_reported_digest(self, agent_id: str, digest: str) -> None:
         """Record the digest an agent reported without its list (the server lacks that one)."""
@@ -351,14 +346,11 @@ class PatchStore:
             self._put_agent(conn, agent_id, {"reboot_pending": pending})
 
     def _put_agent(self, conn: Connection, agent_id: str, values: dict[str, Any]) -> None:
-        table = schema.patch_agents
-        changed = conn.execute(
-            update(table).where(table.c.agent_id == agent_id).values(**values)
-        ).rowcount
-        if not changed:
-            conn.execute(
-                table.insert().values({**record_values(PatchAgentRow(agent_id)), **values})
-            )
+        # One upsert: a check-then-insert lets two writers of one agent both insert.
+        conn.execute(
+            self.store.upsert(schema.patch_agents, ["agent_id"], sorted(values)),
+            {**record_values(PatchAgentRow(agent_id)), **values},
+        )
 
     # --- decisions -------------------------------------------------------------------------
 
@@ -372,20 +364,18 @@ class PatchStore:
 
     def put_decision_records(self, records: Sequence[DecisionRow]) -> None:
         """Store approve or decline records, each replacing the one of its update and scope."""
+        if not records:
+            return
         table = schema.patch_decisions
+        keys = ("update_pattern", "scope", "target")
+        columns = [c.name for c in table.c if c.name not in keys]
+        # The last of one key in `records` stands (one upsert cannot touch a row twice).
+        latest = {tuple(getattr(r, key) for key in keys): r for r in records}
         with self.store.transaction(f"store {len(records)} patch decisions") as conn:
-            for record in records:
-                conn.execute(
-                    delete(table).where(
-                        and_(
-                            table.c.update_pattern == record.update_pattern,
-                            table.c.scope == record.scope,
-                            table.c.target == record.target,
-                        )
-                    )
-                )
-            if records:
-                conn.execute(table.insert(), [record_values(r) for r in records])
+            conn.execute(
+                self.store.upsert(table, keys, columns),
+                [record_values(r) for r in latest.values()],
+            )
 
     def update_ids(self) -> list[str]:
         """Return every update id any agent listed (the catalog keeps ids installed since)."""

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Table,
     and_,
     bindparam,
     create_engine,
@@ -192,6 +193,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self._upserts: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Any] = {}
 
     @contextmanager
     def transaction(self, what: str) -> Iterator[Connection]:
@@ -213,6 +215,23 @@ class Store:
         collation a PostgreSQL database was created with (en_US would put "alpha" before
         "Beta"), so that lists and their pages come in one order on both."""
         return column.collate("C") if self.dialect == "postgresql" else column
+
+    def upsert(self, table: Table, keys: Sequence[str], columns: Sequence[str]) -> Any:
+        """Return an INSERT that, where a row with the same `keys` exists, sets its `columns`
+        instead: one statement, so two writers of one row cannot both find it missing
+        and both insert (a check-then-insert fails the second with an IntegrityError on
+        PostgreSQL). Built once per shape: it sits on the report path."""
+        shape = (table.name, tuple(keys), tuple(columns))
+        statement = self._upserts.get(shape)
+        if statement is None:
+            dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+            new_row = dialect_insert(table)
+            statement = new_row.on_conflict_do_update(
+                index_elements=[table.c[key] for key in keys],
+                set_={name: new_row.excluded[name] for name in columns},
+            )
+            self._upserts[shape] = statement
+        return statement
 
     def _insert_ignore(self, table: Any) -> Any:
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert

@@ -4,7 +4,9 @@ output on change only, decided by manual records and policy rules, closed by ins
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -25,7 +27,7 @@ from rmm_server.patching.model import (
 )
 from rmm_server.storage import AgentRecord, Store, open_store
 from rmm_server.storage.commands import CommandRecord
-from rmm_server.storage.patches import PatchStore
+from rmm_server.storage.patches import PatchStore, UpdateRow
 
 DAY = 86_400.0
 
@@ -402,3 +404,69 @@ def test_install_outcomes_close_installed_updates_and_mark_failures(store: Store
     assert (report.approved_missing, report.failed) == (2, 1)
     assert report.reboot_pending and report.last_install_at == 1_800_000_100.0
     assert not report.compliant
+
+
+def test_two_writers_of_one_agents_list_at_once_both_succeed(store: Store) -> None:
+    """Two replicas (or a resent report beside its original) storing the same agent's new list
+    at the same moment: neither finds the other's uncommitted rows, and neither may fail."""
+    clock = Clock()
+    patches = PatchStore(store)
+    rounds = 25
+    barrier = threading.Barrier(2)
+
+    def write(round_no: int) -> None:
+        rows = [
+            UpdateRow(
+                agent_id="a1",
+                update_id=f"apt:pkg{round_no}-{n}",
+                name=f"pkg{round_no}-{n}",
+                current="1",
+                available="2",
+                classification="security",
+                backend="apt",
+                source="deb.debian.org",
+                severity="",
+                published=None,
+                size_bytes=None,
+                reboot_required=False,
+                first_seen=clock.now,
+                decision="pending",
+                why="",
+            )
+            for n in range(20)
+        ]
+        barrier.wait()
+        patches.write_list("a1", rows, [], f"digest-{round_no}", False, clock.now)
+
+    with ThreadPoolExecutor(2) as pool:
+        for round_no in range(rounds):
+            list(pool.map(write, [round_no, round_no]))  # raises what either raised
+    assert len(listed(store, "a1")) == rounds * 20
+    state = patches.agent_state("a1")
+    assert state is not None and state.digest == f"digest-{rounds - 1}"
+
+
+def test_one_agents_reports_taken_side_by_side_leave_the_newest_list(store: Store) -> None:
+    """A resent batch is processed concurrently: the list of the later report stands."""
+    clock = Clock()
+    a1 = agent("a1")
+    host = Host(a1, clock, [pkg("openssl")])
+    inv = inventory(store, clock, [a1])
+    reports = []
+    for n in range(6):
+        host.backend.updates = [pkg("openssl", str(n + 2)), pkg(f"extra{n}")]
+        clock.now += 60
+        reports.append(host.report())
+
+    async def all_at_once() -> None:
+        await asyncio.gather(*(inv.observe(a1, report) for report in reports))
+
+    asyncio.run(all_at_once())
+    assert listed(store, "a1") == {"apt:openssl": "pending", "apt:extra5": "pending"}
+    state = PatchStore(store).agent_state("a1")
+    assert state is not None and state.digest == state.reported_digest
+    # The server holds that digest: the next report, the digest alone, writes nothing.
+    clock.now += 60
+    asyncio.run(inv.observe(a1, host.report()))
+    after = PatchStore(store).agent_state("a1")
+    assert after is not None and after.listed_at == state.listed_at
