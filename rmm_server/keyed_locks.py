@@ -35,6 +35,10 @@ class KeyedLocks:
             else:
                 self._locks[key] = (lock, users - 1)
 
+    def __contains__(self, key: object) -> bool:
+        """Whether a block of `key` runs or waits now."""
+        return key in self._locks
+
     def __len__(self) -> int:
         """How many keys are held or waited for now."""
         return len(self._locks)

@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rmm_common.logs import agent_label
@@ -244,36 +245,37 @@ class PatchInventory:
 
     async def observe(self, agent: AgentRecord, report: agent_pb2.Report) -> None:
         """Take what a stored report says about the agent's updates and reboot; cheap when
-        nothing changed. One agent's reports are taken one at a time, in the order they
-        came (a resent batch is processed side by side: two lists stored at once could leave
-        the older one held)."""
-        async with self._observing.hold(agent.id):
-            await self._observe(agent, report)
-
-    async def _observe(self, agent: AgentRecord, report: agent_pb2.Report) -> None:
+        nothing changed. What writes is done one report of an agent at a time, in the order
+        they came (a resent batch is processed side by side: two lists stored at once could
+        leave the older one held)."""
         reboot = _reboot_required(report)
+        listed = _listed(_collector_info(report))
+        held = await self._held_digests()
+        if (
+            agent.id not in self._observing  # else it waits its turn behind the earlier one
+            and (reboot is None or self._reboot.get(agent.id) == reboot)
+            and (listed is None or held.get(agent.id) == listed.digest)
+        ):
+            return  # the usual report: nothing to write
+        async with self._observing.hold(agent.id):
+            await self._take(agent, reboot, listed)
+
+    async def _take(self, agent: AgentRecord, reboot: bool | None, listed: _Listed | None) -> None:
         if reboot is not None and self._reboot.get(agent.id) != reboot:
             await asyncio.to_thread(self.patches.set_reboot_pending, agent.id, reboot)
             self._reboot[agent.id] = reboot
-        info = _collector_info(report)
-        if info is None:
+        if listed is None:
             return
-        updates = info.get("updates")
-        digest = info.get("digest")
-        if not isinstance(digest, str) or not digest:
-            if not isinstance(updates, list):
-                return
-            digest = list_digest(updates, bool(info.get("truncated")))
         held = await self._held_digests()
-        if held.get(agent.id) == digest:
+        if held.get(agent.id) == listed.digest:
             return
-        if not isinstance(updates, list):
-            await self._lacking_list(agent, digest)
+        if listed.updates is None:
+            await self._lacking_list(agent, listed.digest)
             return
         await asyncio.to_thread(
-            self._store_list, agent, updates, digest, bool(info.get("truncated"))
+            self._store_list, agent, listed.updates, listed.digest, listed.truncated
         )
-        held[agent.id] = digest
+        held[agent.id] = listed.digest
         self._lacking.pop(agent.id, None)
 
     async def _held_digests(self) -> dict[str, str]:
@@ -505,6 +507,30 @@ def _collector_info(report: agent_pb2.Report) -> dict[str, Any] | None:
                 return None
             return info if isinstance(info, dict) else None
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    """What a report's patches collector says of the pending updates."""
+
+    digest: str
+    updates: list[Any] | None  # None: the digest alone (the list is unchanged, or resent later)
+    truncated: bool
+
+
+def _listed(info: dict[str, Any] | None) -> _Listed | None:
+    """Return the list (or its digest alone) the patches collector's info carries, or None."""
+    if info is None:
+        return None
+    updates = info.get("updates")
+    updates = updates if isinstance(updates, list) else None
+    truncated = bool(info.get("truncated"))
+    digest = info.get("digest")
+    if not isinstance(digest, str) or not digest:
+        if updates is None:
+            return None
+        digest = list_digest(updates, truncated)
+    return _Listed(digest, updates, truncated)
 
 
 def _reboot_required(report: agent_pb2.Report) -> bool | None:

@@ -470,3 +470,28 @@ def test_one_agents_reports_taken_side_by_side_leave_the_newest_list(store: Stor
     asyncio.run(inv.observe(a1, host.report()))
     after = PatchStore(store).agent_state("a1")
     assert after is not None and after.listed_at == state.listed_at
+
+
+def test_a_list_changed_and_changed_back_in_one_resent_batch_ends_as_the_last_said(
+    store: Store,
+) -> None:
+    """The held list L0; a batch says L1 then L0 again, taken side by side: L0 stands (the
+    second report must wait for the first's write, though it matches what is held)."""
+    clock = Clock()
+    a1 = agent("a1")
+    host = Host(a1, clock, [pkg("openssl")])
+    inv = inventory(store, clock, [a1])
+    asyncio.run(inv.observe(a1, host.report()))
+    host.backend.updates = [pkg("openssl"), pkg("bash")]
+    clock.now += 60
+    changed = host.report()
+    host.backend.updates = [pkg("openssl")]
+    clock.now += 60
+    back = host.report()
+    assert b'"updates"' in back.collectors[0].info_json
+
+    async def both() -> None:
+        await asyncio.gather(inv.observe(a1, changed), inv.observe(a1, back))
+
+    asyncio.run(both())
+    assert listed(store, "a1") == {"apt:openssl": "pending"}
