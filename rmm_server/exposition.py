@@ -15,10 +15,13 @@ import sys
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from math import isfinite
-from typing import TYPE_CHECKING
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
 
 from rmm_proto import agent_pb2
+from rmm_server.report_shapes import MAX_SHAPES, Shape
 from rmm_server.reports import ReportSeries, report_series
 
 if TYPE_CHECKING:
@@ -144,21 +147,115 @@ def _family_name(name: str) -> str:
     return family
 
 
+# The longest text format_value() gives a finite float ("-2.2250738585072014e-308").
+_MAX_VALUE_TEXT = 24
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """A shape's exposition lines with the agent's labels and the values left open: per family,
+    one %-format of all its lines and the picker of its arguments from [prefix, *texts], where
+    texts are the samples' values, then each collector's success, then its duration."""
+
+    families: tuple[tuple[str, str, itemgetter[Any]], ...]
+    samples: int
+    collectors: int
+    lines: int  # sample and collector lines: each takes the agent's prefix once
+    fixed_bytes: int  # what the lines take without the prefixes and the values
+
+
+# Layouts by shape digest: agents of one kind share a shape, so a few serve the fleet. Bounded
+# as the shapes are (cleared when full).
+_layouts: dict[bytes, _Layout] = {}
+
+
+def _layout_of(shape: Shape) -> _Layout:
+    layout = _layouts.get(shape.digest)
+    if layout is None:
+        if len(_layouts) >= MAX_SHAPES:
+            _layouts.clear()
+        layout = _layouts[shape.digest] = _build_layout(shape)
+    return layout
+
+
+def _build_layout(shape: Shape) -> _Layout:
+    samples = shape.size()
+    formats: dict[str, list[str]] = defaultdict(list)
+    picks: dict[str, list[int]] = defaultdict(list)
+
+    def add(family: str, labels: str, text_index: int) -> None:
+        # "%" in a label value is text, not a conversion.
+        formats[family].append(f"{family}{{%s{labels.replace('%', '%%')}}} %s\n")
+        picks[family] += (0, text_index + 1)
+
+    position = 0
+    for number, (collector, keys) in enumerate(zip(shape.collectors, shape.keys, strict=True)):
+        collector_label = f',collector="{escape_label_value(collector)}"'
+        add("rmm_agent_collector_success", collector_label, samples + number)
+        add(
+            "rmm_agent_collector_duration_seconds",
+            collector_label,
+            samples + len(shape.collectors) + number,
+        )
+        for name, labels in keys:
+            add(_family_names.get(name) or _family_name(name), _label_suffix(labels), position)
+            position += 1
+    families = tuple(
+        (family, "".join(formats[family]), itemgetter(*picks[family])) for family in formats
+    )
+    lines = sum(len(f) for f in formats.values())
+    fixed = sum(len(line.replace("%%", "%")) - 4 for f in formats.values() for line in f)
+    return _Layout(families, samples, len(shape.collectors), lines, fixed)
+
+
+def _render_by_layout(
+    report: agent_pb2.Report,
+    series: ReportSeries,
+    layout: _Layout,
+    prefix: str,
+    lines: dict[str, list[str]],
+) -> bool:
+    collectors = report.collectors
+    if len(collectors) != layout.collectors:
+        return False
+    texts = [prefix]
+    texts += [format_value(value) for samples in series for _name, _labels, value in samples]
+    texts += ["1" if collector.ok else "0" for collector in collectors]
+    texts += [format_value(collector.duration_seconds) for collector in collectors]
+    if len(texts) != 1 + layout.samples + 2 * layout.collectors:
+        return False  # not the series of this shape: the caller renders them line by line
+    for family, template, pick in layout.families:
+        lines[family].append(template % pick(texts))
+    return True
+
+
 def render_agent_fragments(
     record: AgentRecord,
     report: agent_pb2.Report,
     series: ReportSeries | None = None,
     budget: ExportBudget | None = None,
+    shape: Shape | None = None,
 ) -> AgentFragments:
     """Turn one agent's latest report into exposition lines grouped by family; `series` is
     the report's samples as validate_report() returned them, read here when not given. Reported
-    samples beyond `budget` (default: ExportBudget's defaults) are left out and counted."""
+    samples beyond `budget` (default: ExportBudget's defaults) are left out and counted.
+    `shape`: the report's validated shape (report_shapes.py), whose lines are then laid out
+    once for every agent of that shape and filled in with this agent's labels and values."""
     prefix = agent_label_prefix(record)
     lines: dict[str, list[str]] = defaultdict(list)
-    if series is None:
-        series = report_series(report)
     if budget is None:
         budget = _DEFAULT_BUDGET
+    if series is not None and shape is not None:
+        layout = _layout_of(shape)
+        longest = layout.fixed_bytes + layout.lines * len(prefix) + layout.samples * _MAX_VALUE_TEXT
+        if (
+            layout.samples <= budget.max_series
+            and longest <= budget.max_bytes
+            and _render_by_layout(report, series, layout, prefix, lines)
+        ):
+            return _finish(record, report, prefix, lines, budget, 0, layout.samples)
+    if series is None:
+        series = report_series(report)
     series_left = budget.max_series
     bytes_left = budget.max_bytes
     dropped = kept = 0
@@ -187,6 +284,19 @@ def render_agent_fragments(
                 continue
             kept += 1
             lines[family].append(line)
+    return _finish(record, report, prefix, lines, budget, dropped, kept)
+
+
+def _finish(
+    record: AgentRecord,
+    report: agent_pb2.Report,
+    prefix: str,
+    lines: dict[str, list[str]],
+    budget: ExportBudget,
+    dropped: int,
+    kept: int,
+) -> AgentFragments:
+    """Add the agent's own series to `lines` and return them as fragments."""
     info = _labels(
         prefix,
         [

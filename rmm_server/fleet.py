@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from rmm_proto import agent_pb2
 from rmm_server.exposition import AgentFragments, ExportBudget, render_agent_fragments
+from rmm_server.report_shapes import Shape
 from rmm_server.reports import ReportSeries, host_facts
 from rmm_server.storage import AgentRecord
 
@@ -171,9 +172,10 @@ class Fleet:
         received_at: float,
         summary: dict[str, object],
         series: ReportSeries | None = None,
+        shape: Shape | None = None,
     ) -> bool:
         """Make `report` the agent's latest if it is newer; return whether it was. `series`:
-        its samples as validate_report() returned them."""
+        its samples as validate_report() returned them; `shape`: their validated shape."""
         state = self._agents.get(agent_id)
         if (
             state is None
@@ -197,7 +199,7 @@ class Fleet:
         if report.HasField("inventory"):
             record.inventory_hash = report.inventory.hash
             record.inventory_updated_at = received_at
-        fragments = render_agent_fragments(record, report, series, self.export_budget)
+        fragments = render_agent_fragments(record, report, series, self.export_budget, shape)
         with self._lock:
             state.fragments = fragments
         return True

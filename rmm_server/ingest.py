@@ -177,6 +177,7 @@ class ReportIngestor:
         finally:
             hit = self.shapes.hits > hits
             self.metrics.report_shapes.labels(result="hit" if hit else "miss").inc()
+        shape = self.shapes.shape_of(agent.id)  # this report's, before another is checked
         if report.sequence <= agent.last_sequence:
             # Usually a redelivery after a lost acknowledgement; but a reused sequence (agent
             # state restored, lost or cloned) looks the same by number, so the content decides.
@@ -227,7 +228,7 @@ class ReportIngestor:
             held = await asyncio.to_thread(self.store.report_body, agent.id, report.sequence)
             return self._duplicate_or_conflict(agent, report, held or b"")
         self._tell_dropped(agent, report)
-        self.fleet.apply_report(agent.id, report, received_at, summary, series)
+        self.fleet.apply_report(agent.id, report, received_at, summary, series, shape)
         current = self.fleet.get(agent.id)
         need_inventory = bool(
             report.inventory_hash
