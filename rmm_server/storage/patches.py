@@ -300,9 +300,12 @@ class PatchStore:
             if upserts:
                 # An upsert, not delete-then-insert: another writer of the same list (a
                 # resent report, another replica) may insert a row this one did not see.
+                # One statement may not touch a row twice (ids cut to the column's length
+                # can meet): the last row of an id stands.
+                latest = {row.update_id: row for row in upserts}
                 conn.execute(
                     self.store.upsert(table, _UPDATE_KEYS, _UPDATE_COLUMNS),
-                    [record_values(row) for row in upserts],
+                    [record_values(row) for row in latest.values()],
                 )
                 self._put_catalog(conn, upserts, now)
             self._put_agent(

@@ -12,7 +12,7 @@ import pytest
 
 from rmm_server.storage import Store, open_store
 from rmm_server.storage.agent_history import AgentHistoryStore, HistoryPoint
-from rmm_server.storage.patches import DecisionRow, PatchStore
+from rmm_server.storage.patches import DecisionRow, PatchStore, UpdateRow
 
 ROUNDS = 25
 
@@ -74,3 +74,31 @@ def test_two_writers_of_one_agents_patch_state_at_once(store: Store) -> None:
     for n in range(ROUNDS):
         state = patches.agent_state(f"a{n}")
         assert state is not None and state.reboot_pending and state.reported_digest == "d" * 64
+
+
+def test_a_list_naming_one_update_twice_is_stored_once(store: Store) -> None:
+    """Two ids the agent sent differently can be one id once cut to the column's length."""
+    patches = PatchStore(store)
+    first, second = (
+        UpdateRow(
+            "a1",
+            "apt:x",
+            "x",
+            "1",
+            version,
+            "security",
+            "apt",
+            "",
+            "",
+            None,
+            None,
+            False,
+            1.0,
+            "pending",
+            "",
+        )
+        for version in ("2", "3")
+    )
+    patches.write_list("a1", [first, second], [], "d1", False, 1.0)
+    rows = patches.agent_updates("a1")
+    assert [(r.update_id, r.available) for r in rows] == [("apt:x", "3")]
