@@ -18,6 +18,7 @@ from rmm_cli.agents import agent_pages, agent_row, page_json
 from rmm_cli.client import Connection
 from rmm_cli.output import emit_json_rows, emit_json_texts
 from rmm_proto import agent_pb2, agent_pb2_grpc, operator_pb2
+from tests import databases
 from tests.helpers import (
     ServerProcess,
     end_process,
@@ -45,7 +46,7 @@ PAGE = 3
 INTERVAL = 5
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=databases.DIALECTS)
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
     extra = ["--db", request.getfixturevalue("pg_url")] if request.param == "postgresql" else []
     process = ServerProcess(

@@ -3,8 +3,6 @@ re-announces them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -13,29 +11,7 @@ from rmm_server.alerts.manager import AgentIdentity, AlertManager
 from rmm_server.storage import open_store
 from rmm_server.storage.alerts import AlertQuery, AlertStore
 from rmm_server.storage.store import sqlite_url
-
-
-@dataclass(frozen=True)
-class Rule:
-    key: str = "servers/DiskLow"
-    name: str = "DiskLow"
-    severity: str = "warning"
-    tier: str = "L1"
-    for_seconds: float = 60.0
-    keep_firing_for_seconds: float = 0.0
-    has_clear: bool = False
-    labels: Mapping[str, str] = field(default_factory=lambda: {"team": "ops"})
-
-
-@dataclass(frozen=True)
-class Condition:
-    rule: Rule
-    series_labels: Mapping[str, str]
-    active: bool
-    clear: bool | None = None
-    value: float | None = None
-    annotations: Mapping[str, str] = field(default_factory=dict)
-
+from tests.rmm_server.alerts.fakes import Condition, Rule
 
 AGENT = AgentIdentity("agent1", "web01", "acme", "hq")
 RULE = Rule()

@@ -6,8 +6,6 @@ manager's shortcuts (no alert and nothing holding; firing and still holding) mus
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -17,35 +15,13 @@ from rmm_server.alerts.manager import AgentIdentity, AlertManager
 from rmm_server.storage import open_store
 from rmm_server.storage.alerts import AlertStore
 from rmm_server.storage.store import sqlite_url
-
-
-@dataclass(frozen=True)
-class Rule:
-    key: str
-    name: str
-    for_seconds: float
-    keep_firing_for_seconds: float
-    has_clear: bool
-    severity: str = "warning"
-    tier: str = "L1"
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Condition:
-    rule: Rule
-    series_labels: Mapping[str, str]
-    active: bool
-    clear: bool | None = None
-    value: float | None = None
-    annotations: Mapping[str, str] = field(default_factory=dict)
-
+from tests.rmm_server.alerts.fakes import Condition, Rule
 
 RULES = (
-    Rule("t/Now", "Now", 0.0, 0.0, False),
-    Rule("t/For", "For", 60.0, 0.0, False),
-    Rule("t/Keep", "Keep", 0.0, 90.0, False),
-    Rule("t/Clear", "Clear", 30.0, 0.0, True),
+    Rule("t/Now", "Now", for_seconds=0.0, labels={}),
+    Rule("t/For", "For", for_seconds=60.0, labels={}),
+    Rule("t/Keep", "Keep", for_seconds=0.0, keep_firing_for_seconds=90.0, labels={}),
+    Rule("t/Clear", "Clear", for_seconds=30.0, has_clear=True, labels={}),
 )
 AGENT = AgentIdentity("a1", "web01", "acme", "hq")
 
