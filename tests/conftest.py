@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rmm_cli.client import Connection
 from rmm_server.storage.store import open_store, sqlite_url
 from tests import databases
 from tests.helpers import ServerProcess, free_port
@@ -29,6 +30,17 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     ).start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def conn(server: ServerProcess) -> Iterator[Connection]:
+    """The admin operator's connection to `server` (a module's own `server` fixture if it has
+    one), as the `rmm` CLI opens it."""
+    connection = Connection(
+        server=server.grpc_address, token=server.admin_token, insecure=True, ca_cert=None
+    )
+    yield connection
+    connection.close()
 
 
 @pytest.fixture(scope="session")

@@ -60,15 +60,6 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerPro
     process.stop()
 
 
-@pytest.fixture
-def conn(server: ServerProcess) -> Iterator[Connection]:
-    connection = Connection(
-        server=server.grpc_address, token=server.admin_token, insecure=True, ca_cert=None
-    )
-    yield connection
-    connection.close()
-
-
 def enroll_odd_hosts(server: ServerProcess) -> None:
     """Enroll agents that never report, with hostnames that need escaping and some tags."""
     token = rmm_json(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -42,15 +41,6 @@ def enroll(server: ServerProcess, count: int) -> list[str]:
             )
             names.append(name)
     return names
-
-
-@pytest.fixture
-def conn(server: ServerProcess) -> Iterator[Connection]:
-    connection = Connection(
-        server=server.grpc_address, token=server.admin_token, insecure=True, ca_cert=None
-    )
-    yield connection
-    connection.close()
 
 
 def test_pages_follow_each_other_to_the_last(server: ServerProcess, conn: Connection) -> None:
