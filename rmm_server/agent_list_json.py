@@ -19,14 +19,18 @@ from dataclasses import dataclass
 
 from rmm_common.agent_rows import RowText
 from rmm_proto import operator_pb2
-from rmm_server.storage.agent_list import AgentColumns, AgentListRow, row_from_columns
+from rmm_server.storage.agent_list import (
+    ONLINE_COLUMN,
+    AgentColumns,
+    AgentListRow,
+    row_from_columns,
+)
 
 # Entries kept at most (about 2 kB each); past it the cache starts again, empty.
 MAX_ENTRIES = 50_000
 # A page's text stops growing past this many bytes (the next page goes on from there): the
 # CLI's gRPC receive limit is 4 MiB, and a row of long hostnames and names can take kilobytes.
 MAX_PAGE_BYTES = 3 * 2**20
-ONLINE_COLUMN = 14  # in AgentColumns: the query's online, which is not part of a row's key
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,7 @@ class AgentRowTexts:
         entries = self._entries
         for row in rows:
             agent_tags = tags.get(row[0], [])
-            key = (*row[:ONLINE_COLUMN], *agent_tags)
+            key = (*row[:ONLINE_COLUMN], *agent_tags)  # online: put in at each listing
             entry = entries.get(row[0])
             if entry is None or entry.key != key:
                 summary = self.to_summary(row_from_columns(row, agent_tags))

@@ -61,6 +61,8 @@ _ROW_COLUMNS = (
     _agents.c.revoked_at,
     _agents.c.summary,
 )
+# Where a list_agent_columns row holds online: after the columns.
+ONLINE_COLUMN = len(_ROW_COLUMNS)
 
 
 def online_clause(now: float) -> Any:
@@ -147,7 +149,7 @@ def row_from_columns(row: AgentColumns, tags: list[str]) -> AgentListRow:
         last_sequence=row[11],
         revoked_at=row[12],
         summary=json.loads(row[13] or "{}"),
-        online=bool(row[14]),
+        online=bool(row[ONLINE_COLUMN]),
     )
 
 
